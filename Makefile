@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make scan` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lazaret-installed
+OUT    ?= out/sample
+
+.PHONY: setup scan test test-fast bench bench-pii bench-dedup bench-poisoning bench-toxicity bench-scale clean sample-data
+
+setup: $(STAMP)
+
+# Idempotent: re-installs only when pyproject.toml changed.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+scan: setup
+	$(BIN)/lazaret scan sample_data --out $(OUT) --overwrite
+	@echo "Outputs: $(OUT)/ (clean/, quarantine/, findings/, provenance.json, summary.json, report.html)"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+sample-data: setup
+	$(BIN)/python sample_data/make_sample.py
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: bench-pii bench-dedup bench-poisoning bench-toxicity
+
+bench-pii: $(VENV)/.bench-installed
+	$(BIN)/python bench/pii_quality.py
+	$(BIN)/python bench/pii_speed.py
+
+bench-dedup: $(VENV)/.bench-installed
+	$(BIN)/python bench/dedup_quality.py
+	$(BIN)/python bench/dedup_speed.py
+
+bench-poisoning: $(VENV)/.bench-installed
+	$(BIN)/python bench/poisoning_bench.py
+
+bench-toxicity: $(VENV)/.bench-installed
+	$(BIN)/python bench/toxicity_bench.py
+
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python bench/scale_bench.py
+
+clean:
+	rm -rf out .pytest_cache

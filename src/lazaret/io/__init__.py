@@ -1,0 +1,1 @@
+"""Readers (files to records, with positions) and writers (deterministic sharded outputs)."""

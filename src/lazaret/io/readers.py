@@ -1,0 +1,357 @@
+"""Reading corpora through Beam's filesystems, one file per element, never losing a line.
+
+Why a DoFn per file instead of ``ReadFromText``: every record must keep its file and line number (the
+``doc_id`` and the manifest depend on them), undecodable lines and truncated compressed streams must
+become reject rows instead of crashing the run, and a single 50 MB line must not be held in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+import zlib
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from lazaret.mask import snippet
+from lazaret.records import MalformedRecord, build_record, make_doc_id, sha256_hex
+
+log = logging.getLogger("lazaret.read")
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".jsonl.zst", ".jsonl.zstd", ".ndjson.zst")
+PARQUET_SUFFIXES = (".parquet",)
+SUPPORTED_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+PROGRESS_EVERY = 50000
+
+
+class InputError(Exception):
+    """No input matched, or an input has an unsupported type: a usage error (exit 2)."""
+
+
+def _supported(path: str) -> bool:
+    return path.lower().endswith(SUPPORTED_SUFFIXES)
+
+
+def display_path(path: str) -> str:
+    """The path recorded in manifests: relative to the working directory when under it, so ids do not
+    depend on where the clone lives."""
+    if "://" in path:
+        return path
+    absolute = os.path.abspath(path)
+    cwd = os.getcwd()
+    if absolute.startswith(cwd + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return absolute
+
+
+def expand_inputs(inputs: List[str]) -> List[str]:
+    """Files, directories (recursively) and globs, through Beam's filesystems; sorted, de-duplicated."""
+    found: Dict[str, None] = {}
+    for item in inputs:
+        matches: List[str] = []
+        is_local = "://" not in item
+        if is_local and os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if _supported(full):
+                        matches.append(full)
+            if not matches:
+                raise InputError(f"{item}: directory holds no supported files ({', '.join(SUPPORTED_SUFFIXES)})")
+        else:
+            pattern = item
+            if not is_local and not any(ch in item for ch in "*?[") and not _supported(item):
+                pattern = item.rstrip("/") + "/**"
+            try:
+                result = FileSystems.match([pattern])[0]
+                metadata = result.metadata_list
+            except Exception as exc:  # Beam raises BeamIOError for missing paths
+                raise InputError(f"{item}: cannot list input ({exc.__class__.__name__}: {exc})") from None
+            for meta in metadata:
+                if _supported(meta.path):
+                    matches.append(meta.path)
+                elif not any(ch in item for ch in "*?[") and meta.path == item:
+                    raise InputError(f"{item}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+            if not matches:
+                raise InputError(f"{item}: no such file, or no supported file matches")
+        for m in sorted(matches):
+            found[display_path(m)] = None
+    return sorted(found)
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps the raw (compressed) stream: sha256 and size of the file's exact bytes, computed as we read."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.sha.update(data)
+        self.size += n
+        return n
+
+    def drain(self) -> None:
+        while True:
+            data = self.raw.read(1 << 20)
+            if not data:
+                return
+            self.sha.update(data)
+            self.size += len(data)
+
+
+class _ZstdReader(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        import zstandard
+
+        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._reader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(raw: _HashingReader, path: str) -> io.BufferedReader:
+    lower = path.lower()
+    if lower.endswith((".gz",)):
+        return io.BufferedReader(gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20), mode="rb"), 1 << 20)
+    if lower.endswith((".zst", ".zstd")):
+        return io.BufferedReader(_ZstdReader(io.BufferedReader(raw, 1 << 20)), 1 << 20)
+    return io.BufferedReader(raw, 1 << 20)
+
+
+def iter_lines(stream: io.BufferedReader, max_bytes: int) -> Iterator[Tuple[Optional[bytes], int, str]]:
+    """(line or None when over ``max_bytes``, byte length, sha256) per line; memory bounded by max_bytes."""
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            body = line[:-1] if line.endswith(b"\n") else line
+            if body.endswith(b"\r"):
+                body = body[:-1]
+            yield body, len(body), sha256_hex(body)
+            continue
+        # Oversized: hash it streaming, keep nothing.
+        sha = hashlib.sha256(line)
+        size = len(line)
+        while not line.endswith(b"\n"):
+            line = stream.readline(1 << 20)
+            if not line:
+                break
+            sha.update(line[:-1] if line.endswith(b"\n") else line)
+            size += len(line)
+        yield None, size, sha.hexdigest()
+
+
+def reject(source_path: str, index: int, content_sha: str, rule: str, detail: str, evidence: str = "",
+           record_id: Optional[str] = None) -> Dict[str, Any]:
+    """A reject row: what is wrong, where, with a masked snippet."""
+    return {
+        "doc_id": make_doc_id(source_path, index, content_sha),
+        "record_id": record_id,
+        "source_path": source_path,
+        "source_index": index,
+        "content_sha256": content_sha,
+        "rule": rule,
+        "detail": detail,
+        "evidence": evidence,
+    }
+
+
+class ReadFile(beam.DoFn):
+    """One input path in; records (main output), rejects and one file-info row (tagged outputs) out."""
+
+    REJECT = "reject"
+    FILE = "file"
+
+    def __init__(self, fmt: str = "auto", id_field: str = "id", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
+        self.fmt = None if fmt == "auto" else fmt
+        self.id_field = id_field
+        self.max_record_bytes = max_record_bytes
+        self.records_read = Metrics.counter("lazaret.read", "records")
+        self.rejected = Metrics.counter("lazaret.read", "rejects")
+
+    def process(self, path: str) -> Iterator[Any]:
+        if path.lower().endswith(PARQUET_SUFFIXES):
+            yield from self._parquet(path)
+        else:
+            yield from self._jsonl(path)
+
+    # -- JSON lines --------------------------------------------------------------------------------------
+    def _jsonl(self, path: str) -> Iterator[Any]:
+        started = time.time()
+        index = 0
+        fmt = self.fmt
+        count = 0
+        try:
+            raw_handle = FileSystems.open(path, compression_type="uncompressed")
+        except Exception as exc:
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "unreadable_file",
+                                                                f"cannot open: {exc.__class__.__name__}"))
+            yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
+                                                        "format": None, "error": "unreadable_file"})
+            return
+        hashing = _HashingReader(raw_handle)
+        error: Optional[str] = None
+        try:
+            stream = _decompressed(hashing, path)
+            first = True
+            for body, size, content_sha in iter_lines(stream, self.max_record_bytes):
+                if first:
+                    first = False
+                    if body is not None and body.startswith(b"\xef\xbb\xbf"):
+                        body = body[3:]
+                if body is not None and not body.strip():
+                    continue  # blank line: not a record
+                idx = index
+                index += 1
+                count += 1
+                if count % PROGRESS_EVERY == 0:
+                    rate = count / max(time.time() - started, 1e-6)
+                    log.info("read %d records from %s (%.0f records/s)", count, path, rate)
+                if body is None:
+                    self.rejected.inc()
+                    yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                        path, idx, content_sha, "record_too_large",
+                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit"))
+                    continue
+                out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
+                yield out
+        except (EOFError, OSError, zlib.error, ValueError) as exc:
+            error = exc.__class__.__name__
+            name = str(exc)[:160]
+            rule = "truncated_stream" if isinstance(exc, EOFError) or "end" in name.lower() else "corrupt_stream"
+            self.rejected.inc()
+            count += 1
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, index, sha256_hex(f"{path}:{index}:{rule}".encode()), rule,
+                f"compressed stream ended or broke after {index} records: {error}: {name}; the rest of the "
+                "file could not be read"))
+        except Exception as exc:  # noqa: BLE001 - anything else in decompression is a finding, not a crash
+            error = exc.__class__.__name__
+            self.rejected.inc()
+            count += 1
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
+                f"reading stopped after {index} records: {error}"))
+        if count == 0 and error is None:
+            count = 1
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
+                                                                "file holds no records"))
+        try:
+            hashing.drain()
+        except Exception:  # noqa: BLE001
+            pass
+        raw_handle.close()
+        yield beam.pvalue.TaggedOutput(self.FILE, {
+            "path": path, "size": hashing.size, "sha256": hashing.sha.hexdigest(), "records": count,
+            "format": fmt, "error": error})
+
+    def _parse_line(self, body: bytes, path: str, idx: int, content_sha: str, fmt: Optional[str]):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.rejected.inc()
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, "invalid_utf8", f"byte {exc.start} is not valid UTF-8",
+                snippet(body.decode("utf-8", "replace")))), fmt
+        try:
+            obj = json.loads(text)
+        except RecursionError:
+            self.rejected.inc()
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, "too_deeply_nested", "JSON nesting too deep to parse")), fmt
+        except ValueError as exc:
+            self.rejected.inc()
+            msg = getattr(exc, "msg", str(exc))
+            pos = getattr(exc, "pos", None)
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", snippet(text))), fmt
+        try:
+            record = build_record(obj, fmt, path, idx, content_sha, self.id_field)
+        except MalformedRecord as exc:
+            self.rejected.inc()
+            rid = obj.get(self.id_field) if isinstance(obj, dict) else None
+            rid = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
+            if rid is not None:
+                try:
+                    rid.encode("utf-8")
+                except UnicodeEncodeError:
+                    rid = None
+            fmt_note = f" (file format: {fmt})" if fmt else ""
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, exc.rule, exc.detail + fmt_note, snippet(text), rid)), fmt
+        self.records_read.inc()
+        return record, fmt or record["format"]
+
+    # -- Parquet --------------------------------------------------------------------------------------------
+    def _parquet(self, path: str) -> Iterator[Any]:
+        import pyarrow.parquet as pq
+
+        count = 0
+        error = None
+        size = None
+        digest = None
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as fh:
+                hashing = _HashingReader(fh)
+                hashing.drain()
+                size, digest = hashing.size, hashing.sha.hexdigest()
+            with FileSystems.open(path, compression_type="uncompressed") as fh:
+                pf = pq.ParquetFile(fh)
+                index = 0
+                for batch in pf.iter_batches(batch_size=1024):
+                    for row in batch.to_pylist():
+                        normalised = json.loads(json.dumps(row, default=str, ensure_ascii=False))
+                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
+                        content_sha = sha256_hex(body)
+                        idx = index
+                        index += 1
+                        count += 1
+                        try:
+                            record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
+                        except MalformedRecord as exc:
+                            self.rejected.inc()
+                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                                path, idx, content_sha, exc.rule,
+                                exc.detail + f" (parquet columns: {', '.join(pf.schema_arrow.names)[:200]})",
+                                snippet(body.decode("utf-8"))))
+                            continue
+                        self.records_read.inc()
+                        yield record
+        except Exception as exc:  # noqa: BLE001 - unreadable Parquet is a finding
+            error = exc.__class__.__name__
+            count += 1
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, count - 1, sha256_hex(f"{path}:parquet:{count}".encode()), "unreadable_file",
+                f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}"))
+        if count == 0 and error is None:
+            count = 1
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
+                                                                "Parquet file holds no rows"))
+        yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": size, "sha256": digest,
+                                                    "records": count, "format": self.fmt or "auto", "error": error})

@@ -1,0 +1,158 @@
+"""Deterministic sharded writers.
+
+Why not WriteToParquet/WriteToText: their shard contents and names depend on bundling, which differs
+between runners, and the same input, rules and options must give byte-identical manifests on every runner.
+Rows are assigned to shards by their doc_id, grouped, sorted inside the shard, and each shard is written
+by one DoFn through Beam's filesystems (so gs:// and s3:// outputs work). The shard count depends only on
+the row count, which depends only on the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
+
+
+def shard_count(n: int, rows_per_shard: int) -> int:
+    return max(1, math.ceil(n / rows_per_shard))
+
+
+def shard_name(shard: int, total: int, suffix: str) -> str:
+    return f"part-{shard:05d}-of-{total:05d}{suffix}"
+
+
+def parquet_bytes(rows: List[Dict[str, Any]], schema: pa.Schema) -> bytes:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+def gzip_bytes(lines: Iterable[str]) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
+        for line in lines:
+            gz.write(line.encode("utf-8", "surrogatepass"))
+            gz.write(b"\n")
+    return buf.getvalue()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    from apache_beam.io.filesystem import CompressionTypes
+
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(data)
+
+
+def _source_order(row: Dict[str, Any]) -> Tuple[Any, ...]:
+    return (row.get("source_path") or "", row.get("source_index") or 0, row["doc_id"])
+
+
+def _finding_order(row: Dict[str, Any]) -> Tuple[Any, ...]:
+    return (row["doc_id"], row["check"], row["rule"], row["side"])
+
+
+def _cluster_order(row: Dict[str, Any]) -> Tuple[Any, ...]:
+    return (row["check"], row["cluster_id"])
+
+
+ORDERS = {"source": _source_order, "finding": _finding_order, "cluster": _cluster_order}
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, index_kind: Optional[str]) -> None:
+        self.out_dir = out_dir
+        self.kind = kind
+        self.fmt = fmt
+        self.order = order
+        self.index_kind = index_kind
+
+    def process(self, element: Tuple[int, Iterable[Dict[str, Any]]], total: int) -> Iterable[str]:
+        shard, rows = element
+        rows = sorted(rows, key=ORDERS[self.order])
+        if self.fmt == "parquet":
+            name = shard_name(shard, total, ".parquet")
+            path = FileSystems.join(self.out_dir, self.kind, name)
+            write_bytes(path, parquet_bytes(rows, SCHEMAS[self.kind]))
+        else:
+            name = shard_name(shard, total, ".jsonl.gz")
+            path = FileSystems.join(self.out_dir, self.kind, name)
+            write_bytes(path, gzip_bytes(r["line"] for r in rows))
+            if self.index_kind:
+                index = [{"doc_id": r["doc_id"], "source_path": r["source_path"],
+                          "source_index": int(r["source_index"]), "shard": name, "line": i}
+                         for i, r in enumerate(rows)]
+                write_bytes(FileSystems.join(self.out_dir, self.index_kind, shard_name(shard, total, ".parquet")),
+                            parquet_bytes(index, RECORD_INDEX))
+        yield path
+
+
+def _assign(row: Dict[str, Any], n_rows: int, rows_per_shard: int, key_field: str) -> Tuple[int, Dict[str, Any]]:
+    total = shard_count(n_rows, rows_per_shard)
+    return int(row[key_field][:12], 16) % total if total > 1 else 0, row
+
+
+class WriteShards(beam.PTransform):
+    """rows -> ``out_dir/kind/part-SSSSS-of-NNNNN.{parquet|jsonl.gz}``, deterministic bytes and names."""
+
+    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, rows_per_shard: int,
+                 key_field: str = "doc_id", index_kind: Optional[str] = None) -> None:
+        super().__init__()
+        self.out_dir = out_dir
+        self.kind = kind
+        self.fmt = fmt
+        self.order = order
+        self.rows_per_shard = rows_per_shard
+        self.key_field = key_field
+        self.index_kind = index_kind
+
+    def expand(self, rows):
+        count = rows | "Count" >> beam.combiners.Count.Globally()
+        total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
+        return (rows
+                | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count), self.rows_per_shard,
+                                            self.key_field)
+                | "GroupShard" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, self.kind, self.fmt, self.order,
+                                                         self.index_kind), beam.pvalue.AsSingleton(total)))
+
+
+class WriteJson(beam.PTransform):
+    """A small collection (counts, file list) gathered and written as one JSON file, sorted."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def expand(self, items):
+        import json
+
+        def write(values: List[Any]) -> str:
+            data = json.dumps(sorted(values, key=lambda v: json.dumps(v, sort_keys=True)), sort_keys=True,
+                              indent=1, ensure_ascii=False)
+            write_bytes(self.path, data.encode("utf-8"))
+            return self.path
+
+        return (items
+                | "Gather" >> beam.combiners.ToList()
+                | "Write" >> beam.Map(write))
+
+
+def ensure_empty_parquet(out_dir: str, kind: str) -> None:
+    """A manifest directory with no rows still gets one valid, empty Parquet file with the schema."""
+    import os
+
+    directory = os.path.join(out_dir, kind)
+    os.makedirs(directory, exist_ok=True)
+    if not any(name.endswith(".parquet") for name in os.listdir(directory)):
+        with open(os.path.join(directory, shard_name(0, 1, ".parquet")), "wb") as fh:
+            fh.write(parquet_bytes([], SCHEMAS[kind]))

@@ -1,0 +1,120 @@
+"""The scan as one Beam graph: read -> checks -> decide -> deterministic writers.
+
+Every check is a PTransform from records to findings; adding one means adding a branch here. Nothing here
+touches the local disk of the launcher: inputs and outputs go through Beam's filesystems and all
+configuration travels inside the transforms (pickled), so the same graph runs on Dataflow or Flink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+
+from lazaret.decide import Decide, reject_row
+from lazaret.io.readers import ReadFile
+from lazaret.io.writers import WriteJson, WriteShards
+
+ALL_CHECKS = ("pii", "toxicity", "dedup", "poisoning")
+ROWS_PER_SHARD = {"clean": 20000, "held": 20000, "quarantine": 100000, "findings": 250000, "clusters": 50000}
+
+
+@dataclasses.dataclass
+class ScanPlan:
+    """Everything the graph needs, already validated by the launcher; plain data so it pickles."""
+
+    inputs: List[str]
+    staging: str
+    checks: List[str]
+    sections: Dict[str, Dict[str, Any]]
+    custom_recognizers: List[Dict[str, Any]]
+    triggers: List[Dict[str, Any]]
+    fmt: str = "auto"
+    id_field: str = "id"
+    max_record_bytes: int = 8 * 1024 * 1024
+
+
+def finding_row(f: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: f[k] for k in ("doc_id", "record_id", "check", "rule", "side", "score", "detail")}
+
+
+def reject_counts(rej: Dict[str, Any]):
+    yield ("action", "reject")
+    yield ("reason", f"malformed:{rej['rule']}")
+
+
+def check_transforms(plan: ScanPlan) -> Dict[str, Any]:
+    """name -> PTransform(records -> findings) (+ optional cluster summaries) for the selected checks."""
+    out: Dict[str, Any] = {}
+    if "pii" in plan.checks:
+        from lazaret.detectors.pii import PiiCheck
+
+        out["pii"] = PiiCheck(plan.sections["pii"], plan.custom_recognizers)
+    if "toxicity" in plan.checks:
+        from lazaret.detectors.toxicity import ToxicityCheck
+
+        out["toxicity"] = ToxicityCheck(plan.sections["toxicity"])
+    if "dedup" in plan.checks:
+        from lazaret.dedup import NearDuplicates
+
+        out["dedup"] = NearDuplicates(plan.sections["dedup"])
+    if "poisoning" in plan.checks:
+        from lazaret.detectors.poisoning import PoisoningCheck
+
+        out["poisoning"] = PoisoningCheck(plan.sections["poisoning"], plan.triggers)
+    return out
+
+
+def build(p: beam.Pipeline, plan: ScanPlan) -> None:
+    read = (p
+            | "Inputs" >> beam.Create(plan.inputs)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)).with_outputs(
+                ReadFile.REJECT, ReadFile.FILE, main="records"))
+    records = read.records | "SpreadRecords" >> beam.Reshuffle()
+
+    finding_sets = []
+    cluster_sets = []
+    for name, transform in check_transforms(plan).items():
+        result = records | f"Check_{name}" >> transform
+        if isinstance(result, dict):
+            finding_sets.append(result["findings"])
+            if result.get("clusters") is not None:
+                cluster_sets.append(result["clusters"])
+        else:
+            finding_sets.append(result)
+    if finding_sets:
+        findings = tuple(finding_sets) | "AllFindings" >> beam.Flatten()
+    else:
+        findings = p | "NoFindings" >> beam.Create([])
+
+    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], r)),
+                "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], f))}
+               | "Join" >> beam.CoGroupByKey()
+               | "Decide" >> beam.ParDo(Decide()).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
+                                                               main="clean"))
+
+    rejects = read[ReadFile.REJECT]
+    quarantine = ((decided[Decide.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
+                  | "AllQuarantine" >> beam.Flatten())
+    out = plan.staging
+    _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
+                                                    index_kind="clean_index")
+    _ = decided[Decide.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
+                                                          index_kind="held_index")
+    _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
+                                                      ROWS_PER_SHARD["quarantine"])
+    _ = (findings
+         | "FindingRows" >> beam.Map(finding_row)
+         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"]))
+    if cluster_sets:
+        clusters = tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
+        _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
+                                                      ROWS_PER_SHARD["clusters"], key_field="cluster_key")
+    counts = ((decided[Decide.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
+              | "AllCounts" >> beam.Flatten()
+              | "CountPerKey" >> beam.combiners.Count.PerElement()
+              | "CountRow" >> beam.Map(lambda kv: [kv[0][0], kv[0][1], kv[1]]))
+    _ = counts | "WriteCounts" >> WriteJson(f"{out}/_counts.json")
+    _ = read[ReadFile.FILE] | "WriteFiles" >> WriteJson(f"{out}/_files.json")

@@ -1,0 +1,59 @@
+"""``lazaret rules check DIR``: validate every rule and policy file, reporting file:line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+from lazaret.rules.errors import ConfigError
+from lazaret.rules.yamlpos import load_yaml
+
+
+def check_rules(rules_dir: str, policy: Optional[str] = None) -> int:
+    from lazaret.rules.policy import load_policy
+    from lazaret.rules.recognizers import validate_recognizer_file
+
+    if not os.path.isdir(rules_dir):
+        raise ConfigError("rules directory does not exist", path=rules_dir)
+    errors: List[str] = []
+    checked = 0
+    files = []
+    for dirpath, dirs, names in os.walk(rules_dir):
+        dirs.sort()
+        files.extend(os.path.join(dirpath, n) for n in sorted(names) if n.endswith((".yaml", ".yml")))
+    policy_path = policy or (os.path.join(rules_dir, "policy.yaml")
+                             if os.path.isfile(os.path.join(rules_dir, "policy.yaml")) else None)
+    for path in files:
+        try:
+            if policy_path and os.path.abspath(path) == os.path.abspath(policy_path):
+                load_policy(path)
+                kind = "policy"
+            else:
+                loc = load_yaml(path)
+                data = loc.data if isinstance(loc.data, dict) else {}
+                if "recognizers" in data:
+                    validate_recognizer_file(path)
+                    kind = "recognizers"
+                elif "triggers" in data:
+                    from lazaret.rules.triggers import validate_trigger_file
+
+                    validate_trigger_file(path)
+                    kind = "triggers"
+                else:
+                    raise loc.error("", "not a recognizer file (recognizers:), trigger file (triggers:) or the "
+                                        "policy (policy.yaml)")
+            checked += 1
+            print(f"ok      {path} ({kind})")
+        except ConfigError as exc:
+            errors.append(str(exc))
+            print(f"error   {exc}", file=sys.stderr)
+    if policy and policy_path not in files:
+        try:
+            load_policy(policy)
+            print(f"ok      {policy} (policy)")
+        except ConfigError as exc:
+            errors.append(str(exc))
+            print(f"error   {exc}", file=sys.stderr)
+    print(f"{checked} file(s) valid, {len(errors)} error(s)")
+    return 2 if errors else 0

@@ -1,0 +1,329 @@
+"""``lazaret scan``: validate everything up front, run the Beam graph, check conservation, finalise.
+
+Outputs are written to a staging directory next to ``--out`` and moved into place only after the pipeline
+succeeded and records_in == clean + quarantine + drop_duplicate + reject held; a failed or killed run never
+leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Sequence
+
+from lazaret import __version__
+from lazaret.rules.errors import ConfigError
+
+log = logging.getLogger("lazaret")
+
+FORMATS = ("auto", "text", "alpaca", "prompt_completion", "messages", "sharegpt")
+CHECKS = ("pii", "toxicity", "dedup", "poisoning")
+CHECK_ALIASES = {"near_duplicate": "dedup", "near_duplicates": "dedup", "poison": "poisoning"}
+MANIFESTS = ("quarantine", "findings", "clusters", "clean_index", "held_index")
+
+
+class ConservationError(RuntimeError):
+    """Records were lost or double counted: the run must fail loudly."""
+
+
+def repo_rules_dir() -> Optional[str]:
+    """The default rules: ./rules when it exists, else the copy shipped in the package."""
+    if os.path.isfile(os.path.join("rules", "policy.yaml")):
+        return "rules"
+    from importlib import resources
+
+    packaged = resources.files("lazaret") / "defaults" / "rules"
+    return str(packaged) if packaged.is_dir() else None
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="files, directories, globs or Beam filesystem URLs (.jsonl, .jsonl.gz, .jsonl.zst, "
+                             ".parquet)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--rules", metavar="DIR", default=None,
+                        help="rules directory (default: ./rules, else the packaged defaults)")
+    parser.add_argument("--policy", metavar="FILE", default=None, help="policy file (default: RULES/policy.yaml)")
+    parser.add_argument("--checks", default=",".join(CHECKS),
+                        help=f"comma-separated checks to run (default: {','.join(CHECKS)})")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="record format (default: per file)")
+    parser.add_argument("--pii-nlp", choices=("spacy", "none"), default=None,
+                        help="PII NLP engine: spacy (names, locations) or none (patterns only); overrides policy")
+    parser.add_argument("--id-field", default="id", help="record field holding the record's own id")
+    parser.add_argument("--max-record-bytes", type=int, default=8 * 1024 * 1024,
+                        help="lines longer than this are rejected without being held in memory (default 8 MiB)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--no-report", action="store_true", help="do not render report.html")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary table")
+
+
+def parse_checks(value: str) -> List[str]:
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        item = CHECK_ALIASES.get(item, item)
+        if item not in CHECKS:
+            raise ConfigError(f"unknown check {item!r}; choose from {', '.join(CHECKS)}", field="--checks")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _prepare_out(out: str, overwrite: bool) -> str:
+    if "://" not in out and os.path.exists(out):
+        if not os.path.isdir(out):
+            raise ConfigError("exists and is not a directory", path=out, field="--out")
+        if os.listdir(out) and not overwrite:
+            raise ConfigError("output directory exists and is not empty; pass --overwrite to replace it",
+                              path=out, field="--out")
+    staging = f"{out.rstrip('/')}.lazaret-staging-{uuid.uuid4().hex[:8]}"
+    if "://" not in staging:
+        os.makedirs(staging)
+        for kind in ("clean", "held") + MANIFESTS:
+            os.makedirs(os.path.join(staging, kind), exist_ok=True)
+    return staging
+
+
+def _finalise(staging: str, out: str) -> None:
+    """Swap the staging directory into place; the old output (if any) is removed only after."""
+    if "://" in out:
+        from apache_beam.io.filesystems import FileSystems
+
+        FileSystems.rename([staging], [out])
+        return
+    trash = None
+    if os.path.exists(out):
+        trash = f"{out.rstrip('/')}.lazaret-old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, trash)
+    os.rename(staging, out)
+    if trash:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def beam_options(beam_args: Sequence[str]):
+    from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+    args = list(beam_args)
+    options = PipelineOptions(args)
+    std = options.view_as(StandardOptions)
+    if not std.runner:
+        # The in-process FnApiRunner is what DirectRunner ends up using; naming it skips DirectRunner's
+        # attempt to download the Prism runner (no network at run time).
+        std.runner = "FnApiRunner"
+    options.view_as(SetupOptions).save_main_session = False
+    return options
+
+
+def summarise(counts_rows: List[List[Any]], files: List[Dict[str, Any]], checks: List[str]) -> Dict[str, Any]:
+    actions = {a: 0 for a in ("clean", "quarantine", "drop_duplicate", "reject")}
+    reasons: Dict[str, int] = {}
+    other: Dict[str, int] = {"flagged": 0, "redacted": 0}
+    for kind, key, n in counts_rows:
+        if kind == "action":
+            actions[key] = actions.get(key, 0) + n
+        elif kind == "reason":
+            reasons[key] = reasons.get(key, 0) + n
+        else:
+            other[key] = other.get(key, 0) + n
+    records_in = sum(int(f["records"]) for f in files)
+    total = sum(actions.values())
+    equation = (f"records_in {records_in} == clean {actions['clean']} + quarantine {actions['quarantine']} + "
+                f"drop_duplicate {actions['drop_duplicate']} + reject {actions['reject']}")
+    return {
+        "records_in": records_in,
+        "actions": actions,
+        "reasons": dict(sorted(reasons.items())),
+        "flagged": other["flagged"],
+        "redacted": other["redacted"],
+        "files": len(files),
+        "checks": checks,
+        "conservation": {"equation": equation, "holds": records_in == total, "accounted": total},
+    }
+
+
+def _print_summary(summary: Dict[str, Any], out: str, metrics: Dict[str, int], stream=sys.stderr) -> None:
+    w = stream.write
+    w("\nLazaret scan summary\n")
+    w(f"  records in      {summary['records_in']:>10}\n")
+    for action, n in summary["actions"].items():
+        w(f"  {action:<15} {n:>10}\n")
+    w(f"  flagged (kept)  {summary['flagged']:>10}\n  redacted (kept) {summary['redacted']:>10}\n")
+    if summary["reasons"]:
+        w("  reasons:\n")
+        for key, n in summary["reasons"].items():
+            w(f"    {key:<40} {n:>8}\n")
+    if metrics:
+        w("  stage counters (Beam metrics):\n")
+        for key, n in sorted(metrics.items()):
+            w(f"    {key:<40} {n:>8}\n")
+    w(f"  conservation: {summary['conservation']['equation']} "
+      f"[{'OK' if summary['conservation']['holds'] else 'MISMATCH'}]\n")
+    w(f"\nOutputs in {out}/: clean/ quarantine/ findings/ provenance.json summary.json report.html\n")
+
+
+def _metrics(result) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    try:
+        from apache_beam.metrics.metric import MetricsFilter
+
+        for counter in result.metrics().query(MetricsFilter())["counters"]:
+            key = f"{counter.key.metric.namespace}.{counter.key.metric.name}"
+            value = counter.committed if counter.committed is not None else counter.attempted
+            out[key] = out.get(key, 0) + int(value or 0)
+    except Exception:  # noqa: BLE001 - not every runner reports metrics; counts come from the outputs
+        pass
+    return out
+
+
+def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    import apache_beam as beam
+
+    from lazaret.io.readers import InputError, expand_inputs
+    from lazaret.io.writers import ensure_empty_parquet
+    from lazaret.pipeline import ScanPlan, build
+    from lazaret.provenance import environment, file_entry, rule_files, spacy_model_info
+    from lazaret.rules.policy import load_policy
+    from lazaret.rules.recognizers import load_recognizer_files
+
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.time()
+    checks = parse_checks(args.checks)
+    rules_dir = args.rules if args.rules is not None else repo_rules_dir()
+    if args.rules is not None and not os.path.isdir(args.rules):
+        raise ConfigError("rules directory does not exist", path=args.rules, field="--rules")
+    policy_path = args.policy
+    if policy_path is None and rules_dir and os.path.isfile(os.path.join(rules_dir, "policy.yaml")):
+        policy_path = os.path.join(rules_dir, "policy.yaml")
+    if policy_path is not None and not os.path.isfile(policy_path):
+        raise ConfigError("policy file does not exist", path=policy_path, field="--policy")
+    policy = load_policy(policy_path)
+    sections = policy.sections
+    if args.pii_nlp:
+        sections["pii"] = dict(sections["pii"], nlp=args.pii_nlp)
+    custom, recognizer_files = load_recognizer_files(rules_dir, sections["pii"]["recognizer_files"])
+    triggers: List[Dict[str, Any]] = []
+    trigger_files: List[str] = []
+    if "poisoning" in checks:
+        try:
+            from lazaret.rules.triggers import load_trigger_files
+        except ImportError:
+            load_trigger_files = None
+        if load_trigger_files is not None:
+            triggers, trigger_files = load_trigger_files(rules_dir, sections.get("poisoning", {}))
+    try:
+        inputs = expand_inputs(args.inputs)
+    except InputError as exc:
+        raise ConfigError(str(exc), field="INPUT") from None
+    if args.max_record_bytes < 1024:
+        raise ConfigError("must be at least 1024", field="--max-record-bytes")
+    staging = _prepare_out(args.out, args.overwrite)
+    plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
+                    triggers=triggers, fmt=args.format, id_field=args.id_field,
+                    max_record_bytes=args.max_record_bytes)
+    options = beam_options(beam_args)
+    runner = options.view_as(__import__("apache_beam.options.pipeline_options",
+                                        fromlist=["StandardOptions"]).StandardOptions).runner
+    if not args.quiet:
+        log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(inputs), ",".join(checks),
+                 runner, staging)
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, plan)
+        result = pipeline.run()
+        state = result.wait_until_finish()
+        if str(state).split(".")[-1] not in ("DONE", "None") and state is not None:
+            raise RuntimeError(f"pipeline finished in state {state}")
+        metrics = _metrics(result)
+        with open(os.path.join(staging, "_counts.json"), encoding="utf-8") as fh:
+            counts_rows = json.load(fh)
+        with open(os.path.join(staging, "_files.json"), encoding="utf-8") as fh:
+            files = json.load(fh)
+        os.remove(os.path.join(staging, "_counts.json"))
+        os.remove(os.path.join(staging, "_files.json"))
+        for kind in MANIFESTS:
+            ensure_empty_parquet(staging, kind)
+        summary = summarise(counts_rows, files, checks)
+        if not summary["conservation"]["holds"]:
+            raise ConservationError("conservation check failed: " + summary["conservation"]["equation"])
+        with open(os.path.join(staging, "summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        models = []
+        if "pii" in checks and sections["pii"]["nlp"] == "spacy":
+            models.append(spacy_model_info())
+        if "toxicity" in checks:
+            from lazaret.detectors.toxicity import models_provenance
+
+            models.extend(models_provenance(sections["toxicity"]))
+        rules_entries = [file_entry(p, "recognizers") for p in recognizer_files]
+        rules_entries += [file_entry(p, "triggers") for p in trigger_files]
+        provenance = {
+            "tool": {"name": "lazaret", "version": __version__},
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(time.time() - t0, 2),
+            "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+            "options": {"inputs": args.inputs, "out": args.out, "rules": rules_dir, "policy": policy_path,
+                        "checks": checks, "format": args.format, "pii_nlp": sections["pii"]["nlp"],
+                        "id_field": args.id_field, "max_record_bytes": args.max_record_bytes},
+            "runner": runner,
+            "beam_options": options.get_all_options(drop_default=True, retain_unknown_options=True),
+            "inputs": sorted(files, key=lambda f: f["path"]),
+            "rules": rules_entries,
+            "rule_files_present": rule_files(rules_dir),
+            "policy": {"path": policy_path, "sha256": policy.sha256,
+                       "embedded_defaults": policy_path is None, "sections": sections},
+            "pii": {"nlp": sections["pii"]["nlp"],
+                    "note": ("spaCy en_core_web_sm (tok2vec+ner) finds PERSON and LOCATION"
+                             if sections["pii"]["nlp"] == "spacy" else
+                             "pattern recognizers only: PERSON and LOCATION are NOT detected"),
+                    "custom_recognizers": [r["name"] for r in custom]},
+            "models": models,
+            "environment": environment(),
+            "counts": summary,
+            "conservation": summary["conservation"],
+            "metrics": metrics,
+        }
+        _add_check_provenance(provenance, checks, sections)
+        with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
+            json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        if not args.no_report:
+            try:
+                from lazaret.report import render_report
+            except ImportError:
+                render_report = None
+            if render_report is not None:
+                render_report(staging)
+        _finalise(staging, args.out)
+    except BaseException:
+        if "://" not in staging:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        _print_summary(summary, args.out, metrics)
+    return 0
+
+
+def _add_check_provenance(provenance: Dict[str, Any], checks: List[str], sections: Dict[str, Any]) -> None:
+    """Checks that have more to record (hash schemes, model parameters) expose ``provenance_info``."""
+    extra = {}
+    for name, module in (("dedup", "lazaret.dedup"), ("poisoning", "lazaret.detectors.poisoning")):
+        if name in checks:
+            try:
+                mod = __import__(module, fromlist=["provenance_info"])
+                if hasattr(mod, "provenance_info"):
+                    extra[name] = mod.provenance_info(sections.get(name, {}))
+            except ImportError:
+                pass
+    if extra:
+        provenance["checks"] = extra
