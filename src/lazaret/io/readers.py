@@ -7,7 +7,6 @@ become reject rows instead of crashing the run, and a single 50 MB line must not
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -117,52 +116,130 @@ class _HashingReader(io.RawIOBase):
             self.size += len(data)
 
 
-class _ZstdReader(io.RawIOBase):
-    def __init__(self, raw: Any) -> None:
-        import zstandard
+class StreamError(Exception):
+    """A compressed stream that is truncated or corrupt; lines decoded before the damage are kept."""
 
-        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._reader.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
 
 
-def _decompressed(raw: _HashingReader, path: str) -> io.BufferedReader:
-    lower = path.lower()
-    if lower.endswith((".gz",)):
-        return io.BufferedReader(gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20), mode="rb"), 1 << 20)
-    if lower.endswith((".zst", ".zstd")):
-        return io.BufferedReader(_ZstdReader(io.BufferedReader(raw, 1 << 20)), 1 << 20)
-    return io.BufferedReader(raw, 1 << 20)
+CHUNK = 1 << 20
 
 
-def iter_lines(stream: io.BufferedReader, max_bytes: int) -> Iterator[Tuple[Optional[bytes], int, str]]:
-    """(line or None when over ``max_bytes``, byte length, sha256) per line; memory bounded by max_bytes."""
+def _gzip_chunks(raw: Any) -> Iterator[bytes]:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    member_fed = False
     while True:
-        line = stream.readline(max_bytes + 1)
-        if not line:
-            return
-        if len(line) <= max_bytes or line.endswith(b"\n"):
-            body = line[:-1] if line.endswith(b"\n") else line
-            if body.endswith(b"\r"):
-                body = body[:-1]
-            yield body, len(body), sha256_hex(body)
-            continue
-        # Oversized: hash it streaming, keep nothing.
-        sha = hashlib.sha256(line)
-        size = len(line)
-        while not line.endswith(b"\n"):
-            line = stream.readline(1 << 20)
-            if not line:
+        data = raw.read(CHUNK)
+        if not data:
+            break
+        while data:
+            member_fed = True
+            try:
+                out = d.decompress(data)
+            except zlib.error as exc:
+                raise StreamError("corrupt_stream", f"gzip data is corrupt ({exc})") from None
+            if out:
+                yield out
+            if d.eof:
+                data = d.unused_data  # multi-member gzip: the next member starts here
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                member_fed = False
+            else:
+                data = b""
+    if member_fed and not d.eof:
+        raise StreamError("truncated_stream", "gzip stream ended before its end-of-stream marker")
+
+
+def _zstd_chunks(raw: Any) -> Iterator[bytes]:
+    import zstandard
+
+    d = zstandard.ZstdDecompressor().decompressobj()
+    member_fed = False
+    while True:
+        data = raw.read(CHUNK)
+        if not data:
+            break
+        while data:
+            member_fed = True
+            try:
+                out = d.decompress(data)
+            except zstandard.ZstdError as exc:
+                raise StreamError("corrupt_stream", f"zstd data is corrupt ({exc})") from None
+            if out:
+                yield out
+            if d.eof:
+                data = d.unused_data
+                d = zstandard.ZstdDecompressor().decompressobj()
+                member_fed = False
+            else:
+                data = b""
+    if member_fed and not d.eof:
+        raise StreamError("truncated_stream", "zstd stream ended before the end of its frame")
+
+
+def decompressed_chunks(raw: Any, path: str) -> Iterator[bytes]:
+    """Decompressed bytes of ``raw`` chunk by chunk; StreamError after the last good byte when damaged."""
+    lower = path.lower()
+    if lower.endswith(".gz"):
+        yield from _gzip_chunks(raw)
+    elif lower.endswith((".zst", ".zstd")):
+        yield from _zstd_chunks(raw)
+    else:
+        while True:
+            data = raw.read(CHUNK)
+            if not data:
+                return
+            yield data
+
+
+def _body(buf: bytearray) -> bytes:
+    return bytes(buf[:-1]) if buf.endswith(b"\r") else bytes(buf)
+
+
+def iter_lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[Tuple[Optional[bytes], int, str]]:
+    """(line or None when over ``max_bytes``, byte length, sha256) per line; memory bounded by max_bytes.
+
+    A StreamError from ``chunks`` propagates after every complete line before the damage was yielded; the
+    partial line is not yielded.
+    """
+    buf = bytearray()
+    oversize: Optional[Any] = None  # running sha256 while skipping an oversized line
+    oversize_len = 0
+    for chunk in chunks:
+        pos = 0
+        n = len(chunk)
+        while pos < n:
+            nl = chunk.find(b"\n", pos)
+            end = n if nl < 0 else nl
+            piece = chunk[pos:end]
+            if oversize is not None:
+                oversize.update(piece)
+                oversize_len += len(piece)
+            elif len(buf) + len(piece) > max_bytes:
+                oversize = hashlib.sha256(bytes(buf))
+                oversize.update(piece)
+                oversize_len = len(buf) + len(piece)
+                buf = bytearray()
+            else:
+                buf += piece
+            if nl < 0:
                 break
-            sha.update(line[:-1] if line.endswith(b"\n") else line)
-            size += len(line)
-        yield None, size, sha.hexdigest()
+            pos = nl + 1
+            if oversize is not None:
+                yield None, oversize_len, oversize.hexdigest()
+                oversize, oversize_len = None, 0
+            else:
+                body = _body(buf)
+                buf = bytearray()
+                yield body, len(body), sha256_hex(body)
+    if oversize is not None:
+        yield None, oversize_len, oversize.hexdigest()
+    elif buf:
+        body = _body(buf)
+        yield body, len(body), sha256_hex(body)
 
 
 def reject(source_path: str, index: int, content_sha: str, rule: str, detail: str, evidence: str = "",
@@ -216,9 +293,8 @@ class ReadFile(beam.DoFn):
         hashing = _HashingReader(raw_handle)
         error: Optional[str] = None
         try:
-            stream = _decompressed(hashing, path)
             first = True
-            for body, size, content_sha in iter_lines(stream, self.max_record_bytes):
+            for body, size, content_sha in iter_lines(decompressed_chunks(hashing, path), self.max_record_bytes):
                 if first:
                     first = False
                     if body is not None and body.startswith(b"\xef\xbb\xbf"):
@@ -239,16 +315,14 @@ class ReadFile(beam.DoFn):
                     continue
                 out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
                 yield out
-        except (EOFError, OSError, zlib.error, ValueError) as exc:
-            error = exc.__class__.__name__
-            name = str(exc)[:160]
-            rule = "truncated_stream" if isinstance(exc, EOFError) or "end" in name.lower() else "corrupt_stream"
+        except StreamError as exc:
+            error = exc.rule
             self.rejected.inc()
             count += 1
             yield beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, index, sha256_hex(f"{path}:{index}:{rule}".encode()), rule,
-                f"compressed stream ended or broke after {index} records: {error}: {name}; the rest of the "
-                "file could not be read"))
+                path, index, sha256_hex(f"{path}:{index}:{exc.rule}".encode()), exc.rule,
+                f"{exc.detail}, after {index} complete records; the partial last line and anything after it "
+                "could not be read"))
         except Exception as exc:  # noqa: BLE001 - anything else in decompression is a finding, not a crash
             error = exc.__class__.__name__
             self.rejected.inc()

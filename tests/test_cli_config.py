@@ -1,0 +1,89 @@
+"""Bad usage and bad configuration exit 2 with a message naming the file, line and field."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from helpers import run_cli, scan
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data" / "chat.jsonl"
+
+
+def test_missing_input_exits_2(tmp_path, capsys):
+    assert scan(tmp_path / "nope.jsonl", tmp_path / "out") == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_unknown_check_exits_2(tmp_path, capsys):
+    assert scan(SAMPLE, tmp_path / "out", "--checks", "pii,telepathy") == 2
+    assert "telepathy" in capsys.readouterr().err
+
+
+def test_policy_unknown_field_names_file_line_field(tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\npii:\n  nlp: spacy\n  score_treshold: 0.4\n")
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy, "--checks", "pii") == 2
+    err = capsys.readouterr().err
+    assert f"{policy}:4" in err and "pii.score_treshold" in err and "unknown field" in err
+
+
+def test_policy_wrong_type(tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("pii:\n  score_threshold: high\n")
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy, "--checks", "pii") == 2
+    err = capsys.readouterr().err
+    assert f"{policy}:2" in err and "expected a number" in err
+
+
+def test_yaml_object_construction_refused(tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("pii: !!python/object/apply:os.system ['echo pwned']\n")
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy, "--checks", "pii") == 2
+    assert "tag" in capsys.readouterr().err
+
+
+def test_missing_policy_file(tmp_path, capsys):
+    assert scan(SAMPLE, tmp_path / "out", "--policy", tmp_path / "absent.yaml") == 2
+    assert "absent.yaml" in capsys.readouterr().err
+
+
+def _rules_dir(tmp_path, recognizer_yaml: str) -> pathlib.Path:
+    rules = tmp_path / "rules"
+    (rules / "recognizers").mkdir(parents=True)
+    (rules / "policy.yaml").write_text((ROOT / "rules" / "policy.yaml").read_text())
+    (rules / "recognizers" / "mine.yaml").write_text(recognizer_yaml)
+    return rules
+
+
+def test_catastrophic_regex_reported(tmp_path, capsys):
+    rules = _rules_dir(tmp_path, "recognizers:\n  - name: Evil\n    supported_entity: EVIL\n    patterns:\n"
+                                 "      - name: nested\n        regex: \"(a+)+$\"\n        score: 0.5\n")
+    assert run_cli("rules", "check", rules) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml:6" in err and "catastrophic backtracking" in err
+    assert scan(SAMPLE, tmp_path / "out", "--rules", rules, "--checks", "pii") == 2
+
+
+def test_recognizer_unknown_field(tmp_path, capsys):
+    rules = _rules_dir(tmp_path, "recognizers:\n  - name: Zip\n    supported_entity: ZIP\n    colour: red\n"
+                                 "    patterns:\n      - {name: z, regex: '\\b\\d{5}\\b', score: 0.3}\n")
+    assert run_cli("rules", "check", rules) == 2
+    assert "mine.yaml:4" in capsys.readouterr().err
+
+
+def test_default_rules_check_passes(capsys):
+    assert run_cli("rules", "check", ROOT / "rules") == 0
+
+
+def test_custom_recognizer_used_in_scan(tmp_path):
+    from helpers import findings_rows
+
+    rules = _rules_dir(tmp_path, "recognizers:\n  - name: Ticket\n    supported_entity: TICKET\n    patterns:\n"
+                                 "      - {name: t, regex: '\\bTCK-\\d{6}\\b', score: 0.9}\n")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "Please look at TCK-123456 today."}\n')
+    assert scan(data, tmp_path / "out", "--rules", rules, "--checks", "pii", "--pii-nlp", "none") == 0
+    assert any("TICKET" in r["rule"] for r in findings_rows(tmp_path / "out"))
