@@ -239,6 +239,10 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, plan)
         result = pipeline.run()
+        from apache_beam.options.pipeline_options import TestOptions
+
+        if options.view_as(TestOptions).dry_run:
+            return _dry_run_done(result, staging, args)
         state = result.wait_until_finish()
         if str(state).split(".")[-1] not in ("DONE", "None") and state is not None:
             raise RuntimeError(f"pipeline finished in state {state}")
@@ -311,6 +315,21 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         raise
     if not args.quiet:
         _print_summary(summary, args.out, metrics)
+    return 0
+
+
+def _dry_run_done(result: Any, staging: str, args: argparse.Namespace) -> int:
+    """``--dry_run=True`` (DataflowRunner): the job was translated, not run. Record the job graph."""
+    job = getattr(result, "job", None)
+    proto = getattr(job, "proto_pipeline", None)
+    names = sorted(t.unique_name for t in proto.components.transforms.values()) if proto is not None else []
+    for kind in ("clean", "held") + MANIFESTS:
+        shutil.rmtree(os.path.join(staging, kind), ignore_errors=True)
+    with open(os.path.join(staging, "job_graph.json"), "w", encoding="utf-8") as fh:
+        json.dump({"dry_run": True, "transforms": names}, fh, indent=1)
+    _finalise(staging, args.out)
+    print(f"dry run: job graph with {len(names)} transforms translated; written to {args.out}/job_graph.json",
+          file=sys.stderr)
     return 0
 
 

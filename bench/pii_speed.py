@@ -1,0 +1,106 @@
+"""PII throughput: the whole scan (PII only) vs plain Presidio and spaCy NER alone, on T0 texts.
+
+* lazaret scan, PII only, on the first N records of ../shared/data/instruct_t0_train_50k, 1 worker
+  (in-process) and 2 workers (DirectRunner multi_processing); wall time includes start-up and writing.
+* plain Presidio: BatchAnalyzerEngine over the same texts (prompt and response), same spaCy model, 1 core.
+* spaCy NER alone: nlp.pipe with only tok2vec+ner, same texts, 1 core: the speed limit of model-based
+  name detection.
+* memory: peak RSS of the scan at N and 4N records.
+
+Run: .venv/bin/python bench/pii_speed.py [--n 5000] [--skip-baselines]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from _common import ROOT, machine, need_shared, read_jsonl
+
+
+def write_slice(rows, path):
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def run_scan(path: str, out: str, extra) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.time()
+    cmd = [str(ROOT / ".venv" / "bin" / "lazaret"), "scan", path, "--out", out, "--checks", "pii", "--quiet",
+           "--no-report", "--overwrite", *extra]
+    subprocess.run(cmd, check=True)
+    wall = time.time() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, peak if resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss > before else float("nan")
+
+
+def texts_of(rows):
+    out = []
+    for r in rows:
+        out.append(r["instruction"] + (("\n\n" + r["input"]) if r.get("input") else ""))
+        out.append(r["output"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-4x", action="store_true")
+    args = ap.parse_args()
+    shared = need_shared()
+    rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz")
+    n = args.n
+    print(f"PII throughput on T0, first {n} records ({machine()})")
+    with tempfile.TemporaryDirectory() as tmp:
+        p1 = os.path.join(tmp, "t0.jsonl")
+        write_slice(rows[:n], p1)
+        results = {}
+        wall, peak = run_scan(p1, os.path.join(tmp, "o1"), ["--direct_num_workers=1"])
+        results["lazaret scan, 1 worker"] = (n / wall, peak)
+        wall, peak = run_scan(p1, os.path.join(tmp, "o2"), ["--runner=DirectRunner",
+                                                             "--direct_running_mode=multi_processing",
+                                                             "--direct_num_workers=2"])
+        results["lazaret scan, 2 workers"] = (n / wall, peak)
+        if not args.skip_4x:
+            p4 = os.path.join(tmp, "t0x4.jsonl")
+            big = rows[: 4 * n] if len(rows) >= 4 * n else (rows * 4)[: 4 * n]
+            write_slice(big, p4)
+            wall, peak4 = run_scan(p4, os.path.join(tmp, "o4"), ["--direct_num_workers=1"])
+            results[f"lazaret scan, 1 worker, {4 * n} records"] = (4 * n / wall, peak4)
+        texts = texts_of(rows[:n])
+        if not args.skip_baselines:
+            from lazaret.detectors.pii_engine import SPACY_MODEL, offline_tldextract
+
+            offline_tldextract()
+            import spacy
+            from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+            from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+            analyzer = AnalyzerEngine(nlp_engine=SpacyNlpEngine(models=[{"lang_code": "en",
+                                                                         "model_name": SPACY_MODEL}]))
+            batch = BatchAnalyzerEngine(analyzer_engine=analyzer)
+            t = time.time()
+            list(batch.analyze_iterator(texts, language="en", batch_size=64))
+            results["plain Presidio BatchAnalyzerEngine, 1 core"] = (n / (time.time() - t), float("nan"))
+            nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+            t = time.time()
+            for _ in nlp.pipe(texts, batch_size=64):
+                pass
+            results["spaCy NER alone (tok2vec+ner), 1 core"] = (n / (time.time() - t), float("nan"))
+        print(f"{'what':<48}{'records/s':>10}{'peak RSS MB':>13}")
+        for k, (rate, peak) in results.items():
+            print(f"{k:<48}{rate:>10.1f}{peak:>13.0f}")
+        print("(records/s counts records: each record is a prompt and a response text)")
+
+
+if __name__ == "__main__":
+    main()
