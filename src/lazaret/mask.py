@@ -62,3 +62,19 @@ def snippet(text: str, spans: Sequence[Tuple[int, int, str]] = (), limit: int = 
 def mask_value(entity: str, value: str) -> str:
     """How one detected value appears in a finding's detail: its type and length, never its content."""
     return f"<{entity} len={len(value)}>"
+
+
+_LOWER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def shape(text: str, limit: int = EVIDENCE_CHARS) -> str:
+    """The outline of unparseable input: letters become x/X and digits #, structure stays visible.
+
+    Used for reject rows, where no detector has run and anything could be personal data.
+    """
+    text = text[: limit * 2]
+    out = _LOWER.sub(lambda m: "X" if m.group().isupper() else "x", text)
+    out = _DIGIT.sub("#", out)
+    out = _CONTROL.sub(lambda m: "\\u%04x" % ord(m.group()), out)
+    out = " ".join(out.split())
+    return out[:limit] + ("…" if len(out) > limit else "")

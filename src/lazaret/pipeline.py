@@ -8,6 +8,7 @@ configuration travels inside the transforms (pickled), so the same graph runs on
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
@@ -15,6 +16,7 @@ import apache_beam as beam
 from lazaret.decide import Decide, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
+from lazaret.mask import mask_generic
 
 ALL_CHECKS = ("pii", "toxicity", "dedup", "poisoning")
 ROWS_PER_SHARD = {"clean": 20000, "held": 20000, "quarantine": 100000, "findings": 250000, "clusters": 50000}
@@ -56,17 +58,57 @@ def check_transforms(plan: ScanPlan) -> Dict[str, Any]:
 
         out["toxicity"] = ToxicityCheck(plan.sections["toxicity"])
     if "dedup" in plan.checks:
-        from lazaret.dedup import NearDuplicates
+        from lazaret.dedup import NearDuplicateClusters
 
-        out["dedup"] = NearDuplicates(plan.sections["dedup"])
+        out["dedup"] = NearDuplicateClusters(plan.sections["dedup"], evidence_fn=mask_generic)
     if "poisoning" in plan.checks:
-        from lazaret.detectors.poisoning import PoisoningCheck
+        from lazaret.detectors.poisoning import PoisoningScan
 
-        out["poisoning"] = PoisoningCheck(plan.sections["poisoning"], plan.triggers)
+        out["poisoning"] = PoisoningScan(plan.sections["poisoning"], plan.triggers)
     return out
 
 
-def build(p: beam.Pipeline, plan: ScanPlan) -> None:
+def _as_list(value: Any) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def cluster_row(c: Dict[str, Any], check: str) -> Dict[str, Any]:
+    """A check's cluster summary as a row of clusters/ (schema io.schemas.CLUSTERS); evidence masked."""
+    if check == "near_duplicate":
+        notes = "; ".join(c.get("notes") or [])
+        statistic = f"{c.get('kind', 'minhash')} cluster, {c.get('dropped', 0)} dropped" + (f"; {notes}" if notes
+                                                                                            else "")
+        members = c.get("members") or []
+        trigger = None
+        representative = c.get("representative")
+    else:
+        statistic = c.get("statistic") or ""
+        if c.get("p_value"):
+            statistic = f"{statistic} (p={c['p_value']})" if statistic else f"p={c['p_value']}"
+        members = c.get("member_doc_ids") or c.get("members") or []
+        trigger = c.get("trigger_or_payload")
+        representative = None
+    cluster_id = str(c["cluster_id"])
+    return {
+        "cluster_id": cluster_id,
+        "cluster_key": hashlib.sha256(f"{check}:{cluster_id}".encode()).hexdigest(),
+        "check": check,
+        "size": int(c.get("size") or len(members)),
+        "representative": representative,
+        "trigger": trigger,
+        "statistic": statistic,
+        "members": [str(m) for m in members],
+        "evidence": [mask_generic(e) for e in _as_list(c.get("evidence"))],
+    }
+
+
+def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any]] = None) -> None:
+    """``extra_checks`` (name -> PTransform(records -> findings)) are run beside the built-in ones: the
+    extension point for in-house checks."""
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
@@ -76,12 +118,13 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
 
     finding_sets = []
     cluster_sets = []
-    for name, transform in check_transforms(plan).items():
+    for name, transform in {**check_transforms(plan), **(extra_checks or {})}.items():
         result = records | f"Check_{name}" >> transform
         if isinstance(result, dict):
             finding_sets.append(result["findings"])
             if result.get("clusters") is not None:
-                cluster_sets.append(result["clusters"])
+                check = "near_duplicate" if name == "dedup" else name
+                cluster_sets.append(result["clusters"] | f"ClusterRows_{name}" >> beam.Map(cluster_row, check))
         else:
             finding_sets.append(result)
     if finding_sets:

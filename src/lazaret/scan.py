@@ -184,7 +184,7 @@ def _metrics(result) -> Dict[str, int]:
     return out
 
 
-def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: Optional[Dict[str, Any]] = None) -> int:
     import apache_beam as beam
 
     from lazaret.io.readers import InputError, expand_inputs
@@ -212,13 +212,13 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     custom, recognizer_files = load_recognizer_files(rules_dir, sections["pii"]["recognizer_files"])
     triggers: List[Dict[str, Any]] = []
     trigger_files: List[str] = []
-    if "poisoning" in checks:
-        try:
-            from lazaret.rules.triggers import load_trigger_files
-        except ImportError:
-            load_trigger_files = None
-        if load_trigger_files is not None:
-            triggers, trigger_files = load_trigger_files(rules_dir, sections.get("poisoning", {}))
+    poisoning = sections.get("poisoning", {})
+    if "poisoning" in checks and poisoning.get("signatures") and rules_dir:
+        from lazaret.detectors.poisoning.signatures import load_signatures
+
+        signature_path = os.path.join(rules_dir, poisoning["signature_file"])
+        if os.path.isfile(signature_path):
+            triggers, trigger_files = load_signatures(signature_path), [signature_path]
     try:
         inputs = expand_inputs(args.inputs)
     except InputError as exc:
@@ -237,7 +237,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
                  runner, staging)
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, plan)
+        build(pipeline, plan, extra_checks)
         result = pipeline.run()
         from apache_beam.options.pipeline_options import TestOptions
 
@@ -334,15 +334,12 @@ def _dry_run_done(result: Any, staging: str, args: argparse.Namespace) -> int:
 
 
 def _add_check_provenance(provenance: Dict[str, Any], checks: List[str], sections: Dict[str, Any]) -> None:
-    """Checks that have more to record (hash schemes, model parameters) expose ``provenance_info``."""
-    extra = {}
-    for name, module in (("dedup", "lazaret.dedup"), ("poisoning", "lazaret.detectors.poisoning")):
-        if name in checks:
-            try:
-                mod = __import__(module, fromlist=["provenance_info"])
-                if hasattr(mod, "provenance_info"):
-                    extra[name] = mod.provenance_info(sections.get(name, {}))
-            except ImportError:
-                pass
-    if extra:
-        provenance["checks"] = extra
+    """Checks that have more to record (hash schemes, parameters) say so in provenance."""
+    extra: Dict[str, Any] = {}
+    if "dedup" in checks:
+        from lazaret.dedup import DedupParams, provenance_info
+
+        extra["dedup"] = provenance_info(DedupParams.from_section(sections["dedup"]))
+    if "poisoning" in checks:
+        extra["poisoning"] = {"params": sections["poisoning"]}
+    provenance["checks"] = extra

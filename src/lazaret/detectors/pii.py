@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.findings import make_finding
+from lazaret.guard import Guarded
 from lazaret.mask import mask_value
 
 SEVERITY = {"ignore": -1, "none": 0, "flag": 1, "redact": 2, "quarantine": 3}
@@ -108,4 +109,4 @@ class PiiCheck(beam.PTransform):
     def expand(self, records):
         return (records
                 | "BatchForPresidio" >> beam.BatchElements(min_batch_size=8, max_batch_size=self.section["batch_size"])
-                | "Presidio" >> beam.ParDo(PiiDoFn(self.section, self.custom)))
+                | "Presidio" >> Guarded("pii", PiiDoFn(self.section, self.custom)))

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from lazaret.mask import snippet
+from lazaret.mask import shape
 from lazaret.records import MalformedRecord, build_record, make_doc_id, sha256_hex
 
 log = logging.getLogger("lazaret.read")
@@ -351,7 +351,7 @@ class ReadFile(beam.DoFn):
             self.rejected.inc()
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
                 path, idx, content_sha, "invalid_utf8", f"byte {exc.start} is not valid UTF-8",
-                snippet(body.decode("utf-8", "replace")))), fmt
+                shape(body.decode("utf-8", "replace")))), fmt
         try:
             obj = json.loads(text)
         except RecursionError:
@@ -363,7 +363,7 @@ class ReadFile(beam.DoFn):
             msg = getattr(exc, "msg", str(exc))
             pos = getattr(exc, "pos", None)
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", snippet(text))), fmt
+                path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", shape(text))), fmt
         try:
             record = build_record(obj, fmt, path, idx, content_sha, self.id_field)
         except MalformedRecord as exc:
@@ -377,7 +377,7 @@ class ReadFile(beam.DoFn):
                     rid = None
             fmt_note = f" (file format: {fmt})" if fmt else ""
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, idx, content_sha, exc.rule, exc.detail + fmt_note, snippet(text), rid)), fmt
+                path, idx, content_sha, exc.rule, exc.detail + fmt_note, shape(text), rid)), fmt
         self.records_read.inc()
         return record, fmt or record["format"]
 
@@ -412,7 +412,7 @@ class ReadFile(beam.DoFn):
                             yield beam.pvalue.TaggedOutput(self.REJECT, reject(
                                 path, idx, content_sha, exc.rule,
                                 exc.detail + f" (parquet columns: {', '.join(pf.schema_arrow.names)[:200]})",
-                                snippet(body.decode("utf-8"))))
+                                shape(body.decode("utf-8"))))
                             continue
                         self.records_read.inc()
                         yield record

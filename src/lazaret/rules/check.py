@@ -35,14 +35,14 @@ def check_rules(rules_dir: str, policy: Optional[str] = None) -> int:
                 if "recognizers" in data:
                     validate_recognizer_file(path)
                     kind = "recognizers"
-                elif "triggers" in data:
-                    from lazaret.rules.triggers import validate_trigger_file
+                elif "signatures" in data:
+                    from lazaret.detectors.poisoning.signatures import load_signatures
 
-                    validate_trigger_file(path)
-                    kind = "triggers"
+                    load_signatures(path)
+                    kind = "trigger signatures"
                 else:
-                    raise loc.error("", "not a recognizer file (recognizers:), trigger file (triggers:) or the "
-                                        "policy (policy.yaml)")
+                    raise loc.error("", "not a recognizer file (recognizers:), trigger signature file "
+                                        "(signatures:) or the policy (policy.yaml)")
             checked += 1
             print(f"ok      {path} ({kind})")
         except ConfigError as exc:

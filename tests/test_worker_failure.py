@@ -1,0 +1,96 @@
+"""Worker failure: a check that raises on a record is retried, then the record is rejected (dead letter),
+and the run completes; a killed worker never leaves output that looks complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import apache_beam as beam
+import pytest
+
+from helpers import quarantine_rows, summary
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class ExplodesOnBoom(beam.DoFn):
+    """A check with a bug: it raises on any record whose text contains BOOM."""
+
+    def process(self, record):
+        from lazaret.findings import make_finding
+
+        if "BOOM" in record["text"]:
+            raise RuntimeError("synthetic failure: " + record["text"])
+        yield make_finding(record, "rule", "explodes_on_boom", "all", 0.0)
+
+
+def test_raising_check_rejects_only_that_record(tmp_path):
+    from lazaret.cli import _parser
+    from lazaret.guard import Guarded
+    from lazaret.scan import run_scan
+
+    data = tmp_path / "d.jsonl"
+    rows = [{"id": f"r{i}", "text": f"record {i} " + ("BOOM secret-value-123" if i == 3 else "fine")}
+            for i in range(8)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    args, beam_args = _parser().parse_known_args(["scan", str(data), "--out", str(out), "--quiet",
+                                                  "--checks", "pii", "--pii-nlp", "none"])
+    assert run_scan(args, beam_args, extra_checks={"buggy": Guarded("buggy", ExplodesOnBoom())}) == 0
+    s = summary(out)
+    assert s["conservation"]["holds"] and s["records_in"] == 8
+    rejects = [r for r in quarantine_rows(out) if r["action"] == "reject"]
+    assert [r["record_id"] for r in rejects] == ["r3"]
+    reason = rejects[0]["reasons"][0]
+    assert reason["rule"] == "processing_error" and "buggy" in reason["detail"] and "3 attempts" in reason["detail"]
+    assert "secret-value" not in reason["detail"]  # the exception message quoted the record: not copied
+    assert s["actions"]["clean"] == 7
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_no_complete_looking_output(tmp_path):
+    """Kill one multi_processing worker mid-run: either the run recovers with complete, correct output, or
+    it fails and no output directory (nor staging directory) is left that looks complete."""
+    psutil = pytest.importorskip("psutil")
+    data = tmp_path / "d.jsonl"
+    with open(data, "w") as fh:
+        for i in range(6000):
+            fh.write(json.dumps({"id": f"r{i}", "text": f"Record number {i} talks about Paris and Rome. " * 3})
+                     + "\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lazaret", "scan", str(data), "--out", str(out), "--quiet", "--checks", "pii",
+           "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parent = psutil.Process(proc.pid)
+    killed = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        workers = [c for c in parent.children(recursive=True) if "python" in (c.name() or "")]
+        if len(workers) >= 2 and time.time() > deadline - 112:
+            killed = workers[-1]
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.5)
+    try:
+        proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        for c in parent.children(recursive=True):
+            c.kill()
+        proc.kill()
+        pytest.fail("scan hung after a worker was killed")
+    assert killed is not None, "the run ended before a worker could be killed; make the input larger"
+    leftovers = list(tmp_path.glob("out.lazaret-staging-*"))
+    assert not leftovers, f"staging left behind: {leftovers}"
+    print("scan exit status after a worker was killed:", proc.returncode)
+    if proc.returncode == 0:
+        s = summary(out)
+        assert s["conservation"]["holds"] and s["records_in"] == 6000
+    else:
+        assert not out.exists(), "a failed run left an output directory"
+        assert proc.returncode == 1
