@@ -65,6 +65,8 @@ class Decide(beam.DoFn):
     QUARANTINE_ROWS = "quarantine"
     HELD = "held"
     COUNTS = "counts"
+    CLUSTER_EVIDENCE = "cluster_evidence"
+    EVIDENCE_PER_CLUSTER = 8
 
     def __init__(self) -> None:
         self.anonymizer = None
@@ -104,6 +106,13 @@ class Decide(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(self.COUNTS, ("reason", f"{r['check']}:{rule}"))
         if flagged:
             yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "flagged"))
+        clusters = sorted({(f["check"], f["cluster_id"]) for f in findings if f.get("cluster_id")})
+        if clusters:
+            # Cluster evidence for the report is built here, where the record's PII spans are known, so a
+            # check's own snippets never reach a manifest unmasked.
+            masked = record_evidence(record, findings)
+            for check, cluster_id in clusters:
+                yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (f"{check}:{cluster_id}", (doc_id, masked)))
         if action == CLEAN:
             raw = redacted_raw(record, findings, self.anonymizer) if redacting else record["raw"]
             if redacting:

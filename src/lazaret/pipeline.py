@@ -106,6 +106,17 @@ def cluster_row(c: Dict[str, Any], check: str) -> Dict[str, Any]:
     }
 
 
+def with_masked_evidence(kv):
+    """A cluster row with its evidence replaced by PII-masked snippets of its members from the decision step
+    (members listed first, then the smallest doc_ids)."""
+    _key, grouped = kv
+    samples = grouped["evidence"][0] if grouped["evidence"] else []
+    for row in grouped["row"]:
+        listed = set(row["members"])
+        ordered = sorted(samples, key=lambda s: (s[0] not in listed, s[0]))
+        yield dict(row, evidence=[text for _doc, text in ordered])
+
+
 def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any]] = None) -> None:
     """``extra_checks`` (name -> PTransform(records -> findings)) are run beside the built-in ones: the
     extension point for in-house checks."""
@@ -136,7 +147,7 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
                 "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], f))}
                | "Join" >> beam.CoGroupByKey()
                | "Decide" >> beam.ParDo(Decide()).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
-                                                               main="clean"))
+                                                               Decide.CLUSTER_EVIDENCE, main="clean"))
 
     rejects = read[ReadFile.REJECT]
     quarantine = ((decided[Decide.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
@@ -152,7 +163,12 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
          | "FindingRows" >> beam.Map(finding_row)
          | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"]))
     if cluster_sets:
-        clusters = tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
+        clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
+                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", r)),
+                     "evidence": decided[Decide.CLUSTER_EVIDENCE]
+                     | "EvidenceSample" >> beam.combiners.Top.SmallestPerKey(Decide.EVIDENCE_PER_CLUSTER)}
+                    | "JoinEvidence" >> beam.CoGroupByKey()
+                    | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
         _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
                                                       ROWS_PER_SHARD["clusters"], key_field="cluster_key")
     counts = ((decided[Decide.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
