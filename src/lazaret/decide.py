@@ -36,8 +36,9 @@ def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> s
     return snippet(" ⏎ ".join(texts))
 
 
-def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any) -> Dict[str, Any]:
-    """The input object with every span whose action is ``redact`` replaced by ``<ENTITY>`` placeholders
+def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any,
+                 actions: tuple = ("redact",)) -> Dict[str, Any]:
+    """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
     (presidio-anonymizer's default replace operator)."""
     from presidio_anonymizer.entities import RecognizerResult
 
@@ -46,7 +47,7 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
     by_field: Dict[int, List[Any]] = {}
     for f in findings:
         for span in f.get("spans") or []:
-            if len(span) >= 5 and span[4] == "redact":
+            if len(span) >= 5 and span[4] in actions:
                 by_field.setdefault(span[0], []).append(span)
     if not by_field:
         return record["raw"]
@@ -141,10 +142,14 @@ class Decide(beam.DoFn):
             "evidence": evidence,
         })
         if action == QUARANTINE:
-            raw = redacted_raw(record, findings, self.anonymizer) if redacting else record["raw"]
+            # A held record may be released by a reviewer; the values that got it held (a card number, a key)
+            # are redacted as well as the ones the policy redacts everywhere.
+            raw = redacted_raw(record, findings, self.anonymizer, actions=("redact", "quarantine"))
+            redacted = raw is not record["raw"]
             yield beam.pvalue.TaggedOutput(self.HELD, {
                 "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
-                "line": json.dumps({"doc_id": doc_id, "record": raw}, ensure_ascii=False, default=str)})
+                "line": json.dumps({"doc_id": doc_id, "redacted": redacted, "record": raw}, ensure_ascii=False,
+                                   default=str)})
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:
