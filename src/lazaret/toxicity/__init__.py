@@ -1,0 +1,1 @@
+"""fastText toxicity models: text normalisation, loading/scoring, training and evaluation."""

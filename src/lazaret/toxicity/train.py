@@ -1,0 +1,436 @@
+"""``lazaret train-toxicity``: train, quantise and evaluate a fastText toxicity classifier.
+
+Why a command and not a notebook: the shipped default model must be reproducible from the data and the
+parameters recorded next to it, and users must be able to retrain it (or train their own) with exactly the
+normalisation that the scan applies at prediction time (:func:`lazaret.toxicity.normalize.normalize`).
+
+Data handling, and why:
+- ``--train FILE...``: labelled JSONL(.gz) with ``text`` and ``label`` (0/1). Rows that carry a ``split`` field
+  are routed by it: ``--train-splits`` (default ``train``) are trained on, ``--val-splits`` (default ``val``)
+  are the validation data, every other split (``test``) is ignored, so a test split can never leak in.
+  Files without ``split`` are training data only.
+- ``--clean FILE...``: optional instruction-style or text JSONL (``instruction``/``input``/``output`` or
+  ``text``) known to hold (almost) no toxic text; each side becomes a label-0 example. Tweets are another domain
+  than fine-tuning data, and these examples teach the model that ordinary long-form prose is not toxic. A
+  deterministic 10% (by hash of the text) goes to validation instead of training.
+- The threshold is chosen on the validation data only (``--threshold-rule``), never on ``--eval`` files.
+- ``--eval FILE...``: held-out files, reported one by one (ROC-AUC, P/R at the threshold, Brier, ECE,
+  reliability bins). Rows with a ``split`` field are evaluated only when the split is in ``--eval-splits``
+  (default ``test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from typing import Iterable, Iterator, Optional, Sequence
+
+from lazaret.rules.errors import ConfigError
+from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
+from lazaret.toxicity.model import DEFAULT_LABEL, ToxicityModel, metadata_path, sha256_file
+from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
+
+NEGATIVE_LABEL = "__label__clean"
+
+
+def read_jsonl(path: str) -> Iterator[dict]:
+    """Rows of a JSONL or JSONL.gz file (objects only)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ConfigError(f"not valid JSON: {exc}", path=path, line=line_no) from exc
+            if isinstance(row, dict):
+                yield row
+
+
+def _label(row: dict, path: str, field: str) -> int:
+    value = row.get(field)
+    if value in (0, 1, True, False, "0", "1"):
+        return int(value)
+    raise ConfigError(f"row {row.get('id', '?')!r} has {field}={value!r}; labels must be 0 or 1", path=path)
+
+
+def _clean_texts(row: dict) -> "list[str]":
+    if "instruction" in row or "output" in row:
+        prompt = "\n\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k))
+        return [t for t in (prompt, str(row.get("output") or "")) if t.strip()]
+    text = row.get("text")
+    return [text] if isinstance(text, str) and text.strip() else []
+
+
+def _in_val(text: str, percent: int = 10) -> bool:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100 < percent
+
+
+def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
+    """(train, val, file_records): lists of (text, label) and a provenance entry per input file."""
+    train: list = []
+    val: list = []
+    files: list = []
+    for path in args.train:
+        counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
+        for row in read_jsonl(path):
+            text = row.get(args.text_field)
+            if not isinstance(text, str) or not text.strip():
+                counts["ignored"] += 1
+                continue
+            label = _label(row, path, args.label_field)
+            split = row.get(args.split_field)
+            if split is None or split in args.train_splits:
+                train.append((text, label))
+                counts["train"] += 1
+                counts["positives_train"] += label
+            elif split in args.val_splits:
+                val.append((text, label))
+                counts["val"] += 1
+            else:
+                counts["ignored"] += 1
+        files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "labelled", **counts})
+    for path in args.clean or []:
+        counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
+        for row in read_jsonl(path):
+            for text in _clean_texts(row):
+                if _in_val(text):
+                    val.append((text, 0))
+                    counts["val"] += 1
+                else:
+                    train.append((text, 0))
+                    counts["train"] += 1
+        files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "clean-negatives", **counts})
+    return train, val, files
+
+
+def _display(path: str, root: Optional[str] = None) -> str:
+    """Paths recorded in metadata: relative to --paths-relative-to (or the working directory) when below it,
+    so that metadata written on one machine holds no home directories and reads the same on another."""
+    absolute = os.path.abspath(path)
+    root = os.path.abspath(root) if root else os.getcwd()
+    try:
+        rel = os.path.relpath(absolute, root)
+    except ValueError:
+        return absolute
+    return rel if not rel.startswith("..") else absolute
+
+
+def write_fasttext_file(rows: Sequence, path: str, label: str, seed: int, max_chars: int) -> int:
+    """Write normalised, shuffled fastText training lines; return how many were written."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    written = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for start in range(0, len(order), 4096):
+            chunk = [rows[i] for i in order[start : start + 4096]]
+            for (_, y), norm in zip(chunk, normalize_many([t for t, _ in chunk], max_chars)):
+                if norm:
+                    handle.write(f"{label if y else NEGATIVE_LABEL} {norm}\n")
+                    written += 1
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lazaret train-toxicity",
+        description="Train a fastText toxicity classifier from labelled JSONL and report held-out metrics.",
+    )
+    p.add_argument("--train", nargs="+", default=[], metavar="FILE", help="labelled JSONL(.gz): text, label 0/1")
+    p.add_argument("--clean", nargs="*", default=[], metavar="FILE", help="JSONL of clean text (label-0 examples)")
+    p.add_argument("--eval", nargs="*", default=[], metavar="FILE", help="held-out labelled JSONL to report on")
+    p.add_argument("--model", help="evaluate this existing model instead of training (with --eval)")
+    p.add_argument("--out", help="output model path (.ftz when quantised, .bin otherwise)")
+    p.add_argument("--name", default="", help="model name recorded in the metadata")
+    p.add_argument("--label", default=DEFAULT_LABEL, help="label name of the positive class (%(default)s)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--split-field", default="split")
+    p.add_argument("--train-splits", nargs="+", default=["train"])
+    p.add_argument("--val-splits", nargs="+", default=["val"])
+    p.add_argument("--eval-splits", nargs="+", default=["test"])
+    g = p.add_argument_group("fastText parameters")
+    g.add_argument("--lr", type=float, default=0.1)
+    g.add_argument("--epoch", type=int, default=5)
+    g.add_argument("--dim", type=int, default=16)
+    g.add_argument("--word-ngrams", type=int, default=2)
+    g.add_argument("--minn", type=int, default=0)
+    g.add_argument("--maxn", type=int, default=0)
+    g.add_argument("--min-count", type=int, default=1)
+    g.add_argument("--bucket", type=int, default=100000, help="hash buckets for word n-grams (%(default)s)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--thread", type=int, default=1, help="1 keeps training deterministic")
+    g.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS)
+    g.add_argument("--repeats", type=int, default=1,
+                   help="train this many times (each in a fresh process) and keep the model with the best "
+                        "validation ROC-AUC, a guard against fastText 0.9.2's occasional divergent runs "
+                        "(%(default)s)")
+    q = p.add_argument_group("quantisation")
+    q.add_argument("--no-quantize", action="store_true", help="keep the full model (large)")
+    q.add_argument("--cutoff", type=int, default=0,
+                   help="keep only this many words/n-gram rows when quantising; 0 keeps all (%(default)s)")
+    q.add_argument("--dsub", type=int, default=2)
+    t = p.add_argument_group("threshold")
+    t.add_argument("--threshold", type=float, help="use this threshold instead of choosing one on validation")
+    t.add_argument("--threshold-rule", default="fpr:0.1",
+                   help="f1 | precision:P | fpr:F, on the validation data (%(default)s: the lowest threshold "
+                        "that flags at most 10%% of the validation negatives)")
+    p.add_argument("--report", help="also write the evaluation report as JSON here")
+    p.add_argument("--paths-relative-to", metavar="DIR", help="record data file paths relative to DIR")
+    return p
+
+
+def train_model(args: argparse.Namespace, train_rows: list, workdir: str, out: Optional[str] = None
+                ) -> "tuple[str, dict]":
+    """Train (and quantise) with fastText into ``out`` (default --out); return (model path, parameters)."""
+    train_txt = os.path.join(workdir, "train.txt")
+    n = write_fasttext_file(train_rows, train_txt, args.label, args.seed, args.max_chars)
+    if n == 0:
+        raise ConfigError("no training examples (check --train files and --train-splits)")
+    params = {
+        "lr": args.lr,
+        "epoch": args.epoch,
+        "dim": args.dim,
+        "wordNgrams": args.word_ngrams,
+        "minn": args.minn,
+        "maxn": args.maxn,
+        "minCount": args.min_count,
+        "bucket": args.bucket,
+        "loss": "softmax",
+        "seed": args.seed,
+        "thread": args.thread,
+    }
+    out = out or args.out
+    qparams = None if args.no_quantize else {"cutoff": args.cutoff, "dsub": args.dsub, "qnorm": True,
+                                             "retrain": True}
+    fit_fasttext(train_txt, out, params, qparams)
+    if qparams:
+        params["quantize"] = qparams
+    return out, params
+
+
+ATTEMPTS = 10
+
+
+def fit_fasttext(train_txt: str, out: str, params: dict, qparams: Optional[dict] = None) -> str:
+    """Train (and quantise) a fastText classifier on ``train_txt`` and save it to ``out``.
+
+    Each attempt runs in a fresh Python process (``sys.executable -c``). fastText 0.9.2 (the numpy-2 wheel) is not reliable
+    when it trains again inside a process that already trained or predicted: on the same file and seed it
+    then raises "Encountered NaN" or returns different, worse weights, more and more often (measured here;
+    consistent with native memory that is read before it is written). A fresh process gave the same file
+    every time on the default training set. An attempt that still fails with "Encountered NaN" is retried.
+    """
+    import subprocess
+
+    last = ""
+    spec = json.dumps({"train": train_txt, "out": out, "params": params, "quantize": qparams})
+    code = "import sys; from lazaret.toxicity.train import _fit_child; sys.exit(_fit_child(sys.argv[1]))"
+    for _ in range(ATTEMPTS):
+        done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True)
+        if done.returncode == 0:
+            return out
+        error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        if "NaN" not in error:
+            raise SystemExit(f"fastText training failed: {error}")
+        last = error
+    raise SystemExit(f"fastText training failed {ATTEMPTS} times: {last} (try a lower --lr)")
+
+
+def _fit_child(spec_json: str) -> int:
+    """Runs in the child process: train, quantise, save; the error goes to stderr's last line."""
+    import fasttext
+
+    spec = json.loads(spec_json)
+    try:
+        model = fasttext.train_supervised(input=spec["train"], verbose=0, **spec["params"])
+        if spec["quantize"]:
+            model.quantize(input=spec["train"], thread=spec["params"].get("thread", 1), verbose=0,
+                           **spec["quantize"])
+        model.save_model(spec["out"])
+    except RuntimeError as exc:
+        print(f"fastText error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def score_rows(model: ToxicityModel, rows: Sequence, batch: int = 4096) -> "list[float]":
+    scores: list = []
+    texts = [t for t, _ in rows]
+    for i in range(0, len(texts), batch):
+        scores.extend(model.predict_batch(texts[i : i + batch]))
+    return scores
+
+
+def load_eval(path: str, args: argparse.Namespace) -> list:
+    rows = []
+    for row in read_jsonl(path):
+        text = row.get(args.text_field)
+        if not isinstance(text, str):
+            continue
+        split = row.get(args.split_field)
+        if split is not None and split not in args.eval_splits:
+            continue
+        rows.append((text, _label(row, path, args.label_field)))
+    return rows
+
+
+def evaluate_files(model: ToxicityModel, paths: Iterable[str], threshold: float, args) -> dict:
+    out = {}
+    for path in paths:
+        rows = load_eval(path, args)
+        if not rows:
+            out[_display(path, args.paths_relative_to)] = {"n": 0, "note": f"no rows in splits {args.eval_splits}"}
+            continue
+        scores = score_rows(model, rows)
+        metrics = evaluate_scores([y for _, y in rows], scores, threshold)
+        metrics["sha256"] = sha256_file(path)
+        out[_display(path, args.paths_relative_to)] = metrics
+    return out
+
+
+def format_metrics(name: str, m: dict) -> str:
+    if not m.get("n"):
+        return f"{name}: {m.get('note', 'no rows')}"
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+    return (
+        f"{name}: n={m['n']} pos={m['positives']} ROC-AUC={auc} @th={m['threshold']:.2f} "
+        f"P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} flagged={m['flag_rate']:.3f} "
+        f"Brier={m['brier']:.3f} ECE={m['ece']:.3f}"
+    )
+
+
+def format_reliability(m: dict) -> str:
+    cells = [
+        f"[{b['lo']:.1f},{b['hi']:.1f}) n={b['n']} score={b['mean_score']:.2f} obs={b['positive_rate']:.2f}"
+        for b in m.get("reliability", [])
+        if b["n"]
+    ]
+    return "    reliability: " + "; ".join(cells)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``lazaret train-toxicity``; returns the exit status (0 ok, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.model:
+        if not args.eval:
+            parser.error("--model needs --eval FILE...")
+        model = ToxicityModel.load(args.model, label=args.label)
+        threshold = args.threshold if args.threshold is not None else model.metadata.get("threshold", 0.5)
+        report = {"model": model.provenance(), "eval": evaluate_files(model, args.eval, threshold, args)}
+        _print_report(report)
+        _write_report(args.report, report)
+        return 0
+    if not args.train or not args.out:
+        parser.error("training needs --train FILE... and --out MODEL (or use --model with --eval)")
+    train_rows, val_rows, files = load_data(args)
+    val_y = [y for _, y in val_rows]
+    out = args.out
+    attempts = []
+    with tempfile.TemporaryDirectory(prefix="lazaret-tox-") as workdir:
+        best = None
+        for i in range(max(1, args.repeats)):
+            candidate = os.path.join(workdir, f"attempt{i}" + os.path.splitext(out)[1])
+            _, params = train_model(args, train_rows, workdir, candidate)
+            cand_model = ToxicityModel.load(candidate, label=args.label, normalizer="lazaret",
+                                            max_chars=args.max_chars)
+            scores = score_rows(cand_model, val_rows) if val_rows else []
+            auc = evaluate_scores(val_y, scores, 0.5)["roc_auc"] if val_rows else None
+            attempts.append({"sha256": cand_model.sha256, "validation_roc_auc": auc})
+            if best is None or (auc is not None and auc > best[0] + 1e-9):
+                best = (auc if auc is not None else float("-inf"), candidate, scores)
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        if os.path.exists(metadata_path(out)):  # the old sidecar describes the old model: rewritten below
+            os.remove(metadata_path(out))
+        shutil.copyfile(best[1], out)
+        val_scores = best[2]
+    model = ToxicityModel.load(out, label=args.label, normalizer="lazaret", max_chars=args.max_chars)
+    if args.threshold is not None:
+        threshold, rule = args.threshold, "fixed"
+    elif val_rows and 0 < sum(val_y) < len(val_y):
+        threshold, rule = choose_threshold(val_y, val_scores, args.threshold_rule), args.threshold_rule
+    else:
+        threshold, rule = 0.5, "default (no validation data with both classes)"
+    metadata = {
+        "name": args.name or os.path.splitext(os.path.basename(out))[0],
+        "origin": "trained with `lazaret train-toxicity`",
+        "format": "fasttext-supervised" + ("-quantized" if not args.no_quantize else ""),
+        "label": args.label,
+        "labels": model.labels,
+        "normalize_version": NORMALIZE_VERSION,
+        "max_chars": args.max_chars,
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "threshold_chosen_on": "validation splits " + ",".join(args.val_splits) + (
+            " + 10% hash-held-out of --clean files" if args.clean else ""
+        ),
+        "params": params,
+        "training_attempts": attempts,
+        "training_files": files,
+        "counts": {
+            "train": len(train_rows),
+            "train_positives": sum(y for _, y in train_rows),
+            "val": len(val_rows),
+            "val_positives": sum(val_y),
+        },
+        "validation": evaluate_scores(val_y, val_scores, threshold) if val_rows else None,
+        "model_sha256": model.sha256,
+        "model_size_bytes": os.path.getsize(out),
+        "argv": _display_argv(argv, args.paths_relative_to),
+    }
+    if args.eval:
+        metadata["eval"] = evaluate_files(model, args.eval, threshold, args)
+    with open(metadata_path(out), "w", encoding="utf-8") as handle:
+        json.dump(metadata, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    print(f"wrote {out} ({metadata['model_size_bytes']} bytes, sha256 {model.sha256})")
+    print(f"wrote {metadata_path(out)}")
+    print(f"threshold {threshold:.2f} ({rule}, on validation: {metadata['threshold_chosen_on']})")
+    if metadata["validation"]:
+        print(format_metrics("validation", metadata["validation"]))
+    _print_report({"eval": metadata.get("eval", {})})
+    _write_report(args.report, metadata)
+    return 0
+
+
+def _display_argv(argv: Optional[Sequence[str]], root: Optional[str]) -> list:
+    """The command line as recorded in metadata: file paths relative to root or cwd, else their base name."""
+    items = list(argv) if argv is not None else sys.argv[1:]
+    out = []
+    for item in items:
+        if item.startswith("-") or not os.path.exists(item):
+            out.append(item)
+            continue
+        shown = _display(item, root)
+        if os.path.isabs(shown):
+            shown = _display(item)
+        out.append(shown if not os.path.isabs(shown) else os.path.basename(item))
+    return out
+
+
+def _print_report(report: dict) -> None:
+    for name, m in sorted(report.get("eval", {}).items()):
+        print(format_metrics(name, m))
+        if m.get("n"):
+            print(format_reliability(m))
+
+
+def _write_report(path: Optional[str], report: dict) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

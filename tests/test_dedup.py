@@ -1,0 +1,381 @@
+"""Near-duplicate clustering: unit checks of each step and end-to-end Beam runs on generated data.
+
+The generated corpus has near-duplicates at known (exact, brute-force) Jaccard levels, short records, a
+document repeated 10,000 times and a chain A~B~C with A and C dissimilar. It runs once per runner; the
+in-process FnApiRunner and DirectRunner multi_processing outputs must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import random
+from collections import Counter
+from typing import Dict, List
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from datasketch import MinHash
+
+from lazaret.dedup import DedupParams, NearDuplicateClusters, NearDuplicates, provenance_info
+from lazaret.dedup.banding import bucket_pairs, pack_shards, shard_buckets
+from lazaret.dedup.components import assign_label, large_star, small_star
+from lazaret.dedup.normalise import exact_key, normalise
+from lazaret.dedup.signatures import (band_keys, estimate_jaccard, minhash_from_hashes, shingle_hashes,
+                                      sig_to_bytes, signatures)
+
+P = DedupParams()
+N = P.ngram
+
+
+def did(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def rec(doc_id: str, text: str) -> Dict:
+    return {"doc_id": doc_id, "record_id": None, "text": text}
+
+
+def shingle_set(text: str, n: int = N) -> set:
+    w = normalise(text).split(" ")
+    return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = shingle_set(a), shingle_set(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def words(rnd: random.Random, k: int, prefix: str = "w") -> List[str]:
+    return [f"{prefix}{rnd.randrange(10**9)}" for _ in range(k)]
+
+
+def replace_block(ws: List[str], start: int, k: int, rnd: random.Random) -> List[str]:
+    return ws[:start] + words(rnd, k, "r") + ws[start + k:]
+
+
+# ---------------------------------------------------------------- generated corpus
+
+def build_corpus():
+    """(records, expectations). Expectations use exact Jaccard, with a margin around the threshold."""
+    rnd = random.Random(20261126)
+    recs: List[Dict] = []
+    expect = {"near": [], "far": [], "short_distinct": [], "chain": {}, "repeat": None}
+
+    # 1. near-duplicates at known Jaccard levels: one base of 300 words, variants with one block replaced
+    for b in range(12):
+        base = words(rnd, 300)
+        base_id = did(f"base{b}")
+        recs.append(rec(base_id, " ".join(base)))
+        for k in (2, 6, 12, 20, 40, 80):
+            v = replace_block(base, 100, k, rnd)
+            vid = did(f"base{b}-v{k}")
+            text = " ".join(v)
+            recs.append(rec(vid, text))
+            j = jaccard(" ".join(base), text)
+            if j >= P.threshold + 0.06:
+                expect["near"].append((vid, base_id, j))
+            elif j <= P.threshold - 0.1:
+                expect["far"].append((vid, base_id, j))
+
+    # 2. unrelated documents (should all be singletons)
+    for i in range(300):
+        recs.append(rec(did(f"solo{i}"), " ".join(words(rnd, rnd.randrange(20, 200)))))
+
+    # 3. short records: fewer than ngram words; distinct ones never cluster, equal ones are exact duplicates
+    for i in range(200):
+        sid = did(f"short{i}")
+        recs.append(rec(sid, f"answer {i} ok"))
+        expect["short_distinct"].append(sid)
+    recs += [rec(did("yes1"), "Yes."), rec(did("yes2"), "yes"), rec(did("yes3"), "  YES!! ")]
+    recs += [rec(did("punct1"), "???"), rec(did("punct2"), "!!!"), rec(did("punct3"), "???"),
+             rec(did("empty1"), ""), rec(did("empty2"), "")]
+
+    # 4. chain A~B~C (A, C dissimilar): two chains, one where A is the smallest doc_id, one where B is
+    for c in (0, 1):
+        a = words(rnd, 300)
+        bw = replace_block(a, 40, 18, rnd)
+        cw = replace_block(bw, 200, 18, rnd)
+        order = sorted(did(f"chain{c}-{x}") for x in "xyz")
+        roles = dict(zip("ABC", order)) if c == 0 else dict(zip("BAC", order))
+        chain = {}
+        for role, ws in zip("ABC", (a, bw, cw)):
+            recs.append(rec(roles[role], " ".join(ws)))
+            chain[role], chain[role + "text"] = roles[role], " ".join(ws)
+        expect["chain"][c] = chain
+
+    # 5. one document repeated 10,000 times (exact), plus a light edit of it (near)
+    rep_text = " ".join(words(rnd, 120))
+    rep_ids = [did(f"rep{i}") for i in range(10_000)]
+    recs += [rec(d, rep_text if i % 3 else rep_text.upper()) for i, d in enumerate(rep_ids)]
+    edited = rep_text.split()
+    edited[60] = "changed"
+    recs.append(rec(did("rep-edited"), " ".join(edited)))
+    expect["repeat"] = {"ids": rep_ids + [did("rep-edited")], "rep": min(rep_ids + [did("rep-edited")])}
+    return recs, expect
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return build_corpus()
+
+
+@pytest.fixture(scope="module")
+def corpus_file(corpus, tmp_path_factory):
+    """The corpus as JSONL: a file source, because beam.Create pickles (and bz2-compresses) its values."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in corpus[0]:
+            fh.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def run_pipeline(path, out_dir, argv):
+    opts = PipelineOptions(argv)
+    with beam.Pipeline(options=opts) as p:
+        res = (p | beam.io.ReadFromText(path) | beam.Map(json.loads)
+               | NearDuplicateClusters({}))
+        (res["findings"] | "F" >> beam.Map(lambda f: json.dumps(f, sort_keys=True))
+         | "WF" >> beam.io.WriteToText(str(out_dir / "findings")))
+        (res["clusters"] | "C" >> beam.Map(lambda c: json.dumps(c, sort_keys=True))
+         | "WC" >> beam.io.WriteToText(str(out_dir / "clusters")))
+
+    def read(prefix):
+        lines = []
+        for f in sorted(glob.glob(str(out_dir / prefix) + "*")):
+            with open(f, encoding="utf-8") as fh:
+                lines += [ln.rstrip("\n") for ln in fh if ln.strip()]
+        return sorted(lines)
+
+    return read("findings"), read("clusters")
+
+
+@pytest.fixture(scope="module")
+def fnapi_out(corpus_file, tmp_path_factory):
+    return run_pipeline(corpus_file, tmp_path_factory.mktemp("fnapi"), ["--runner=FnApiRunner"])
+
+
+@pytest.fixture(scope="module")
+def findings(fnapi_out):
+    return {f["doc_id"]: f for f in map(json.loads, fnapi_out[0])}
+
+
+@pytest.fixture(scope="module")
+def clusters(fnapi_out):
+    return {c["cluster_id"]: c for c in map(json.loads, fnapi_out[1])}
+
+
+# ---------------------------------------------------------------- unit checks
+
+def test_normalise_folds_case_width_punctuation_space():
+    assert normalise("  Ｈｅｌｌｏ,\tWORLD!!  it's\n\nme_") == "hello world its me"
+    assert normalise("") == ""
+    assert exact_key("???", normalise("???")) != exact_key("!!!", normalise("!!!"))
+    assert exact_key("Yes.", "yes") == exact_key("yes", "yes")
+
+
+def test_signatures_equal_datasketch_bulk():
+    rnd = random.Random(3)
+    norms = [" ".join(words(rnd, rnd.randrange(0, 400))) for _ in range(40)] + ["a b", ""]
+    hashes, counts = shingle_hashes(norms, N)
+    sigs = minhash_from_hashes(hashes, counts, P)
+    offs = np.concatenate(([0], np.cumsum(counts)))
+    lists = [hashes[offs[i]:offs[i + 1]].tolist() for i in range(len(norms))]
+    ref = MinHash.bulk(lists, num_perm=P.num_perm, seed=P.seed, scheme="affine32", hashfunc=lambda x: x)
+    for i, m in enumerate(ref):
+        assert np.array_equal(m.hashvalues, sigs[i])
+    assert np.array_equal(signatures(norms[:5], P), sigs[:5])  # batch composition does not matter
+    assert np.array_equal(signatures(norms[5:9], P), sigs[5:9])
+
+
+def test_estimated_jaccard_tracks_exact():
+    rnd = random.Random(5)
+    base = words(rnd, 400)
+    for k in (4, 20, 60):
+        v = replace_block(base, 50, k, rnd)
+        s = signatures([normalise(" ".join(base)), normalise(" ".join(v))], P)
+        est = estimate_jaccard(sig_to_bytes(s[0]), sig_to_bytes(s[1]))
+        assert abs(est - jaccard(" ".join(base), " ".join(v))) < 0.12
+
+
+def test_band_shards_roundtrip_finds_buckets():
+    keys = np.array([[1, 2, 3], [1, 5, 6], [7, 5, 3]], dtype=np.int64)
+    ids = [did("a"), did("b"), did("c")]
+    blobs = {}
+    for shard, blob in pack_shards(ids, keys, 4):
+        blobs.setdefault(shard, []).append(blob)
+    buckets = sorted(b for bl in blobs.values() for b in shard_buckets(bl))
+    assert buckets == sorted([sorted([ids[0], ids[1]]), sorted([ids[1], ids[2]]), sorted([ids[0], ids[2]])])
+
+
+def test_bucket_cap_degrades_linearly():
+    members = [f"{i:04d}" for i in range(1000)]
+    pairs, degraded = bucket_pairs(members, 8, 2)
+    assert degraded and len(pairs) == 1 + 2 * 998
+    pairs, degraded = bucket_pairs(members[:8], 8, 2)
+    assert not degraded and len(pairs) == 28
+
+
+def _components(edges, rounds):
+    from collections import defaultdict
+    cur = list(edges)
+    for _ in range(rounds):
+        g = defaultdict(list)
+        for u, v in cur:
+            g[u].append(v)
+            g[v].append(u)
+        cur = [e for n, ns in g.items() for e in large_star(n, ns)]
+        g = defaultdict(list)
+        for u, v in cur:
+            g[max(u, v)].append(min(u, v))
+        cur = [e for n, ns in g.items() for e in small_star(n, ns)]
+    g = defaultdict(lambda: ([], []))
+    for u, v in cur:
+        g[max(u, v)][0].append(min(u, v))
+        g[min(u, v)][1].append(max(u, v))
+    return {n: assign_label(n, p, c) for n, (p, c) in g.items()}
+
+
+def test_star_components_on_long_chain_converge_or_refine():
+    rnd = random.Random(11)
+    names = [f"{rnd.getrandbits(64):016x}" for _ in range(2000)]
+    edges = list(zip(names, names[1:]))
+    full = _components(edges, 12)
+    assert all(c for _, _, c in full.values())
+    assert {lab for _, lab, _ in full.values()} == {min(names)}
+    partial = _components(edges, 2)  # not converged: every label is a root of its own sub-cluster
+    assert not all(c for _, _, c in partial.values())
+    for node, (_, lab, _) in partial.items():
+        assert partial[lab][1] == lab
+
+
+def test_provenance_names_scheme_and_version():
+    info = provenance_info(P)
+    assert info["minhash_scheme"] == "affine32" and info["datasketch_version"].startswith("2.")
+    assert info["params"]["num_perm"] == P.num_perm
+
+
+def test_policy_section_defaults_match_params():
+    from lazaret.rules.policy import load_policy
+    section = load_policy(None).section("dedup")
+    assert DedupParams.from_section(section) == DedupParams()
+
+
+# ---------------------------------------------------------------- end to end (FnApiRunner)
+
+def test_one_finding_per_record(corpus, fnapi_out):
+    records, _ = corpus
+    ids = [json.loads(line)["doc_id"] for line in fnapi_out[0]]
+    assert len(ids) == len(records) and set(ids) == {r["doc_id"] for r in records}
+    for f in map(json.loads, fnapi_out[0]):
+        assert f["check"] == "near_duplicate" and f["side"] == "all"
+        assert (f["action"] == "drop_duplicate") == (f["duplicate_of"] is not None)
+
+
+def test_near_duplicates_at_known_jaccard(corpus, findings):
+    records, expect = corpus
+    assert len(expect["near"]) >= 24 and len(expect["far"]) >= 12
+    for vid, base_id, j in expect["near"]:
+        f, fb = findings[vid], findings[base_id]
+        assert f["cluster_id"] is not None and f["cluster_id"] == fb["cluster_id"], (j, f)
+        assert "drop_duplicate" in (f["action"], fb["action"]), (j, f, fb)
+    for vid, base_id, j in expect["far"]:
+        f = findings[vid]
+        assert not (f["action"] == "drop_duplicate" and f["duplicate_of"] == base_id), (j, f)
+
+
+def test_every_drop_is_similar_to_what_it_keeps(corpus, findings):
+    text = {r["doc_id"]: r["text"] for r in corpus[0]}
+    seen = set()
+    for f in findings.values():
+        if f["action"] == "drop_duplicate":
+            pair = (normalise(text[f["doc_id"]]), normalise(text[f["duplicate_of"]]))
+            if pair in seen:
+                continue
+            seen.add(pair)
+            if len(pair[0].split()) >= N:
+                assert jaccard(*pair) >= P.threshold - 0.08, f
+
+
+def test_duplicate_of_is_always_kept(findings):
+    for f in findings.values():
+        if f["action"] == "drop_duplicate":
+            assert findings[f["duplicate_of"]]["action"] == "none"
+            assert f["cluster_id"] == findings[f["duplicate_of"]]["cluster_id"]
+
+
+def test_unrelated_records_are_singletons(findings):
+    for i in range(300):
+        f = findings[did(f"solo{i}")]
+        assert f["rule"] == "none" and f["score"] == 0.0 and f["cluster_id"] is None
+
+
+def test_short_records_exact_only_never_lumped(corpus, findings):
+    _, expect = corpus
+    for sid in expect["short_distinct"]:
+        f = findings[sid]
+        assert f["cluster_id"] is None and f["action"] == "none" and "not checked" in f["detail"]
+    yes = [findings[did(x)] for x in ("yes1", "yes2", "yes3")]
+    assert sorted(f["action"] for f in yes) == ["drop_duplicate", "drop_duplicate", "none"]
+    assert {f["rule"] for f in yes} == {"exact"}
+    assert findings[did("punct2")]["cluster_id"] is None  # "!!!" is not a copy of "???"
+    assert findings[did("punct1")]["cluster_id"] == findings[did("punct3")]["cluster_id"] is not None
+
+
+def test_repeated_ten_thousand_times(corpus, findings, clusters):
+    _, expect = corpus
+    ids = expect["repeat"]["ids"]
+    fs = [findings[i] for i in ids]
+    kept = [f for f in fs if f["action"] == "none"]
+    assert len(kept) == 1 and kept[0]["doc_id"] == expect["repeat"]["rep"]
+    assert {f["duplicate_of"] for f in fs if f["action"] == "drop_duplicate"} == {expect["repeat"]["rep"]}
+    c = clusters[expect["repeat"]["rep"]]
+    assert c["size"] == 10_001 and c["dropped"] == 10_000 and c["members_truncated"]
+    assert len(c["members"]) == P.summary_members and c["members"] == sorted(c["members"])
+    assert len(c["evidence"]) == P.evidence_members
+
+
+def test_chain_policy(corpus, findings):
+    _, expect = corpus
+    for c in (0, 1):
+        ids = expect["chain"][c]
+        t = {r: ids[r + "text"] for r in "ABC"}
+        assert jaccard(t["A"], t["B"]) >= 0.85 and jaccard(t["B"], t["C"]) >= 0.85
+        assert jaccard(t["A"], t["C"]) <= 0.75
+        rep = min(ids[r] for r in "ABC")
+        fa, fb, fc = (findings[ids[r]] for r in "ABC")
+        assert fa["cluster_id"] == fb["cluster_id"] == fc["cluster_id"] == rep
+        if c == 0:   # A is the representative: B dropped, C (dissimilar to A) stays clean in the cluster
+            assert fa["action"] == "none" and fb["action"] == "drop_duplicate" and fc["action"] == "none"
+            assert fb["duplicate_of"] == ids["A"] and "below" in fc["detail"]
+        else:        # B is the representative: both A and C are near-duplicates of it
+            assert fb["action"] == "none"
+            assert fa["duplicate_of"] == fc["duplicate_of"] == ids["B"]
+
+
+def test_cluster_summaries(findings, clusters):
+    sizes = Counter(f["cluster_id"] for f in findings.values() if f["cluster_id"])
+    assert {cid: c["size"] for cid, c in clusters.items()} == dict(sizes)
+    for cid, c in clusters.items():
+        assert c["representative"] == cid and findings[cid]["action"] == "none"
+        assert all(len(e["snippet"]) <= P.evidence_chars for e in c["evidence"])
+
+
+def test_near_duplicates_returns_findings_only():
+    recs = [rec(did(f"x{i}"), "the same words are here again") for i in range(3)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(recs) | NearDuplicates({"threshold": 0.9})
+        assert isinstance(out, beam.PCollection)
+
+
+# ---------------------------------------------------------------- determinism across runners
+
+@pytest.mark.slow
+def test_same_output_on_multiprocessing_direct_runner(corpus_file, fnapi_out, tmp_path):
+    mp = run_pipeline(corpus_file, tmp_path, ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                                          "--direct_num_workers=2"])
+    assert mp[0] == fnapi_out[0]
+    assert mp[1] == fnapi_out[1]

