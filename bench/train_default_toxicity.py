@@ -1,6 +1,8 @@
 """Reproduce the shipped default toxicity model (src/lazaret/models/toxicity_default.ftz + .json).
 
-    .venv/bin/python bench/train_default_toxicity.py [--data ../shared/data] [--out DIR]
+    .venv/bin/python bench/train_default_toxicity.py [--data ../shared/data] [--out DIR] [--name NAME]
+                                                     [any further `lazaret train-toxicity` option, which
+                                                      overrides the default's, e.g. --minn 3 --maxn 5]
 
 Training data (see docs/toxicity.md for why): Davidson et al. 2017 (all rows: it has no splits) and the
 TweetEval offensive and hate *train* splits. Validation (threshold choice): the TweetEval *val* splits.
@@ -32,8 +34,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder (%(default)s)")
     ap.add_argument("--out", default=str(ROOT / "src" / "lazaret" / "models"), help="output folder")
+    ap.add_argument("--name", default="toxicity_default", help="model name and file stem (%(default)s)")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation in the metadata")
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
     data = pathlib.Path(args.data)
     train = [
         data / "toxicity_davidson" / "labeled_data.jsonl.gz",
@@ -52,10 +55,11 @@ def main(argv=None) -> int:
         return 2
     from lazaret.toxicity.train import main as train_main
 
-    cli = ["--train", *map(str, train), "--out", str(pathlib.Path(args.out) / "toxicity_default.ftz"),
-           "--name", "toxicity_default", "--label", "__label__toxic",
+    cli = ["--train", *map(str, train), "--out", str(pathlib.Path(args.out) / f"{args.name}.ftz"),
+           "--name", args.name, "--label", "__label__toxic",
            "--train-splits", "train", "--val-splits", "val", "--eval-splits", "test",
            "--paths-relative-to", str(data.parent), *PARAMS]
+    cli += extra  # argparse keeps the last value of a repeated option: these override PARAMS
     if not args.no_eval:
         cli += ["--eval", *map(str, held_out)]
     return train_main(cli)
