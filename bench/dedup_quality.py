@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--params", default="{}")
+    ap.add_argument("--compare-removed", help="doc_ids another tool removed (one per line, e.g. datatrove's)")
     ap.add_argument("--dump", help="keep DIR/in.jsonl and write DIR/ours_removed.txt (for dedup_datatrove.py)")
     args = ap.parse_args()
     section = json.loads(args.params)
@@ -159,6 +160,25 @@ def main() -> None:
     print(f"drops: {len(drops)} ({short_drops} short records, exact only)")
     print(f"DROP PRECISION (exact J to kept record >= {t}): {prec:.4f}   target >= 0.98")
     print(f"drop precision at J >= {t - 0.05:.2f}: {prec_relaxed:.4f}; min J among drops: {min(jd) if jd else 'n/a'}")
+
+    # representative-independent view, for comparing with tools that only list what they removed
+    partner = {}
+    for (i, j), jac_ij in pairs.items():
+        for x in (i, j):
+            partner[x] = max(partner.get(x, 0.0), jac_ij)
+    removed_sets = {"lazaret": {f["doc_id"] for f in findings if f["action"] == "drop_duplicate"}}
+    if args.compare_removed:
+        with open(args.compare_removed) as fh:
+            removed_sets["other"] = {line.strip() for line in fh if line.strip()}
+    for name, rem in removed_sets.items():
+        ix = [idx[d] for d in rem if d in idx]
+        ok = sum(1 for i in ix if partner.get(i, 0.0) >= t or not sets[i])
+        near = sum(1 for i in ix if partner.get(i, 0.0) >= t - 0.05 or not sets[i])
+        print(f"{name}: removed {len(ix)}; with a partner at exact J >= {t}: {ok / max(1, len(ix)):.4f}; "
+              f"at J >= {t - 0.05:.2f}: {near / max(1, len(ix)):.4f}")
+    if "other" in removed_sets:
+        a, b = removed_sets["lazaret"], removed_sets["other"]
+        print(f"overlap: both {len(a & b)}, only lazaret {len(a - b)}, only other {len(b - a)}")
 
 
 if __name__ == "__main__":

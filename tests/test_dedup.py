@@ -24,7 +24,7 @@ from lazaret.dedup import DedupParams, NearDuplicateClusters, NearDuplicates, pr
 from lazaret.dedup.banding import bucket_pairs, pack_shards, shard_buckets
 from lazaret.dedup.components import assign_label, large_star, small_star
 from lazaret.dedup.normalise import exact_key, normalise
-from lazaret.dedup.signatures import (band_keys, estimate_jaccard, minhash_from_hashes, shingle_hashes,
+from lazaret.dedup.signatures import (estimate_jaccard, minhash_from_hashes, shingle_hashes,
                                       sig_to_bytes, signatures)
 
 P = DedupParams()
@@ -201,6 +201,25 @@ def test_estimated_jaccard_tracks_exact():
         assert abs(est - jaccard(" ".join(base), " ".join(v))) < 0.12
 
 
+def test_exact_and_estimated_similarity_values():
+    from lazaret.dedup.signatures import node_values, similarity
+    rnd = random.Random(9)
+    small = words(rnd, 300)
+    big = small + words(rnd, 3000)
+    params = DedupParams(max_exact_shingles=1000)
+    norms = [normalise(" ".join(x)) for x in (small, replace_block(small, 10, 5, rnd), big, big + ["z"])]
+    hashes, counts = shingle_hashes(norms, N)
+    vals = node_values(hashes, counts, minhash_from_hashes(hashes, counts, params), params)
+    assert vals[0][1] and not vals[0][0]            # small: shingle set only
+    assert vals[2][0] and not vals[2][1]            # big: signature only
+    j, exact = similarity(vals[0], vals[1])
+    assert exact and j == pytest.approx(jaccard(" ".join(small), norms[1]))
+    j, exact = similarity(vals[2], vals[3])
+    assert not exact and j > 0.9
+    j, exact = similarity(vals[0], vals[2])         # set-only vs signature-only: size bound, below threshold
+    assert not exact and j < params.threshold
+
+
 def test_band_shards_roundtrip_finds_buckets():
     keys = np.array([[1, 2, 3], [1, 5, 6], [7, 5, 3]], dtype=np.int64)
     ids = [did("a"), did("b"), did("c")]
@@ -362,6 +381,19 @@ def test_cluster_summaries(findings, clusters):
     for cid, c in clusters.items():
         assert c["representative"] == cid and findings[cid]["action"] == "none"
         assert all(len(e["snippet"]) <= P.evidence_chars for e in c["evidence"])
+
+
+def _mask(s: str) -> str:
+    return "#" * len(s)
+
+
+def test_evidence_fn_masks_summary_snippets():
+    recs = [rec(did(f"m{i}"), "call me on 555 0100 about the same words here") for i in range(3)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(recs) | NearDuplicateClusters({}, evidence_fn=_mask)
+        snippets = out["clusters"] | beam.FlatMap(lambda c: [e["snippet"] for e in c["evidence"]])
+        from apache_beam.testing.util import assert_that, equal_to
+        assert_that(snippets, equal_to(["#" * len(recs[0]["text"])] * 3))
 
 
 def test_near_duplicates_returns_findings_only():

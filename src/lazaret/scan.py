@@ -51,8 +51,9 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", metavar="DIR", default=None,
                         help="rules directory (default: ./rules, else the packaged defaults)")
     parser.add_argument("--policy", metavar="FILE", default=None, help="policy file (default: RULES/policy.yaml)")
-    parser.add_argument("--checks", default=",".join(CHECKS),
-                        help=f"comma-separated checks to run (default: {','.join(CHECKS)})")
+    parser.add_argument("--checks", default=None,
+                        help=f"comma-separated checks to run (default: every check the policy enables, of "
+                             f"{','.join(CHECKS)})")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="record format (default: per file)")
     parser.add_argument("--pii-nlp", choices=("spacy", "none"), default=None,
                         help="PII NLP engine: spacy (names, locations) or none (patterns only); overrides policy")
@@ -196,7 +197,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
 
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
-    checks = parse_checks(args.checks)
+    explicit_checks = parse_checks(args.checks) if args.checks is not None else None
     rules_dir = args.rules if args.rules is not None else repo_rules_dir()
     if args.rules is not None and not os.path.isdir(args.rules):
         raise ConfigError("rules directory does not exist", path=args.rules, field="--rules")
@@ -207,6 +208,8 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
         raise ConfigError("policy file does not exist", path=policy_path, field="--policy")
     policy = load_policy(policy_path)
     sections = policy.sections
+    checks = explicit_checks if explicit_checks is not None else [
+        c for c in CHECKS if sections.get(c, {}).get("enabled", True)]
     if args.pii_nlp:
         sections["pii"] = dict(sections["pii"], nlp=args.pii_nlp)
     custom, recognizer_files = load_recognizer_files(rules_dir, sections["pii"]["recognizer_files"])

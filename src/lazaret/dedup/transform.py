@@ -5,23 +5,23 @@ Data flow (every arrow that changes the key is a shuffle; nothing collects the c
   records -> (exact_key, member)                       exact key = hash of normalised text
           -> CombinePerKey(ExactGroupFn)               one representative per exact group (smallest doc_id)
   exact representatives with >= ngram words
-          -> BatchElements -> MinHash.bulk             signatures + (band_key, doc_id) per band
-          -> GroupByKey(band_key) -> candidate pairs   capped per bucket (banding.py)
-          -> 2 joins with signatures -> edges          estimated Jaccard >= threshold (verify.py)
-          -> ConnectedComponents                       large-star/small-star, cluster id = smallest doc_id
-          -> join signatures by cluster id             Jaccard of each member to the representative
-  -> CoGroupByKey(exact_key) with every record         exactly one finding per input record
+          -> BatchElements -> signatures               numpy per batch, datasketch affine32 (signatures.py)
+          -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
+          -> 2 joins with node values -> edges         Jaccard >= threshold, exact where cheap (verify.py)
+          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id
+          -> join node values by cluster id            Jaccard of each member to the representative
+  -> GroupByKey(exact_key) with every record           exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 
 Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
-component; a member is dropped only when its estimated Jaccard *to the representative* is >= threshold.
+component; a member is dropped only when its Jaccard *to the representative* is >= threshold.
 Members linked only through others stay in clean/ (action none) but keep the cluster_id, so the report
 shows them. Records with fewer words than ``ngram`` are exact-match only and never enter MinHash.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -39,17 +39,14 @@ from lazaret.findings import make_finding
 CHECK = "near_duplicate"
 
 
-def _snippet(text: str, n: int, evidence_fn: Optional[Callable[[str], str]]) -> str:
-    s = (text or "")[:n]
-    return evidence_fn(s) if evidence_fn is not None else s
-
-
 class _PrepareFn(beam.DoFn):
-    """record -> (exact_key, (doc_id, record_id, norm, n_tokens, snippet)); the heavy record dict stops here."""
+    """record -> (exact_key, (doc_id, record_id, norm, n_tokens, snippet)); the heavy record dict stops here.
 
-    def __init__(self, params: DedupParams, evidence_fn: Optional[Callable[[str], str]]) -> None:
+    The snippet is raw text; it is masked (``evidence_fn``) only for the few members shown in summaries.
+    """
+
+    def __init__(self, params: DedupParams) -> None:
         self.params = params
-        self.evidence_fn = evidence_fn
         self.records = Metrics.counter("dedup", "records")
         self.short = Metrics.counter("dedup", "short_records_exact_only")
 
@@ -59,7 +56,7 @@ class _PrepareFn(beam.DoFn):
         self.records.inc()
         if n_tokens < self.params.ngram:
             self.short.inc()
-        snippet = _snippet(text, self.params.evidence_chars, self.evidence_fn)
+        snippet = text[: self.params.evidence_chars]
         yield key, (record["doc_id"], record.get("record_id"), norm, n_tokens, snippet)
 
 
@@ -95,7 +92,7 @@ class _SignatureFn(beam.DoFn):
 
 
 class _LabelJoinFn(beam.DoFn):
-    """Join by node: (root, (node, sig, exact_key, exact_size, converged, degraded)) for clustered nodes."""
+    """Join by node: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded)) if clustered."""
 
     def process(self, element):
         node, g = element
@@ -103,10 +100,9 @@ class _LabelJoinFn(beam.DoFn):
         if not labels:
             return
         root, converged = labels[0]
-        sig = list(g["sig"])[0]
-        key, size = sig[3], sig[4]
+        value = list(g["sig"])[0]
         degraded = bool(list(g["deg"]))
-        yield root, (node, sig, key, size, converged, degraded)
+        yield root, (node, value[:3], value[3], value[4], converged, degraded)
 
 
 class _ScoreToRepFn(beam.DoFn):
@@ -276,7 +272,8 @@ class ClusterSummaryFn(beam.CombineFn):
                 "evidence": [{"doc_id": d, "snippet": s} for d, s in members[: self.evidence_members]]}
 
 
-def _summary(kv) -> Dict[str, Any]:
+def _summary(kv, evidence_fn: Optional[Callable[[str], str]] = None) -> Dict[str, Any]:
+    """The cluster summary dict; ``evidence_fn`` (e.g. the PII masker) runs only on the few evidence snippets."""
     cid, s = kv
     notes = []
     if s["degraded"]:
@@ -285,7 +282,10 @@ def _summary(kv) -> Dict[str, Any]:
         notes.append("connected components did not converge within max_cc_rounds")
     return {"cluster_id": cid, "kind": s["kind"], "size": s["size"], "dropped": s["dropped"],
             "representative": cid, "members": s["members"], "members_truncated": s["members_truncated"],
-            "evidence": s["evidence"], "notes": notes}
+            "evidence": [{"doc_id": e["doc_id"],
+                          "snippet": evidence_fn(e["snippet"]) if evidence_fn else e["snippet"]}
+                         for e in s["evidence"]],
+            "notes": notes}
 
 
 class NearDuplicateClusters(beam.PTransform):
@@ -303,7 +303,7 @@ class NearDuplicateClusters(beam.PTransform):
 
     def expand(self, records):
         p = self.params
-        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p, self.evidence_fn))
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p))
         members = prepared | "Members" >> beam.Map(lambda kv: (kv[0], ("m", (kv[1][0], kv[1][1], kv[1][4], kv[1][3]))))
         exact = (prepared
                  | "ExactValues" >> beam.Map(lambda kv: (kv[0], (kv[1][0], kv[1][2], kv[1][3], kv[1][4])))
@@ -338,7 +338,7 @@ class NearDuplicateClusters(beam.PTransform):
                | "Findings" >> beam.ParDo(_FindingsFn(p)).with_outputs(_FindingsFn.CLUSTERS, main="findings"))
         clusters = (out[_FindingsFn.CLUSTERS]
                     | "Summaries" >> beam.CombinePerKey(ClusterSummaryFn(p.summary_members, p.evidence_members))
-                    | "SummaryDict" >> beam.Map(_summary))
+                    | "SummaryDict" >> beam.Map(_summary, self.evidence_fn))
         return {"findings": out.findings, "clusters": clusters}
 
 

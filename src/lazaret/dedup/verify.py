@@ -30,7 +30,7 @@ class _AttachLeft(beam.DoFn):
                 partners[b] = partners.get(b, True) and bool(degraded)
         if not sigs or not partners:
             return
-        sig_a = sigs[0]
+        sig_a = sigs[0][:3]  # (signature, shingle set, n): what similarity() needs
         for b in sorted(partners):
             yield b, (a, sig_a, partners[b])
 
