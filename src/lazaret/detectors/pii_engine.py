@@ -32,6 +32,16 @@ _SENTENCE_END = re.compile(r"[.!?]\s+")
 _CAPWORD = re.compile(r"\b[A-Z][A-Za-z'’\-]+")
 _DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
+# Cheap necessary conditions, one per digit-based entity type: when a window cannot match, the (expensive)
+# recognizer is not asked. Each is looser than the recognizer it guards and than the post-filters in
+# ``_filter`` (a phone number needs 7 digits there too), so no finding is lost.
+_NEEDS = {
+    "PHONE_NUMBER": re.compile(r"(?:\d[\s().\-/+x]{0,3}){7}"),
+    "CREDIT_CARD": re.compile(r"(?:\d[\s\-]{0,2}){12}"),
+    "US_SSN": re.compile(r"(?:\d[\s.\-]{0,2}){9}"),
+    "IBAN_CODE": re.compile(r"[A-Za-z]{2}\s?\d{2}(?:\s?[A-Za-z0-9]){8}"),
+    "IP_ADDRESS": re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"),
+}
 _UPPER = re.compile(r"[A-Z]")
 
 # Sentence-initial words that are capitalised only by position. A chunk whose only capitalised words are
@@ -259,6 +269,7 @@ class PiiEngine:
                 entities.extend(self.email_entities)
             if _DIGIT.search(window):
                 entities.extend(self.digit_entities)
+            entities = [e for e in entities if e not in _NEEDS or _NEEDS[e].search(window)]
             if not entities:
                 self.stats["windows_skipped"] += 1
                 continue
