@@ -27,14 +27,21 @@ def perturb(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def tree_rss_mb(proc: psutil.Process) -> float:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+def rss_mb(proc: psutil.Process) -> tuple:
+    """(launcher/runner process RSS, largest SDK worker RSS, whole tree RSS) in MB."""
+    own = 0.0
+    workers = []
+    try:
+        own = proc.memory_info().rss / 2 ** 20
+        children = proc.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for p in children:
         try:
-            total += p.memory_info().rss
+            workers.append(p.memory_info().rss / 2 ** 20)
         except psutil.Error:
             pass
-    return total / 2 ** 20
+    return own, max(workers, default=0.0), own + sum(workers)
 
 
 def main() -> None:
@@ -71,7 +78,7 @@ def main() -> None:
         ps = psutil.Process(proc.pid)
         samples = []
         while proc.poll() is None:
-            samples.append((time.time() - t0, tree_rss_mb(ps)))
+            samples.append((time.time() - t0, *rss_mb(ps)))
             time.sleep(args.interval)
         wall = time.time() - t0
         if proc.returncode != 0:
@@ -81,15 +88,17 @@ def main() -> None:
     print(f"wall {wall:.0f} s, {n / wall:.1f} records/s")
     if samples:
         q = max(1, len(samples) // 4)
+        print(f"{'peak RSS, MB':<18}{'runner':>10}{'largest worker':>16}{'whole tree':>12}")
         for name, part in (("first quarter", samples[:q]), ("second quarter", samples[q:2 * q]),
                            ("third quarter", samples[2 * q:3 * q]), ("last quarter", samples[3 * q:])):
             if part:
-                print(f"peak RSS of the process tree, {name:<15} {max(s[1] for s in part):8.0f} MB")
-        print(f"peak RSS overall {max(s[1] for s in samples):.0f} MB over {len(samples)} samples")
+                print(f"{name:<18}{max(s[1] for s in part):>10.0f}{max(s[2] for s in part):>16.0f}"
+                      f"{max(s[3] for s in part):>12.0f}")
+        print(f"{len(samples)} samples every {args.interval:.0f} s")
     if args.csv:
         with open(args.csv, "w") as fh:
-            fh.write("seconds,rss_mb\n")
-            fh.writelines(f"{t:.1f},{m:.1f}\n" for t, m in samples)
+            fh.write("seconds,runner_mb,largest_worker_mb,tree_mb\n")
+            fh.writelines(f"{t:.1f},{a:.1f},{b:.1f},{c:.1f}\n" for t, a, b, c in samples)
 
 
 if __name__ == "__main__":
