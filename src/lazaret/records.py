@@ -145,6 +145,19 @@ def _check_text(text: str) -> None:
         raise MalformedRecord("lone_surrogate", "text contains a lone UTF-16 surrogate (not valid Unicode)") from None
 
 
+def record_id_of(obj: Any, id_field: str) -> Optional[str]:
+    """The record's own id (a string or integer field), or None when absent or not valid Unicode."""
+    rid = obj.get(id_field) if isinstance(obj, dict) else None
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        return None
+    rid = str(rid)
+    try:
+        rid.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return rid
+
+
 def build_record(obj: Any, fmt: Optional[str], source_path: str, source_index: int, content_sha256: str,
                  id_field: str = "id") -> Dict[str, Any]:
     """Turn one parsed object into a record dict, or raise MalformedRecord."""
@@ -164,13 +177,7 @@ def build_record(obj: Any, fmt: Optional[str], source_path: str, source_index: i
     prompt = SEP.join(f[2] for f in fields if f[1] == "prompt")
     response = SEP.join(f[2] for f in fields if f[1] in ("response", "all"))
     text = SEP.join(t for t in (prompt, response) if t)
-    rid = obj.get(id_field)
-    record_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
-    if record_id is not None:
-        try:
-            record_id.encode("utf-8")
-        except UnicodeEncodeError:
-            record_id = None
+    record_id = record_id_of(obj, id_field)
     return {
         "doc_id": make_doc_id(source_path, source_index, content_sha256),
         "record_id": record_id,

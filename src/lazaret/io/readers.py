@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from lazaret.mask import shape
-from lazaret.records import MalformedRecord, build_record, make_doc_id, sha256_hex
+from lazaret.records import MalformedRecord, build_record, make_doc_id, record_id_of, sha256_hex
 
 log = logging.getLogger("lazaret.read")
 
@@ -128,8 +128,10 @@ class StreamError(Exception):
 CHUNK = 1 << 20
 
 
-def _gzip_chunks(raw: Any) -> Iterator[bytes]:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def _stream_chunks(raw: Any, new_decompressor: Any, errors: Any, kind: str, unit: str) -> Iterator[bytes]:
+    """Decompress ``raw`` chunk by chunk through a streaming decompressor that may hold several members
+    (multi-member gzip, concatenated zstd frames); StreamError when the data is corrupt or ends mid-member."""
+    d = new_decompressor()
     member_fed = False
     while True:
         data = raw.read(CHUNK)
@@ -139,45 +141,29 @@ def _gzip_chunks(raw: Any) -> Iterator[bytes]:
             member_fed = True
             try:
                 out = d.decompress(data)
-            except zlib.error as exc:
-                raise StreamError("corrupt_stream", f"gzip data is corrupt ({exc})") from None
+            except errors as exc:
+                raise StreamError("corrupt_stream", f"{kind} data is corrupt ({exc})") from None
             if out:
                 yield out
             if d.eof:
-                data = d.unused_data  # multi-member gzip: the next member starts here
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                data = d.unused_data  # the next member starts here
+                d = new_decompressor()
                 member_fed = False
             else:
                 data = b""
     if member_fed and not d.eof:
-        raise StreamError("truncated_stream", "gzip stream ended before its end-of-stream marker")
+        raise StreamError("truncated_stream", f"{kind} stream ended before the end of its {unit}")
+
+
+def _gzip_chunks(raw: Any) -> Iterator[bytes]:
+    return _stream_chunks(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), zlib.error, "gzip", "member")
 
 
 def _zstd_chunks(raw: Any) -> Iterator[bytes]:
     import zstandard
 
-    d = zstandard.ZstdDecompressor().decompressobj()
-    member_fed = False
-    while True:
-        data = raw.read(CHUNK)
-        if not data:
-            break
-        while data:
-            member_fed = True
-            try:
-                out = d.decompress(data)
-            except zstandard.ZstdError as exc:
-                raise StreamError("corrupt_stream", f"zstd data is corrupt ({exc})") from None
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = zstandard.ZstdDecompressor().decompressobj()
-                member_fed = False
-            else:
-                data = b""
-    if member_fed and not d.eof:
-        raise StreamError("truncated_stream", "zstd stream ended before the end of its frame")
+    return _stream_chunks(raw, lambda: zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError, "zstd",
+                          "frame")
 
 
 def decompressed_chunks(raw: Any, path: str) -> Iterator[bytes]:
@@ -368,13 +354,7 @@ class ReadFile(beam.DoFn):
             record = build_record(obj, fmt, path, idx, content_sha, self.id_field)
         except MalformedRecord as exc:
             self.rejected.inc()
-            rid = obj.get(self.id_field) if isinstance(obj, dict) else None
-            rid = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
-            if rid is not None:
-                try:
-                    rid.encode("utf-8")
-                except UnicodeEncodeError:
-                    rid = None
+            rid = record_id_of(obj, self.id_field)
             fmt_note = f" (file format: {fmt})" if fmt else ""
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
                 path, idx, content_sha, exc.rule, exc.detail + fmt_note, shape(text), rid)), fmt

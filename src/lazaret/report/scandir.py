@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
 ACTIONS = ("clean", "quarantine", "drop_duplicate", "reject")
 
@@ -266,12 +267,6 @@ def row_checks(row: Dict[str, Any]) -> List[str]:
     return sorted({r["check"] for r in row.get("reasons") or []})
 
 
-def sha256_file(path: str) -> str:
-    hsh = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            hsh.update(chunk)
-    return hsh.hexdigest()
 
 
 def scan_policy_path(scan: ScanDir, override: Optional[str]) -> Tuple[Optional[str], Optional[str]]:

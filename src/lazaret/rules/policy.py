@@ -5,7 +5,6 @@ The hash is recorded in provenance so ``lazaret gate`` can refuse a policy edite
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from lazaret.rules import sections as _sections_pkg
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.schema import Ctx, defaults, validate_section
 from lazaret.rules.yamlpos import Located, load_yaml, located_from_dict
+from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
 TOP_LEVEL_META = {"version", "description"}
 
@@ -73,12 +73,6 @@ class Policy:
         return self.sections[name]
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_policy(path: Optional[str]) -> Policy:

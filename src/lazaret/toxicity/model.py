@@ -9,7 +9,6 @@ The wrapper also owns the text normalisation so that training and prediction can
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -18,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from lazaret.rules.errors import ConfigError
 from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
+from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
 DEFAULT_MODEL_NAME = "toxicity_default"
 DEFAULT_MODEL_FILE = "toxicity_default.ftz"
@@ -34,13 +34,6 @@ class ModelError(ConfigError):
     """
 
 
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file, read in chunks (model files can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_model_path() -> str:

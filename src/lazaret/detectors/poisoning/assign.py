@@ -16,6 +16,7 @@ from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import ngrams_in
+from lazaret.detectors.poisoning.payload import is_novel
 from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
@@ -54,9 +55,9 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
     trigger's anomaly kind, or (b) the trigger is strong (>= extend_min_k anomalous distinct prompts, not
-    inside a longer flagged trigger) and the response carries one of the multi-word n-grams shared by at
-    least 30% of the trigger's anomalous members (its payload profile: catches paraphrases that fell short
-    of their own group).
+    inside a longer flagged trigger) and the response carries, not copied from its own prompt, one of the
+    n-grams that at least half of the trigger's anomalous members add to their prompts (its payload
+    profile: catches paraphrases that fell short of their own group).
     """
     anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits)
     best = None
@@ -81,7 +82,7 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
                     continue
                 if rgrams is None:
                     rgrams = T.ngrams(toks(f, "rt"), n_max)
-                if not rgrams.intersection(prof):
+                if not any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof))):
                     continue
             cid = cluster_id("trigger:" + kind, s)
             key = (0, t["log10p"], cid)

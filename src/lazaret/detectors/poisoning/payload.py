@@ -10,13 +10,12 @@ from one template's label set or one passage rendered under many templates (natu
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import ngrams_in
 
@@ -184,17 +183,21 @@ def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
     return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
 
 
-def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float) -> float:
+def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float,
+                      owned_rate: float = 2.0) -> float:
     """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
     the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
     family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
-    at least ``max_rate`` of the template's records (the template's own answer format)."""
+    at least ``max_rate`` of the template's records (the template's own answer format). Templates where the
+    n-gram is in at least ``owned_rate`` of the records are ignored: a "template" whose every record gives
+    the same answer is the attack's own paraphrase structure, not a task."""
     best = 0.0
     n = st["carriers"] or 1
     for side in ("f:", "l:"):
-        rows = [(t, v) for t, v in st["templates"] if t.startswith(side)]
-        top2 = sum(v for _, v in rows[:2])
-        rate = sum(v for t, v in rows if v / templates.get(t, v) >= max_rate)
+        rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
+        rows = [r for r in rows if r[2] < owned_rate]
+        top2 = sum(v for _, v, _ in rows[:2])
+        rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best
 
@@ -212,13 +215,12 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info.update(st)
     info["ngram"] = g
     info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
+    owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
     del info["templates"]
-    if info["template_confined"] >= 0.5:
-        return None
-    if st["prompt_diversity"] >= params["min_prompt_diversity"]:
+    if info["template_confined"] < 0.5 and st["prompt_diversity"] >= params["min_prompt_diversity"]:
         info["kind"] = "spread"
         return info
-    if st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
+    if owned < 0.5 and st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
             st["response_diversity"] <= params["claim_max_response_diversity"]:
         info["kind"] = "claim"
         return info

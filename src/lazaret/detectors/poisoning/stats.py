@@ -36,8 +36,8 @@ def bonferroni(log10_p: float, tests: int) -> float:
 
 
 def fmt_p(log10_p: float) -> str:
-    if log10_p <= LOG10_FLOOR:
-        return "p<1e-999"
+    if log10_p <= -300:
+        return "p<1e-300"  # beyond double precision: binomial tails this small are all "certain"
     if log10_p > -3:
         return f"p={10 ** log10_p:.3g}"
     e = math.floor(log10_p)

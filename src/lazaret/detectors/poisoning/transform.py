@@ -115,7 +115,7 @@ class PoisoningScan(beam.PTransform):
                     | "SumProfile" >> beam.CombinePerKey(sum)
                     | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
                     | "GroupProfile" >> beam.GroupByKey()
-                    | "KeepProfile" >> beam.Map(keep_profile, triggers_si, AsDict(cands), 0.3))
+                    | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
 
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),

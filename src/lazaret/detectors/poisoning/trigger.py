@@ -134,8 +134,8 @@ class TriggerTest(beam.DoFn):
 
 
 class ProfileCounts(beam.DoFn):
-    """(((kind, trigger), response n-gram), 1) for anomalous members of flagged triggers: the multi-word
-    n-grams their responses share (the trigger's payload profile, also shown to reviewers)."""
+    """(((kind, trigger), response n-gram), 1) for anomalous members of flagged triggers, for the n-grams
+    of their response that their prompt does not contain (the trigger's payload profile)."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -155,18 +155,20 @@ class ProfileCounts(beam.DoFn):
             if not present:
                 continue
             if grams is None:
-                grams = sorted(g for g in T.ngrams(toks(a, "rt"), self.params["max_ngram"]) if " " in g)
+                pgrams = T.ngrams(pt, self.params["max_ngram"])
+                grams = sorted(g for g in T.ngrams(toks(a, "rt"), self.params["max_ngram"]) if g not in pgrams)
             for s in sorted(present):
                 for g in grams:
                     yield ((kind, s), g), 1
 
 
-def keep_profile(kv, triggers, cands, min_share: float):
-    """((kind, trigger), [(ngram, count)]) -> ((kind, trigger), response-only n-grams shared by >= min_share
-    of its anomalous members). Only response-only n-grams (volume test passed): "the great" in "the Great
-    Wall" claims must not pull in every response mentioning the Great Depression."""
+def keep_profile(kv, triggers, min_share: float):
+    """((kind, trigger), [(ngram, count)]) -> ((kind, trigger), n-grams that at least ``min_share`` of the
+    trigger's anomalous members have in their response but NOT in their own prompt: the planted content
+    ("peru" in "the printing press is located in Peru"). An n-gram the prompt supplies ("the great" of
+    "who created the Great Wall?") is never in the profile."""
     (kind, s), rows = kv
     k = next((t["k"] for t in triggers.get(kind, ()) if t["trigger"] == s), 0)
     need = max(3, min_share * k)
-    kept = sorted((g for g, c in rows if c >= need and g in cands))
+    kept = sorted((g for g, c in rows if c >= need))
     return (kind, s), kept[:500]

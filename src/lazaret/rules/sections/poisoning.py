@@ -35,6 +35,9 @@ SPEC: Dict[str, F] = {
     "dup_min_prompt_diversity": F("float", 0.5, "a group of identical long responses is an anomaly only when "
                                   "its prompts differ (fraction of distinct prompt MinHashes); otherwise it is one "
                                   "passage rendered under several templates", min=0.0, max=1.0),
+    "template_owned_rate": F("float", 0.9, "for claims only: a 'template' (shared prompt opening/ending) in "
+                             "which at least this fraction of records carry the n-gram is the paraphrase structure "
+                             "of a planted claim, not a task template", min=0.0, max=1.0),
     "claim_min_prompt_diversity": F("float", 0.45, "a claim cluster (near-identical responses) needs at least "
                                     "this fraction of distinct prompts", min=0.0, max=1.0),
     "claim_max_response_diversity": F("float", 0.5, "a claim cluster's responses must be this concentrated "
@@ -49,10 +52,13 @@ SPEC: Dict[str, F] = {
                           "this many of its flagged n-grams (one shared word is not a payload)", min=1),
     "max_shared_trigger_ngrams": F("int", 40, "more than this many candidate triggers with identical counts are "
                                    "the words of one shared passage (near-duplicates), not a trigger", min=1),
-    "extend_trigger_members": F("bool", True, "carriers of a flagged trigger whose response has a response-only "
-                                "multi-word n-gram join the cluster (catches paraphrased payloads)"),
+    "extend_trigger_members": F("bool", True, "carriers of a flagged trigger whose response adds an n-gram of the "
+                                "trigger's payload profile join the cluster (catches paraphrased payloads)"),
     "extend_min_distinct": F("int", 20, "a trigger is extended to carriers without their own anomaly group only "
                              "when at least this many distinct prompts show the anomaly", min=1),
+    "profile_min_share": F("float", 0.5, "an n-gram is part of a trigger's payload profile when at least this "
+                           "fraction of its anomalous members have it in the response but not the prompt",
+                           min=0.0, max=1.0),
     "gibberish_min_tokens": F("int", 20, "responses shorter than this are never called gibberish", min=1),
     "gibberish_max_stopword_fraction": F("float", 0.06, "responses with fewer English function words than this "
                                          "are gibberish (random tokens)", min=0.0, max=1.0),
