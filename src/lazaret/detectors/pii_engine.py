@@ -128,6 +128,10 @@ class PiiEngine:
 
     # -- loading -------------------------------------------------------------------------------------
     def load(self) -> "PiiEngine":
+        import logging
+
+        # Presidio warns once per non-English predefined recognizer it skips, on every worker.
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         offline_tldextract()
         import spacy
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
