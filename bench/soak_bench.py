@@ -77,9 +77,17 @@ def main() -> None:
         proc = subprocess.Popen(cmd)
         ps = psutil.Process(proc.pid)
         samples = []
+        log = open(args.csv, "w") if args.csv else None  # written as we go: a killed run keeps its samples
+        if log:
+            log.write("seconds,runner_mb,largest_worker_mb,tree_mb\n")
         while proc.poll() is None:
             samples.append((time.time() - t0, *rss_mb(ps)))
+            if log:
+                log.write("%.1f,%.1f,%.1f,%.1f\n" % samples[-1])
+                log.flush()
             time.sleep(args.interval)
+        if log:
+            log.close()
         wall = time.time() - t0
         if proc.returncode != 0:
             raise SystemExit(f"scan failed with exit {proc.returncode}")
@@ -95,10 +103,7 @@ def main() -> None:
                 print(f"{name:<18}{max(s[1] for s in part):>10.0f}{max(s[2] for s in part):>16.0f}"
                       f"{max(s[3] for s in part):>12.0f}")
         print(f"{len(samples)} samples every {args.interval:.0f} s")
-    if args.csv:
-        with open(args.csv, "w") as fh:
-            fh.write("seconds,runner_mb,largest_worker_mb,tree_mb\n")
-            fh.writelines(f"{t:.1f},{a:.1f},{b:.1f},{c:.1f}\n" for t, a, b, c in samples)
+
 
 
 if __name__ == "__main__":
