@@ -9,7 +9,7 @@ is not copied: it may quote the record's text.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -50,6 +50,25 @@ class RetryingDoFn(beam.DoFn):
 
     def teardown(self) -> None:
         self.inner.teardown()
+
+
+def isolate_failures(batch: List[Dict[str, Any]], run: Callable[[List[Dict[str, Any]]], Iterable[Dict[str, Any]]],
+                     check: str, failures: Any) -> List[Dict[str, Any]]:
+    """Findings of ``run(batch)``; when the batch raises, run record by record so only the record that
+    fails becomes a ``processing_error`` finding (rejected), never its whole batch."""
+    try:
+        return list(run(batch))
+    except Exception:  # noqa: BLE001 - isolate the record that fails, keep the run going
+        results: List[Dict[str, Any]] = []
+        for record in batch:
+            try:
+                results.extend(run([record]))
+            except Exception as exc:  # noqa: BLE001 - dead letter for this record only
+                failures.inc()
+                results.append(make_finding(record, "malformed", "processing_error", "all", 1.0,
+                                            f"the {check} check failed on this record: {exc.__class__.__name__}",
+                                            action="quarantine"))
+        return results
 
 
 def _records_of(element: Any) -> List[Dict[str, Any]]:

@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.findings import make_finding
-from lazaret.guard import Guarded
+from lazaret.guard import Guarded, isolate_failures
 from lazaret.mask import mask_value
 
 SEVERITY = {"ignore": -1, "none": 0, "flag": 1, "redact": 2, "quarantine": 3}
@@ -42,19 +42,7 @@ class PiiDoFn(beam.DoFn):
         counter.inc()
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
-        try:
-            results = list(self._analyze(batch))
-        except Exception:  # noqa: BLE001 - fall back to one record at a time to isolate the bad one
-            results = []
-            for record in batch:
-                try:
-                    results.extend(self._analyze([record]))
-                except Exception as exc:  # noqa: BLE001 - dead letter: the record is rejected, the run goes on
-                    self.failures.inc()
-                    results.append(make_finding(record, "malformed", "processing_error", "all", 1.0,
-                                                f"PII check failed on this record: {exc.__class__.__name__}",
-                                                action="quarantine"))
-        yield from results
+        yield from isolate_failures(batch, self._analyze, "pii", self.failures)
 
     def _analyze(self, batch: List[Dict[str, Any]]) -> Iterable[Dict[str, Any]]:
         texts: List[str] = []

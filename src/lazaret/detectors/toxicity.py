@@ -26,6 +26,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.findings import make_finding
+from lazaret.guard import isolate_failures
 
 NAMESPACE = "lazaret.toxicity"
 
@@ -172,19 +173,7 @@ class ToxicityDoFn(beam.DoFn):
         counter.inc()
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
-        try:
-            results = list(self._score(batch))
-        except Exception:  # noqa: BLE001 - isolate the record that fails, keep the run going
-            results = []
-            for record in batch:
-                try:
-                    results.extend(self._score([record]))
-                except Exception as exc:  # noqa: BLE001 - dead letter for this record only
-                    self.failures.inc()
-                    results.append(make_finding(record, "malformed", "processing_error", "all", 1.0,
-                                                f"toxicity check failed on this record: {exc.__class__.__name__}",
-                                                action="quarantine"))
-        yield from results
+        yield from isolate_failures(batch, self._score, "toxicity", self.failures)
 
     def _score(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
         owners: List[tuple] = []
