@@ -80,20 +80,29 @@ class ResponseNgramDf(_PreAggregate):
         return T.ngrams(toks(f, "rt"), self.n_max)
 
 
-class PromptNgramDfIn(_PreAggregate):
+class _SideInputNgrams:
+    """For DoFns that count only the n-grams of a side-input set: the set's first words are indexed once
+    per side-input object (not per element), so looking n-grams up stays cheap."""
+
+    _first: Optional[Set[str]] = None
+    _lookup_id: Optional[int] = None
+
+    def _bind(self, lookup) -> None:
+        if self._lookup_id != id(lookup):
+            self._first = {k.split(" ", 1)[0] for k in lookup}
+            self._lookup_id = id(lookup)
+        self._cur = (lookup, self._first)
+
+
+class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
     """df on the prompt side of the n-grams in a side-input set only (candidates found elsewhere)."""
 
     def __init__(self, n_max: int, max_keys: int):
         super().__init__(max_keys)
         self.n_max = n_max
-        self._first: Optional[Set[str]] = None
-        self._lookup_id = None
 
     def process(self, f, lookup):  # type: ignore[override]
-        if self._lookup_id != id(lookup):
-            self._first = {k.split(" ", 1)[0] for k in lookup}
-            self._lookup_id = id(lookup)
-        self._cur = (lookup, self._first)
+        self._bind(lookup)
         yield from super().process(f)
 
     def keys_of(self, f):
@@ -171,20 +180,15 @@ class DistinctCount(beam.CombineFn):
         return int(round(KMV(self.cap, acc).estimate()))
 
 
-class PromptNgramDistinctIn(_PreAggregateDistinct):
+class PromptNgramDistinctIn(_SideInputNgrams, _PreAggregateDistinct):
     """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set."""
 
     def __init__(self, n_max: int, max_keys: int, cap: int = 256):
         super().__init__(max_keys, cap)
         self.n_max = n_max
-        self._first: Optional[Set[str]] = None
-        self._lookup_id = None
 
     def process(self, f, lookup):  # type: ignore[override]
-        if self._lookup_id != id(lookup):
-            self._first = {k.split(" ", 1)[0] for k in lookup}
-            self._lookup_id = id(lookup)
-        self._cur = (lookup, self._first)
+        self._bind(lookup)
         yield from super().process(f)
 
     def items_of(self, f):
