@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=55185)
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--skip-in-process", action="store_true", help="only the multi_processing runs")
     args = ap.parse_args()
     shared = need_shared()
     rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n)
@@ -53,13 +54,14 @@ def main() -> None:
         print(f"Scale bench: T0, {len(rows)} records, {gb * 1000:.1f} MB JSONL ({machine()})")
         if not args.skip_workers:
             multi = ["--runner=DirectRunner", "--direct_running_mode=multi_processing"]
-            res = {
-                "in-process FnApiRunner": run(path, os.path.join(tmp, "a"), "pii,toxicity,dedup,poisoning", []),
+            res = {} if args.skip_in_process else {
+                "in-process FnApiRunner": run(path, os.path.join(tmp, "a"), "pii,toxicity,dedup,poisoning", [])}
+            res.update({
                 "multi_processing, 1 worker": run(path, os.path.join(tmp, "b"), "pii,toxicity,dedup,poisoning",
                                                   multi + ["--direct_num_workers=1"]),
                 "multi_processing, 2 workers": run(path, os.path.join(tmp, "c"), "pii,toxicity,dedup,poisoning",
                                                    multi + ["--direct_num_workers=2"]),
-            }
+            })
             print(f"\n{'full scan, all checks':<32}{'wall s':>8}{'docs/s':>9}{'cpu s':>8}")
             for k, v in res.items():
                 print(f"{k:<32}{v['wall']:>8.1f}{v['records'] / v['wall']:>9.1f}{v['cpu']:>8.1f}")
