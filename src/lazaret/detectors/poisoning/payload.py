@@ -53,7 +53,8 @@ def _log10(x: float) -> float:
     return math.log10(x) if x > 0 else -999.0
 
 
-def _insort_capped(vals: List[int], x: int, cap: int) -> None:
+def _insort_capped(vals: List[Any], x: Any, cap: int) -> None:
+    """Keep ``vals`` the ``cap`` smallest distinct values seen (KMV sketches of hashes, member doc_ids)."""
     i = bisect.bisect_left(vals, x)
     if i < len(vals) and vals[i] == x:
         return
@@ -93,7 +94,7 @@ class CarrierStats(beam.CombineFn):
         _insort_capped(acc[4][0], pkey, self.cap)
         for i, v in enumerate(rsig):
             _insort_capped(acc[5][i], v, self.cap)
-        _insort_str(acc[6], doc_id, self.members_cap)
+        _insort_capped(acc[6], doc_id, self.members_cap)
         return acc
 
     def merge_accumulators(self, accs):
@@ -134,17 +135,6 @@ class CarrierStats(beam.CombineFn):
 def _prune(counts: Dict[str, int], keep: int) -> Dict[str, int]:
     """Keep the ``keep`` largest template counts (ties by key): bounded, deterministic."""
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep])
-
-
-def _insort_str(vals: List[str], x: str, cap: int) -> None:
-    i = bisect.bisect_left(vals, x)
-    if i < len(vals) and vals[i] == x:
-        return
-    if len(vals) >= cap and i >= cap:
-        return
-    vals.insert(i, x)
-    if len(vals) > cap:
-        vals.pop()
 
 
 def is_novel(g: str, prompt_tokens) -> bool:
