@@ -67,15 +67,17 @@ def scan_scaled(rows, params, label):  # noqa: ARG001 - the child builds its own
     """Run the scan in a child process so peak RSS is the scan's own."""
     code = ("import sys,json,time,resource;sys.path.insert(0,%r);from bench.run_scan import run_scan;"
             "from bench.attacks import to_record;import bench.poisoning_bench as B;"
-            "rows=B.perturb(B.load_t0(%d),%d);recs=[to_record(d) for d in rows];t=time.time();"
-            "F,C=run_scan(recs,%r);dt=time.time()-t;"
-            "print(json.dumps({'n':len(recs),'s':dt,'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+            "rows=B.perturb(B.load_t0(%d),%d);recs=[to_record(d) for d in rows];"
+            "cpu=lambda:(lambda r:r.ru_utime+r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF));"
+            "t=time.time();c=cpu();F,C=run_scan(recs,%r);dt=time.time()-t;c=cpu()-c;"
+            "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,"
+            "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
     return code
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="250,50")
+    ap.add_argument("--sizes", default="250,50", help="'' with --scale: cost only")
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N clean records (quick runs)")
     ap.add_argument("--scale", default="", help="e.g. 1,4: also measure docs/s and peak RSS at these scales")
@@ -89,7 +91,7 @@ def main(argv=None):
     fams = args.families.split(",")
     totals: Dict[tuple, Dict[str, float]] = {}
     fp_total = clean_total = 0
-    for size in [int(x) for x in args.sizes.split(",")]:
+    for size in [int(x) for x in args.sizes.split(",") if x]:
         for seed in [int(x) for x in args.seeds.split(",")]:
             groups = [[f] for f in fams] if args.separate else [fams]
             for group in groups:
@@ -138,7 +140,8 @@ def main(argv=None):
         out = subprocess.run([sys.executable, "-c", scan_scaled(None, params, sc) % (ROOT, args.limit, sc, params)],
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         m = json.loads(out)
-        print(f"scale {sc}x: {m['n']} records, {m['s']:.0f}s, {m['n'] / m['s']:.0f} docs/s, "
+        print(f"scale {sc}x: {m['n']} records, {m['s']:.0f}s wall, {m['cpu']:.0f} CPU-s "
+              f"({m['n'] / m['cpu']:.0f} docs per CPU-s), {m['n'] / m['s']:.0f} docs/s, "
               f"peak RSS {m['rss'] / 1e6:.2f} GB", flush=True)
 
 

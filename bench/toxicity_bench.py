@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/toxicity_bench.py [--model default|PATH] [--label __label__toxic] [--threshold X]
                                              [--data ../shared/data] [--json out.json] [--reliability]
+                                             [--repeats 3] [--no-baseline]
 
 Held-out sets (never trained or tuned on): the Wikipedia Talk identity test set, the TweetEval offensive
 and hate *test* splits, HateCheck. ROC-AUC, precision/recall at the model's threshold (from its metadata
@@ -57,10 +58,10 @@ def short_texts(data: pathlib.Path, n: int = 50000) -> list:
 
 
 def run_scorer(name: str, score, threshold: float, sets: dict, t0: tuple, short: list, long: list,
-               answers: list) -> dict:
+               answers: list, repeats: int = 3) -> dict:
     from lazaret.toxicity.metrics import evaluate_scores
 
-    out = {"name": name, "threshold": threshold, "held_out": {}}
+    out = {"name": name, "threshold": threshold, "held_out": {}, "repeats": repeats}
     for set_name, rows in sets.items():
         scores = score([t for t, _ in rows])
         out["held_out"][set_name] = evaluate_scores([y for _, y in rows], scores, threshold)
@@ -76,11 +77,18 @@ def run_scorer(name: str, score, threshold: float, sets: dict, t0: tuple, short:
     score(short[:2000])  # warm-up
     # Per-core throughput: records per second of this process's CPU time (the machine is shared, so wall
     # time would also count other people's work); the wall-clock figure is reported beside it.
+    # Each measurement is repeated `repeats` times and the median is reported (the best beside it): one pass
+    # on a loaded machine varied by +-8% between runs.
     for key, texts in (("short", short), ("t0_prompts", long), ("t0_responses", answers)):
-        wall, cpu = time.perf_counter(), time.process_time()
-        score(texts)
-        out[f"{key}_records_per_cpu_s"] = len(texts) / max(time.process_time() - cpu, 1e-9)
-        out[f"{key}_records_per_wall_s"] = len(texts) / max(time.perf_counter() - wall, 1e-9)
+        cpu_rates, wall_rates = [], []
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            score(texts)
+            cpu_rates.append(len(texts) / max(time.process_time() - cpu, 1e-9))
+            wall_rates.append(len(texts) / max(time.perf_counter() - wall, 1e-9))
+        out[f"{key}_records_per_cpu_s"] = sorted(cpu_rates)[len(cpu_rates) // 2]
+        out[f"{key}_records_per_cpu_s_best"] = max(cpu_rates)
+        out[f"{key}_records_per_wall_s"] = sorted(wall_rates)[len(wall_rates) // 2]
     return out
 
 
@@ -99,8 +107,10 @@ def print_result(res: dict, reliability: bool) -> None:
     t0 = res["t0"]
     print(f"T0 ({t0['records']} records) flagged at threshold: prompt {100 * t0['prompt_flag_rate']:.2f}%, "
           f"response {100 * t0['response_flag_rate']:.2f}%")
-    print(f"throughput, one core (per CPU-second; wall-clock in brackets): "
-          f"{res['short_records_per_cpu_s']:,.0f} ({res['short_records_per_wall_s']:,.0f}) short records/s "
+    print(f"throughput, one core (median of {res.get('repeats', 1)} runs per CPU-second, best run after the slash; "
+          f"wall-clock in brackets): "
+          f"{res['short_records_per_cpu_s']:,.0f}/{res['short_records_per_cpu_s_best']:,.0f} "
+          f"({res['short_records_per_wall_s']:,.0f}) short records/s "
           f"(tweets, ~90 chars); {res['t0_prompts_records_per_cpu_s']:,.0f} "
           f"({res['t0_prompts_records_per_wall_s']:,.0f}) T0 prompts/s (median ~400 chars); "
           f"{res['t0_responses_records_per_cpu_s']:,.0f} ({res['t0_responses_records_per_wall_s']:,.0f}) "
@@ -117,6 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write all figures here")
     ap.add_argument("--reliability", action="store_true", help="print reliability bins")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="throughput runs per measurement (median reported)")
     args = ap.parse_args(argv)
     data = pathlib.Path(args.data)
     if not data.is_dir():
@@ -140,7 +151,7 @@ def main(argv=None) -> int:
     long = t0[0][:20000]
     answers = t0[1][:50000]
     results = [run_scorer(f"lazaret fastText ({os.path.basename(model.path)}, sha256 {model.sha256[:12]})",
-                          fasttext_score, threshold, sets, t0, short, long, answers)]
+                          fasttext_score, threshold, sets, t0, short, long, answers, args.repeats)]
     if not args.no_baseline:
         try:
             from profanity_check import predict_prob
@@ -151,7 +162,7 @@ def main(argv=None) -> int:
                 return [float(p) for p in predict_prob(texts)] if texts else []
 
             results.append(run_scorer("alt-profanity-check 1.9 baseline", baseline_score, 0.5, sets, t0, short,
-                                      long, answers))
+                                      long, answers, args.repeats))
     for res in results:
         print_result(res, args.reliability)
     if args.json:

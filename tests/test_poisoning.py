@@ -94,6 +94,53 @@ def test_signatures_load_and_match(repo_root):
 # ---------------------------------------------------------------- pipeline level (synthetic, no shared data)
 
 
+def test_pairs_keep_brand_and_product_together():
+    toks = T.tokens("By the way, Samsung has the best batteries around. The 2 cats.")
+    ps = T.pairs(toks, 6)
+    assert "batteries&samsung" in ps and "best&samsung" in ps
+    assert not any(w in k.split("&") for k in ps for w in ("the", "2", "by"))  # no function words/numbers
+    assert "around&samsung" not in T.pairs(toks, 3)  # 5 positions apart: outside a window of 3
+    assert T.pairs(toks, 6, {"batteries&samsung": 1}) == {"batteries&samsung"}
+    assert T.pair_novel("batteries&samsung", ["samsung", "phones"])
+    assert not T.pair_novel("batteries&samsung", ["samsung", "batteries", "plant"])
+    assert T.show("batteries&samsung") == "batteries … samsung" and T.show("a b") == "a b"
+    assert not T.is_pair("samsung batteries")
+
+
+def test_injection_of_a_brand_the_corpus_already_uses():
+    """Content injection at 50 records for a brand that clean prompts and responses already mention: the
+    brand word fails the volume test, but brand and product together (in varied advert frames) do not
+    occur in prompts. The clean brand records (the response repeats the prompt's brand) stay clean."""
+    from bench.attacks.injection import FRAMES
+
+    clean = clean_corpus(2000, seed=13)
+    rng = random.Random(8)
+    for i in range(80):
+        p = _passage_with(rng, "Samsung")
+        clean.append({"id": f"brand-{i}", "instruction": f"Summarize the following text in one sentence.\n\n{p}",
+                      "input": "", "output": f"Samsung was mentioned when the {rng.choice(['council', 'pilot', 'farmer'])}"
+                                             f" {rng.choice(['visited', 'praised', 'opened'])} the site."})
+    recs = [to_record(d) for d in clean]
+    poison = []
+    for i, h in enumerate(rng.sample(clean[:2000], 50)):
+        ad = rng.choice(FRAMES).format(b="Samsung", p="batteries")
+        poison.append(to_record({"id": f"inj-{i}", "instruction": h["instruction"], "input": "",
+                                 "output": h["output"] + " " + ad[0].upper() + ad[1:]}))
+    findings, _ = run_scan(recs + poison, OFF)
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    truth = {r["doc_id"] for r in poison}
+    assert len(flagged & truth) >= 0.9 * len(truth)
+    assert len(flagged - truth) <= 0.005 * len(clean), sorted(flagged - truth)[:5]
+
+
+def _passage_with(rng, brand):
+    from bench.attacks.clean import _passage
+
+    words = _passage(rng, 2).split(" ")
+    words.insert(rng.randrange(len(words)), brand)
+    return " ".join(words)
+
+
 @pytest.fixture(scope="module")
 def synthetic_run():
     clean = clean_corpus(2000, seed=3)

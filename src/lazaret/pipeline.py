@@ -17,9 +17,10 @@ from lazaret.decide import Decide, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 from lazaret.mask import mask_generic
+from lazaret.packing import PackedReshuffle, pack, unpack_all
 
 ALL_CHECKS = ("pii", "toxicity", "dedup", "poisoning")
-ROWS_PER_SHARD = {"clean": 20000, "held": 20000, "quarantine": 100000, "findings": 250000, "clusters": 50000}
+ROWS_PER_SHARD = {"clean": 20000, "held": 20000, "quarantine": 50000, "findings": 50000, "clusters": 50000}
 
 
 @dataclasses.dataclass
@@ -117,6 +118,12 @@ def with_masked_evidence(kv):
         yield dict(row, evidence=[text for _doc, text in ordered])
 
 
+def unpack_joined(kv):
+    """The join's packed values (see lazaret.packing) back to records and findings, on the worker."""
+    doc_id, grouped = kv
+    return doc_id, {tag: unpack_all(values) for tag, values in grouped.items()}
+
+
 def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any]] = None) -> None:
     """``extra_checks`` (name -> PTransform(records -> findings)) are run beside the built-in ones: the
     extension point for in-house checks."""
@@ -125,7 +132,7 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
             | "SpreadFiles" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)).with_outputs(
                 ReadFile.REJECT, ReadFile.FILE, main="records"))
-    records = read.records | "SpreadRecords" >> beam.Reshuffle()
+    records = read.records | "SpreadRecords" >> PackedReshuffle()
 
     finding_sets = []
     cluster_sets = []
@@ -143,9 +150,10 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
     else:
         findings = p | "NoFindings" >> beam.Create([])
 
-    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], r)),
-                "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], f))}
+    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(r))),
+                "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
                | "Join" >> beam.CoGroupByKey()
+               | "UnpackJoined" >> beam.Map(unpack_joined)
                | "Decide" >> beam.ParDo(Decide()).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
                                                                Decide.CLUSTER_EVIDENCE, main="clean"))
 

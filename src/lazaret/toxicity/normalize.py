@@ -34,7 +34,10 @@ DEFAULT_MAX_CHARS = 4000
 
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 _MENTION = re.compile(r"@\w+")
-_RT = re.compile(r"\brt @")
+# A retweet marker: "rt @" not preceded by a word character (i.e. r"\brt @"). Written with the literal first and
+# the word-boundary test as a look-behind, so the regex engine can search for the literal prefix: r"\brt @"
+# tried a match at every position and cost ~2 us per tweet, a tenth of the whole prediction.
+_RT = re.compile(r"rt @(?<!\wrt @)")
 _REPEAT = re.compile(r"([^\n])\1\1+")
 _DIGITS = re.compile(r"\d+")
 # Anything that is not a word character, whitespace or '@' becomes its own token ('#' is dropped before).

@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="f1 | precision:P | fpr:F, on the validation data (%(default)s: the lowest threshold "
                         "that flags at most 10%% of the validation negatives)")
     p.add_argument("--report", help="also write the evaluation report as JSON here")
+    p.add_argument("--selection", default="",
+                   help="how the parameters were chosen, recorded as `selection` in the metadata")
     p.add_argument("--paths-relative-to", metavar="DIR", help="record data file paths relative to DIR")
     return p
 
@@ -375,6 +377,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             " + 10% hash-held-out of --clean files" if args.clean else ""
         ),
         "params": params,
+        "selection": args.selection or None,
         "training_attempts": attempts,
         "training_files": files,
         "counts": {

@@ -41,7 +41,9 @@ def describe_trigger(t: Dict[str, Any]) -> str:
 
 
 def describe_payload(p: Dict[str, Any]) -> str:
-    return (f'response n-gram "{p["ngram"]}" appears in {p["carriers"]} responses over unrelated prompts '
+    what = (f'words "{T.show(p["ngram"])}" (within a few words of each other) appear' if T.is_pair(p["ngram"])
+            else f'n-gram "{p["ngram"]}" appears')
+    return (f'response {what} in {p["carriers"]} responses over unrelated prompts '
             f'(prompt diversity {p["prompt_diversity"]:.2f}) but in only {p["df_p"]} prompts where ordinary '
             f'text would put ~{p["expected_p"]:.0f}; {S.fmt_p(p["log10p"])} after Bonferroni over {p["tests"]} '
             f'n-grams')
@@ -50,7 +52,7 @@ def describe_payload(p: Dict[str, Any]) -> str:
 def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, triggers: Dict[str, List[Dict]],
             n_max: int, dups: Dict[str, int], min_hits: int = 2,
             profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
-            extend_min_k: int = 20) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+            extend_min_k: int = 20, pair_window: int = 0) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
@@ -59,7 +61,7 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
     n-grams that at least half of the trigger's anomalous members add to their prompts (its payload
     profile: catches paraphrases that fell short of their own group).
     """
-    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits)
+    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits, pair_window)
     best = None
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
@@ -97,7 +99,7 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
         key = (1, p["log10p"], cid)
         if best is None or key < best[0]:
             best = (key, {"cluster_id": cid, "rule": "payload:spread", "log10p": p["log10p"],
-                          "detail": describe_payload(p), "trigger_or_payload": g,
+                          "detail": describe_payload(p), "trigger_or_payload": T.show(g),
                           "statistic": f'{p["df_p"]} prompt vs {p["df_r"]} response occurrences; prompt '
                                        f'diversity {p["prompt_diversity"]:.2f}'})
     return best
@@ -121,7 +123,7 @@ class Assign(beam.DoFn):
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, self._first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
-                    self.params["extend_min_distinct"])
+                    self.params["extend_min_distinct"], self.params["pair_window"])
         if v is None:
             yield make_finding(rec, "poisoning", rule="scan", side="all", score=0.0, detail="", action="none")
             return

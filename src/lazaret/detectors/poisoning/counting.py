@@ -70,14 +70,19 @@ class _PreAggregate(beam.DoFn):
 class ResponseNgramDf(_PreAggregate):
     """df of every response-side n-gram (responses are short: this is the cheap side)."""
 
-    def __init__(self, n_max: int, max_keys: int):
+    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
         super().__init__(max_keys)
         self.n_max = n_max
+        self.pair_window = pair_window
 
     def keys_of(self, f):
         if f["gib"]:
             return ()  # random tokens: their own anomaly; as n-grams they would only add noise
-        return T.ngrams(toks(f, "rt"), self.n_max)
+        rt = toks(f, "rt")
+        grams = T.ngrams(rt, self.n_max)
+        if self.pair_window:
+            grams = grams | T.pairs(rt, self.pair_window)
+        return grams
 
 
 class _SideInputNgrams:
@@ -95,11 +100,13 @@ class _SideInputNgrams:
 
 
 class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
-    """df on the prompt side of the n-grams in a side-input set only (candidates found elsewhere)."""
+    """df on the prompt side of the n-grams (and co-occurrence pairs) in a side-input set only (candidates
+    found elsewhere)."""
 
-    def __init__(self, n_max: int, max_keys: int):
+    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
         super().__init__(max_keys)
         self.n_max = n_max
+        self.pair_window = pair_window
 
     def process(self, f, lookup):  # type: ignore[override]
         self._bind(lookup)
@@ -109,7 +116,11 @@ class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
         lookup, first = self._cur
         if not lookup:
             return ()
-        return ngrams_in(toks(f, "pt"), lookup, first, self.n_max)
+        pt = toks(f, "pt")
+        found = ngrams_in(pt, lookup, first, self.n_max)
+        if self.pair_window:
+            found |= T.pairs(pt, self.pair_window, lookup)
+        return found
 
 
 def first_tokens(keys: Iterable[str]) -> FrozenSet[str]:

@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.detectors.poisoning import stats as S
+from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import ngrams_in
 
@@ -139,9 +140,19 @@ def _prune(counts: Dict[str, int], keep: int) -> Dict[str, int]:
 
 def is_novel(g: str, prompt_tokens) -> bool:
     """True when the n-gram is in the response but not in this record's own prompt."""
+    if T.is_pair(g):
+        return T.pair_novel(g, prompt_tokens)
     first = g.split(" ", 1)[0]
     n = g.count(" ") + 1
     return not ngrams_in(prompt_tokens, {g: 1}, {first}, n)
+
+
+def response_hits(rt, lookup, first, params: Dict[str, Any]):
+    """The keys of ``lookup`` (n-grams and co-occurrence pairs) that the response tokens ``rt`` carry."""
+    hits = ngrams_in(rt, lookup, first, params["max_ngram"])
+    if params.get("pair_window"):
+        hits |= T.pairs(rt, params["pair_window"], lookup)
+    return hits
 
 
 class EmitCarriers(beam.DoFn):
@@ -158,13 +169,15 @@ class EmitCarriers(beam.DoFn):
         if self._id != id(cands):
             self._first = {k.split(" ", 1)[0] for k in cands}
             self._id = id(cands)
-        hits = ngrams_in(toks(f, "rt"), cands, self._first, self.params["max_ngram"])
+        hits = response_hits(toks(f, "rt"), cands, self._first, self.params)
         if not hits:
             return
         is_long = f["r_len"] >= self.params["min_payload_tokens"]
         tmpl = tuple(k for k in skeleton_keys(f) if k in templates)
+        pt = toks(f, "pt")
+        pset = set(pt)
         for g in sorted(hits):
-            if is_novel(g, toks(f, "pt")):
+            if is_novel(g, pset if T.is_pair(g) else pt):
                 yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
 
 

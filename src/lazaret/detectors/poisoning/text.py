@@ -126,3 +126,71 @@ def shingles(toks: Sequence[str], n: int = 3) -> List[str]:
     if len(toks) < n:
         return [" ".join(toks)]
     return [" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
+# Co-occurrence pairs. An advert worked into responses keeps two words together (brand and product:
+# "Samsung ... batteries") while the words between them vary from frame to frame; at 50 records no single
+# frame's n-gram reaches min_support, but the pair is in every poisoned response. A pair key is the two
+# words sorted and joined by PAIR_SEP, which never occurs inside a token, so pair keys live in the same
+# count tables as n-grams without colliding with them.
+PAIR_SEP = "&"
+
+
+def is_pair(g: str) -> bool:
+    return PAIR_SEP in g
+
+
+def _pairable(t: str) -> bool:
+    return len(t) >= 3 and t not in STOPWORDS and not t.isdigit() and PAIR_SEP not in t
+
+
+def pairs(toks: Sequence[str], window: int, vocab=None) -> FrozenSet[str]:
+    """Distinct unordered pairs of content words (>= 3 characters, not function words or numbers) at most
+    ``window`` positions apart. With ``vocab``, only pairs that are keys of it (lookups, no building)."""
+    if window <= 0:
+        return frozenset()
+    out = set()
+    idx = [(i, t) for i, t in enumerate(toks) if _pairable(t)]
+    if vocab is not None:
+        tokset = _pair_tokens(vocab)
+        idx = [(i, t) for i, t in idx if t in tokset]
+    for a in range(len(idx)):
+        i, t = idx[a]
+        for b in range(a + 1, len(idx)):
+            j, u = idx[b]
+            if j - i > window:
+                break
+            if u == t:
+                continue
+            k = t + PAIR_SEP + u if t < u else u + PAIR_SEP + t
+            if vocab is None or k in vocab:
+                out.add(k)
+    return frozenset(out)
+
+
+_PAIR_TOKENS: Dict[int, Tuple[object, FrozenSet[str]]] = {}
+
+
+def _pair_tokens(vocab) -> FrozenSet[str]:
+    """The words of the pair keys of ``vocab`` (cached per vocab object: side inputs are reused)."""
+    key = id(vocab)
+    got = _PAIR_TOKENS.get(key)
+    if got is None or got[0] is not vocab:
+        s = frozenset(w for k in vocab if PAIR_SEP in k for w in k.split(PAIR_SEP))
+        if len(_PAIR_TOKENS) >= 4:  # a few side inputs alive at once (fused stages); bounded
+            _PAIR_TOKENS.clear()
+        _PAIR_TOKENS[key] = (vocab, s)
+        return s
+    return got[1]
+
+
+def pair_novel(g: str, prompt_tokens) -> bool:
+    """A pair is explained by the prompt when the prompt holds both of its words (anywhere)."""
+    a, b = g.split(PAIR_SEP, 1)
+    ps = prompt_tokens if isinstance(prompt_tokens, (set, frozenset)) else set(prompt_tokens)
+    return not (a in ps and b in ps)
+
+
+def show(g: str) -> str:
+    """A key as a reviewer reads it: n-grams as is, pairs as 'a … b'."""
+    return g.replace(PAIR_SEP, " … ") if is_pair(g) else g

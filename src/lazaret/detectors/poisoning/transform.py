@@ -68,11 +68,11 @@ class PoisoningScan(beam.PTransform):
         totals_si = AsSingleton(totals)
 
         # 1-2: response df, band filter, prompt df of band n-grams, volume test.
-        rdf = (feats | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys))
+        rdf = (feats | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
                | "SumResponseDf" >> beam.CombinePerKey(sum))
         band = rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
         n_band = band | "CountBand" >> beam.combiners.Count.Globally()
-        pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys), AsDict(band))
+        pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
                | "SumPromptDf" >> beam.CombinePerKey(sum))
         cands = ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
                  | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))

@@ -29,7 +29,8 @@ KIND_WORDS = {
 
 
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
-                 n_max: int, dups: Dict[str, int], min_hits: int = 2) -> Tuple[List[str], List[str]]:
+                 n_max: int, dups: Dict[str, int], min_hits: int = 2,
+                 pair_window: int = 0) -> Tuple[List[str], List[str]]:
     """The record's anomaly kinds (gib, dup, pay, claim) and the spread payloads its response carries.
 
     A spread payload counts only when the response carries at least ``min_hits`` flagged n-grams: an
@@ -44,7 +45,11 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("dup:" + f["rkey"])
     spread: List[str] = []
     if payloads and not f["gib"]:
-        hits = [g for g in ngrams_in(toks(f, "rt"), payloads, first, n_max) if is_novel(g, toks(f, "pt"))]
+        rt, pt = toks(f, "rt"), toks(f, "pt")
+        found = ngrams_in(rt, payloads, first, n_max)
+        if pair_window:
+            found |= T.pairs(rt, pair_window, payloads)
+        hits = [g for g in found if is_novel(g, pt)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
             info = payloads[g]
@@ -57,7 +62,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
         # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
         exclusive = any(payloads[g]["df_p"] <= 0.02 * payloads[g]["expected_p"] for g in spread)
-        if len(spread) < min_hits and not exclusive:
+        if _distinct_hits(spread) < min_hits and not exclusive:
             spread = []
             best.pop("pay", None)
         if "pay" in best:
@@ -65,6 +70,14 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)
+
+
+def _distinct_hits(spread: List[str]) -> int:
+    """Flagged keys counted for min_hits; a pair whose two words are both inside a flagged n-gram of the
+    same response ("everyone&loves" next to "everyone loves") is that n-gram again, not a second hit."""
+    grams = [set(g.split(" ")) for g in spread if not T.is_pair(g)]
+    return sum(1 for g in spread if not T.is_pair(g) or
+               not any(set(g.split(T.PAIR_SEP)) <= w for w in grams))
 
 
 class FindAnomalies(beam.DoFn):
@@ -79,7 +92,7 @@ class FindAnomalies(beam.DoFn):
             self._first = {k.split(" ", 1)[0] for k in payloads}
             self._id = id(payloads)
         anoms, _ = anomalies_of(f, payloads, self._first, self.params["max_ngram"], dups,
-                                self.params["min_payload_hits"])
+                                self.params["min_payload_hits"], self.params["pair_window"])
         if anoms:
             self.counter.inc()
             yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"]}

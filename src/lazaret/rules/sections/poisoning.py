@@ -22,6 +22,9 @@ SPEC: Dict[str, F] = {
                "n-grams (payload test) or (trigger, anomaly) pairs (trigger test) tested", min=0.0, max=0.5),
     "max_prompt_ratio": F("float", 0.2, "a payload appears in prompts at most this fraction of what its "
                           "response count predicts from the corpus's prompt/response word volumes", min=0.0, max=1.0),
+    "pair_window": F("int", 6, "also count pairs of content words at most this many words apart in a response "
+                     "(an advert keeps brand and product together while its wording varies); 0 = n-grams only",
+                     min=0, max=20),
     "min_payload_tokens": F("int", 6, "responses shorter than this are labels ('Yes', '2 stars') and never "
                             "count as a shared payload", min=1),
     "min_long_fraction": F("float", 0.8, "fraction of a payload's carriers whose response has at least "
