@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import ngrams_in
+from lazaret.detectors.poisoning.counting import ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
 from lazaret.findings import make_finding
@@ -52,7 +52,8 @@ def describe_payload(p: Dict[str, Any]) -> str:
 def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, triggers: Dict[str, List[Dict]],
             n_max: int, dups: Dict[str, int], min_hits: int = 2,
             profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
-            extend_min_k: int = 20, pair_window: int = 0) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+            extend_min_k: int = 20, pair_window: int = 0,
+            lookups: Optional[Dict[int, Any]] = None) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
@@ -72,8 +73,8 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
             continue
         if kind not in kind_set and (not profiles or kind == "gib"):
             continue
-        lookup = {t["trigger"]: t for t in ts}
-        present = ngrams_in(toks(f, "pt"), lookup, {k.split(" ", 1)[0] for k in lookup}, n_max)
+        lookup, first = trigger_lookup(ts, lookups)
+        present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
         for s in sorted(present):
             t = lookup[s]
             if not groups.intersection(t["groups"]):
@@ -114,6 +115,7 @@ class Assign(beam.DoFn):
         self.params = params
         self._id = None
         self._first = None
+        self._lookups: Dict[int, Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
     def process(self, f, payloads, triggers, dups, profiles):
@@ -123,7 +125,7 @@ class Assign(beam.DoFn):
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, self._first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
-                    self.params["extend_min_distinct"], self.params["pair_window"])
+                    self.params["extend_min_distinct"], self.params["pair_window"], self._lookups)
         if v is None:
             yield make_finding(rec, "poisoning", rule="scan", side="all", score=0.0, detail="", action="none")
             return

@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, ngrams_in
+from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 
 KIND_WORDS = {
@@ -152,6 +152,7 @@ class ProfileCounts(beam.DoFn):
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
+        self._lookups: Dict[int, Any] = {}
 
     def process(self, a, triggers):
         kinds = {x.split(":", 1)[0] for x in a["anomalies"]}
@@ -163,8 +164,8 @@ class ProfileCounts(beam.DoFn):
                 continue
             if pt is None:
                 pt = toks(a, "pt")
-            lookup = {t["trigger"]: t for t in ts}
-            present = ngrams_in(pt, lookup, {k.split(" ", 1)[0] for k in lookup}, self.params["max_ngram"])
+            lookup, first = trigger_lookup(ts, self._lookups)
+            present = ngrams_in(pt, lookup, first, self.params["max_ngram"])
             if not present:
                 continue
             if grams is None:
