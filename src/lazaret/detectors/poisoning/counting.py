@@ -39,6 +39,15 @@ def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -
     return out
 
 
+def keys_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, pair_window: int = 0) -> Set[str]:
+    """The keys of ``lookup`` that ``toks`` carry: n-grams (see ``ngrams_in``) and, with ``pair_window``,
+    co-occurrence pairs (``text.pairs``)."""
+    found = ngrams_in(toks, lookup, first_tokens, n_max)
+    if pair_window:
+        found |= T.pairs(toks, pair_window, lookup)
+    return found
+
+
 class _PreAggregate(beam.DoFn):
     """Base: sum (key, int) pairs inside a bundle, flushing when the dict grows past ``max_keys``."""
 
@@ -116,11 +125,7 @@ class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
         lookup, first = self._cur
         if not lookup:
             return ()
-        pt = toks(f, "pt")
-        found = ngrams_in(pt, lookup, first, self.n_max)
-        if self.pair_window:
-            found |= T.pairs(pt, self.pair_window, lookup)
-        return found
+        return keys_in(toks(f, "pt"), lookup, first, self.n_max, self.pair_window)
 
 
 def first_tokens(keys: Iterable[str]) -> FrozenSet[str]:

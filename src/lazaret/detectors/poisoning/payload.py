@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import ngrams_in
+from lazaret.detectors.poisoning.counting import keys_in, ngrams_in
 
 
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
@@ -147,14 +147,6 @@ def is_novel(g: str, prompt_tokens) -> bool:
     return not ngrams_in(prompt_tokens, {g: 1}, {first}, n)
 
 
-def response_hits(rt, lookup, first, params: Dict[str, Any]):
-    """The keys of ``lookup`` (n-grams and co-occurrence pairs) that the response tokens ``rt`` carry."""
-    hits = ngrams_in(rt, lookup, first, params["max_ngram"])
-    if params.get("pair_window"):
-        hits |= T.pairs(rt, params["pair_window"], lookup)
-    return hits
-
-
 class EmitCarriers(beam.DoFn):
     """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier)."""
 
@@ -169,7 +161,7 @@ class EmitCarriers(beam.DoFn):
         if self._id != id(cands):
             self._first = {k.split(" ", 1)[0] for k in cands}
             self._id = id(cands)
-        hits = response_hits(toks(f, "rt"), cands, self._first, self.params)
+        hits = keys_in(toks(f, "rt"), cands, self._first, self.params["max_ngram"], self.params["pair_window"])
         if not hits:
             return
         is_long = f["r_len"] >= self.params["min_payload_tokens"]

@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, ngrams_in, trigger_lookup
+from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, keys_in, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 
 KIND_WORDS = {
@@ -46,10 +46,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     spread: List[str] = []
     if payloads and not f["gib"]:
         rt, pt = toks(f, "rt"), toks(f, "pt")
-        found = ngrams_in(rt, payloads, first, n_max)
-        if pair_window:
-            found |= T.pairs(rt, pair_window, payloads)
-        hits = [g for g in found if is_novel(g, pt)]
+        hits = [g for g in keys_in(rt, payloads, first, n_max, pair_window) if is_novel(g, pt)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
             info = payloads[g]
