@@ -15,6 +15,7 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
 
 from __future__ import annotations
 
+import functools
 import collections
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -105,7 +106,6 @@ def may_hold_name(chunk: str) -> bool:
 GAZETTEER_NAME = "NameGazetteerRecognizer"
 GAZETTEER_SCORE = 0.85
 _NAME_DATA = "data/names"
-_WORD_RE = None  # compiled lazily (the ``regex`` module: Unicode letter classes)
 # Words that end a name when they follow it ("Kelly Street", "Jordan Avenue" are places), and words that are
 # never part of one.
 _PLACE_WORDS = frozenset("""
@@ -123,13 +123,17 @@ _CUE_AFTER = frozenset("said says told asked replied shouted whispered yelled".s
 _CUES = frozenset(("dear", "hi", "hello", "hey", "thanks", "regards", "sincerely", "cheers"))
 
 
+@functools.lru_cache(maxsize=1)
 def _word_re():
-    global _WORD_RE
-    if _WORD_RE is None:
-        import regex
+    """Compiled on first use (the ``regex`` module: Unicode letter classes)."""
+    import regex
 
-        _WORD_RE = regex.compile(r"\p{L}[\p{L}\p{M}'’]*(?:-\p{L}[\p{L}\p{M}'’]*)*")
-    return _WORD_RE
+    return regex.compile(r"\p{L}[\p{L}\p{M}'’]*(?:-\p{L}[\p{L}\p{M}'’]*)*")
+
+
+def _overlaps(a: int, b: int, spans: Iterable[Tuple[int, ...]]) -> bool:
+    """Does [a, b) overlap any (start, end, ...) of ``spans``?"""
+    return any(x < b and a < y for x, y, *_ in spans)
 
 
 def _capitalised(word: str) -> bool:
@@ -230,7 +234,7 @@ class NameGazetteer:
                                                      for x, y in blocked)]
         strong = self._lists(text, words, found + [(a, b) for a, b, lab in ner if lab == "PERSON"], blocked, found)
         strong += [(a, b) for a, b in cued
-                   if not any(x < b and a < y for x, y in blocked) and not any(x < b and a < y for x, y in strong)]
+                   if not _overlaps(a, b, blocked) and not _overlaps(a, b, strong)]
         return [(a, b, GAZETTEER_SCORE) for a, b in sorted(set(strong))]
 
     def _lists(self, text, words, seeds, blocked, found):
@@ -264,14 +268,14 @@ class NameGazetteer:
                 j = k + 1
                 break
             known = sum(1 for a, b in items if all(t in self.surnames or t in self.given for t in text[a:b].split(" "))
-                        and not any(x < b and a < y for x, y in blocked))
-            if len(items) >= 2 and (known >= 2 or any(any(a < y and x < b for x, y in seeds) for a, b in items)):
+                        and not _overlaps(a, b, blocked))
+            if len(items) >= 2 and (known >= 2 or any(_overlaps(a, b, seeds) for a, b in items)):
                 for a, b in items:
-                    if any(x < b and a < y for x, y in blocked):
+                    if _overlaps(a, b, blocked):
                         continue
                     first = text[a:b].split(" ")[0]
                     if (a == 0 or text[:a].rstrip()[-1:] in ".!?;\"'") and first not in self.given \
-                            and first not in self.surnames and not any(x < b and a < y for x, y in seeds):
+                            and first not in self.surnames and not _overlaps(a, b, seeds):
                         continue  # "Thanks, Anna": capitalised by position, not a name
                     out.append((a, b))
             i = max(j, i + 1)
@@ -358,7 +362,6 @@ class PiiEngine:
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
-        self.gazetteer = None
         if self.use_ner and GAZETTEER_NAME not in disabled:
             self.gazetteer = NameGazetteer.load()
             registry.add_recognizer(gazetteer_recognizer(self.gazetteer, self.language))
