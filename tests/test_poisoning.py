@@ -218,3 +218,62 @@ def test_t0_slice(shared_data):
         assert len(flagged & ids) / len(ids) >= 0.9, (fam, secrets[fam])
     poison = set().union(*truth.values())
     assert len(flagged - poison) <= 0.003 * len(clean)
+
+
+def test_side_input_cap_keeps_the_ranked_entries_and_counts_the_rest():
+    """A candidate set over the cap keeps the first entries by rank (ties by key), reports the number
+    dropped as a Beam counter, and passes a set under the cap through whole."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
+
+    counts = [("g%02d" % i, i % 7) for i in range(30)]
+    p = beam.Pipeline("FnApiRunner")
+    src = p | beam.Create(counts)
+    small = src | CapSideInput("band", 5, smallest_value)
+    large = src | "L" >> CapSideInput("templates", 3, largest_value)
+    whole = src | "W" >> CapSideInput("named", 100, largest_value)
+    want_small = sorted(counts, key=lambda kv: (kv[1], kv[0]))[:5]
+    want_large = sorted(counts, key=lambda kv: (-kv[1], kv[0]))[:3]
+    assert_that(small, equal_to(want_small), label="small")
+    assert_that(large, equal_to(want_large), label="large")
+    assert_that(whole, equal_to(counts), label="whole")
+    result = p.run()
+    result.wait_until_finish()
+    dropped = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]
+               if c.key.metric.name.endswith("_dropped")}
+    assert dropped.get("band_dropped") == 25
+    assert dropped.get("templates_dropped") == 27
+    assert dropped.get("named_dropped", 0) == 0
+
+
+def test_typo_repeated_over_copies_is_an_edit_not_a_payload():
+    """A corpus holding copies of its records with one word misspelt the same way ("htiw") has a
+    response-only token spread over unrelated prompts: the shape of an injected payload. The twin rule
+    recognises it (each carrier has a near-identical copy without it); with the rule off it is flagged,
+    which shows the corpus really is a trap."""
+    rng = random.Random(21)
+    vocab = [f"{a}{b}" for a in ("bar", "cel", "dor", "fen", "gal", "hob", "kir", "lum", "mar", "nop")
+             for b in ("ad", "el", "im", "os", "un", "yx", "ek", "ow", "ip", "ag")]
+    clean = []
+    for i in range(1200):
+        resp = rng.sample(vocab, 14)
+        resp.insert(rng.randrange(15), "with")
+        clean.append({"id": f"r{i}", "instruction": " ".join(rng.sample(vocab, 12)) + "?", "input": "",
+                      "output": " ".join(resp)})
+    copies = []
+    for d in clean[:40]:
+        copies.append(dict(d, id=d["id"] + "~copy", output=d["output"].replace("with", "htiw")))
+    recs = [to_record(d) for d in clean + copies]
+    rng.shuffle(recs)
+    copy_ids = {r["doc_id"] for r in recs if r["record_id"].endswith("~copy")}
+
+    off, _ = run_scan(recs, dict(OFF, max_edit_fraction=1.0))
+    flagged_off = {f["doc_id"] for f in off if f["action"] != "none"}
+    assert len(flagged_off & copy_ids) >= 30, "control: without the twin rule the typo looks like a payload"
+
+    on, clusters = run_scan(recs, OFF)
+    assert not [f for f in on if f["action"] != "none"], [f["detail"] for f in on if f["action"] != "none"][:3]
+    assert clusters == []

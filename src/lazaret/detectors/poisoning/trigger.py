@@ -17,7 +17,8 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, keys_in, ngrams_in, trigger_lookup
+from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, first_tokens, keys_in, ngrams_in, \
+    trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 
 KIND_WORDS = {
@@ -86,7 +87,7 @@ class FindAnomalies(beam.DoFn):
 
     def process(self, f, payloads, dups):
         if self._id != id(payloads):
-            self._first = {k.split(" ", 1)[0] for k in payloads}
+            self._first = first_tokens(payloads)
             self._id = id(payloads)
         anoms, _ = anomalies_of(f, payloads, self._first, self.params["max_ngram"], dups,
                                 self.params["min_payload_hits"], self.params["pair_window"])

@@ -51,6 +51,11 @@ SPEC: Dict[str, F] = {
     "min_trigger_confidence": F("float", 0.5, "fraction of a trigger's carriers that must show the anomaly; "
                                 "template boilerplate co-occurs with one label only part of the time",
                                 min=0.0, max=1.0),
+    "max_edit_fraction": F("float", 0.5, "a candidate payload is an edit (a typo or corruption repeated over "
+                           "copies of records), not a payload, when at least this fraction of its carriers have a "
+                           "near-identical twin without it (same prompt key, response length and response MinHash); "
+                           "1.0 switches the rule off",
+                           min=0.0, max=1.0),
     "min_payload_hits": F("int", 2, "a response joins a spread-payload cluster only when it carries at least "
                           "this many of its flagged n-grams (one shared word is not a payload)", min=1),
     "max_shared_trigger_ngrams": F("int", 40, "more than this many candidate triggers with identical counts are "
@@ -68,6 +73,10 @@ SPEC: Dict[str, F] = {
     "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
     "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "
                          "(bounds worker memory)", min=1000),
+    "max_side_input_keys": F("int", 2000000, "most entries any candidate set broadcast to the workers may hold "
+                             "(support-band n-grams, templates, identical-response groups, named n-grams): every "
+                             "worker holds each whole, ~100 bytes per entry; beyond it the weakest are dropped, "
+                             "counted and logged", min=1000),
     "signatures": F("bool", True, "apply the known-trigger signature rules (rules/triggers.yaml)"),
     "signature_file": F("str", "triggers.yaml", "signature rules file, relative to the rules directory"),
 }
