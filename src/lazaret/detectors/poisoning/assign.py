@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import first_tokens, ngrams_in, trigger_lookup
+from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
 from lazaret.findings import make_finding
@@ -106,24 +106,20 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
     return best
 
 
-class Assign(beam.DoFn):
+class Assign(_SideInputNgrams, beam.DoFn):
     """One finding per record, plus (cluster_id, member) for members of a poisoning cluster."""
 
     CLUSTER_TAG = "members"
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
-        self._id = None
-        self._first = None
         self._lookups: Dict[int, Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
     def process(self, f, payloads, triggers, dups, profiles):
-        if self._id != id(payloads):
-            self._first = first_tokens(payloads)
-            self._id = id(payloads)
+        first = self._first_of(payloads)
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
-        v = verdict(f, payloads, self._first, triggers, self.params["max_ngram"], dups,
+        v = verdict(f, payloads, first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
                     self.params["extend_min_distinct"], self.params["pair_window"], self._lookups)
         if v is None:

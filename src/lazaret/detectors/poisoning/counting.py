@@ -95,17 +95,21 @@ class ResponseNgramDf(_PreAggregate):
 
 
 class _SideInputNgrams:
-    """For DoFns that count only the n-grams of a side-input set: the set's first words are indexed once
+    """For DoFns that look up the keys of a side-input set: the set's first words are indexed once
     per side-input object (not per element), so looking n-grams up stays cheap."""
 
     _first: Optional[Set[str]] = None
     _lookup_id: Optional[int] = None
 
-    def _bind(self, lookup) -> None:
+    def _first_of(self, lookup) -> Set[str]:
+        """``first_tokens(lookup)``, rebuilt only when the side-input object changes."""
         if self._lookup_id != id(lookup):
             self._first = first_tokens(lookup)
             self._lookup_id = id(lookup)
-        self._cur = (lookup, self._first)
+        return self._first
+
+    def _bind(self, lookup) -> None:
+        self._cur = (lookup, self._first_of(lookup))
 
 
 class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):

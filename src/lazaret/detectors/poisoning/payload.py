@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import first_tokens, keys_in, ngrams_in
+from lazaret.detectors.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
 
 
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
@@ -165,20 +165,7 @@ def novel_hits(f: Dict[str, Any], cands, first, params: Dict[str, Any]) -> List[
     return [g for g in sorted(hits) if is_novel(g, pset if T.is_pair(g) else pt)]
 
 
-class _CandidateLookup:
-    """First words of the candidate side input, indexed once per side-input object."""
-
-    _first = None
-    _id = None
-
-    def _first_of(self, cands):
-        if self._id != id(cands):
-            self._first = first_tokens(cands)
-            self._id = id(cands)
-        return self._first
-
-
-class EmitCarriers(_CandidateLookup, beam.DoFn):
+class EmitCarriers(_SideInputNgrams, beam.DoFn):
     """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier).
 
     Every non-gibberish record also emits (twin key, its candidate n-grams) on the ``twins``
@@ -235,14 +222,6 @@ def edit_carriers(kv) -> Iterator[Tuple[str, Tuple[int, int]]]:
         yield g, ((h if h < m else 0), h)
 
 
-def sum_pairs(values) -> Tuple[int, int]:
-    a = b = 0
-    for x, y in values:
-        a += x
-        b += y
-    return a, b
-
-
 def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
     """The record's prompt opening and ending as template keys ('f:...' / 'l:...')."""
     return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
@@ -276,16 +255,13 @@ def is_edit(edits: Optional[Tuple[int, int]], n: int, params: Dict[str, Any]) ->
 
 
 def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str, Any],
-             n_records: int, templates: Dict[str, int],
-             edits: Optional[Tuple[int, int]] = None) -> Optional[Dict[str, Any]]:
+             n_records: int, templates: Dict[str, int]) -> Optional[Dict[str, Any]]:
     """'spread' (payload over unrelated prompts: flagged), 'claim' (near-identical responses over different
     prompts: an anomaly the trigger test looks for a prompt-side cause of), or None (natural structure)."""
     n = st["carriers"]
     if not in_band(n, n_records, params) or st["distinct_prompts"] < params["min_support"]:
         return None
     if st["long_fraction"] < params["min_long_fraction"]:
-        return None
-    if is_edit(edits, n, params):
         return None
     info = dict(cand)
     info.update(st)
@@ -312,11 +288,11 @@ class Classify(beam.DoFn):
 
     def process(self, kv, cands, totals, templates, edits):
         g, st = kv
-        ed = edits.get(g)
-        info = classify(g, cands[g], st, self.params, totals["records"], templates, ed)
+        if is_edit(edits.get(g), st["carriers"], self.params):
+            self.edits.inc()
+            return
+        info = classify(g, cands[g], st, self.params, totals["records"], templates)
         if info is None:
-            if is_edit(ed, st["carriers"], self.params):
-                self.edits.inc()
             return
         (self.spread if info["kind"] == "spread" else self.claim).inc()
         yield g, info

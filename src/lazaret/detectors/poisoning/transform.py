@@ -24,7 +24,7 @@ from lazaret.detectors.poisoning.features import Featurize, corpus_totals, sum_t
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
-    edit_carriers, sum_pairs
+    edit_carriers
 from lazaret.detectors.poisoning.signatures import SignatureScan
 from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile
@@ -99,7 +99,7 @@ class PoisoningScan(beam.PTransform):
             .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
         edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
                  | "EditCarriers" >> beam.FlatMap(edit_carriers)
-                 | "SumEdits" >> beam.CombinePerKey(sum_pairs))
+                 | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
         payloads = (carriers.carriers
                     | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
                     | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), totals_si, templates_si,

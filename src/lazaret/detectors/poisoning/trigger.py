@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, first_tokens, keys_in, ngrams_in, \
+from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
     trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 
@@ -78,18 +78,14 @@ def _distinct_hits(spread: List[str]) -> int:
                not any(set(g.split(T.PAIR_SEP)) <= w for w in grams))
 
 
-class FindAnomalies(beam.DoFn):
+class FindAnomalies(_SideInputNgrams, beam.DoFn):
     def __init__(self, params: Dict[str, Any]):
         self.params = params
-        self._id = None
-        self._first = None
         self.counter = Metrics.counter("poisoning", "anomalous_records")
 
     def process(self, f, payloads, dups):
-        if self._id != id(payloads):
-            self._first = first_tokens(payloads)
-            self._id = id(payloads)
-        anoms, _ = anomalies_of(f, payloads, self._first, self.params["max_ngram"], dups,
+        first = self._first_of(payloads)
+        anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
                                 self.params["min_payload_hits"], self.params["pair_window"])
         if anoms:
             self.counter.inc()
