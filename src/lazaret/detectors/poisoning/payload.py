@@ -307,12 +307,16 @@ class GroupDiversity(beam.CombineFn):
         self.cap = cap
 
     def create_accumulator(self):
-        return [0, [[]], {}]
+        # one capped KMV list per prompt MinHash slot: diversity is the mean over slots. A copy of a short
+        # prompt with one word changed gets a new 4-slot key most of the time but keeps each single slot
+        # with probability ~ its Jaccard similarity, so copies do not pass for different prompts.
+        return [0, [[], [], [], []], {}]
 
     def add_input(self, acc, x):
-        pkey, tmpl = x
+        psig, tmpl = x
         acc[0] += 1
-        _insort_capped(acc[1][0], pkey, self.cap)
+        for i, v in enumerate(psig):
+            _insort_capped(acc[1][i], v, self.cap)
         for t in tmpl:
             acc[2][t] = acc[2].get(t, 0) + 1
         if len(acc[2]) > 4 * self.cap:
@@ -345,7 +349,7 @@ class EmitResponseKey(beam.DoFn):
 
     def process(self, f, templates):
         if f["r_len"] >= self.params["min_payload_tokens"]:
-            yield f["rkey"], (f["pkey"], tuple(k for k in skeleton_keys(f) if k in templates))
+            yield f["rkey"], (tuple(f["psig"]), tuple(k for k in skeleton_keys(f) if k in templates))
 
 
 class KeepDupGroup(beam.DoFn):
