@@ -7,7 +7,7 @@ record payload is not shuffled by any poisoning step.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -59,6 +59,12 @@ class Featurize(beam.DoFn):
         if f["gib"]:
             self.n_gib.inc()
         yield f
+
+
+def response_rep_value(f: Dict[str, Any]) -> Tuple[Tuple[str, int], Tuple[str, str, bool]]:
+    """((response key, first prompt MinHash slot), (doc_id, response tokens, gibberish)): the smallest
+    doc_id of each key is the one response counted in the response n-gram frequencies."""
+    return (f["rkey"], f["psig"][0]), (f["doc_id"], f["rt"], f["gib"])
 
 
 def toks(f: Dict[str, Any], side: str) -> List[str]:

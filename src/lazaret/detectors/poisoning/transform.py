@@ -20,7 +20,8 @@ from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
 from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
-from lazaret.detectors.poisoning.features import Featurize, corpus_totals, sum_tuples, totals_dict
+from lazaret.detectors.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
+    totals_dict
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
@@ -71,7 +72,13 @@ class PoisoningScan(beam.PTransform):
         totals_si = AsSingleton(totals)
 
         # 1-2: response df, band filter, prompt df of band n-grams, volume test.
-        rdf = (feats | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
+        # Identical responses (normalised word set) given to prompts sharing their first MinHash slot count
+        # once: copies of a record must not multiply counts the tests treat as independent, while one answer
+        # given to unrelated prompts (a planted verdict, a fixed response) still counts per prompt.
+        responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
+                     | "OnePerResponse" >> beam.CombinePerKey(min)
+                     | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
+        rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
                | "SumResponseDf" >> beam.CombinePerKey(sum))
         band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
                 | CapSideInput("band", cap, smallest_value))
