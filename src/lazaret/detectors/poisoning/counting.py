@@ -143,7 +143,7 @@ class FirstWords(frozenset):
 def first_tokens(keys: Iterable[str]) -> FirstWords:
     keys = list(keys)
     out = FirstWords(k.split(" ", 1)[0] for k in keys)
-    out.pair_words = frozenset(w for k in keys if T.PAIR_SEP in k for w in k.split(T.PAIR_SEP))
+    out.pair_words = T.pair_words(keys)
     return out
 
 
