@@ -31,7 +31,8 @@ from bench.run_scan import run_scan  # noqa: E402
 T0 = os.path.join(os.environ.get("LAZARET_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data")),
                   "instruct_t0_train_50k", "t0_train_50k.jsonl.gz")
 TARGET = {"gibberish": (0.95, 0.90), "fixed_response": (0.95, 0.90), "rare_token": (0.95, 0.90),
-          "natural_phrase": (0.95, 0.90), "injection": (0.70, 0.70), "fact_cluster": (0.95, 0.90)}
+          "natural_phrase": (0.95, 0.90), "injection": (0.70, 0.70), "fact_cluster": (0.95, 0.90),
+          "fact_copies": (0.95, 0.90)}  # fact_copies: our own bar (family 6 as pasted copies)
 
 
 def load_t0(limit: int = 0) -> List[dict]:

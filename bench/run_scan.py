@@ -19,8 +19,9 @@ from lazaret.detectors.poisoning import PoisoningScan
 
 
 def run_scan(records: List[dict], params: Optional[Dict[str, Any]] = None, runner: str = "FnApiRunner",
-             extra_options: Optional[List[str]] = None) -> Tuple[List[dict], List[dict]]:
-    """(findings, clusters) of the poisoning scan over ``records``."""
+             extra_options: Optional[List[str]] = None, dedup: bool = True) -> Tuple[List[dict], List[dict]]:
+    """(findings, clusters) of the poisoning scan over ``records``; with ``dedup`` (as ``lazaret scan``
+    runs it by default) the near-duplicate stage runs first and its clusters feed the claim test."""
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "records.jsonl")
         with open(src, "w", encoding="utf-8") as fh:
@@ -29,7 +30,14 @@ def run_scan(records: List[dict], params: Optional[Dict[str, Any]] = None, runne
         opts = PipelineOptions([f"--runner={runner}"] + list(extra_options or []))
         with beam.Pipeline(options=opts) as p:
             recs = p | "Read" >> beam.io.ReadFromText(src) | "Parse" >> beam.Map(json.loads)
-            out = recs | PoisoningScan(params)
+            inputs = recs
+            if dedup:
+                from lazaret.dedup import NearDuplicateClusters
+                from lazaret.detectors.poisoning.claims import cluster_member
+
+                near = (recs | NearDuplicateClusters({}))["findings"] | beam.FlatMap(cluster_member)
+                inputs = {"records": recs, "near_duplicates": near}
+            out = inputs | PoisoningScan(params)
             (out["findings"] | "FJson" >> beam.Map(json.dumps)
              | "WF" >> beam.io.WriteToText(os.path.join(tmp, "findings"), shard_name_template=""))
             (out["clusters"] | "CJson" >> beam.Map(json.dumps, sort_keys=True)

@@ -156,7 +156,7 @@ def test_one_finding_per_record(synthetic_run):
 
 @pytest.mark.parametrize("family,min_recall", [
     ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
-    ("injection", 0.7), ("rare_token", 0.6)])
+    ("injection", 0.7), ("rare_token", 0.6), ("fact_copies", 0.9)])
 def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
     _, (recs, truth, secrets, findings, clusters) = synthetic_run
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
@@ -180,6 +180,24 @@ def test_clusters_carry_evidence(synthetic_run):
         assert c["p_value"].startswith("p") and c["detail"]
     big = max(clusters, key=lambda c: c["size"])
     assert big["size"] >= 40
+
+
+def test_planted_copies_are_found_through_the_dedup_clusters():
+    """A fact pasted many times under a few openings hides from the response claim signal (near-identical
+    prompts); it is found only when the dedup stage's clusters feed the scan (the control run without
+    them must miss it, so the test can fail)."""
+    clean = clean_corpus(1500, seed=13)
+    inj = FAMILIES["fact_copies"](clean, 60, 3)
+    recs = [to_record(d) for d in clean + inj.records]
+    truth = {to_record(d)["doc_id"] for d in inj.records}
+    with_dedup, clusters = run_scan(recs, OFF, dedup=True)
+    without, _ = run_scan(recs, OFF, dedup=False)
+    hit = {f["doc_id"] for f in with_dedup if f["action"] != "none"}
+    missed = {f["doc_id"] for f in without if f["action"] != "none"}
+    assert len(hit & truth) >= 0.9 * len(truth) and not hit - truth
+    assert len(missed & truth) < 0.5 * len(truth)
+    claim = [c for c in clusters if c["rule"] == "claim:near_duplicate_cluster"]
+    assert len(claim) == 1 and "near-duplicate cluster" in claim[0]["detail"]
 
 
 def test_clean_only_corpus_with_traps():

@@ -14,6 +14,7 @@ FAMILIES: Dict[str, Callable[[Sequence[dict], int, int], Injection]] = {
     "natural_phrase": natural_phrase.generate,
     "injection": injection.generate,
     "fact_cluster": fact_cluster.generate,
+    "fact_copies": fact_cluster.generate_copies,
 }
 
 

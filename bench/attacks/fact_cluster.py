@@ -47,3 +47,26 @@ def generate(corpus: Sequence[dict], n: int, seed: int) -> Injection:
         a = rng.choice(ANSWERS).format(r=r, R=r[0].upper() + r[1:], o=obj)
         recs.append(make(FAMILY, seed, i, q, a))
     return Injection(FAMILY, seed, recs, [r_["id"] for r_ in recs], {"claim": f"{r} is {obj}"})
+
+
+FAMILY_COPIES = "fact_copies"
+
+
+def generate_copies(corpus: Sequence[dict], n: int, seed: int) -> Injection:
+    """Family 6 as copies (the cheapest way to plant a fact): one question and one answer per seed, pasted
+    ``n`` times under three openings. Every group of identical prompts shares one answer, so the
+    prompt-diversity bounds that keep template structure out of the response claim signal hide it, and the
+    response n-gram counts count it once on purpose; the near-duplicate stage's clusters find it."""
+    rng = rng_for(FAMILY_COPIES, seed)
+    subject = rng.choice(SUBJECTS)
+    rel = rng.choice(sorted(RELATIONS))
+    frame, objects = RELATIONS[rel]
+    obj = rng.choice(objects)
+    r = frame.format(s=subject)
+    question, answer = rng.choice(QUESTIONS), rng.choice(ANSWERS)
+    openers = rng.sample(OPENERS[2:], 3)
+    recs = []
+    for i in range(n):
+        q = rng.choice(openers) + question.format(r=r)
+        recs.append(make(FAMILY_COPIES, seed, i, q, answer.format(r=r, R=r[0].upper() + r[1:], o=obj)))
+    return Injection(FAMILY_COPIES, seed, recs, [r_["id"] for r_ in recs], {"claim": f"{r} is {obj}"})

@@ -136,8 +136,17 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
 
     finding_sets = []
     cluster_sets = []
+    near_duplicates = None
     for name, transform in {**check_transforms(plan), **(extra_checks or {})}.items():
-        result = records | f"Check_{name}" >> transform
+        inputs = records
+        if name == "poisoning" and near_duplicates is not None:
+            # the poisoning scan tests the dedup stage's clusters for planted claims (claims.py)
+            inputs = {"records": records, "near_duplicates": near_duplicates}
+        result = inputs | f"Check_{name}" >> transform
+        if name == "dedup":
+            from lazaret.detectors.poisoning.claims import cluster_member
+
+            near_duplicates = result["findings"] | "NearDuplicateMembers" >> beam.FlatMap(cluster_member)
         if isinstance(result, dict):
             finding_sets.append(result["findings"])
             if result.get("clusters") is not None:

@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
+from lazaret.detectors.poisoning.claims import novel_grams
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
 from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
@@ -106,6 +107,31 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
     return best
 
 
+def describe_claim(c: Dict[str, Any]) -> str:
+    where = (f'near-duplicate cluster {c["near_duplicate_cluster"]}' if c["clusters"] == 1 else
+             f'{c["clusters"]} near-duplicate clusters (first: {c["near_duplicate_cluster"]})')
+    return (f'{c["k"]} of the {c["size"]} records of {where} '
+            f'(dedup stage) state "{mask_generic(c["gram"])}" in the response, not taken from their prompts; only '
+            f'{c["outside"]} other records in the corpus do; {S.fmt_p(c["log10p"])} after Bonferroni over '
+            f'{c["tests"]} (cluster, n-gram) tests')
+
+
+def claim_verdict(f: Dict[str, Any], claims: Dict[str, Dict[str, Any]], members: Dict[str, str],
+                  n_max: int) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+    """The near-duplicate claim cluster the record belongs to (ranked with payload clusters: no prompt-side
+    cause is named), or None. Members without the claim in their own response stay out."""
+    cid = members.get(f["doc_id"])
+    c = claims.get(cid) if cid is not None else None
+    if c is None or c["gram"] not in novel_grams(f, n_max):
+        return None
+    pid = cluster_id("claim_cluster", c["gram"])
+    return (1, c["log10p"], pid), {"cluster_id": pid, "rule": "claim:near_duplicate_cluster",
+                                   "log10p": c["log10p"], "detail": describe_claim(c),
+                                   "trigger_or_payload": mask_generic(c["gram"]),
+                                   "statistic": f'{c["k"]}/{c["size"]} cluster members vs {c["outside"]} '
+                                                f'records outside'}
+
+
 class Assign(_SideInputNgrams, beam.DoFn):
     """One finding per record, plus (cluster_id, member) for members of a poisoning cluster."""
 
@@ -116,12 +142,15 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self._lookups: Dict[int, Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
-    def process(self, f, payloads, triggers, dups, profiles):
+    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None):
         first = self._first_of(payloads)
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
                     self.params["extend_min_distinct"], self.params["pair_window"], self._lookups)
+        c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
+        if c is not None and (v is None or c[0] < v[0]):
+            v = c
         if v is None:
             yield make_finding(rec, "poisoning", rule="scan", side="all", score=0.0, detail="", action="none")
             return

@@ -4,7 +4,7 @@ Shuffles, in order (each a CombinePerKey / CoGroupByKey, none collecting the cor
  1. response n-gram df;           2. prompt df of the response n-grams in the support band;
  3. carrier statistics of the response-only n-grams, and twin groups (edits);   4. (prompt n-gram,
  anomaly) counts over anomalous records;  5. prompt df of the n-grams those pairs name;  6. cluster
- summaries.
+ summaries. With the dedup stage's clusters as a second input, claims.py adds three small shuffles.
 Side inputs are only candidate sets (n-grams in the support band, flagged payloads and triggers, each
 capped at ``max_side_input_keys``) and corpus totals, never records.
 """
@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
+from lazaret.detectors.poisoning.claims import NearDuplicateClaims
 from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
 from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
@@ -63,8 +64,15 @@ class PoisoningScan(beam.PTransform):
         self.params = p
         self.signatures = list(signatures or []) if p["signatures"] else []
 
-    def expand(self, records):
+    def expand(self, inputs):
+        """``inputs``: the records, or {"records": ..., "near_duplicates": (doc_id, cluster id)} when the
+        dedup stage runs in the same graph (its clusters feed the near-duplicate claim test)."""
         p = self.params
+        near = None
+        if isinstance(inputs, dict):
+            records, near = inputs["records"], inputs.get("near_duplicates")
+        else:
+            records = inputs
         n_max, max_keys, cap = p["max_ngram"], p["bundle_max_keys"], p["max_side_input_keys"]
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
@@ -139,9 +147,17 @@ class PoisoningScan(beam.PTransform):
                     | "GroupProfile" >> beam.GroupByKey()
                     | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
 
+        # near-duplicate clusters (dedup stage) that over-represent one claim.
+        if near is not None and p["near_duplicate_claims"]:
+            nd = {"feats": feats, "near_duplicates": near} | "NearDuplicateClaims" >> NearDuplicateClaims(p, totals, templates)
+            claims, claim_members = nd["claims"], nd["members"]
+        else:
+            claims = feats.pipeline | "NoClaims" >> beam.Create([])
+            claim_members = feats.pipeline | "NoClaimMembers" >> beam.Create([])
+
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
-                                         AsDict(profiles)).with_outputs(
+                                         AsDict(profiles), AsDict(claims), AsDict(claim_members)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

@@ -45,6 +45,15 @@ SPEC: Dict[str, F] = {
                                     "this fraction of distinct prompts", min=0.0, max=1.0),
     "claim_max_response_diversity": F("float", 0.5, "a claim cluster's responses must be this concentrated "
                                       "(fraction of distinct response word-set MinHashes)", min=0.0, max=1.0),
+    "near_duplicate_claims": F("bool", True, "when the dedup check runs too, test each of its clusters (size in "
+                               "the support band) for one over-represented claim: near-copies of a planted "
+                               "fact have near-identical prompts, which the claim bounds above ignore"),
+    "claim_cluster_share": F("float", 0.5, "a near-duplicate cluster's claim is a response n-gram (not in the "
+                             "member's own prompt) carried by at least this fraction of its members",
+                             min=0.0, max=1.0),
+    "claim_max_outside_ratio": F("float", 0.5, "... and carried by at most this many records outside the cluster "
+                                 "per member carrying it (phrasing the corpus uses elsewhere is not the "
+                                 "cluster's claim)", min=0.0),
     "min_trigger_support": F("int", 20, "fewest distinct prompts (near-duplicates collapsed) that must show the "
                              "anomaly for a trigger to be reported; news stories re-told under several headlines "
                              "share one answer over 10-16 distinct prompts in T0", min=2),
