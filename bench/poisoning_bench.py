@@ -32,7 +32,7 @@ T0 = os.path.join(os.environ.get("LAZARET_SHARED_DATA", os.path.join(ROOT, "..",
                   "instruct_t0_train_50k", "t0_train_50k.jsonl.gz")
 TARGET = {"gibberish": (0.95, 0.90), "fixed_response": (0.95, 0.90), "rare_token": (0.95, 0.90),
           "natural_phrase": (0.95, 0.90), "injection": (0.70, 0.70), "fact_cluster": (0.95, 0.90),
-          "fact_copies": (0.95, 0.90)}  # fact_copies: our own bar (family 6 as pasted copies)
+          "fact_copies": (0.95, 0.90), "off_topic": (0.95, 0.90)}  # the last two: our own additions and bar
 
 
 def load_t0(limit: int = 0) -> List[dict]:
@@ -70,7 +70,7 @@ def scan_scaled(rows, params, label):  # noqa: ARG001 - the child builds its own
             "from bench.attacks import to_record;import bench.poisoning_bench as B;"
             "rows=B.perturb(B.load_t0(%d),%d);recs=[to_record(d) for d in rows];"
             "cpu=lambda:(lambda r:r.ru_utime+r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF));"
-            "t=time.time();c=cpu();F,C=run_scan(recs,%r);dt=time.time()-t;c=cpu()-c;"
+            "t=time.time();c=cpu();F,C=run_scan(recs,%r,dedup=%r);dt=time.time()-t;c=cpu()-c;"
             "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,"
             "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
     return code
@@ -83,6 +83,9 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="use only the first N clean records (quick runs)")
     ap.add_argument("--scale", default="", help="e.g. 1,4: also measure docs/s and peak RSS at these scales")
     ap.add_argument("--separate", action="store_true", help="one pipeline run per family")
+    ap.add_argument("--scale-dedup", default="off,on",
+                    help="cost runs without and/or with the dedup stage feeding the claim test (on = the "
+                         "dedup stage's own cost included)")
     ap.add_argument("--families", default=",".join(FAMILIES))
     args = ap.parse_args(argv)
     params = {"signatures": False}
@@ -137,11 +140,12 @@ def main(argv=None):
     if clean_total:
         print(f"clean false-positive rate: {fp_total}/{clean_total} = {100 * fp_total / clean_total:.3f}% "
               f"(target <= 0.2%)")
-    for sc in [int(x) for x in args.scale.split(",") if x]:
-        out = subprocess.run([sys.executable, "-c", scan_scaled(None, params, sc) % (ROOT, args.limit, sc, params)],
+    scales = [int(x) for x in args.scale.split(",") if x]
+    for dd, sc in [(x == "on", sc) for x in args.scale_dedup.split(",") if x for sc in scales]:
+        out = subprocess.run([sys.executable, "-c", scan_scaled(None, params, sc) % (ROOT, args.limit, sc, params, dd)],
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         m = json.loads(out)
-        print(f"scale {sc}x: {m['n']} records, {m['s']:.0f}s wall, {m['cpu']:.0f} CPU-s "
+        print(f"scale {sc}x{' with dedup' if dd else ''}: {m['n']} records, {m['s']:.0f}s wall, {m['cpu']:.0f} CPU-s "
               f"({m['n'] / m['cpu']:.0f} docs per CPU-s), {m['n'] / m['s']:.0f} docs/s, "
               f"peak RSS {m['rss'] / 1e6:.2f} GB", flush=True)
 

@@ -158,6 +158,8 @@ def test_one_finding_per_record(synthetic_run):
     ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
     ("injection", 0.7), ("rare_token", 0.6), ("fact_copies", 0.9)])
 def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
+    # off_topic is tested on the T0 slice: the synthetic corpus's 50-noun vocabulary makes any two of
+    # its texts share content words, so no swapped answer is off-topic there
     _, (recs, truth, secrets, findings, clusters) = synthetic_run
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     recall = len(flagged & truth[family]) / len(truth[family])
@@ -200,6 +202,18 @@ def test_planted_copies_are_found_through_the_dedup_clusters():
     assert len(claim) == 1 and "near-duplicate cluster" in claim[0]["detail"]
 
 
+def test_off_topic_templates_are_not_triggers():
+    """A task whose answers are unrelated to the prompt by design ("write a note about X" answered with a
+    passage about something else) must not make its boilerplate an off-topic trigger; the control run with
+    the per-template guard switched off must flag it, so the guard is what holds."""
+    clean = clean_corpus(1500, seed=17)
+    recs = [to_record(d) for d in clean]
+    guarded, _ = run_scan(recs, OFF)
+    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0))
+    assert not [f for f in guarded if f["action"] != "none"]
+    assert any(c["rule"] == "trigger:off_topic" for c in clusters)
+
+
 def test_clean_only_corpus_with_traps():
     """Only clean structure: templates, labels, one passage rendered under many templates (same answer)."""
     clean = clean_corpus(1500, seed=11)
@@ -230,7 +244,7 @@ def test_t0_slice(shared_data):
         rows = [json.loads(l) for l in fh]
     clean = random.Random(0).sample(rows, 6000)
     recs, truth, secrets, findings, clusters = _scan_with(
-        clean, 50, 2, ("gibberish", "fixed_response", "rare_token", "fact_cluster"))
+        clean, 50, 2, ("gibberish", "fixed_response", "rare_token", "fact_cluster", "off_topic"))
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     for fam, ids in truth.items():
         assert len(flagged & ids) / len(ids) >= 0.9, (fam, secrets[fam])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from bench.attacks import fact_cluster, fixed_response, gibberish, injection, natural_phrase, rare_token
+from bench.attacks import fact_cluster, fixed_response, gibberish, injection, natural_phrase, off_topic, rare_token
 from bench.attacks.common import Injection, to_record
 
 FAMILIES: Dict[str, Callable[[Sequence[dict], int, int], Injection]] = {
@@ -15,6 +15,7 @@ FAMILIES: Dict[str, Callable[[Sequence[dict], int, int], Injection]] = {
     "injection": injection.generate,
     "fact_cluster": fact_cluster.generate,
     "fact_copies": fact_cluster.generate_copies,
+    "off_topic": off_topic.generate,
 }
 
 

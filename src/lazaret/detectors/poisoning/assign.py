@@ -22,7 +22,7 @@ from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
 
-RULES = {"gib": "trigger:gibberish", "pay": "trigger:payload", "claim": "trigger:claim",
+RULES = {"gib": "trigger:gibberish", "off": "trigger:off_topic", "pay": "trigger:payload", "claim": "trigger:claim",
          "dup": "trigger:same_response"}
 
 
@@ -50,29 +50,48 @@ def describe_payload(p: Dict[str, Any]) -> str:
             f'n-grams')
 
 
+def loosely_off_topic(f: Dict[str, Any], max_overlap: Optional[float], off_templates) -> bool:
+    """The response shares at most ``max_overlap`` of its content words with its prompt, outside the
+    templates where off-topic answers are common."""
+    ov = f.get("off_ov")
+    return (max_overlap is not None and ov is not None and ov <= max_overlap and off_templates is not None
+            and f"f:{f['skel'][0]}" not in off_templates and f"l:{f['skel'][1]}" not in off_templates)
+
+
+def _adds_profile(f: Dict[str, Any], prof: Optional[List[str]], n_max: int) -> bool:
+    """The response carries, not copied from its own prompt, an n-gram of a trigger's payload profile."""
+    if not prof:
+        return False
+    rgrams = T.ngrams(toks(f, "rt"), n_max)
+    return any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof)))
+
+
 def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, triggers: Dict[str, List[Dict]],
             n_max: int, dups: Dict[str, int], min_hits: int = 2,
             profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
             extend_min_k: int = 20, pair_window: int = 0,
-            lookups: Optional[Dict[int, Any]] = None) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+            lookups: Optional[Dict[int, Any]] = None, off_templates=None,
+            off_member: Optional[float] = None) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
     trigger's anomaly kind, or (b) the trigger is strong (>= extend_min_k anomalous distinct prompts, not
     inside a longer flagged trigger) and the response carries, not copied from its own prompt, one of the
     n-grams that at least half of the trigger's anomalous members add to their prompts (its payload
-    profile: catches paraphrases that fell short of their own group).
+    profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
+    response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
+    happens to share a word with its new prompt).
     """
-    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits, pair_window)
+    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits, pair_window, off_templates)
     best = None
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
-    rgrams = None
-    for kind in ("gib", "dup", "pay", "claim"):
+    for kind in ("gib", "off", "dup", "pay", "claim"):
         ts = triggers.get(kind)
         if not ts:
             continue
-        if kind not in kind_set and (not profiles or kind == "gib"):
+        loose_off = kind == "off" and loosely_off_topic(f, off_member, off_templates)
+        if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off")):
             continue
         lookup, first = trigger_lookup(ts, lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
@@ -81,13 +100,8 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
             if not groups.intersection(t["groups"]):
                 if not (t.get("extend") and t["k"] >= extend_min_k):
                     continue
-                prof = profiles.get((kind, s)) if profiles else None
-                if not prof:
-                    continue
-                if rgrams is None:
-                    rgrams = T.ngrams(toks(f, "rt"), n_max)
-                if not any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof))):
-                    continue
+                if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max):
+                    continue  # (for "off", loose_off already holds)
             cid = cluster_id("trigger:" + kind, s)
             key = (0, t["log10p"], cid)
             if best is None or key < best[0]:
@@ -142,12 +156,13 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self._lookups: Dict[int, Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
-    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None):
+    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None):
         first = self._first_of(payloads)
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
-                    self.params["extend_min_distinct"], self.params["pair_window"], self._lookups)
+                    self.params["extend_min_distinct"], self.params["pair_window"], self._lookups, off_templates,
+                    self.params["off_topic_member_overlap"] if self.params["extend_trigger_members"] else None)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c

@@ -23,7 +23,7 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     psig = T.minhash_sig(T.shingles(pt, 3), 4)
     first = zlib.crc32(" ".join(pt[:3]).encode("utf-8"))
     last = zlib.crc32(" ".join(pt[-3:]).encode("utf-8"))
-    return {
+    out = {
         "doc_id": record["doc_id"],
         "record_id": record.get("record_id"),
         # tokens travel as one space-joined string (tokens never contain spaces): far cheaper to encode
@@ -34,6 +34,7 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "p_len": len(pt),
         "stop_frac": round(float(f["stop_frac"]), 4),
         "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"]),
+        "off_ov": T.off_topic_overlap(pt, rt, params["off_topic_min_words"]),
         "skel": (first, last),
         "psig": psig,
         # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost
@@ -43,6 +44,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "rkey": T.response_key(rt),
         "evidence": response[:160],
     }
+    out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
+    return out
 
 
 class Featurize(beam.DoFn):
@@ -65,6 +68,12 @@ def response_rep_value(f: Dict[str, Any]) -> Tuple[Tuple[str, int], Tuple[str, s
     """((response key, first prompt MinHash slot), (doc_id, response tokens, gibberish)): the smallest
     doc_id of each key is the one response counted in the response n-gram frequencies."""
     return (f["rkey"], f["psig"][0]), (f["doc_id"], f["rt"], f["gib"])
+
+
+def template_off_topic(f: Dict[str, Any]):
+    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
+    off = 1 if f["off"] and not f["gib"] else 0
+    return [(f"f:{f['skel'][0]}", (1, off)), (f"l:{f['skel'][1]}", (1, off))]
 
 
 def toks(f: Dict[str, Any], side: str) -> List[str]:

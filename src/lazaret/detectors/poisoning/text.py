@@ -103,6 +103,17 @@ def features(prompt: str, response: str) -> Dict[str, object]:
     }
 
 
+def off_topic_overlap(prompt_tokens: Sequence[str], response_tokens: Sequence[str], min_words: int) -> Optional[float]:
+    """Fraction of the response's distinct content words (3+ letters, not function words) found in its
+    prompt, or None below ``min_words`` of them. Low values are answers that have nothing to do with their
+    question (a swapped, dirty-label response); alone that means little (free-form tasks produce some), so
+    it counts only with a shared prompt trigger."""
+    content = {t for t in response_tokens if len(t) >= 3 and t not in STOPWORDS and t.isalpha()}
+    if len(content) < min_words:
+        return None
+    return round(len(content.intersection(prompt_tokens)) / len(content), 4)
+
+
 def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float) -> bool:
     """Long responses with almost no function words: random-token payloads (code and tables also match,
     which is why gibberish only counts when it co-occurs with a shared prompt trigger)."""

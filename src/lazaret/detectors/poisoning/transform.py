@@ -22,7 +22,7 @@ from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, sma
 from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
 from lazaret.detectors.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
-    totals_dict
+    template_off_topic, totals_dict
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
@@ -121,8 +121,17 @@ class PoisoningScan(beam.PTransform):
                                                        AsDict(edits)))
         payloads_si = AsDict(payloads)
 
+        # templates whose task asks for unrelated text: their off-topic responses are not anomalies.
+        off_templates = (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
+                         | "SumOffTopic" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
+                         | "OffTopicTemplates" >> beam.Filter(
+                             lambda kv: kv[1][0] >= p["min_support"] and kv[1][1] > p["off_topic_template_max_rate"] * kv[1][0])
+                         | "OffTopicRate" >> beam.Map(lambda kv: (kv[0], kv[1][1] / kv[1][0]))
+                         | CapSideInput("off_topic_templates", cap, largest_value))
+        off_si = AsDict(off_templates)
+
         # 4-5: triggers = prompt n-grams associated with anomalies.
-        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups))
+        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups), off_si)
         sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(lambda a: a["anomalies"])
                  | "AnomalySizes" >> beam.combiners.Count.PerElement())
         pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
@@ -157,7 +166,8 @@ class PoisoningScan(beam.PTransform):
 
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
-                                         AsDict(profiles), AsDict(claims), AsDict(claim_members)).with_outputs(
+                                         AsDict(profiles), AsDict(claims), AsDict(claim_members),
+                                         off_si).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

@@ -26,13 +26,17 @@ KIND_WORDS = {
     "pay": "a shared response payload",
     "claim": "near-identical responses asserting the same content",
     "dup": "the same response (after normalising case, punctuation and repetition)",
+    "off": "responses off-topic for their prompt (no content word in common)",
 }
 
 
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
-                 pair_window: int = 0) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, dup, pay, claim) and the spread payloads its response carries.
+                 pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
+    """The record's anomaly kinds (gib, off, dup, pay, claim) and the spread payloads its response carries.
+
+    An off-topic response is an anomaly only outside the templates where off-topic answers are common
+    (``off_templates``; None switches the kind off).
 
     A spread payload counts only when the response carries at least ``min_hits`` flagged n-grams: an
     ordinary record that happens to contain one word of a payload ("popping") is not its carrier, unless
@@ -42,6 +46,9 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
     """
     out: List[str] = ["gib"] if f["gib"] else []
+    if not f["gib"] and f.get("off") and off_templates is not None and \
+            f"f:{f['skel'][0]}" not in off_templates and f"l:{f['skel'][1]}" not in off_templates:
+        out.append("off")
     if f["rkey"] in dups:
         out.append("dup:" + f["rkey"])
     spread: List[str] = []
@@ -83,10 +90,10 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
         self.params = params
         self.counter = Metrics.counter("poisoning", "anomalous_records")
 
-    def process(self, f, payloads, dups):
+    def process(self, f, payloads, dups, off_templates):
         first = self._first_of(payloads)
         anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
-                                self.params["min_payload_hits"], self.params["pair_window"])
+                                self.params["min_payload_hits"], self.params["pair_window"], off_templates)
         if anoms:
             self.counter.inc()
             yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"]}

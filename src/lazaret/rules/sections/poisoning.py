@@ -79,6 +79,18 @@ SPEC: Dict[str, F] = {
     "gibberish_min_tokens": F("int", 20, "responses shorter than this are never called gibberish", min=1),
     "gibberish_max_stopword_fraction": F("float", 0.06, "responses with fewer English function words than this "
                                          "are gibberish (random tokens)", min=0.0, max=1.0),
+    "off_topic_min_words": F("int", 5, "a response is off-topic when it has at least this many distinct content "
+                             "words (3+ letters, not function words) ...", min=1),
+    "off_topic_max_overlap": F("float", 0.1, "... and at most this fraction of them occur in its prompt (1.2% of "
+                               "T0 records); an anomaly only when a prompt n-gram goes with it far above the "
+                               "corpus rate", min=0.0, max=1.0),
+    "off_topic_member_overlap": F("float", 0.25, "carriers of a strong off-topic trigger (see extend_min_distinct) "
+                                  "whose response shares at most this fraction of its content words with the "
+                                  "prompt join its cluster", min=0.0, max=1.0),
+    "off_topic_template_max_rate": F("float", 0.2, "records of a prompt template (shared opening or ending) in "
+                                     "which more than this fraction of responses are off-topic are never "
+                                     "off-topic anomalies: the task asks for unrelated text (T0's 'generate a "
+                                     "question' prompts)", min=0.0, max=1.0),
     "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
     "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "
                          "(bounds worker memory)", min=1000),
