@@ -18,7 +18,7 @@ from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.claims import novel_grams
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
-from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of
+from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of, outside_off_topic_templates
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
 
@@ -54,8 +54,8 @@ def loosely_off_topic(f: Dict[str, Any], max_overlap: Optional[float], off_templ
     """The response shares at most ``max_overlap`` of its content words with its prompt, outside the
     templates where off-topic answers are common."""
     ov = f.get("off_ov")
-    return (max_overlap is not None and ov is not None and ov <= max_overlap and off_templates is not None
-            and f"f:{f['skel'][0]}" not in off_templates and f"l:{f['skel'][1]}" not in off_templates)
+    return max_overlap is not None and ov is not None and ov <= max_overlap and \
+        outside_off_topic_templates(f, off_templates)
 
 
 def _adds_profile(f: Dict[str, Any], prof: Optional[List[str]], n_max: int) -> bool:

@@ -29,7 +29,7 @@ from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.bounded import CapSideInput, smallest_value
 from lazaret.detectors.poisoning.counting import _PreAggregate, _SideInputNgrams, ngrams_in
 from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.payload import skeleton_keys
+from lazaret.detectors.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
 
 GRAMS_PER_CLUSTER = 32
 
@@ -64,9 +64,8 @@ class MemberGrams(beam.DoFn):
 def _count_into(acc: Dict[str, int], keys, cap: int) -> Dict[str, int]:
     for k in keys:
         acc[k] = acc.get(k, 0) + 1
-    if len(acc) > 4 * cap:  # a claim is carried by most members, so it is never among the pruned
-        acc = dict(sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))[: 2 * cap])
-    return acc
+    # a claim is carried by most members, so it is never among the pruned
+    return _prune(acc, 2 * cap) if len(acc) > 4 * cap else acc
 
 
 class GramShares(beam.CombineFn):
@@ -138,8 +137,7 @@ class CorpusCarriers(_SideInputNgrams, _PreAggregate):
         if not lookup or f["gib"]:
             return ()
         pt = toks(f, "pt")
-        found = ngrams_in(toks(f, "rt"), lookup, first, self.n_max)
-        return [g for g in found if not ngrams_in(pt, {g: 1}, {g.split(" ", 1)[0]}, self.n_max)]
+        return [g for g in ngrams_in(toks(f, "rt"), lookup, first, self.n_max) if is_novel(g, pt)]
 
 
 class ClusterGrams(beam.DoFn):
@@ -193,12 +191,6 @@ def strongest_claim(infos) -> Dict[str, Any]:
     return min(infos, key=lambda c: (c["log10p"], -c["gram"].count(" "), c["gram"]))
 
 
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x) if x > 0 else -999.0
-
-
 class NearDuplicateClaims(beam.PTransform):
     """{feats, near_duplicates: (doc_id, cluster id)} -> {"claims": (cluster, claim), "members":
     (doc_id, cluster)}: both dicts for the verdict step."""
@@ -215,9 +207,7 @@ class NearDuplicateClaims(beam.PTransform):
         cap, totals_si = p["max_side_input_keys"], AsSingleton(self.totals)
         sizes = (near | "ClusterOnes" >> beam.Map(lambda kv: (kv[1], 1))
                  | "ClusterSizes" >> beam.CombinePerKey(sum)
-                 | "ClusterBand" >> beam.Filter(
-                     lambda kv, t: p["min_support"] <= kv[1] <= max(p["min_support"], p["max_fraction"] * t["records"]),
-                     totals_si)
+                 | "ClusterBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
                  | CapSideInput("near_dup_clusters", cap, smallest_value))
         sizes_si = AsDict(sizes)
         members = (near | "MembersInBand" >> beam.Filter(lambda kv, s: kv[1] in s, sizes_si)

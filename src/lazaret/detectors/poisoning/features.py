@@ -70,12 +70,6 @@ def response_rep_value(f: Dict[str, Any]) -> Tuple[Tuple[str, int], Tuple[str, s
     return (f["rkey"], f["psig"][0]), (f["doc_id"], f["rt"], f["gib"])
 
 
-def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
-    off = 1 if f["off"] and not f["gib"] else 0
-    return [(f"f:{f['skel'][0]}", (1, off)), (f"l:{f['skel'][1]}", (1, off))]
-
-
 def toks(f: Dict[str, Any], side: str) -> List[str]:
     s = f[side]
     return s.split(" ") if s else []

@@ -22,14 +22,14 @@ from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, sma
 from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
 from lazaret.detectors.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
-    template_off_topic, totals_dict
+    totals_dict
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
 from lazaret.detectors.poisoning.signatures import SignatureScan
 from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
-    keep_profile
+    keep_profile, template_off_topic
 from lazaret.rules.sections.poisoning import DEFAULTS
 
 

@@ -19,7 +19,7 @@ from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
     trigger_lookup
-from lazaret.detectors.poisoning.payload import is_novel
+from lazaret.detectors.poisoning.payload import is_novel, skeleton_keys
 
 KIND_WORDS = {
     "gib": "gibberish responses (random tokens, almost no function words)",
@@ -28,6 +28,18 @@ KIND_WORDS = {
     "dup": "the same response (after normalising case, punctuation and repetition)",
     "off": "responses off-topic for their prompt (no content word in common)",
 }
+
+
+def template_off_topic(f: Dict[str, Any]):
+    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
+    off = 1 if f["off"] and not f["gib"] else 0
+    return [(k, (1, off)) for k in skeleton_keys(f)]
+
+
+def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
+    """False when the record's prompt opens or ends like a template whose answers are often off-topic by
+    design (or when the off-topic kind is switched off: ``off_templates`` None)."""
+    return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
 
 
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
@@ -46,8 +58,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
     """
     out: List[str] = ["gib"] if f["gib"] else []
-    if not f["gib"] and f.get("off") and off_templates is not None and \
-            f"f:{f['skel'][0]}" not in off_templates and f"l:{f['skel'][1]}" not in off_templates:
+    if not f["gib"] and f.get("off") and outside_off_topic_templates(f, off_templates):
         out.append("off")
     if f["rkey"] in dups:
         out.append("dup:" + f["rkey"])
