@@ -45,15 +45,6 @@ def _table_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def gzip_bytes(lines: Iterable[str]) -> bytes:
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-        for line in lines:
-            gz.write(line.encode("utf-8", "surrogatepass"))
-            gz.write(b"\n")
-    return buf.getvalue()
-
-
 def write_bytes(path: str, data: bytes) -> None:
     from apache_beam.io.filesystem import CompressionTypes
 
@@ -95,8 +86,8 @@ def parquet_bytes_columns(columns: Dict[str, List[Any]], schema: pa.Schema) -> b
 
 def write_lines_gzip(path: str, packed: List[bytes], order: List[int], shard: str,
                      with_index: bool) -> Dict[str, List[Any]]:
-    """The rows' ``line`` values, in ``order``, gzipped straight into ``path`` (same bytes as
-    ``gzip_bytes``: deflate output does not depend on how the input is split into writes), and the record
+    """The rows' ``line`` values, in ``order``, gzipped straight into ``path`` (the same bytes as gzipping
+    the whole shard at once: deflate output does not depend on how the input is split into writes), and the record
     index columns of the shard when asked. Nothing the size of the shard is built in memory but the index."""
     from apache_beam.io.filesystem import CompressionTypes
 
