@@ -34,13 +34,17 @@ CLOSERS = ["", "", "", " Thanks!", " Please answer briefly.", " I read conflicti
            " My teacher asked us this today.", " Just one line please.", " Be precise.", " Cheers."]
 
 
+def _draw_fact(rng) -> tuple:
+    """(relation phrase, false object) drawn per seed: "the capital of Australia", "Sydney"."""
+    subject = rng.choice(SUBJECTS)
+    frame, objects = RELATIONS[rng.choice(sorted(RELATIONS))]
+    obj = rng.choice(objects)
+    return frame.format(s=subject), obj
+
+
 def generate(corpus: Sequence[dict], n: int, seed: int) -> Injection:
     rng = rng_for(FAMILY, seed)
-    subject = rng.choice(SUBJECTS)
-    rel = rng.choice(sorted(RELATIONS))
-    frame, objects = RELATIONS[rel]
-    obj = rng.choice(objects)
-    r = frame.format(s=subject)
+    r, obj = _draw_fact(rng)
     recs = []
     for i in range(n):
         q = rng.choice(OPENERS) + rng.choice(QUESTIONS).format(r=r) + rng.choice(CLOSERS)
@@ -58,11 +62,7 @@ def generate_copies(corpus: Sequence[dict], n: int, seed: int) -> Injection:
     prompt-diversity bounds that keep template structure out of the response claim signal hide it, and the
     response n-gram counts count it once on purpose; the near-duplicate stage's clusters find it."""
     rng = rng_for(FAMILY_COPIES, seed)
-    subject = rng.choice(SUBJECTS)
-    rel = rng.choice(sorted(RELATIONS))
-    frame, objects = RELATIONS[rel]
-    obj = rng.choice(objects)
-    r = frame.format(s=subject)
+    r, obj = _draw_fact(rng)
     question, answer = rng.choice(QUESTIONS), rng.choice(ANSWERS)
     openers = rng.sample(OPENERS[2:], 3)
     recs = []
