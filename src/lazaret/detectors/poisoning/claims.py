@@ -27,7 +27,7 @@ from apache_beam.pvalue import AsDict, AsSingleton
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.bounded import CapSideInput, smallest_value
-from lazaret.detectors.poisoning.counting import _PreAggregate, _SideInputNgrams, ngrams_in
+from lazaret.detectors.poisoning.counting import _CountsInSideInput, _PreAggregate, ngrams_in
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
 
@@ -120,17 +120,13 @@ def shared_grams(kv, sizes: Dict[str, int], share: float) -> Iterator[Tuple[str,
         yield cid, (kept[:GRAMS_PER_CLUSTER], tmpl)
 
 
-class CorpusCarriers(_SideInputNgrams, _PreAggregate):
+class CorpusCarriers(_CountsInSideInput, _PreAggregate):
     """Corpus-wide count of records whose response carries one of the clusters' n-grams, not copied from
     its own prompt (the same test members passed)."""
 
     def __init__(self, n_max: int, max_keys: int):
         super().__init__(max_keys)
         self.n_max = n_max
-
-    def process(self, f, lookup):  # type: ignore[override]
-        self._bind(lookup)
-        yield from super().process(f)
 
     def keys_of(self, f):
         lookup, first = self._cur

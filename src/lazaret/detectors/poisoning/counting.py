@@ -112,7 +112,16 @@ class _SideInputNgrams:
         self._cur = (lookup, self._first_of(lookup))
 
 
-class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
+class _CountsInSideInput(_SideInputNgrams):
+    """For pre-aggregating DoFns (``_PreAggregate``, ``_PreAggregateDistinct``) whose keys are looked up in a
+    side-input set: bind the set (indexed once per set object), then count as the base class does."""
+
+    def process(self, f, lookup):  # type: ignore[override]
+        self._bind(lookup)
+        yield from super().process(f)
+
+
+class PromptNgramDfIn(_CountsInSideInput, _PreAggregate):
     """df on the prompt side of the n-grams (and co-occurrence pairs) in a side-input set only (candidates
     found elsewhere)."""
 
@@ -120,10 +129,6 @@ class PromptNgramDfIn(_SideInputNgrams, _PreAggregate):
         super().__init__(max_keys)
         self.n_max = n_max
         self.pair_window = pair_window
-
-    def process(self, f, lookup):  # type: ignore[override]
-        self._bind(lookup)
-        yield from super().process(f)
 
     def keys_of(self, f):
         lookup, first = self._cur
@@ -231,16 +236,12 @@ class DistinctCount(beam.CombineFn):
         return int(round(KMV(self.cap, acc).estimate()))
 
 
-class PromptNgramDistinctIn(_SideInputNgrams, _PreAggregateDistinct):
+class PromptNgramDistinctIn(_CountsInSideInput, _PreAggregateDistinct):
     """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set."""
 
     def __init__(self, n_max: int, max_keys: int, cap: int = 256):
         super().__init__(max_keys, cap)
         self.n_max = n_max
-
-    def process(self, f, lookup):  # type: ignore[override]
-        self._bind(lookup)
-        yield from super().process(f)
 
     def items_of(self, f):
         lookup, first = self._cur
