@@ -82,9 +82,14 @@ def test_portable_job_api_byte_identical(reference, portable_services, tmp_path)
     assert tree_digest(out) == tree_digest(reference)
 
 
-def test_multi_processing_two_workers_byte_identical(reference, tmp_path):
+def test_multi_processing_two_workers_byte_identical(reference, tmp_path, monkeypatch):
+    """Every shuffle spilled to disk (lazaret.spill) and split between two worker processes."""
+    from lazaret import spill
+
+    monkeypatch.setattr(spill, "THRESHOLD", 0)
     out = tmp_path / "multi"
     assert scan(SAMPLE, out, *MULTI) == 0
+    assert spill.stats["files"] > 0
     assert tree_digest(out) == tree_digest(reference)
 
 

@@ -20,7 +20,7 @@ from lazaret.mask import mask_generic
 from lazaret.packing import PackedReshuffle, pack, unpack_all
 
 ALL_CHECKS = ("pii", "toxicity", "dedup", "poisoning")
-ROWS_PER_SHARD = {"clean": 20000, "held": 20000, "quarantine": 50000, "findings": 50000, "clusters": 50000}
+ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 
 
 @dataclasses.dataclass

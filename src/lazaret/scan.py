@@ -8,6 +8,7 @@ leaves a directory that looks complete.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -61,6 +62,11 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-record-bytes", type=int, default=8 * 1024 * 1024,
                         help="lines longer than this are rejected without being held in memory (default 8 MiB)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--spill-dir", metavar="DIR", default=None,
+                        help="local runners: directory for the shuffle spill files that keep memory flat "
+                             "(default: the system temp directory; the files are unlinked as they are made)")
+    parser.add_argument("--no-spill", action="store_true",
+                        help="local runners: keep every shuffle in memory (Beam's own behaviour)")
     parser.add_argument("--no-report", action="store_true", help="do not render report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary table")
 
@@ -241,15 +247,18 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     if not args.quiet:
         log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(inputs), ",".join(checks),
                  runner, staging)
+    from lazaret.spill import install as spilling_buffers
+
     try:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, plan, extra_checks)
-        result = pipeline.run()
-        from apache_beam.options.pipeline_options import TestOptions
+        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling:
+            result = pipeline.run()
+            from apache_beam.options.pipeline_options import TestOptions
 
-        if options.view_as(TestOptions).dry_run:
-            return _dry_run_done(result, staging, args)
-        state = result.wait_until_finish()
+            if options.view_as(TestOptions).dry_run:
+                return _dry_run_done(result, staging, args)
+            state = result.wait_until_finish()
         if str(state).split(".")[-1] not in ("DONE", "None") and state is not None:
             raise RuntimeError(f"pipeline finished in state {state}")
         metrics = _metrics(result)
@@ -284,7 +293,8 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
             "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
             "options": {"inputs": args.inputs, "out": args.out, "rules": rules_dir, "policy": policy_path,
                         "checks": checks, "format": args.format, "pii_nlp": sections["pii"]["nlp"],
-                        "id_field": args.id_field, "max_record_bytes": args.max_record_bytes},
+                        "id_field": args.id_field, "max_record_bytes": args.max_record_bytes,
+                        "spill": bool(spilling)},
             "runner": runner,
             "cwd": os.getcwd(),
             "beam_options": options.get_all_options(drop_default=True, retain_unknown_options=True),
