@@ -21,6 +21,9 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from lazaret.dedup.shards import Block, ShardBuffer
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
 
@@ -70,28 +73,53 @@ def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
 
 
 class BucketPairsFn(beam.DoFn):
-    """(shard, packed entries) -> (a, ((b, degraded), ...)): candidate pairs grouped by the smaller doc_id."""
+    """(band shard, packed entries) -> (shard of a, ((a, b, degraded), ...)): distinct candidate pairs, gathered
+    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
 
-    def __init__(self, max_bucket_size: int, anchors: int) -> None:
+    A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
+    the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
+    """
+
+    FLUSH_PAIRS = 1 << 19
+
+    def __init__(self, max_bucket_size: int, anchors: int, shards: int) -> None:
         self.max_bucket_size = max_bucket_size
         self.anchors = anchors
+        self.shards = shards
         self.buckets = Metrics.counter("dedup", "lsh_buckets_shared")
         self.oversize = Metrics.counter("dedup", "oversize_buckets")
         self.pairs = Metrics.counter("dedup", "candidate_pairs")
+        self._pairs: Dict[Tuple[str, str], bool] = {}
 
-    def process(self, element) -> Iterator[Tuple[str, Tuple[Tuple[str, bool], ...]]]:
+    def start_bundle(self) -> None:
+        self._pairs = {}
+
+    def process(self, element) -> Iterator[Block]:
         _shard, blobs = element
-        by_a: Dict[str, Dict[str, bool]] = {}
+        found = self._pairs
+        n_buckets = n_oversize = n_pairs = 0
         for members in shard_buckets(blobs):
             pairs, degraded = bucket_pairs(members, self.max_bucket_size, self.anchors)
             if not pairs:
                 continue
-            self.buckets.inc()
-            if degraded:
-                self.oversize.inc()
-            self.pairs.inc(len(pairs))
-            for a, b in pairs:
-                partners = by_a.setdefault(a, {})
-                partners[b] = partners.get(b, True) and degraded
-        for a in sorted(by_a):
-            yield a, tuple(sorted(by_a[a].items()))
+            n_buckets += 1
+            n_oversize += degraded
+            n_pairs += len(pairs)
+            for pair in pairs:
+                found[pair] = found.get(pair, True) and degraded
+        self.buckets.inc(n_buckets)
+        self.oversize.inc(n_oversize)
+        self.pairs.inc(n_pairs)
+        if len(found) >= self.FLUSH_PAIRS:
+            yield from self._drain()
+
+    def finish_bundle(self):
+        for block in self._drain():
+            yield GlobalWindows.windowed_value(block)
+
+    def _drain(self) -> List[Block]:
+        buf = ShardBuffer(self.shards, len(self._pairs) + 1)
+        for (a, b), degraded in self._pairs.items():
+            buf.add(a, (a, b, degraded))
+        self._pairs = {}
+        return buf.drain()

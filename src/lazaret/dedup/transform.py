@@ -38,7 +38,8 @@ from lazaret.dedup.normalise import prepare
 from lazaret.dedup.params import DedupParams
 from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                       similarity)
-from lazaret.dedup.verify import VerifyPairs
+from lazaret.dedup.shards import ShardBuffer
+from lazaret.dedup.verify import FLUSH_ITEMS, VerifyPairs
 from lazaret.findings import make_finding
 
 CHECK = "near_duplicate"
@@ -66,16 +67,19 @@ class _PrepareFn(beam.DoFn):
 
 
 class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> (doc_id, (signature, shingle set, n_shingles,
-    exact_key, exact_size)) (see signatures.node_values); band keys to the 'bands' output.
+    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, exact_key, exact_size,
+    doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys to the
+    'bands' output.
 
     Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
     bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
-    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch.
+    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch. Node
+    records leave the same way (shards.py), one element per (flush, shard) instead of one per document.
     """
 
     BANDS = "bands"
     FLUSH_ENTRIES = 1 << 20  # ~40 MB of packed (key, doc_id) entries
+    FLUSH_NODES = 1 << 15  # node records (~1 KB each on T0)
 
     def __init__(self, params: DedupParams) -> None:
         self.params = params
@@ -83,12 +87,14 @@ class _SignatureFn(beam.DoFn):
         self.words = None
         self._ids: List[str] = []
         self._keys: List[Any] = []
+        self._nodes: Optional[ShardBuffer] = None
 
     def setup(self) -> None:
         self.words = WordHashes()
 
     def start_bundle(self) -> None:
         self._ids, self._keys = [], []
+        self._nodes = ShardBuffer(self.params.band_shards, self.FLUSH_NODES)
 
     def process(self, batch: List[Tuple[str, str, str, int]]):
         batch = sorted(batch)
@@ -98,13 +104,17 @@ class _SignatureFn(beam.DoFn):
         self._keys.append(band_keys(sigs, self.params))
         self._ids.extend(b[0] for b in batch)
         self.docs.inc(len(batch))
+        nodes = self._nodes
         for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
-            yield doc_id, (sig_b, set_b, n, key, size)
+            nodes.add(doc_id, (sig_b, set_b, n, key, size, doc_id))
+        if nodes.full:
+            yield from nodes.drain()
         if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
             for shard_blob in self._flush():
                 yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
 
     def finish_bundle(self):
+        yield from self._nodes.drain_windowed()
         for shard_blob in self._flush():
             yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
 
@@ -116,21 +126,43 @@ class _SignatureFn(beam.DoFn):
         return list(pack_shards(ids, keys, self.params.band_shards))
 
 
+class _LabelBlocksFn(beam.DoFn):
+    """Labels (node, cluster_id, converged) packed by the shard of the node, over the bundle (shards.py)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.buf: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.buf = ShardBuffer(self.shards, FLUSH_ITEMS)
+
+    def process(self, label):
+        self.buf.add(label[0], label)
+        if self.buf.full:
+            yield from self.buf.drain()
+
+    def finish_bundle(self):
+        yield from self.buf.drain_windowed()
+
+
 class _LabelJoinFn(beam.DoFn):
-    """Join by node: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded)) if clustered."""
+    """Join by shard: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded)) per labelled
+    node. Every labelled node is an end of a verified edge, so it has a node record here."""
 
     def process(self, element):
-        node, g = element
-        labels = list(g["label"])
-        if not labels:
-            return
-        root, converged = labels[0]
-        values = list(g["sig"])
-        if not values:  # cannot happen: every labelled node is an end of a verified edge
-            raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
-        value = values[0]
-        degraded = bool(list(g["deg"]))
-        yield root, (node, value[:3], value[3], value[4], converged, degraded)
+        _shard, g = element
+        records: Dict[str, Tuple[Any, bool]] = {}
+        for block in g["node"]:
+            for rec, degraded in block:
+                seen = records.get(rec[5])
+                records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
+        for block in g["label"]:
+            for node, root, converged in block:
+                found = records.get(node)
+                if found is None:
+                    raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
+                rec, degraded = found
+                yield root, (node, rec[:3], rec[3], rec[4], converged, degraded)
 
 
 class _ScoreToRepFn(beam.DoFn):
@@ -340,22 +372,17 @@ class NearDuplicateClusters(beam.PTransform):
         sig_out = (eligible
                    | "RepText" >> beam.Map(lambda kv: (kv[1][0], kv[1][1], kv[0], kv[1][4]))
                    | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=p.batch_size)
-                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="sigs"))
-        sigs = sig_out.sigs
+                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
         pairs = (sig_out[_SignatureFn.BANDS]
                  | "BandGroup" >> beam.GroupByKey()
-                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors)))
-        verified = (sigs, pairs) | "Verify" >> VerifyPairs(p.threshold)
-        edges = verified["edges"]
-        labels = (edges
+                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
+        verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
+        labels = (verified["edges"]
                   | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
                   | "Components" >> ConnectedComponents(p.max_cc_rounds)
-                  | "LabelKV" >> beam.Map(lambda lab: (lab[0], (lab[1], lab[2]))))
-        degraded = (edges
-                    | "DegradedEdges" >> beam.Filter(lambda e: e[3])
-                    | "DegradedNodes" >> beam.FlatMap(lambda e: [(e[0], True), (e[1], True)]))
-        assignments = ({"label": labels, "sig": verified["nodes"], "deg": degraded}
+                  | "LabelBlocks" >> beam.ParDo(_LabelBlocksFn(p.band_shards)))
+        assignments = ({"label": labels, "node": verified["nodes"]}
                        | "JoinLabels" >> beam.CoGroupByKey()
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn())
                        | "ClusterGroup" >> beam.GroupByKey()

@@ -1,92 +1,152 @@
-"""Verification of candidate pairs, as two keyed joins carrying (signature, shingle set) values.
+"""Verification of candidate pairs, as two shard-keyed joins carrying node values.
+
+A node record is ``(signature, shingle set, n_shingles, exact_key, exact_size, doc_id)``: the first three are
+what ``signatures.similarity`` reads (see ``signatures.node_values``), so a record is compared as it is.
 
 Why joins instead of carrying signatures through the band shuffle: a signature travels ``bands`` times in the
 band shuffle but only twice here (once per join), and only candidate pairs pick up a copy. Why verify at all:
 one shared band (``rows`` equal values) happens by chance for pairs far below the threshold; without this
 step transitive closure chains such weak links into giant false clusters.
+
+Why keyed by shard (shards.py) and not by doc_id: one element per node value and per candidate pair made
+the runner's fixed per-element cost most of the verification's CPU. Join 1, keyed by the shard of ``a``,
+holds the node values of that shard's documents and the pairs whose smaller end lives there; join 2, keyed
+by the shard of ``b``, holds its node values and the half-pairs (b, degraded, value of a) sent to it.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
+from lazaret.dedup.shards import ShardBuffer
 from lazaret.dedup.signatures import similarity
 
 Edge = Tuple[str, str, float, bool]
+NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key, exact_size, doc_id)
+
+FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
+
+
+def node_index(blocks: Iterable[Tuple[NodeRecord, ...]]) -> Dict[str, NodeRecord]:
+    """doc_id -> node record for a shard. Every copy of a node's record is equal, so any one will do."""
+    return {rec[5]: rec for block in blocks for rec in block}
 
 
 class _AttachLeft(beam.DoFn):
-    """Join 1 (key a): send (a, sig_a) to every distinct candidate partner b."""
+    """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b."""
 
-    def process(self, element) -> Iterator[Tuple[str, Tuple[str, bytes, bool]]]:
-        a, grouped = element
-        sigs = list(grouped["sig"])
-        partners = {}
-        for group in grouped["pair"]:
-            for b, degraded in group:
-                partners[b] = partners.get(b, True) and bool(degraded)
-        if not sigs or not partners:
-            return
-        sig_a = sigs[0]  # (signature, shingle set, n, exact key, exact size); similarity() reads the first 3
-        for b in sorted(partners):
-            yield b, (a, sig_a, partners[b])
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.out: ShardBuffer | None = None
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
+
+    def process(self, element) -> Iterator[Any]:
+        _shard, grouped = element
+        values = node_index(grouped["node"])
+        partners: Dict[Tuple[str, str], bool] = {}
+        for block in grouped["pair"]:
+            for a, b, degraded in block:
+                partners[(a, b)] = partners.get((a, b), True) and degraded
+        for a, b in sorted(partners):
+            rec_a = values.get(a)
+            if rec_a is None:  # cannot happen: every band entry has a node record
+                continue
+            self.out.add(b, (b, partners[(a, b)], rec_a))
+            if self.out.full:
+                yield from self.out.drain()
+
+    def finish_bundle(self):
+        yield from self.out.drain_windowed()
 
 
 class _VerifyRight(beam.DoFn):
-    """Join 2 (key b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps the edge.
+    """Join 2 (key: shard of b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps
+    the edge.
 
-    The node values of both ends of every kept edge also leave (output ``nodes``): the cluster step needs
-    them only for nodes that have an edge, so it joins this small set instead of every signature again.
+    The node records of both ends of every kept edge also leave (output ``nodes``, packed by the shard of
+    the node, with whether a degraded edge touches it): the cluster step needs them only for nodes that have
+    an edge, so it joins this small set instead of every signature again.
     """
 
     NODES = "nodes"
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
+        self.shards = shards
         self.kept = Metrics.counter("dedup", "verified_edges")
         self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
+        self.nodes: Dict[str, list] = {}
 
-    def process(self, element) -> Iterator[Edge]:
-        b, grouped = element
-        sigs = list(grouped["sig"])
-        if not sigs:
-            return
-        sig_b = sigs[0]
-        for a, sig_a, degraded in grouped["inc"]:
-            j, _exact = similarity(sig_a, sig_b)
-            if j >= self.threshold:
-                self.kept.inc()
+    def start_bundle(self) -> None:
+        self.nodes = {}
+
+    def process(self, element) -> Iterator[Any]:
+        _shard, grouped = element
+        values = node_index(grouped["node"])
+        kept = rejected = 0
+        for block in grouped["half"]:
+            for b, degraded, rec_a in block:
+                rec_b = values.get(b)
+                if rec_b is None:  # cannot happen: every band entry has a node record
+                    continue
+                j, _exact = similarity(rec_a, rec_b)
+                if j < self.threshold:
+                    rejected += 1
+                    continue
+                kept += 1
+                a = rec_a[5]
                 yield (a, b, j, degraded) if a < b else (b, a, j, degraded)
-                yield beam.pvalue.TaggedOutput(self.NODES, (a, sig_a))
-                yield beam.pvalue.TaggedOutput(self.NODES, (b, sig_b))
-            else:
-                self.rejected.inc()
+                self._note(rec_a, degraded)
+                self._note(rec_b, degraded)
+        self.kept.inc(kept)
+        self.rejected.inc(rejected)
+        if len(self.nodes) >= FLUSH_ITEMS:
+            for block in self._drain():
+                yield beam.pvalue.TaggedOutput(self.NODES, block)
 
+    def finish_bundle(self):
+        for block in self._drain():
+            yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value(block))
 
-def _first(values):
-    """Every value of a node is the same: keep one (the smallest, so any runner keeps the same)."""
-    return min(values)
+    def _note(self, rec: NodeRecord, degraded: bool) -> None:
+        seen = self.nodes.get(rec[5])
+        if seen is None:
+            self.nodes[rec[5]] = [rec, degraded]
+        elif degraded:
+            seen[1] = True
+
+    def _drain(self):
+        buf = ShardBuffer(self.shards, FLUSH_ITEMS)
+        for doc_id in sorted(self.nodes):
+            rec, degraded = self.nodes[doc_id]
+            buf.add(doc_id, (rec, degraded))
+        self.nodes = {}
+        return buf.drain()
 
 
 class VerifyPairs(beam.PTransform):
-    """(sigs: (doc_id, node value), pairs: (a, ((b, degraded), ...))) -> {"edges": (a, b, jaccard, degraded)
-    with a < b, "nodes": (doc_id, node value) once per node that has an edge}."""
+    """(node blocks: (shard, node records), pair blocks: (shard of a, ((a, b, degraded), ...))) ->
+    {"edges": (a, b, jaccard, degraded) with a < b, "nodes": (shard, ((node record, degraded), ...)) for the
+    nodes that have an edge (a node may appear in several blocks; its records are equal, flags are OR-ed)}."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, shards: int) -> None:
         super().__init__()
         self.threshold = threshold
+        self.shards = shards
 
     def expand(self, pcolls):
-        sigs, pairs = pcolls
-        left = ({"sig": sigs, "pair": pairs}
-                | "JoinLeft" >> beam.CoGroupByKey()
-                | "AttachLeft" >> beam.ParDo(_AttachLeft()))
-        out = ({"sig": sigs, "inc": left}
+        nodes, pairs = pcolls
+        halves = ({"node": nodes, "pair": pairs}
+                  | "JoinLeft" >> beam.CoGroupByKey()
+                  | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards)))
+        out = ({"node": nodes, "half": halves}
                | "JoinRight" >> beam.CoGroupByKey()
-               | "Verify" >> beam.ParDo(_VerifyRight(self.threshold)).with_outputs(_VerifyRight.NODES,
-                                                                                    main="edges"))
-        nodes = out[_VerifyRight.NODES] | "OneValuePerNode" >> beam.CombinePerKey(_first)
-        return {"edges": out.edges, "nodes": nodes}
+               | "Verify" >> beam.ParDo(_VerifyRight(self.threshold, self.shards)).with_outputs(
+                   _VerifyRight.NODES, main="edges"))
+        return {"edges": out.edges, "nodes": out[_VerifyRight.NODES]}
