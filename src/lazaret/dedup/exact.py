@@ -1,38 +1,56 @@
-"""Exact-duplicate groups by hash of the normalised text, with bounded memory per key.
+"""Exact-duplicate groups by hash of the normalised text, as a shard-keyed shuffle with bounded state.
 
-A CombineFn (not GroupByKey) so a document repeated 10 million times costs one small accumulator per
-worker: it keeps only the representative (smallest doc_id) with its normalised text, and the group size.
+Records travel packed by the shard of their exact key (shards.py), one element per (bundle, shard) instead
+of one per record. Copies of one text are merged inside the bundle before they leave (representative =
+smallest doc_id, with its normalised text, and the count: what a combiner lift did), so a document repeated
+10 million times costs one entry per bundle, and a shard keeps one entry per distinct text.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 
-# value: (doc_id, norm, n_tokens, snippet); accumulator: (best value or None, count)
-Value = Tuple[str, str, int, str]
+from lazaret.dedup.shards import Block, ShardBuffer
+
+# packed exact entry: (exact_key, representative doc_id, norm, n_tokens, count)
+ExactEntry = Tuple[str, str, str, int, int]
 
 
-class ExactGroupFn(beam.CombineFn):
-    def create_accumulator(self) -> Tuple[Optional[Value], int]:
-        return None, 0
+def merge_group(groups: Dict[str, List], key: str, doc_id: str, norm: str, n_tokens: int, count: int) -> None:
+    """Fold one (part of an) exact group into ``groups``: keep the smallest doc_id, add the counts."""
+    g = groups.get(key)
+    if g is None:
+        groups[key] = [doc_id, norm, n_tokens, count]
+        return
+    g[3] += count
+    if doc_id < g[0]:
+        g[0], g[1], g[2] = doc_id, norm, n_tokens
 
-    def add_input(self, acc, value: Value):
-        best, count = acc
-        if best is None or value[0] < best[0]:
-            best = value
-        return best, count + 1
 
-    def merge_accumulators(self, accs):
-        best, count = None, 0
-        for b, c in accs:
-            count += c
-            if b is not None and (best is None or b[0] < best[0]):
-                best = b
-        return best, count
+def pack_groups(groups: Dict[str, List], shards: int) -> List[Block]:
+    """Bundle-merged groups as (shard of exact key, entries) blocks."""
+    buf = ShardBuffer(shards, len(groups) + 1)
+    for key, (doc_id, norm, n_tokens, count) in groups.items():
+        buf.add(key, (key, doc_id, norm, n_tokens, count))
+    return buf.drain()
 
-    def extract_output(self, acc):
-        best, count = acc
-        doc_id, norm, n_tokens, snippet = best
-        return doc_id, norm, n_tokens, snippet, count
+
+class ExactShardFn(beam.DoFn):
+    """(shard, exact entry blocks) -> (representative doc_id, norm, exact_key, exact_size) for every exact group
+    whose text has at least ``ngram`` words (the ones that get a MinHash signature)."""
+
+    def __init__(self, ngram: int) -> None:
+        self.ngram = ngram
+
+    def process(self, element: Tuple[int, Iterable[Tuple[ExactEntry, ...]]]) -> Iterator[Tuple[str, str, str, int]]:
+        _shard, blocks = element
+        groups: Dict[str, List] = {}
+        for block in blocks:
+            for key, doc_id, norm, n_tokens, count in block:
+                merge_group(groups, key, doc_id, norm, n_tokens, count)
+        for key in sorted(groups):
+            doc_id, norm, n_tokens, count = groups[key]
+            if n_tokens >= self.ngram:
+                yield doc_id, norm, key, count

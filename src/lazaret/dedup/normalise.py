@@ -45,7 +45,8 @@ def exact_key(text: str, norm: str) -> str:
 
 
 def token_count(norm: str) -> int:
-    return len(norm.split(" ")) if norm else 0
+    """Words of a normalised text (single spaces, none leading or trailing): counted, not split."""
+    return norm.count(" ") + 1 if norm else 0
 
 
 def prepare(text: str) -> Tuple[str, str, int]:

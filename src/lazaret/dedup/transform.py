@@ -27,13 +27,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from lazaret.dedup.banding import BucketPairsFn, pack_shards
 from lazaret.dedup.components import ConnectedComponents, LocalForestFn
-from lazaret.dedup.exact import ExactGroupFn
+from lazaret.dedup.exact import ExactShardFn, merge_group, pack_groups
 from lazaret.dedup.normalise import prepare
 from lazaret.dedup.params import DedupParams
 from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
@@ -46,24 +46,52 @@ CHECK = "near_duplicate"
 
 
 class _PrepareFn(beam.DoFn):
-    """record -> (exact_key, (doc_id, record_id, norm, n_tokens, snippet)); the heavy record dict stops here.
+    """Records -> exact-group entries and members, both packed by the shard of the exact key (exact.py).
 
-    The snippet is raw text; it is masked (``evidence_fn``) only for the few members shown in summaries.
+    Main output: (shard, ((exact_key, smallest doc_id, norm, n_tokens, count), ...)), copies of one text
+    merged over the bundle. Output ``members``: (shard, ("m", ((exact_key, doc_id, record_id, snippet,
+    n_tokens), ...))) for the findings join. The heavy record dict stops here. The snippet is raw text; it is
+    masked (``evidence_fn``) only for the few members shown in summaries.
     """
+
+    MEMBERS = "members"
+    FLUSH_GROUPS = 1 << 15  # distinct texts buffered per bundle (each holds its normalised text)
 
     def __init__(self, params: DedupParams) -> None:
         self.params = params
         self.records = Metrics.counter("dedup", "records")
         self.short = Metrics.counter("dedup", "short_records_exact_only")
+        self.groups: Dict[str, List] = {}
+        self.members: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.groups = {}
+        self.members = ShardBuffer(self.params.band_shards, FLUSH_ITEMS)
 
     def process(self, record: Mapping[str, Any]):
         text = record.get("text") or ""
         norm, key, n_tokens = prepare(text)
+        doc_id = record["doc_id"]
         self.records.inc()
         if n_tokens < self.params.ngram:
             self.short.inc()
-        snippet = text[: self.params.evidence_chars]
-        yield key, (record["doc_id"], record.get("record_id"), norm, n_tokens, snippet)
+        merge_group(self.groups, key, doc_id, norm, n_tokens, 1)
+        self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.params.evidence_chars], n_tokens))
+        if len(self.groups) >= self.FLUSH_GROUPS:
+            yield from self._drain_groups()
+        if self.members.full:
+            for shard, block in self.members.drain():
+                yield beam.pvalue.TaggedOutput(self.MEMBERS, (shard, ("m", block)))
+
+    def finish_bundle(self):
+        for block in self._drain_groups():
+            yield GlobalWindows.windowed_value(block)
+        for shard, block in self.members.drain():
+            yield beam.pvalue.TaggedOutput(self.MEMBERS, GlobalWindows.windowed_value((shard, ("m", block))))
+
+    def _drain_groups(self):
+        groups, self.groups = self.groups, {}
+        return pack_groups(groups, self.params.band_shards)
 
 
 class _SignatureFn(beam.DoFn):
@@ -166,12 +194,18 @@ class _LabelJoinFn(beam.DoFn):
 
 
 class _ScoreToRepFn(beam.DoFn):
-    """Group by cluster id: Jaccard of every member to the representative; one assignment per member."""
+    """Group by cluster id: Jaccard of every member to the representative; one assignment per member, packed
+    by the shard of its exact key for the findings join: (shard, ("n", ((exact_key, assignment), ...)))."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
+        self.shards = shards
+        self.out: Optional[ShardBuffer] = None
         self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
         self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
         root, members = element
@@ -187,9 +221,16 @@ class _ScoreToRepFn(beam.DoFn):
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            yield key, {"cluster_id": root, "node": node, "score": j, "exact": exact, "dropped": dropped,
+            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact, "dropped": dropped,
                         "n_docs": n_docs, "n_records": n_records,
-                        "converged": converged, "degraded": degraded}
+                        "converged": converged, "degraded": degraded}))
+        if self.out.full:
+            for shard, block in self.out.drain():
+                yield shard, ("n", block)
+
+    def finish_bundle(self):
+        for shard, block in self.out.drain():
+            yield GlobalWindows.windowed_value((shard, ("n", block)))
 
 
 def _jac(a: Mapping[str, Any]) -> str:
@@ -206,7 +247,7 @@ def _flags(a: Mapping[str, Any]) -> str:
 
 
 class _FindingsFn(beam.DoFn):
-    """Join by exact key: exactly one finding per record, plus cluster-summary entries."""
+    """Join by the shard of the exact key: exactly one finding per record, plus cluster-summary entries."""
 
     CLUSTERS = "clusters"
 
@@ -215,76 +256,88 @@ class _FindingsFn(beam.DoFn):
         self.n = {a: Metrics.counter("dedup", f"findings_{a}") for a in ("drop_duplicate", "none")}
 
     def process(self, element):
-        _key, values = element
-        p = self.params
-        # pass 1 (small state, so a group of millions of exact copies needs no list in memory)
-        a, ex_rep, ex_size, n_tokens = None, None, 0, 0
-        for tag, v in values:
+        _shard, values = element
+        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignment; the state is one
+        # entry per distinct text of the shard, so a group of millions of exact copies needs no list in memory
+        groups: Dict[str, List] = {}
+        assigned: Dict[str, Mapping[str, Any]] = {}
+        for tag, block in values:
             if tag == "n":
-                a = v
-            else:
-                ex_size += 1
-                if ex_rep is None or v[0] < ex_rep:
-                    ex_rep, n_tokens = v[0], v[3]
+                assigned.update(block)
+                continue
+            for key, doc_id, _record_id, _snippet, n_tok in block:
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [doc_id, 1, n_tok]
+                else:
+                    g[1] += 1
+                    if doc_id < g[0]:
+                        g[0], g[2] = doc_id, n_tok
         # pass 2 (GroupByKey values are re-iterable)
-        for tag, v in values:
+        for tag, block in values:
             if tag != "m":
                 continue
-            doc_id, record_id, snippet, _ = v
-            rec = {"doc_id": doc_id, "record_id": record_id}
-            if a is not None:
-                cid, root = a["cluster_id"], a["cluster_id"]
-                size = a["n_records"]
-                flags = _flags(a)
-                if doc_id == ex_rep:
-                    if doc_id == root:
-                        f = make_finding(rec, CHECK, "minhash", "all", 1.0,
-                                         f"representative of near-duplicate cluster of {size} records "
-                                         f"({a['n_docs']} distinct texts){flags}", "none", cid, None)
-                    elif a["dropped"]:
-                        f = make_finding(rec, CHECK, "minhash", "all", a["score"],
-                                         f"near-duplicate ({_jac(a)}) of {root}; "
-                                         f"cluster of {size} records{flags}", "drop_duplicate", cid, root)
-                    else:
-                        f = make_finding(rec, CHECK, "minhash", "all", a["score"],
-                                         f"kept: in cluster {cid} of {size} records through other members, but "
-                                         f"{_jac(a)} to the representative is below "
-                                         f"{p.threshold}{flags}", "none", cid, None)
+            for key, doc_id, record_id, snippet, _ in block:
+                ex_rep, ex_size, n_tokens = groups[key]
+                yield from self._member(doc_id, record_id, snippet, assigned.get(key), ex_rep, ex_size, n_tokens)
+
+    def _member(self, doc_id, record_id, snippet, a, ex_rep, ex_size, n_tokens):
+        """The finding of one record (and its cluster-summary entry) from its exact group and assignment."""
+        p = self.params
+        rec = {"doc_id": doc_id, "record_id": record_id}
+        if a is not None:
+            cid, root = a["cluster_id"], a["cluster_id"]
+            size = a["n_records"]
+            flags = _flags(a)
+            if doc_id == ex_rep:
+                if doc_id == root:
+                    f = make_finding(rec, CHECK, "minhash", "all", 1.0,
+                                     f"representative of near-duplicate cluster of {size} records "
+                                     f"({a['n_docs']} distinct texts){flags}", "none", cid, None)
                 elif a["dropped"]:
                     f = make_finding(rec, CHECK, "minhash", "all", a["score"],
-                                     f"exact copy of {ex_rep}, a near-duplicate ({_jac(a)}) of {root}; "
-                                     f"cluster of {size} records{flags}",
-                                     "drop_duplicate", cid, root)
+                                     f"near-duplicate ({_jac(a)}) of {root}; "
+                                     f"cluster of {size} records{flags}", "drop_duplicate", cid, root)
                 else:
-                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
-                                     f"exact duplicate (normalised text) of {ex_rep}; exact group of {ex_size}, "
-                                     f"in near-duplicate cluster {cid} of {size} records{flags}",
-                                     "drop_duplicate", cid, ex_rep)
-            elif ex_size > 1:
-                cid = ex_rep
-                if doc_id == ex_rep:
-                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
-                                     f"representative of exact-duplicate group of {ex_size} records",
-                                     "none", cid, None)
-                else:
-                    f = make_finding(rec, CHECK, "exact", "all", 1.0,
-                                     f"exact duplicate (normalised text) of {ex_rep}; group of {ex_size} records",
-                                     "drop_duplicate", cid, ex_rep)
+                    f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                     f"kept: in cluster {cid} of {size} records through other members, but "
+                                     f"{_jac(a)} to the representative is below "
+                                     f"{p.threshold}{flags}", "none", cid, None)
+            elif a["dropped"]:
+                f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                 f"exact copy of {ex_rep}, a near-duplicate ({_jac(a)}) of {root}; "
+                                 f"cluster of {size} records{flags}",
+                                 "drop_duplicate", cid, root)
             else:
-                if n_tokens < p.ngram:
-                    detail = (f"no exact duplicate; {n_tokens} words < ngram {p.ngram}, "
-                              f"so not checked for near-duplicates")
-                else:
-                    detail = "no duplicate found"
-                f = make_finding(rec, CHECK, "none", "all", 0.0, detail, "none", None, None)
-            self.n[f["action"]].inc()
-            yield f
-            if f["cluster_id"] is not None:
-                kind = "minhash" if a is not None else "exact"
-                info = (a or {})
-                yield beam.pvalue.TaggedOutput(self.CLUSTERS, (f["cluster_id"], (
-                    doc_id, snippet, f["action"] == "drop_duplicate", kind,
-                    bool(info.get("degraded", False)), bool(info.get("converged", True)))))
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"exact duplicate (normalised text) of {ex_rep}; exact group of {ex_size}, "
+                                 f"in near-duplicate cluster {cid} of {size} records{flags}",
+                                 "drop_duplicate", cid, ex_rep)
+        elif ex_size > 1:
+            cid = ex_rep
+            if doc_id == ex_rep:
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"representative of exact-duplicate group of {ex_size} records",
+                                 "none", cid, None)
+            else:
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"exact duplicate (normalised text) of {ex_rep}; group of {ex_size} records",
+                                 "drop_duplicate", cid, ex_rep)
+        else:
+            if n_tokens < p.ngram:
+                detail = (f"no exact duplicate; {n_tokens} words < ngram {p.ngram}, "
+                          f"so not checked for near-duplicates")
+            else:
+                detail = "no duplicate found"
+            f = make_finding(rec, CHECK, "none", "all", 0.0, detail, "none", None, None)
+        self.n[f["action"]].inc()
+        yield f
+        if f["cluster_id"] is not None:
+            kind = "minhash" if a is not None else "exact"
+            info = (a or {})
+            yield beam.pvalue.TaggedOutput(self.CLUSTERS, (f["cluster_id"], (
+                doc_id, snippet, f["action"] == "drop_duplicate", kind,
+                bool(info.get("degraded", False)), bool(info.get("converged", True)))))
 
 
 class ClusterSummaryFn(beam.CombineFn):
@@ -363,14 +416,10 @@ class NearDuplicateClusters(beam.PTransform):
 
     def expand(self, records):
         p = self.params
-        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p))
-        members = prepared | "Members" >> beam.Map(lambda kv: (kv[0], ("m", (kv[1][0], kv[1][1], kv[1][4], kv[1][3]))))
-        exact = (prepared
-                 | "ExactValues" >> beam.Map(lambda kv: (kv[0], (kv[1][0], kv[1][2], kv[1][3], kv[1][4])))
-                 | "ExactGroups" >> beam.CombinePerKey(ExactGroupFn()))
-        eligible = exact | "Eligible" >> beam.Filter(lambda kv, n: kv[1][2] >= n, p.ngram)
-        sig_out = (eligible
-                   | "RepText" >> beam.Map(lambda kv: (kv[1][0], kv[1][1], kv[0], kv[1][4]))
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p)).with_outputs(_PrepareFn.MEMBERS, main="exact")
+        sig_out = (prepared.exact
+                   | "ExactGroups" >> beam.GroupByKey()
+                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram))
                    | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=p.batch_size)
                    | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
         pairs = (sig_out[_SignatureFn.BANDS]
@@ -386,9 +435,8 @@ class NearDuplicateClusters(beam.PTransform):
                        | "JoinLabels" >> beam.CoGroupByKey()
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn())
                        | "ClusterGroup" >> beam.GroupByKey()
-                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold))
-                       | "TagAssignments" >> beam.Map(lambda kv: (kv[0], ("n", kv[1]))))
-        out = ((members, assignments)
+                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))
+        out = ((prepared[_PrepareFn.MEMBERS], assignments)
                | "FlattenRecords" >> beam.Flatten()
                | "JoinRecords" >> beam.GroupByKey()
                | "Findings" >> beam.ParDo(_FindingsFn(p)).with_outputs(_FindingsFn.CLUSTERS, main="findings"))
