@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.dedup.shards import Block, ShardBuffer
 
@@ -38,13 +39,22 @@ def pack_groups(groups: Dict[str, List], shards: int) -> List[Block]:
 
 
 class ExactShardFn(beam.DoFn):
-    """(shard, exact entry blocks) -> (representative doc_id, norm, exact_key, exact_size) for every exact group
-    whose text has at least ``ngram`` words (the ones that get a MinHash signature)."""
+    """(shard, exact entry blocks) -> batches of (representative doc_id, norm, exact_key, exact_size), one per
+    exact group whose text has at least ``ngram`` words (the ones that get a MinHash signature).
 
-    def __init__(self, ngram: int) -> None:
+    Batches of ``batch_size`` are gathered over the bundle here rather than by ``BatchElements``: that saves
+    one runner operation per representative, and a signature does not depend on its batch.
+    """
+
+    def __init__(self, ngram: int, batch_size: int) -> None:
         self.ngram = ngram
+        self.batch_size = batch_size
+        self.batch: List[Tuple[str, str, str, int]] = []
 
-    def process(self, element: Tuple[int, Iterable[Tuple[ExactEntry, ...]]]) -> Iterator[Tuple[str, str, str, int]]:
+    def start_bundle(self) -> None:
+        self.batch = []
+
+    def process(self, element: Tuple[int, Iterable[Tuple[ExactEntry, ...]]]) -> Iterator[List]:
         _shard, blocks = element
         groups: Dict[str, List] = {}
         for block in blocks:
@@ -53,4 +63,12 @@ class ExactShardFn(beam.DoFn):
         for key in sorted(groups):
             doc_id, norm, n_tokens, count = groups[key]
             if n_tokens >= self.ngram:
-                yield doc_id, norm, key, count
+                self.batch.append((doc_id, norm, key, count))
+        while len(self.batch) >= self.batch_size:
+            batch, self.batch = self.batch[: self.batch_size], self.batch[self.batch_size:]
+            yield batch
+
+    def finish_bundle(self):
+        if self.batch:
+            batch, self.batch = self.batch, []
+            yield GlobalWindows.windowed_value(batch)

@@ -419,8 +419,7 @@ class NearDuplicateClusters(beam.PTransform):
         prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p)).with_outputs(_PrepareFn.MEMBERS, main="exact")
         sig_out = (prepared.exact
                    | "ExactGroups" >> beam.GroupByKey()
-                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram))
-                   | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=p.batch_size)
+                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram, p.batch_size))
                    | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
         pairs = (sig_out[_SignatureFn.BANDS]
                  | "BandGroup" >> beam.GroupByKey()
