@@ -107,34 +107,47 @@ class LocalForestFn(beam.DoFn):
                 yield GlobalWindows.windowed_value(e)
 
 
-class _LargeStarFn(beam.DoFn):
-    """Large-star step at one node; also reports (output ``changed``) when it rewires an edge.
+class _StepFn(beam.DoFn):
+    """One star step; the nodes where it changed the edge set are counted over the bundle and leave as one
+    number per bundle (output ``changed``), not one element per changed node."""
+
+    CHANGED = "changed"
+
+    def __init__(self) -> None:
+        self.changed = 0
+
+    def start_bundle(self) -> None:
+        self.changed = 0
+
+    def finish_bundle(self):
+        if self.changed:
+            yield beam.pvalue.TaggedOutput(self.CHANGED, GlobalWindows.windowed_value(self.changed))
+
+
+class _LargeStarFn(_StepFn):
+    """Large-star step at one node; a change when it rewires an edge.
 
     The step leaves the edge set as it is iff, at every node, the smallest of node + neighbours is the node
     itself or the node has no larger neighbour; anything else counts as a change.
     """
 
-    CHANGED = "changed"
-
     def process(self, element):
         node, nbrs = element
         out = large_star(node, nbrs)
         if out and out[0][0] < node:
-            yield beam.pvalue.TaggedOutput(self.CHANGED, 1)
+            self.changed += 1
         yield from out
 
 
-class _SmallStarFn(beam.DoFn):
+class _SmallStarFn(_StepFn):
     """Small-star step at one node (keyed by the larger end); a node with two or more smaller neighbours
-    is the only way the step changes the edge set, so that is what it reports."""
-
-    CHANGED = "changed"
+    is the only way the step changes the edge set, so that is what it counts."""
 
     def process(self, element):
         node, nbrs = element
         out = small_star(node, nbrs)
         if len(out) > 1:
-            yield beam.pvalue.TaggedOutput(self.CHANGED, 1)
+            self.changed += 1
         yield from out
 
 
@@ -197,8 +210,8 @@ class ConnectedComponents(beam.PTransform):
         settled = []
         for r in range(self.max_rounds):
             if r:
-                gated = cur | f"Gate{r}" >> beam.ParDo(_GateFn(), beam.pvalue.AsSingleton(changes)).with_outputs(
-                    _GateFn.SETTLED, main="active")
+                changed = beam.pvalue.AsSingleton(changes, default_value=0)
+                gated = cur | f"Gate{r}" >> beam.ParDo(_GateFn(), changed).with_outputs(_GateFn.SETTLED, main="active")
                 settled.append(gated[_GateFn.SETTLED])
                 cur = gated.active
             large = (cur
@@ -211,7 +224,7 @@ class ConnectedComponents(beam.PTransform):
                      | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn()).with_outputs(_SmallStarFn.CHANGED, main="edges"))
             changes = ((large[_LargeStarFn.CHANGED], small[_SmallStarFn.CHANGED])
                        | f"Changed{r}" >> beam.Flatten()
-                       | f"Changes{r}" >> beam.CombineGlobally(sum))
+                       | f"Changes{r}" >> beam.CombineGlobally(sum).without_defaults())
             cur = small.edges
         if settled:
             cur = (*settled, cur) | "AllRounds" >> beam.Flatten()

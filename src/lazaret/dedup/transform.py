@@ -174,8 +174,16 @@ class _LabelBlocksFn(beam.DoFn):
 
 
 class _LabelJoinFn(beam.DoFn):
-    """Join by shard: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded)) per labelled
-    node. Every labelled node is an end of a verified edge, so it has a node record here."""
+    """Join by the shard of the node: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded))
+    per labelled node, packed by the shard of the root (the cluster id) for the cluster step. Every labelled
+    node is an end of a verified edge, so it has a node record here."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.out: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
         _shard, g = element
@@ -190,12 +198,18 @@ class _LabelJoinFn(beam.DoFn):
                 if found is None:
                     raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
                 rec, degraded = found
-                yield root, (node, rec[:3], rec[3], rec[4], converged, degraded)
+                self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
+        if self.out.full:
+            yield from self.out.drain()
+
+    def finish_bundle(self):
+        yield from self.out.drain_windowed()
 
 
 class _ScoreToRepFn(beam.DoFn):
-    """Group by cluster id: Jaccard of every member to the representative; one assignment per member, packed
-    by the shard of its exact key for the findings join: (shard, ("n", ((exact_key, assignment), ...)))."""
+    """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
+    assignment per member, packed by the shard of its exact key for the findings join:
+    (shard, ("n", ((exact_key, assignment), ...)))."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
@@ -208,8 +222,22 @@ class _ScoreToRepFn(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
-        root, members = element
-        members = list(members)
+        _shard, blocks = element
+        clusters: Dict[str, List] = {}
+        for block in blocks:
+            for root, *member in block:
+                clusters.setdefault(root, []).append(member)
+        for root in sorted(clusters):
+            self._score(root, clusters[root])
+        if self.out.full:
+            for shard, block in self.out.drain():
+                yield shard, ("n", block)
+
+    def finish_bundle(self):
+        for shard, block in self.out.drain():
+            yield GlobalWindows.windowed_value((shard, ("n", block)))
+
+    def _score(self, root: str, members: List) -> None:
         rep_sig = next(m[1] for m in members if m[0] == root)
         n_docs = len(members)
         n_records = sum(m[3] for m in members)
@@ -221,16 +249,9 @@ class _ScoreToRepFn(beam.DoFn):
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact, "dropped": dropped,
-                        "n_docs": n_docs, "n_records": n_records,
-                        "converged": converged, "degraded": degraded}))
-        if self.out.full:
-            for shard, block in self.out.drain():
-                yield shard, ("n", block)
-
-    def finish_bundle(self):
-        for shard, block in self.out.drain():
-            yield GlobalWindows.windowed_value((shard, ("n", block)))
+            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact,
+                                     "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
+                                     "converged": converged, "degraded": degraded}))
 
 
 def _jac(a: Mapping[str, Any]) -> str:
@@ -426,13 +447,12 @@ class NearDuplicateClusters(beam.PTransform):
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
         verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
         labels = (verified["edges"]
-                  | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
                   | "Components" >> ConnectedComponents(p.max_cc_rounds)
                   | "LabelBlocks" >> beam.ParDo(_LabelBlocksFn(p.band_shards)))
         assignments = ({"label": labels, "node": verified["nodes"]}
                        | "JoinLabels" >> beam.CoGroupByKey()
-                       | "ByCluster" >> beam.ParDo(_LabelJoinFn())
+                       | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
                        | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))
         out = ((prepared[_PrepareFn.MEMBERS], assignments)

@@ -25,7 +25,7 @@ from apache_beam.transforms.window import GlobalWindows
 from lazaret.dedup.shards import ShardBuffer
 from lazaret.dedup.signatures import similarity
 
-Edge = Tuple[str, str, float, bool]
+Edge = Tuple[str, str]
 NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key, exact_size, doc_id)
 
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
@@ -101,7 +101,7 @@ class _VerifyRight(beam.DoFn):
                     continue
                 kept += 1
                 a = rec_a[5]
-                yield (a, b, j, degraded) if a < b else (b, a, j, degraded)
+                yield (a, b) if a < b else (b, a)
                 self._note(rec_a, degraded)
                 self._note(rec_b, degraded)
         self.kept.inc(kept)
@@ -132,7 +132,7 @@ class _VerifyRight(beam.DoFn):
 
 class VerifyPairs(beam.PTransform):
     """(node blocks: (shard, node records), pair blocks: (shard of a, ((a, b, degraded), ...))) ->
-    {"edges": (a, b, jaccard, degraded) with a < b, "nodes": (shard, ((node record, degraded), ...)) for the
+    {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"), "nodes": (shard, ((node record, degraded), ...)) for the
     nodes that have an edge (a node may appear in several blocks; its records are equal, flags are OR-ed)}."""
 
     def __init__(self, threshold: float, shards: int) -> None:
