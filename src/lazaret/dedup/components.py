@@ -21,6 +21,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from lazaret.dedup.shards import ShardBuffer
+
 Label = Tuple[str, str, bool]  # (node, cluster_id, converged)
 
 
@@ -107,106 +109,157 @@ class LocalForestFn(beam.DoFn):
                 yield GlobalWindows.windowed_value(e)
 
 
+EdgeBlock = Tuple[int, Tuple[Tuple[str, str], ...]]  # (shard of the first node, ((node, neighbour), ...))
+
+FLUSH_ENTRIES = 1 << 18  # (node, neighbour) entries buffered per bundle (~40 MB)
+
+
+def _group(blocks: Iterable[Tuple[Tuple[str, str], ...]]) -> Dict[str, set]:
+    """node -> set of neighbours, from a shard's (node, neighbour) entries (duplicates collapse)."""
+    nbrs: Dict[str, set] = {}
+    for block in blocks:
+        for node, other in block:
+            got = nbrs.get(node)
+            if got is None:
+                nbrs[node] = {other}
+            else:
+                got.add(other)
+    return nbrs
+
+
+class _PackEdgesFn(beam.DoFn):
+    """Edges (u, v) -> both directions, (u, v) and (v, u), packed by the shard of the first node."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.buf: ShardBuffer | None = None
+
+    def start_bundle(self) -> None:
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+
+    def process(self, edge: Tuple[str, str]):
+        u, v = edge
+        self.buf.add(u, (u, v))
+        self.buf.add(v, (v, u))
+        if self.buf.full:
+            yield from self.buf.drain()
+
+    def finish_bundle(self):
+        yield from self.buf.drain_windowed()
+
+
 class _StepFn(beam.DoFn):
-    """One star step; the nodes where it changed the edge set are counted over the bundle and leave as one
+    """One star step over a shard's nodes. Output edges are packed by the shard of the node that keys the
+    next step; the nodes where the step changed the edge set are counted over the bundle and leave as one
     number per bundle (output ``changed``), not one element per changed node."""
 
     CHANGED = "changed"
 
-    def __init__(self) -> None:
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
         self.changed = 0
+        self.buf: ShardBuffer | None = None
 
     def start_bundle(self) -> None:
         self.changed = 0
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+
+    def process(self, element):
+        _shard, blocks = element
+        nbrs = _group(blocks)
+        for node in sorted(nbrs):
+            self.step(node, nbrs[node])
+        if self.buf.full:
+            yield from self.buf.drain()
 
     def finish_bundle(self):
+        yield from self.buf.drain_windowed()
         if self.changed:
             yield beam.pvalue.TaggedOutput(self.CHANGED, GlobalWindows.windowed_value(self.changed))
 
+    def step(self, node: str, nbrs: set) -> None:
+        raise NotImplementedError
+
 
 class _LargeStarFn(_StepFn):
-    """Large-star step at one node; a change when it rewires an edge.
+    """Large-star step at each node; edges leave keyed by their larger end (the small-star key).
 
     The step leaves the edge set as it is iff, at every node, the smallest of node + neighbours is the node
     itself or the node has no larger neighbour; anything else counts as a change.
     """
 
-    def process(self, element):
-        node, nbrs = element
+    def step(self, node: str, nbrs: set) -> None:
         out = large_star(node, nbrs)
         if out and out[0][0] < node:
             self.changed += 1
-        yield from out
+        for m, y in out:  # m < y: y is the larger end
+            self.buf.add(y, (y, m))
 
 
 class _SmallStarFn(_StepFn):
-    """Small-star step at one node (keyed by the larger end); a node with two or more smaller neighbours
-    is the only way the step changes the edge set, so that is what it counts."""
+    """Small-star step at each node (keyed by the larger end); edges leave in both directions (the next
+    large-star step's key). A node with two or more smaller neighbours is the only way the step changes the
+    edge set, so that is what it counts."""
 
-    def process(self, element):
-        node, nbrs = element
+    def step(self, node: str, nbrs: set) -> None:
         out = small_star(node, nbrs)
         if len(out) > 1:
             self.changed += 1
-        yield from out
+        for m, y in out:
+            self.buf.add(m, (m, y))
+            self.buf.add(y, (y, m))
 
 
 class _GateFn(beam.DoFn):
-    """Edges go on to the next round only if the previous round changed anything; otherwise they are
+    """Edge blocks go on to the next round only if the previous round changed anything; otherwise they are
     final (a round that changes nothing is the identity forever: both steps depend on the edge set only)."""
 
     SETTLED = "settled"
 
-    def process(self, edge, changes: int):
+    def process(self, block, changes: int):
         if changes:
-            yield edge
+            yield block
         else:
-            yield beam.pvalue.TaggedOutput(self.SETTLED, edge)
+            yield beam.pvalue.TaggedOutput(self.SETTLED, block)
 
 
 class _LabelFn(beam.DoFn):
+    """Per shard: every node's label from its star edges (parents: smaller neighbours, children: larger),
+    as one block keyed by the same shard (the shard of the node, the key of the label join)."""
+
     def __init__(self) -> None:
         self.not_converged = Metrics.counter("dedup", "cc_not_converged_nodes")
         self.nodes = Metrics.counter("dedup", "cc_nodes")
 
-    def process(self, element) -> Iterator[Label]:
-        node, tagged = element
-        parents = [v for tag, v in tagged if tag == "p"]
-        children = [v for tag, v in tagged if tag == "c"]
-        label = assign_label(node, parents, children)
-        self.nodes.inc()
-        if not label[2]:
-            self.not_converged.inc()
-        yield label
-
-
-def _both_ways(edge: Tuple[str, str]) -> Iterator[Tuple[str, str]]:
-    u, v = edge
-    yield u, v
-    yield v, u
-
-
-def _larger_first(edge: Tuple[str, str]) -> Tuple[str, str]:
-    u, v = edge
-    return (v, u) if u < v else (u, v)
-
-
-def _parent_child(edge: Tuple[str, str]) -> Iterator[Tuple[str, Tuple[str, str]]]:
-    u, v = edge
-    lo, hi = (u, v) if u < v else (v, u)
-    yield hi, ("p", lo)
-    yield lo, ("c", hi)
+    def process(self, element):
+        shard, blocks = element
+        nbrs = _group(blocks)
+        labels = []
+        for node in sorted(nbrs):
+            ns = nbrs[node]
+            labels.append(assign_label(node, [x for x in ns if x < node], [x for x in ns if x > node]))
+        self.nodes.inc(len(labels))
+        self.not_converged.inc(sum(1 for lab in labels if not lab[2]))
+        if labels:
+            yield shard, tuple(labels)
 
 
 class ConnectedComponents(beam.PTransform):
-    """Edges (u, v) of doc_ids -> labels (node, cluster_id = smallest doc_id of its component, converged)."""
+    """Edges (u, v) of doc_ids -> label blocks (shard of the node, ((node, cluster_id, converged), ...)); the
+    cluster id is the smallest doc_id of the component.
 
-    def __init__(self, max_rounds: int = 10) -> None:
+    Every step is keyed by the shard of a node (shards.py), with a bundle's entries packed per shard: the
+    same large-star/small-star steps, with one shuffle element per (bundle, shard) instead of one per edge
+    end. A shard's reducer holds the neighbourhoods of its nodes (edges / shards entries).
+    """
+
+    def __init__(self, max_rounds: int = 10, shards: int = 4096) -> None:
         super().__init__()
         self.max_rounds = max_rounds
+        self.shards = shards
 
     def expand(self, edges):
-        cur = edges
+        cur = edges | "PackEdges" >> beam.ParDo(_PackEdgesFn(self.shards))
         settled = []
         for r in range(self.max_rounds):
             if r:
@@ -215,13 +268,13 @@ class ConnectedComponents(beam.PTransform):
                 settled.append(gated[_GateFn.SETTLED])
                 cur = gated.active
             large = (cur
-                     | f"LargeStarKeys{r}" >> beam.FlatMap(_both_ways)
                      | f"LargeStarGroup{r}" >> beam.GroupByKey()
-                     | f"LargeStar{r}" >> beam.ParDo(_LargeStarFn()).with_outputs(_LargeStarFn.CHANGED, main="edges"))
+                     | f"LargeStar{r}" >> beam.ParDo(_LargeStarFn(self.shards)).with_outputs(
+                         _LargeStarFn.CHANGED, main="edges"))
             small = (large.edges
-                     | f"SmallStarKeys{r}" >> beam.Map(_larger_first)
                      | f"SmallStarGroup{r}" >> beam.GroupByKey()
-                     | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn()).with_outputs(_SmallStarFn.CHANGED, main="edges"))
+                     | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn(self.shards)).with_outputs(
+                         _SmallStarFn.CHANGED, main="edges"))
             changes = ((large[_LargeStarFn.CHANGED], small[_SmallStarFn.CHANGED])
                        | f"Changed{r}" >> beam.Flatten()
                        | f"Changes{r}" >> beam.CombineGlobally(sum).without_defaults())
@@ -229,6 +282,5 @@ class ConnectedComponents(beam.PTransform):
         if settled:
             cur = (*settled, cur) | "AllRounds" >> beam.Flatten()
         return (cur
-                | "StarEdges" >> beam.FlatMap(_parent_child)
                 | "StarGroup" >> beam.GroupByKey()
                 | "Label" >> beam.ParDo(_LabelFn()))

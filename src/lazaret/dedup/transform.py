@@ -154,25 +154,6 @@ class _SignatureFn(beam.DoFn):
         return list(pack_shards(ids, keys, self.params.band_shards))
 
 
-class _LabelBlocksFn(beam.DoFn):
-    """Labels (node, cluster_id, converged) packed by the shard of the node, over the bundle (shards.py)."""
-
-    def __init__(self, shards: int) -> None:
-        self.shards = shards
-        self.buf: Optional[ShardBuffer] = None
-
-    def start_bundle(self) -> None:
-        self.buf = ShardBuffer(self.shards, FLUSH_ITEMS)
-
-    def process(self, label):
-        self.buf.add(label[0], label)
-        if self.buf.full:
-            yield from self.buf.drain()
-
-    def finish_bundle(self):
-        yield from self.buf.drain_windowed()
-
-
 class _LabelJoinFn(beam.DoFn):
     """Join by the shard of the node: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded))
     per labelled node, packed by the shard of the root (the cluster id) for the cluster step. Every labelled
@@ -448,8 +429,7 @@ class NearDuplicateClusters(beam.PTransform):
         verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
         labels = (verified["edges"]
                   | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-                  | "Components" >> ConnectedComponents(p.max_cc_rounds)
-                  | "LabelBlocks" >> beam.ParDo(_LabelBlocksFn(p.band_shards)))
+                  | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards))
         assignments = ({"label": labels, "node": verified["nodes"]}
                        | "JoinLabels" >> beam.CoGroupByKey()
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
