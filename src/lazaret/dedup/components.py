@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import ShardBuffer
+from lazaret.dedup.shards import ShardBuffer, pack, unpack_all
 
 Label = Tuple[str, str, bool]  # (node, cluster_id, converged)
 
@@ -117,8 +117,7 @@ FLUSH_ENTRIES = 1 << 18  # (node, neighbour) entries buffered per bundle (~40 MB
 def _group(blocks: Iterable[Tuple[Tuple[str, str], ...]]) -> Dict[str, set]:
     """node -> set of neighbours, from a shard's (node, neighbour) entries (duplicates collapse)."""
     nbrs: Dict[str, set] = {}
-    for block in blocks:
-        for node, other in block:
+    for node, other in unpack_all(blocks):
             got = nbrs.get(node)
             if got is None:
                 nbrs[node] = {other}
@@ -241,7 +240,7 @@ class _LabelFn(beam.DoFn):
         self.nodes.inc(len(labels))
         self.not_converged.inc(sum(1 for lab in labels if not lab[2]))
         if labels:
-            yield shard, tuple(labels)
+            yield shard, pack(labels)
 
 
 class ConnectedComponents(beam.PTransform):

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import Block, ShardBuffer
+from lazaret.dedup.shards import Block, ShardBuffer, unpack_all
 
 # packed exact entry: (exact_key, representative doc_id, norm, n_tokens, count)
 ExactEntry = Tuple[str, str, str, int, int]
@@ -57,9 +57,8 @@ class ExactShardFn(beam.DoFn):
     def process(self, element: Tuple[int, Iterable[Tuple[ExactEntry, ...]]]) -> Iterator[List]:
         _shard, blocks = element
         groups: Dict[str, List] = {}
-        for block in blocks:
-            for key, doc_id, norm, n_tokens, count in block:
-                merge_group(groups, key, doc_id, norm, n_tokens, count)
+        for key, doc_id, norm, n_tokens, count in unpack_all(blocks):
+            merge_group(groups, key, doc_id, norm, n_tokens, count)
         for key in sorted(groups):
             doc_id, norm, n_tokens, count = groups[key]
             if n_tokens >= self.ngram:

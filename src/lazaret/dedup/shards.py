@@ -6,16 +6,36 @@ per candidate pair, and that fixed cost, not the Jaccard work, was most of their
 of the doc_id instead, with a bundle's records packed per shard, the same data moves as a few thousand
 elements. Nothing is collected on one worker: a shard holds about ``records / shards`` records, the same
 bound as the band-key shards (banding.py), and a buffer is flushed once it holds ``flush_items`` records.
+
+A block travels as one pickled bytes value, not as a tuple for Beam's coder: the in-process runner decodes
+and re-encodes every grouped value (and the worker encodes and decodes it), so a tuple of thousands of small
+records paid four coder passes; a bytes value costs a copy there, and one pickle each way here.
 """
 
 from __future__ import annotations
 
+import pickle
 import zlib
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 from apache_beam.transforms.window import GlobalWindows
 
-Block = Tuple[int, Tuple[Any, ...]]  # (shard, packed records)
+Block = Tuple[int, bytes]  # (shard, packed records)
+
+
+def pack(records: Sequence[Any]) -> bytes:
+    """Records as one bytes value (see the module doc for why not a tuple)."""
+    return pickle.dumps(tuple(records), protocol=5)
+
+
+def unpack(blob: bytes) -> Tuple[Any, ...]:
+    return pickle.loads(blob)
+
+
+def unpack_all(blobs: Iterable[bytes]) -> Iterator[Any]:
+    """Every record of every block."""
+    for blob in blobs:
+        yield from pickle.loads(blob)
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -50,7 +70,7 @@ class ShardBuffer:
     def drain(self) -> List[Block]:
         """(shard, records) for every non-empty shard, in shard order; the buffer is empty afterwards."""
         parts, self.parts, self.items = self.parts, {}, 0
-        return [(shard, tuple(parts[shard])) for shard in sorted(parts)]
+        return [(shard, pack(parts[shard])) for shard in sorted(parts)]
 
     def drain_windowed(self) -> Iterator[Any]:
         """``drain`` for ``finish_bundle``, which must emit windowed values."""

@@ -38,7 +38,7 @@ from lazaret.dedup.normalise import prepare
 from lazaret.dedup.params import DedupParams
 from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                       similarity)
-from lazaret.dedup.shards import ShardBuffer
+from lazaret.dedup.shards import ShardBuffer, unpack, unpack_all
 from lazaret.dedup.verify import FLUSH_ITEMS, VerifyPairs
 from lazaret.findings import make_finding
 
@@ -169,17 +169,15 @@ class _LabelJoinFn(beam.DoFn):
     def process(self, element):
         _shard, g = element
         records: Dict[str, Tuple[Any, bool]] = {}
-        for block in g["node"]:
-            for rec, degraded in block:
-                seen = records.get(rec[5])
-                records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
-        for block in g["label"]:
-            for node, root, converged in block:
-                found = records.get(node)
-                if found is None:
-                    raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
-                rec, degraded = found
-                self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
+        for rec, degraded in unpack_all(g["node"]):
+            seen = records.get(rec[5])
+            records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
+        for node, root, converged in unpack_all(g["label"]):
+            found = records.get(node)
+            if found is None:
+                raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
+            rec, degraded = found
+            self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
         if self.out.full:
             yield from self.out.drain()
 
@@ -205,9 +203,8 @@ class _ScoreToRepFn(beam.DoFn):
     def process(self, element):
         _shard, blocks = element
         clusters: Dict[str, List] = {}
-        for block in blocks:
-            for root, *member in block:
-                clusters.setdefault(root, []).append(member)
+        for root, *member in unpack_all(blocks):
+            clusters.setdefault(root, []).append(member)
         for root in sorted(clusters):
             self._score(root, clusters[root])
         if self.out.full:
@@ -265,9 +262,9 @@ class _FindingsFn(beam.DoFn):
         assigned: Dict[str, Mapping[str, Any]] = {}
         for tag, block in values:
             if tag == "n":
-                assigned.update(block)
+                assigned.update(unpack(block))
                 continue
-            for key, doc_id, _record_id, _snippet, n_tok in block:
+            for key, doc_id, _record_id, _snippet, n_tok in unpack(block):
                 g = groups.get(key)
                 if g is None:
                     groups[key] = [doc_id, 1, n_tok]
@@ -279,7 +276,7 @@ class _FindingsFn(beam.DoFn):
         for tag, block in values:
             if tag != "m":
                 continue
-            for key, doc_id, record_id, snippet, _ in block:
+            for key, doc_id, record_id, snippet, _ in unpack(block):
                 ex_rep, ex_size, n_tokens = groups[key]
                 yield from self._member(doc_id, record_id, snippet, assigned.get(key), ex_rep, ex_size, n_tokens)
 

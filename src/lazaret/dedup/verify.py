@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import ShardBuffer
+from lazaret.dedup.shards import ShardBuffer, unpack_all
 from lazaret.dedup.signatures import similarity
 
 Edge = Tuple[str, str]
@@ -33,7 +33,7 @@ FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node reco
 
 def node_index(blocks: Iterable[Tuple[NodeRecord, ...]]) -> Dict[str, NodeRecord]:
     """doc_id -> node record for a shard. Every copy of a node's record is equal, so any one will do."""
-    return {rec[5]: rec for block in blocks for rec in block}
+    return {rec[5]: rec for rec in unpack_all(blocks)}
 
 
 class _AttachLeft(beam.DoFn):
@@ -50,9 +50,8 @@ class _AttachLeft(beam.DoFn):
         _shard, grouped = element
         values = node_index(grouped["node"])
         partners: Dict[Tuple[str, str], bool] = {}
-        for block in grouped["pair"]:
-            for a, b, degraded in block:
-                partners[(a, b)] = partners.get((a, b), True) and degraded
+        for a, b, degraded in unpack_all(grouped["pair"]):
+            partners[(a, b)] = partners.get((a, b), True) and degraded
         for a, b in sorted(partners):
             rec_a = values.get(a)
             if rec_a is None:  # cannot happen: every band entry has a node record
@@ -90,20 +89,19 @@ class _VerifyRight(beam.DoFn):
         _shard, grouped = element
         values = node_index(grouped["node"])
         kept = rejected = 0
-        for block in grouped["half"]:
-            for b, degraded, rec_a in block:
-                rec_b = values.get(b)
-                if rec_b is None:  # cannot happen: every band entry has a node record
-                    continue
-                j, _exact = similarity(rec_a, rec_b)
-                if j < self.threshold:
-                    rejected += 1
-                    continue
-                kept += 1
-                a = rec_a[5]
-                yield (a, b) if a < b else (b, a)
-                self._note(rec_a, degraded)
-                self._note(rec_b, degraded)
+        for b, degraded, rec_a in unpack_all(grouped["half"]):
+            rec_b = values.get(b)
+            if rec_b is None:  # cannot happen: every band entry has a node record
+                continue
+            j, _exact = similarity(rec_a, rec_b)
+            if j < self.threshold:
+                rejected += 1
+                continue
+            kept += 1
+            a = rec_a[5]
+            yield (a, b) if a < b else (b, a)
+            self._note(rec_a, degraded)
+            self._note(rec_b, degraded)
         self.kept.inc(kept)
         self.rejected.inc(rejected)
         if len(self.nodes) >= FLUSH_ITEMS:
