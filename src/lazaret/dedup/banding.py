@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.dedup.shards import Block, ShardBuffer
+from lazaret.dedup.verify import PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
 
@@ -73,7 +74,7 @@ def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
 
 
 class BucketPairsFn(beam.DoFn):
-    """(band shard, packed entries) -> (shard of a, ((a, b, degraded), ...)): distinct candidate pairs, gathered
+    """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
     over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
 
     A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
@@ -111,11 +112,12 @@ class BucketPairsFn(beam.DoFn):
         self.oversize.inc(n_oversize)
         self.pairs.inc(n_pairs)
         if len(found) >= self.FLUSH_PAIRS:
-            yield from self._drain()
+            for shard, blob in self._drain():
+                yield shard, (PAIR, blob)
 
     def finish_bundle(self):
-        for block in self._drain():
-            yield GlobalWindows.windowed_value(block)
+        for shard, blob in self._drain():
+            yield GlobalWindows.windowed_value((shard, (PAIR, blob)))
 
     def _drain(self) -> List[Block]:
         buf = ShardBuffer(self.shards, len(self._pairs) + 1)

@@ -39,7 +39,7 @@ from lazaret.dedup.params import DedupParams
 from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                       similarity)
 from lazaret.dedup.shards import ShardBuffer, unpack, unpack_all
-from lazaret.dedup.verify import FLUSH_ITEMS, VerifyPairs
+from lazaret.dedup.verify import FLUSH_ITEMS, NODE, VerifyPairs
 from lazaret.findings import make_finding
 
 CHECK = "near_duplicate"
@@ -136,13 +136,15 @@ class _SignatureFn(beam.DoFn):
         for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
             nodes.add(doc_id, (sig_b, set_b, n, key, size, doc_id))
         if nodes.full:
-            yield from nodes.drain()
+            for shard, blob in nodes.drain():
+                yield shard, (NODE, blob)
         if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
             for shard_blob in self._flush():
                 yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
 
     def finish_bundle(self):
-        yield from self._nodes.drain_windowed()
+        for shard, blob in self._nodes.drain():
+            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
         for shard_blob in self._flush():
             yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
 

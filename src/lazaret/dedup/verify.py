@@ -12,11 +12,16 @@ Why keyed by shard (shards.py) and not by doc_id: one element per node value and
 the runner's fixed per-element cost most of the verification's CPU. Join 1, keyed by the shard of ``a``,
 holds the node values of that shard's documents and the pairs whose smaller end lives there; join 2, keyed
 by the shard of ``b``, holds its node values and the half-pairs (b, degraded, value of a) sent to it.
+
+Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "h" half-pairs. Join 1 passes
+its shard's node blobs on unchanged next to the half-pairs it sends, so join 2 groups one PCollection. Why:
+FnApiRunner materialises every multi-input Flatten (a CoGroupByKey is one) as an extra write and read of
+all its data, and the half-pairs, one node value per candidate pair, are the largest data of the stage.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -31,13 +36,25 @@ NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key,
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
 
 
-def node_index(blocks: Iterable[Tuple[NodeRecord, ...]]) -> Dict[str, NodeRecord]:
+NODE, PAIR, HALF = "n", "p", "h"
+
+
+def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
     """doc_id -> node record for a shard. Every copy of a node's record is equal, so any one will do."""
     return {rec[5]: rec for rec in unpack_all(blocks)}
 
 
+def by_tag(values: Iterable[Tuple[str, bytes]]) -> Dict[str, List[bytes]]:
+    """A shard's tagged blobs, grouped by tag."""
+    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: []}
+    for tag, blob in values:
+        out[tag].append(blob)
+    return out
+
+
 class _AttachLeft(beam.DoFn):
-    """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b."""
+    """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b,
+    and pass the shard's node blobs on (same key) for join 2."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -47,10 +64,13 @@ class _AttachLeft(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element) -> Iterator[Any]:
-        _shard, grouped = element
-        values = node_index(grouped["node"])
+        shard, tagged = element
+        grouped = by_tag(tagged)
+        for blob in grouped[NODE]:
+            yield shard, (NODE, blob)
+        values = node_index(grouped[NODE])
         partners: Dict[Tuple[str, str], bool] = {}
-        for a, b, degraded in unpack_all(grouped["pair"]):
+        for a, b, degraded in unpack_all(grouped[PAIR]):
             partners[(a, b)] = partners.get((a, b), True) and degraded
         for a, b in sorted(partners):
             rec_a = values.get(a)
@@ -58,10 +78,12 @@ class _AttachLeft(beam.DoFn):
                 continue
             self.out.add(b, (b, partners[(a, b)], rec_a))
             if self.out.full:
-                yield from self.out.drain()
+                for dest, blob in self.out.drain():
+                    yield dest, (HALF, blob)
 
     def finish_bundle(self):
-        yield from self.out.drain_windowed()
+        for dest, blob in self.out.drain():
+            yield GlobalWindows.windowed_value((dest, (HALF, blob)))
 
 
 class _VerifyRight(beam.DoFn):
@@ -86,10 +108,11 @@ class _VerifyRight(beam.DoFn):
         self.nodes = {}
 
     def process(self, element) -> Iterator[Any]:
-        _shard, grouped = element
-        values = node_index(grouped["node"])
+        _shard, tagged = element
+        grouped = by_tag(tagged)
+        values = node_index(grouped[NODE])
         kept = rejected = 0
-        for b, degraded, rec_a in unpack_all(grouped["half"]):
+        for b, degraded, rec_a in unpack_all(grouped[HALF]):
             rec_b = values.get(b)
             if rec_b is None:  # cannot happen: every band entry has a node record
                 continue
@@ -129,9 +152,10 @@ class _VerifyRight(beam.DoFn):
 
 
 class VerifyPairs(beam.PTransform):
-    """(node blocks: (shard, node records), pair blocks: (shard of a, ((a, b, degraded), ...))) ->
-    {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"), "nodes": (shard, ((node record, degraded), ...)) for the
-    nodes that have an edge (a node may appear in several blocks; its records are equal, flags are OR-ed)}."""
+    """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of a, ("p", packed (a, b, degraded))))
+    -> {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"),
+    "nodes": (shard, packed ((node record, degraded), ...)) for the nodes that have an edge (a node may appear
+    in several blocks; its records are equal, flags are OR-ed)}."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         super().__init__()
@@ -139,12 +163,11 @@ class VerifyPairs(beam.PTransform):
         self.shards = shards
 
     def expand(self, pcolls):
-        nodes, pairs = pcolls
-        halves = ({"node": nodes, "pair": pairs}
-                  | "JoinLeft" >> beam.CoGroupByKey()
-                  | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards)))
-        out = ({"node": nodes, "half": halves}
-               | "JoinRight" >> beam.CoGroupByKey()
+        out = (pcolls
+               | "Tagged" >> beam.Flatten()
+               | "JoinLeft" >> beam.GroupByKey()
+               | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards))
+               | "JoinRight" >> beam.GroupByKey()
                | "Verify" >> beam.ParDo(_VerifyRight(self.threshold, self.shards)).with_outputs(
                    _VerifyRight.NODES, main="edges"))
         return {"edges": out.edges, "nodes": out[_VerifyRight.NODES]}
