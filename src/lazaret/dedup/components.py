@@ -223,29 +223,39 @@ class _GateFn(beam.DoFn):
 
 
 class _LabelFn(beam.DoFn):
-    """Per shard: every node's label from its star edges (parents: smaller neighbours, children: larger),
-    as one block keyed by the same shard (the shard of the node, the key of the label join)."""
+    """Per shard: every node's label from its star edges (parents: smaller neighbours, children: larger).
+
+    Output: (shard, (packed labels, extra blobs)): the shard is that of the node, so records that another
+    input keyed the same way (``ConnectedComponents``' ``extra``) arrive here already joined.
+    """
 
     def __init__(self) -> None:
         self.not_converged = Metrics.counter("dedup", "cc_not_converged_nodes")
         self.nodes = Metrics.counter("dedup", "cc_nodes")
 
     def process(self, element):
-        shard, blocks = element
-        nbrs = _group(blocks)
+        shard, values = element
+        edges, extra = [], []
+        for v in values:  # edge blobs are bytes, extra blobs arrive as (tag, bytes)
+            (edges if isinstance(v, bytes) else extra).append(v)
+        nbrs = _group(edges)
         labels = []
         for node in sorted(nbrs):
             ns = nbrs[node]
             labels.append(assign_label(node, [x for x in ns if x < node], [x for x in ns if x > node]))
         self.nodes.inc(len(labels))
         self.not_converged.inc(sum(1 for lab in labels if not lab[2]))
-        if labels:
-            yield shard, pack(labels)
+        if labels or extra:
+            yield shard, (pack(labels), [blob for _tag, blob in extra])
 
 
 class ConnectedComponents(beam.PTransform):
-    """Edges (u, v) of doc_ids -> label blocks (shard of the node, ((node, cluster_id, converged), ...)); the
-    cluster id is the smallest doc_id of the component.
+    """Edges (u, v) of doc_ids -> (shard of the node, (packed labels ((node, cluster_id, converged), ...),
+    extra blobs)); the cluster id is the smallest doc_id of the component.
+
+    Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels: it joins
+    the labels in the last shuffle, which saves a join of its own (FnApiRunner materialises the Flatten of
+    every join's inputs; the rounds' outputs are flattened there anyway).
 
     Every step is keyed by the shard of a node (shards.py), with a bundle's entries packed per shard: the
     same large-star/small-star steps, with one shuffle element per (bundle, shard) instead of one per edge
@@ -257,7 +267,8 @@ class ConnectedComponents(beam.PTransform):
         self.max_rounds = max_rounds
         self.shards = shards
 
-    def expand(self, edges):
+    def expand(self, inputs):
+        edges, extra = inputs if isinstance(inputs, tuple) else (inputs, None)
         cur = edges | "PackEdges" >> beam.ParDo(_PackEdgesFn(self.shards))
         settled = []
         for r in range(self.max_rounds):
@@ -278,8 +289,9 @@ class ConnectedComponents(beam.PTransform):
                        | f"Changed{r}" >> beam.Flatten()
                        | f"Changes{r}" >> beam.CombineGlobally(sum).without_defaults())
             cur = small.edges
-        if settled:
-            cur = (*settled, cur) | "AllRounds" >> beam.Flatten()
+        final = [*settled, cur] + ([extra] if extra is not None else [])
+        if len(final) > 1:
+            cur = tuple(final) | "AllRounds" >> beam.Flatten()
         return (cur
                 | "StarGroup" >> beam.GroupByKey()
                 | "Label" >> beam.ParDo(_LabelFn()))

@@ -157,7 +157,7 @@ class _SignatureFn(beam.DoFn):
 
 
 class _LabelJoinFn(beam.DoFn):
-    """Join by the shard of the node: (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded))
+    """Labels joined with node records by the shard of the node (in the components' last shuffle): (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded))
     per labelled node, packed by the shard of the root (the cluster id) for the cluster step. Every labelled
     node is an end of a verified edge, so it has a node record here."""
 
@@ -169,12 +169,12 @@ class _LabelJoinFn(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
-        _shard, g = element
+        _shard, (labels, node_blobs) = element
         records: Dict[str, Tuple[Any, bool]] = {}
-        for rec, degraded in unpack_all(g["node"]):
+        for rec, degraded in unpack_all(node_blobs):
             seen = records.get(rec[5])
             records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
-        for node, root, converged in unpack_all(g["label"]):
+        for node, root, converged in unpack(labels):
             found = records.get(node)
             if found is None:
                 raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
@@ -426,11 +426,9 @@ class NearDuplicateClusters(beam.PTransform):
                  | "BandGroup" >> beam.GroupByKey()
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
         verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
-        labels = (verified["edges"]
-                  | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-                  | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards))
-        assignments = ({"label": labels, "node": verified["nodes"]}
-                       | "JoinLabels" >> beam.CoGroupByKey()
+        forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
+        assignments = ((forest, verified["nodes"])
+                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
                        | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))

@@ -128,12 +128,12 @@ class _VerifyRight(beam.DoFn):
         self.kept.inc(kept)
         self.rejected.inc(rejected)
         if len(self.nodes) >= FLUSH_ITEMS:
-            for block in self._drain():
-                yield beam.pvalue.TaggedOutput(self.NODES, block)
+            for shard, blob in self._drain():
+                yield beam.pvalue.TaggedOutput(self.NODES, (shard, (NODE, blob)))
 
     def finish_bundle(self):
-        for block in self._drain():
-            yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value(block))
+        for shard, blob in self._drain():
+            yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value((shard, (NODE, blob))))
 
     def _note(self, rec: NodeRecord, degraded: bool) -> None:
         seen = self.nodes.get(rec[5])
@@ -154,7 +154,7 @@ class _VerifyRight(beam.DoFn):
 class VerifyPairs(beam.PTransform):
     """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of a, ("p", packed (a, b, degraded))))
     -> {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"),
-    "nodes": (shard, packed ((node record, degraded), ...)) for the nodes that have an edge (a node may appear
+    "nodes": (shard, ("n", packed ((node record, degraded), ...))) for the nodes that have an edge (a node may appear
     in several blocks; its records are equal, flags are OR-ed)}."""
 
     def __init__(self, threshold: float, shards: int) -> None:
