@@ -230,6 +230,28 @@ def test_band_shards_roundtrip_finds_buckets():
     assert buckets == sorted([sorted([ids[0], ids[1]]), sorted([ids[1], ids[2]]), sorted([ids[0], ids[2]])])
 
 
+def test_vectorised_shard_pairs_equal_bucket_pairs():
+    from lazaret.dedup.banding import distinct_pairs, shard_pairs
+    rnd = random.Random(5)
+    ids = [did(f"v{i}") for i in range(300)]
+    keys = np.array([[rnd.randrange(40) for _ in range(6)] for _ in ids], dtype=np.int64)
+    blobs = {}
+    for shard, blob in pack_shards(ids, keys, 3):
+        blobs.setdefault(shard, []).append(blob)
+    blobs[0] = blobs[0] + blobs[0][:1]  # the same entries twice (a bundle seen twice) change nothing
+    for max_size, anchors in ((3, 1), (8, 2), (2, 5), (1000, 1)):
+        expect = {}
+        for bl in blobs.values():
+            for members in shard_buckets(bl):
+                pairs, degraded = bucket_pairs(members, max_size, anchors)
+                for pair in pairs:
+                    expect[pair] = expect.get(pair, True) and degraded
+        rows = [shard_pairs(bl, max_size, anchors) for bl in blobs.values()]
+        a, b, d = (np.concatenate([r[i] for r in rows]) for i in range(3))
+        got = {(x, y): f for x, y, f in zip(*distinct_pairs(a, b, d))}
+        assert got == expect
+
+
 def test_bucket_cap_degrades_linearly():
     members = [f"{i:04d}" for i in range(1000)]
     pairs, degraded = bucket_pairs(members, 8, 2)

@@ -23,7 +23,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import Block, ShardBuffer
+from lazaret.dedup.shards import Block, ShardBuffer, shard_of
 from lazaret.dedup.verify import PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
@@ -73,6 +73,58 @@ def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
         yield [d.decode("ascii") for d in docs[lo:lo + size].tolist()]
 
 
+def shard_pairs(blobs: Iterable[bytes], max_bucket_size: int, anchors: int) -> Tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray, int, int]:
+    """Every bucket's ``bucket_pairs`` for a shard's packed entries at once, with numpy.
+
+    Returns (a, b, degraded, buckets, oversize): one row per (bucket, pair), a < b as S32 doc_ids, the
+    bucket's degraded flag, and the counts of buckets with two or more members and of capped ones. Why:
+    one Python call per bucket and per pair was most of this step. Positions inside a bucket's sorted,
+    distinct members give the same pairs: (i, j) with i < j and i < L, where L is the size up to
+    ``max_bucket_size`` and ``anchors`` above it.
+    """
+    empty = np.zeros(0, dtype="S32")
+    parts = [np.frombuffer(b, dtype=ENTRY) for b in blobs]
+    if not parts:
+        return empty, empty, np.zeros(0, dtype=bool), 0, 0
+    entries = np.concatenate(parts)
+    keys, docs = entries["k"], entries["d"]
+    order = np.lexsort((docs, keys))
+    keys, docs = keys[order], docs[order]
+    distinct = np.r_[True, (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])]
+    keys, docs = keys[distinct], docs[distinct]
+    cuts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    starts, sizes = cuts[:-1], np.diff(cuts)
+    multi = sizes >= 2
+    starts, sizes = starts[multi], sizes[multi]
+    degraded = sizes > max_bucket_size
+    heads = np.where(degraded, np.minimum(anchors, sizes), sizes)
+    a_parts, b_parts, d_parts = [], [], []
+    for i in range(int(heads.max()) if len(heads) else 0):
+        sel = heads > i
+        anchor = starts[sel] + i
+        count = starts[sel] + sizes[sel] - anchor - 1  # members after the anchor
+        firsts = np.repeat(np.cumsum(count) - count, count)
+        left = np.repeat(anchor, count)
+        right = left + 1 + (np.arange(len(left)) - firsts)
+        a_parts.append(docs[left])
+        b_parts.append(docs[right])
+        d_parts.append(np.repeat(degraded[sel], count))
+    if not a_parts:
+        return empty, empty, np.zeros(0, dtype=bool), 0, 0
+    return (np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(d_parts),
+            len(starts), int(degraded.sum()))
+
+
+def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[List[str], List[str], List[bool]]:
+    """Distinct (a, b) rows, degraded only if every row of the pair was (as ``str`` lists)."""
+    order = np.lexsort((b, a))
+    a, b, degraded = a[order], b[order], degraded[order]
+    starts = np.flatnonzero(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])])
+    flags = np.logical_and.reduceat(degraded, starts) if len(starts) else degraded[:0]
+    return (a[starts].astype("U32").tolist(), b[starts].astype("U32").tolist(), flags.tolist())
+
+
 class BucketPairsFn(beam.DoFn):
     """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
     over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
@@ -81,7 +133,7 @@ class BucketPairsFn(beam.DoFn):
     the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
     """
 
-    FLUSH_PAIRS = 1 << 19
+    FLUSH_PAIRS = 1 << 20  # (bucket, pair) rows buffered per bundle, ~130 bytes each
 
     def __init__(self, max_bucket_size: int, anchors: int, shards: int) -> None:
         self.max_bucket_size = max_bucket_size
@@ -90,28 +142,22 @@ class BucketPairsFn(beam.DoFn):
         self.buckets = Metrics.counter("dedup", "lsh_buckets_shared")
         self.oversize = Metrics.counter("dedup", "oversize_buckets")
         self.pairs = Metrics.counter("dedup", "candidate_pairs")
-        self._pairs: Dict[Tuple[str, str], bool] = {}
+        self._rows: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._n = 0
 
     def start_bundle(self) -> None:
-        self._pairs = {}
+        self._rows, self._n = [], 0
 
     def process(self, element) -> Iterator[Block]:
         _shard, blobs = element
-        found = self._pairs
-        n_buckets = n_oversize = n_pairs = 0
-        for members in shard_buckets(blobs):
-            pairs, degraded = bucket_pairs(members, self.max_bucket_size, self.anchors)
-            if not pairs:
-                continue
-            n_buckets += 1
-            n_oversize += degraded
-            n_pairs += len(pairs)
-            for pair in pairs:
-                found[pair] = found.get(pair, True) and degraded
-        self.buckets.inc(n_buckets)
-        self.oversize.inc(n_oversize)
-        self.pairs.inc(n_pairs)
-        if len(found) >= self.FLUSH_PAIRS:
+        a, b, degraded, buckets, oversize = shard_pairs(blobs, self.max_bucket_size, self.anchors)
+        self.buckets.inc(buckets)
+        self.oversize.inc(oversize)
+        self.pairs.inc(len(a))
+        if len(a):
+            self._rows.append((a, b, degraded))
+            self._n += len(a)
+        if self._n >= self.FLUSH_PAIRS:
             for shard, blob in self._drain():
                 yield shard, (PAIR, blob)
 
@@ -120,8 +166,15 @@ class BucketPairsFn(beam.DoFn):
             yield GlobalWindows.windowed_value((shard, (PAIR, blob)))
 
     def _drain(self) -> List[Block]:
-        buf = ShardBuffer(self.shards, len(self._pairs) + 1)
-        for (a, b), degraded in self._pairs.items():
-            buf.add(a, (a, b, degraded))
-        self._pairs = {}
+        if not self._rows:
+            return []
+        a, b, degraded = (np.concatenate(col) for col in zip(*self._rows))
+        self._rows, self._n = [], 0
+        a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
+        buf = ShardBuffer(self.shards, len(a_ids) + 1)
+        last, shard = None, 0
+        for pair in zip(a_ids, b_ids, flags):  # sorted by a: one shard_of per distinct a
+            if pair[0] != last:
+                last, shard = pair[0], shard_of(pair[0], self.shards)
+            buf.add_to(shard, pair)
         return buf.drain()
