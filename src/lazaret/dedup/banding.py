@@ -16,7 +16,7 @@ Such pairs carry ``degraded=True`` so the cluster detail says so, and ``dedup/ov
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Tuple
+from typing import Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 import numpy as np

@@ -15,7 +15,7 @@ own sub-cluster: the result is a refinement of the true components (fewer merges
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics

@@ -2,17 +2,19 @@
 
 Data flow (every arrow that changes the key is a shuffle; nothing collects the corpus on one worker):
 
-  records -> (exact_key, member)                       exact key = hash of normalised text
-          -> CombinePerKey(ExactGroupFn)               one representative per exact group (smallest doc_id)
+  records -> exact entries + members, by shard of the exact key   exact key = hash of normalised text
+          -> GroupByKey(shard)                         one representative per exact group (smallest doc_id)
   exact representatives with >= ngram words
-          -> BatchElements -> signatures               numpy per batch, datasketch affine32 (signatures.py)
+          -> batches -> signatures                     numpy per batch, datasketch affine32 (signatures.py)
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
-          -> 2 joins with node values -> edges         Jaccard >= threshold, exact where cheap (verify.py)
-          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id
-          -> join labels with the edge ends' values    (only nodes with an edge, not every signature)
-             and group by cluster id                   Jaccard of each member to the representative
-  -> GroupByKey(exact_key) with every record           exactly one finding per input record
+          -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
+          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
+                                                       the last step also joins the edge ends' values
+          -> group by shard of the cluster id          Jaccard of each member to the representative
+  -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
+
+Shuffles keyed by a shard carry packed blobs, one element per (bundle, shard): see shards.py for why.
 
 Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
 component; a member is dropped only when its Jaccard *to the representative* is >= threshold.
@@ -157,9 +159,11 @@ class _SignatureFn(beam.DoFn):
 
 
 class _LabelJoinFn(beam.DoFn):
-    """Labels joined with node records by the shard of the node (in the components' last shuffle): (root, (node, (sig, set, n), exact_key, exact_size, converged, degraded))
-    per labelled node, packed by the shard of the root (the cluster id) for the cluster step. Every labelled
-    node is an end of a verified edge, so it has a node record here."""
+    """Labels joined with node records by the shard of the node (in the components' last shuffle).
+
+    Output: (root, node, (sig, set, n), exact_key, exact_size, converged, degraded) per labelled node, packed
+    by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
+    verified edge, so it has a node record here."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards

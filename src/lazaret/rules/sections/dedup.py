@@ -34,8 +34,9 @@ SPEC: Dict[str, F] = {
                                            "spanning forest before connected components (0: off)", min=0,
                             max=10_000_000),
     "batch_size": F("int", 2048, "records per MinHash batch", min=1, max=100000),
-    "band_shards": F("int", 4096, "shuffle shards for band keys; raise for corpora beyond ~100M records",
-                     min=1, max=1 << 24),
+    "band_shards": F("int", 4096, "shuffle shards for band keys and every other packed shuffle of the stage "
+                                  "(node values, pairs, components, findings); raise for corpora beyond "
+                                  "~100M records", min=1, max=1 << 24),
     "max_exact_shingles": F("int", 2000, "records with at most this many shingles are verified with exact "
                                          "Jaccard on their shingle sets; longer ones with the MinHash estimate",
                             min=0, max=1_000_000),
