@@ -211,12 +211,16 @@ class _SmallStarFn(_StepFn):
 
 class _GateFn(beam.DoFn):
     """Edge blocks go on to the next round only if the previous round changed anything; otherwise they are
-    final (a round that changes nothing is the identity forever: both steps depend on the edge set only)."""
+    final (a round that changes nothing is the identity forever: both steps depend on the edge set only).
+
+    The previous round's per-bundle change counts (only non-zero ones are emitted) arrive as two list side
+    inputs: a Flatten and a global combine would add several stages per unrolled round, which cost more
+    than the counts (one number per bundle)."""
 
     SETTLED = "settled"
 
-    def process(self, block, changes: int):
-        if changes:
+    def process(self, block, large_changes: List[int], small_changes: List[int]):
+        if large_changes or small_changes:
             yield block
         else:
             yield beam.pvalue.TaggedOutput(self.SETTLED, block)
@@ -273,8 +277,9 @@ class ConnectedComponents(beam.PTransform):
         settled = []
         for r in range(self.max_rounds):
             if r:
-                changed = beam.pvalue.AsSingleton(changes, default_value=0)
-                gated = cur | f"Gate{r}" >> beam.ParDo(_GateFn(), changed).with_outputs(_GateFn.SETTLED, main="active")
+                gated = cur | f"Gate{r}" >> beam.ParDo(
+                    _GateFn(), beam.pvalue.AsList(large[_LargeStarFn.CHANGED]),
+                    beam.pvalue.AsList(small[_SmallStarFn.CHANGED])).with_outputs(_GateFn.SETTLED, main="active")
                 settled.append(gated[_GateFn.SETTLED])
                 cur = gated.active
             large = (cur
@@ -285,9 +290,6 @@ class ConnectedComponents(beam.PTransform):
                      | f"SmallStarGroup{r}" >> beam.GroupByKey()
                      | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn(self.shards)).with_outputs(
                          _SmallStarFn.CHANGED, main="edges"))
-            changes = ((large[_LargeStarFn.CHANGED], small[_SmallStarFn.CHANGED])
-                       | f"Changed{r}" >> beam.Flatten()
-                       | f"Changes{r}" >> beam.CombineGlobally(sum).without_defaults())
             cur = small.edges
         final = [*settled, cur] + ([extra] if extra is not None else [])
         if len(final) > 1:
