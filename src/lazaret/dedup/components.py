@@ -4,8 +4,8 @@ Why this algorithm: every step is one GroupByKey over the edge list, memory per 
 neighbourhood, and it converges in O(log^2 n) rounds (a chain of n nodes too, where min-label propagation
 needs n rounds). Beam graphs are static, so ``max_rounds`` rounds are unrolled; each round counts the
 nodes where it changed the edge set, and once a round changes nothing the edges bypass the remaining
-rounds (a gate reading that count as a side input), so converged graphs cost one extra pass, not
-``max_rounds`` shuffles.
+rounds (a gate reading the per-bundle counts as list side inputs), so converged graphs cost one extra pass,
+not ``max_rounds`` shuffles.
 
 At convergence every component is a star around its smallest doc_id, which is the cluster id. If the graph
 has not converged after ``max_rounds``, nodes still pointing into an unfinished star become roots of their
