@@ -84,7 +84,15 @@ class LocalForestFn(beam.DoFn):
     connectivity with fewer edges and depth 1, so the distributed rounds below move less data and converge
     sooner. Memory is bounded by ``max_edges`` per worker; it is an optimisation, not the algorithm (the
     large-star/small-star rounds compute the components). 0 disables it.
+
+    A full buffer is replaced by its forest, and edges keep coming, while the forest fills at most ``KEEP``
+    of it; only a bigger forest is emitted. Why: one forest per bundle is already a star forest, so the
+    rounds change nothing and are skipped, where two overlapping forests cost every round (4x T0: 149k
+    edges, an 86k-edge forest; emitting at 100k edges cost three more rounds). Each compaction absorbs at
+    least (1 - KEEP) * max_edges new edges, so an edge takes part in at most 1 / (1 - KEEP) of them.
     """
+
+    KEEP = 0.9
 
     def __init__(self, max_edges: int) -> None:
         self.max_edges = max_edges
@@ -99,8 +107,12 @@ class LocalForestFn(beam.DoFn):
             return
         self.buffer.append(edge)
         if len(self.buffer) >= self.max_edges:
-            edges, self.buffer = self.buffer, []
-            yield from local_forest(edges)
+            forest = local_forest(self.buffer)
+            if len(forest) > self.KEEP * self.max_edges:
+                self.buffer = []
+                yield from forest
+            else:  # keep the forest and go on adding edges: one forest for the bundle if it fits
+                self.buffer = forest
 
     def finish_bundle(self):
         if self.buffer:
