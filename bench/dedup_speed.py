@@ -9,6 +9,9 @@ baseline are single-process), peak RSS.
   baseline  in-memory: datasketch MinHash.bulk (default SHA1 hashfunc) over the same shingles +
             MinHashLSH(threshold, num_perm) insert/query + union-find, one process; input already parsed
   baseline+read  the same, timing the JSONL parsing too (as the beam figure does)
+  beam-mp   the Beam transform on DirectRunner multi_processing (2 SDK worker processes) with the spilling
+            shuffle buffers lazaret scan uses (lazaret.spill); CPU = runner + workers; prints the runner's
+            and the largest worker's peak RSS (sampled every 0.1 s)
 
     .venv/bin/python bench/dedup_speed.py                 # all modes at 1x and 4x
     .venv/bin/python bench/dedup_speed.py --modes beam --scales 1
@@ -83,6 +86,59 @@ def run_beam(path: str) -> dict:
     return {"docs": docs, "wall": wall, "cpu": cpu, "drops": drops}
 
 
+def run_beam_mp(path: str, workers: int = 2) -> dict:
+    """The same transform on DirectRunner ``multi_processing`` with the spilling shuffle buffers
+    (lazaret.spill, as ``lazaret scan`` runs it): the runner's and each SDK worker's peak RSS, sampled."""
+    import threading
+
+    import apache_beam as beam
+    import psutil
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from lazaret.dedup import NearDuplicateClusters
+    from lazaret.spill import install
+
+    out = tempfile.mkdtemp(prefix="dedup-speed-")
+    me = psutil.Process()
+    peaks = {"runner": 0.0, "worker": 0.0}
+    workers_cpu = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peaks["runner"] = max(peaks["runner"], me.memory_info().rss / 2**20)
+            for child in me.children(recursive=True):
+                try:
+                    peaks["worker"] = max(peaks["worker"], child.memory_info().rss / 2**20)
+                    t = child.cpu_times()
+                    workers_cpu[child.pid] = t.user + t.system
+                except psutil.Error:
+                    pass
+            time.sleep(0.1)
+
+    opts = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                            f"--direct_num_workers={workers}"])
+    sampler = threading.Thread(target=sample, daemon=True)
+    t0, c0 = time.time(), time.process_time()
+    sampler.start()
+    with install():
+        p = beam.Pipeline(options=opts)
+        res = p | beam.io.ReadFromText(path) | beam.Map(json.loads) | NearDuplicateClusters({})
+        (res["findings"] | beam.Filter(lambda f: f["action"] == "drop_duplicate")
+         | beam.Map(lambda f: f["doc_id"]) | beam.io.WriteToText(os.path.join(out, "drops")))
+        p.run().wait_until_finish()
+    done.set()
+    sampler.join()
+    wall, cpu = time.time() - t0, time.process_time() - c0 + sum(workers_cpu.values())
+    drops = 0
+    for name in os.listdir(out):
+        with open(os.path.join(out, name)) as fh:
+            drops += sum(1 for _ in fh)
+    docs = sum(1 for _ in open(path, encoding="utf-8"))
+    return {"docs": docs, "wall": wall, "cpu": cpu, "drops": drops,
+            "runner_peak_mb": peaks["runner"], "worker_peak_mb": peaks["worker"]}
+
+
 def run_baseline(path: str, include_read: bool = False) -> dict:
     """``include_read``: time the JSONL parsing too, as the Beam run does (its figure includes reading)."""
     from datasketch import MinHash, MinHashLSH
@@ -129,7 +185,7 @@ def run_baseline(path: str, include_read: bool = False) -> dict:
 
 def child(mode: str, scale: int) -> None:
     path = _write_input(scale)
-    out = {"sigs": run_sigs, "beam": run_beam, "baseline": run_baseline,
+    out = {"sigs": run_sigs, "beam": run_beam, "beam-mp": run_beam_mp, "baseline": run_baseline,
            "baseline+read": lambda p: run_baseline(p, include_read=True)}[mode](path)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.update(mode=mode, scale=scale)
@@ -159,7 +215,9 @@ def main() -> None:
             r = json.loads(line[0][7:])
             print(f"{mode:13} {scale:>5} {r['docs']:>8} {r['wall']:>8.1f} {r['cpu']:>8.1f} "
                   f"{r['docs'] / r['cpu']:>10.0f} {r['docs'] / r['wall']:>8.0f} {r['peak_rss_mb']:>11.0f} "
-                  f"{r.get('drops', ''):>7}", flush=True)
+                  f"{r.get('drops', ''):>7}" + (f"  runner {r['runner_peak_mb']:.0f} MB, largest worker "
+                                                 f"{r['worker_peak_mb']:.0f} MB" if "worker_peak_mb" in r else ""),
+                  flush=True)
 
 
 if __name__ == "__main__":
