@@ -146,6 +146,7 @@ def test_streaming_send_loses_nothing_to_the_timer_flush():
                 time.sleep(0.0005)
             yield chunk
 
-    spill._send_input_streaming(manager, "bundle", "transform", read_slowly())
+    sender = spill._send_input_streaming(manager, "bundle", "transform", read_slowly())
+    sender.join(timeout=60)  # over gRPC the input is written from its own thread
     # Beam's own send loop kept ~0.5% of these bytes in this setting (apache_beam 2.77)
     assert b"".join(received) == b"".join(chunks)

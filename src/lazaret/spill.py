@@ -299,15 +299,10 @@ def _classes():
     return SpillingListBuffer, SpillingGroupingBuffer
 
 
-def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
-    """``BundleManager._send_input_to_worker`` that lets the data stream flush between chunks.
+_send_failures: List[str] = []  # errors of background senders, raised when install() ends
 
-    Beam's version writes every chunk of a stage's input into one output stream and flushes only when it
-    closes, so the whole input becomes one message held by the runner and then by the worker (over gRPC
-    up to its 2 GB limit). Every chunk the buffers hand out holds whole elements (a worker's own flushed
-    output, or one encoded grouping), so a flush between chunks is where Beam's workers flush too; the
-    gRPC channel's byte-limited send queue then bounds what is in flight."""
-    data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
+
+def _write_chunks(data_out, byte_streams) -> None:
     # Over gRPC the stream also flushes every second from a timer thread, and its flush (hand the buffer
     # to the send queue, then clear it) is not atomic with a write from this thread: bytes written while
     # the flush waits on a full send queue were cleared unsent, and records went missing (caught by the
@@ -317,7 +312,42 @@ def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, 
         with write_lock:
             data_out.write(byte_stream)
         data_out.maybe_flush()
-    data_out.close()
+
+
+def _send_in_background(data_out, byte_streams, where: str) -> None:
+    try:
+        _write_chunks(data_out, byte_streams)
+    except BaseException as exc:  # noqa: BLE001 - reported when install() ends; the run then fails
+        _send_failures.append(f"{where}: {type(exc).__name__}: {exc}")
+        LOG.error("sending %s to the worker failed: %s", where, exc)
+    finally:
+        data_out.close()
+
+
+def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, byte_streams):
+    """``BundleManager._send_input_to_worker`` that streams a stage's input instead of building one message.
+
+    Beam's version writes every chunk into one output stream and flushes when it closes, so the whole input
+    becomes one message held by the runner and then by the worker (over gRPC, up to its 2 GB limit). Here
+    the stream flushes between chunks (each chunk holds whole elements: a worker's own flushed output, or
+    one encoded grouping), and over gRPC the writing runs on its own thread: Beam sends all of a bundle's
+    input before it even sends the bundle request, so with bounded queues a streaming sender on the
+    bundle's thread would wait for a worker that has not started (it did: a 4x soak stalled). The
+    in-process channel is a plain list read once the bundle starts, so there the input is written first,
+    as Beam does. Returns the sender thread (None in-process) so tests can wait for it."""
+    from apache_beam.runners.worker import data_plane
+
+    conn = self._worker_handler.data_conn
+    data_out = conn.output_stream(process_bundle_id, read_transform_id)
+    if isinstance(conn, data_plane.InMemoryDataChannel):
+        _write_chunks(data_out, byte_streams)
+        data_out.close()
+        return None
+    sender = threading.Thread(target=_send_in_background, name=f"lazaret-send-{process_bundle_id}",
+                              args=(data_out, byte_streams, f"{process_bundle_id}/{read_transform_id}"),
+                              daemon=True)
+    sender.start()
+    return sender
 
 
 def _beam_version() -> Tuple[int, int]:
@@ -375,6 +405,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None):
              dict(_settings))
     _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold)
     stats.update(files=0, bytes=0)
+    _send_failures.clear()
     execution.ListBuffer = list_cls
     execution.GroupingBuffer = group_cls
     fn_runner.ListBuffer = list_cls
@@ -382,6 +413,9 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None):
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = SEND_QUEUE_BYTES  # read when the runner opens a data channel
     try:
         yield True
+        if _send_failures:
+            raise RuntimeError("the local runner could not send a stage's input to a worker: "
+                               + "; ".join(_send_failures[:3]))
         LOG.info("shuffle spill: %d file(s), %.1f MB written", stats["files"], stats["bytes"] / 2**20)
     finally:
         (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
