@@ -58,12 +58,21 @@ def test_every_buffer_spilled_gives_the_same_results(workers, tmp_path):
 
 
 def test_install_restores_beams_buffers():
-    before = (execution.ListBuffer, execution.GroupingBuffer)
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.worker import data_plane
+
+    def state():
+        return (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
+                fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES)
+
+    before = state()
     with spill.install(threshold=0) as active:
         assert active
         assert execution.ListBuffer is not before[0] and issubclass(execution.ListBuffer, before[0])
         assert issubclass(execution.GroupingBuffer, before[1])
-    assert (execution.ListBuffer, execution.GroupingBuffer) == before
+        assert fn_runner.BundleManager._send_input_to_worker is spill._send_input_streaming
+        assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == spill.SEND_QUEUE_BYTES
+    assert state() == before
 
 
 def test_spill_files_leave_nothing_on_disk(tmp_path):

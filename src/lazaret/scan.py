@@ -63,7 +63,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lines longer than this are rejected without being held in memory (default 8 MiB)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--spill-dir", metavar="DIR", default=None,
-                        help="local runners: directory for the shuffle spill files that keep memory flat "
+                        help="local runners: directory for the shuffle spill files that bound the runner's memory "
                              "(default: the system temp directory; the files are unlinked as they are made)")
     parser.add_argument("--no-spill", action="store_true",
                         help="local runners: keep every shuffle in memory (Beam's own behaviour)")

@@ -391,8 +391,8 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None):
 
     if not _compatible():
         LOG.warning("spilling shuffle buffers not installed: apache_beam %s is outside the range %s they "
-                    "were written for; the local runner keeps shuffles in memory",
-                    ".".join(map(str, _beam_version())), SUPPORTED_BEAM)
+                    "were written for, or its runner internals no longer match them; the local runner "
+                    "keeps shuffles in memory", ".".join(map(str, _beam_version())), SUPPORTED_BEAM)
         yield False
         return
     if spill_dir:
