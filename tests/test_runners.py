@@ -83,13 +83,15 @@ def test_portable_job_api_byte_identical(reference, portable_services, tmp_path)
 
 
 def test_multi_processing_two_workers_byte_identical(reference, tmp_path, monkeypatch):
-    """Every shuffle spilled to disk (lazaret.spill) and split between two worker processes."""
+    """Every shuffle spilled to disk (lazaret.spill), split between two worker processes, and every stage
+    larger than 64 KB cut into rounds of small bundles."""
     from lazaret import spill
 
     monkeypatch.setattr(spill, "THRESHOLD", 0)
+    monkeypatch.setattr(spill, "BUNDLE_BYTES", 64 << 10)
     out = tmp_path / "multi"
     assert scan(SAMPLE, out, *MULTI) == 0
-    assert spill.stats["files"] > 0
+    assert spill.stats["files"] > 0 and spill.stats["rounds"] > 0
     assert tree_digest(out) == tree_digest(reference)
 
 

@@ -12,9 +12,9 @@ from apache_beam.runners.portability.fn_api_runner import execution
 from lazaret import spill
 
 
-def _run(tmp_path, n_workers: int, spilling: bool, threshold: int = 0):
+def _run(tmp_path, n_workers: int, spilling: bool, threshold: int = 0, bundle_bytes=None):
     """A shuffle-heavy pipeline: GroupByKey, CoGroupByKey, a side input and a PCollection read twice."""
-    out_dir = tmp_path / f"w{n_workers}-{'spill' if spilling else 'mem'}"
+    out_dir = tmp_path / f"w{n_workers}-{'spill' if spilling else 'mem'}-{bundle_bytes}"
     out_dir.mkdir()
     opts = PipelineOptions(["--direct_num_workers", str(n_workers), "--direct_running_mode", "multi_threading"])
 
@@ -23,7 +23,7 @@ def _run(tmp_path, n_workers: int, spilling: bool, threshold: int = 0):
             (out_dir / f"{name}.json").write_text(json.dumps(sorted(values)))
         return keep
 
-    with (spill.install(threshold=threshold) if spilling else _Null()) as active:
+    with (spill.install(threshold=threshold, bundle_bytes=bundle_bytes) if spilling else _Null()) as active:
         with beam.Pipeline(runner="FnApiRunner", options=opts) as p:
             nums = p | beam.Create(list(range(20000)), reshuffle=False)
             keyed = nums | "Key" >> beam.Map(lambda i: (i % 997, "x" * (i % 600) + str(i)))  # ~6 MB grouped
@@ -57,13 +57,67 @@ def test_every_buffer_spilled_gives_the_same_results(workers, tmp_path):
     assert len(reference["grouped"]) == 997 and len(reference["scaled"]) == 20000
 
 
+def test_large_stages_run_in_bounded_bundle_rounds(tmp_path):
+    """Stages whose input exceeds workers x bundle_bytes run as rounds of smaller bundles, same results."""
+    reference, _ = _run(tmp_path, 2, spilling=False)
+    rounds, active = _run(tmp_path, 2, spilling=True, threshold=0, bundle_bytes=64 << 10)
+    assert active
+    assert spill.stats["rounds"] > 0  # some stage really was cut into rounds
+    assert rounds == reference
+    _, _ = _run(tmp_path, 2, spilling=True, threshold=0)
+    assert spill.stats["rounds"] == 0  # at the default size this small pipeline runs as Beam runs it
+
+
+def test_grouped_chunks_are_spread_over_workers():
+    """A spilled grouping with few keys (a writer's shards) must not hand every group to worker 0."""
+    from apache_beam.coders import coders
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.transforms.core import Windowing
+    from apache_beam.transforms.window import GlobalWindows
+
+    kv = coders.TupleCoder([coders.VarIntCoder(), coders.BytesCoder()])
+    pre = coders.WindowedValueCoder(kv, coders.GlobalWindowCoder())
+    post = coders.WindowedValueCoder(coders.TupleCoder([coders.VarIntCoder(), coders.IterableCoder(
+        coders.BytesCoder())]), coders.GlobalWindowCoder())
+    with spill.install(threshold=0):
+        buf = execution.GroupingBuffer(pre, post, Windowing(GlobalWindows()))
+        for key in range(8):
+            out = create_OutputStream()
+            for _ in range(10):
+                pre.get_impl().encode_to_stream(GlobalWindows.windowed_value((key, b"v" * 1000)), out, True)
+            buf.append(out.get())
+        parts = buf.partition(2)
+        sizes = [sum(len(c) for c in part) for part in parts]
+    assert min(sizes) > 0.3 * sum(sizes)
+
+
+def test_local_workers_start_through_the_bounded_entry_point():
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    seen = []
+    original = worker_handlers.SubprocessSdkWorkerHandler.__init__
+    try:
+        worker_handlers.SubprocessSdkWorkerHandler.__init__ = lambda self, cmd, *a: seen.append(cmd)
+        with spill.install():
+            h = worker_handlers.SubprocessSdkWorkerHandler.__new__(worker_handlers.SubprocessSdkWorkerHandler)
+            h.__init__(b"/usr/bin/python3 -m apache_beam.runners.worker.sdk_worker_main", None, None, None)
+            h.__init__(b"my-own-worker --flag", None, None, None)
+    finally:
+        worker_handlers.SubprocessSdkWorkerHandler.__init__ = original
+    assert seen == [b"/usr/bin/python3 -m lazaret.beam_worker", b"my-own-worker --flag"]
+
+
 def test_install_restores_beams_buffers():
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.worker import data_plane
 
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
     def state():
         return (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
-                fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES)
+                fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
+                fn_runner.ParallelBundleManager.process_bundle,
+                worker_handlers.SubprocessSdkWorkerHandler.__init__)
 
     before = state()
     with spill.install(threshold=0) as active:
@@ -72,6 +126,8 @@ def test_install_restores_beams_buffers():
         assert issubclass(execution.GroupingBuffer, before[1])
         assert fn_runner.BundleManager._send_input_to_worker is spill._send_input_streaming
         assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == spill.SEND_QUEUE_BYTES
+        assert fn_runner.ParallelBundleManager.process_bundle is spill._process_in_rounds
+        assert worker_handlers.SubprocessSdkWorkerHandler.__init__ is not before[6]
     assert state() == before
 
 

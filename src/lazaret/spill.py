@@ -24,12 +24,16 @@ disk on their own; this module gives the local runner the same property and chan
   mode hands its worker every message of a stage at once whatever the runner does, so
   ``multi_processing`` is the bounded local mode.)
 
+- Stages whose input is larger than ``num_workers`` x ``BUNDLE_BYTES`` run as rounds of smaller bundles
+  (:func:`_process_in_rounds`): a worker's memory during a bundle grows with the bundle's length.
+- Local SDK workers start through :mod:`lazaret.beam_worker` (Beam's harness with 16 MB data queues).
+
 A key's values stay in arrival order, and a given input groups to the same keys and values either way; the
 order in which keys reach the next stage differs, which Lazaret's output never depends on (its writers sort;
 the end-to-end and runner tests check that a scan with every buffer spilled writes byte-identical outputs).
 
 Installed by :func:`install` for the duration of a local run (``lazaret scan``; ``--no-spill`` turns it
-off). It replaces two classes and one method inside ``apache_beam.runners.portability.fn_api_runner``,
+off). It replaces two classes and three methods inside ``apache_beam.runners.portability.fn_api_runner``,
 which is internal API: :func:`install` checks the Beam version range it was written against and their
 shape, and leaves Beam untouched (with a warning) when they differ. Spill files are unlinked at creation,
 so nothing is left on disk even if the process is killed.
@@ -48,12 +52,13 @@ from typing import Any, Iterator, List, Optional, Tuple
 LOG = logging.getLogger(__name__)
 
 THRESHOLD = 8 << 20  # bytes a buffer keeps in memory before it spills
+BUNDLE_BYTES = 8 << 20  # input bytes per bundle above which a stage runs in rounds (_process_in_rounds)
 SEND_QUEUE_BYTES = 16 << 20  # the runner's gRPC data queues (Beam's default: 100 MB each, three of them)
 PARTITIONS = 64  # spill partitions of a grouping buffer
 _PENDING = 256 << 10  # per-partition write buffer before a flush to the spill file
 SUPPORTED_BEAM = ((2, 60), (3, 0))  # [low, high) of apache_beam versions whose buffer classes this matches
 
-_settings = {"dir": None, "threshold": THRESHOLD}
+_settings = {"dir": None, "threshold": THRESHOLD, "bundle_bytes": BUNDLE_BYTES}
 stats = {"files": 0, "bytes": 0}  # spill files made and bytes written since the last install()
 
 
@@ -131,9 +136,15 @@ def _classes():
             super().__init__(coder_impl)
             self._spill: Optional[_SpillFile] = None
             self._bytes = 0
+            self._total = 0
             self._lock = threading.Lock()  # parallel bundles append their outputs to one buffer
 
+        def nbytes(self) -> int:
+            """Encoded bytes held (in memory or spilled); sizes the bundles that read this buffer."""
+            return self._total
+
         def _add(self, element: bytes) -> None:
+            self._total += len(element)
             if self._spill is None:
                 self._inputs.append(element)
                 self._bytes += len(element)
@@ -148,6 +159,7 @@ def _classes():
             new._inputs = list(self._inputs)
             new._spill = self._spill
             new._bytes = self._bytes
+            new._total = self._total
             return new
 
         def append(self, element: bytes) -> None:
@@ -185,6 +197,7 @@ def _classes():
             super().clear()
             self._spill = None
             self._bytes = 0
+            self._total = 0
 
     class SpillingGroupingBuffer(group_base):
         """``GroupingBuffer`` that keeps encoded elements and spills them by key hash past ``threshold``."""
@@ -193,6 +206,7 @@ def _classes():
             super().__init__(pre_grouped_coder, post_grouped_coder, windowing)
             self._raw: List[bytes] = []
             self._bytes = 0
+            self._total = 0
             self._spill: Optional[_SpillFile] = None
             self._parts: List[List[Tuple[int, int]]] = []
             self._pending: List[bytearray] = []
@@ -202,7 +216,12 @@ def _classes():
             if self._grouped_output:
                 raise RuntimeError("Grouping table append after read.")
             with self._lock:
+                self._total += len(elements_data)
                 self._append(elements_data)
+
+        def nbytes(self) -> int:
+            """Encoded bytes received; sizes the bundles that read the grouped output."""
+            return self._total
 
         def _append(self, elements_data: bytes) -> None:
             if self._spill is None:
@@ -278,8 +297,11 @@ def _classes():
                 return self._grouped_output
             # one output file per worker; each chunk is one partition's encoded output, whole elements only:
             # a worker decodes every data message on its own, so a chunk must never cut an element
+            # each chunk goes to the worker with the fewest bytes so far: a partition's grouped table often
+            # holds one key (a writer's shard), and Beam's split of a one-key table always names worker 0
             outputs = [_SpillFile() for _ in range(n)]
             refs: List[List[Tuple[int, int]]] = [[] for _ in range(n)]
+            load = [0] * n
             for part in range(PARTITIONS):
                 self._flush(part)
                 if not self._parts[part]:
@@ -287,9 +309,11 @@ def _classes():
                 table = self._fresh()
                 for ref in self._parts[part]:
                     table.append(self._spill.read(ref))
-                for ix, chunks in enumerate(table.partition(n)):
+                for chunks in table.partition(n):
                     for chunk in chunks:
                         if chunk:
+                            ix = load.index(min(load))
+                            load[ix] += len(chunk)
                             refs[ix].append(outputs[ix].append(chunk))
                 del table
             self._spill, self._parts, self._pending = None, [], []
@@ -350,6 +374,96 @@ def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, 
     return sender
 
 
+class _Concat:
+    """Several partitions read as one (a buffer partitioned earlier into more parts than a bundle round)."""
+
+    def __init__(self, parts: List[Any]) -> None:
+        self._parts = parts
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._parts:
+            yield from part
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def __bool__(self) -> bool:
+        return any(bool(p) for p in self._parts)
+
+
+def _split(buffer: Any, k: int) -> List[Any]:
+    """``buffer.partition(k)``, always k parts (a grouped buffer keeps the split of its first read)."""
+    parts = list(buffer.partition(k))
+    if len(parts) == k:
+        return parts
+    if len(parts) < k:
+        return parts + [[] for _ in range(k - len(parts))]
+    return [_Concat(parts[i::k]) for i in range(k)]
+
+
+def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run=False):
+    """``ParallelBundleManager.process_bundle`` with bundles of at most ~``bundle_bytes`` of input each.
+
+    Why: Beam's local runner gives each worker one bundle holding 1/``num_workers`` of a stage's input,
+    however large. A worker's memory during a bundle (gRPC buffers, decoded elements, allocator growth)
+    rises with the bundle's length and falls when it ends, so on a 4x corpus every stage's peak was higher
+    than on 1x. Here a stage whose input is larger than ``num_workers * bundle_bytes`` is cut into rounds of
+    ``num_workers`` bundles, one per worker, run one round after another; smaller stages (and any stage
+    with timers) run exactly as Beam runs them. Lazaret's results do not depend on bundle boundaries (on
+    Dataflow they are arbitrary); the end-to-end tests run with tiny bundles and compare byte for byte."""
+    import itertools
+
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.utils import thread_pool_executor
+
+    w = self._num_workers
+    cap = _settings.get("bundle_bytes") or 0
+    sizes = [getattr(b, "nbytes", None) for b in inputs.values()]
+    if fired_timers or cap <= 0 or not sizes or any(f is None for f in sizes):
+        return _original_parallel[0](self, inputs, expected_outputs, fired_timers, expected_output_timers,
+                                     dry_run)
+    total = sum(f() for f in sizes)
+    rounds = -(-total // (w * cap))
+    if rounds <= 1:
+        return _original_parallel[0](self, inputs, expected_outputs, fired_timers, expected_output_timers,
+                                     dry_run)
+    k = w * rounds
+    parts: List[dict] = [{} for _ in range(k)]
+    for name, buffer in inputs.items():
+        for ix, part in enumerate(_split(buffer, k)):
+            parts[ix][name] = part
+    stats["rounds"] = stats.get("rounds", 0) + 1
+
+    def execute(part_map):
+        bundle_manager = fn_runner.BundleManager(self.bundle_context_manager, self._progress_frequency,
+                                                 cache_token_generator=self._cache_token_generator)
+        return bundle_manager.process_bundle(part_map, expected_outputs, {}, expected_output_timers, dry_run)
+
+    merged = None
+    split_results: List[Any] = []
+    with thread_pool_executor.shared_unbounded_instance() as executor:
+        for r in range(rounds):
+            for result, split in executor.map(execute, parts[r * w:(r + 1) * w]):
+                split_results += split
+                if merged is None:
+                    merged = result
+                else:
+                    merged = beam_fn_api_pb2.InstructionResponse(
+                        process_bundle=beam_fn_api_pb2.ProcessBundleResponse(
+                            monitoring_infos=monitoring_infos.consolidate(itertools.chain(
+                                result.process_bundle.monitoring_infos,
+                                merged.process_bundle.monitoring_infos))),
+                        error=result.error or merged.error)
+            for ix in range(r * w, (r + 1) * w):
+                parts[ix] = None  # a finished round's inputs can go
+    return merged, split_results
+
+
+_original_parallel: List[Any] = []
+
+
 def _beam_version() -> Tuple[int, int]:
     import apache_beam
 
@@ -376,14 +490,40 @@ def _compatible() -> bool:
         send = inspect.signature(fn_runner.BundleManager._send_input_to_worker)
         if list(send.parameters) != ["self", "process_bundle_id", "read_transform_id", "byte_streams"]:
             return False
+        par = fn_runner.ParallelBundleManager.process_bundle
+        if list(inspect.signature(par).parameters) != ["self", "inputs", "expected_outputs", "fired_timers",
+                                                       "expected_output_timers", "dry_run"]:
+            return False
+        if not all(a in inspect.getsource(par) for a in ("_num_workers", "_cache_token_generator",
+                                                          "_progress_frequency", "bundle_context_manager")):
+            return False
         src = inspect.getsource(group_base.__init__)
         return all(a in src for a in needed["GroupingBuffer"])
     except Exception:  # noqa: BLE001 - any surprise in Beam's internals means: do not patch
         return False
 
 
+_BEAM_WORKER = b"-m apache_beam.runners.worker.sdk_worker_main"
+_OUR_WORKER = b"-m lazaret.beam_worker"
+
+
+def _bounded_worker_init(original):
+    """``SubprocessSdkWorkerHandler.__init__`` that starts Beam's default local worker command through
+    ``lazaret.beam_worker`` (the same harness, with bounded data queues); any other command is left alone."""
+
+    def init(self, worker_command_line, *args, **kwargs):
+        raw = worker_command_line.encode("utf-8") if isinstance(worker_command_line, str) else worker_command_line
+        if raw.endswith(_BEAM_WORKER):
+            raw = raw[: -len(_BEAM_WORKER)] + _OUR_WORKER
+            worker_command_line = raw if isinstance(worker_command_line, bytes) else raw.decode("utf-8")
+        original(self, worker_command_line, *args, **kwargs)
+
+    return init
+
+
 @contextlib.contextmanager
-def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None):
+def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
+            bundle_bytes: Optional[int] = None):
     """Use the spilling buffers in this process's FnApiRunner for the ``with`` block; restore Beam after.
 
     Yields True when they are in use, False when this Beam version is not one they were written for."""
@@ -400,25 +540,35 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None):
     list_cls, group_cls = _classes()
     from apache_beam.runners.worker import data_plane
 
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
     saved = (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
              fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
+             worker_handlers.SubprocessSdkWorkerHandler.__init__, fn_runner.ParallelBundleManager.process_bundle,
              dict(_settings))
-    _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold)
-    stats.update(files=0, bytes=0)
+    _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold,
+                     bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
+    _original_parallel[:] = [saved[6]]
+    stats.update(files=0, bytes=0, rounds=0)
     _send_failures.clear()
     execution.ListBuffer = list_cls
     execution.GroupingBuffer = group_cls
     fn_runner.ListBuffer = list_cls
     fn_runner.BundleManager._send_input_to_worker = _send_input_streaming
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = SEND_QUEUE_BYTES  # read when the runner opens a data channel
+    worker_handlers.SubprocessSdkWorkerHandler.__init__ = _bounded_worker_init(saved[5])
+    fn_runner.ParallelBundleManager.process_bundle = _process_in_rounds
     try:
         yield True
         if _send_failures:
             raise RuntimeError("the local runner could not send a stage's input to a worker: "
                                + "; ".join(_send_failures[:3]))
-        LOG.info("shuffle spill: %d file(s), %.1f MB written", stats["files"], stats["bytes"] / 2**20)
+        LOG.info("shuffle spill: %d file(s), %.1f MB written; %d stage(s) run in bundle rounds", stats["files"],
+                 stats["bytes"] / 2**20, stats["rounds"])
     finally:
         (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
-         fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES) = saved[:5]
+         fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
+         worker_handlers.SubprocessSdkWorkerHandler.__init__,
+         fn_runner.ParallelBundleManager.process_bundle) = saved[:7]
         _settings.clear()
-        _settings.update(saved[5])
+        _settings.update(saved[7])
