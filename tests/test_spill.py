@@ -57,14 +57,15 @@ def test_every_buffer_spilled_gives_the_same_results(workers, tmp_path):
     assert len(reference["grouped"]) == 997 and len(reference["scaled"]) == 20000
 
 
-def test_large_stages_run_in_bounded_bundle_rounds(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_large_stages_run_in_bounded_bundle_rounds(workers, tmp_path):
     """Stages whose input exceeds workers x bundle_bytes run as rounds of smaller bundles, same results."""
-    reference, _ = _run(tmp_path, 2, spilling=False)
-    rounds, active = _run(tmp_path, 2, spilling=True, threshold=0, bundle_bytes=64 << 10)
+    reference, _ = _run(tmp_path, workers, spilling=False)
+    rounds, active = _run(tmp_path, workers, spilling=True, threshold=0, bundle_bytes=64 << 10)
     assert active
     assert spill.stats["rounds"] > 0  # some stage really was cut into rounds
     assert rounds == reference
-    _, _ = _run(tmp_path, 2, spilling=True, threshold=0)
+    _, _ = _run(tmp_path, workers, spilling=True, threshold=0)
     assert spill.stats["rounds"] == 0  # at the default size this small pipeline runs as Beam runs it
 
 
@@ -117,7 +118,7 @@ def test_install_restores_beams_buffers():
         return (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
                 fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
                 fn_runner.ParallelBundleManager.process_bundle,
-                worker_handlers.SubprocessSdkWorkerHandler.__init__)
+                worker_handlers.SubprocessSdkWorkerHandler.__init__, fn_runner.FnApiRunner._get_bundle_manager)
 
     before = state()
     with spill.install(threshold=0) as active:

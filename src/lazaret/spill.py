@@ -415,20 +415,21 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
 
     from apache_beam.metrics import monitoring_infos
     from apache_beam.portability.api import beam_fn_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.utils import thread_pool_executor
 
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
     w = self._num_workers
+    # one worker: Beam would have used a plain BundleManager (see _bundle_manager_with_rounds)
+    whole = _original_parallel[0] if w > 1 else fn_runner.BundleManager.process_bundle
     cap = _settings.get("bundle_bytes") or 0
     sizes = [getattr(b, "nbytes", None) for b in inputs.values()]
     if fired_timers or cap <= 0 or not sizes or any(f is None for f in sizes):
-        return _original_parallel[0](self, inputs, expected_outputs, fired_timers, expected_output_timers,
-                                     dry_run)
+        return whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run)
     total = sum(f() for f in sizes)
     rounds = -(-total // (w * cap))
     if rounds <= 1:
-        return _original_parallel[0](self, inputs, expected_outputs, fired_timers, expected_output_timers,
-                                     dry_run)
+        return whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run)
     k = w * rounds
     parts: List[dict] = [{} for _ in range(k)]
     for name, buffer in inputs.items():
@@ -462,6 +463,25 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
 
 
 _original_parallel: List[Any] = []
+
+
+def _bundle_manager_with_rounds(original):
+    """``FnApiRunner._get_bundle_manager`` that also gives single-worker (in-process) stages the rounds:
+    where Beam picks a plain ``BundleManager`` for a stateless stage on one worker, a
+    ``ParallelBundleManager`` is used, whose ``process_bundle`` (:func:`_process_in_rounds`) runs small
+    stages through ``BundleManager.process_bundle`` exactly as before."""
+
+    def get(self, bundle_context_manager):
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+        manager = original(self, bundle_context_manager)
+        if (type(manager) is fn_runner.BundleManager and bundle_context_manager.num_workers == 1
+                and not bundle_context_manager.stage.is_stateful()):
+            return fn_runner.ParallelBundleManager(bundle_context_manager, manager._progress_frequency,
+                                                   cache_token_generator=manager._cache_token_generator)
+        return manager
+
+    return get
 
 
 def _beam_version() -> Tuple[int, int]:
@@ -545,7 +565,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     saved = (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
              fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
              worker_handlers.SubprocessSdkWorkerHandler.__init__, fn_runner.ParallelBundleManager.process_bundle,
-             dict(_settings))
+             fn_runner.FnApiRunner._get_bundle_manager, dict(_settings))
     _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold,
                      bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
     _original_parallel[:] = [saved[6]]
@@ -558,6 +578,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = SEND_QUEUE_BYTES  # read when the runner opens a data channel
     worker_handlers.SubprocessSdkWorkerHandler.__init__ = _bounded_worker_init(saved[5])
     fn_runner.ParallelBundleManager.process_bundle = _process_in_rounds
+    fn_runner.FnApiRunner._get_bundle_manager = _bundle_manager_with_rounds(saved[7])
     try:
         yield True
         if _send_failures:
@@ -569,6 +590,6 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
         (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
          fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
          worker_handlers.SubprocessSdkWorkerHandler.__init__,
-         fn_runner.ParallelBundleManager.process_bundle) = saved[:7]
+         fn_runner.ParallelBundleManager.process_bundle, fn_runner.FnApiRunner._get_bundle_manager) = saved[:8]
         _settings.clear()
-        _settings.update(saved[7])
+        _settings.update(saved[8])
