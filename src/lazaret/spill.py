@@ -21,9 +21,8 @@ disk on their own; this module gives the local runner the same property and chan
 - The runner's send loop lets the data stream flush between chunks, so over gRPC (``multi_processing``,
   the portable job service) a stage's input reaches a worker in ~10 MB messages through the channel's
   byte-limited queue, not as one message as large as the stage's input. (The in-process ``in_memory``
-  mode hands its worker every message of a stage at once whatever the runner does, so
-  ``multi_processing`` is the bounded local mode.)
-
+  mode hands its worker every message of a bundle at once whatever the runner does; with the rounds
+  below, that is ~``BUNDLE_BYTES`` for stateless stages.)
 - Stages whose input is larger than ``num_workers`` x ``BUNDLE_BYTES`` run as rounds of smaller bundles
   (:func:`_process_in_rounds`): a worker's memory during a bundle grows with the bundle's length.
 - Local SDK workers start through :mod:`lazaret.beam_worker` (Beam's harness with 16 MB data queues).
@@ -33,7 +32,7 @@ order in which keys reach the next stage differs, which Lazaret's output never d
 the end-to-end and runner tests check that a scan with every buffer spilled writes byte-identical outputs).
 
 Installed by :func:`install` for the duration of a local run (``lazaret scan``; ``--no-spill`` turns it
-off). It replaces two classes and three methods inside ``apache_beam.runners.portability.fn_api_runner``,
+off). It replaces two classes and four methods inside ``apache_beam.runners.portability.fn_api_runner``,
 which is internal API: :func:`install` checks the Beam version range it was written against and their
 shape, and leaves Beam untouched (with a warning) when they differ. Spill files are unlinked at creation,
 so nothing is left on disk even if the process is killed.
@@ -59,7 +58,8 @@ _PENDING = 256 << 10  # per-partition write buffer before a flush to the spill f
 SUPPORTED_BEAM = ((2, 60), (3, 0))  # [low, high) of apache_beam versions whose buffer classes this matches
 
 _settings = {"dir": None, "threshold": THRESHOLD, "bundle_bytes": BUNDLE_BYTES}
-stats = {"files": 0, "bytes": 0}  # spill files made and bytes written since the last install()
+stats = {"files": 0, "bytes": 0, "rounds": 0}  # since the last install(): spill files made, bytes written,
+# stages run in bundle rounds
 
 
 class _SpillFile:
@@ -409,15 +409,15 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
     rises with the bundle's length and falls when it ends, so on a 4x corpus every stage's peak was higher
     than on 1x. Here a stage whose input is larger than ``num_workers * bundle_bytes`` is cut into rounds of
     ``num_workers`` bundles, one per worker, run one round after another; smaller stages (and any stage
-    with timers) run exactly as Beam runs them. Lazaret's results do not depend on bundle boundaries (on
+    with timers) run exactly as Beam runs them. On one worker the same applies, as a sequence of bundles
+    (:func:`_bundle_manager_with_rounds`). Lazaret's results do not depend on bundle boundaries (on
     Dataflow they are arbitrary); the end-to-end tests run with tiny bundles and compare byte for byte."""
     import itertools
 
     from apache_beam.metrics import monitoring_infos
     from apache_beam.portability.api import beam_fn_api_pb2
-    from apache_beam.utils import thread_pool_executor
-
     from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.utils import thread_pool_executor
 
     w = self._num_workers
     # one worker: Beam would have used a plain BundleManager (see _bundle_manager_with_rounds)
@@ -509,6 +509,9 @@ def _compatible() -> bool:
 
         send = inspect.signature(fn_runner.BundleManager._send_input_to_worker)
         if list(send.parameters) != ["self", "process_bundle_id", "read_transform_id", "byte_streams"]:
+            return False
+        get = inspect.signature(fn_runner.FnApiRunner._get_bundle_manager)
+        if list(get.parameters) != ["self", "bundle_context_manager"]:
             return False
         par = fn_runner.ParallelBundleManager.process_bundle
         if list(inspect.signature(par).parameters) != ["self", "inputs", "expected_outputs", "fired_timers",
