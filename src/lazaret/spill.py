@@ -135,19 +135,17 @@ def _classes():
         def __init__(self, coder_impl) -> None:
             super().__init__(coder_impl)
             self._spill: Optional[_SpillFile] = None
-            self._bytes = 0
-            self._total = 0
+            self._bytes = 0  # every chunk's bytes, in memory or spilled
             self._lock = threading.Lock()  # parallel bundles append their outputs to one buffer
 
         def nbytes(self) -> int:
             """Encoded bytes held (in memory or spilled); sizes the bundles that read this buffer."""
-            return self._total
+            return self._bytes
 
         def _add(self, element: bytes) -> None:
-            self._total += len(element)
+            self._bytes += len(element)
             if self._spill is None:
                 self._inputs.append(element)
-                self._bytes += len(element)
                 if self._bytes > _settings["threshold"]:
                     self._spill = _SpillFile()
                     self._inputs = [self._spill.append(chunk) for chunk in self._inputs]
@@ -159,7 +157,6 @@ def _classes():
             new._inputs = list(self._inputs)
             new._spill = self._spill
             new._bytes = self._bytes
-            new._total = self._total
             return new
 
         def append(self, element: bytes) -> None:
@@ -197,7 +194,6 @@ def _classes():
             super().clear()
             self._spill = None
             self._bytes = 0
-            self._total = 0
 
     class SpillingGroupingBuffer(group_base):
         """``GroupingBuffer`` that keeps encoded elements and spills them by key hash past ``threshold``."""
@@ -206,7 +202,6 @@ def _classes():
             super().__init__(pre_grouped_coder, post_grouped_coder, windowing)
             self._raw: List[bytes] = []
             self._bytes = 0
-            self._total = 0
             self._spill: Optional[_SpillFile] = None
             self._parts: List[List[Tuple[int, int]]] = []
             self._pending: List[bytearray] = []
@@ -216,17 +211,16 @@ def _classes():
             if self._grouped_output:
                 raise RuntimeError("Grouping table append after read.")
             with self._lock:
-                self._total += len(elements_data)
+                self._bytes += len(elements_data)
                 self._append(elements_data)
 
         def nbytes(self) -> int:
             """Encoded bytes received; sizes the bundles that read the grouped output."""
-            return self._total
+            return self._bytes
 
         def _append(self, elements_data: bytes) -> None:
             if self._spill is None:
                 self._raw.append(elements_data)
-                self._bytes += len(elements_data)
                 if self._bytes > _settings["threshold"]:
                     self._start_spilling()
             else:
