@@ -109,10 +109,8 @@ def test_local_workers_start_through_the_bounded_entry_point():
 
 
 def test_install_restores_beams_buffers():
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
     from apache_beam.runners.worker import data_plane
-
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
     def state():
         return (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,

@@ -52,7 +52,7 @@ LOG = logging.getLogger(__name__)
 
 THRESHOLD = 8 << 20  # bytes a buffer keeps in memory before it spills
 BUNDLE_BYTES = 8 << 20  # input bytes per bundle above which a stage runs in rounds (_process_in_rounds)
-SEND_QUEUE_BYTES = 16 << 20  # the runner's gRPC data queues (Beam's default: 100 MB each, three of them)
+SEND_QUEUE_BYTES = 16 << 20  # gRPC data queues, runner and local workers (Beam's default: 100 MB each)
 PARTITIONS = 64  # spill partitions of a grouping buffer
 _PENDING = 256 << 10  # per-partition write buffer before a flush to the spill file
 SUPPORTED_BEAM = ((2, 60), (3, 0))  # [low, high) of apache_beam versions whose buffer classes this matches
@@ -555,9 +555,8 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     if spill_dir:
         os.makedirs(spill_dir, exist_ok=True)
     list_cls, group_cls = _classes()
-    from apache_beam.runners.worker import data_plane
-
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.runners.worker import data_plane
 
     saved = (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
              fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
