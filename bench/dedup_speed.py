@@ -52,15 +52,14 @@ def _read(path):
 def run_sigs(path: str) -> dict:
     from lazaret.dedup import DedupParams
     from lazaret.dedup.normalise import normalise
-    from lazaret.dedup.signatures import WordHashes, band_keys, signatures
+    from lazaret.dedup.signatures import band_keys, signatures
 
     recs = _read(path)
     p = DedupParams()
-    words = WordHashes()
     t0, c0 = time.time(), time.process_time()
     for lo in range(0, len(recs), p.batch_size):
         norms = [normalise(r["text"]) for r in recs[lo:lo + p.batch_size]]
-        band_keys(signatures(norms, p, words), p)
+        band_keys(signatures(norms, p), p)
     return {"docs": len(recs), "wall": time.time() - t0, "cpu": time.process_time() - c0}
 
 

@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--checks", default="pii,toxicity,dedup,poisoning")
     ap.add_argument("--pii-nlp", default="spacy")
     ap.add_argument("--csv", default=None)
+    ap.add_argument("--policy", default=None, help="policy file passed to the scan (default: the packaged one)")
     args = ap.parse_args()
     shared = need_shared()
     rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.limit)
@@ -73,6 +74,8 @@ def main() -> None:
                   f"--direct_num_workers={args.workers}"])
         cmd = [str(ROOT / ".venv" / "bin" / "lazaret"), "scan", path, "--out", os.path.join(tmp, "out"),
                "--checks", args.checks, "--pii-nlp", args.pii_nlp, "--quiet", "--no-report", *extra]
+        if args.policy:
+            cmd += ["--policy", args.policy]
         t0 = time.time()
         proc = subprocess.Popen(cmd)
         ps = psutil.Process(proc.pid)

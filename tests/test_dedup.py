@@ -25,7 +25,7 @@ from lazaret.dedup.banding import bucket_pairs, pack_shards, shard_buckets
 from lazaret.dedup.components import assign_label, large_star, small_star
 from lazaret.dedup.normalise import exact_key, normalise
 from lazaret.dedup.signatures import (estimate_jaccard, minhash_from_hashes, shingle_hashes,
-                                      sig_to_bytes, signatures)
+                                      sig_to_bytes, signatures, word_hashes)
 
 P = DedupParams()
 N = P.ngram
@@ -189,6 +189,22 @@ def test_signatures_equal_datasketch_bulk():
         assert np.array_equal(m.hashvalues, sigs[i])
     assert np.array_equal(signatures(norms[:5], P), sigs[:5])  # batch composition does not matter
     assert np.array_equal(signatures(norms[5:9], P), sigs[5:9])
+
+
+def test_word_hashes_depend_on_the_word_only():
+    rnd = random.Random(11)
+    vocab = sorted({"".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(rnd.randrange(1, 12)))
+                    for _ in range(200_000)})
+    vocab += ["é", "日本語", "x" * 64, "x" * 65, "x" * 300, "a" + "b" * 63 + "c" + "d" * 63,
+              "c" + "b" * 63 + "a" + "d" * 63]  # bytes 64 apart swapped
+    h = word_hashes(vocab)
+    assert len(h) == len(vocab)
+    assert len(set(h.tolist())) == len(vocab)  # no collision on 200k distinct words
+    # a word hashes the same alone, inside any text, at any position
+    texts = [" ".join(rnd.sample(vocab, rnd.randrange(1, 30))) for _ in range(50)] + ["", "solo"]
+    joined = word_hashes(texts).tolist()
+    alone = [int(word_hashes([w])[0]) for t in texts if t for w in t.split(" ")]
+    assert joined == alone
 
 
 def test_estimated_jaccard_tracks_exact():

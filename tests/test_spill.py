@@ -15,7 +15,7 @@ from lazaret import spill
 def _run(tmp_path, n_workers: int, spilling: bool, threshold: int = 0, bundle_bytes=None):
     """A shuffle-heavy pipeline: GroupByKey, CoGroupByKey, a side input and a PCollection read twice."""
     out_dir = tmp_path / f"w{n_workers}-{'spill' if spilling else 'mem'}-{bundle_bytes}"
-    out_dir.mkdir()
+    out_dir.mkdir(parents=True)
     opts = PipelineOptions(["--direct_num_workers", str(n_workers), "--direct_running_mode", "multi_threading"])
 
     def collect(name):
@@ -214,3 +214,54 @@ def test_streaming_send_loses_nothing_to_the_timer_flush():
     sender.join(timeout=60)  # over gRPC the input is written from its own thread
     # Beam's own send loop kept ~0.5% of these bytes in this setting (apache_beam 2.77)
     assert b"".join(received) == b"".join(chunks)
+
+
+def test_workers_collect_and_trim_after_bundles(monkeypatch):
+    """lazaret.beam_worker wraps every bundle: the bundle runs unchanged, then (rate-limited) a full
+    collection and malloc_trim."""
+    import gc
+
+    from apache_beam.runners.worker import bundle_processor
+
+    from lazaret import beam_worker, memory
+
+    calls = []
+    monkeypatch.setattr(bundle_processor.BundleProcessor, "process_bundle",
+                        lambda self, instruction_id: calls.append(("bundle", instruction_id)) or "result")
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(("gc",)) or 0)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: (lambda pad: calls.append(("trim", pad)) or 1))
+    monkeypatch.setattr(memory, "TIDY_EVERY_S", 0.0)
+    monkeypatch.delenv("LAZARET_NO_TIDY", raising=False)
+    beam_worker.tidy_after_bundles()
+    assert bundle_processor.BundleProcessor.process_bundle(object(), "b1") == "result"
+    assert calls == [("bundle", "b1"), ("gc",), ("trim", 0)]
+    monkeypatch.setattr(memory, "TIDY_EVERY_S", 3600.0)
+    calls.clear()
+    bundle_processor.BundleProcessor.process_bundle(object(), "b2")
+    assert calls == [("bundle", "b2")]  # no second tidy within TIDY_EVERY_S
+
+
+def test_runner_tidies_after_stages(monkeypatch, tmp_path):
+    """In-process, the runner (which also runs the worker's bundles) tidies after every stage or round."""
+    from lazaret import memory
+
+    trims = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: (lambda pad: trims.append(pad) or 1))
+    monkeypatch.setattr(memory, "TIDY_EVERY_S", 0.0)
+    monkeypatch.delenv("LAZARET_NO_TIDY", raising=False)
+    _run(tmp_path / "on", 1, spilling=True, threshold=0, bundle_bytes=64 << 10)
+    assert len(trims) > 5 and set(trims) == {0}
+    monkeypatch.setenv("LAZARET_NO_TIDY", "1")
+    trims.clear()
+    _run(tmp_path / "off", 1, spilling=True, threshold=0, bundle_bytes=64 << 10)
+    assert trims == []
+
+
+def test_workers_release_idle_stages_early(monkeypatch):
+    from apache_beam.runners.worker import sdk_worker
+
+    from lazaret import beam_worker
+
+    monkeypatch.setattr(sdk_worker, "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", 60)
+    beam_worker.release_idle_stages()
+    assert sdk_worker.DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S == beam_worker.IDLE_STAGE_S < 60

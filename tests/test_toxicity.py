@@ -274,3 +274,19 @@ def test_worker_only_model_path(tmp_path):
     assert entry["path"] == missing and "not readable" in entry["origin"]
     with pytest.raises(ModelError, match="only_on_workers.ftz"):
         ToxicityDoFn(section).setup()
+
+
+def test_concat_augmentation_labels_and_determinism():
+    from lazaret.toxicity.train import concat_augment
+
+    rows = [(f"clean{i}", 0) for i in range(20)] + [(f"toxic{i}", 1) for i in range(5)]
+    docs = concat_augment(rows, 200, (2, 6), seed=3, mode="balanced")
+    assert docs == concat_augment(rows, 200, (2, 6), seed=3, mode="balanced")
+    assert docs != concat_augment(rows, 200, (2, 6), seed=4, mode="balanced")
+    for i, (text, label) in enumerate(docs):
+        parts = text.split(" ")
+        assert 2 <= len(parts) <= 6
+        assert sum(p.startswith("toxic") for p in parts) == i % 2 == label  # half clean, half one toxic part
+    for text, label in concat_augment(rows, 200, (2, 3), seed=0, mode="any"):
+        assert label == int(any(p.startswith("toxic") for p in text.split(" ")))
+    assert concat_augment(rows, 0) == []

@@ -419,11 +419,11 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
     cap = _settings.get("bundle_bytes") or 0
     sizes = [getattr(b, "nbytes", None) for b in inputs.values()]
     if fired_timers or cap <= 0 or not sizes or any(f is None for f in sizes):
-        return whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run)
+        return _tidied(whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run))
     total = sum(f() for f in sizes)
     rounds = -(-total // (w * cap))
     if rounds <= 1:
-        return whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run)
+        return _tidied(whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run))
     k = w * rounds
     parts: List[dict] = [{} for _ in range(k)]
     for name, buffer in inputs.items():
@@ -453,10 +453,20 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
                         error=result.error or merged.error)
             for ix in range(r * w, (r + 1) * w):
                 parts[ix] = None  # a finished round's inputs can go
+            _tidied(None)
     return merged, split_results
 
 
 _original_parallel: List[Any] = []
+_tidy: List[Any] = []  # lazaret.memory.Tidy while installed (and not switched off)
+
+
+def _tidied(result: Any) -> Any:
+    """Run the runner's after-work tidy (see ``lazaret.memory.Tidy``), then hand ``result`` back. In-process
+    the worker shares this process, so this also tidies after its bundles."""
+    if _tidy:
+        _tidy[0]()
+    return result
 
 
 def _bundle_manager_with_rounds(original):
@@ -565,6 +575,9 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold,
                      bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
     _original_parallel[:] = [saved[6]]
+    from lazaret.memory import Tidy, tidy_enabled
+
+    _tidy[:] = [Tidy()] if tidy_enabled() else []
     stats.update(files=0, bytes=0, rounds=0)
     _send_failures.clear()
     execution.ListBuffer = list_cls
@@ -589,3 +602,4 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
          fn_runner.ParallelBundleManager.process_bundle, fn_runner.FnApiRunner._get_bundle_manager) = saved[:8]
         _settings.clear()
         _settings.update(saved[8])
+        _tidy.clear()

@@ -2,7 +2,7 @@
 
 Why not a per-document ``MinHash.update``/``bulk`` call: datasketch hashes every shingle with a Python-level
 SHA1 call, which dominated the stage (~9.5M calls on the 55k-record T0 corpus). Here shingle hashes are
-built with numpy for a whole batch (one blake2b per distinct word, n-gram windows combined arithmetically)
+built with numpy for a whole batch (words by vectorised tabulation hashing, n-gram windows combined arithmetically)
 and the datasketch 2.0 "affine32" permutations (its own ``a``/``b`` parameters for ``num_perm``/``seed``, the
 MurmurHash3 fmix32 pre-mix, ``a*h+b mod 2^32``, column minimum) are applied to all shingles of the batch at
 once. The result is bit-identical to ``MinHash.bulk(shingle_hashes, num_perm=..., seed=..., scheme="affine32",
@@ -13,7 +13,6 @@ Band keys fold each band's ``rows`` values to one signed 64-bit int (8-byte shuf
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
@@ -22,7 +21,8 @@ import numpy as np
 from lazaret.dedup.params import DedupParams
 
 SCHEME = "affine32"
-SHINGLE_HASH = "blake2b-64 per word; n-gram = fmix64(sum_k word_hash[i+k] * odd_k), low 32 bits"
+SHINGLE_HASH = ("tabulation-64 per word (utf-8 bytes, 64x256 table from RandomState(20261127), fmix64); "
+                "n-gram = fmix64(sum_k word_hash[i+k] * odd_k), low 32 bits")
 SIG_DTYPE = np.dtype("<u4")
 _CHUNK = 1 << 14  # shingles per permutation chunk: bounds memory at _CHUNK * num_perm * 4 bytes
 
@@ -80,49 +80,79 @@ def _ngram_multipliers(n: int) -> np.ndarray:
     return (rng.randint(0, 1 << 62, size=n, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
 
 
-def _word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+# Tabulation hashing of words, vectorised over a whole batch: byte b at position p of a word picks
+# _WORD_TABLE[p mod 64][b]; a word's hash is the XOR of its bytes' entries (bytes past 64 rotated by p // 64),
+# mixed with its length and finalised by fmix64. No per-word Python call and no cache: a per-worker word cache
+# (the previous scheme) was the one piece of dedup state that grew with the corpus's vocabulary.
+_WORD_POSITIONS = 64
+_SPACE = 32
 
 
-class WordHashes(dict):
-    """word -> 64-bit blake2b hash, computed on first use; cleared when it grows past ``max_size``.
-
-    One instance per DoFn (created in ``setup``), so frequent words are hashed once per worker instead of once
-    per occurrence; the bound keeps worker memory flat on any corpus.
-    """
-
-    def __init__(self, max_size: int = 500_000) -> None:
-        super().__init__()
-        self.max_size = max_size
-
-    def __missing__(self, word: str) -> int:
-        h = _word_hash(word)
-        self[word] = h
-        return h
-
-    def trim(self) -> None:
-        if len(self) > self.max_size:
-            self.clear()
+@lru_cache(maxsize=1)
+def _word_table() -> np.ndarray:
+    rng = np.random.RandomState(20261127)
+    hi = rng.randint(0, 1 << 32, size=(_WORD_POSITIONS, 256), dtype=np.uint64)
+    lo = rng.randint(0, 1 << 32, size=(_WORD_POSITIONS, 256), dtype=np.uint64)
+    return ((hi << np.uint64(32)) | lo).ravel()
 
 
-def shingle_hashes(norms: Sequence[str], n: int, words: WordHashes | None = None) -> Tuple[np.ndarray, np.ndarray]:
+_WORD_CHUNK_CHARS = 1 << 18  # texts hashed together: ~40 bytes of numpy temporaries per character
+
+
+def word_hashes(norms: Sequence[str]) -> np.ndarray:
+    """64-bit hash of every word of the normalised texts, in order (texts: single spaces, none leading or
+    trailing, as ``normalise`` makes them). Texts are hashed in chunks of ~256k characters, so the
+    temporaries stay ~10 MB whatever the batch."""
+    parts: List[np.ndarray] = []
+    chunk: List[str] = []
+    size = 0
+    for norm in norms:
+        if not norm:
+            continue
+        chunk.append(norm)
+        size += len(norm) + 1
+        if size >= _WORD_CHUNK_CHARS:
+            parts.append(_word_hashes_joined(chunk))
+            chunk, size = [], 0
+    if chunk:
+        parts.append(_word_hashes_joined(chunk))
+    if not parts:
+        return np.zeros(0, dtype=np.uint64)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _word_hashes_joined(norms: Sequence[str]) -> np.ndarray:
+    data = " ".join(norms).encode("utf-8", "surrogatepass")
+    if not data:
+        return np.zeros(0, dtype=np.uint64)
+    b = np.frombuffer(data, dtype=np.uint8)
+    spaces = np.flatnonzero(b == _SPACE)
+    starts = np.concatenate(([0], spaces + 1))
+    lengths = np.concatenate((spaces, [len(b)])) - starts
+    pos = np.arange(len(b), dtype=np.int64) - np.repeat(starts, lengths + 1)[: len(b)]
+    v = _word_table()[(pos & (_WORD_POSITIONS - 1)) * 256 + b]
+    with np.errstate(over="ignore"):
+        far = pos >= _WORD_POSITIONS
+        if far.any():
+            s = (pos[far] // _WORD_POSITIONS % 63 + 1).astype(np.uint64)
+            x = v[far]
+            v[far] = (x << s) | (x >> (np.uint64(64) - s))
+        v[b == _SPACE] = 0
+        h = np.bitwise_xor.reduceat(v, starts)
+        return _fmix64(h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+
+
+def shingle_hashes(norms: Sequence[str], n: int) -> Tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every word n-gram of each normalised text, concatenated; and per-doc counts.
 
     A text with fewer than ``n`` words contributes no shingles (callers keep those records exact-only).
     """
-    cache = words if words is not None else WordHashes()
-    cache.trim()
-    all_words: List[str] = []
-    lengths = np.zeros(len(norms), dtype=np.int64)
-    for i, norm in enumerate(norms):
-        ws = norm.split(" ") if norm else []
-        lengths[i] = len(ws)
-        all_words.extend(ws)
+    lengths = np.fromiter((n_.count(" ") + 1 if n_ else 0 for n_ in norms), dtype=np.int64, count=len(norms))
     counts = np.maximum(lengths - n + 1, 0)
-    total = len(all_words)
+    total = int(lengths.sum())
     if total < n or not counts.any():
         return np.zeros(0, dtype=np.uint32), counts
-    tok = np.fromiter(map(cache.__getitem__, all_words), dtype=np.uint64, count=total)
+    tok = word_hashes(norms)
     mult = _ngram_multipliers(n)
     width = total - n + 1
     with np.errstate(over="ignore"):
@@ -169,9 +199,9 @@ def minhash_from_hashes(hashes: np.ndarray, counts: np.ndarray, params: DedupPar
     return sigs.astype(SIG_DTYPE, copy=False)
 
 
-def signatures(norms: Sequence[str], params: DedupParams, words: WordHashes | None = None) -> np.ndarray:
+def signatures(norms: Sequence[str], params: DedupParams) -> np.ndarray:
     """One row of ``num_perm`` uint32 MinHash values per normalised text."""
-    hashes, counts = shingle_hashes(norms, params.ngram, words)
+    hashes, counts = shingle_hashes(norms, params.ngram)
     return minhash_from_hashes(hashes, counts, params)
 
 

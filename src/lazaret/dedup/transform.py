@@ -38,7 +38,7 @@ from lazaret.dedup.components import ConnectedComponents, LocalForestFn
 from lazaret.dedup.exact import ExactShardFn, merge_group, pack_groups
 from lazaret.dedup.normalise import prepare
 from lazaret.dedup.params import DedupParams
-from lazaret.dedup.signatures import (WordHashes, band_keys, minhash_from_hashes, node_values, shingle_hashes,
+from lazaret.dedup.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                       similarity)
 from lazaret.dedup.shards import ShardBuffer, unpack, unpack_all
 from lazaret.dedup.verify import FLUSH_ITEMS, NODE, VerifyPairs
@@ -114,13 +114,9 @@ class _SignatureFn(beam.DoFn):
     def __init__(self, params: DedupParams) -> None:
         self.params = params
         self.docs = Metrics.counter("dedup", "minhash_signatures")
-        self.words = None
         self._ids: List[str] = []
         self._keys: List[Any] = []
         self._nodes: Optional[ShardBuffer] = None
-
-    def setup(self) -> None:
-        self.words = WordHashes()
 
     def start_bundle(self) -> None:
         self._ids, self._keys = [], []
@@ -128,7 +124,7 @@ class _SignatureFn(beam.DoFn):
 
     def process(self, batch: List[Tuple[str, str, str, int]]):
         batch = sorted(batch)
-        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram, self.words)
+        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram)
         sigs = minhash_from_hashes(hashes, counts, self.params)
         values = node_values(hashes, counts, sigs, self.params)
         self._keys.append(band_keys(sigs, self.params))

@@ -12,7 +12,14 @@ Data handling, and why:
 - ``--clean FILE...``: optional instruction-style or text JSONL (``instruction``/``input``/``output`` or
   ``text``) known to hold (almost) no toxic text; each side becomes a label-0 example. Tweets are another domain
   than fine-tuning data, and these examples teach the model that ordinary long-form prose is not toxic. A
-  deterministic 10% (by hash of the text) goes to validation instead of training.
+  deterministic 10% (by hash of the text; ``--clean-val-percent``) goes to validation instead of training.
+  With ``--clean-val-use report`` that held-out part does not join the threshold data (the threshold is then
+  chosen on the labelled val splits alone) and is only reported, as the share of it flagged
+  (``clean_validation`` in the metadata).
+- ``--augment-concat N``: N extra pseudo-long-form training documents, each the concatenation of 2-6
+  (``--augment-parts``) random labelled training rows, toxic when any part is (``--augment-mode any``), or
+  half of them made of clean rows only and half of clean rows plus exactly one toxic row
+  (``--augment-mode balanced``). Tweets are short; without these the model can tie toxicity to length.
 - The threshold is chosen on the validation data only (``--threshold-rule``), never on ``--eval`` files.
 - ``--eval FILE...``: held-out files, reported one by one (ROC-AUC, P/R at the threshold, Brier, ECE,
   reliability bins). Rows with a ``split`` field are evaluated only when the split is in ``--eval-splits``
@@ -75,11 +82,47 @@ def _in_val(text: str, percent: int = 10) -> bool:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100 < percent
 
 
+def concat_augment(rows: Sequence, n: int, parts: "tuple[int, int]" = (2, 6), seed: int = 0,
+                   mode: str = "any") -> list:
+    """``n`` pseudo-long-form documents made of 2-6 (``parts``) labelled rows joined by spaces.
+
+    ``any``: parts drawn uniformly from ``rows``, label 1 when any part is toxic (with mostly-toxic tweet data
+    this makes nearly every long document toxic). ``balanced``: even-numbered documents are clean rows only
+    (label 0), odd-numbered ones clean rows plus one toxic row at a random position (label 1).
+    Deterministic for a given seed.
+    """
+    if n <= 0 or not rows:
+        return []
+    rng = random.Random(f"concat-{seed}")
+    lo, hi = parts
+    clean = [r for r in rows if not r[1]]
+    toxic = [r for r in rows if r[1]]
+    out = []
+    for i in range(n):
+        k = rng.randint(lo, hi)
+        if mode == "any":
+            picked = [rows[rng.randrange(len(rows))] for _ in range(k)]
+        elif mode == "balanced":
+            picked = [clean[rng.randrange(len(clean))] for _ in range(k - (i % 2))]
+            if i % 2:
+                picked.insert(rng.randrange(k), toxic[rng.randrange(len(toxic))])
+        else:
+            raise ConfigError(f"unknown --augment-mode {mode!r} (any | balanced)")
+        out.append((" ".join(t for t, _ in picked), int(any(y for _, y in picked))))
+    return out
+
+
 def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
-    """(train, val, file_records): lists of (text, label) and a provenance entry per input file."""
+    """(train, val, file_records): lists of (text, label) and a provenance entry per input file.
+
+    With ``--clean-val-use report`` the held-out clean sides are not in ``val`` but in
+    ``args.clean_val_rows`` (reported, never used for the threshold).
+    """
     train: list = []
     val: list = []
     files: list = []
+    clean_val: list = []
+    args.clean_val_rows = clean_val
     for path in args.train:
         counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
         for row in read_jsonl(path):
@@ -103,13 +146,21 @@ def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
         counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
         for row in read_jsonl(path):
             for text in _clean_texts(row):
-                if _in_val(text):
-                    val.append((text, 0))
+                if _in_val(text, getattr(args, "clean_val_percent", 10)):
+                    (clean_val if getattr(args, "clean_val_use", "threshold") == "report" else val).append((text, 0))
                     counts["val"] += 1
                 else:
                     train.append((text, 0))
                     counts["train"] += 1
         files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "clean-negatives", **counts})
+    n_aug = getattr(args, "augment_concat", 0)
+    if n_aug:
+        labelled = train[: sum(f["train"] for f in files if f["role"] == "labelled")]
+        extra = concat_augment(labelled, n_aug, tuple(args.augment_parts), args.seed, args.augment_mode)
+        train.extend(extra)
+        files.append({"path": "concatenations of labelled training rows", "role": "augment-concat",
+                      "mode": args.augment_mode, "parts": list(args.augment_parts), "train": len(extra),
+                      "positives_train": sum(y for _, y in extra), "val": 0, "ignored": 0})
     return train, val, files
 
 
@@ -147,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train", nargs="+", default=[], metavar="FILE", help="labelled JSONL(.gz): text, label 0/1")
     p.add_argument("--clean", nargs="*", default=[], metavar="FILE", help="JSONL of clean text (label-0 examples)")
+    p.add_argument("--clean-val-percent", type=int, default=10,
+                   help="share of the --clean sides (by hash of the text) held out from training (%(default)s)")
+    p.add_argument("--clean-val-use", choices=("threshold", "report"), default="threshold",
+                   help="threshold: the held-out clean sides join the validation data that the threshold is "
+                        "chosen on (default); report: they are only reported, as the share flagged")
+    p.add_argument("--augment-concat", type=int, default=0, metavar="N",
+                   help="add N pseudo-long-form training documents made of concatenated labelled training "
+                        "rows (%(default)s)")
+    p.add_argument("--augment-parts", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"),
+                   help="rows per concatenated document (%(default)s)")
+    p.add_argument("--augment-mode", choices=("any", "balanced"), default="any",
+                   help="any: random rows, toxic if any part is; balanced: half all-clean, half clean plus one "
+                        "toxic row (%(default)s)")
     p.add_argument("--eval", nargs="*", default=[], metavar="FILE", help="held-out labelled JSONL to report on")
     p.add_argument("--model", help="evaluate this existing model instead of training (with --eval)")
     p.add_argument("--out", help="output model path (.ftz when quantised, .bin otherwise)")
@@ -374,7 +438,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "threshold": threshold,
         "threshold_rule": rule,
         "threshold_chosen_on": "validation splits " + ",".join(args.val_splits) + (
-            " + 10% hash-held-out of --clean files" if args.clean else ""
+            f" + {args.clean_val_percent}% hash-held-out of --clean files"
+            if args.clean and args.clean_val_use == "threshold" else ""
         ),
         "params": params,
         "selection": args.selection or None,
@@ -391,6 +456,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "model_size_bytes": os.path.getsize(out),
         "argv": _display_argv(argv, args.paths_relative_to),
     }
+    if args.clean_val_rows:
+        flagged = sum(s >= threshold for s in score_rows(model, args.clean_val_rows))
+        metadata["clean_validation"] = {"n": len(args.clean_val_rows), "percent": args.clean_val_percent,
+                                        "flag_rate": round(flagged / len(args.clean_val_rows), 4)}
     if args.eval:
         metadata["eval"] = evaluate_files(model, args.eval, threshold, args)
     with open(metadata_path(out), "w", encoding="utf-8") as handle:
@@ -401,6 +470,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"threshold {threshold:.2f} ({rule}, on validation: {metadata['threshold_chosen_on']})")
     if metadata["validation"]:
         print(format_metrics("validation", metadata["validation"]))
+    if metadata.get("clean_validation"):
+        cv = metadata["clean_validation"]
+        print(f"held-out clean sides ({cv['percent']}% of --clean, n={cv['n']}): flagged={cv['flag_rate']:.4f}")
     _print_report({"eval": metadata.get("eval", {})})
     _write_report(args.report, metadata)
     return 0

@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsSingleton
 
+from lazaret.combine import MaxFn, SumFn
 from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.bounded import CapSideInput, smallest_value
@@ -202,7 +203,7 @@ class NearDuplicateClaims(beam.PTransform):
         feats, near = pcolls["feats"], pcolls["near_duplicates"]
         cap, totals_si = p["max_side_input_keys"], AsSingleton(self.totals)
         sizes = (near | "ClusterOnes" >> beam.Map(lambda kv: (kv[1], 1))
-                 | "ClusterSizes" >> beam.CombinePerKey(sum)
+                 | "ClusterSizes" >> beam.CombinePerKey(SumFn())
                  | "ClusterBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
                  | CapSideInput("near_dup_clusters", cap, smallest_value))
         sizes_si = AsDict(sizes)
@@ -216,11 +217,11 @@ class NearDuplicateClaims(beam.PTransform):
         n_tests = (shared | "TestsPerCluster" >> beam.Map(lambda kv: len(kv[1][0]))
                    | "CountTests" >> beam.CombineGlobally(sum))
         lookup = (shared | "GramKeys" >> beam.FlatMap(lambda kv: [(g, 1) for g, _ in kv[1][0]])
-                  | "DistinctGrams" >> beam.CombinePerKey(max)
+                  | "DistinctGrams" >> beam.CombinePerKey(MaxFn())
                   | CapSideInput("near_dup_grams", cap, smallest_value))
         corpus = (feats | "CorpusCarriers" >> beam.ParDo(CorpusCarriers(p["max_ngram"], p["bundle_max_keys"]),
                                                          AsDict(lookup))
-                  | "SumCarriers" >> beam.CombinePerKey(sum))
+                  | "SumCarriers" >> beam.CombinePerKey(SumFn()))
         corpus_si = AsDict(corpus)
         claims = (shared | "ClusterGrams" >> beam.ParDo(ClusterGrams(), sizes_si, corpus_si, templates_si)
                   | "ClustersPerGram" >> beam.GroupByKey()

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
+from lazaret.combine import CountPerElement, MaxFn, MinFn, SumFn
 from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.detectors.poisoning.claims import NearDuplicateClaims
 from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
@@ -84,21 +85,21 @@ class PoisoningScan(beam.PTransform):
         # once: copies of a record must not multiply counts the tests treat as independent, while one answer
         # given to unrelated prompts (a planted verdict, a fixed response) still counts per prompt.
         responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
-                     | "OnePerResponse" >> beam.CombinePerKey(min)
+                     | "OnePerResponse" >> beam.CombinePerKey(MinFn())
                      | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
         rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
-               | "SumResponseDf" >> beam.CombinePerKey(sum))
+               | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
         band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
                 | CapSideInput("band", cap, smallest_value))
         n_band = band | "CountBand" >> beam.combiners.Count.Globally()
         pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
-               | "SumPromptDf" >> beam.CombinePerKey(sum))
+               | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
         cands = ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
                  | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
 
         # prompt templates: openings/endings shared by >= min_support records (bounded by 2N/min_support).
         templates = (feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys)
-                     | "CountSkeletons" >> beam.combiners.Count.PerElement()
+                     | "CountSkeletons" >> CountPerElement()
                      | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
                      | CapSideInput("templates", cap, largest_value))
         templates_si = AsDict(templates)
@@ -133,7 +134,7 @@ class PoisoningScan(beam.PTransform):
         # 4-5: triggers = prompt n-grams associated with anomalies.
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups), off_si)
         sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(lambda a: a["anomalies"])
-                 | "AnomalySizes" >> beam.combiners.Count.PerElement())
+                 | "AnomalySizes" >> CountPerElement())
         pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
                  | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
                  | "PairSupport" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
@@ -141,7 +142,7 @@ class PoisoningScan(beam.PTransform):
         pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
         # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
         named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
-                 | "MaxNamedSupport" >> beam.CombinePerKey(max)
+                 | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
                  | CapSideInput("named", cap, largest_value))
         ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
                | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount()))
@@ -151,7 +152,7 @@ class PoisoningScan(beam.PTransform):
 
         triggers_si = AsDict(triggers)
         profiles = (anomalous | "ProfileNgrams" >> beam.ParDo(ProfileCounts(p), triggers_si)
-                    | "SumProfile" >> beam.CombinePerKey(sum)
+                    | "SumProfile" >> beam.CombinePerKey(SumFn())
                     | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
                     | "GroupProfile" >> beam.GroupByKey()
                     | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
