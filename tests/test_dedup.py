@@ -205,6 +205,13 @@ def test_word_hashes_depend_on_the_word_only():
     joined = word_hashes(texts).tolist()
     alone = [int(word_hashes([w])[0]) for t in texts if t for w in t.split(" ")]
     assert joined == alone
+    # text that is not normalised (double, leading or trailing spaces) still splits like str.split(" ")
+    odd = ["a  b", " c", "d ", "e"]
+    words_ = [w for t in odd for w in t.split(" ")]
+    assert word_hashes(odd).tolist() == [int(word_hashes([w])[0]) if w else 0 for w in words_]  # empty: 0
+    assert word_hashes(["d "]).tolist() == [int(word_hashes(["d"])[0]), 0]  # empty last word at the end
+    hashes, counts = shingle_hashes(odd + ["f g h i j k"], 2)
+    assert counts.tolist() == [2, 1, 1, 0, 5] and len(hashes) == 9
 
 
 def test_estimated_jaccard_tracks_exact():

@@ -34,9 +34,7 @@ class SumFn(beam.CombineFn):
 
 class _Extreme(beam.CombineFn):
     """Least or greatest input. ``None`` marks "no input yet" (it survives encoding between stages, unlike
-    a sentinel object), so None itself is not a valid input."""
-
-    pick = staticmethod(min)
+    a sentinel object), so None itself is not a valid input. Subclasses set ``pick``."""
 
     def create_accumulator(self) -> Any:
         return None

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
+import time
 
 _THRESHOLD = 128 * 1024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
@@ -67,15 +69,11 @@ class Tidy:
     """
 
     def __init__(self) -> None:
-        import time
-
         self._clock = time.monotonic
         self._last = self._clock()
         self._trim = _malloc_trim()
 
     def __call__(self) -> None:
-        import gc
-
         if self._clock() - self._last >= TIDY_EVERY_S:
             gc.collect()
             if self._trim is not None:

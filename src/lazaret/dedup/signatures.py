@@ -80,8 +80,8 @@ def _ngram_multipliers(n: int) -> np.ndarray:
     return (rng.randint(0, 1 << 62, size=n, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
 
 
-# Tabulation hashing of words, vectorised over a whole batch: byte b at position p of a word picks
-# _WORD_TABLE[p mod 64][b]; a word's hash is the XOR of its bytes' entries (bytes past 64 rotated by p // 64),
+# Tabulation hashing of words, vectorised over a chunk of texts: byte b at position p of a word picks entry
+# [p mod 64][b] of _word_table(); a word's hash is the XOR of its bytes' entries (bytes past 64 rotated by p // 64),
 # mixed with its length and finalised by fmix64. No per-word Python call and no cache: a per-worker word cache
 # (the previous scheme) was the one piece of dedup state that grew with the corpus's vocabulary.
 _WORD_POSITIONS = 64
@@ -122,9 +122,9 @@ def word_hashes(norms: Sequence[str]) -> np.ndarray:
 
 
 def _word_hashes_joined(norms: Sequence[str]) -> np.ndarray:
+    """Words as ``" ".join(norms).split(" ")`` would give them (an empty word where spaces double or end a
+    text), hashed; ``norms`` are non-empty."""
     data = " ".join(norms).encode("utf-8", "surrogatepass")
-    if not data:
-        return np.zeros(0, dtype=np.uint64)
     b = np.frombuffer(data, dtype=np.uint8)
     spaces = np.flatnonzero(b == _SPACE)
     starts = np.concatenate(([0], spaces + 1))
@@ -138,7 +138,8 @@ def _word_hashes_joined(norms: Sequence[str]) -> np.ndarray:
             x = v[far]
             v[far] = (x << s) | (x >> (np.uint64(64) - s))
         v[b == _SPACE] = 0
-        h = np.bitwise_xor.reduceat(v, starts)
+        # one trailing zero: a text ending in a space makes an empty last word starting at len(b)
+        h = np.bitwise_xor.reduceat(np.append(v, np.uint64(0)), starts)
         return _fmix64(h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
 
 
