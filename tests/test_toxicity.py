@@ -290,3 +290,5 @@ def test_concat_augmentation_labels_and_determinism():
     for text, label in concat_augment(rows, 200, (2, 3), seed=0, mode="any"):
         assert label == int(any(p.startswith("toxic") for p in text.split(" ")))
     assert concat_augment(rows, 0) == []
+    with pytest.raises(ConfigError, match="both clean and toxic"):
+        concat_augment(rows[:20], 10, mode="balanced")

@@ -97,6 +97,8 @@ def concat_augment(rows: Sequence, n: int, parts: "tuple[int, int]" = (2, 6), se
     lo, hi = parts
     clean = [r for r in rows if not r[1]]
     toxic = [r for r in rows if r[1]]
+    if mode == "balanced" and not (clean and toxic):
+        raise ConfigError("--augment-mode balanced needs both clean and toxic training rows")
     out = []
     for i in range(n):
         k = rng.randint(lo, hi)
@@ -146,14 +148,14 @@ def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
         counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
         for row in read_jsonl(path):
             for text in _clean_texts(row):
-                if _in_val(text, getattr(args, "clean_val_percent", 10)):
-                    (clean_val if getattr(args, "clean_val_use", "threshold") == "report" else val).append((text, 0))
+                if _in_val(text, args.clean_val_percent):
+                    (clean_val if args.clean_val_use == "report" else val).append((text, 0))
                     counts["val"] += 1
                 else:
                     train.append((text, 0))
                     counts["train"] += 1
         files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "clean-negatives", **counts})
-    n_aug = getattr(args, "augment_concat", 0)
+    n_aug = args.augment_concat
     if n_aug:
         labelled = train[: sum(f["train"] for f in files if f["role"] == "labelled")]
         extra = concat_augment(labelled, n_aug, tuple(args.augment_parts), args.seed, args.augment_mode)
