@@ -10,7 +10,8 @@ baseline are single-process), peak RSS.
             MinHashLSH(threshold, num_perm) insert/query + union-find, one process; input already parsed
   baseline+read  the same, timing the JSONL parsing too (as the beam figure does)
   beam-mp   the Beam transform on DirectRunner multi_processing (2 SDK worker processes) with the spilling
-            shuffle buffers lazaret scan uses (lazaret.spill); CPU = runner + workers; prints the runner's
+            shuffle buffers and allocator settings lazaret scan uses (lazaret.spill, lazaret.memory);
+            CPU = runner + workers; prints the runner's
             and the largest worker's peak RSS (sampled every 0.1 s)
 
     .venv/bin/python bench/dedup_speed.py                 # all modes at 1x and 4x
@@ -95,8 +96,10 @@ def run_beam_mp(path: str, workers: int = 2) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from lazaret.dedup import NearDuplicateClusters
+    from lazaret.memory import tune_allocator
     from lazaret.spill import install
 
+    tune_allocator()  # as lazaret scan does: allocator thresholds and arenas, here and in the workers
     out = tempfile.mkdtemp(prefix="dedup-speed-")
     me = psutil.Process()
     peaks = {"runner": 0.0, "worker": 0.0}

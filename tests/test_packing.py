@@ -21,12 +21,16 @@ def test_pack_round_trips_a_record_exactly():
 def test_tune_allocator_exports_thresholds_to_child_processes(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     tune_allocator()
     assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(128 * 1024)
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(128 * 1024)
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_tune_allocator_leaves_user_settings_alone(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
     assert tune_allocator() is False
     assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "65536"
+    assert os.environ["MALLOC_ARENA_MAX"] == "8"

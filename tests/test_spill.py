@@ -65,8 +65,8 @@ def test_large_stages_run_in_bounded_bundle_rounds(workers, tmp_path):
     assert active
     assert spill.stats["rounds"] > 0  # some stage really was cut into rounds
     assert rounds == reference
-    _, _ = _run(tmp_path, workers, spilling=True, threshold=0)
-    assert spill.stats["rounds"] == 0  # at the default size this small pipeline runs as Beam runs it
+    _, _ = _run(tmp_path, workers, spilling=True, threshold=0, bundle_bytes=64 << 20)
+    assert spill.stats["rounds"] == 0  # with bundles larger than any stage's input, it runs as Beam runs it
 
 
 def test_grouped_chunks_are_spread_over_workers():
@@ -265,3 +265,34 @@ def test_workers_release_idle_stages_early(monkeypatch):
     monkeypatch.setattr(sdk_worker, "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", 60)
     beam_worker.release_idle_stages()
     assert sdk_worker.DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S == beam_worker.IDLE_STAGE_S < 60
+
+
+def test_data_messages_flush_at_the_bound_while_installed(monkeypatch):
+    """Runner and local workers flush data-plane messages at DATA_FLUSH_BYTES; Beam's own value comes back."""
+    from apache_beam.runners.worker import data_plane
+
+    from lazaret import beam_worker
+
+    before = (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD,
+              data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold)
+    assert before[0] == before[1] > spill.DATA_FLUSH_BYTES
+    with spill.install():
+        stream = data_plane.SizeBasedBufferingClosableOutputStream()
+        assert stream._size_flush_threshold == data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD == spill.DATA_FLUSH_BYTES
+        flushed = []
+        stream = data_plane.SizeBasedBufferingClosableOutputStream(flush_callback=flushed.append)
+        stream.write(b"x" * (spill.DATA_FLUSH_BYTES // 2))
+        stream.maybe_flush()
+        assert flushed == []
+        stream.write(b"x" * spill.DATA_FLUSH_BYTES)
+        stream.maybe_flush()
+        assert [len(b) for b in flushed] == [spill.DATA_FLUSH_BYTES * 3 // 2]
+    assert (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD,
+            data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold) == before
+    monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES)
+    saved = spill.set_data_flush(spill.DATA_FLUSH_BYTES)  # what a local worker does at start
+    try:
+        beam_worker.bound_queues()
+        assert data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold == spill.DATA_FLUSH_BYTES
+    finally:
+        spill.restore_data_flush(saved)

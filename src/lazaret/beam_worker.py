@@ -1,5 +1,5 @@
-"""SDK worker entry point for local ``multi_processing`` runs: Beam's own harness with bounded data queues,
-tidied after each bundle.
+"""SDK worker entry point for local ``multi_processing`` runs: Beam's own harness with bounded data queues and
+2 MB data messages, tidied after each bundle.
 
 Why: a Beam SDK worker lets each of its data-plane queues (two send queues, one receive queue per bundle)
 hold up to 100 MB. When the runner reads a stage's output more slowly than the worker writes it (the
@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import sys
 
-from lazaret.spill import SEND_QUEUE_BYTES
+from lazaret.spill import DATA_FLUSH_BYTES, SEND_QUEUE_BYTES, set_data_flush
 
 
 def bound_queues() -> None:
-    """Cap the data plane's queues before the harness opens its channels (they read the module global then)."""
+    """Cap the data plane's queues before the harness opens its channels (they read the module global then),
+    and flush its messages at the runner's ``DATA_FLUSH_BYTES`` (see ``lazaret.spill``)."""
     from apache_beam.runners.worker import data_plane
 
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = SEND_QUEUE_BYTES
+    try:
+        set_data_flush(DATA_FLUSH_BYTES)
+    except ValueError:  # another Beam's output stream: keep its own threshold
+        pass
 
 
 def tidy_after_bundles() -> None:

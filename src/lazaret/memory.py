@@ -4,8 +4,19 @@ Why: Beam's local runners allocate and free large buffers stage after stage (a g
 multi-megabyte bytes block). glibc raises its mmap threshold after each large free, so later large blocks
 come from the heap, which fragments and is rarely given back: on 80,000 T0 records this alone kept
 ~270 MB resident (1.12 GB -> 0.85 GB peak RSS with a fixed threshold, bench/soak_bench.py). Fixing the
-mmap and trim thresholds returns large blocks to the system when they are freed. Child processes
-(``multi_processing`` and portable workers) get the same settings through the environment.
+mmap and trim thresholds returns large blocks to the system when they are freed. That has a CPU price, as
+every block above 128 KB is a fresh mapping whose pages fault in: T0 dedup on 2 workers took 38 / 122 CPU-s
+(1x / 4x) with the thresholds and 27 / 89 without, for 25-60 MB less per process (bench/dedup_speed.py
+--modes beam-mp), and the 1x soak 202 s against 188 s. Memory is what the local runs ran out of, so they
+stay.
+
+glibc also gives each thread that allocates its own arena (up to 8 per core), and memory freed in one arena
+is reused only by allocations made there. Beam's runner and SDK workers run bundles, gRPC readers and
+senders on short-lived pool threads, so each stage's buffers landed in whichever arena its thread had and
+every arena kept its own high-water mark. Two arenas: T0 dedup on 2 workers (bench/dedup_speed.py --modes
+beam-mp, 1x) went from runner 650 / largest worker 543 MB to 389 / 457 MB, with no CPU cost measured (the
+GIL serialises most allocation anyway). Child processes (``multi_processing`` and portable workers) get the
+same settings through the environment.
 """
 
 from __future__ import annotations
@@ -17,15 +28,20 @@ import os
 import time
 
 _THRESHOLD = 128 * 1024
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+ARENAS = 2
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc <malloc.h>
+_ENV = {"MALLOC_MMAP_THRESHOLD_": str(_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(_THRESHOLD),
+        "MALLOC_ARENA_MAX": str(ARENAS)}
 
 
 def tune_allocator() -> bool:
     """Apply the settings to this process (glibc only; a no-op elsewhere) and export them to children.
-    An explicit ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` from the user wins."""
-    user_set = "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(_THRESHOLD))
-    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(_THRESHOLD))
+    An explicit ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_ARENA_MAX`` from the user
+    wins: then this process is left as it is, and children get the user's values (and these defaults for the
+    ones the user did not set)."""
+    user_set = any(name in os.environ for name in _ENV)
+    for name, value in _ENV.items():
+        os.environ.setdefault(name, value)
     if user_set:
         return False
     name = ctypes.util.find_library("c")
@@ -36,7 +52,8 @@ def tune_allocator() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+    return (bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+            and bool(mallopt(_M_ARENA_MAX, ARENAS)))
 
 
 # At most one tidy per 5 s: a full collection costs ~0.1-0.2 s on a loaded worker, and trimming after every

@@ -57,7 +57,14 @@ class _PrepareFn(beam.DoFn):
     """
 
     MEMBERS = "members"
-    FLUSH_GROUPS = 1 << 15  # distinct texts buffered per bundle (each holds its normalised text)
+    # What a bundle holds before it flushes: distinct texts (each with its normalised text) and members
+    # (each with a snippet). The read stage is one bundle per worker however large the input, so these
+    # bound its memory; they are set below what a 1x T0 worker sees (~27,600 records), so a bigger corpus
+    # holds no more: at 32,768 / 65,536 the 4x worker peaked at 354-368 MB against 294-298 MB at 1x
+    # (2 workers, bench/dedup_speed.py --modes beam-mp); at these values 278-279 / 298-300 MB at 1x / 4x.
+    # Smaller flushes make more, smaller shuffle elements: 4-11% more CPU in-process (two runs each).
+    FLUSH_GROUPS = 1 << 13
+    FLUSH_MEMBERS = 1 << 14
 
     def __init__(self, params: DedupParams) -> None:
         self.params = params
@@ -68,7 +75,7 @@ class _PrepareFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.groups = {}
-        self.members = ShardBuffer(self.params.band_shards, FLUSH_ITEMS)
+        self.members = ShardBuffer(self.params.band_shards, self.FLUSH_MEMBERS)
 
     def process(self, record: Mapping[str, Any]):
         text = record.get("text") or ""
