@@ -290,9 +290,11 @@ def test_data_messages_flush_at_the_bound_while_installed(monkeypatch):
     assert (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD,
             data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold) == before
     monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES)
-    saved = spill.set_data_flush(spill.DATA_FLUSH_BYTES)  # what a local worker does at start
+    init = data_plane.SizeBasedBufferingClosableOutputStream.__init__
+    saved = (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD, init.__defaults__)  # Beam's own, restored below
     try:
-        beam_worker.bound_queues()
+        beam_worker.bound_queues()  # what a local worker does at start
+        assert data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD == spill.DATA_FLUSH_BYTES
         assert data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold == spill.DATA_FLUSH_BYTES
     finally:
         spill.restore_data_flush(saved)
