@@ -62,7 +62,7 @@ class _PrepareFn(beam.DoFn):
     # bound its memory; they are set below what a 1x T0 worker sees (~27,600 records), so a bigger corpus
     # holds no more: at 32,768 / 65,536 the 4x worker peaked at 354-368 MB against 294-298 MB at 1x
     # (2 workers, bench/dedup_speed.py --modes beam-mp); at these values 278-279 / 298-300 MB at 1x / 4x.
-    # Smaller flushes make more, smaller shuffle elements: 4-11% more CPU in-process (two runs each).
+    # Smaller flushes make more, smaller shuffle elements: 4-12% more CPU in-process (two runs each).
     FLUSH_GROUPS = 1 << 13
     FLUSH_MEMBERS = 1 << 14
 
