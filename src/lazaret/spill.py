@@ -19,8 +19,8 @@ disk on their own; this module gives the local runner the same property and chan
   time (chunks hold whole elements: the SDK worker decodes each data message on its own). Peak memory
   is then one partition's grouped table, about 1/``PARTITIONS`` of the shuffle.
 - The runner's send loop lets the data stream flush between chunks, so over gRPC (``multi_processing``,
-  the portable job service) a stage's input reaches a worker in ~10 MB messages through the channel's
-  byte-limited queue, not as one message as large as the stage's input. (The in-process ``in_memory``
+  the portable job service) a stage's input reaches a worker in ~``DATA_FLUSH_BYTES`` messages through the
+  channel's byte-limited queue, not as one message as large as the stage's input. (The in-process ``in_memory``
   mode hands its worker every message of a bundle at once whatever the runner does; with the rounds
   below, that is ~``BUNDLE_BYTES`` for stateless stages.)
 - Stages whose input is larger than ``num_workers`` x ``BUNDLE_BYTES`` run as rounds of smaller bundles
