@@ -461,25 +461,30 @@ def test_same_output_on_multiprocessing_direct_runner(corpus_file, fnapi_out, tm
 def test_prepare_flushes_at_fixed_counts_within_a_bundle():
     """The read stage is one bundle per worker however large the input, so _PrepareFn must flush its exact
     groups and members at fixed counts during the bundle, not only at its end (bounded worker memory)."""
+    from apache_beam.utils.windowed_value import WindowedValue
+
     from lazaret.dedup.shards import unpack_all
     from lazaret.dedup.transform import _PrepareFn
+
+    counts = {"groups": 0, "members": 0}
+
+    def count(out) -> None:
+        """Records in one output block: members leave tagged as (shard, ("m", blob)), groups as (shard, blob)."""
+        tagged = isinstance(out, beam.pvalue.TaggedOutput)
+        value = out.value if tagged else out
+        value = value.value if isinstance(value, WindowedValue) else value
+        blob = value[1][1] if tagged else value[1]
+        counts["members" if tagged else "groups"] += sum(1 for _ in unpack_all([blob]))
 
     fn = _PrepareFn(DedupParams())
     fn.start_bundle()
     n = max(_PrepareFn.FLUSH_GROUPS, _PrepareFn.FLUSH_MEMBERS) + 10
-    groups = members = 0
     for i in range(n):
         for out in fn.process({"doc_id": f"d{i:06d}", "record_id": str(i), "text": f"text number {i} here"}):
-            if isinstance(out, beam.pvalue.TaggedOutput):
-                members += sum(1 for _ in unpack_all([out.value[1][1]]))
-            else:
-                groups += sum(1 for _ in unpack_all([out[1]]))
+            count(out)
         assert len(fn.groups) < _PrepareFn.FLUSH_GROUPS and fn.members.items < _PrepareFn.FLUSH_MEMBERS
-    assert groups >= _PrepareFn.FLUSH_GROUPS and members >= _PrepareFn.FLUSH_MEMBERS  # flushed mid-bundle
+    # flushed mid-bundle
+    assert counts["groups"] >= _PrepareFn.FLUSH_GROUPS and counts["members"] >= _PrepareFn.FLUSH_MEMBERS
     for out in fn.finish_bundle():
-        value = out.value.value if isinstance(out, beam.pvalue.TaggedOutput) else out.value
-        if isinstance(out, beam.pvalue.TaggedOutput):
-            members += sum(1 for _ in unpack_all([value[1][1]]))
-        else:
-            groups += sum(1 for _ in unpack_all([value[1]]))
-    assert groups == members == n  # nothing lost across the flushes
+        count(out)
+    assert counts == {"groups": n, "members": n}  # nothing lost across the flushes

@@ -29,9 +29,17 @@ import time
 
 _THRESHOLD = 128 * 1024
 ARENAS = 2
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc <malloc.h>
-_ENV = {"MALLOC_MMAP_THRESHOLD_": str(_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(_THRESHOLD),
-        "MALLOC_ARENA_MAX": str(ARENAS)}
+# (environment variable glibc reads at process start, the same parameter for mallopt from <malloc.h>, value)
+_SETTINGS = (("MALLOC_MMAP_THRESHOLD_", -3, _THRESHOLD), ("MALLOC_TRIM_THRESHOLD_", -1, _THRESHOLD),
+             ("MALLOC_ARENA_MAX", -8, ARENAS))
+
+
+def _libc():
+    """The C library, or None where it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 def tune_allocator() -> bool:
@@ -39,21 +47,13 @@ def tune_allocator() -> bool:
     An explicit ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_ARENA_MAX`` from the user
     wins: then this process is left as it is, and children get the user's values (and these defaults for the
     ones the user did not set)."""
-    user_set = any(name in os.environ for name in _ENV)
-    for name, value in _ENV.items():
-        os.environ.setdefault(name, value)
-    if user_set:
+    user_set = any(name in os.environ for name, _param, _value in _SETTINGS)
+    for name, _param, value in _SETTINGS:
+        os.environ.setdefault(name, str(value))
+    mallopt = getattr(_libc(), "mallopt", None)
+    if user_set or mallopt is None:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return (bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
-            and bool(mallopt(_M_ARENA_MAX, ARENAS)))
+    return all([bool(mallopt(param, value)) for _name, param, value in _SETTINGS])
 
 
 # At most one tidy per 5 s: a full collection costs ~0.1-0.2 s on a loaded worker, and trimming after every
@@ -63,13 +63,10 @@ TIDY_EVERY_S = 5.0
 
 def _malloc_trim():
     """glibc's ``malloc_trim``, or None where there is no glibc (macOS, musl)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
     return trim
 
 

@@ -509,10 +509,11 @@ def set_data_flush(nbytes: int) -> Tuple[int, Any]:
     binds the stream's threshold as a default argument, so both are set."""
     from apache_beam.runners.worker import data_plane
 
+    index = _flush_default_index()  # first: it checks the shape the lines below rely on
     init = data_plane.SizeBasedBufferingClosableOutputStream.__init__
     saved = (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD, init.__defaults__)
     defaults = list(init.__defaults__)
-    defaults[_flush_default_index()] = nbytes
+    defaults[index] = nbytes
     init.__defaults__ = tuple(defaults)
     data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = nbytes
     return saved
