@@ -39,25 +39,45 @@ def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> s
 def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any,
                  actions: tuple = ("redact",)) -> Dict[str, Any]:
     """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
-    (presidio-anonymizer's default replace operator)."""
-    from presidio_anonymizer.entities import RecognizerResult
+    (presidio-anonymizer's default replace operator), in the text fields and in every other string of the
+    record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata, names, keys)."""
+    from lazaret.records import joined_meta, meta_spans, rename_key, set_path
 
-    from lazaret.records import set_path
-
-    by_field: Dict[int, List[Any]] = {}
+    fields = record["fields"]
+    meta = record.get("meta") or []
+    by_text: Dict[Tuple[str, int], List[Tuple[int, int, str]]] = {}
+    starts = joined_meta(meta)[1] if meta else []
     for f in findings:
         for span in f.get("spans") or []:
-            if len(span) >= 5 and span[4] in actions:
-                by_field.setdefault(span[0], []).append(span)
-    if not by_field:
+            if len(span) < 5 or span[4] not in actions:
+                continue
+            if span[0] < len(fields):
+                by_text.setdefault(("field", span[0]), []).append((span[1], span[2], span[3]))
+            elif meta:
+                for pi, start, end in meta_spans(meta, starts, span[1], span[2]):
+                    by_text.setdefault(("meta", pi), []).append((start, end, span[3]))
+    if not by_text:
         return record["raw"]
     raw = copy.deepcopy(record["raw"])
-    for fi, spans in sorted(by_field.items()):
-        path, _side, text = record["fields"][fi]
-        results = [RecognizerResult(entity_type=s[3], start=s[1], end=s[2], score=1.0) for s in spans]
-        new_text = anonymizer.anonymize(text=text, analyzer_results=results).text
-        set_path(raw, path, new_text)
+    keys = []
+    for (kind, i), spans in sorted(by_text.items()):
+        path, _side, text = fields[i] if kind == "field" else meta[i]
+        new_text = _anonymize(anonymizer, text, spans)
+        if kind == "meta" and _side == "key":
+            keys.append((path, new_text))
+        else:
+            set_path(raw, path, new_text)
+    # keys last and deepest first, so the paths of values and of inner keys are still valid
+    for path, new_key in sorted(keys, key=lambda k: -len(k[0])):
+        rename_key(raw, path, new_key)
     return raw
+
+
+def _anonymize(anonymizer: Any, text: str, spans: List[Tuple[int, int, str]]) -> str:
+    from presidio_anonymizer.entities import RecognizerResult
+
+    results = [RecognizerResult(entity_type=label, start=start, end=end, score=1.0) for start, end, label in spans]
+    return anonymizer.anonymize(text=text, analyzer_results=results).text
 
 
 class Decide(beam.DoFn):
