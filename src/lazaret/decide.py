@@ -89,9 +89,15 @@ class Decide(beam.DoFn):
     CLUSTER_EVIDENCE = "cluster_evidence"
     EVIDENCE_PER_CLUSTER = 8
 
-    def __init__(self) -> None:
+    def __init__(self, held_pii: Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]] = None) -> None:
+        """``held_pii``: (pii policy section, custom recognizers) when the scan does not run the PII check.
+        held/ is the view reviewers read and may release, so it is always redacted per the PII policy: with
+        the check off, the policy's pattern recognizers (no NER) run here on held records only."""
         self.anonymizer = None
         self.counters = {a: Metrics.counter("lazaret.decide", a) for a in ACTIONS}
+        self.held_pii = held_pii
+        self._held_scanner = None
+        self.held_scanned = Metrics.counter("lazaret.decide", "held_pattern_scanned")
 
     def setup(self) -> None:
         from presidio_anonymizer import AnonymizerEngine
@@ -164,12 +170,27 @@ class Decide(beam.DoFn):
         if action == QUARANTINE:
             # A held record may be released by a reviewer; the values that got it held (a card number, a key)
             # are redacted as well as the ones the policy redacts everywhere.
-            raw = redacted_raw(record, findings, self.anonymizer, actions=("redact", "quarantine"))
+            pii = findings if self.held_pii is None else findings + self._held_patterns(record)
+            raw = redacted_raw(record, pii, self.anonymizer, actions=("redact", "quarantine"))
             redacted = raw is not record["raw"]
             yield beam.pvalue.TaggedOutput(self.HELD, {
                 "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
                 "line": json.dumps({"doc_id": doc_id, "redacted": redacted, "record": raw}, ensure_ascii=False,
                                    default=str)})
+
+
+    def _held_patterns(self, record: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """PII findings (patterns only) for one held record when the scan's checks exclude PII."""
+        if self._held_scanner is None:
+            from lazaret.detectors.pii import PiiDoFn
+
+            section, custom = self.held_pii
+            scanner = PiiDoFn(dict(section, nlp="none"), custom)
+            scanner.setup()
+            scanner.records = self.held_scanned
+            scanner._count = lambda entity: None  # not the PII check's counters: it did not run
+            self._held_scanner = scanner
+        return list(self._held_scanner._analyze([record]))
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:
