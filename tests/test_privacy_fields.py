@@ -86,6 +86,7 @@ def _corpus() -> list:
                  "output": "I cannot do that.",
                  "meta": {"owner_ssn": SECRETS["ssn"], "contact": SECRETS["email_meta"],
                           SECRETS["email_key"]: "a key that is an address", "phone": int(SECRETS["phone_int"])}})
+    rows.append(dict(rows[-1], id="card2"))  # a near-duplicate cluster, so clusters/ has evidence to search
     # kept (clean), with personal data only outside the text fields
     rows.append({"id": SECRETS["email_id"], "messages": [
         {"role": "user", "name": SECRETS["email_name"], "content": [
@@ -124,7 +125,7 @@ def test_leak_search_over_every_output_file(tmp_path):
         inputs.append(tmp_path / f"{name}.jsonl")
         inputs[-1].write_text("".join(json.dumps(r) + "\n" for r in part))
     out = tmp_path / "out"
-    assert scan(inputs, out, "--checks", "pii", "--pii-nlp", "none") == 0
+    assert scan(inputs, out, "--checks", "pii,dedup", "--pii-nlp", "none") == 0
     rows = {r["record_id"]: r for r in quarantine_rows(out)}
     assert rows["card1"]["action"] == "quarantine"
     buf = io.StringIO()
@@ -142,6 +143,7 @@ def test_leak_search_over_every_output_file(tmp_path):
                  "provenance.json", "report.html"):
         assert any(k.startswith(f"out/{part}") for k in texts), f"no {part} written: the search would be empty"
     assert any(k.startswith("final/") for k in texts)
+    assert "near_duplicate" in "".join(v for k, v in texts.items() if k.startswith("out/clusters/"))
     leaks = sorted((where, name) for where, text in texts.items() for name, value in SECRETS.items()
                    if value in text)
     assert not leaks, f"personal data in clear: {leaks[:20]}"
