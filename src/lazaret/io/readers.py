@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -21,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from lazaret.mask import shape
+from lazaret.outdir import in_lazaret_output, skip_dir
 from lazaret.records import MalformedRecord, build_record, make_doc_id, record_id_of, sha256_hex
 
 log = logging.getLogger("lazaret.read")
@@ -60,7 +62,8 @@ def expand_inputs(inputs: List[str]) -> List[str]:
         is_local = "://" not in item
         if is_local and os.path.isdir(item):
             for root, dirs, files in os.walk(item):
-                dirs.sort()
+                # never descend into a Lazaret output or staging folder: outputs are not inputs
+                dirs[:] = sorted(d for d in dirs if not skip_dir(os.path.join(root, d)))
                 for name in sorted(files):
                     full = os.path.join(root, name)
                     if _supported(full):
@@ -77,6 +80,9 @@ def expand_inputs(inputs: List[str]) -> List[str]:
             except Exception as exc:  # Beam raises BeamIOError for missing paths
                 raise InputError(f"{item}: cannot list input ({exc.__class__.__name__}: {exc})") from None
             for meta in metadata:
+                if is_local and in_lazaret_output(meta.path, re.split(r"[*?\[]", item, maxsplit=1)[0]):
+                    log.warning("input glob: skipping %s (inside a Lazaret output or staging folder)", meta.path)
+                    continue
                 if _supported(meta.path):
                     matches.append(meta.path)
                 elif not any(ch in item for ch in "*?[") and meta.path == item:
