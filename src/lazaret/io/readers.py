@@ -131,13 +131,17 @@ class StreamError(Exception):
         self.detail = detail
 
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes read from a file, and the most bytes one decompression step may produce
+ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit (128 MiB), made explicit: a frame may not ask for more
 
 
-def _stream_chunks(raw: Any, new_decompressor: Any, errors: Any, kind: str, unit: str) -> Iterator[bytes]:
-    """Decompress ``raw`` chunk by chunk through a streaming decompressor that may hold several members
-    (multi-member gzip, concatenated zstd frames); StreamError when the data is corrupt or ends mid-member."""
-    d = new_decompressor()
+def _gzip_chunks(raw: Any) -> Iterator[bytes]:
+    """Decompress gzip (several members allowed) in steps of at most CHUNK output bytes.
+
+    ``max_length`` is what bounds memory: deflate expands up to ~1000:1, so one unbounded call on a 1 MiB
+    read could return a gigabyte. StreamError when the data is corrupt or ends mid-member.
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     member_fed = False
     while True:
         data = raw.read(CHUNK)
@@ -146,30 +150,63 @@ def _stream_chunks(raw: Any, new_decompressor: Any, errors: Any, kind: str, unit
         while data:
             member_fed = True
             try:
-                out = d.decompress(data)
-            except errors as exc:
-                raise StreamError("corrupt_stream", f"{kind} data is corrupt ({exc})") from None
+                out = d.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise StreamError("corrupt_stream", f"gzip data is corrupt ({exc})") from None
             if out:
                 yield out
             if d.eof:
                 data = d.unused_data  # the next member starts here
-                d = new_decompressor()
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 member_fed = False
             else:
-                data = b""
+                data = d.unconsumed_tail  # input left because the output step was full
     if member_fed and not d.eof:
-        raise StreamError("truncated_stream", f"{kind} stream ended before the end of its {unit}")
+        raise StreamError("truncated_stream", "gzip stream ended before the end of its member")
 
 
-def _gzip_chunks(raw: Any) -> Iterator[bytes]:
-    return _stream_chunks(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), zlib.error, "gzip", "member")
+class _Tee(io.RawIOBase):
+    """A raw stream that also shows every byte it returns to a FrameWalker."""
+
+    def __init__(self, raw: Any, walker: Any) -> None:
+        self.raw = raw
+        self.walker = walker
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.walker.feed(data)
+        return data
 
 
 def _zstd_chunks(raw: Any) -> Iterator[bytes]:
+    """Decompress zstd (concatenated frames allowed) in reads of at most CHUNK output bytes.
+
+    ``stream_reader().read(n)`` bounds each step's output; it does not notice a stream cut inside a frame,
+    which the FrameWalker (lazaret.io.zstd_frames) fed the same bytes does.
+    """
     import zstandard
 
-    return _stream_chunks(raw, lambda: zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError, "zstd",
-                          "frame")
+    from lazaret.io.zstd_frames import FrameWalker
+
+    walker = FrameWalker()
+    reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+        _Tee(raw, walker), read_size=CHUNK, read_across_frames=True, closefd=False)
+    while True:
+        try:
+            out = reader.read(CHUNK)
+        except zstandard.ZstdError as exc:
+            raise StreamError("corrupt_stream", f"zstd data is corrupt ({exc})") from None
+        if not out:
+            break
+        yield out
+    if walker.error:
+        raise StreamError("corrupt_stream", f"zstd data is corrupt ({walker.error})")
+    if not walker.complete:
+        raise StreamError("truncated_stream", "zstd stream ended before the end of its frame")
 
 
 def decompressed_chunks(raw: Any, path: str) -> Iterator[bytes]:
