@@ -235,7 +235,10 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     try:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, plan, extra_checks)
-        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling:
+        from lazaret.channel_spill import install as spilling_channel  # issue 19: one bundle's output
+
+        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling, \
+                (contextlib.nullcontext(False) if args.no_spill else spilling_channel(args.spill_dir)):
             result = pipeline.run()
             from apache_beam.options.pipeline_options import TestOptions
 
