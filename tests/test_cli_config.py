@@ -87,3 +87,36 @@ def test_custom_recognizer_used_in_scan(tmp_path):
     data.write_text('{"text": "Please look at TCK-123456 today."}\n')
     assert scan(data, tmp_path / "out", "--rules", rules, "--checks", "pii", "--pii-nlp", "none") == 0
     assert any("TICKET" in r["rule"] for r in findings_rows(tmp_path / "out"))
+
+
+# -- issue 19 item 7: alias bombs and deep nesting are configuration errors, bounded in time and memory ------
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\nrecognizers: *a{levels}\n"
+
+
+@pytest.mark.parametrize("kind", ["alias_bomb", "deep_nesting", "alias_cycle"])
+def test_hostile_yaml_is_a_configuration_error(tmp_path, capsys, kind):
+    """A 450-byte alias bomb (9 levels of 9 aliases) grew memory ~55 MB/s until killed; 5,000 levels of nesting
+    ended in a RecursionError traceback. Both, and an alias that contains itself, exit 2 naming the file."""
+    import resource
+    import time
+
+    text = {"alias_bomb": _alias_bomb(),
+            "deep_nesting": "recognizers: " + "[" * 5000 + "]" * 5000 + "\n",
+            "alias_cycle": "recognizers: &a [*a]\n"}[kind]
+    rules = _rules_dir(tmp_path, text)
+    started = time.process_time()
+    assert run_cli("rules", "check", rules) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml:1" in err and ("values" in err or "nested" in err)
+    assert scan(SAMPLE, tmp_path / "out", "--rules", rules, "--checks", "pii") == 2
+    assert "mine.yaml:1" in capsys.readouterr().err
+    assert time.process_time() - started < 10
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text.replace("recognizers:", "pii:"))
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy) == 2
+    assert f"{policy}:1" in capsys.readouterr().err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 << 20  # KB: far from the bomb's gigabytes
