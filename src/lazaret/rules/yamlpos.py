@@ -7,6 +7,7 @@ and keep a map from the dotted field path to its 1-based line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
@@ -73,7 +74,13 @@ def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str, budg
                 if kind == "int":
                     return _SCALAR_LOADER.construct_yaml_int(node)
                 if kind == "float":
-                    return _SCALAR_LOADER.construct_yaml_float(node)
+                    number = _SCALAR_LOADER.construct_yaml_float(node)
+                    if not math.isfinite(number):
+                        # .nan passes every min/max comparison: a NaN threshold silently turned PII off
+                        raise ConfigError(f"{node.value!r} is not a finite number; rule files take finite "
+                                          "numbers only", path=src, line=node.start_mark.line + 1,
+                                          field=_short(prefix))
+                    return number
                 if kind == "bool":
                     return _SCALAR_LOADER.construct_yaml_bool(node)
                 if kind == "null":
