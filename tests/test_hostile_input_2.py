@@ -183,3 +183,54 @@ def test_spilling_inputs_keep_order_across_memory_and_disk():
     finally:
         channel_spill._settings.clear()
         channel_spill._settings.update(saved)
+
+
+# -- item 10: FIFOs, undecodable file names, stale staging folders ----------------------------------------
+def test_fifo_and_undecodable_name_are_rejected_not_fatal(tmp_path):
+    """A FIFO named *.jsonl blocked the scan forever; a file name that is not UTF-8 crashed it (exit 1).
+    Both are one unreadable_file reject now, and the good file beside them is scanned."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, n=3, name="good.jsonl")
+    os.mkfifo(corpus / "pipe.jsonl")
+    bad_name = os.path.join(os.fsencode(corpus), b"caf\xe9.jsonl")
+    with open(bad_name, "wb") as fh:
+        fh.write(b'{"text": "hello"}\n')
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "lazaret.cli", "scan", str(corpus), "--out", str(out), "--quiet",
+                          *FAST], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = summary(out)
+    assert s["records_in"] == 5 and s["conservation"]["holds"]
+    assert s["actions"]["clean"] == 3 and s["actions"]["reject"] == 2
+    rejects = {pathlib.Path(r["source_path"]).name: r for r in quarantine_rows(out) if r["action"] == "reject"}
+    assert set(rejects) == {"pipe.jsonl", "caf\\xe9.jsonl"}
+    assert all(r["reasons"][0]["rule"] == "unreadable_file" for r in rejects.values())
+
+
+def test_stale_staging_folders_are_removed_only_when_idle(tmp_path):
+    """SIGKILL leaves OUT.lazaret-staging-*; a later run removes the ones whose lock no process holds, and
+    leaves one a live run holds and one without a lock file (an older Lazaret's: cannot be proven idle)."""
+    import fcntl
+
+    from lazaret.outdir import LOCK_NAME
+
+    data = _corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    dead, live, legacy = (tmp_path / f"out.lazaret-staging-{h}" for h in ("0000dead", "0000a11e", "00001e9a"))
+    for folder in (dead, live, legacy):
+        (folder / "clean").mkdir(parents=True)
+        (folder / "clean" / "part-00000.jsonl.gz").write_bytes(b"partial")
+    (dead / LOCK_NAME).write_text("pid 1\n")
+    (live / LOCK_NAME).write_text("pid 2\n")
+    holder = os.open(live / LOCK_NAME, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert scan(data, out, *FAST) == 0
+    finally:
+        os.close(holder)
+    assert not dead.exists() and live.exists() and legacy.exists()
+    assert not (out / LOCK_NAME).exists()  # the run's own lock does not end up in its output
+    assert summary(out)["conservation"]["holds"]

@@ -105,7 +105,7 @@ def check_out_against_inputs(out: str, raw_inputs: Iterable[str], files: Iterabl
             raise ConfigError(f"the output folder contains the input {item!r}; replacing it would delete the "
                               "input. Choose an --out outside every input", path=out, field="--out")
     for f in files:
-        if _is_remote(f):
+        if _is_remote(f) or "\x00" in f:  # remote, or a stand-in for an undecodable name (io.readers)
             continue
         if _inside(_real(f), out_real):
             raise ConfigError(f"the input file {f!r} lies inside the output folder", path=out, field="--out")

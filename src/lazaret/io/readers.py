@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -91,7 +92,22 @@ def expand_inputs(inputs: List[str]) -> List[str]:
                 raise InputError(f"{item}: no such file, or no supported file matches")
         for m in sorted(matches):
             found[display_path(m)] = None
-    return sorted(found)
+    return sorted(_transportable(p) for p in found)
+
+
+UNDECODABLE = "\x00undecodable-name:"  # NUL never occurs in a real path
+
+
+def _transportable(path: str) -> str:
+    """``path``, or a marked, escaped stand-in when its name is not valid UTF-8 (os.walk hands such names
+    over with surrogate escapes, which Beam's string coder cannot encode): ReadFile rejects the stand-in
+    as ``unreadable_file`` instead of the scan crashing."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return UNDECODABLE + raw.decode("utf-8", "backslashreplace")
 
 
 class _HashingReader(io.RawIOBase):
@@ -286,6 +302,25 @@ def reject(source_path: str, index: int, content_sha: str, rule: str, detail: st
     }
 
 
+def _unreadable_reason(path: str) -> Optional[str]:
+    """Why a local input cannot be read as a file, before opening it (opening a FIFO blocks until a writer
+    appears; a device never ends), or None."""
+    if path.startswith(UNDECODABLE):
+        return "file name is not valid UTF-8 (shown with \\x escapes)"
+    if "://" in path:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"cannot stat: {exc.__class__.__name__}"
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "not a regular file")
+        return f"not a regular file ({kind}); not opened"
+    return None
+
+
 class ReadFile(beam.DoFn):
     """One input path in; records (main output), rejects and one file-info row (tagged outputs) out."""
 
@@ -300,6 +335,16 @@ class ReadFile(beam.DoFn):
         self.rejected = Metrics.counter("lazaret.read", "rejects")
 
     def process(self, path: str) -> Iterator[Any]:
+        problem = _unreadable_reason(path)
+        if problem:
+            if path.startswith(UNDECODABLE):
+                path = path[len(UNDECODABLE):]
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(f"{path}:{problem}".encode()),
+                                                                "unreadable_file", problem))
+            yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
+                                                        "format": None, "error": "unreadable_file"})
+            return
         if path.lower().endswith(PARQUET_SUFFIXES):
             yield from self._parquet(path)
         else:
