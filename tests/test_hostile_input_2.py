@@ -234,3 +234,60 @@ def test_stale_staging_folders_are_removed_only_when_idle(tmp_path):
     assert not dead.exists() and live.exists() and legacy.exists()
     assert not (out / LOCK_NAME).exists()  # the run's own lock does not end up in its output
     assert summary(out)["conservation"]["holds"]
+
+
+# -- item 11: Parquet rows, NaN, runner names, rules check --policy -----------------------------------------
+def _strict_json(line: str):
+    def refuse(name):
+        raise ValueError(f"{name} in clean output")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_parquet_rows_obey_limits_and_stay_json(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from helpers import clean_records
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = [b"hello world from a binary column", b"\xff\xfe not utf-8", b"fine text", b"A" * (2 << 20)]
+    scores = [0.5, 1.0, float("nan"), 0.0]
+    pq.write_table(pa.table({"text": pa.array(texts, pa.binary()), "score": pa.array(scores, pa.float64())}),
+                   corpus / "rows.parquet")
+    (corpus / "lines.jsonl").write_text('{"text": "ok line"}\n{"text": "nan", "score": NaN}\n'
+                                        '{"text": "inf", "meta": {"x": [-Infinity]}}\n')
+    out = tmp_path / "out"
+    assert scan(corpus, out, *FAST, "--max-record-bytes", str(1 << 20)) == 0
+    s = summary(out)
+    assert s["records_in"] == 7 and s["conservation"]["holds"]
+    rules = {(pathlib.Path(r["source_path"]).name, r["source_index"]): r["reasons"][0]["rule"]
+             for r in quarantine_rows(out) if r["action"] == "reject"}
+    assert rules == {("rows.parquet", 1): "invalid_utf8", ("rows.parquet", 2): "non_finite_number",
+                     ("rows.parquet", 3): "record_too_large", ("lines.jsonl", 1): "invalid_json",
+                     ("lines.jsonl", 2): "invalid_json"}
+    texts_out = sorted(r["text"] for r in clean_records(out))
+    assert texts_out == ["hello world from a binary column", "ok line"]
+    for part in (out / "clean").glob("part-*.jsonl.gz"):
+        with gzip.open(part, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                _strict_json(line)
+
+
+def test_unknown_runner_exits_2_before_any_output(tmp_path, capsys):
+    data = _corpus(tmp_path / "corpus")
+    assert scan(data, tmp_path / "out", *FAST, "--runner=NoSuchRunner") == 2
+    assert "--runner" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_rules_check_with_a_policy_elsewhere(tmp_path):
+    from helpers import run_cli
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    policy = tmp_path / "mine.yaml"
+    policy.write_text((root / "rules" / "policy.yaml").read_text())
+    assert run_cli("rules", "check", root / "rules", "--policy", policy) == 0
+    policy.write_text("pii:\n  score_threshold: .nan\n")
+    assert run_cli("rules", "check", root / "rules", "--policy", policy) == 2

@@ -96,6 +96,18 @@ def _finalise(staging: str, out: str) -> None:
     finalise(staging, out)
 
 
+def _check_runner(beam_args: Sequence[str]) -> None:
+    """An unknown ``--runner`` is a usage error (exit 2), found before any output folder is made."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    name = beam_options(beam_args).view_as(StandardOptions).runner
+    try:
+        create_runner(name)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ConfigError(f"unknown Beam runner {name!r} ({str(exc)[:300]})", field="--runner") from None
+
+
 def beam_options(beam_args: Sequence[str]):
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
@@ -220,6 +232,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     from lazaret.outdir import check_out_against_inputs, discard
 
     check_out_against_inputs(args.out, args.inputs, inputs)
+    _check_runner(beam_args)
     staging = _prepare_out(args.out, args.overwrite)
     plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
                     triggers=triggers, fmt=args.format, id_field=args.id_field,

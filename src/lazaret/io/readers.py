@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -302,6 +303,68 @@ def reject(source_path: str, index: int, content_sha: str, rule: str, detail: st
     }
 
 
+class _BadCell(Exception):
+    """A Parquet value with no faithful JSON form: the row is rejected with this rule."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A Parquet row (from ``to_pylist``) as plain JSON values.
+
+    Binary is decoded as UTF-8 or refused (``str(b"...")`` wrote Python reprs into clean/); NaN and
+    infinities are refused (``json.dumps`` writes them as bare ``NaN``, which is not JSON); dates, times and
+    decimals become their ISO / decimal strings.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _BadCell("non_finite_number", f"column {where or '(root)'} holds {value!r}, which JSON cannot "
+                                                "represent")
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _BadCell("invalid_utf8", f"binary column {where or '(root)'}: byte {exc.start} is not valid "
+                                           "UTF-8") from None
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)  # Decimal, timedelta and the like
+
+
+def _hash_default(value: Any) -> Any:
+    return bytes(value).hex() if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
+
+
+def _parquet_batch_rows(pf: Any, max_record_bytes: int) -> int:
+    """Rows per batch so one batch is about 16 MiB of decoded data (at most 1024, at least 1), from the
+    row groups' own size figures: a batch of 1024 rows of 8 MiB each would be 8 GiB."""
+    meta = pf.metadata
+    widest = 1.0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows:
+            widest = max(widest, group.total_byte_size / group.num_rows)
+    return int(max(1, min(1024, (16 << 20) // widest)))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFiniteLiteral(name)
+
+
+class _NonFiniteLiteral(ValueError):
+    """``json.loads`` accepts NaN, Infinity and -Infinity; JSON (RFC 8259) does not, nor does our output."""
+
+
 def _unreadable_reason(path: str) -> Optional[str]:
     """Why a local input cannot be read as a file, before opening it (opening a FIFO blocks until a writer
     appears; a device never ends), or None."""
@@ -427,7 +490,12 @@ class ReadFile(beam.DoFn):
                 path, idx, content_sha, "invalid_utf8", f"byte {exc.start} is not valid UTF-8",
                 shape(body.decode("utf-8", "replace")))), fmt
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_refuse_constant)
+        except _NonFiniteLiteral as exc:
+            self.rejected.inc()
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, "invalid_json", f"{exc} is not a JSON value (NaN and Infinity are not "
+                                                        "JSON)", shape(text))), fmt
         except RecursionError:
             self.rejected.inc()
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
@@ -465,14 +533,28 @@ class ReadFile(beam.DoFn):
             with FileSystems.open(path, compression_type="uncompressed") as fh:
                 pf = pq.ParquetFile(fh)
                 index = 0
-                for batch in pf.iter_batches(batch_size=1024):
+                for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, self.max_record_bytes)):
                     for row in batch.to_pylist():
-                        normalised = json.loads(json.dumps(row, default=str, ensure_ascii=False))
-                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
-                        content_sha = sha256_hex(body)
                         idx = index
                         index += 1
                         count += 1
+                        try:
+                            normalised = _json_value(row, "")
+                        except _BadCell as bad:
+                            body = json.dumps(row, default=_hash_default, sort_keys=True).encode("utf-8")
+                            self.rejected.inc()
+                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                                path, idx, sha256_hex(body), bad.rule, bad.detail))
+                            continue
+                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
+                        content_sha = sha256_hex(body)
+                        if len(body) > self.max_record_bytes:
+                            self.rejected.inc()
+                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                                path, idx, content_sha, "record_too_large",
+                                f"row of {len(body)} bytes (as JSON) exceeds the {self.max_record_bytes}-byte "
+                                "record limit"))
+                            continue
                         try:
                             record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
                         except MalformedRecord as exc:
@@ -493,6 +575,7 @@ class ReadFile(beam.DoFn):
                 f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}"))
         if count == 0 and error is None:
             count = 1
+            self.rejected.inc()
             yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
                                                                 "Parquet file holds no rows"))
         yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": size, "sha256": digest,
