@@ -291,3 +291,25 @@ def test_rules_check_with_a_policy_elsewhere(tmp_path):
     assert run_cli("rules", "check", root / "rules", "--policy", policy) == 0
     policy.write_text("pii:\n  score_threshold: .nan\n")
     assert run_cli("rules", "check", root / "rules", "--policy", policy) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_removes_its_staging_folder(tmp_path):
+    """SIGTERM (what `kill`, systemd and Kubernetes send first) unwinds the scan like Ctrl-C: exit 143 and no
+    OUT.lazaret-staging-* left (it was left behind before)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _corpus(tmp_path / "corpus", n=20000)
+    proc = subprocess.Popen([sys.executable, "-m", "lazaret.cli", "scan", str(data), "--out", str(tmp_path / "out"),
+                             "--quiet", *FAST], stderr=subprocess.PIPE, text=True)
+    started = time.time()
+    while not list(tmp_path.glob("out.lazaret-staging-*")) and time.time() - started < 120:
+        time.sleep(0.2)
+    time.sleep(2)  # inside the pipeline
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert not list(tmp_path.glob("out*"))
