@@ -47,6 +47,15 @@ CANDIDATES = {
                                "--bucket", "400000"],
     "K_dim16_ep10": ["--dim", "16", "--epoch", "10"],
     "L_lr0.3_ep10": ["--lr", "0.3", "--epoch", "10"],
+    "M_not_quantised": ["--no-quantize"],
+    "N_unigrams": ["--word-ngrams", "1"],
+    "O_dim32_ep10_lr0.05": ["--dim", "32", "--epoch", "10", "--lr", "0.05"],
+    # --train-repeat order: Davidson, TweetEval offensive, TweetEval hate, CAT-LARGE, ToxiChat; 0 = validate only
+    "P_davidson_half_longform_x3": ["--train-repeat", "0.5", "1", "1", "3", "3"],
+    # HatEval counts only hate against women or immigrants: its profane non-hate tweets are label 0, the
+    # opposite of every other source's definition; trained without it (its val split still scored)
+    "Q_no_hateval_train": ["--train-repeat", "1", "1", "0", "1", "1"],
+    "R_no_hateval_longform_x3": ["--train-repeat", "1", "1", "0", "3", "3"],
 }
 
 

@@ -88,7 +88,8 @@ def fit_calibration(method: str, raw: Sequence[float], y: Sequence[int], model_s
     """Fit ``method`` (platt | isotonic) on validation scores ``raw`` with labels ``y`` (scikit-learn).
 
     ``weights``: optional per-row sample weights (e.g. so that each validation source counts equally).
-    Numbers are rounded to 6 decimals so the written file is the same on every machine.
+    Numbers are rounded (x to 9 decimals, y to 6) so the written file is the same on every machine; isotonic
+    breakpoints that share an x after rounding are merged (upper value), so x is strictly increasing.
     """
     y_arr = np.asarray(y, dtype=int)
     if len(set(y_arr.tolist())) != 2:
@@ -107,8 +108,15 @@ def fit_calibration(method: str, raw: Sequence[float], y: Sequence[int], model_s
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
         iso.fit(np.asarray(raw, dtype=np.float64), y_arr, sample_weight=w)
-        xs = [round(float(v), 6) for v in iso.X_thresholds_]
-        ys = [round(float(v), 6) for v in iso.y_thresholds_]
+        xs: list = []
+        ys: list = []
+        for xv, yv in zip(iso.X_thresholds_, iso.y_thresholds_):
+            xr, yr = round(float(xv), 9), round(float(yv), 6)
+            if xs and xr <= xs[-1]:  # scikit-learn keeps both ends of a step at the same x: keep the upper
+                ys[-1] = max(ys[-1], yr)
+                continue
+            xs.append(xr)
+            ys.append(yr)
         return Calibration("isotonic", model_sha256, x=tuple(xs), y=tuple(ys), fitted_on=fitted_on)
     raise ConfigError(f"unknown calibration method {method!r}: use one of {METHODS} or none")
 
