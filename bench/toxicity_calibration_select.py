@@ -7,7 +7,9 @@ weighting (per-file | pooled) x fitted on (all validation rows | the long-form s
 2-fold cross-fitting on the validation rows: fit on one half (split by a hash of the row), measure the ECE
 (10 equal-width bins, as everywhere in lazaret) on the other half, per source, and average the two folds. No
 test row is read. The recipe with the lowest mean ECE over the two long-form sources (CAT-LARGE, ToxiChat) is
-the one bench/train_default_toxicity.py uses; the tweet sources' ECE is printed beside it.
+the one bench/train_default_toxicity.py uses, among those that keep <= 1% of the GSM8K + code instruction
+records (never trained on) with a side >= 0.5 (the calibration fitted on all the validation rows of the recipe);
+the tweet sources' ECE is printed beside it.
 """
 
 from __future__ import annotations
@@ -48,11 +50,22 @@ def main(argv=None) -> int:
     fold = np.array([int(hashlib.sha256(t.encode()).hexdigest()[:2], 16) % 2 for t, _ in val])
     names = [pathlib.Path(f).name.split(".")[0] for f in files]
     longform = np.array([any(k in names[s] for k in LONGFORM) for s in src])
-    print("| method | weighting | fitted on | " + " | ".join(f"ECE {n}" for n in names) + " | mean ECE long-form |")
-    print("|---|---|---|" + "---|" * len(names) + "---|")
+    from toxicity_longform_select import clean_sides
+
+    clean = clean_sides(pathlib.Path(args.data))
+    gc = [side for name in ("gsm8k", "code") for rec in clean[name] for side in rec]
+    gc_raw = np.array(model.raw_batch(gc)).reshape(-1, 2)
+
+    def gc_rate(cal) -> str:
+        top = (cal.apply(gc_raw.ravel()) if cal else gc_raw.ravel()).reshape(-1, 2).max(axis=1)
+        return f"{100 * float((top >= 0.5).mean()):.2f}%"
+
+    print("| method | weighting | fitted on | " + " | ".join(f"ECE {n}" for n in names)
+          + " | mean ECE long-form | GSM8K+code records with a side >= 0.5 (fit on all val rows) |")
+    print("|---|---|---|" + "---|" * len(names) + "---|---|")
     raw_eces = [evaluate_scores(y[src == i], raw[src == i], 0.5)["ece"] for i in range(len(names))]
     print("| none (raw) | | | " + " | ".join(f"{e:.3f}" for e in raw_eces) + " | "
-          f"{np.mean([e for e, n in zip(raw_eces, names) if any(k in n for k in LONGFORM)]):.3f} |")
+          f"{np.mean([e for e, n in zip(raw_eces, names) if any(k in n for k in LONGFORM)]):.3f} | {gc_rate(None)} |")
     for method in ("platt", "isotonic"):
         for weighting in ("per-file", "pooled"):
             for subset in ("all", "long-form"):
@@ -69,8 +82,14 @@ def main(argv=None) -> int:
                         held = (fold == k) & (src == i)
                         eces[i] += evaluate_scores(y[held], probs[held], 0.5)["ece"] / 2
                 lf = np.mean([e for e, n in zip(eces, names) if any(k in n for k in LONGFORM)])
+                fit = longform if subset == "long-form" else np.ones(len(y), dtype=bool)
+                w = None
+                if weighting == "per-file":
+                    counts = {s: int((src[fit] == s).sum()) for s in set(src[fit].tolist())}
+                    w = np.array([1.0 / counts[s] for s in src[fit]])
+                full = fit_calibration(method, raw[fit], y[fit], model.sha256, weights=w)
                 print(f"| {method} | {weighting} | {subset} | " + " | ".join(f"{e:.3f}" for e in eces)
-                      + f" | {lf:.3f} |")
+                      + f" | {lf:.3f} | {gc_rate(full)} |")
     return 0
 
 

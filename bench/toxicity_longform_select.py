@@ -149,6 +149,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--only", nargs="*", help="candidate names to run (default: all)")
     ap.add_argument("--force", action="store_true", help="retrain candidates that already have results")
+    ap.add_argument("--shipped", action="store_true",
+                    help="also print the row of the shipped model from its sidecar (no training, no test re-run "
+                         "beyond the clean corpora)")
     args = ap.parse_args(argv)
     data = pathlib.Path(args.data)
     store = RESULTS / "toxicity_longform_select.json"
@@ -176,6 +179,14 @@ def main(argv=None) -> int:
     for name in CANDIDATES:
         if name in results:
             print(row(name, results[name]))
+    if args.shipped:
+        from lazaret.toxicity.model import default_model_path
+
+        shipped = ToxicityModel.load("default")
+        meta = dict(shipped.metadata)
+        meta["clean"] = clean_rates(shipped, float(meta["threshold"]), corpora)
+        print(row(f"**shipped** ({os.path.basename(default_model_path())}, "
+                  f"{meta['calibration']['method']} calibration)", meta))
     return 0
 
 

@@ -9,7 +9,7 @@ splits, CAT-LARGE Wikipedia talk comments and ToxiChat Reddit turns (its *train*
 (Davidson, CAT-LARGE) are split by a hash of the row id: 70% train, 15% val, 15% test. Validation (calibration
 fit; parameters were chosen on it too): the TweetEval *val* splits, ToxiChat *dev*, the hash-val rows.
 Never trained or tuned on: every test split and hash-test share, the Wikipedia Talk test set, HateCheck, and
-the clean instruction corpora (T0, GSM8K, code). The calibration file (isotonic breakpoints, JSON) is written
+the clean instruction corpora (T0, GSM8K, code). The calibration file (Platt coefficients, JSON) is written
 beside the model; the threshold 0.5 is a calibrated probability. Training is single-threaded with a fixed
 seed, so the same data and parameters give the same model file.
 """
@@ -27,20 +27,27 @@ DEFAULT_DATA = pathlib.Path(os.environ.get("LAZARET_SHARED_DATA", ROOT.parent / 
 # The parameters of the shipped model, selected on validation data only by bench/toxicity_longform_select.py
 # and bench/toxicity_calibration_select.py (docs/toxicity.md, "Issue 20: long-form data and calibration").
 SELECTION = (
-    "issue 20: bench/toxicity_longform_select.py trained 16 candidates (source weighting by class balancing or "
+    "issue 20: bench/toxicity_longform_select.py trained 17 candidates (source weighting by class balancing or "
     "file repetition, subwords, dim/epoch/lr, unigrams, quantisation, without HatEval) on Davidson + TweetEval "
     "offensive/hate train + CAT-LARGE (hash 70% train) + ToxiChat train; score = mean ROC-AUC over the "
-    "TweetEval offensive val, TweetEval hate val, CAT-LARGE hash-val and ToxiChat dev rows, subject to <= 1% of "
-    "GSM8K + code instruction records with a side >= 0.5 and <= 10 MB; best: dim 32, epoch 10, lr 0.05 "
-    "(quantised). Calibration: bench/toxicity_calibration_select.py, 2-fold cross-fitted on the validation rows, "
-    "lowest mean ECE over the CAT-LARGE and ToxiChat validation rows: isotonic, pooled, all validation rows. "
-    "No test row (TweetEval/ToxiChat/CAT test, Wikipedia Talk, HateCheck, T0) was used to choose."
+    "TweetEval offensive val, TweetEval hate val, CAT-LARGE hash-val and ToxiChat dev rows, subject to <= 0.8% of "
+    "GSM8K + code instruction records with a side >= 0.5 (1% target less a margin for the shift to other "
+    "corpora), <= 10 MB, and a prediction cost no higher than the previous default (dim <= 8, word bigrams, no "
+    "subwords: dim 32 measured 23k tweets per CPU-second against the 50k target); best: Davidson weighted 0.5, "
+    "CAT-LARGE and ToxiChat weighted 3 (--train-repeat), dim 8, quantised. Calibration: "
+    "bench/toxicity_calibration_select.py, 2-fold cross-fitted on the validation rows, lowest mean ECE over the "
+    "CAT-LARGE and ToxiChat validation rows under the same false-positive constraint: Platt, per-file weights, "
+    "all validation rows. No test row (TweetEval/ToxiChat/CAT test, Wikipedia Talk, HateCheck, T0) was used to "
+    "choose."
 )
 PARAMS = [
-    "--lr", "0.05", "--epoch", "10", "--dim", "32", "--word-ngrams", "2",
+    "--lr", "0.1", "--epoch", "5", "--dim", "8", "--word-ngrams", "2",
     "--minn", "0", "--maxn", "0", "--bucket", "200000", "--min-count", "1",
     "--seed", "0", "--thread", "1", "--cutoff", "0", "--dsub", "2",
-    "--hash-split", "15", "15", "--calibration", "isotonic", "--calibration-weighting", "pooled",
+    "--hash-split", "15", "15",
+    # Davidson, TweetEval offensive, TweetEval hate, CAT-LARGE, ToxiChat (the order of train_files())
+    "--train-repeat", "0.5", "1", "1", "3", "3",
+    "--calibration", "platt", "--calibration-weighting", "per-file",
     "--threshold", "0.5",
 ]
 
