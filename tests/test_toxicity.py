@@ -354,3 +354,36 @@ def test_shipped_calibration_is_pinned_and_applied(tmp_path):
         ToxicityModel.load(str(tmp_path / os.path.basename(default_model_path())))
     (entry,) = models_provenance(_section())
     assert entry["calibration"]["sha256"] == model.calibration_sha256
+
+
+def test_policy_calibration_fields_and_raw_scores(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      calibration_sha256: xyz\n")
+    with pytest.raises(ConfigError, match="calibration_sha256"):
+        load_policy(str(policy))
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      calibration: none\n")
+    section = load_policy(str(policy)).sections["toxicity"]
+    from lazaret.detectors.toxicity import load_models
+
+    (raw_item,) = load_models(section)
+    (cal_item,) = load_models(_section())
+    assert raw_item["unit"] == "raw" and raw_item["model"].calibration is None
+    assert cal_item["unit"] == "p" and cal_item["model"].calibration is not None
+    with pytest.raises(ConfigError, match="expected 0000"):
+        load_models(_section(calibration_sha256="0" * 64))
+
+
+def test_hash_split_and_source_weighting_are_deterministic():
+    from lazaret.toxicity.train import balance_rows, hash_split
+
+    splits = [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]
+    assert splits == [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert 0.12 < share["test"] < 0.18 and 0.12 < share["val"] < 0.18 and 0.64 < share["train"] < 0.76
+    rows = [(f"c{i}", 0) for i in range(900)] + [(f"t{i}", 1) for i in range(100)]
+    out, factor = balance_rows(rows, 0.3, 10, seed=0, tag="x")
+    positives = sum(y for _, y in out)
+    assert factor == pytest.approx(0.3 * 900 / (0.7 * 100), abs=1e-3)
+    assert abs(positives / len(out) - 0.3) < 0.02 and out[:1000] == rows
+    capped, factor = balance_rows(rows, 0.5, 2, seed=0, tag="x")
+    assert factor == 2 and sum(y for _, y in capped) == 200
