@@ -315,9 +315,15 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
             "metrics": metrics,
         }
         _add_check_provenance(provenance, checks, sections)
+        from lazaret.review import init_log
+        from lazaret.signing import signing_key, write_seal
+
+        provenance["review_log"] = init_log(staging)  # the anchor: review/ deleted later fails verification
         with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
             json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        if signing_key():
+            write_seal(staging, signing_key())
         if not args.no_report:
             try:
                 from lazaret.report import render_report
