@@ -158,3 +158,13 @@ def test_empty_policy_refused(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert str(policy) in err and "sets no section" in err
     assert run_cli("rules", "check", tmp_path, "--policy", policy) == 2
+
+
+def test_rule_file_that_is_not_a_regular_file(tmp_path, capsys):
+    """A FIFO named *.yaml in the rules folder would block `rules check` and the scan forever."""
+    import os
+
+    rules = _rules_dir(tmp_path, "recognizers: []\n")
+    os.mkfifo(rules / "recognizers" / "pipe.yaml")
+    assert run_cli("rules", "check", rules) == 2
+    assert "pipe.yaml" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
@@ -140,14 +141,19 @@ def load_yaml(path: str | os.PathLike) -> Located:
     """Load one YAML file safely, with positions. Raises ConfigError naming the file and line."""
     src = os.fspath(path)
     try:
-        size = os.path.getsize(src)
+        info = os.stat(src)
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=src) from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open, /dev/zero never end the read
+        raise ConfigError("not a regular file", path=src)
+    size = info.st_size
     if size > MAX_RULE_FILE_BYTES:
         raise ConfigError(f"file is {size} bytes, over the {MAX_RULE_FILE_BYTES} byte limit for rule files", path=src)
     try:
         with open(src, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_RULE_FILE_BYTES + 1)
+        if len(raw) > MAX_RULE_FILE_BYTES:
+            raise ConfigError(f"file is over the {MAX_RULE_FILE_BYTES} byte limit for rule files", path=src)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not valid UTF-8 at byte {exc.start}", path=src) from None
