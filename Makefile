@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lazaret-installed
 OUT    ?= out/sample
 
-.PHONY: setup scan test test-fast bench bench-pii bench-dedup bench-poisoning bench-toxicity bench-scale clean sample-data
+# Beam's Flink and Spark job servers for the engine tests (tests/test_engines.py), from Maven Central into
+# .cache/jobservers/, versions pinned in pipelines/runners/jobserver/*.pom.xml, every jar checked against the
+# committed sha256 list. Needs Java 17 and Maven; never run at scan time.
+JOBSERVERS := .cache/jobservers
+
+.PHONY: setup scan test test-fast jobserver-jars bench bench-pii bench-dedup bench-poisoning bench-toxicity bench-scale clean sample-data
 
 setup: $(STAMP)
 
@@ -25,6 +30,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+jobserver-jars:
+	$(PYTHON) pipelines/runners/jobserver/fetch.py --cache $(JOBSERVERS)
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample.py

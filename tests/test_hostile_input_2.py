@@ -136,7 +136,7 @@ def emit(_):  # one element in, 3,000 distinct 64 KiB values (192 MiB) out: like
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")
 base = hwm_mb()
-with spill.install(), channel_spill.install():  # what `lazaret scan` installs on a local run
+with spill.install():  # what `lazaret scan` installs on a local run (channel_spill is two of its rows)
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     _ = (p | beam.Create([0]) | beam.FlatMap(emit) | beam.Reshuffle() | beam.Map(len)
          | beam.CombineGlobally(sum) | beam.Map(lambda n: print("total", n)))

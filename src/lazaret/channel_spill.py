@@ -9,8 +9,9 @@ runner's buffers *between* stages; this bounds the channel *inside* a bundle the
 ``THRESHOLD`` bytes, each message is serialised to an unlinked temporary file and only its position is
 kept; the runner reads the messages back one at a time, in order.
 
-Installed for the duration of a local run by :func:`install` (``lazaret scan`` without ``--no-spill``); it
-replaces ``InMemoryDataChannel.__init__`` and ``input_elements`` (internal Beam API, checked by shape).
+Applied for the duration of an in-process run as two rows of ``lazaret.spill.REPLACED`` (``lazaret scan``
+without ``--no-spill``); it replaces ``InMemoryDataChannel.__init__`` and ``input_elements`` (internal Beam
+API). :func:`install` applies the same two alone, for tests.
 """
 
 from __future__ import annotations
@@ -118,6 +119,17 @@ def _compatible() -> bool:
 
     cls = getattr(data_plane, "InMemoryDataChannel", None)
     return cls is not None and hasattr(cls, "input_elements") and "_inputs" in cls.__init__.__code__.co_names
+
+
+def spilling_init(original_init: Any):
+    """``InMemoryDataChannel.__init__`` that makes its pending-message list a :class:`SpillingInputs`
+    (a row of ``lazaret.spill.REPLACED``, applied with the other in-process replacements)."""
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self._inputs = SpillingInputs(self._inputs)
+
+    return __init__
 
 
 @contextlib.contextmanager

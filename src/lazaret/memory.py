@@ -15,8 +15,10 @@ is reused only by allocations made there. Beam's runner and SDK workers run bund
 senders on short-lived pool threads, so each stage's buffers landed in whichever arena its thread had and
 every arena kept its own high-water mark. Two arenas: T0 dedup on 2 workers (bench/dedup_speed.py --modes
 beam-mp, 1x) went from runner 650 / largest worker 543 MB to 389 / 457 MB, with no CPU cost measured (the
-GIL serialises most allocation anyway). Child processes (``multi_processing`` and portable workers) get the
-same settings through the environment.
+GIL serialises most allocation anyway). Child processes (``multi_processing`` workers) get the same
+settings through the environment. ``lazaret scan`` applies them for the in-process runners only
+(``lazaret.spill.runs_in_process``): a Flink, Spark or portable run, whose job server JVM and LOOPBACK
+workers are children or threads of the scan process, keeps glibc's defaults.
 """
 
 from __future__ import annotations

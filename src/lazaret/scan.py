@@ -193,9 +193,6 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
-    from lazaret.memory import tune_allocator
-
-    tune_allocator()
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
     explicit_checks = parse_checks(args.checks) if args.checks is not None else None
@@ -243,15 +240,20 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     if not args.quiet:
         log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(inputs), ",".join(checks),
                  runner, staging)
-    from lazaret.spill import install as spilling_buffers
+    from lazaret import spill
+
+    if spill.runs_in_process(runner):
+        # local runs only: other engines (and their SDK workers, which may run in this process) keep Beam's
+        # and glibc's own settings
+        from lazaret.memory import tune_allocator
+
+        tune_allocator()
 
     try:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, plan, extra_checks)
-        from lazaret.channel_spill import install as spilling_channel  # issue 19: one bundle's output
-
-        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling, \
-                (contextlib.nullcontext(False) if args.no_spill else spilling_channel(args.spill_dir)):
+        patches = contextlib.nullcontext(False) if args.no_spill else spill.for_runner(runner, args.spill_dir)
+        with patches as spilling:
             result = pipeline.run()
             from apache_beam.options.pipeline_options import TestOptions
 

@@ -18,31 +18,40 @@ disk on their own; this module gives the local runner the same property and chan
   and written to one output file per worker, which is streamed to the worker one partition's chunk at a
   time (chunks hold whole elements: the SDK worker decodes each data message on its own). Peak memory
   is then one partition's grouped table, about 1/``PARTITIONS`` of the shuffle.
-- The runner's send loop lets the data stream flush between chunks, so over gRPC (``multi_processing``,
-  the portable job service) a stage's input reaches a worker in ~``DATA_FLUSH_BYTES`` messages through the
+- The runner's send loop lets the data stream flush between chunks, so over gRPC (``multi_processing``)
+  a stage's input reaches a worker in ~``DATA_FLUSH_BYTES`` messages through the
   channel's byte-limited queue, not as one message as large as the stage's input. (The in-process ``in_memory``
   mode hands its worker every message of a bundle at once whatever the runner does; with the rounds
   below, that is ~``BUNDLE_BYTES`` for stateless stages.)
 - Stages whose input is larger than ``num_workers`` x ``BUNDLE_BYTES`` run as rounds of smaller bundles
   (:func:`_process_in_rounds`): a worker's memory during a bundle grows with the bundle's length.
 - Data-plane messages are flushed at ``DATA_FLUSH_BYTES`` (2 MB) instead of Beam's 10 MB, in the runner
-  and in local workers (:func:`set_data_flush`): a message exists several times over on its way (the output
-  stream, its bytes, the protobuf, gRPC's copy, the send queue), so a pass-through bundle of a few MB of
-  input peaked ~100 MB above its worker's baseline. With 2 MB messages and 4 MB bundles, T0 dedup on 2
-  workers (bench/dedup_speed.py --modes beam-mp, two allocator arenas, before the fixed mmap threshold was
-  applied there) went from largest worker 457 / 502 MB (1x / 4x, 8 MB bundles) to 329 / 392 MB, runner
-  389 / 395 to 294 / 310 MB, at the same CPU.
+  and in local workers (rows ``flush_*`` of :data:`REPLACED`): a message exists several times over on its
+  way (the output stream, its bytes, the protobuf, gRPC's copy, the send queue), so a pass-through bundle of
+  a few MB of input peaked ~100 MB above its worker's baseline. With 4 MB bundles and 2 MB messages on the
+  workers' side and in the send loop's coalescing, T0 dedup on 2 workers (bench/dedup_speed.py --modes
+  beam-mp, two allocator arenas, before the fixed mmap threshold was applied there) went from largest
+  worker 457 / 502 MB (1x / 4x, 8 MB bundles) to 329 / 392 MB, runner 389 / 395 to 294 / 310 MB, at the
+  same CPU. Those figures were measured while the runner's own gRPC streams (Beam's
+  ``TimeBasedBufferingClosableOutputStream``, which binds its own 10 MB default) still flushed at 10 MB:
+  since issue 22 the send loop bounds the stream it writes a stage's input to (row ``send_input``;
+  tests/test_spill.py reads the message sizes that reach a worker over gRPC); its effect on memory is not
+  measured yet. The class itself keeps Beam's default (in ``multi_threading`` mode the in-process workers'
+  outputs use it too).
 - Local SDK workers start through :mod:`lazaret.beam_worker` (Beam's harness with 16 MB data queues).
 
 A key's values stay in arrival order, and a given input groups to the same keys and values either way; the
 order in which keys reach the next stage differs, which Lazaret's output never depends on (its writers sort;
 the end-to-end and runner tests check that a scan with every buffer spilled writes byte-identical outputs).
 
-Installed by :func:`install` for the duration of a local run (``lazaret scan``; ``--no-spill`` turns it
-off). It replaces two classes and four methods inside ``apache_beam.runners.portability.fn_api_runner``,
-which is internal API: :func:`install` checks the Beam version range it was written against and their
-shape, and leaves Beam untouched (with a warning) when they differ. Spill files are unlinked at creation,
-so nothing is left on disk even if the process is killed.
+Installed by :func:`install` for the duration of a local run, and only for the runners that run the
+pipeline in this process (:func:`for_runner`, :data:`IN_PROCESS_RUNNERS`: FnApiRunner, DirectRunner, in any
+``direct_running_mode``); a Portable, Flink, Spark, Dataflow or Prism run is never patched (``--no-spill``
+turns it off for local runs too). Every Beam symbol it replaces, where and why, is one row of
+:data:`REPLACED`; they are Beam internals, so :func:`install` applies them only on ``PINNED_BEAM`` (the
+version pyproject.toml pins; a test fails when the two differ) and when their shape matches, and otherwise
+runs Beam as it ships with exactly one warning. Spill files are unlinked at creation, so nothing is left on
+disk even if the process is killed.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ import os
 import tempfile
 import threading
 import zlib
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +72,6 @@ SEND_QUEUE_BYTES = 16 << 20  # gRPC data queues, runner and local workers (Beam'
 DATA_FLUSH_BYTES = 2 << 20  # data-plane messages, runner and local workers (Beam's default: 10 MB)
 PARTITIONS = 64  # spill partitions of a grouping buffer
 _PENDING = 256 << 10  # per-partition write buffer before a flush to the spill file
-SUPPORTED_BEAM = ((2, 60), (3, 0))  # [low, high) of apache_beam versions whose buffer classes this matches
 
 _settings = {"dir": None, "threshold": THRESHOLD, "bundle_bytes": BUNDLE_BYTES}
 stats = {"files": 0, "bytes": 0, "rounds": 0}  # since the last install(): spill files made, bytes written,
@@ -365,6 +373,11 @@ def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, 
 
     conn = self._worker_handler.data_conn
     data_out = conn.output_stream(process_bundle_id, read_transform_id)
+    if hasattr(data_out, "_size_flush_threshold"):
+        # Over gRPC this is Beam's TimeBasedBufferingClosableOutputStream, which binds its own 10 MB default
+        # when the class is defined (the flush rows of REPLACED do not reach it): bound this stream alone,
+        # leaving the class as Beam ships it for every other stream (in-process workers' outputs among them)
+        data_out._size_flush_threshold = DATA_FLUSH_BYTES
     if isinstance(conn, data_plane.InMemoryDataChannel):
         _write_chunks(data_out, byte_streams)
         data_out.close()
@@ -496,86 +509,6 @@ def _bundle_manager_with_rounds(original):
     return get
 
 
-def _beam_version() -> Tuple[int, int]:
-    import apache_beam
-
-    major, minor = apache_beam.__version__.split(".")[:2]
-    return int(major), int(minor)
-
-
-def set_data_flush(nbytes: int) -> Tuple[int, Any]:
-    """Flush data-plane output streams at ``nbytes`` and coalesce queued messages up to it; returns what
-    was there before, for :func:`restore_data_flush`. Beam reads the module global when it coalesces and
-    binds the stream's threshold as a default argument, so both are set."""
-    from apache_beam.runners.worker import data_plane
-
-    index = _flush_default_index()  # first: it checks the shape the lines below rely on
-    init = data_plane.SizeBasedBufferingClosableOutputStream.__init__
-    saved = (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD, init.__defaults__)
-    defaults = list(init.__defaults__)
-    defaults[index] = nbytes
-    init.__defaults__ = tuple(defaults)
-    data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = nbytes
-    return saved
-
-
-def restore_data_flush(saved: Tuple[int, Any]) -> None:
-    from apache_beam.runners.worker import data_plane
-
-    data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = saved[0]
-    data_plane.SizeBasedBufferingClosableOutputStream.__init__.__defaults__ = saved[1]
-
-
-def _flush_default_index() -> int:
-    """Index of ``size_flush_threshold`` in the output stream's ``__init__`` defaults (ValueError if absent)."""
-    import inspect
-
-    from apache_beam.runners.worker import data_plane
-
-    init = data_plane.SizeBasedBufferingClosableOutputStream.__init__
-    with_default = [n for n, p in inspect.signature(init).parameters.items() if p.default is not p.empty]
-    if len(with_default) != len(init.__defaults__ or ()) or not hasattr(data_plane,
-                                                                        "_DEFAULT_SIZE_FLUSH_THRESHOLD"):
-        raise ValueError("unexpected SizeBasedBufferingClosableOutputStream")
-    return with_default.index("size_flush_threshold")
-
-
-def _compatible() -> bool:
-    low, high = SUPPORTED_BEAM
-    if not low <= _beam_version() < high:
-        return False
-    needed = {"ListBuffer": ("_inputs", "_grouped_output", "cleared"),
-              "GroupingBuffer": ("_key_coder", "_pre_grouped_coder", "_post_grouped_coder", "_windowing",
-                                 "_grouped_output")}
-    try:
-        list_base, group_base = _beam_buffers()
-        lb = list_base(None)
-        if not all(hasattr(lb, a) for a in needed["ListBuffer"]):
-            return False
-        import inspect
-
-        from apache_beam.runners.portability.fn_api_runner import fn_runner
-
-        send = inspect.signature(fn_runner.BundleManager._send_input_to_worker)
-        if list(send.parameters) != ["self", "process_bundle_id", "read_transform_id", "byte_streams"]:
-            return False
-        get = inspect.signature(fn_runner.FnApiRunner._get_bundle_manager)
-        if list(get.parameters) != ["self", "bundle_context_manager"]:
-            return False
-        _flush_default_index()
-        par = fn_runner.ParallelBundleManager.process_bundle
-        if list(inspect.signature(par).parameters) != ["self", "inputs", "expected_outputs", "fired_timers",
-                                                       "expected_output_timers", "dry_run"]:
-            return False
-        if not all(a in inspect.getsource(par) for a in ("_num_workers", "_cache_token_generator",
-                                                          "_progress_frequency", "bundle_context_manager")):
-            return False
-        src = inspect.getsource(group_base.__init__)
-        return all(a in src for a in needed["GroupingBuffer"])
-    except Exception:  # noqa: BLE001 - any surprise in Beam's internals means: do not patch
-        return False
-
-
 _BEAM_WORKER = b"-m apache_beam.runners.worker.sdk_worker_main"
 _OUR_WORKER = b"-m lazaret.beam_worker"
 
@@ -594,47 +527,238 @@ def _bounded_worker_init(original):
     return init
 
 
+def _flush_defaults(init: Any, nbytes: int) -> Tuple[Any, ...]:
+    """``init.__defaults__`` with ``size_flush_threshold`` set to ``nbytes``. Beam binds the module's
+    ``_DEFAULT_SIZE_FLUSH_THRESHOLD`` as a default argument of each output stream's ``__init__`` when the
+    class is defined, so setting the global alone changes neither stream."""
+    import inspect
+
+    with_default = [n for n, p in inspect.signature(init).parameters.items() if p.default is not p.empty]
+    if len(with_default) != len(init.__defaults__ or ()) or "size_flush_threshold" not in with_default:
+        raise ValueError(f"unexpected {init.__qualname__}")
+    defaults = list(init.__defaults__)
+    defaults[with_default.index("size_flush_threshold")] = nbytes
+    return tuple(defaults)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Every Beam symbol this package replaces: the one table. ``process`` says where: "runner" = the scan's own
+# process, only while :func:`install` is active (restored after); "worker" = each local SDK worker that the
+# patched ``SubprocessSdkWorkerHandler`` starts through ``lazaret.beam_worker`` (``multi_processing``), for
+# that process's life; "both" = both. Nothing here is applied for any other runner (:func:`for_runner`), nor
+# on any Beam but ``PINNED_BEAM``.
+# --------------------------------------------------------------------------------------------------------
+
+class Replacement(NamedTuple):
+    key: str  # short name, used by lazaret.beam_worker to apply a subset
+    process: str  # "runner", "worker" or "both"
+    module: str  # Beam module holding the symbol
+    attr: str  # dotted path of the symbol inside that module
+    by: str  # what replaces it
+    why: str
+    make: Callable[[Any, Any], Any]  # (original value, its owner) -> replacement
+
+
+_FN = "apache_beam.runners.portability.fn_api_runner"
+_DATA = "apache_beam.runners.worker.data_plane"
+_built: dict = {}  # the spilling classes made for the current install()
+
+REPLACED: Tuple[Replacement, ...] = (
+    Replacement("list_buffer", "runner", f"{_FN}.execution", "ListBuffer", "SpillingListBuffer",
+                "a PCollection between stages: past THRESHOLD bytes its chunks move to an unlinked file",
+                lambda orig, owner: _built["list"]),
+    Replacement("list_buffer_name", "runner", f"{_FN}.fn_runner", "ListBuffer", "SpillingListBuffer",
+                "fn_runner imports ListBuffer by name: the same class must be seen there",
+                lambda orig, owner: _built["list"]),
+    Replacement("grouping_buffer", "runner", f"{_FN}.execution", "GroupingBuffer", "SpillingGroupingBuffer",
+                "a GroupByKey keeps encoded elements and, past THRESHOLD, spills them to PARTITIONS files by key "
+                "hash, grouped one partition at a time", lambda orig, owner: _built["group"]),
+    Replacement("send_input", "runner", f"{_FN}.fn_runner", "BundleManager._send_input_to_worker",
+                "_send_input_streaming",
+                "a stage's input streams to the worker chunk by chunk (own thread over gRPC, holding the "
+                "stream's flush lock), not as one message the size of the input; over gRPC that stream (Beam's "
+                "time-based one, 10 MB) is bounded to DATA_FLUSH_BYTES too",
+                lambda orig, owner: _send_input_streaming),
+    Replacement("bundle_rounds", "runner", f"{_FN}.fn_runner", "ParallelBundleManager.process_bundle",
+                "_process_in_rounds", "a stage above num_workers x BUNDLE_BYTES runs as rounds of bounded bundles",
+                lambda orig, owner: _process_in_rounds),
+    Replacement("single_worker_rounds", "runner", f"{_FN}.fn_runner", "FnApiRunner._get_bundle_manager",
+                "_bundle_manager_with_rounds", "single-worker stateless stages get the bundle rounds too",
+                lambda orig, owner: _bundle_manager_with_rounds(orig)),
+    Replacement("worker_command", "runner", f"{_FN}.worker_handlers", "SubprocessSdkWorkerHandler.__init__",
+                "_bounded_worker_init", "multi_processing workers start through lazaret.beam_worker, which "
+                "applies the 'worker' rows of this table", lambda orig, owner: _bounded_worker_init(orig)),
+    Replacement("send_queue", "both", _DATA, "_DEFAULT_SEND_QUEUE_MAX_BYTES", "SEND_QUEUE_BYTES (16 MB)",
+                "each data-plane send queue holds up to 16 MB (Beam: 100 MB); read when a channel opens",
+                lambda orig, owner: SEND_QUEUE_BYTES),
+    Replacement("flush_coalesce", "both", _DATA, "_DEFAULT_SIZE_FLUSH_THRESHOLD", "DATA_FLUSH_BYTES (2 MB)",
+                "the send loop coalesces queued messages up to 2 MB (Beam: 10 MB)",
+                lambda orig, owner: DATA_FLUSH_BYTES),
+    Replacement("flush_size_stream", "both", _DATA, "SizeBasedBufferingClosableOutputStream.__init__.__defaults__",
+                "size_flush_threshold=DATA_FLUSH_BYTES",
+                "size-based data streams (the workers' outputs, the runner's in-process channel) flush at 2 MB",
+                lambda orig, owner: _flush_defaults(owner, DATA_FLUSH_BYTES)),
+    Replacement("channel_inputs", "runner", _DATA, "InMemoryDataChannel.__init__",
+                "lazaret.channel_spill.spilling_init",
+                "the in-process worker's pending output of one bundle (the read step emits a whole file as one "
+                "bundle) moves to an unlinked file past 8 MB instead of waiting in a list (issue 19)",
+                lambda orig, owner: __import__("lazaret.channel_spill", fromlist=["spilling_init"]).spilling_init(
+                    orig)),
+    Replacement("channel_input_elements", "runner", _DATA, "InMemoryDataChannel.input_elements",
+                "lazaret.channel_spill._input_elements", "reads those messages back in order, one at a time",
+                lambda orig, owner: __import__("lazaret.channel_spill", fromlist=["_input_elements"])._input_elements),
+    Replacement("idle_stages", "worker", "apache_beam.runners.worker.sdk_worker",
+                "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", "lazaret.beam_worker.IDLE_STAGE_S (5 s)",
+                "a finished stage's cached bundle processors are released after 5 idle seconds (Beam: 60)",
+                lambda orig, owner: __import__("lazaret.beam_worker", fromlist=["IDLE_STAGE_S"]).IDLE_STAGE_S),
+    Replacement("tidy_bundles", "worker", "apache_beam.runners.worker.bundle_processor",
+                "BundleProcessor.process_bundle", "the same, then lazaret.memory.Tidy",
+                "after a bundle, at most every 5 s, a full collection and malloc_trim (unless LAZARET_NO_TIDY)",
+                lambda orig, owner: __import__("lazaret.beam_worker", fromlist=["with_tidy"]).with_tidy(orig)),
+)
+
+
+def _owner_and_name(row: Replacement) -> Tuple[Any, str]:
+    import importlib
+
+    owner: Any = importlib.import_module(row.module)
+    *path, name = row.attr.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, name
+
+
+def current(row: Replacement) -> Any:
+    """The value a row's symbol has now (for tests that check what is replaced)."""
+    owner, name = _owner_and_name(row)
+    return getattr(owner, name)
+
+
+def apply(processes: Tuple[str, ...], keys: Optional[Tuple[str, ...]] = None) -> List[Tuple[Any, str, Any, bool]]:
+    """Replace the symbols of the table's rows for ``processes`` (and ``keys``, if given); returns what
+    :func:`restore` needs to put Beam's own back. All replacements are made first, then set, so a surprise
+    in Beam's shape leaves nothing half-replaced."""
+    rows = [r for r in REPLACED if r.process in processes and (keys is None or r.key in keys)]
+    planned = []
+    for row in rows:
+        owner, name = _owner_and_name(row)
+        original = getattr(owner, name)
+        own = not isinstance(owner, type) or name in vars(owner)  # inherited methods are deleted on restore
+        planned.append((owner, name, original, own, row.make(original, owner)))
+    for owner, name, _original, _own, new in planned:
+        setattr(owner, name, new)
+    return [(owner, name, original, own) for owner, name, original, own, _new in planned]
+
+
+def restore(saved: List[Tuple[Any, str, Any, bool]]) -> None:
+    for owner, name, original, own in reversed(saved):
+        if own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+
+
+FLUSH_ROWS = ("flush_coalesce", "flush_size_stream")
+
+
+PINNED_BEAM = "2.77.0"  # the apache-beam version pyproject.toml pins; the table was written and tested on it
+
+# Runners that execute the pipeline in this process's FnApiRunner, the only runner the table's rows act on.
+# DirectRunner runs a batch pipeline on it (after trying Prism, which needs a download and fails offline).
+IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
+
+
+def runs_in_process(runner: Any) -> bool:
+    """True when ``runner`` (a ``--runner`` value: a name, a dotted path, or a runner object) is one of
+    ``IN_PROCESS_RUNNERS``. Portable, Flink, Spark, Dataflow and Prism runs are never patched: their SDK
+    workers may run in this very process (LOOPBACK), and their engines shuffle on their own."""
+    if runner is None:
+        return False
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = name.rsplit(".", 1)[-1].lower()
+    if not name.endswith("runner"):
+        name += "runner"
+    return name in {r.lower() for r in IN_PROCESS_RUNNERS}
+
+
+def _beam_version() -> str:
+    import apache_beam
+
+    return apache_beam.__version__
+
+
+def _compatible() -> bool:
+    """The pinned Beam, and the shapes the replacements rely on (a patched or rebuilt Beam may differ)."""
+    if _beam_version() != PINNED_BEAM:
+        return False
+    try:
+        import inspect
+
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+        list_base, group_base = _beam_buffers()
+        lb = list_base(None)
+        if not all(hasattr(lb, a) for a in ("_inputs", "_grouped_output", "cleared")):
+            return False
+        send = inspect.signature(fn_runner.BundleManager._send_input_to_worker)
+        if list(send.parameters) != ["self", "process_bundle_id", "read_transform_id", "byte_streams"]:
+            return False
+        get = inspect.signature(fn_runner.FnApiRunner._get_bundle_manager)
+        if list(get.parameters) != ["self", "bundle_context_manager"]:
+            return False
+        par = fn_runner.ParallelBundleManager.process_bundle
+        if list(inspect.signature(par).parameters) != ["self", "inputs", "expected_outputs", "fired_timers",
+                                                       "expected_output_timers", "dry_run"]:
+            return False
+        if not all(a in inspect.getsource(par) for a in ("_num_workers", "_cache_token_generator",
+                                                          "_progress_frequency", "bundle_context_manager")):
+            return False
+        src = inspect.getsource(group_base.__init__)
+        if not all(a in src for a in ("_key_coder", "_pre_grouped_coder", "_post_grouped_coder", "_windowing",
+                                      "_grouped_output")):
+            return False
+        for row in REPLACED:  # every symbol is there, and the flush defaults have the expected shape
+            owner, name = _owner_and_name(row)
+            getattr(owner, name)
+            if name == "__defaults__":
+                _flush_defaults(owner, DATA_FLUSH_BYTES)
+        return True
+    except Exception:  # noqa: BLE001 - any surprise in Beam's internals means: do not patch
+        return False
+
+
 @contextlib.contextmanager
 def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
             bundle_bytes: Optional[int] = None):
-    """Use the spilling buffers in this process's FnApiRunner for the ``with`` block; restore Beam after.
-
-    Yields True when they are in use, False when this Beam version is not one they were written for."""
-    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
-
+    """Apply the table's "runner" and "both" rows to this process's FnApiRunner for the ``with`` block;
+    restore Beam after. Yields True when they are in use, False (after exactly one warning) when this Beam
+    is not ``PINNED_BEAM`` or its internals no longer match them. Callers choose the runner:
+    see :func:`for_runner`."""
     if not _compatible():
-        LOG.warning("spilling shuffle buffers not installed: apache_beam %s is outside the range %s they "
-                    "were written for, or its runner internals no longer match them; the local runner "
-                    "keeps shuffles in memory", ".".join(map(str, _beam_version())), SUPPORTED_BEAM)
+        LOG.warning("Beam patches not installed: apache_beam %s is not %s, the version lazaret.spill's "
+                    "replacements were written and tested against (or its runner internals differ); the "
+                    "local runner runs as Beam ships it, shuffles in memory", _beam_version(), PINNED_BEAM)
         yield False
         return
     if spill_dir:
         os.makedirs(spill_dir, exist_ok=True)
-    list_cls, group_cls = _classes()
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
-    from apache_beam.runners.worker import data_plane
+    previous = dict(_settings)
+    from lazaret import channel_spill
 
-    saved = (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
-             fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
-             worker_handlers.SubprocessSdkWorkerHandler.__init__, fn_runner.ParallelBundleManager.process_bundle,
-             fn_runner.FnApiRunner._get_bundle_manager, dict(_settings))
+    channel_previous = dict(channel_spill._settings)
+    channel_spill._settings.update(dir=spill_dir)
     _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold,
                      bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
-    _original_parallel[:] = [saved[6]]
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
     from lazaret.memory import Tidy, tidy_enabled
 
+    _original_parallel[:] = [fn_runner.ParallelBundleManager.process_bundle]
+    _built["list"], _built["group"] = _classes()
     _tidy[:] = [Tidy()] if tidy_enabled() else []
     stats.update(files=0, bytes=0, rounds=0)
     _send_failures.clear()
-    execution.ListBuffer = list_cls
-    execution.GroupingBuffer = group_cls
-    fn_runner.ListBuffer = list_cls
-    fn_runner.BundleManager._send_input_to_worker = _send_input_streaming
-    data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = SEND_QUEUE_BYTES  # read when the runner opens a data channel
-    worker_handlers.SubprocessSdkWorkerHandler.__init__ = _bounded_worker_init(saved[5])
-    flush_saved = set_data_flush(DATA_FLUSH_BYTES)
-    fn_runner.ParallelBundleManager.process_bundle = _process_in_rounds
-    fn_runner.FnApiRunner._get_bundle_manager = _bundle_manager_with_rounds(saved[7])
+    saved = apply(("runner", "both"))
     try:
         yield True
         if _send_failures:
@@ -643,11 +767,21 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
         LOG.info("shuffle spill: %d file(s), %.1f MB written; %d stage(s) run in bundle rounds", stats["files"],
                  stats["bytes"] / 2**20, stats["rounds"])
     finally:
-        (execution.ListBuffer, execution.GroupingBuffer, fn_runner.ListBuffer,
-         fn_runner.BundleManager._send_input_to_worker, data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES,
-         worker_handlers.SubprocessSdkWorkerHandler.__init__,
-         fn_runner.ParallelBundleManager.process_bundle, fn_runner.FnApiRunner._get_bundle_manager) = saved[:8]
-        restore_data_flush(flush_saved)
+        restore(saved)
         _settings.clear()
-        _settings.update(saved[8])
+        _settings.update(previous)
+        channel_spill._settings.clear()
+        channel_spill._settings.update(channel_previous)
         _tidy.clear()
+        _built.clear()
+
+
+@contextlib.contextmanager
+def for_runner(runner: Any, spill_dir: Optional[str] = None):
+    """:func:`install` when ``runner`` runs in this process (:func:`runs_in_process`); for any other runner
+    nothing is replaced and this yields False."""
+    if not runs_in_process(runner):
+        yield False
+        return
+    with install(spill_dir) as active:
+        yield active

@@ -1,0 +1,61 @@
+"""Flink and Spark for real: the whole scan on Flink's embedded local cluster and on Spark ``local[2]``, through
+Beam's own FlinkRunner / SparkRunner and a job server jar fetched by ``make jobserver-jars``, byte-identical to
+the in-process runner. The commands are ``pipelines/runners/{flink,spark}-local.args``, run verbatim from the
+repository root as README shows them; each scan runs as its own process, so its job server JVM (which Beam
+stops only when the launching process exits) ends with it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import scan, tree_digest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+LAZARET = pathlib.Path(sys.executable).parent / "lazaret"
+ENGINES = {"flink": "flink-local.args", "spark": "spark-local.args"}
+pytestmark = pytest.mark.slow
+
+
+def engine_args(engine: str):
+    """The option set README documents; its job server jar must have been fetched (make jobserver-jars)."""
+    args = (ROOT / "pipelines" / "runners" / ENGINES[engine]).read_text().split()
+    jar = next(a.split("=", 1)[1] for a in args if a.startswith(f"--{engine}_job_server_jar="))
+    missing = [what for what, ok in ((f"{jar} (run `make jobserver-jars`)", (ROOT / jar).is_file()),
+                                     ("java on PATH", shutil.which("java"))) if not ok]
+    if missing:
+        if os.environ.get("CI"):  # CI fetches the jars first (.ci/run): a skip there would hide a broken fetch
+            pytest.fail(f"{engine}: missing {', '.join(missing)}")
+        pytest.skip(f"{engine}: missing {', '.join(missing)}")
+    return args
+
+
+def engine_scan(engine: str, inputs, out, *extra: str) -> None:
+    cmd = [str(LAZARET), "scan", str(inputs), "--out", str(out), "--quiet", *extra, *engine_args(engine)]
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout.decode("utf-8", "replace")[-4000:]
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["runner"] == {"flink": "FlinkRunner", "spark": "SparkRunner"}[engine]
+    assert provenance["options"]["spill"] is False  # lazaret.spill replaces nothing for an engine
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "out"
+    assert scan(SAMPLE, out) == 0
+    return tree_digest(out)
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_sample_data_byte_identical_on_engine(engine, reference, tmp_path):
+    out = tmp_path / engine
+    engine_scan(engine, SAMPLE, out)
+    assert tree_digest(out) == reference
