@@ -40,8 +40,7 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
                  actions: tuple = ("redact",)) -> Dict[str, Any]:
     """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
     (presidio-anonymizer's default replace operator)."""
-    from presidio_anonymizer.entities import RecognizerResult
-
+    from lazaret.detectors.pii_redact import anonymize_text
     from lazaret.records import set_path
 
     by_field: Dict[int, List[Any]] = {}
@@ -54,8 +53,7 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
     raw = copy.deepcopy(record["raw"])
     for fi, spans in sorted(by_field.items()):
         path, _side, text = record["fields"][fi]
-        results = [RecognizerResult(entity_type=s[3], start=s[1], end=s[2], score=1.0) for s in spans]
-        new_text = anonymizer.anonymize(text=text, analyzer_results=results).text
+        new_text = anonymize_text(anonymizer, text, [(s[1], s[2], s[3]) for s in spans])
         set_path(raw, path, new_text)
     return raw
 
