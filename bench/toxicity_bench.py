@@ -21,6 +21,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Optional
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = pathlib.Path(os.environ.get("LAZARET_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -31,10 +32,20 @@ def _rows(path: pathlib.Path):
         return [json.loads(line) for line in fh]
 
 
+HASH_SPLIT = (15, 15)  # bench/train_default_toxicity.py: --hash-split 15 15 for files without splits
+
+
 def held_out_sets(data: pathlib.Path) -> dict:
+    from lazaret.toxicity.train import hash_split
+
     off = _rows(data / "toxicity_tweeteval_offensive" / "offensive.jsonl.gz")
     hate = _rows(data / "toxicity_tweeteval_hate" / "hate.jsonl.gz")
+    toxichat = _rows(data / "toxicity_longform" / "toxichat_reddit.jsonl.gz")
+    cat = _rows(data / "toxicity_longform" / "cat_large_wikipedia_talk.jsonl.gz")
     return {
+        "toxichat_test": [(r["text"], int(r["label"])) for r in toxichat if r["split"] == "test"],
+        "cat_large_test_rows": [(r["text"], int(r["label"])) for r in cat
+                                if hash_split(r, r["text"], *HASH_SPLIT) == "test"],
         "wikipedia_talk": [(r["text"], int(r["label"])) for r in
                            _rows(data / "toxicity_wikipedia_talk_testset" / "wiki_toxicity_testset.jsonl.gz")],
         "tweeteval_offensive_test": [(r["text"], int(r["label"])) for r in off if r["split"] == "test"],
@@ -42,6 +53,51 @@ def held_out_sets(data: pathlib.Path) -> dict:
         "hatecheck": [(r["text"], int(r["label"])) for r in
                       _rows(data / "toxicity_hatecheck" / "test_suite_cases.jsonl.gz")],
     }
+
+
+def hatecheck_functionalities(data: pathlib.Path) -> "list[tuple[str, int]]":
+    """(functionality, label) for each HateCheck case, in the order of held_out_sets()['hatecheck']."""
+    return [(r["functionality"], int(r["label"])) for r in
+            _rows(data / "toxicity_hatecheck" / "test_suite_cases.jsonl.gz")]
+
+
+def clean_corpora(data: pathlib.Path) -> dict:
+    """{name: (prompts, responses)} of the clean instruction corpora (never trained on)."""
+    files = {"t0": [data / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz"],
+             "gsm8k": [data / "instruct_gsm8k" / "gsm8k.jsonl.gz"],
+             "code": sorted((data / "instruct_code").glob("*.jsonl.gz"))}
+    out = {}
+    for name, paths in files.items():
+        prompts, responses = [], []
+        for path in paths:
+            for r in _rows(path):
+                prompts.append("\n\n".join(str(r[k]) for k in ("instruction", "input") if r.get(k)))
+                responses.append(str(r.get("output") or ""))
+        out[name] = (prompts, responses)
+    return out
+
+
+def tfidf_lr_scorer(data: pathlib.Path):
+    """The ten-line baseline, trained on the same training rows as the shipped model (same files, splits,
+    weighting; bench/train_default_toxicity.py's options): TF-IDF word 1-2-grams + logistic regression."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from train_default_toxicity import PARAMS, train_files
+
+    from lazaret.toxicity.train import build_parser, load_data
+
+    args = build_parser().parse_args(["--train", *map(str, train_files(data)), "--out", "unused.ftz",
+                                      "--val-splits", "val", "dev", *PARAMS])
+    train, _, _ = load_data(args)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200000)
+    lr = LogisticRegression(C=4, max_iter=2000)
+    lr.fit(vec.fit_transform([t for t, _ in train]), [y for _, y in train])
+
+    def score(texts):
+        return lr.predict_proba(vec.transform(texts))[:, 1].tolist() if texts else []
+
+    return score
 
 
 def t0_sides(data: pathlib.Path) -> "tuple[list, list]":
@@ -58,13 +114,27 @@ def short_texts(data: pathlib.Path, n: int = 50000) -> list:
 
 
 def run_scorer(name: str, score, threshold: float, sets: dict, t0: tuple, short: list, long: list,
-               answers: list, repeats: int = 3) -> dict:
+               answers: list, repeats: int = 3, clean: Optional[dict] = None,
+               functionalities: Optional[list] = None) -> dict:
     from lazaret.toxicity.metrics import evaluate_scores
 
     out = {"name": name, "threshold": threshold, "held_out": {}, "repeats": repeats}
     for set_name, rows in sets.items():
         scores = score([t for t, _ in rows])
         out["held_out"][set_name] = evaluate_scores([y for _, y in rows], scores, threshold)
+        if set_name == "hatecheck" and functionalities:
+            per: dict = {}
+            for (func, label), s in zip(functionalities, scores):
+                cell = per.setdefault(func, {"n": 0, "correct": 0, "label": label})
+                cell["n"] += 1
+                cell["correct"] += int((s >= threshold) == bool(label))
+            out["hatecheck_functionalities"] = {k: {**v, "accuracy": v["correct"] / v["n"]}
+                                                for k, v in sorted(per.items())}
+    out["clean"] = {}
+    for corpus, (prompts, responses) in (clean or {}).items():
+        top = [max(a, b) for a, b in zip(score(prompts), score(responses))]
+        out["clean"][corpus] = {"records": len(top), "side_ge_0.5": sum(s >= 0.5 for s in top) / len(top),
+                                "acted": sum(s >= threshold for s in top) / len(top)}
     prompts, responses = t0
     sp = score(prompts)
     sr = score(responses)
@@ -104,6 +174,9 @@ def print_result(res: dict, reliability: bool) -> None:
             cells = "; ".join(f"{b['lo']:.1f}-{b['hi']:.1f}: n={b['n']} p={b['mean_score']:.2f} "
                               f"obs={b['positive_rate']:.2f}" for b in m["reliability"] if b["n"])
             print(f"|  reliability | {cells} |")
+    for corpus, c in res.get("clean", {}).items():
+        print(f"clean {corpus} ({c['records']} records): a side scoring >= 0.5: {100 * c['side_ge_0.5']:.2f}%, "
+              f"acted on (a side >= the threshold {res['threshold']:.2f}): {100 * c['acted']:.2f}%")
     t0 = res["t0"]
     print(f"T0 ({t0['records']} records) flagged at threshold: prompt {100 * t0['prompt_flag_rate']:.2f}%, "
           f"response {100 * t0['response_flag_rate']:.2f}%")
@@ -117,6 +190,18 @@ def print_result(res: dict, reliability: bool) -> None:
           f"T0 responses/s (median ~10 chars)")
 
 
+def print_functionalities(results: list) -> None:
+    """HateCheck accuracy per functionality at each scorer's threshold (gold label beside the name)."""
+    if not all("hatecheck_functionalities" in r for r in results):
+        return
+    print("\n| HateCheck functionality (gold) | n | " + " | ".join(r["name"] for r in results) + " |")
+    print("|---|---|" + "---|" * len(results))
+    for func, cell in results[0]["hatecheck_functionalities"].items():
+        accs = " | ".join(f"{r['hatecheck_functionalities'][func]['accuracy']:.2f}" for r in results)
+        gold = "hateful" if cell["label"] else "non-hateful"
+        print(f"| {func} ({gold}) | {cell['n']} | {accs} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="toxicity benchmark")
     ap.add_argument("--model", default="default")
@@ -126,7 +211,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--json", help="write all figures here")
     ap.add_argument("--reliability", action="store_true", help="print reliability bins")
-    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true", help="skip alt-profanity-check and TF-IDF + LR")
     ap.add_argument("--repeats", type=int, default=3, help="throughput runs per measurement (median reported)")
     args = ap.parse_args(argv)
     data = pathlib.Path(args.data)
@@ -146,12 +231,15 @@ def main(argv=None) -> int:
         return out
 
     sets = held_out_sets(data)
+    functionalities = hatecheck_functionalities(data)
+    clean = clean_corpora(data)
     t0 = t0_sides(data)
     short = short_texts(data)
     long = t0[0][:20000]
     answers = t0[1][:50000]
     results = [run_scorer(f"lazaret fastText ({os.path.basename(model.path)}, sha256 {model.sha256[:12]})",
-                          fasttext_score, threshold, sets, t0, short, long, answers, args.repeats)]
+                          fasttext_score, threshold, sets, t0, short, long, answers, args.repeats, clean,
+                          functionalities)]
     if not args.no_baseline:
         try:
             from profanity_check import predict_prob
@@ -162,7 +250,14 @@ def main(argv=None) -> int:
                 return [float(p) for p in predict_prob(texts)] if texts else []
 
             results.append(run_scorer("alt-profanity-check 1.9 baseline", baseline_score, 0.5, sets, t0, short,
-                                      long, answers, args.repeats))
+                                      long, answers, args.repeats, clean, functionalities))
+        started = time.process_time()
+        tfidf = tfidf_lr_scorer(data)
+        fit_cpu = time.process_time() - started
+        results.append(run_scorer("TF-IDF + LR baseline (same training rows)", tfidf, 0.5, sets, t0, short, long,
+                                  answers, args.repeats, clean, functionalities))
+        results[-1]["fit_cpu_seconds"] = fit_cpu
+    print_functionalities(results)
     for res in results:
         print_result(res, args.reliability)
     if args.json:

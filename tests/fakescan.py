@@ -87,7 +87,7 @@ def _safe(s: Optional[str]) -> Optional[str]:
 def write_scan(out: str, records: List[Dict[str, Any]], clusters: List[Dict[str, Any]] = (),
                policy_text: str = DEFAULT_POLICY, policy_path: Optional[str] = None,
                findings_extra: List[Dict[str, Any]] = (), shard_records: int = 1000,
-               seed: int = 7) -> str:
+               seed: int = 7, anchor_review: bool = True) -> str:
     """Write a scan DIR. Each record: {"raw": obj, "action": ..., "reasons": [...], "cluster_id",
     "duplicate_of", "evidence", "source_path", "source_index"}; doc_id is filled in (returned in place)."""
     rnd = random.Random(seed)
@@ -193,8 +193,16 @@ def write_scan(out: str, records: List[Dict[str, Any]], clusters: List[Dict[str,
         psha = hashlib.sha256(fh.read()).hexdigest()
     prov = {"tool": "lazaret", "version": "0.1.0", "command": ["lazaret", "scan", "fake"],
             "policy": {"path": os.path.abspath(policy_path), "sha256": psha}, "counts": summary}
+    if anchor_review:  # as a real scan does: an empty review log named in provenance (and a seal with a key)
+        from lazaret.review import init_log
+
+        prov["review_log"] = init_log(out)
     with open(os.path.join(out, "provenance.json"), "w", encoding="utf-8") as fh:
         json.dump(prov, fh, indent=1)
+    from lazaret.signing import signing_key, write_seal
+
+    if signing_key():
+        write_seal(out, signing_key())
     return policy_path
 
 

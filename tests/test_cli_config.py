@@ -88,3 +88,74 @@ def test_custom_recognizer_used_in_scan(tmp_path):
     data.write_text('{"text": "Please look at TCK-123456 today."}\n')
     assert scan(data, tmp_path / "out", "--rules", rules, "--checks", "pii", "--pii-nlp", "none") == 0
     assert any("TICKET" in r["rule"] for r in findings_rows(tmp_path / "out"))
+
+
+# -- issue 19 item 7: alias bombs and deep nesting are configuration errors, bounded in time and memory ------
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\nrecognizers: *a{levels}\n"
+
+
+@pytest.mark.parametrize("kind", ["alias_bomb", "deep_nesting", "alias_cycle"])
+def test_hostile_yaml_is_a_configuration_error(tmp_path, capsys, kind):
+    """A 450-byte alias bomb (9 levels of 9 aliases) grew memory ~55 MB/s until killed; 5,000 levels of nesting
+    ended in a RecursionError traceback. Both, and an alias that contains itself, exit 2 naming the file."""
+    import resource
+    import time
+
+    text = {"alias_bomb": _alias_bomb(),
+            "deep_nesting": "recognizers: " + "[" * 5000 + "]" * 5000 + "\n",
+            "alias_cycle": "recognizers: &a [*a]\n"}[kind]
+    rules = _rules_dir(tmp_path, text)
+    started = time.process_time()
+    assert run_cli("rules", "check", rules) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml:1" in err and ("values" in err or "nested" in err)
+    assert scan(SAMPLE, tmp_path / "out", "--rules", rules, "--checks", "pii") == 2
+    assert "mine.yaml:1" in capsys.readouterr().err
+    assert time.process_time() - started < 10
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text.replace("recognizers:", "pii:"))
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy) == 2
+    assert f"{policy}:1" in capsys.readouterr().err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 << 20  # KB: far from the bomb's gigabytes
+
+
+# -- issue 19 item 4: non-finite numbers and an empty policy ----------------------------------------------
+@pytest.mark.parametrize("value", [".nan", ".NaN", ".inf", "-.inf", "+.Inf"])
+def test_non_finite_policy_number_refused(tmp_path, capsys, value):
+    """``pii.score_threshold: .nan`` passed every min/max check and silently turned PII detection off."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"version: 1\npii:\n  nlp: none\n  score_threshold: {value}\n")
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy, "--checks", "pii") == 2
+    err = capsys.readouterr().err
+    assert f"{policy}:4" in err and "pii.score_threshold" in err and "finite" in err
+
+
+def test_non_finite_recognizer_score_refused(tmp_path, capsys):
+    rules = _rules_dir(tmp_path, "recognizers:\n  - name: Zip\n    supported_entity: ZIP\n    patterns:\n"
+                                 "      - {name: z, regex: '\\b\\d{5}\\b', score: .nan}\n")
+    assert run_cli("rules", "check", rules) == 2
+    assert "mine.yaml:5" in capsys.readouterr().err
+
+
+def test_schema_refuses_nan_from_any_source():
+    from lazaret.rules.errors import ConfigError
+    from lazaret.rules.schema import F, validate_value
+    from lazaret.rules.yamlpos import located_from_dict
+
+    with pytest.raises(ConfigError, match="finite"):
+        validate_value(F("float", min=0.0, max=1.0), float("nan"), located_from_dict({}), "pii.score_threshold")
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "version: 1\n", "version: 1\ndescription: later\n"])
+def test_empty_policy_refused(tmp_path, capsys, text):
+    """An empty policy silently used built-in defaults that differ from the shipped policy: refused."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    assert scan(SAMPLE, tmp_path / "out", "--policy", policy, "--checks", "pii") == 2
+    err = capsys.readouterr().err
+    assert str(policy) in err and "sets no section" in err
+    assert run_cli("rules", "check", tmp_path, "--policy", policy) == 2

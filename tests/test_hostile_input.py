@@ -83,19 +83,21 @@ def test_fuzzed_jsonl_corpus(tmp_path_factory, items, bom, crlf, dup_ids):
 
 
 def test_broken_files_each_one_finding(tmp_path):
+    corpus = tmp_path / "corpus"  # --out may not lie inside an input (issue 19)
+    corpus.mkdir()
     good = b"\n".join(good_line(i, "fine") for i in range(5)) + b"\n"
-    (tmp_path / "ok.jsonl").write_bytes(good)
-    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (corpus / "ok.jsonl").write_bytes(good)
+    (corpus / "empty.jsonl").write_bytes(b"")
     many = b"\n".join(good_line(i, "fine " * (i % 7)) for i in range(400)) + b"\n"
     gz = gzip.compress(many, mtime=0)
-    (tmp_path / "cut.jsonl.gz").write_bytes(gz[: len(gz) // 2])
-    (tmp_path / "garbage.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00garbage" * 20)
+    (corpus / "cut.jsonl.gz").write_bytes(gz[: len(gz) // 2])
+    (corpus / "garbage.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00garbage" * 20)
     zs = zstandard.ZstdCompressor().compress(good * 50)
-    (tmp_path / "cut.jsonl.zst").write_bytes(zs[: len(zs) // 2])
-    pq.write_table(pa.table({"a": [1, 2], "b": [True, False]}), tmp_path / "odd.parquet")
-    (tmp_path / "notparquet.parquet").write_bytes(b"PAR1 this is not parquet")
+    (corpus / "cut.jsonl.zst").write_bytes(zs[: len(zs) // 2])
+    pq.write_table(pa.table({"a": [1, 2], "b": [True, False]}), corpus / "odd.parquet")
+    (corpus / "notparquet.parquet").write_bytes(b"PAR1 this is not parquet")
     out = tmp_path / "out"
-    assert scan(tmp_path, out, *FAST) == 0
+    assert scan(corpus, out, *FAST) == 0
     s = summary(out)
     assert s["conservation"]["holds"]
     rules = {}

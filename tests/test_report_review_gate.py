@@ -177,7 +177,8 @@ def test_tampered_decisions_detected(scan, tmp_path, tamper):
 def test_decisions_copied_to_another_scan_rejected(scan, tmp_path):
     d = _three_decisions(scan)
     other = fakescan.build_synthetic_scan(str(tmp_path / "other"), n_clean=30, n_quarantine=61)
-    shutil.copytree(os.path.join(d, "review"), os.path.join(other["dir"], "review"))
+    # the other scan has its own (empty) review/ since scans anchor it; the copy overwrites it
+    shutil.copytree(os.path.join(d, "review"), os.path.join(other["dir"], "review"), dirs_exist_ok=True)
     code, out = run(review.main, [other["dir"], "verify"])
     assert code == 1 and "another scan" in out
 
@@ -405,3 +406,122 @@ def test_invalid_policy_sections_refused_with_location(tmp_path, capsys, bad, fi
     assert run(gate.main, [info["dir"]])[0] == 2
     err = capsys.readouterr().err
     assert field in err and "-policy.yaml:" in err
+
+
+# --- issue 19 item 12: what the review log's anchors detect -------------------------------------------
+
+def _confirmed_incident(scan):
+    d = scan["dir"]
+    code, out = run(review.main, [d, "confirm", _poison(scan)[0], "--reviewer", "Ana", "--reason", "trigger"])
+    assert code == 0 and "INC-0001" in out
+    code, out = run(gate.main, [d])
+    assert code == 1 and "FAIL max_open_incidents" in out
+    return d
+
+
+@pytest.mark.parametrize("how", ["rmtree", "empty_head"])
+def test_deleting_the_review_log_is_detected(scan, how):
+    d = _confirmed_incident(scan)
+    shutil.rmtree(os.path.join(d, "review"))
+    if how == "empty_head":  # the folder back, empty, as a careless restore would leave it
+        os.makedirs(os.path.join(d, "review"))
+        pathlib.Path(d, "review", "HEAD.json").write_text("{}\n")
+    code, out = run(review.main, [d, "verify"])
+    assert code == 1 and not out.startswith("OK")
+    assert "provenance.json names this scan's review log" in out
+    code, out = run(gate.main, [d])
+    assert code == 1 and "FAIL review_log_verified" in out
+    assert "PASS max_open_incidents" not in out and "FAIL max_open_incidents: not judged" in out
+
+
+def test_gate_prints_the_heads_it_judged(scan):
+    d = _confirmed_incident(scan)
+    code, out = run(review.main, [d, "verify"])
+    assert code == 0 and "unsigned" in out
+    head = out.split("head ")[1].split(";")[0]
+    code, out = run(gate.main, [d, "--json"])
+    doc = json.loads(out)
+    assert doc["review_log"]["decisions"] == {"count": 1, "head": head} and doc["review_log"]["signed"] is False
+    code, out = run(gate.main, [d])
+    assert f"judged decisions 1 head {head[:16]}" in out
+
+
+def _forge_rewrite(d):
+    """What anyone with write access can do: append an entry with correct hashes and rewrite HEAD.json."""
+    path = _decisions(d)
+    last = json.loads(path.read_text().splitlines()[-1])
+    e = {k: v for k, v in last.items() if k not in ("hash", "mac")}
+    e.update(seq=last["seq"] + 1, prev=last["hash"], action="close", target_kind="incident", target="INC-0001",
+             doc_ids=[], opens=[], reviewer="Eve", reason="forged")
+    e["hash"] = review.entry_hash(e)
+    with open(path, "a") as fh:
+        fh.write(review.canonical(e).decode() + "\n")
+    head = json.loads(pathlib.Path(d, "review", "HEAD.json").read_text())
+    head["decisions"] = {"count": e["seq"], "hash": e["hash"]}
+    pathlib.Path(d, "review", "HEAD.json").write_text(json.dumps(head))
+
+
+def test_without_a_key_a_consistent_rewrite_is_not_detectable(scan):
+    """The documented limit: a hash chain without a secret cannot stop a rewrite of the chain and its head."""
+    d = _confirmed_incident(scan)
+    _forge_rewrite(d)
+    assert run(review.main, [d, "verify"])[0] == 0
+
+
+def test_with_a_signing_key_rewrites_and_provenance_edits_are_detected(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAZARET_SIGNING_KEY", "s3cret-for-tests")
+    info = fakescan.build_synthetic_scan(str(tmp_path / "scan"), n_clean=30, n_quarantine=60)
+    d = _confirmed_incident(info)
+    code, out = run(review.main, [d, "verify"])
+    assert code == 0 and "signatures verified" in out
+    assert b"s3cret" not in b"".join(p.read_bytes() for p in pathlib.Path(d).rglob("*") if p.is_file())
+    saved = {p: p.read_bytes() for p in pathlib.Path(d, "review").iterdir() if p.is_file()}
+
+    _forge_rewrite(d)
+    code, out = run(review.main, [d, "verify"])
+    assert code == 1 and "signature missing or wrong" in out
+    for p, data in saved.items():
+        p.write_bytes(data)
+    assert run(review.main, [d, "verify"])[0] == 0
+
+    # deleting review/ and writing a fresh, unsigned empty log
+    shutil.rmtree(os.path.join(d, "review"))
+    monkeypatch.delenv("LAZARET_SIGNING_KEY")
+    review.init_log(d)
+    monkeypatch.setenv("LAZARET_SIGNING_KEY", "s3cret-for-tests")
+    assert run(review.main, [d, "verify"])[0] == 1
+    for p, data in saved.items():
+        p.write_bytes(data)
+
+    # a lenient policy, its sha256 written into provenance.json: the gate refuses to judge
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(fakescan.DEFAULT_POLICY.replace("max_open_incidents: 0", "max_open_incidents: 99"))
+    prov_path = pathlib.Path(d, "provenance.json")
+    prov = json.loads(prov_path.read_text())
+    import hashlib
+    prov["policy"] = {"path": str(lenient), "sha256": hashlib.sha256(lenient.read_bytes()).hexdigest()}
+    prov_path.write_text(json.dumps(prov))
+    code, _ = run(gate.main, [d])
+    assert code == 2
+    assert run(review.main, [d, "verify"])[0] == 1
+    # the same edit without the key at hand: the scan says it was signed, so nothing verifies
+    monkeypatch.delenv("LAZARET_SIGNING_KEY")
+    assert run(review.main, [d, "verify"])[0] == 1
+
+
+def test_review_show_prints_one_value_per_line(tmp_path):
+    records, clusters = fakescan.synthetic_records(10, 20, seed=3)
+    q = next(r for r in records if r["action"] == "quarantine")
+    q["source_path"] = "data/evil\nFAKE: decision #9 release by Boss.jsonl"
+    clusters = fakescan.finish_clusters(records, clusters)
+    d = str(tmp_path / "scan")
+    fakescan.write_scan(d, records, clusters)
+    code, _ = run(review.main, [d, "release", q["doc_id"], "--reviewer", "Ana\nFAKE: reviewer line\u2028x",
+                                "--reason", "ok\nFAKE: reason"])
+    assert code == 0
+    code, out = run(review.main, [d, "show", q["doc_id"]])
+    assert code == 0
+    assert not any(line.startswith("FAKE") for line in out.splitlines())
+    assert "evil\\nFAKE" in out and "Ana\\nFAKE: reviewer line<U+2028>x" in out
+    code, out = run(review.main, [d, "incidents"])
+    assert code == 0 and not any(line.startswith("FAKE") for line in out.splitlines())

@@ -56,9 +56,12 @@ def test_shipped_model_loads_scores_and_has_metadata():
     assert scores[0] > scores[1], scores
     assert scores[0] >= meta["threshold"] > scores[1]
     assert scores[2] == 0.0 and scores[3] == 0.0
-    # the two-label fast path gives fastText's own probability of the label
+    # the two-label fast path gives fastText's own probability of the label (raw), which the shipped
+    # calibration then maps to a probability
     labels, probs = model._model.predict(model.prepare(TOXIC), k=-1)
-    assert scores[0] == pytest.approx(min(1.0, float(probs[list(labels).index("__label__toxic")])), abs=1e-5)
+    raw = model.raw_batch([TOXIC])[0]
+    assert raw == pytest.approx(min(1.0, float(probs[list(labels).index("__label__toxic")])), abs=1e-5)
+    assert scores[0] == pytest.approx(float(model.calibration.apply([raw])[0]), abs=1e-9)
 
 
 def test_predict_survives_lone_surrogates_and_huge_text():
@@ -161,11 +164,16 @@ def test_train_small_generated_file(tmp_path, capsys):
     toxic, benign = model.predict_batch(["shut up you moron", "my teacher visits the family every day"])
     # retraining into the same path replaces the model and its sidecar together
     assert train_main(["--train", str(train), "--out", str(out), "--epoch", "3", "--lr", "0.1", "--dim", "16",
-                       "--bucket", "10000", "--cutoff", "2000"]) == 0
-    assert ToxicityModel.load(str(out)).sha256 == json.load(open(tmp_path / "tiny.json"))["model_sha256"]
+                       "--bucket", "10000", "--cutoff", "2000", "--calibration", "platt"]) == 0
+    retrained = ToxicityModel.load(str(out))
+    meta = json.load(open(tmp_path / "tiny.json"))
+    assert retrained.sha256 == meta["model_sha256"]
+    # the calibration is fitted on the validation rows, pinned by the sidecar and applied at scan time
+    assert retrained.calibration is not None and meta["calibration"]["sha256"] == retrained.calibration_sha256
+    assert meta["calibration"]["fitted_on"]["rows"] == 400 and meta["validation"]["ece"] < 0.1
     assert toxic > benign
     printed = capsys.readouterr().out
-    assert "ROC-AUC" in printed and "threshold" in printed
+    assert "ROC-AUC" in printed and "threshold" in printed and "| validation, all | 400 |" in printed
     # evaluation of an existing model, no training
     assert train_main(["--model", str(out), "--eval", str(held)]) == 0
 
@@ -292,3 +300,90 @@ def test_concat_augmentation_labels_and_determinism():
     assert concat_augment(rows, 0) == []
     with pytest.raises(ConfigError, match="both clean and toxic"):
         concat_augment(rows[:20], 10, mode="balanced")
+
+
+# --- calibration ---------------------------------------------------------------------------------------------
+
+def test_calibration_fit_write_load_and_refusals(tmp_path):
+    """Platt and isotonic maps fitted on skewed scores become probabilities; bad files are refused by name."""
+    from lazaret.toxicity.calibration import CalibrationError, fit_calibration, load_calibration
+    from lazaret.toxicity.metrics import evaluate_scores
+
+    rng = random.Random(5)
+    y = [int(rng.random() < 0.2) for _ in range(4000)]
+    # an over-confident raw score: toxic rows ~0.8, clean rows ~0.5 (far above their 20% base rate)
+    raw = [min(0.999, max(0.001, rng.gauss(0.8 if t else 0.5, 0.15))) for t in y]
+    raw_ece = evaluate_scores(y, raw, 0.5)["ece"]
+    for method in ("platt", "isotonic"):
+        cal = fit_calibration(method, raw, y, "a" * 64)
+        path = tmp_path / f"{method}.calibration.json"
+        cal.write(str(path))
+        loaded = load_calibration(str(path), "a" * 64, sha256_file(str(path)))
+        probs = loaded.apply(raw)
+        assert evaluate_scores(y, probs, 0.5)["ece"] < min(0.05, raw_ece / 2)
+        order = sorted(range(len(raw)), key=raw.__getitem__)
+        assert all(probs[a] <= probs[b] + 1e-12 for a, b in zip(order, order[1:]))  # monotone: AUC unchanged
+        with pytest.raises(CalibrationError, match=f"{method}.calibration.json.*fitted for the model"):
+            load_calibration(str(path), "b" * 64)
+        with pytest.raises(CalibrationError, match="expected 0000"):
+            load_calibration(str(path), "a" * 64, "0" * 64)
+    broken = json.loads((tmp_path / "isotonic.calibration.json").read_text())
+    broken["isotonic"]["y"] = list(reversed(broken["isotonic"]["y"]))
+    (tmp_path / "bad.calibration.json").write_text(json.dumps(broken))
+    with pytest.raises(CalibrationError, match="bad.calibration.json.*not monotone"):
+        load_calibration(str(tmp_path / "bad.calibration.json"), "a" * 64)
+    assert issubclass(CalibrationError, ConfigError)
+
+
+def test_shipped_calibration_is_pinned_and_applied(tmp_path):
+    model = ToxicityModel.load("default")
+    meta = model.metadata
+    assert model.calibration is not None and meta["calibration"]["sha256"] == model.calibration_sha256
+    raw = ToxicityModel.load("default", calibration="none")
+    assert raw.calibration is None
+    texts = [TOXIC, BENIGN, "What is 12 times 7?", ""]
+    calibrated, uncalibrated = model.predict_batch(texts), raw.predict_batch(texts)
+    assert calibrated != uncalibrated and calibrated[3] == uncalibrated[3] == 0.0
+    assert list(model.calibration.apply(uncalibrated[:3])) == pytest.approx(calibrated[:3])
+    # a changed calibration file next to a copied model is refused (the sidecar pins its sha256)
+    for src in (default_model_path(), metadata_path(default_model_path()), model.calibration_file):
+        shutil.copy(src, tmp_path / os.path.basename(src))
+    copied_cal = tmp_path / os.path.basename(model.calibration_file)
+    copied_cal.write_text(copied_cal.read_text().replace('"method"', '"method" ', 1))
+    with pytest.raises(ConfigError, match="calibration.*expected"):
+        ToxicityModel.load(str(tmp_path / os.path.basename(default_model_path())))
+    (entry,) = models_provenance(_section())
+    assert entry["calibration"]["sha256"] == model.calibration_sha256
+
+
+def test_policy_calibration_fields_and_raw_scores(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      calibration_sha256: xyz\n")
+    with pytest.raises(ConfigError, match="calibration_sha256"):
+        load_policy(str(policy))
+    policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      calibration: none\n")
+    section = load_policy(str(policy)).sections["toxicity"]
+    from lazaret.detectors.toxicity import load_models
+
+    (raw_item,) = load_models(section)
+    (cal_item,) = load_models(_section())
+    assert raw_item["unit"] == "raw" and raw_item["model"].calibration is None
+    assert cal_item["unit"] == "p" and cal_item["model"].calibration is not None
+    with pytest.raises(ConfigError, match="expected 0000"):
+        load_models(_section(calibration_sha256="0" * 64))
+
+
+def test_hash_split_and_source_weighting_are_deterministic():
+    from lazaret.toxicity.train import balance_rows, hash_split
+
+    splits = [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]
+    assert splits == [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert 0.12 < share["test"] < 0.18 and 0.12 < share["val"] < 0.18 and 0.64 < share["train"] < 0.76
+    rows = [(f"c{i}", 0) for i in range(900)] + [(f"t{i}", 1) for i in range(100)]
+    out, factor = balance_rows(rows, 0.3, 10, seed=0, tag="x")
+    positives = sum(y for _, y in out)
+    assert factor == pytest.approx(0.3 * 900 / (0.7 * 100), abs=1e-3)
+    assert abs(positives / len(out) - 0.3) < 0.02 and out[:1000] == rows
+    capped, factor = balance_rows(rows, 0.5, 2, seed=0, tag="x")
+    assert factor == 2 and sum(y for _, y in capped) == 200

@@ -59,6 +59,25 @@ def _logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _terminate_cleanly() -> None:
+    """SIGTERM ends a scan like Ctrl-C: the exception unwinds through run_scan, which removes its staging
+    folder (Python's default for SIGTERM is to die on the spot and leave it). SIGKILL cannot be caught;
+    the folder's lock is then released by the kernel and the next run into the same --out removes it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _raise(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, _raise)
+    except (ValueError, OSError):  # not allowed here (embedded interpreter): keep the default
+        pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
@@ -86,6 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             from lazaret.scan import run_scan
 
             _logging(args.quiet)
+            _terminate_cleanly()
             try:
                 return run_scan(args, beam_args)
             except ConfigError:

@@ -39,23 +39,45 @@ def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> s
 def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any,
                  actions: tuple = ("redact",)) -> Dict[str, Any]:
     """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
-    (presidio-anonymizer's default replace operator)."""
-    from lazaret.detectors.pii_redact import anonymize_text
-    from lazaret.records import set_path
+    (presidio-anonymizer's default replace operator), in the text fields and in every other string of the
+    record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata, names, keys)."""
+    from lazaret.records import joined_meta, meta_spans, rename_key, set_path
 
-    by_field: Dict[int, List[Any]] = {}
+    fields = record["fields"]
+    meta = record.get("meta") or []
+    by_text: Dict[Tuple[str, int], List[Tuple[int, int, str]]] = {}
+    starts = joined_meta(meta)[1] if meta else []
     for f in findings:
         for span in f.get("spans") or []:
-            if len(span) >= 5 and span[4] in actions:
-                by_field.setdefault(span[0], []).append(span)
-    if not by_field:
+            if len(span) < 5 or span[4] not in actions:
+                continue
+            if span[0] < len(fields):
+                by_text.setdefault(("field", span[0]), []).append((span[1], span[2], span[3]))
+            elif meta:
+                for pi, start, end in meta_spans(meta, starts, span[1], span[2]):
+                    by_text.setdefault(("meta", pi), []).append((start, end, span[3]))
+    if not by_text:
         return record["raw"]
     raw = copy.deepcopy(record["raw"])
-    for fi, spans in sorted(by_field.items()):
-        path, _side, text = record["fields"][fi]
-        new_text = anonymize_text(anonymizer, text, [(s[1], s[2], s[3]) for s in spans])
-        set_path(raw, path, new_text)
+    keys = []
+    for (kind, i), spans in sorted(by_text.items()):
+        path, _side, text = fields[i] if kind == "field" else meta[i]
+        new_text = _anonymize(anonymizer, text, spans)
+        if kind == "meta" and _side == "key":
+            keys.append((path, new_text))
+        else:
+            set_path(raw, path, new_text)
+    # keys last and deepest first, so the paths of values and of inner keys are still valid
+    for path, new_key in sorted(keys, key=lambda k: -len(k[0])):
+        rename_key(raw, path, new_key)
     return raw
+
+
+def _anonymize(anonymizer: Any, text: str, spans: List[Tuple[int, int, str]]) -> str:
+    # in bounded segments: one anonymizer call costs spans x length (a long record never finished)
+    from lazaret.detectors.pii_redact import anonymize_text
+
+    return anonymize_text(anonymizer, text, spans)
 
 
 class Decide(beam.DoFn):
@@ -67,9 +89,15 @@ class Decide(beam.DoFn):
     CLUSTER_EVIDENCE = "cluster_evidence"
     EVIDENCE_PER_CLUSTER = 8
 
-    def __init__(self) -> None:
+    def __init__(self, held_pii: Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]] = None) -> None:
+        """``held_pii``: (pii policy section, custom recognizers) when the scan does not run the PII check.
+        held/ is the view reviewers read and may release, so it is always redacted per the PII policy: with
+        the check off, the policy's pattern recognizers (no NER) run here on held records only."""
         self.anonymizer = None
         self.counters = {a: Metrics.counter("lazaret.decide", a) for a in ACTIONS}
+        self.held_pii = held_pii
+        self._held_scanner = None
+        self.held_scanned = Metrics.counter("lazaret.decide", "held_pattern_scanned")
 
     def setup(self) -> None:
         from presidio_anonymizer import AnonymizerEngine
@@ -142,12 +170,27 @@ class Decide(beam.DoFn):
         if action == QUARANTINE:
             # A held record may be released by a reviewer; the values that got it held (a card number, a key)
             # are redacted as well as the ones the policy redacts everywhere.
-            raw = redacted_raw(record, findings, self.anonymizer, actions=("redact", "quarantine"))
+            pii = findings if self.held_pii is None else findings + self._held_patterns(record)
+            raw = redacted_raw(record, pii, self.anonymizer, actions=("redact", "quarantine"))
             redacted = raw is not record["raw"]
             yield beam.pvalue.TaggedOutput(self.HELD, {
                 "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
                 "line": json.dumps({"doc_id": doc_id, "redacted": redacted, "record": raw}, ensure_ascii=False,
                                    default=str)})
+
+
+    def _held_patterns(self, record: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """PII findings (patterns only) for one held record when the scan's checks exclude PII."""
+        if self._held_scanner is None:
+            from lazaret.detectors.pii import PiiDoFn
+
+            section, custom = self.held_pii
+            scanner = PiiDoFn(dict(section, nlp="none"), custom)
+            scanner.setup()
+            scanner.records = self.held_scanned
+            scanner._count = lambda entity: None  # not the PII check's counters: it did not run
+            self._held_scanner = scanner
+        return list(self._held_scanner._analyze([record]))
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:

@@ -6,7 +6,7 @@ from typing import Any, Iterable, Optional
 
 CHECKS = ("pii", "toxicity", "near_duplicate", "poisoning", "rule", "malformed")
 ACTIONS = ("none", "flag", "redact", "quarantine", "drop_duplicate")
-SIDES = ("prompt", "response", "all")
+SIDES = ("prompt", "response", "all", "meta")  # meta: strings outside the text fields (PII check only)
 
 
 def make_finding(

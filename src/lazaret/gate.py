@@ -18,7 +18,8 @@ from lazaret.report.safetext import term
 from lazaret.rules.errors import ConfigError
 from lazaret.report.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path,
                                     load_policy_sections)
-from lazaret.review import cluster_reviewed, load_state, verify_all
+from lazaret.review import cluster_reviewed, heads, load_state, signature_problems, verify_all
+from lazaret.signing import KEY_ENV
 
 
 class GateRefused(Exception):
@@ -47,8 +48,12 @@ def evaluate(scan: ScanDir, sections: Dict[str, Dict[str, Any]]) -> List[Criteri
     actions = scan.action_counts()
 
     problems = verify_all(scan)
+    hd = heads(scan)
+    judged = (f"judged decisions {hd['decisions']['count']} head {hd['decisions']['head'][:16]}, incidents "
+              f"{hd['incidents']['count']} head {hd['incidents']['head'][:16]}, "
+              + ("signed" if hd["signed"] else f"unsigned (no {KEY_ENV})"))
     out.append(Criterion("review_log_verified", not problems, len(problems), 0,
-                         "decision and incident hash chains verify" if not problems else
+                         ("decision and incident hash chains verify; " + judged) if not problems else
                          "review log fails verification: " + "; ".join(problems[:3])))
     if rel.get("require_owner", True):
         name = (owner.get("name") or "").strip()
@@ -76,6 +81,7 @@ def evaluate(scan: ScanDir, sections: Dict[str, Dict[str, Any]]) -> List[Criteri
     rate("max_duplicate_rate", actions["drop_duplicate"], "dropped duplicates")
     rate("max_pii_rate", _rate_rows(scan, "pii"), "records quarantined for PII")
     rate("max_toxicity_rate", _rate_rows(scan, "toxicity"), "records quarantined for toxicity")
+    first_review_criterion = len(out)
 
     st = load_state(scan)
     poison = [c for c in scan.clusters() if c.get("check") == "poisoning"]
@@ -100,6 +106,13 @@ def evaluate(scan: ScanDir, sections: Dict[str, Dict[str, Any]]) -> List[Criteri
         out.append(Criterion("max_open_incidents", len(open_) <= lim, len(open_), lim,
                              f"{len(open_)} open incident(s) (max {lim})"
                              + (": " + ", ".join(i["incident_id"] for i in open_[:10]) if open_ else "")))
+    if problems:
+        # A log that fails verification (deleted, truncated, forged) says nothing about reviews or incidents:
+        # the criteria read from it are not judged, so an emptied log never turns them into a PASS.
+        for c in out[first_review_criterion:]:
+            if c.name != "max_poisoning_clusters":
+                c.ok = False
+                c.message = f"not judged: the review log fails verification ({c.message})"
     return out
 
 
@@ -123,6 +136,10 @@ def main(argv: Optional[Sequence[str]] = None, out=None) -> int:
         return int(exc.code or 0)
     try:
         scan = ScanDir(args.dir)
+        sealed = signature_problems(scan)
+        if sealed:
+            # provenance.json (the policy's sha256 among it) cannot be trusted: do not judge at all
+            raise GateRefused("; ".join(sealed))
         path = check_policy(scan, args.policy)
         sections = load_policy_sections(path)
     except (ScanError, GateRefused) as exc:
@@ -134,7 +151,8 @@ def main(argv: Optional[Sequence[str]] = None, out=None) -> int:
     crits = evaluate(scan, sections)
     failed = [c for c in crits if not c.ok]
     if args.json:
-        print(json.dumps({"passed": not failed, "policy": path, "criteria": [asdict(c) for c in crits]},
+        print(json.dumps({"passed": not failed, "policy": path, "review_log": heads(scan),
+                          "criteria": [asdict(c) for c in crits]},
                          indent=1, default=str), file=out)
     else:
         for c in crits:

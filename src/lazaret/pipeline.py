@@ -163,7 +163,8 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
                 "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
                | "Join" >> beam.CoGroupByKey()
                | "UnpackJoined" >> beam.Map(unpack_joined)
-               | "Decide" >> beam.ParDo(Decide()).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
+               | "Decide" >> beam.ParDo(Decide(None if "pii" in plan.checks else
+                                               (plan.sections["pii"], plan.custom_recognizers))).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
                                                                Decide.CLUSTER_EVIDENCE, main="clean"))
 
     rejects = read[ReadFile.REJECT]

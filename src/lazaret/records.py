@@ -8,6 +8,7 @@ it came from, so redaction writes back into the input's own schema.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 FORMATS = ("text", "alpaca", "prompt_completion", "messages", "sharegpt")
@@ -15,6 +16,11 @@ PROMPT_ROLES = {"system", "user", "human", "tool", "function", "developer", "pro
 RESPONSE_ROLES = {"assistant", "gpt", "bot", "model", "chatgpt", "ai", "bing"}
 MAX_DEPTH = 64
 SEP = "\n\n"
+META_SEP = "\n"
+META_SIDE = "meta"
+META_MIN_INT = 10 ** 6  # integers with 7+ digits can be phone, SSN or card numbers: scanned as text
+_OPAQUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+_DIGIT_RUN = re.compile(r"\d(?:[-. /]?\d){6,}")
 
 
 class MalformedRecord(Exception):
@@ -81,18 +87,16 @@ def _require_str(obj: Dict[str, Any], key: str, optional: bool = False) -> str:
     return value
 
 
-def _content_text(content: Any, where: str) -> str:
-    """Chat content: a string, or a list of parts of which the text parts count."""
+def _content_parts(content: Any, where: str) -> List[Tuple[List[Any], str]]:
+    """Chat content: a string, or a list of parts of which the text parts count. Returns (sub-path, text)
+    per text, so redaction writes each part back where it came from (a list stays a list)."""
     if isinstance(content, str):
-        return content
+        return [([], content)]
     if content is None:
-        return ""
+        return []
     if isinstance(content, list):
-        texts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-        return "\n".join(texts)
+        return [([j, "text"], part["text"]) for j, part in enumerate(content)
+                if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str)]
     raise MalformedRecord("wrong_type", f"{where} is {type(content).__name__}, expected a string")
 
 
@@ -127,12 +131,13 @@ def extract_fields(obj: Dict[str, Any], fmt: str) -> List[List[Any]]:
             if not isinstance(role, str):
                 raise MalformedRecord("missing_field" if role is None else "wrong_type",
                                       f"{key}[{i}].{role_key} must be a string")
-            text = _content_text(turn.get(text_key), f"{key}[{i}].{text_key}")
+            parts = _content_parts(turn.get(text_key), f"{key}[{i}].{text_key}")
             side = "response" if role.lower() in RESPONSE_ROLES else "prompt"
             if role.lower() not in RESPONSE_ROLES | PROMPT_ROLES:
                 raise MalformedRecord("unknown_role", f"{key}[{i}].{role_key} has unknown role")
-            if text:
-                fields.append([[key, i, text_key], side, text])
+            for sub, text in parts:
+                if text:
+                    fields.append([[key, i, text_key, *sub], side, text])
     else:  # pragma: no cover
         raise ValueError(fmt)
     return fields
@@ -145,8 +150,23 @@ def _check_text(text: str) -> None:
         raise MalformedRecord("lone_surrogate", "text contains a lone UTF-16 surrogate (not valid Unicode)") from None
 
 
+def safe_id(rid: str) -> str:
+    """The id as written to manifests (quarantine/, findings/, review output).
+
+    Ids are untrusted text: a user id may be an e-mail address, a phone number or a name. An id is written
+    in clear only when it looks opaque: 1-128 characters of ``[A-Za-z0-9._:/-]`` with no run of 7 or more
+    digits (digits grouped by ``-``, ``.``, `` `` or ``/`` count as one run). Anything else is written as
+    ``sha256:`` + the first 16 hex digits of the sha256 of its UTF-8 bytes, which a user can compute from
+    their own copy to find the record (doc_id, source_path and source_index find it too).
+    """
+    if _OPAQUE_ID.fullmatch(rid) and not _DIGIT_RUN.search(rid):
+        return rid
+    return "sha256:" + sha256_hex(rid.encode("utf-8"))[:16]
+
+
 def record_id_of(obj: Any, id_field: str) -> Optional[str]:
-    """The record's own id (a string or integer field), or None when absent or not valid Unicode."""
+    """The record's own id (a string or integer field) as :func:`safe_id` writes it, or None when absent or
+    not valid Unicode."""
     rid = obj.get(id_field) if isinstance(obj, dict) else None
     if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         return None
@@ -155,7 +175,59 @@ def record_id_of(obj: Any, id_field: str) -> Optional[str]:
         rid.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    return rid
+    return safe_id(rid)
+
+
+def other_strings(obj: Any, fields: Sequence[Sequence[Any]]) -> List[List[Any]]:
+    """[path, kind, text] for everything in ``obj`` outside the format's text fields that can carry personal
+    data: string values (kind ``value``), object keys (kind ``key``: ``path`` ends with the key itself) and
+    integers of 7 or more digits (kind ``value``, as decimal text). In reading order.
+
+    Why: ids, metadata objects, a chat turn's ``name`` or a non-text content part are copied into clean/,
+    held/ and released data; the PII check scans them too (as side ``meta``) and redaction writes back
+    into them, so no field escapes the policy.
+    """
+    text_paths = {tuple(f[0]) for f in fields}
+    out: List[List[Any]] = []
+    stack: List[Tuple[List[Any], Any]] = [([], obj)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            children = []
+            for key, value in node.items():
+                if isinstance(key, str) and key.strip():
+                    out.append([path + [key], "key", key])
+                children.append((path + [key], value))
+            stack.extend(reversed(children))
+        elif isinstance(node, list):
+            stack.extend(reversed([(path + [i], v) for i, v in enumerate(node)]))
+        elif isinstance(node, str):
+            if node.strip() and tuple(path) not in text_paths:
+                out.append([path, "value", node])
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= META_MIN_INT:
+            out.append([path, "value", str(node)])
+    return out
+
+
+def joined_meta(pieces: Sequence[Sequence[Any]]) -> Tuple[str, List[int]]:
+    """The ``meta`` pieces as one text for the PII check (one analyzer call per record, not one per piece),
+    and the start offset of each piece in it."""
+    starts, pos = [], 0
+    for piece in pieces:
+        starts.append(pos)
+        pos += len(piece[2]) + len(META_SEP)
+    return META_SEP.join(p[2] for p in pieces), starts
+
+
+def meta_spans(pieces: Sequence[Sequence[Any]], starts: Sequence[int], start: int, end: int) -> List[Tuple[int, int,
+                                                                                                        int]]:
+    """A span of the joined meta text as (piece index, start, end) within each piece it touches."""
+    out = []
+    for i, (piece, s0) in enumerate(zip(pieces, starts)):
+        s1 = s0 + len(piece[2])
+        if start < s1 and end > s0:
+            out.append((i, max(start, s0) - s0, min(end, s1) - s0))
+    return out
 
 
 def build_record(obj: Any, fmt: Optional[str], source_path: str, source_index: int, content_sha256: str,
@@ -170,7 +242,8 @@ def build_record(obj: Any, fmt: Optional[str], source_path: str, source_index: i
         raise MalformedRecord("unknown_format", "no text field of any supported format (text, instruction/output, "
                                                 "prompt/completion, messages, conversations)")
     fields = extract_fields(obj, fmt)
-    for f in fields:
+    meta = other_strings(obj, fields)
+    for f in fields + meta:
         _check_text(f[2])
     if not any(f[2].strip() for f in fields):
         raise MalformedRecord("empty_text", "all text fields are empty")
@@ -187,6 +260,7 @@ def build_record(obj: Any, fmt: Optional[str], source_path: str, source_index: i
         "format": fmt,
         "raw": obj,
         "fields": fields,
+        "meta": meta,
         "prompt": prompt,
         "response": response,
         "text": text,
@@ -199,6 +273,22 @@ def set_path(obj: Any, path: Sequence[Any], value: Any) -> None:
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
+
+
+def rename_key(obj: Any, path: Sequence[Any], new_key: str) -> None:
+    """Rename the object key at ``path`` (its last element) to ``new_key`` in place, keeping key order; a
+    name already taken gets a ``#2``, ``#3``... suffix so no value is lost."""
+    node = get_path(obj, path[:-1])
+    old = path[-1]
+    if new_key == old:
+        return
+    candidate, n = new_key, 1
+    while candidate in node:
+        n += 1
+        candidate = f"{new_key}#{n}"
+    items = [(candidate if k == old else k, v) for k, v in node.items()]
+    node.clear()
+    node.update(items)
 
 
 def get_path(obj: Any, path: Sequence[Any]) -> Any:

@@ -28,6 +28,7 @@ from lazaret.report.safetext import term
 from lazaret.report.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path, load_policy_sections,
                                     row_checks)
 from lazaret.rules.errors import ConfigError
+from lazaret.signing import KEY_ENV, check_seal, mac, mac_ok, signing_key
 
 DECISIONS = "decisions.jsonl"
 INCIDENTS = "incidents.jsonl"
@@ -48,7 +49,31 @@ def canonical(obj: Dict[str, Any]) -> bytes:
 
 
 def entry_hash(entry: Dict[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k not in ("hash", "mac")})).hexdigest()
+
+
+def _head_payload(scan: ScanDir, head: Dict[str, Any]) -> bytes:
+    """What HEAD.json's signature covers: both heads and the scan they belong to."""
+    return canonical({"decisions": head.get("decisions"), "incidents": head.get("incidents"),
+                      "scan": scan.fingerprint()})
+
+
+def init_log(scan_dir: str) -> Dict[str, Any]:
+    """Called by the scan: write an empty, anchored review log (``review/HEAD.json`` with zero entries,
+    signed when LAZARET_SIGNING_KEY is set) and return the ``review_log`` entry for provenance.json.
+
+    Why at scan time: a log that does not exist yet looks exactly like a log that was deleted. With the
+    head written by the scan and named in provenance.json, deleting review/ is a verification failure."""
+    scan = ScanDir(scan_dir)
+    os.makedirs(review_dir(scan), exist_ok=True)
+    head: Dict[str, Any] = {"decisions": {"count": 0, "hash": None}, "incidents": {"count": 0, "hash": None}}
+    key = signing_key()
+    if key:
+        head["mac"] = mac(key, _head_payload(scan, head))
+    with open(os.path.join(review_dir(scan), HEAD), "w", encoding="utf-8") as fh:
+        json.dump(head, fh, sort_keys=True, indent=1)
+        fh.write("\n")
+    return {"head": f"review/{HEAD}", "signed": bool(key), "key_env": KEY_ENV}
 
 
 def genesis(scan: ScanDir, kind: str) -> str:
@@ -95,6 +120,7 @@ def verify_chain(scan: ScanDir, kind: str) -> Tuple[List[str], int, str]:
     problems: List[str] = []
     prev = genesis(scan, kind)
     n = 0
+    key = signing_key()
     for lineno, line in _read_lines(path):
         n += 1
         try:
@@ -112,14 +138,23 @@ def verify_chain(scan: ScanDir, kind: str) -> Tuple[List[str], int, str]:
                             f"(entry deleted, inserted or reordered, or decisions copied from another scan)")
         if entry.get("hash") != entry_hash(entry):
             problems.append(f"{name}:{lineno}: content does not match its hash (entry edited)")
+        elif key and not mac_ok(key, str(entry["hash"]).encode("ascii", "replace"), entry.get("mac")):
+            problems.append(f"{name}:{lineno}: signature missing or wrong (entry written without {KEY_ENV}, "
+                            f"or forged)")
         prev = entry.get("hash") or ""
     head = _read_head(scan)
+    anchored = isinstance(scan.provenance().get("review_log"), dict)
     if head.get("_corrupt"):
         problems.append(f"review/{HEAD}: not valid JSON")
+    elif not head and anchored:
+        problems.append(f"review/{HEAD} is missing or empty, but provenance.json names this scan's review log "
+                        f"(review/ deleted or reset?)")
     else:
         h = head.get(kind)
+        if key and head and not mac_ok(key, _head_payload(scan, head), head.get("mac")):
+            problems.append(f"review/{HEAD}: signature missing or wrong (rewritten without {KEY_ENV}?)")
         if h is None:
-            if n:
+            if n or anchored:
                 problems.append(f"review/{HEAD}: missing the {kind} head ({n} entries on file)")
         elif h.get("count") != n or h.get("hash") != (prev if n else None):
             problems.append(f"review/{HEAD}: records {h.get('count')} {kind} ending in {str(h.get('hash'))[:12]}, "
@@ -128,8 +163,11 @@ def verify_chain(scan: ScanDir, kind: str) -> Tuple[List[str], int, str]:
 
 
 def verify_all(scan: ScanDir) -> List[str]:
-    """Both chains, plus: every incident a decision opened is on file, and vice versa."""
-    problems, _, _ = verify_chain(scan, "decisions")
+    """Both chains, plus: every incident a decision opened is on file, and vice versa; with
+    LAZARET_SIGNING_KEY set, the scan's seal too (provenance.json, summary.json, manifests unchanged)."""
+    problems = signature_problems(scan)
+    p1, _, _ = verify_chain(scan, "decisions")
+    problems += p1
     p2, _, _ = verify_chain(scan, "incidents")
     problems += p2
     if problems:
@@ -143,6 +181,25 @@ def verify_all(scan: ScanDir) -> List[str]:
     for extra in sorted(opened - opened_by_decisions):
         problems.append(f"incident {extra} in review/{INCIDENTS} was not opened by any decision")
     return problems
+
+
+def signature_problems(scan: ScanDir) -> List[str]:
+    """With a key: the seal must hold. Without one: a scan that says it was signed cannot be verified."""
+    key = signing_key()
+    if key:
+        return check_seal(scan.path, key)
+    log = scan.provenance().get("review_log")
+    if isinstance(log, dict) and log.get("signed"):
+        return [f"this scan and its review log were signed: set {KEY_ENV} to verify them"]
+    return []
+
+
+def heads(scan: ScanDir) -> Dict[str, Any]:
+    """The heads a verdict was based on (printed by verify and the gate, so they can be published)."""
+    _, n, head = verify_chain(scan, "decisions")
+    _, ni, ihead = verify_chain(scan, "incidents")
+    return {"decisions": {"count": n, "head": head}, "incidents": {"count": ni, "head": ihead},
+            "signed": bool(signing_key())}
 
 
 @contextlib.contextmanager
@@ -165,6 +222,9 @@ def _append(scan: ScanDir, kind: str, entry: Dict[str, Any]) -> Dict[str, Any]:
     _, n, prev = verify_chain(scan, kind)
     entry = dict(entry, v=1, seq=n + 1, prev=prev)
     entry["hash"] = entry_hash(entry)
+    key = signing_key()
+    if key:
+        entry["mac"] = mac(key, entry["hash"].encode("ascii"))
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(canonical(entry).decode("ascii") + "\n")
         fh.flush()
@@ -172,6 +232,9 @@ def _append(scan: ScanDir, kind: str, entry: Dict[str, Any]) -> Dict[str, Any]:
     head = _read_head(scan)
     head = {} if head.get("_corrupt") else head
     head[kind] = {"count": n + 1, "hash": entry["hash"]}
+    head.pop("mac", None)
+    if key:
+        head["mac"] = mac(key, _head_payload(scan, head))
     tmp = os.path.join(review_dir(scan), HEAD + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(head, fh, sort_keys=True, indent=1)
@@ -380,8 +443,9 @@ def _cmd_list(scan: ScanDir, args: argparse.Namespace, out) -> int:
                                   "status": status, "trigger": c.get("trigger"),
                                   "statistic": c.get("statistic")}, ensure_ascii=True), file=out)
             else:
-                print("\t".join([term(c["cluster_id"]), term(c.get("check")), str(c["size"]), status,
-                                 term(c.get("trigger"), 60, one_line=True), term(c.get("statistic"), 60)]),
+                print("\t".join([term(c["cluster_id"], one_line=True), term(c.get("check"), one_line=True),
+                                  str(c["size"]), status, term(c.get("trigger"), 60, one_line=True),
+                                  term(c.get("statistic"), 60, one_line=True)]),
                       file=out)
         return 0
     rows = scan.quarantine_rows()
@@ -400,7 +464,8 @@ def _cmd_list(scan: ScanDir, args: argparse.Namespace, out) -> int:
                               "cluster_id": r.get("cluster_id"), "status": st.status(r["doc_id"]),
                               "evidence": term(r.get("evidence"), 200)}, ensure_ascii=True), file=out)
         else:
-            print("\t".join([r["doc_id"], r["action"], term(_reason_text(r), 60), term(r.get("cluster_id") or "-"),
+            print("\t".join([term(r["doc_id"], one_line=True), term(r["action"], one_line=True),
+                             term(_reason_text(r), 60, one_line=True), term(r.get("cluster_id") or "-", one_line=True),
                              st.status(r["doc_id"]), term(r.get("evidence"), 80, one_line=True)]), file=out)
     return 0
 
@@ -410,7 +475,8 @@ def _cmd_show(scan: ScanDir, args: argparse.Namespace, out) -> int:
     st = load_state(scan)
     if kind == "cluster":
         c = cluster or {}
-        print(f"cluster {term(args.id)}  check={term(c.get('check'))}  size={c.get('size')}", file=out)
+        print(f"cluster {term(args.id, one_line=True)}  check={term(c.get('check'), one_line=True)}  "
+              f"size={c.get('size')}", file=out)
         for key in ("trigger", "statistic", "representative"):
             if c.get(key):
                 print(f"  {key}: {term(c[key], 300, one_line=True)}", file=out)
@@ -425,14 +491,15 @@ def _cmd_show(scan: ScanDir, args: argparse.Namespace, out) -> int:
     r = rows[0]
     held = scan.held_records({r["doc_id"]}).get(r["doc_id"])
     print(f"doc {r['doc_id']}  action={r['action']}  review={st.status(r['doc_id'])}", file=out)
-    print(f"  source: {term(r.get('source_path'))}:{r.get('source_index')}  record_id={term(r.get('record_id'))}",
-          file=out)
+    print(f"  source: {term(r.get('source_path'), one_line=True)}:{r.get('source_index')}  "
+          f"record_id={term(r.get('record_id'), one_line=True)}", file=out)
     if r.get("cluster_id"):
-        print(f"  cluster: {term(r['cluster_id'])}", file=out)
+        print(f"  cluster: {term(r['cluster_id'], one_line=True)}", file=out)
     if r.get("duplicate_of"):
-        print(f"  duplicate_of: {term(r['duplicate_of'])}", file=out)
+        print(f"  duplicate_of: {term(r['duplicate_of'], one_line=True)}", file=out)
     for reason in r["reasons"]:
-        print(f"  reason: {term(reason['check'])}:{term(reason.get('rule'))} score={reason.get('score')} "
+        print(f"  reason: {term(reason['check'], one_line=True)}:{term(reason.get('rule'), one_line=True)} "
+              f"score={reason.get('score')} "
               f"{term(reason.get('detail'), 200, one_line=True)}", file=out)
     print(f"  evidence: {term(r.get('evidence'), 500, one_line=True)}", file=out)
     if held is not None:
@@ -441,7 +508,8 @@ def _cmd_show(scan: ScanDir, args: argparse.Namespace, out) -> int:
         print("    " + term(text, 4000).replace("\n", "\n    "), file=out)
     for e in st.decisions:
         if r["doc_id"] in e.get("doc_ids", []):
-            print(f"  decision #{e['seq']} {e['action']} by {term(e['reviewer'])} at {e['time']}: "
+            print(f"  decision #{e['seq']} {e['action']} by {term(e['reviewer'], one_line=True)} at "
+                  f"{term(e['time'], one_line=True)}: "
                   f"{term(e['reason'], 200, one_line=True)}", file=out)
     return 0
 
@@ -449,8 +517,9 @@ def _cmd_show(scan: ScanDir, args: argparse.Namespace, out) -> int:
 def _cmd_incidents(scan: ScanDir, args: argparse.Namespace, out) -> int:
     st = load_state(scan)
     for iid, inc in sorted(st.incidents.items()):
-        print(f"{iid}\t{inc['status']}\t{inc.get('severity')}\t{inc.get('check')}\t{term(inc.get('who'))}\t"
-              f"{inc.get('time')}\t{term(inc.get('what'), 120, one_line=True)}", file=out)
+        print("\t".join(term(v, one_line=True) for v in (iid, inc['status'], inc.get('severity'), inc.get('check'),
+                                                          inc.get('who'), inc.get('time')))
+              + f"\t{term(inc.get('what'), 120, one_line=True)}", file=out)
     print(f"{len(st.open_incidents())} open incident(s)", file=out)
     return 0
 
@@ -461,9 +530,13 @@ def _cmd_verify(scan: ScanDir, args: argparse.Namespace, out) -> int:
     _, ni, ihead = verify_chain(scan, "incidents")
     if problems:
         for p in problems:
-            print(f"FAIL {term(p)}", file=out)
+            print(f"FAIL {term(p, one_line=True)}", file=out)
         return 1
-    print(f"OK {n} decision(s), head {head}; {ni} incident entr{'y' if ni == 1 else 'ies'}, head {ihead}", file=out)
+    signed = ("signatures verified with " + KEY_ENV) if signing_key() else \
+        (f"unsigned: without {KEY_ENV} a rewrite of the whole log and review/{HEAD} is not detectable; "
+         "publish the heads where the scan folder's writers cannot change them")
+    print(f"OK {n} decision(s), head {head}; {ni} incident entr{'y' if ni == 1 else 'ies'}, head {ihead} "
+          f"({signed})", file=out)
     return 0
 
 

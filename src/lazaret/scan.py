@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
 from lazaret import __version__
@@ -86,34 +85,27 @@ def parse_checks(value: str) -> List[str]:
 
 
 def _prepare_out(out: str, overwrite: bool) -> str:
-    if "://" not in out and os.path.exists(out):
-        if not os.path.isdir(out):
-            raise ConfigError("exists and is not a directory", path=out, field="--out")
-        if os.listdir(out) and not overwrite:
-            raise ConfigError("output directory exists and is not empty; pass --overwrite to replace it",
-                              path=out, field="--out")
-    staging = f"{out.rstrip('/')}.lazaret-staging-{uuid.uuid4().hex[:8]}"
-    if "://" not in staging:
-        os.makedirs(staging)
-        for kind in ("clean", "held") + MANIFESTS:
-            os.makedirs(os.path.join(staging, kind), exist_ok=True)
-    return staging
+    from lazaret.outdir import prepare
+
+    return prepare(out, overwrite, ("clean", "held") + MANIFESTS)
 
 
 def _finalise(staging: str, out: str) -> None:
-    """Swap the staging directory into place; the old output (if any) is removed only after."""
-    if "://" in out:
-        from apache_beam.io.filesystems import FileSystems
+    from lazaret.outdir import finalise
 
-        FileSystems.rename([staging], [out])
-        return
-    trash = None
-    if os.path.exists(out):
-        trash = f"{out.rstrip('/')}.lazaret-old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, trash)
-    os.rename(staging, out)
-    if trash:
-        shutil.rmtree(trash, ignore_errors=True)
+    finalise(staging, out)
+
+
+def _check_runner(beam_args: Sequence[str]) -> None:
+    """An unknown ``--runner`` is a usage error (exit 2), found before any output folder is made."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    name = beam_options(beam_args).view_as(StandardOptions).runner
+    try:
+        create_runner(name)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ConfigError(f"unknown Beam runner {name!r} ({str(exc)[:300]})", field="--runner") from None
 
 
 def beam_options(beam_args: Sequence[str]):
@@ -237,6 +229,10 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
         raise ConfigError(str(exc), field="INPUT") from None
     if args.max_record_bytes < 1024:
         raise ConfigError("must be at least 1024", field="--max-record-bytes")
+    from lazaret.outdir import check_out_against_inputs, discard
+
+    check_out_against_inputs(args.out, args.inputs, inputs)
+    _check_runner(beam_args)
     staging = _prepare_out(args.out, args.overwrite)
     plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
                     triggers=triggers, fmt=args.format, id_field=args.id_field,
@@ -252,7 +248,10 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     try:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, plan, extra_checks)
-        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling:
+        from lazaret.channel_spill import install as spilling_channel  # issue 19: one bundle's output
+
+        with (contextlib.nullcontext(False) if args.no_spill else spilling_buffers(args.spill_dir)) as spilling, \
+                (contextlib.nullcontext(False) if args.no_spill else spilling_channel(args.spill_dir)):
             result = pipeline.run()
             from apache_beam.options.pipeline_options import TestOptions
 
@@ -316,9 +315,15 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
             "metrics": metrics,
         }
         _add_check_provenance(provenance, checks, sections)
+        from lazaret.review import init_log
+        from lazaret.signing import signing_key, write_seal
+
+        provenance["review_log"] = init_log(staging)  # the anchor: review/ deleted later fails verification
         with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
             json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        if signing_key():
+            write_seal(staging, signing_key())
         if not args.no_report:
             try:
                 from lazaret.report import render_report
@@ -328,8 +333,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
                 render_report(staging)
         _finalise(staging, args.out)
     except BaseException:
-        if "://" not in staging:
-            shutil.rmtree(staging, ignore_errors=True)
+        discard(staging)
         raise
     if not args.quiet:
         _print_summary(summary, args.out, metrics)

@@ -1,7 +1,8 @@
 """PII check: Presidio on every text field, batched, one engine per worker.
 
 Findings: one per (record, side) the record has, also when nothing was found (score 0), so findings/
-holds the score distribution. The action is the most severe action the policy gives to any entity found.
+holds the score distribution; plus one for side ``meta`` when personal data was found in the record's other
+strings (ids, metadata, names: ``records.other_strings``). The action is the most severe action the policy gives to any entity found.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from apache_beam.metrics import Metrics
 from lazaret.findings import make_finding
 from lazaret.guard import Guarded, isolate_failures
 from lazaret.mask import mask_value
+from lazaret.records import META_SIDE, joined_meta
 
 SEVERITY = {"ignore": -1, "none": 0, "flag": 1, "redact": 2, "quarantine": 3}
 
@@ -51,9 +53,16 @@ class PiiDoFn(beam.DoFn):
             for fi, (_path, side, text) in enumerate(record["fields"]):
                 texts.append(text)
                 owners.append((ri, fi, side))
+            if record.get("meta"):
+                # every other string of the record (ids, metadata, names, non-text parts) as one text; its
+                # spans carry field index len(fields) (see decide.redacted_raw)
+                texts.append(joined_meta(record["meta"])[0])
+                owners.append((ri, len(record["fields"]), META_SIDE))
         detected = self.engine.analyze_many(texts)
         per_record: Dict[int, Dict[str, List[tuple]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-        for (ri, fi, side), found in zip(owners, detected):
+        text_of: Dict[tuple, str] = {}
+        for (ri, fi, side), text, found in zip(owners, texts, detected):
+            text_of[(ri, fi)] = text
             for start, end, entity, score in found:
                 per_record[ri][side].append((fi, start, end, entity, score))
         entity_actions = self.section["entities"]
@@ -61,6 +70,8 @@ class PiiDoFn(beam.DoFn):
         for ri, record in enumerate(batch):
             self.records.inc()
             sides = sorted({f[1] for f in record["fields"]})
+            if per_record[ri].get(META_SIDE):
+                sides.append(META_SIDE)  # written only when something was found there
             for side in sides:
                 found = per_record[ri].get(side, [])
                 spans = []
@@ -72,7 +83,7 @@ class PiiDoFn(beam.DoFn):
                     action = entity_actions.get(entity, "quarantine" if entity == "REGEX_TIMEOUT" else default_action)
                     if action == "ignore":
                         continue
-                    value = record["fields"][fi][2][start:end]
+                    value = text_of[(ri, fi)][start:end]
                     spans.append([fi, start, end, entity, action])
                     item = summary.setdefault(entity, [0, 0.0, action, mask_value(entity, value)])
                     item[0] += 1

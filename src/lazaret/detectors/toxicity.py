@@ -51,13 +51,35 @@ def fetch_model(path: str, workdir: str) -> str:
             shutil.copyfileobj(src, dst, 1 << 20)
     except Exception as exc:  # noqa: BLE001 - any filesystem's error: name the model file
         raise ModelError(f"toxicity model file {path!r} cannot be read by this worker: {exc}") from exc
-    sidecar = metadata_path(path)
+    from lazaret.toxicity.calibration import calibration_path
+
+    # The sidecar and the calibration file are optional; when present they travel with the model (the
+    # calibration is then verified against the sidecar's sha256 and the model's, as for a local model).
+    for remote, copy in ((metadata_path(path), metadata_path(local)), (calibration_path(path), calibration_path(local))):
+        try:
+            if FileSystems.exists(remote):
+                with FileSystems.open(remote) as src, open(copy, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except Exception:  # noqa: BLE001 - optional files: a model that needs one fails its own check
+            pass
+    return local
+
+
+def _calibration_setting(cfg: Dict[str, Any], workdir: Optional[str]) -> str:
+    """The policy's ``calibration`` value, with a URL copied to a local file like a model."""
+    value = cfg.get("calibration") or "auto"
+    if value in ("auto", "none") or not _is_url(value):
+        return value
+    from apache_beam.io.filesystems import FileSystems
+
+    from lazaret.toxicity.calibration import CalibrationError
+
+    local = os.path.join(workdir or tempfile.mkdtemp(prefix="lazaret-tox-"), "policy.calibration.json")
     try:
-        if FileSystems.exists(sidecar):
-            with FileSystems.open(sidecar) as src, open(metadata_path(local), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    except Exception:  # noqa: BLE001 - the sidecar is optional
-        pass
+        with FileSystems.open(value) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except Exception as exc:  # noqa: BLE001 - any filesystem's error: name the file
+        raise CalibrationError(f"toxicity calibration file {value!r} cannot be read by this worker: {exc}") from exc
     return local
 
 
@@ -78,6 +100,8 @@ def load_models(section: Dict[str, Any], workdir: Optional[str] = None) -> List[
             expected_sha256=cfg.get("sha256"),
             normalizer=cfg.get("normalizer", "auto"),
             max_chars=int(cfg.get("max_chars", 4000)),
+            calibration=_calibration_setting(cfg, workdir),
+            calibration_sha256=cfg.get("calibration_sha256"),
         )
         trained = model.metadata.get("threshold")
         default_threshold = float(trained) if isinstance(trained, (int, float)) else 0.5
@@ -85,7 +109,9 @@ def load_models(section: Dict[str, Any], workdir: Optional[str] = None) -> List[
         for side in ("prompt", "response"):
             value = cfg[side].get("threshold")
             thresholds[side] = float(value) if value is not None else default_threshold
-        loaded.append({"cfg": cfg, "model": model, "thresholds": thresholds})
+        # "p" is a calibrated probability; "raw" a model score that no calibration file maps to one.
+        unit = "p" if model.calibration is not None else "raw"
+        loaded.append({"cfg": cfg, "model": model, "thresholds": thresholds, "unit": unit})
     return loaded
 
 
@@ -199,7 +225,7 @@ class ToxicityDoFn(beam.DoFn):
                 threshold = thresholds[policy_side]
                 action = side_cfg["action"] if score >= threshold else "none"
                 self._count(f"{cfg['name']}_{finding_side}_{action}")
-                detail = (f"{cfg['name']} {cfg['label']} p={score:.3f} "
+                detail = (f"{cfg['name']} {cfg['label']} {item['unit']}={score:.3f} "
                           f"{'>=' if action != 'none' else '<'} {threshold:.2f} on {finding_side}; "
                           f"model sha256 {short_hash}")
                 yield make_finding(batch[ri], "toxicity", cfg["name"], finding_side, score, detail, action=action)

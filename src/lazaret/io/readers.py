@@ -11,7 +11,10 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
+import re
+import stat
 import time
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -21,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from lazaret.mask import shape
+from lazaret.outdir import in_lazaret_output, skip_dir
 from lazaret.records import MalformedRecord, build_record, make_doc_id, record_id_of, sha256_hex
 
 log = logging.getLogger("lazaret.read")
@@ -60,7 +64,8 @@ def expand_inputs(inputs: List[str]) -> List[str]:
         is_local = "://" not in item
         if is_local and os.path.isdir(item):
             for root, dirs, files in os.walk(item):
-                dirs.sort()
+                # never descend into a Lazaret output or staging folder: outputs are not inputs
+                dirs[:] = sorted(d for d in dirs if not skip_dir(os.path.join(root, d)))
                 for name in sorted(files):
                     full = os.path.join(root, name)
                     if _supported(full):
@@ -77,6 +82,9 @@ def expand_inputs(inputs: List[str]) -> List[str]:
             except Exception as exc:  # Beam raises BeamIOError for missing paths
                 raise InputError(f"{item}: cannot list input ({exc.__class__.__name__}: {exc})") from None
             for meta in metadata:
+                if is_local and in_lazaret_output(meta.path, re.split(r"[*?\[]", item, maxsplit=1)[0]):
+                    log.warning("input glob: skipping %s (inside a Lazaret output or staging folder)", meta.path)
+                    continue
                 if _supported(meta.path):
                     matches.append(meta.path)
                 elif not any(ch in item for ch in "*?[") and meta.path == item:
@@ -85,7 +93,22 @@ def expand_inputs(inputs: List[str]) -> List[str]:
                 raise InputError(f"{item}: no such file, or no supported file matches")
         for m in sorted(matches):
             found[display_path(m)] = None
-    return sorted(found)
+    return sorted(_transportable(p) for p in found)
+
+
+UNDECODABLE = "\x00undecodable-name:"  # NUL never occurs in a real path
+
+
+def _transportable(path: str) -> str:
+    """``path``, or a marked, escaped stand-in when its name is not valid UTF-8 (os.walk hands such names
+    over with surrogate escapes, which Beam's string coder cannot encode): ReadFile rejects the stand-in
+    as ``unreadable_file`` instead of the scan crashing."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return UNDECODABLE + raw.decode("utf-8", "backslashreplace")
 
 
 class _HashingReader(io.RawIOBase):
@@ -125,13 +148,17 @@ class StreamError(Exception):
         self.detail = detail
 
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes read from a file, and the most bytes one decompression step may produce
+ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit (128 MiB), made explicit: a frame may not ask for more
 
 
-def _stream_chunks(raw: Any, new_decompressor: Any, errors: Any, kind: str, unit: str) -> Iterator[bytes]:
-    """Decompress ``raw`` chunk by chunk through a streaming decompressor that may hold several members
-    (multi-member gzip, concatenated zstd frames); StreamError when the data is corrupt or ends mid-member."""
-    d = new_decompressor()
+def _gzip_chunks(raw: Any) -> Iterator[bytes]:
+    """Decompress gzip (several members allowed) in steps of at most CHUNK output bytes.
+
+    ``max_length`` is what bounds memory: deflate expands up to ~1000:1, so one unbounded call on a 1 MiB
+    read could return a gigabyte. StreamError when the data is corrupt or ends mid-member.
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     member_fed = False
     while True:
         data = raw.read(CHUNK)
@@ -140,30 +167,63 @@ def _stream_chunks(raw: Any, new_decompressor: Any, errors: Any, kind: str, unit
         while data:
             member_fed = True
             try:
-                out = d.decompress(data)
-            except errors as exc:
-                raise StreamError("corrupt_stream", f"{kind} data is corrupt ({exc})") from None
+                out = d.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise StreamError("corrupt_stream", f"gzip data is corrupt ({exc})") from None
             if out:
                 yield out
             if d.eof:
                 data = d.unused_data  # the next member starts here
-                d = new_decompressor()
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 member_fed = False
             else:
-                data = b""
+                data = d.unconsumed_tail  # input left because the output step was full
     if member_fed and not d.eof:
-        raise StreamError("truncated_stream", f"{kind} stream ended before the end of its {unit}")
+        raise StreamError("truncated_stream", "gzip stream ended before the end of its member")
 
 
-def _gzip_chunks(raw: Any) -> Iterator[bytes]:
-    return _stream_chunks(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), zlib.error, "gzip", "member")
+class _Tee(io.RawIOBase):
+    """A raw stream that also shows every byte it returns to a FrameWalker."""
+
+    def __init__(self, raw: Any, walker: Any) -> None:
+        self.raw = raw
+        self.walker = walker
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.walker.feed(data)
+        return data
 
 
 def _zstd_chunks(raw: Any) -> Iterator[bytes]:
+    """Decompress zstd (concatenated frames allowed) in reads of at most CHUNK output bytes.
+
+    ``stream_reader().read(n)`` bounds each step's output; it does not notice a stream cut inside a frame,
+    which the FrameWalker (lazaret.io.zstd_frames) fed the same bytes does.
+    """
     import zstandard
 
-    return _stream_chunks(raw, lambda: zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError, "zstd",
-                          "frame")
+    from lazaret.io.zstd_frames import FrameWalker
+
+    walker = FrameWalker()
+    reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+        _Tee(raw, walker), read_size=CHUNK, read_across_frames=True, closefd=False)
+    while True:
+        try:
+            out = reader.read(CHUNK)
+        except zstandard.ZstdError as exc:
+            raise StreamError("corrupt_stream", f"zstd data is corrupt ({exc})") from None
+        if not out:
+            break
+        yield out
+    if walker.error:
+        raise StreamError("corrupt_stream", f"zstd data is corrupt ({walker.error})")
+    if not walker.complete:
+        raise StreamError("truncated_stream", "zstd stream ended before the end of its frame")
 
 
 def decompressed_chunks(raw: Any, path: str) -> Iterator[bytes]:
@@ -243,6 +303,87 @@ def reject(source_path: str, index: int, content_sha: str, rule: str, detail: st
     }
 
 
+class _BadCell(Exception):
+    """A Parquet value with no faithful JSON form: the row is rejected with this rule."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A Parquet row (from ``to_pylist``) as plain JSON values.
+
+    Binary is decoded as UTF-8 or refused (``str(b"...")`` wrote Python reprs into clean/); NaN and
+    infinities are refused (``json.dumps`` writes them as bare ``NaN``, which is not JSON); dates, times and
+    decimals become their ISO / decimal strings.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _BadCell("non_finite_number", f"column {where or '(root)'} holds {value!r}, which JSON cannot "
+                                                "represent")
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _BadCell("invalid_utf8", f"binary column {where or '(root)'}: byte {exc.start} is not valid "
+                                           "UTF-8") from None
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)  # Decimal, timedelta and the like
+
+
+def _hash_default(value: Any) -> Any:
+    return bytes(value).hex() if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
+
+
+def _parquet_batch_rows(pf: Any, max_record_bytes: int) -> int:
+    """Rows per batch so one batch is about 16 MiB of decoded data (at most 1024, at least 1), from the
+    row groups' own size figures: a batch of 1024 rows of 8 MiB each would be 8 GiB."""
+    meta = pf.metadata
+    widest = 1.0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows:
+            widest = max(widest, group.total_byte_size / group.num_rows)
+    return int(max(1, min(1024, (16 << 20) // widest)))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFiniteLiteral(name)
+
+
+class _NonFiniteLiteral(ValueError):
+    """``json.loads`` accepts NaN, Infinity and -Infinity; JSON (RFC 8259) does not, nor does our output."""
+
+
+def _unreadable_reason(path: str) -> Optional[str]:
+    """Why a local input cannot be read as a file, before opening it (opening a FIFO blocks until a writer
+    appears; a device never ends), or None."""
+    if path.startswith(UNDECODABLE):
+        return "file name is not valid UTF-8 (shown with \\x escapes)"
+    if "://" in path:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"cannot stat: {exc.__class__.__name__}"
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "not a regular file")
+        return f"not a regular file ({kind}); not opened"
+    return None
+
+
 class ReadFile(beam.DoFn):
     """One input path in; records (main output), rejects and one file-info row (tagged outputs) out."""
 
@@ -257,6 +398,16 @@ class ReadFile(beam.DoFn):
         self.rejected = Metrics.counter("lazaret.read", "rejects")
 
     def process(self, path: str) -> Iterator[Any]:
+        problem = _unreadable_reason(path)
+        if problem:
+            if path.startswith(UNDECODABLE):
+                path = path[len(UNDECODABLE):]
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(f"{path}:{problem}".encode()),
+                                                                "unreadable_file", problem))
+            yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
+                                                        "format": None, "error": "unreadable_file"})
+            return
         if path.lower().endswith(PARQUET_SUFFIXES):
             yield from self._parquet(path)
         else:
@@ -339,7 +490,12 @@ class ReadFile(beam.DoFn):
                 path, idx, content_sha, "invalid_utf8", f"byte {exc.start} is not valid UTF-8",
                 shape(body.decode("utf-8", "replace")))), fmt
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_refuse_constant)
+        except _NonFiniteLiteral as exc:
+            self.rejected.inc()
+            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+                path, idx, content_sha, "invalid_json", f"{exc} is not a JSON value (NaN and Infinity are not "
+                                                        "JSON)", shape(text))), fmt
         except RecursionError:
             self.rejected.inc()
             return beam.pvalue.TaggedOutput(self.REJECT, reject(
@@ -377,14 +533,28 @@ class ReadFile(beam.DoFn):
             with FileSystems.open(path, compression_type="uncompressed") as fh:
                 pf = pq.ParquetFile(fh)
                 index = 0
-                for batch in pf.iter_batches(batch_size=1024):
+                for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, self.max_record_bytes)):
                     for row in batch.to_pylist():
-                        normalised = json.loads(json.dumps(row, default=str, ensure_ascii=False))
-                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
-                        content_sha = sha256_hex(body)
                         idx = index
                         index += 1
                         count += 1
+                        try:
+                            normalised = _json_value(row, "")
+                        except _BadCell as bad:
+                            body = json.dumps(row, default=_hash_default, sort_keys=True).encode("utf-8")
+                            self.rejected.inc()
+                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                                path, idx, sha256_hex(body), bad.rule, bad.detail))
+                            continue
+                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
+                        content_sha = sha256_hex(body)
+                        if len(body) > self.max_record_bytes:
+                            self.rejected.inc()
+                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                                path, idx, content_sha, "record_too_large",
+                                f"row of {len(body)} bytes (as JSON) exceeds the {self.max_record_bytes}-byte "
+                                "record limit"))
+                            continue
                         try:
                             record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
                         except MalformedRecord as exc:
@@ -405,6 +575,7 @@ class ReadFile(beam.DoFn):
                 f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}"))
         if count == 0 and error is None:
             count = 1
+            self.rejected.inc()
             yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
                                                                 "Parquet file holds no rows"))
         yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": size, "sha256": digest,

@@ -69,5 +69,5 @@ def term(value: Any, limit: Optional[int] = None, one_line: bool = False) -> str
     """Safe for a terminal: no ANSI/OSC escape sequences survive (ESC is a control character)."""
     s = truncate(clean_text(value), limit)
     if one_line:
-        s = s.replace("\n", "\\n").replace("\t", "\\t")
+        s = s.replace("\n", "\\n").replace("\t", "\\t").replace("\u2028", "<U+2028>").replace("\u2029", "<U+2029>")
     return s

@@ -128,7 +128,7 @@ def histogram_bins(values: Sequence[float], bins: int = 20, lo: Optional[float] 
 
 def log2_bins(sizes: Sequence[int]) -> List[str]:
     """Labels 2, 3-4, 5-8, ... covering the largest size: cluster sizes span orders of magnitude."""
-    mx = max(sizes) if sizes else 2
+    mx = max(max(sizes), 2) if sizes else 2  # a one-record cluster (a signature hit) still gets a bin
     labels, lo, hi = [], 2, 2
     while lo <= mx:
         labels.append(str(lo) if lo == hi else f"{lo}-{hi}")

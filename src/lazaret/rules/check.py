@@ -22,11 +22,11 @@ def check_rules(rules_dir: str, policy: Optional[str] = None) -> int:
     for dirpath, dirs, names in os.walk(rules_dir):
         dirs.sort()
         files.extend(os.path.join(dirpath, n) for n in sorted(names) if n.endswith((".yaml", ".yml")))
-    policy_path = policy or (os.path.join(rules_dir, "policy.yaml")
-                             if os.path.isfile(os.path.join(rules_dir, "policy.yaml")) else None)
+    # DIR/policy.yaml is a policy whether or not --policy names another one (which is checked too)
+    policies = {os.path.abspath(p) for p in (os.path.join(rules_dir, "policy.yaml"), policy) if p}
     for path in files:
         try:
-            if policy_path and os.path.abspath(path) == os.path.abspath(policy_path):
+            if os.path.abspath(path) in policies:
                 load_policy(path)
                 kind = "policy"
             else:
@@ -48,9 +48,10 @@ def check_rules(rules_dir: str, policy: Optional[str] = None) -> int:
         except ConfigError as exc:
             errors.append(str(exc))
             print(f"error   {exc}", file=sys.stderr)
-    if policy and policy_path not in files:
+    if policy and os.path.abspath(policy) not in {os.path.abspath(f) for f in files}:
         try:
             load_policy(policy)
+            checked += 1
             print(f"ok      {policy} (policy)")
         except ConfigError as exc:
             errors.append(str(exc))

@@ -92,6 +92,11 @@ def load_policy(path: Optional[str]) -> Policy:
         if key not in mods:
             known = ", ".join(sorted(set(mods) | TOP_LEVEL_META))
             raise loc.error(key, f"unknown policy section (known sections: {known})")
+    if path is not None and not any(key not in TOP_LEVEL_META for key in data):
+        # Refused, not defaulted: the built-in defaults differ from the shipped rules/policy.yaml (no custom
+        # recognizers, for one), so an empty or truncated file would silently change what a scan checks.
+        raise loc.error("", "the policy file sets no section (it is empty or holds only version/description); "
+                            "write the sections you mean, or pass no --policy to use RULES/policy.yaml")
     version = data.get("version", 1)
     if version != 1:
         raise loc.error("version", f"unsupported policy version {version!r}; this lazaret reads version 1")

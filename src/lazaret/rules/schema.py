@@ -9,6 +9,7 @@ Each section module in ``lazaret.rules.sections`` declares ``SPEC: dict[str, F]`
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -82,6 +83,8 @@ def validate_value(f: F, value: Any, loc: Located, dotted: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise loc.error(dotted, f"expected a number, got {_type_name(value)}")
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every min/max comparison below
+            raise loc.error(dotted, f"must be a finite number; got {value!r}")
     elif kind == "list":
         if not isinstance(value, list):
             raise loc.error(dotted, f"expected a list, got {_type_name(value)}")

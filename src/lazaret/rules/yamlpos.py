@@ -7,6 +7,7 @@ and keep a map from the dotted field path to its 1-based line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
@@ -16,6 +17,12 @@ import yaml
 from lazaret.rules.errors import ConfigError
 
 MAX_RULE_FILE_BYTES = 5 * 1024 * 1024
+# A rule file is configuration, not data: these bound what a hostile one can cost. Aliases (``*name``) are
+# allowed, but every value they expand to counts, so nine levels of nine aliases (9**9 values from 400
+# bytes) is refused after MAX_VALUES instead of growing memory until killed; nesting deeper than MAX_DEPTH
+# (through aliases too: ``&a [*a]`` is a cycle) is refused instead of ending in a RecursionError.
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
 
 
 @dataclass
@@ -44,7 +51,19 @@ class Located:
         return ConfigError(message, path=self.path, line=self.line(dotted), field=dotted or None)
 
 
-def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str) -> Any:
+def _short(prefix: str) -> str | None:
+    return (prefix[:80] + "...") if len(prefix) > 80 else (prefix or None)
+
+
+def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str, budget: list, depth: int = 0) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"the file expands to more than {MAX_VALUES} values (YAML aliases that repeat "
+                          "large values, an 'alias bomb'?); rule files must be smaller",
+                          path=src, line=node.start_mark.line + 1, field=_short(prefix))
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"values nested more than {MAX_DEPTH} levels deep (or an alias that contains "
+                          "itself)", path=src, line=node.start_mark.line + 1, field=_short(prefix))
     lines.setdefault(prefix, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
         tag = node.tag
@@ -55,7 +74,13 @@ def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str) -> A
                 if kind == "int":
                     return _SCALAR_LOADER.construct_yaml_int(node)
                 if kind == "float":
-                    return _SCALAR_LOADER.construct_yaml_float(node)
+                    number = _SCALAR_LOADER.construct_yaml_float(node)
+                    if not math.isfinite(number):
+                        # .nan passes every min/max comparison: a NaN threshold silently turned PII off
+                        raise ConfigError(f"{node.value!r} is not a finite number; rule files take finite "
+                                          "numbers only", path=src, line=node.start_mark.line + 1,
+                                          field=_short(prefix))
+                    return number
                 if kind == "bool":
                     return _SCALAR_LOADER.construct_yaml_bool(node)
                 if kind == "null":
@@ -67,7 +92,8 @@ def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str) -> A
         if node.tag != "tag:yaml.org,2002:seq":
             raise ConfigError(f"unsupported YAML tag {node.tag!r}", path=src,
                               line=node.start_mark.line + 1, field=prefix or None)
-        return [_convert(child, f"{prefix}[{i}]", lines, src) for i, child in enumerate(node.value)]
+        return [_convert(child, f"{prefix}[{i}]", lines, src, budget, depth + 1)
+                for i, child in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):
         if node.tag != "tag:yaml.org,2002:map":
             raise ConfigError(f"unsupported YAML tag {node.tag!r}", path=src,
@@ -85,7 +111,7 @@ def _convert(node: yaml.Node, prefix: str, lines: Dict[str, int], src: str) -> A
             if key in out:
                 raise ConfigError("duplicate key", path=src, line=key_node.start_mark.line + 1, field=child)
             lines[child] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, child, lines, src)
+            out[key] = _convert(value_node, child, lines, src, budget, depth + 1)
         return out
     raise ConfigError("unsupported YAML node", path=src, line=node.start_mark.line + 1)
 
@@ -95,6 +121,19 @@ class _Loader(yaml.SafeLoader):
 
 
 _SCALAR_LOADER = _Loader("")
+
+
+def _check_depth(text: str, src: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH from the parser's event stream (a loop, not a recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"values nested more than {MAX_DEPTH} levels deep", path=src,
+                                  line=event.start_mark.line + 1)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
 
 
 def load_yaml(path: str | os.PathLike) -> Located:
@@ -115,6 +154,7 @@ def load_yaml(path: str | os.PathLike) -> Located:
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=src) from None
     try:
+        _check_depth(text, src)  # before composing: PyYAML's composer recurses once per nesting level
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
@@ -126,7 +166,7 @@ def load_yaml(path: str | os.PathLike) -> Located:
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path=src) from None
     lines: Dict[str, int] = {}
-    data = None if node is None else _convert(node, "", lines, src)
+    data = None if node is None else _convert(node, "", lines, src, [MAX_VALUES])
     return Located(path=src, data=data, lines=lines)
 
 

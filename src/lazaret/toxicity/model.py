@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from lazaret.rules.errors import ConfigError
+from lazaret.toxicity.calibration import Calibration, calibration_path, load_calibration
 from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
 from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
@@ -76,6 +77,9 @@ class ToxicityModel:
     metadata: dict
     normalizer: str = "lazaret"
     max_chars: int = DEFAULT_MAX_CHARS
+    calibration: Optional[Calibration] = None
+    calibration_file: Optional[str] = None
+    calibration_sha256: Optional[str] = None
     _model: Any = field(default=None, repr=False)
 
     @classmethod
@@ -86,6 +90,8 @@ class ToxicityModel:
         expected_sha256: Optional[str] = None,
         normalizer: Optional[str] = None,
         max_chars: int = DEFAULT_MAX_CHARS,
+        calibration: Optional[str] = "auto",
+        calibration_sha256: Optional[str] = None,
     ) -> "ToxicityModel":
         """Load and verify a model; raise :class:`ModelError` naming ``path`` on any problem.
 
@@ -93,6 +99,11 @@ class ToxicityModel:
         policy pins the exact model it was validated with); fastText can parse it; ``label`` is one of the
         model's labels. ``normalizer`` defaults to the sidecar's ``normalize_version`` family: "lazaret" for
         lazaret-trained models, "minimal" for models without a lazaret sidecar.
+
+        ``calibration``: "auto" applies the calibration file the sidecar names (sha256-checked against the
+        sidecar, or against ``calibration_sha256`` when the policy pins one), or else ``<model>.calibration.json``
+        when it exists; "none" returns raw model scores; any other value is the path of a calibration file.
+        Every calibration file must name this model's sha256 (see :mod:`lazaret.toxicity.calibration`).
         """
         path = resolve_model_path(path)
         if not os.path.isfile(path):
@@ -123,6 +134,8 @@ class ToxicityModel:
             normalizer = "lazaret" if str(metadata.get("normalize_version", "")).startswith("lazaret") else "minimal"
         if normalizer not in NORMALIZERS:
             raise ModelError(f"toxicity model {path!r}: unknown normalizer {normalizer!r} (use one of {NORMALIZERS})")
+        cal_file, cal_expected = _calibration_file(path, metadata, calibration, calibration_sha256)
+        cal = load_calibration(cal_file, digest, cal_expected) if cal_file else None
         model = _load_fasttext(path)
         labels = list(model.get_labels())
         if label not in labels:
@@ -138,6 +151,9 @@ class ToxicityModel:
             metadata=metadata,
             normalizer=normalizer,
             max_chars=max_chars,
+            calibration=cal,
+            calibration_file=cal_file,
+            calibration_sha256=sha256_file(cal_file) if cal_file else None,
             _model=model,
         )
 
@@ -152,7 +168,21 @@ class ToxicityModel:
         return [_minimal(t, self.max_chars) if t else "" for t in texts]
 
     def predict_batch(self, texts: Sequence[str]) -> "list[float]":
-        """Probability of ``self.label`` for each text, in order; empty texts score 0.0.
+        """Calibrated probability of ``self.label`` for each text, in order; empty texts score 0.0.
+
+        Without a calibration file this is the model's raw score (:meth:`raw_batch`).
+        """
+        raw = self.raw_batch(texts)
+        if self.calibration is None or not raw:
+            return raw
+        import numpy as np
+
+        out = self.calibration.apply(raw)
+        out[np.asarray(raw) <= 0.0] = 0.0  # empty sides stay 0.0 whatever the calibration's floor
+        return out.tolist()
+
+    def raw_batch(self, texts: Sequence[str]) -> "list[float]":
+        """The model's own (uncalibrated) probability of ``self.label`` for each text; empty texts score 0.0.
 
         One native call per batch (fastText's multi-line predict). A model with more than two labels (e.g.
         toxic / nsfw / clean) is asked for every label (``k=-1``), so the configured label's probability is
@@ -216,11 +246,35 @@ class ToxicityModel:
             "normalize_version": NORMALIZE_VERSION if self.normalizer == "lazaret" else "whitespace",
             "origin": origin or self.metadata.get("origin", ""),
             "trained_threshold": self.metadata.get("threshold"),
+            "calibration": None if self.calibration is None else {
+                "method": self.calibration.method,
+                "file": self.calibration_file,
+                "sha256": self.calibration_sha256,
+            },
             "training_data": [
                 {k: f.get(k) for k in ("path", "sha256", "role")} for f in self.metadata.get("training_files", [])
             ],
             "metadata_file": metadata_path(self.path) if self.metadata else None,
         }
+
+
+def _calibration_file(path: str, metadata: dict, mode: Optional[str], pinned: Optional[str]
+                      ) -> "tuple[Optional[str], Optional[str]]":
+    """(calibration file to load or None, sha256 it must have or None) for ``mode`` (see ToxicityModel.load)."""
+    mode = mode or "auto"
+    if mode == "none":
+        return None, None
+    if mode != "auto":
+        return os.path.expanduser(mode), pinned
+    entry = metadata.get("calibration")
+    if isinstance(entry, dict) and entry.get("file"):
+        # The sidecar names the file relative to the model's folder (it travels with the model).
+        name = os.path.basename(str(entry["file"]))
+        return os.path.join(os.path.dirname(path), name), pinned or entry.get("sha256")
+    if entry is not None and not isinstance(entry, dict):
+        raise ModelError(f"toxicity model metadata {metadata_path(path)!r}: `calibration` must be an object")
+    candidate = calibration_path(path)
+    return (candidate, pinned) if os.path.isfile(candidate) else (None, None)
 
 
 def _read_metadata(path: str) -> dict:

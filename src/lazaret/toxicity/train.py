@@ -40,6 +40,7 @@ import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
 
 from lazaret.rules.errors import ConfigError
+from lazaret.toxicity.calibration import calibration_path, fit_calibration
 from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
 from lazaret.toxicity.model import DEFAULT_LABEL, ToxicityModel, metadata_path, sha256_file
 from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
@@ -114,35 +115,105 @@ def concat_augment(rows: Sequence, n: int, parts: "tuple[int, int]" = (2, 6), se
     return out
 
 
+def hash_split(row: dict, text: str, val_percent: int, test_percent: int) -> str:
+    """Deterministic split for a row of a file without splits: by sha256 of its ``id`` (else its text).
+
+    ``test`` for the first ``test_percent`` of the hash range, ``val`` for the next ``val_percent``, else
+    ``train``. The same row always lands in the same split, in training and in ``--eval``.
+    """
+    key = str(row.get("id")) if row.get("id") is not None else text
+    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+    if bucket < test_percent:
+        return "test"
+    if bucket < test_percent + val_percent:
+        return "val"
+    return "train"
+
+
+def row_split(row: dict, text: str, args: argparse.Namespace) -> Optional[str]:
+    """The row's split: its own ``split`` field, else the ``--hash-split`` one (None: no split, no hashing)."""
+    split = row.get(args.split_field)
+    if split is None and args.hash_split:
+        return hash_split(row, text, args.hash_split[0], args.hash_split[1])
+    return split
+
+
+def balance_rows(rows: list, prior: float, max_repeat: float, seed: int, tag: str) -> "tuple[list, float]":
+    """Replicate the minority class of one source's training rows towards a toxic share of ``prior``.
+
+    Why: the sources differ in toxic share (Reddit threads sampled to be offensive-rich, Wikipedia talk ~1%,
+    Davidson ~80%), so without re-weighting "which source is this" predicts the label and the model learns
+    style instead of toxicity. fastText has no sample weights, so the weight is applied by repeating rows
+    (``max_repeat`` caps the repetition, so a few hundred toxic comments are not memorised). Returns the
+    rows and the replication factor applied to the minority class.
+    """
+    pos = [r for r in rows if r[1]]
+    neg = [r for r in rows if not r[1]]
+    if not pos or not neg or prior <= 0:
+        return rows, 1.0
+    share = len(pos) / len(rows)
+    if share < prior:
+        minority, majority, factor = pos, neg, prior * len(neg) / ((1 - prior) * len(pos))
+    else:
+        minority, majority, factor = neg, pos, (1 - prior) * len(pos) / (prior * len(neg))
+    factor = min(max(factor, 1.0), max_repeat)
+    rng = random.Random(f"balance-{seed}-{tag}")
+    whole, frac = int(factor), factor - int(factor)
+    extra = []
+    for r in minority:
+        extra.extend([r] * (whole - 1 + (1 if rng.random() < frac else 0)))
+    return rows + extra, round(factor, 3)
+
+
 def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
     """(train, val, file_records): lists of (text, label) and a provenance entry per input file.
 
     With ``--clean-val-use report`` the held-out clean sides are not in ``val`` but in
-    ``args.clean_val_rows`` (reported, never used for the threshold).
+    ``args.clean_val_rows`` (reported, never used for the threshold). ``args.val_sources`` gets, per val row,
+    the index of its file (for per-file validation metrics and per-file calibration weights).
     """
     train: list = []
     val: list = []
     files: list = []
     clean_val: list = []
+    val_sources: list = []
     args.clean_val_rows = clean_val
-    for path in args.train:
+    args.val_sources = val_sources
+    for file_index, path in enumerate(args.train):
         counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
+        file_train: list = []
         for row in read_jsonl(path):
             text = row.get(args.text_field)
             if not isinstance(text, str) or not text.strip():
                 counts["ignored"] += 1
                 continue
             label = _label(row, path, args.label_field)
-            split = row.get(args.split_field)
+            split = row_split(row, text, args)
             if split is None or split in args.train_splits:
-                train.append((text, label))
+                file_train.append((text, label))
                 counts["train"] += 1
                 counts["positives_train"] += label
             elif split in args.val_splits:
                 val.append((text, label))
+                val_sources.append(file_index)
                 counts["val"] += 1
             else:
                 counts["ignored"] += 1
+        if args.balance_sources:
+            before = len(file_train)
+            file_train, factor = balance_rows(file_train, args.balance_sources, args.balance_max_repeat,
+                                              args.seed, str(file_index))
+            counts["balance_repeat_minority"] = factor
+            counts["train_after_balance"] = len(file_train)
+            counts["positives_after_balance"] = sum(y for _, y in file_train)
+            assert len(file_train) >= before
+        repeat = args.train_repeat[file_index] if args.train_repeat else 1
+        if repeat != 1:
+            rng = random.Random(f"repeat-{args.seed}-{file_index}")
+            file_train = [r for r in file_train for _ in range(int(repeat) + (rng.random() < repeat - int(repeat)))]
+            counts["repeat"] = repeat
+            counts["train_after_repeat"] = len(file_train)
+        train.extend(file_train)
         files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "labelled", **counts})
     for path in args.clean or []:
         counts = {"train": 0, "val": 0, "ignored": 0, "positives_train": 0}
@@ -157,7 +228,8 @@ def load_data(args: argparse.Namespace) -> "tuple[list, list, list]":
         files.append({"path": _display(path, args.paths_relative_to), "sha256": sha256_file(path), "role": "clean-negatives", **counts})
     n_aug = args.augment_concat
     if n_aug:
-        labelled = train[: sum(f["train"] for f in files if f["role"] == "labelled")]
+        labelled = train[: sum(f.get("train_after_repeat", f.get("train_after_balance", f["train"]))
+                               for f in files if f["role"] == "labelled")]
         extra = concat_augment(labelled, n_aug, tuple(args.augment_parts), args.seed, args.augment_mode)
         train.extend(extra)
         files.append({"path": "concatenations of labelled training rows", "role": "augment-concat",
@@ -213,6 +285,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment-mode", choices=("any", "balanced"), default="any",
                    help="any: random rows, toxic if any part is; balanced: half all-clean, half clean plus one "
                         "toxic row (%(default)s)")
+    p.add_argument("--hash-split", type=int, nargs=2, metavar=("VAL", "TEST"),
+                   help="rows without a split field get one by sha256 of their id (else text): VAL%% val, TEST%% "
+                        "test, the rest train; --eval files that are also --train files are split the same "
+                        "way, so only their test rows are evaluated")
+    p.add_argument("--balance-sources", type=float, default=0.0, metavar="PRIOR",
+                   help="per --train file, repeat the minority class's training rows towards this toxic share, "
+                        "so the source does not predict the label (0: off; %(default)s)")
+    p.add_argument("--balance-max-repeat", type=float, default=10.0,
+                   help="most times a row is repeated by --balance-sources (%(default)s)")
+    p.add_argument("--train-repeat", type=float, nargs="*", default=[], metavar="K",
+                   help="one factor per --train file: its training rows (after --balance-sources) are used K "
+                        "times (fractions by a seeded draw), so a small source is not drowned by a large one")
+    p.add_argument("--calibration", choices=("platt", "isotonic", "none"), default="none",
+                   help="fit a score calibration on the validation rows and write <model>.calibration.json "
+                        "(%(default)s)")
+    p.add_argument("--calibration-weighting", choices=("pooled", "per-file"), default="per-file",
+                   help="per-file: each --train file's validation rows weigh the same in the fit; pooled: "
+                        "every row weighs the same (%(default)s)")
+    p.add_argument("--calibration-files", nargs="*", default=[], metavar="FILE",
+                   help="fit the calibration on the validation rows of these --train files only (default: all): "
+                        "e.g. the long-form sources, when the corpora to scan are long-form")
     p.add_argument("--eval", nargs="*", default=[], metavar="FILE", help="held-out labelled JSONL to report on")
     p.add_argument("--model", help="evaluate this existing model instead of training (with --eval)")
     p.add_argument("--out", help="output model path (.ftz when quantised, .bin otherwise)")
@@ -341,11 +434,13 @@ def score_rows(model: ToxicityModel, rows: Sequence, batch: int = 4096) -> "list
 
 def load_eval(path: str, args: argparse.Namespace) -> list:
     rows = []
+    hashed = bool(getattr(args, "hash_split", None)) and os.path.abspath(path) in {
+        os.path.abspath(p) for p in args.train}
     for row in read_jsonl(path):
         text = row.get(args.text_field)
         if not isinstance(text, str):
             continue
-        split = row.get(args.split_field)
+        split = row_split(row, text, args) if hashed else row.get(args.split_field)
         if split is not None and split not in args.eval_splits:
             continue
         rows.append((text, _label(row, path, args.label_field)))
@@ -397,10 +492,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         threshold = args.threshold if args.threshold is not None else model.metadata.get("threshold", 0.5)
         report = {"model": model.provenance(), "eval": evaluate_files(model, args.eval, threshold, args)}
         _print_report(report)
+        print(format_table(report))
         _write_report(args.report, report)
         return 0
     if not args.train or not args.out:
         parser.error("training needs --train FILE... and --out MODEL (or use --model with --eval)")
+    if args.train_repeat and len(args.train_repeat) != len(args.train):
+        parser.error("--train-repeat needs one factor per --train file")
     train_rows, val_rows, files = load_data(args)
     val_y = [y for _, y in val_rows]
     out = args.out
@@ -411,18 +509,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             candidate = os.path.join(workdir, f"attempt{i}" + os.path.splitext(out)[1])
             _, params = train_model(args, train_rows, workdir, candidate)
             cand_model = ToxicityModel.load(candidate, label=args.label, normalizer="lazaret",
-                                            max_chars=args.max_chars)
+                                            max_chars=args.max_chars, calibration="none")
             scores = score_rows(cand_model, val_rows) if val_rows else []
             auc = evaluate_scores(val_y, scores, 0.5)["roc_auc"] if val_rows else None
             attempts.append({"sha256": cand_model.sha256, "validation_roc_auc": auc})
             if best is None or (auc is not None and auc > best[0] + 1e-9):
                 best = (auc if auc is not None else float("-inf"), candidate, scores)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        if os.path.exists(metadata_path(out)):  # the old sidecar describes the old model: rewritten below
-            os.remove(metadata_path(out))
+        for stale in (metadata_path(out), calibration_path(out)):  # they describe the old model: rewritten below
+            if os.path.exists(stale):
+                os.remove(stale)
         shutil.copyfile(best[1], out)
         val_scores = best[2]
-    model = ToxicityModel.load(out, label=args.label, normalizer="lazaret", max_chars=args.max_chars)
+    model = ToxicityModel.load(out, label=args.label, normalizer="lazaret", max_chars=args.max_chars,
+                               calibration="none")
+    raw_val_scores = val_scores
+    calibration_entry = None
+    if args.calibration != "none":
+        cal = _fit_calibration(args, model, val_y, raw_val_scores, files)
+        cal_out = calibration_path(out)
+        cal.write(cal_out)
+        model.calibration, model.calibration_file = cal, cal_out
+        model.calibration_sha256 = sha256_file(cal_out)
+        val_scores = cal.apply(raw_val_scores).tolist()
+        calibration_entry = {"file": os.path.basename(cal_out), "sha256": model.calibration_sha256,
+                             "method": cal.method, "fitted_on": cal.fitted_on,
+                             "validation_raw": evaluate_scores(val_y, raw_val_scores, 0.5)}
     if args.threshold is not None:
         threshold, rule = args.threshold, "fixed"
     elif val_rows and 0 < sum(val_y) < len(val_y):
@@ -454,6 +566,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "val_positives": sum(val_y),
         },
         "validation": evaluate_scores(val_y, val_scores, threshold) if val_rows else None,
+        "validation_by_file": _validation_by_file(args, files, val_y, val_scores, threshold),
+        "calibration": calibration_entry,
         "model_sha256": model.sha256,
         "model_size_bytes": os.path.getsize(out),
         "argv": _display_argv(argv, args.paths_relative_to),
@@ -469,15 +583,93 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handle.write("\n")
     print(f"wrote {out} ({metadata['model_size_bytes']} bytes, sha256 {model.sha256})")
     print(f"wrote {metadata_path(out)}")
+    if calibration_entry:
+        print(f"wrote {calibration_path(out)} ({calibration_entry['method']}, fitted on the validation rows)")
     print(f"threshold {threshold:.2f} ({rule}, on validation: {metadata['threshold_chosen_on']})")
     if metadata["validation"]:
         print(format_metrics("validation", metadata["validation"]))
+    print(format_table(metadata))
     if metadata.get("clean_validation"):
         cv = metadata["clean_validation"]
         print(f"held-out clean sides ({cv['percent']}% of --clean, n={cv['n']}): flagged={cv['flag_rate']:.4f}")
     _print_report({"eval": metadata.get("eval", {})})
     _write_report(args.report, metadata)
     return 0
+
+
+def _fit_calibration(args: argparse.Namespace, model: ToxicityModel, val_y: list, raw: list, files: list):
+    """Fit ``--calibration`` on the validation rows (never on --eval rows), weighted per ``--calibration-weighting``.
+
+    ``per-file``: each --train file's validation rows carry the same total weight, so a large validation
+    split of one source (or its base rate) does not set the probability scale for all the others.
+    """
+    if not val_y or len(set(val_y)) < 2:
+        raise ConfigError("--calibration needs validation rows with both labels (see --val-splits, --hash-split)")
+    weights = None
+    sources = list(getattr(args, "val_sources", []))
+    sources += [-1] * (len(val_y) - len(sources))  # held-out --clean rows in the validation data
+    if args.calibration_files:
+        wanted = {os.path.abspath(p) for p in args.calibration_files}
+        unknown = wanted - {os.path.abspath(p) for p in args.train}
+        if unknown:
+            raise ConfigError(f"--calibration-files must be --train files: {sorted(unknown)}")
+        keep = [i for i, s in enumerate(sources) if s >= 0 and os.path.abspath(args.train[s]) in wanted]
+        val_y = [val_y[i] for i in keep]
+        raw = [raw[i] for i in keep]
+        sources = [sources[i] for i in keep]
+        if len(set(val_y)) < 2:
+            raise ConfigError("--calibration-files: their validation rows do not have both labels")
+    if args.calibration_weighting == "per-file":
+        sizes: dict = {}
+        for s in sources:
+            sizes[s] = sizes.get(s, 0) + 1
+        weights = [len(val_y) / (len(sizes) * sizes[s]) for s in sources]
+    fitted_on = {
+        "rows": len(val_y), "positives": int(sum(val_y)), "weighting": args.calibration_weighting,
+        "validation_splits": list(args.val_splits),
+        "files": {_display(args.train[s], args.paths_relative_to) if s >= 0 else "--clean held-out": n
+                  for s, n in sorted(_count(sources).items())},
+    }
+    return fit_calibration(args.calibration, raw, val_y, model.sha256, weights=weights, fitted_on=fitted_on)
+
+
+def _count(items: list) -> dict:
+    out: dict = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out
+
+
+def _validation_by_file(args: argparse.Namespace, files: list, val_y: list, scores: list, threshold: float
+                        ) -> dict:
+    """Validation metrics per --train file (the figures a source-stratified model must show)."""
+    out = {}
+    sources = list(getattr(args, "val_sources", []))
+    for index, path in enumerate(args.train):
+        idx = [i for i, s in enumerate(sources) if s == index]
+        if idx:
+            m = evaluate_scores([val_y[i] for i in idx], [scores[i] for i in idx], threshold)
+            out[_display(path, args.paths_relative_to)] = m
+    return out
+
+
+def format_table(report: dict) -> str:
+    """The figures as a Markdown table (the table docs/toxicity.md keeps for every candidate)."""
+    lines = ["| set | rows | toxic | ROC-AUC | ECE | Brier | P / R at threshold | flagged |",
+             "|---|---|---|---|---|---|---|---|"]
+    sections = [("validation, all", {"all": report.get("validation")}),
+                ("validation", report.get("validation_by_file") or {}),
+                ("held-out", report.get("eval") or {})]
+    for kind, entries in sections:
+        for name, m in sorted(entries.items()):
+            if not m or not m.get("n"):
+                continue
+            auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+            label = kind if name == "all" else f"{kind}: {name}"
+            lines.append(f"| {label} | {m['n']} | {m['positives']} | {auc} | {m['ece']:.3f} | {m['brier']:.3f} | "
+                         f"{m['precision']:.3f} / {m['recall']:.3f} at {m['threshold']:.2f} | "
+                         f"{m['flag_rate']:.3f} |")
+    return "\n".join(lines)
 
 
 def _display_argv(argv: Optional[Sequence[str]], root: Optional[str]) -> list:

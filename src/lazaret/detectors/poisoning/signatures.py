@@ -20,6 +20,7 @@ from lazaret.rules.schema import F, validate_section
 from lazaret.rules.yamlpos import load_yaml
 
 SEVERITY_ACTION = {"high": "quarantine", "medium": "flag", "low": "flag"}
+MATCH_TIMEOUT_SECONDS = 1.0
 
 SIGNATURE_SPEC: Dict[str, F] = {
     "name": F("str", required=True),
@@ -58,7 +59,13 @@ def load_signatures(path: str) -> List[Dict[str, Any]]:
 
 
 class SignatureScan(beam.DoFn):
-    """One finding per matching signature, or one ``signature`` finding with score 0 per record."""
+    """One finding per matching signature, or one ``signature`` finding with score 0 per record.
+
+    A signature whose match runs out of time on a record does not pass the record silently, nor fail the
+    run: the record gets a ``malformed``/``signature_timeout`` finding (rejected, with the signature named)
+    and the other signatures still run. Any other failure is caught by the dead-letter guard around this
+    DoFn (``lazaret.guard.Guarded``, see transform.py).
+    """
 
     def __init__(self, signatures: List[Dict[str, Any]]):
         self.signatures = signatures
@@ -70,6 +77,7 @@ class SignatureScan(beam.DoFn):
             pat = regex.escape(s["literal"]) if s["literal"] is not None else s["regex"]
             self._compiled.append((s, regex.compile(pat, flags=regex.IGNORECASE)))
         self.hits = Metrics.counter("poisoning", "signature_hits")
+        self.timeouts = Metrics.counter("poisoning", "signature_timeouts")
 
     def process(self, record):
         texts = {"prompt": record.get("prompt") or "", "response": record.get("response") or ""}
@@ -78,7 +86,16 @@ class SignatureScan(beam.DoFn):
         found = False
         for sig, rx in self._compiled:
             text = texts[sig["side"]]
-            m = rx.search(text, timeout=1.0)
+            try:
+                m = rx.search(text, timeout=MATCH_TIMEOUT_SECONDS)
+            except TimeoutError:
+                found = True
+                self.timeouts.inc()
+                yield make_finding(rec, "malformed", rule="signature_timeout", side="all", score=1.0,
+                                   detail=f"trigger signature {sig['name']} ({sig['source']}) did not finish "
+                                          f"within {MATCH_TIMEOUT_SECONDS:g} s on this record",
+                                   action="quarantine")
+                continue
             if not m:
                 continue
             found = True

@@ -29,6 +29,7 @@ from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarr
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
 from lazaret.detectors.poisoning.signatures import SignatureScan
+from lazaret.guard import Guarded
 from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
 from lazaret.rules.sections.poisoning import DEFAULTS
@@ -172,7 +173,7 @@ class PoisoningScan(beam.PTransform):
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:
-            sig = records | "Signatures" >> beam.ParDo(SignatureScan(self.signatures))
+            sig = records | "Signatures" >> Guarded("poisoning", SignatureScan(self.signatures))
             findings = (findings, sig) | "AllFindings" >> beam.Flatten()
         clusters = (out[Assign.CLUSTER_TAG]
                     | "ClusterSummary" >> beam.CombinePerKey(ClusterSummary(p["max_members_listed"]))

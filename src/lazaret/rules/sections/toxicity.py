@@ -44,6 +44,12 @@ MODEL_SPEC: Dict[str, F] = {
                     "models), minimal (whitespace only, for third-party models such as dolma's), auto (lazaret "
                     "when the model has a lazaret metadata sidecar, else minimal)", choices=NORMALIZERS),
     "max_chars": F("int", 4000, "characters of each side given to the model", min=100),
+    "calibration": F("str", "auto", "score calibration (raw model score -> probability): auto (the calibration "
+                     "file named by the model's sidecar, or <model>.calibration.json beside it; none if there is "
+                     "none), none (raw scores), or the path/URL of a calibration file written by `lazaret "
+                     "train-toxicity --calibration`"),
+    "calibration_sha256": F("str", None, "pin the calibration file's sha256; a different file is refused",
+                            nullable=True),
     "prompt": F("section", None, "prompt side settings", item=PROMPT_SPEC),
     "response": F("section", None, "response side settings (also used for plain {\"text\"} records)",
                   item=RESPONSE_SPEC),
@@ -56,6 +62,8 @@ DEFAULT_MODEL: Dict[str, Any] = {
     "sha256": None,
     "normalizer": "auto",
     "max_chars": 4000,
+    "calibration": "auto",
+    "calibration_sha256": None,
     "prompt": {"enabled": True, "threshold": None, "action": "flag"},
     "response": {"enabled": True, "threshold": None, "action": "quarantine"},
 }
@@ -91,6 +99,11 @@ def check(values: Dict[str, Any], ctx: Ctx) -> None:
         sha = model.get("sha256")
         if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha.strip()):
             raise ctx.error(f"{where}.sha256", "must be 64 hex digits")
+        csha = model.get("calibration_sha256")
+        if csha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", csha.strip()):
+            raise ctx.error(f"{where}.calibration_sha256", "must be 64 hex digits")
+        if not str(model.get("calibration") or "").strip():
+            raise ctx.error(f"{where}.calibration", "must be auto, none or a calibration file path")
         if not (model["prompt"]["enabled"] or model["response"]["enabled"]):
             raise ctx.error(where, "both sides are disabled; remove the model instead")
 

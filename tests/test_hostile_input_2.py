@@ -1,0 +1,315 @@
+"""Hostile input, round 2 (issue 19): the input is never touched, outputs are never read as input, no
+record, compressed stream, file or rule file can stop a scan or grow its memory past the configured bound."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pathlib
+
+import pytest
+
+from helpers import quarantine_rows, scan, summary
+
+FAST = ["--checks", "pii", "--pii-nlp", "none"]
+
+
+def _corpus(folder: pathlib.Path, n: int = 3, name: str = "a.jsonl") -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(json.dumps({"text": f"record {i} of {name}"}) + "\n" for i in range(n)))
+    return path
+
+
+def _snapshot(folder: pathlib.Path):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- item 1: --out equal to, above or inside an input -----------------------------------------------------
+@pytest.mark.parametrize("where", ["same", "parent", "inside", "inside_file_parent"])
+def test_out_overlapping_an_input_exits_2_and_touches_nothing(tmp_path, capsys, where):
+    corpus = tmp_path / "corpus"
+    data = _corpus(corpus)
+    (tmp_path / "unrelated.txt").write_text("keep me")
+    before = _snapshot(tmp_path)
+    out, inputs = {"same": (corpus, corpus), "parent": (tmp_path, corpus),
+                   "inside": (corpus / "out", corpus), "inside_file_parent": (corpus, data)}[where]
+    assert scan(inputs, out, "--overwrite", *FAST) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "input" in err
+    assert _snapshot(tmp_path) == before
+    assert not list(tmp_path.rglob("*.lazaret-staging-*"))
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_lazaret_output(tmp_path, capsys):
+    data = _corpus(tmp_path / "corpus")
+    home = tmp_path / "home"
+    (home / "docs").mkdir(parents=True)
+    (home / "docs" / "thesis.tex").write_text("years of work")
+    assert scan(data, home, "--overwrite", *FAST) == 2
+    assert "not" in capsys.readouterr().err
+    assert (home / "docs" / "thesis.tex").read_text() == "years of work"
+
+
+def test_outputs_and_staging_folders_inside_an_input_are_not_read(tmp_path):
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, n=4)
+    old = corpus / "previous_out"  # a previous scan's output moved into the corpus
+    (old / "clean").mkdir(parents=True)
+    (old / "summary.json").write_text("{}")
+    (old / "provenance.json").write_text("{}")
+    with gzip.open(old / "clean" / "part-00000.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps({"text": "already scanned"}) + "\n")
+    staging = corpus / "x.lazaret-staging-0123abcd"  # a killed run's leftovers
+    _corpus(staging, n=5, name="held.jsonl")
+    out = tmp_path / "out"
+    assert scan(corpus, out, *FAST) == 0
+    s = summary(out)
+    assert s["records_in"] == 4 and s["conservation"]["holds"]
+    assert {r["source_path"] for r in quarantine_rows(out)} <= {str(corpus / "a.jsonl")}
+
+
+# -- item 8: decompression bombs --------------------------------------------------------------------------
+BOMB_BYTES = 256 << 20  # decompressed size of each bomb: far above any bound the reader may use
+
+
+def _bombs(folder: pathlib.Path) -> pathlib.Path:
+    """A .jsonl.gz and a .jsonl.zst of one 256 MiB line each (~250 KB and ~8 KB on disk), and a .jsonl.gz of
+    short lines, each a few hundred KB compressed."""
+    import zstandard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    line = b'{"text": "' + b"A" * BOMB_BYTES + b'"}\n'
+    (folder / "bomb.jsonl.gz").write_bytes(gzip.compress(line, compresslevel=9, mtime=0))
+    (folder / "bomb.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(line))
+    return folder
+
+
+READ_PEAK = """
+import sys
+from lazaret.io.readers import ReadFile
+
+def hwm_kb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+reader = ReadFile(max_record_bytes=int(sys.argv[2]))
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak RSS to the current RSS: imports are not what is measured
+base = hwm_kb()
+outputs = sum(1 for path in sys.argv[1].split(",") for _ in reader.process(path))
+print(outputs, (hwm_kb() - base) / 1024)
+"""
+
+
+def test_decompression_bombs_read_in_bounded_memory(tmp_path):
+    """Peak RSS while reading a bomb is bounded by --max-record-bytes and the 1 MiB steps, not by its
+    decompressed size (issue 19 item 8: a 2 MB .gz of one 2 GiB line peaked at 3.37 GB)."""
+    import subprocess
+    import sys
+
+    folder = _bombs(tmp_path)
+    paths = [str(folder / "bomb.jsonl.gz"), str(folder / "bomb.jsonl.zst")]
+    res = subprocess.run([sys.executable, "-c", READ_PEAK, ",".join(paths), str(1 << 20)],
+                         capture_output=True, text=True, check=True)
+    outputs, grew_mb = res.stdout.split()
+    assert int(outputs) == 4  # per file: one record_too_large reject and one file-info row
+    assert float(grew_mb) < 16, f"reading two {BOMB_BYTES >> 20} MiB bombs grew peak RSS by {grew_mb} MB"
+
+
+ONE_BUNDLE_PEAK = """
+import os, sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from lazaret import channel_spill, spill
+
+def hwm_mb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+
+def emit(_):  # one element in, 3,000 distinct 64 KiB values (192 MiB) out: like one input file's records
+    block = os.urandom(1 << 16)
+    for i in range(3000):
+        yield block[i % 1000:] + block[:i % 1000]
+
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = hwm_mb()
+with spill.install(), channel_spill.install():  # what `lazaret scan` installs on a local run
+    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    _ = (p | beam.Create([0]) | beam.FlatMap(emit) | beam.Reshuffle() | beam.Map(len)
+         | beam.CombineGlobally(sum) | beam.Map(lambda n: print("total", n)))
+    p.run().wait_until_finish()
+print("grew", hwm_mb() - base)
+"""
+
+
+def test_one_bundle_output_is_spilled_not_held(tmp_path):
+    """The read step emits a whole file's records from one bundle; in Beam's in-process mode they all wait in
+    the data channel until the bundle ends (issue 19: RSS grew linearly on 21.5 M short lines). With the
+    channel spill, 192 MiB emitted by one bundle raise peak RSS by well under half of it (measured: +48 MB
+    with it, +209 MB without)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", ONE_BUNDLE_PEAK], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
+    assert f"total {3000 << 16}" in res.stdout
+    grew = float(res.stdout.split("grew")[-1])
+    assert grew < 96, f"one bundle's 192 MiB of output raised peak RSS by {grew:.0f} MB"
+
+
+def test_spilling_inputs_keep_order_across_memory_and_disk():
+    from apache_beam.portability.api import beam_fn_api_pb2
+
+    from lazaret import channel_spill
+
+    saved = dict(channel_spill._settings)
+    channel_spill._settings["threshold"] = 1000
+    try:
+        items = channel_spill.SpillingInputs()
+        sent = []
+        for i in range(50):
+            element = (beam_fn_api_pb2.Elements.Data(instruction_id=f"b{i % 3}", transform_id="t",
+                                                       data=bytes([i]) * (100 + i))
+                       if i % 7 else beam_fn_api_pb2.Elements.Timers(instruction_id="b0", transform_id="t",
+                                                                     timer_family_id="f", timers=b"x" * i))
+            items.append(element)
+            sent.append(element)
+        assert items._disk and items._memory  # both kinds of storage in use
+        assert list(items) == sent
+        items.close()
+    finally:
+        channel_spill._settings.clear()
+        channel_spill._settings.update(saved)
+
+
+# -- item 10: FIFOs, undecodable file names, stale staging folders ----------------------------------------
+def test_fifo_and_undecodable_name_are_rejected_not_fatal(tmp_path):
+    """A FIFO named *.jsonl blocked the scan forever; a file name that is not UTF-8 crashed it (exit 1).
+    Both are one unreadable_file reject now, and the good file beside them is scanned."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, n=3, name="good.jsonl")
+    os.mkfifo(corpus / "pipe.jsonl")
+    bad_name = os.path.join(os.fsencode(corpus), b"caf\xe9.jsonl")
+    with open(bad_name, "wb") as fh:
+        fh.write(b'{"text": "hello"}\n')
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "lazaret.cli", "scan", str(corpus), "--out", str(out), "--quiet",
+                          *FAST], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = summary(out)
+    assert s["records_in"] == 5 and s["conservation"]["holds"]
+    assert s["actions"]["clean"] == 3 and s["actions"]["reject"] == 2
+    rejects = {pathlib.Path(r["source_path"]).name: r for r in quarantine_rows(out) if r["action"] == "reject"}
+    assert set(rejects) == {"pipe.jsonl", "caf\\xe9.jsonl"}
+    assert all(r["reasons"][0]["rule"] == "unreadable_file" for r in rejects.values())
+
+
+def test_stale_staging_folders_are_removed_only_when_idle(tmp_path):
+    """SIGKILL leaves OUT.lazaret-staging-*; a later run removes the ones whose lock no process holds, and
+    leaves one a live run holds and one without a lock file (an older Lazaret's: cannot be proven idle)."""
+    import fcntl
+
+    from lazaret.outdir import LOCK_NAME
+
+    data = _corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    dead, live, legacy = (tmp_path / f"out.lazaret-staging-{h}" for h in ("0000dead", "0000a11e", "00001e9a"))
+    for folder in (dead, live, legacy):
+        (folder / "clean").mkdir(parents=True)
+        (folder / "clean" / "part-00000.jsonl.gz").write_bytes(b"partial")
+    (dead / LOCK_NAME).write_text("pid 1\n")
+    (live / LOCK_NAME).write_text("pid 2\n")
+    holder = os.open(live / LOCK_NAME, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert scan(data, out, *FAST) == 0
+    finally:
+        os.close(holder)
+    assert not dead.exists() and live.exists() and legacy.exists()
+    assert not (out / LOCK_NAME).exists()  # the run's own lock does not end up in its output
+    assert summary(out)["conservation"]["holds"]
+
+
+# -- item 11: Parquet rows, NaN, runner names, rules check --policy -----------------------------------------
+def _strict_json(line: str):
+    def refuse(name):
+        raise ValueError(f"{name} in clean output")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_parquet_rows_obey_limits_and_stay_json(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from helpers import clean_records
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = [b"hello world from a binary column", b"\xff\xfe not utf-8", b"fine text", b"A" * (2 << 20)]
+    scores = [0.5, 1.0, float("nan"), 0.0]
+    pq.write_table(pa.table({"text": pa.array(texts, pa.binary()), "score": pa.array(scores, pa.float64())}),
+                   corpus / "rows.parquet")
+    (corpus / "lines.jsonl").write_text('{"text": "ok line"}\n{"text": "nan", "score": NaN}\n'
+                                        '{"text": "inf", "meta": {"x": [-Infinity]}}\n')
+    out = tmp_path / "out"
+    assert scan(corpus, out, *FAST, "--max-record-bytes", str(1 << 20)) == 0
+    s = summary(out)
+    assert s["records_in"] == 7 and s["conservation"]["holds"]
+    rules = {(pathlib.Path(r["source_path"]).name, r["source_index"]): r["reasons"][0]["rule"]
+             for r in quarantine_rows(out) if r["action"] == "reject"}
+    assert rules == {("rows.parquet", 1): "invalid_utf8", ("rows.parquet", 2): "non_finite_number",
+                     ("rows.parquet", 3): "record_too_large", ("lines.jsonl", 1): "invalid_json",
+                     ("lines.jsonl", 2): "invalid_json"}
+    texts_out = sorted(r["text"] for r in clean_records(out))
+    assert texts_out == ["hello world from a binary column", "ok line"]
+    for part in (out / "clean").glob("part-*.jsonl.gz"):
+        with gzip.open(part, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                _strict_json(line)
+
+
+def test_unknown_runner_exits_2_before_any_output(tmp_path, capsys):
+    data = _corpus(tmp_path / "corpus")
+    assert scan(data, tmp_path / "out", *FAST, "--runner=NoSuchRunner") == 2
+    assert "--runner" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_rules_check_with_a_policy_elsewhere(tmp_path):
+    from helpers import run_cli
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    policy = tmp_path / "mine.yaml"
+    policy.write_text((root / "rules" / "policy.yaml").read_text())
+    assert run_cli("rules", "check", root / "rules", "--policy", policy) == 0
+    policy.write_text("pii:\n  score_threshold: .nan\n")
+    assert run_cli("rules", "check", root / "rules", "--policy", policy) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_removes_its_staging_folder(tmp_path):
+    """SIGTERM (what `kill`, systemd and Kubernetes send first) unwinds the scan like Ctrl-C: exit 143 and no
+    OUT.lazaret-staging-* left (it was left behind before)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _corpus(tmp_path / "corpus", n=20000)
+    proc = subprocess.Popen([sys.executable, "-m", "lazaret.cli", "scan", str(data), "--out", str(tmp_path / "out"),
+                             "--quiet", *FAST], stderr=subprocess.PIPE, text=True)
+    started = time.time()
+    while not list(tmp_path.glob("out.lazaret-staging-*")) and time.time() - started < 120:
+        time.sleep(0.2)
+    time.sleep(2)  # inside the pipeline
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert not list(tmp_path.glob("out*"))
