@@ -8,6 +8,14 @@
 * memory: peak RSS of the largest process (the scan or one SDK worker) at N and 4N records, 1 and 2 workers.
 
 Run: .venv/bin/python bench/pii_speed.py [--n 5000] [--skip-baselines]
+
+End to end on one core (issue 21): ``--end-to-end`` writes the first N T0 records with instruction, input and
+output joined into one ``text`` field, then runs, each pinned to core 0 (``taskset -c 0``) as its own process
+(start-up and model load included): ``lazaret scan --checks pii --runner=FnApiRunner`` and plain Presidio's
+``BatchAnalyzerEngine`` (batch 50, the same spaCy small model) over the same texts. Reports CPU-seconds of
+each process tree (user+sys, robust to a shared machine) and wall seconds.
+
+Run: .venv/bin/python bench/pii_speed.py --end-to-end [--n 5000] [--skip-presidio]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -65,12 +74,69 @@ def texts_of(rows):
     return out
 
 
+def joined_texts(rows):
+    return ["\n\n".join(x for x in (r["instruction"], r.get("input") or "", r["output"]) if x) for r in rows]
+
+
+def presidio_batch(path: str) -> None:
+    """Plain Presidio over the ``text`` field of a JSONL file: BatchAnalyzerEngine, batch 50, same model."""
+    from lazaret.detectors.pii_engine import SPACY_MODEL, offline_tldextract
+
+    offline_tldextract()
+    from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    with open(path, encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for line in fh]
+    analyzer = AnalyzerEngine(nlp_engine=SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}]))
+    found = 0
+    for results in BatchAnalyzerEngine(analyzer_engine=analyzer).analyze_iterator(texts, language="en",
+                                                                                   batch_size=50):
+        found += len(results)
+    print(f"presidio: {len(texts)} texts, {found} results")
+
+
+def timed_child(cmd) -> tuple[float, float]:
+    """(CPU-seconds of the child's process tree, wall seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.time() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def end_to_end(n: int, skip_presidio: bool) -> None:
+    rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=n)
+    print(f"PII end to end on one core (taskset -c 0), {n} T0 records as one text field ({machine()}; "
+          f"CPU-seconds of each process tree)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t0.jsonl")
+        write_slice([{"text": t} for t in joined_texts(rows)], path)
+        pin = ["taskset", "-c", "0"]
+        lz = [str(ROOT / ".venv" / "bin" / "lazaret"), "scan", path, "--out", os.path.join(tmp, "out"), "--checks",
+              "pii", "--runner=FnApiRunner", "--quiet", "--no-report"]
+        cpu, wall = timed_child(pin + lz)
+        print(f"lazaret scan --checks pii:         {cpu:7.1f} CPU-s  {wall:7.1f} s wall")
+        if not skip_presidio:
+            pcpu, pwall = timed_child(pin + [sys.executable, __file__, "--presidio-only", path])
+            print(f"Presidio BatchAnalyzerEngine (50): {pcpu:7.1f} CPU-s  {pwall:7.1f} s wall")
+            print(f"speed-up (CPU-seconds): {pcpu / cpu:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--end-to-end", action="store_true")
+    ap.add_argument("--skip-presidio", action="store_true")
+    ap.add_argument("--presidio-only", metavar="JSONL", help=argparse.SUPPRESS)
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-4x", action="store_true")
     args = ap.parse_args()
+    if args.presidio_only:
+        return presidio_batch(args.presidio_only)
+    if args.end_to_end:
+        return end_to_end(args.n, args.skip_presidio)
     shared = need_shared()
     rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz")
     n = args.n

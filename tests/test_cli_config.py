@@ -60,7 +60,8 @@ def _rules_dir(tmp_path, recognizer_yaml: str) -> pathlib.Path:
 
 def test_catastrophic_regex_reported(tmp_path, capsys):
     rules = _rules_dir(tmp_path, "recognizers:\n  - name: Evil\n    supported_entity: EVIL\n    patterns:\n"
-                                 "      - name: nested\n        regex: \"(a+)+$\"\n        score: 0.5\n")
+                                 "      - name: nested\n        regex: \"(a+)+$\"\n        score: 0.5\n"
+                                 "        engine: backtracking\n")  # on RE2 (the default) it is linear: accepted
     assert run_cli("rules", "check", rules) == 2
     err = capsys.readouterr().err
     assert "mine.yaml:6" in err and "catastrophic backtracking" in err

@@ -74,10 +74,10 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
 
 
 def _anonymize(anonymizer: Any, text: str, spans: List[Tuple[int, int, str]]) -> str:
-    from presidio_anonymizer.entities import RecognizerResult
+    # in bounded segments: one anonymizer call costs spans x length (a long record never finished)
+    from lazaret.detectors.pii_redact import anonymize_text
 
-    results = [RecognizerResult(entity_type=label, start=start, end=end, score=1.0) for start, end, label in spans]
-    return anonymizer.anonymize(text=text, analyzer_results=results).text
+    return anonymize_text(anonymizer, text, spans)
 
 
 class Decide(beam.DoFn):

@@ -5,15 +5,17 @@ time, then every pattern recognizer over every text. We keep Presidio's Analyzer
 pattern recognizers, its SpacyRecognizer and its context enhancer, and change only what feeds them:
 
 * spaCy runs with only ``tok2vec`` + ``ner`` (Presidio needs entities, not parses), through ``nlp.pipe``;
-* NER runs only on sentence chunks that can hold a name (a capitalised word that is not a sentence-initial
-  function word): en_core_web_sm almost never tags an all-lower-case name, so this costs no recall;
-* NER results are cached per chunk (corpora repeat passages: T0 renders one passage under many templates),
-  keyed by a 16-byte digest of the chunk, not the chunk (up to 2,000 characters), so the full cache costs
-  ~4 MB, not ~40 MB;
+* NER runs per sentence, only on sentences that can hold a name (a capitalised word that is not a function
+  word): en_core_web_sm almost never tags an all-lower-case name in cased text, so this costs no recall; each
+  sentence is tagged with the end of the one before it as left context (the model looks a few tokens back);
+* NER results are cached per sentence (corpora repeat sentences far more than paragraphs: T0 renders one
+  passage under many templates, each wrapping it in different text), keyed by a 16-byte digest;
 * every batch runs inside spaCy's memory zones: the strings, lexemes and tokenizer-cache entries a batch adds
   are freed after it, so a worker's vocabulary does not grow with the corpus (spaCy's model features are
   computed from the token text, so results do not change);
-* tokens and lower-case lemmas for context boosts come from spaCy's rule tokenizer, which is cheap;
+* tokens and lower-case lemmas for context boosts come from spaCy's rule tokenizer, only for windows where
+  a pattern matched (``lazy_artifacts``), and the context look-up is logarithmic per match;
+* a text longer than ``max_chars`` is analysed in overlapping windows: linear cost, nothing lost at an edge;
 * the analyzer is asked only for entity types the text can hold (no digit: no phone/card/SSN/IBAN/IP...;
   no '@': no e-mail), so most recognizers are skipped on most texts.
 """
@@ -96,6 +98,83 @@ def chunk_spans(text: str, max_chunk: int = 2000) -> List[Tuple[int, int]]:
     return out
 
 
+WINDOW_OVERLAP = 1000
+
+
+def window_spans(text: str, max_chars: int) -> List[Tuple[int, int]]:
+    """Overlapping windows (start, end) of at most ``max_chars`` characters covering ``text``.
+
+    Presidio's analyzer has parts whose cost grows faster than the text (a match's context, overlap
+    resolution), so a long text is analysed in bounded windows. Consecutive windows share
+    ``min(WINDOW_OVERLAP, max_chars // 4)`` characters: a value up to that long that one window's edge cuts
+    lies whole in the other (issue 19 item 9: a phone number cut at a window edge was left in clear)."""
+    n = len(text)
+    if n <= max_chars:
+        return [(0, n)]
+    overlap = min(WINDOW_OVERLAP, max_chars // 4)
+    step = max_chars - overlap
+    spans = []
+    start = 0
+    while True:
+        end = min(n, start + max_chars)
+        spans.append((start, end))
+        if end >= n:
+            return spans
+        nxt = start + step
+        cut = text.rfind(" ", nxt - overlap // 2, nxt)  # start the next window at a word when one is near
+        start = cut + 1 if cut > start else nxt
+
+
+# A sentence ends at ., ! or ? (closing quotes and brackets included) before white space. Line breaks do not
+# end one: an address or a list split into lines gave the model lone words it tagged as names.
+_SENTENCE_BREAK = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
+_LAST_WORD = re.compile(r"(\w+)[.!?]*$")
+# Abbreviations after which a period does not end a sentence ("Dr. Ruiz", "St. Louis", "J. Smith").
+_ABBREVIATIONS = frozenset("""
+mr mrs ms mx dr prof sr sra jr st mt ft gen col lt sgt capt cpt rev hon pres gov sen rep fr sir
+vs etc e.g i.e cf al no nos vol pp fig inc ltd co corp dept univ ave blvd rd approx est apt
+jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
+""".split())
+
+
+def sentence_spans(text: str, start: int, end: int) -> List[Tuple[int, int]]:
+    """Sentences (start, end) of ``text[start:end]``, without the white space between them: cut after
+    sentence punctuation, never after a title, an initial or a common abbreviation (spaCy's small NER model
+    looks only a few tokens around each word, so a sentence tagged alone gets the entities it gets in its
+    paragraph, as long as the cut does not separate "Dr." from "Ruiz")."""
+    out: List[Tuple[int, int]] = []
+    pos = start
+    for m in _SENTENCE_BREAK.finditer(text, start, end):
+        word = _LAST_WORD.search(text, max(pos, m.start() - 20), m.start() + 1)
+        if text[m.start()] == "." and word and (len(word.group(1)) == 1 or word.group(1).lower() in _ABBREVIATIONS):
+            continue  # "J. Smith", "Dr. Ruiz"
+        if m.end() > pos:
+            out.append((pos, m.end()))
+        pos = m.end()
+        while pos < end and text[pos].isspace():
+            pos += 1
+    if pos < end:
+        out.append((pos, end))
+    return out
+
+
+LEFT_CONTEXT = 200
+CONTEXT_ALWAYS = True
+
+
+def _left_context(text: str, prev_start: Optional[int], start: int) -> int:
+    """Where the NER input of the sentence at ``start`` begins: the previous sentence of the same paragraph,
+    at most its last ``LEFT_CONTEXT`` characters from a word start ("... on this list? Marrero and Murphy":
+    alone, "Marrero" at a sentence start was not tagged)."""
+    if prev_start is None:
+        return start
+    lo = max(prev_start, start - LEFT_CONTEXT)
+    if lo > prev_start:
+        space = text.find(" ", lo, start)
+        lo = space + 1 if space >= 0 else start
+    return lo
+
+
 def _chunk_key(chunk: str) -> bytes:
     """The NER cache key of a chunk: 128 bits of BLAKE2b, collision-free in practice at any corpus size."""
     return hashlib.blake2b(chunk.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -109,6 +188,14 @@ def may_hold_name(chunk: str) -> bool:
     if not _UPPER.search(chunk):
         return bool(_HAS_LETTER.search(chunk))
     for m in _CAPWORD.finditer(chunk):
+        if m.group().lower() not in _FUNCTION_WORDS:
+            return True
+    return False
+
+
+def _has_candidate(sentence: str) -> bool:
+    """A capitalised word that is not a function word: what the model needs to tag a name in cased text."""
+    for m in _CAPWORD.finditer(sentence):
         if m.group().lower() not in _FUNCTION_WORDS:
             return True
     return False
@@ -319,6 +406,92 @@ def gazetteer_recognizer(gazetteer: NameGazetteer, language: str):
     return NameGazetteerRecognizer()
 
 
+class NerEntity(collections.namedtuple("NerEntity", "start_char end_char label_")):
+    """What Presidio's SpacyRecognizer and the gazetteer read from an entity: offsets and label."""
+
+
+def lazy_artifacts(text: str, entities: List[NerEntity], tokenizer_nlp, nlp_engine, language: str, score: float):
+    """``NlpArtifacts`` whose tokens, lemmas and keywords are computed on first use (by the context enhancer)."""
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+
+    class LazyNlpArtifacts(NlpArtifacts):
+        def __init__(self) -> None:  # NlpArtifacts.__init__ would tokenise now
+            self.entities = entities
+            self.scores = [score] * len(entities)
+            self.nlp_engine = nlp_engine
+            self.language = language
+            self._done = None
+
+        def _tokenise(self):
+            if self._done is None:
+                doc = tokenizer_nlp.make_doc(text)
+                lemmas = [t.lower_ for t in doc]
+                self._done = (doc, [t.idx for t in doc], lemmas, self.set_keywords(nlp_engine, lemmas, language))
+            return self._done
+
+        tokens = property(lambda self: self._tokenise()[0])
+        tokens_indices = property(lambda self: self._tokenise()[1])
+        lemmas = property(lambda self: self._tokenise()[2])
+        keywords = property(lambda self: self._tokenise()[3])
+
+    return LazyNlpArtifacts()
+
+
+REGEX_TIMEOUT = "REGEX_TIMEOUT"  # pseudo-entity: a user pattern ran out of its time budget on a window
+
+
+def safe_pattern_recognizer(spec: Dict[str, Any], language: str, on_timeout):
+    """Presidio ``PatternRecognizer`` for a YAML recognizer whose patterns run through
+    ``lazaret.rules.safe_regex`` (RE2, or the backtracking engine under a budget) instead of Presidio's 60 s
+    regex timeout, which skips the pattern silently (issue 19 item 6). Scores, validation and context work as
+    in Presidio; ``on_timeout(recognizer, pattern, start, end)`` is called when a pattern exhausts its budget
+    on a text, so the caller can report it."""
+    from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+
+    from lazaret.rules.safe_regex import RegexBudgetExceeded, SafeRegex
+
+    class SafePatternRecognizer(PatternRecognizer):
+        def __init__(self) -> None:
+            patterns = [Pattern(name=p["name"], regex=p["regex"], score=p["score"]) for p in spec["patterns"]]
+            super().__init__(supported_entity=spec["supported_entity"], name=spec["name"], supported_language=language,
+                             patterns=patterns or None, deny_list=spec["deny_list"] or None,
+                             deny_list_score=spec["deny_list_score"], context=spec["context"] or None)
+            engines = [p.get("engine", "re2") for p in spec["patterns"]]
+            # Presidio appends the deny list as a last pattern of escaped literals (no quantifier: linear).
+            engines += ["backtracking"] * (len(self.patterns) - len(engines))
+            self.safe = [(pat, SafeRegex(pat.regex, engine=eng, name=f"{spec['name']}.{pat.name}"))
+                         for pat, eng in zip(self.patterns, engines)]
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            results = []
+            for pattern, compiled in self.safe:
+                try:
+                    for start, end in compiled.finditer(text):
+                        if start == end:
+                            continue
+                        value = text[start:end]
+                        validation = self.validate_result(value)
+                        explanation = self.build_regex_explanation(self.name, pattern.name, pattern.regex,
+                                                                   pattern.score, validation, self.global_regex_flags)
+                        result = RecognizerResult(
+                            entity_type=self.supported_entities[0], start=start, end=end, score=pattern.score,
+                            analysis_explanation=explanation,
+                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
+                        if validation is not None:
+                            result.score = EntityRecognizer.MAX_SCORE if validation else EntityRecognizer.MIN_SCORE
+                        if self.invalidate_result(value):
+                            result.score = EntityRecognizer.MIN_SCORE
+                        if result.score > EntityRecognizer.MIN_SCORE:
+                            results.append(result)
+                        explanation.score = result.score
+                except RegexBudgetExceeded:
+                    on_timeout(self.name, pattern.name, text)
+            return EntityRecognizer.remove_duplicates(results)
+
+    return SafePatternRecognizer()
+
+
 def offline_tldextract() -> None:
     """Keep Presidio's e-mail recognizer off the network: tldextract otherwise fetches the public suffix
     list on first use, and falls back to its bundled snapshot only after the request fails."""
@@ -331,8 +504,51 @@ def offline_tldextract() -> None:
     tld.TLD_EXTRACTOR.fallback_to_snapshot = True
 
 
+def linear_context_enhancer(prefix: int, suffix: int):
+    """Presidio's ``LemmaContextAwareEnhancer`` with the same answers in O(log n) per match instead of O(n).
+
+    Presidio finds a match's token by walking every token of the text from the start, and tests each lemma
+    against the text's keyword *list*: per match, a cost proportional to the text's length, so a window with
+    thousands of matches cost time quadratic in its length (87% of the PII check on a long record, issue 19
+    item 9). Here the token ends and the positions of keyword lemmas are computed once per text and searched
+    by bisection; the chosen token and the context words are exactly Presidio's."""
+    import bisect
+
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    class LinearContextEnhancer(LemmaContextAwareEnhancer):
+        def _extract_surrounding_words(self, nlp_artifacts, word: str, start: int) -> List[str]:
+            if not nlp_artifacts.tokens:
+                return [""]
+            prepared = getattr(nlp_artifacts, "_lazaret_context", None)
+            if prepared is None:
+                ends = [i + len(tok) for i, tok in zip(nlp_artifacts.tokens_indices, nlp_artifacts.tokens)]
+                keywords = set(nlp_artifacts.keywords)
+                positions = [i for i, lemma in enumerate(nlp_artifacts.lemmas) if lemma.lower() in keywords]
+                prepared = nlp_artifacts._lazaret_context = (ends, positions)
+            ends, positions = prepared
+            # Presidio: the first token that starts at ``start`` or ends after it
+            index = bisect.bisect_right(ends, start)
+            if index >= len(ends):
+                raise ValueError("Did not find word '" + word + "' in the list of tokens although it is expected "
+                                 "to be found")
+            lemmas = nlp_artifacts.lemmas
+            upto = bisect.bisect_right(positions, index)  # keyword tokens at or before the match token
+            backward = [lemmas[i].lower() for i in positions[max(0, upto - (self.context_prefix_count + 1)):upto]]
+            since = bisect.bisect_left(positions, index)
+            forward = [lemmas[i].lower() for i in positions[since:since + self.context_suffix_count + 1]]
+            return list(set(backward + forward))
+
+    return LinearContextEnhancer(context_prefix_count=prefix, context_suffix_count=suffix)
+
+
 class PiiEngine:
     """Everything one worker needs to find PII; built once per worker in ``DoFn.setup()``."""
+
+    # NER per sentence (True) or per paragraph chunk (False): benchmarks flip it to measure the saving alone.
+    ner_by_sentence = True
+    # Tokenise every window up front (True) or only when a match needs context (False); for benchmarks.
+    eager_artifacts = False
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
         self.section = section
@@ -345,6 +561,7 @@ class PiiEngine:
         self.gazetteer: Optional[NameGazetteer] = None
         self._cache: "collections.OrderedDict[bytes, List[Tuple[int, int, str]]]" = collections.OrderedDict()
         self.stats = collections.Counter()
+        self._timeouts: List[str] = []  # "recognizer.pattern" of budgets exhausted in the current window
 
     # -- loading -------------------------------------------------------------------------------------
     def load(self) -> "PiiEngine":
@@ -354,7 +571,7 @@ class PiiEngine:
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         offline_tldextract()
         import spacy
-        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
         self.tokenizer_nlp = spacy.blank(self.language)
@@ -381,15 +598,9 @@ class PiiEngine:
         if not self.use_ner:
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
         for spec in self.custom_specs:
-            patterns = [Pattern(name=p["name"], regex=p["regex"], score=p["score"]) for p in spec["patterns"]]
             langs = spec.get("supported_languages") or [spec["supported_language"]]
-            for lang in langs:
-                if lang != self.language:
-                    continue
-                registry.add_recognizer(PatternRecognizer(
-                    supported_entity=spec["supported_entity"], name=spec["name"], supported_language=lang,
-                    patterns=patterns or None, deny_list=spec["deny_list"] or None,
-                    deny_list_score=spec["deny_list_score"], context=spec["context"] or None))
+            if self.language in langs:
+                registry.add_recognizer(safe_pattern_recognizer(spec, self.language, self._regex_timed_out))
         self.registry = registry
         # spaCy's stop-word list holds context words such as "call", and Presidio ignores stop words when it
         # looks for context; un-stop every context word of every recognizer in this worker's own vocabulary.
@@ -397,11 +608,9 @@ class PiiEngine:
             for word in getattr(rec, "context", None) or []:
                 for w in {word, word.lower()}:
                     self.tokenizer_nlp.vocab[w].is_stop = False
-        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-
         # Presidio looks for context words only before a match by default; contact lists put the label after
         # the number ("555 0142 office"), so two words after count too.
-        enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=2)
+        enhancer = linear_context_enhancer(prefix=5, suffix=2)
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[self.language],
                                        context_aware_enhancer=enhancer)
         supported = set()
@@ -415,27 +624,49 @@ class PiiEngine:
         self.recognizer_names = sorted(r.name for r in registry.recognizers)
         return self
 
+    def _regex_timed_out(self, recognizer: str, pattern: str, text: str) -> None:
+        self.stats["regex_timeouts"] += 1
+        self._timeouts.append(f"{recognizer}.{pattern}")
+
     # -- NER with chunk pre-filter and cache -----------------------------------------------------------
     def _ner_entities(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str]]]:
         per_text: List[List[Tuple[int, int, str]]] = [[] for _ in texts]
         if not self.use_ner:
             return per_text
-        wanted: List[Tuple[int, int, str, bytes]] = []  # (text index, chunk offset, chunk text, cache key)
+        wanted: List[Tuple[int, int, int, str, bytes]] = []  # (text, offset, sentence start in unit, unit, key)
         misses: Dict[bytes, str] = {}
         for ti, text in enumerate(texts):
-            for s, e in chunk_spans(text):
-                chunk = text[s:e]
+            for cs, ce in chunk_spans(text):
+                chunk = text[cs:ce]
                 self.stats["chunks"] += 1
                 if not may_hold_name(chunk):
                     self.stats["chunks_skipped"] += 1
                     continue
-                key = _chunk_key(chunk)
-                wanted.append((ti, s, chunk, key))
-                if key in self._cache:
-                    self.stats["chunks_cached"] += 1
-                    self._cache.move_to_end(key)
-                elif key not in misses:
-                    misses[key] = chunk
+                # NER runs per sentence, only on sentences that can hold a name, and is cached per sentence:
+                # corpora repeat sentences far more than paragraphs (T0 puts one passage in many templates).
+                cased = bool(_UPPER.search(chunk))
+                units = sentence_spans(text, cs, ce) if self.ner_by_sentence else [(cs, ce)]
+                prev_start = None
+                for s, e in units:
+                    self.stats["sentences"] += 1
+                    # Context only before a sentence that starts with a candidate word looked enough (1,265
+                    # instead of 1,722 NER calls per 1,000 T0 records) but cost 0.004 of precision on the
+                    # synthetic set (bench/pii_quality.py); CONTEXT_ALWAYS keeps the measured-equal variant.
+                    first = _CAPWORD.match(text, s)
+                    needs = CONTEXT_ALWAYS or (first is not None and first.group().lower() not in _FUNCTION_WORDS)
+                    ctx = _left_context(text, prev_start, s) if needs else s
+                    prev_start = s
+                    if cased and not _has_candidate(text[s:e]):
+                        self.stats["sentences_skipped"] += 1
+                        continue
+                    unit = text[ctx:e]  # the sentence with the end of the one before it: the model's left context
+                    key = _chunk_key(f"{s - ctx}\x00{unit}")
+                    wanted.append((ti, ctx, s - ctx, unit, key))
+                    if key in self._cache:
+                        self.stats["sentences_cached"] += 1
+                        self._cache.move_to_end(key)
+                    elif key not in misses:
+                        misses[key] = unit
         if misses:
             miss_list = list(misses.items())
             docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
@@ -443,13 +674,14 @@ class PiiEngine:
                 ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
                         if ent.label_ in NER_LABELS]
                 self._cache[key] = ents
-                self.stats["chunks_ner"] += 1
-        for ti, offset, chunk, key in wanted:
+                self.stats["sentences_ner"] += 1
+        for ti, offset, keep_from, chunk, key in wanted:
             ents = self._cache.get(key)
             if ents is None:  # evicted while this batch ran (only when a batch exceeds the cache)
                 doc = self.ner_nlp(chunk)
                 ents = [(e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS]
-            per_text[ti].extend((offset + s, offset + e, lab) for s, e, lab in ents)
+            # entities that start in the context belong to the sentence before (tagged with its own context)
+            per_text[ti].extend((offset + s, offset + e, lab) for s, e, lab in ents if s >= keep_from)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return per_text
@@ -465,6 +697,15 @@ class PiiEngine:
             yield
 
     def _artifacts(self, text: str, ents: List[Tuple[int, int, str]]):
+        """Presidio's NlpArtifacts for a window: the NER entities now, tokens and lemmas only when a match
+        needs its context (most windows of a corpus have no pattern match, and tokenising every window cost
+        a fifth of the PII check on T0)."""
+        if self.eager_artifacts:
+            return self._eager_artifacts(text, ents)
+        return lazy_artifacts(text, [NerEntity(s, e, label) for s, e, label in ents], self.tokenizer_nlp,
+                              self.nlp_engine, self.language, NER_DEFAULT_SCORE)
+
+    def _eager_artifacts(self, text: str, ents: List[Tuple[int, int, str]]):
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
         doc = self.tokenizer_nlp.make_doc(text)
@@ -487,42 +728,81 @@ class PiiEngine:
             return self._analyze_many(texts)
 
     def _analyze_many(self, texts: Sequence[str]) -> List[List[Tuple[int, int, str, float]]]:
-        windows: List[Tuple[int, int, str]] = []  # (text index, offset, window)
-        max_chars = self.section["max_chars"]
-        for ti, text in enumerate(texts):
-            if len(text) <= max_chars:
-                windows.append((ti, 0, text))
-                continue
-            pos = 0
-            while pos < len(text):
-                end = min(len(text), pos + max_chars)
-                if end < len(text):
-                    cut = text.rfind(" ", pos + max_chars // 2, end)
-                    end = cut if cut > pos else end
-                windows.append((ti, pos, text[pos:end]))
-                pos = end
-        ner = self._ner_entities([w[2] for w in windows])
-        out: List[List[Tuple[int, int, str, float]]] = [[] for _ in texts]
+        ner = self._ner_entities(texts)
+        out: List[List[Tuple[int, int, str, float]]] = []
+        for text, ents in zip(texts, ner):
+            spans = window_spans(text, self.section["max_chars"])
+            if len(spans) == 1:
+                found = self._analyze_window(text, 0, ents)
+            else:
+                found = self._analyze_long(text, spans, ents)
+            out.append(sorted(set(found), key=lambda x: (x[0], x[1], x[2])))
+        return out
+
+    def _analyze_long(self, text: str, spans: List[Tuple[int, int]],
+                      ents: List[Tuple[int, int, str]]) -> List[Tuple[int, int, str, float]]:
+        """A long text, window by window (see ``window_spans``): the cost stays linear in its length, and a
+        value cut by one window's edge is found whole in the next. Results that touch a cut edge are kept
+        only when no result of the same type found elsewhere contains them; the same span found in two
+        windows counts once, with its best score."""
+        import bisect
+
+        ents = sorted(ents)
+        starts = [e[0] for e in ents]
+        best: Dict[Tuple[int, int, str], float] = {}
+        edge: set = set()
+        for ws, we in spans:
+            lo, hi = bisect.bisect_left(starts, ws), bisect.bisect_left(starts, we)
+            inside = [(s - ws, e - ws, lab) for s, e, lab in ents[lo:hi] if e <= we]
+            for s, e, entity, score in self._analyze_window(text[ws:we], ws, inside):
+                key = (s, e, entity)
+                best[key] = max(score, best.get(key, 0.0))
+                if (s == ws and ws > 0) or (e == we and we < len(text)):
+                    edge.add(key)
+        by_type: Dict[str, List[Tuple[int, int]]] = collections.defaultdict(list)
+        for s, e, entity in best:
+            by_type[entity].append((s, e))
+        for entity in by_type:
+            by_type[entity].sort()
+        found = []
+        for (s, e, entity), score in best.items():
+            if (s, e, entity) in edge:
+                same = by_type[entity]
+                i = bisect.bisect_right(same, (s, e))
+                # a containing span starts at or before s; spans are at most one window long
+                lo = bisect.bisect_left(same, (s - self.section["max_chars"], 0))
+                if any(a <= s and e <= b and (a, b) != (s, e) for a, b in same[lo:i + 1]):
+                    self.stats["edge_fragments_dropped"] += 1
+                    continue
+            found.append((s, e, entity, score))
+        return found
+
+    def _analyze_window(self, window: str, offset: int,
+                        ents: List[Tuple[int, int, str]]) -> List[Tuple[int, int, str, float]]:
+        entities = list(self.custom_entities)
+        if any(lab in NER_ENTITIES for _, _, lab in ents) or (
+                self.gazetteer is not None and self.gazetteer.candidate(window)):
+            entities.extend(self.ner_entities)
+        if "@" in window:
+            entities.extend(self.email_entities)
+        if _DIGIT.search(window):
+            entities.extend(self.digit_entities)
+        entities = [e for e in entities if e not in _NEEDS or _NEEDS[e].search(window)]
+        if not entities:
+            self.stats["windows_skipped"] += 1
+            return []
+        self.stats["windows_analyzed"] += 1
         min_threshold = min([self.section["score_threshold"], *self.section["entity_thresholds"].values()])
-        for (ti, offset, window), ents in zip(windows, ner):
-            entities = list(self.custom_entities)
-            if any(lab in NER_ENTITIES for _, _, lab in ents) or (
-                    self.gazetteer is not None and self.gazetteer.candidate(window)):
-                entities.extend(self.ner_entities)
-            if "@" in window:
-                entities.extend(self.email_entities)
-            if _DIGIT.search(window):
-                entities.extend(self.digit_entities)
-            entities = [e for e in entities if e not in _NEEDS or _NEEDS[e].search(window)]
-            if not entities:
-                self.stats["windows_skipped"] += 1
-                continue
-            self.stats["windows_analyzed"] += 1
-            results = self.analyzer.analyze(window, language=self.language, entities=sorted(set(entities)),
-                                            nlp_artifacts=self._artifacts(window, ents),
-                                            score_threshold=min_threshold)
-            out[ti].extend(self._filter(window, offset, results))
-        return [sorted(set(r), key=lambda x: (x[0], x[1], x[2])) for r in out]
+        self._timeouts = []
+        results = self.analyzer.analyze(window, language=self.language, entities=sorted(set(entities)),
+                                        nlp_artifacts=self._artifacts(window, ents),
+                                        score_threshold=min_threshold)
+        found = self._filter(window, offset, results)
+        if self._timeouts:
+            # Never a silent pass: the window may hold what the pattern looks for. A zero-width finding at the
+            # window's start (no text is replaced); the policy's action for REGEX_TIMEOUT decides the record.
+            found.append((offset, offset, REGEX_TIMEOUT, 1.0))
+        return found
 
     def _filter(self, window: str, offset: int, results: Iterable[Any]) -> List[Tuple[int, int, str, float]]:
         kept = []

@@ -1,9 +1,11 @@
 """Custom PII recognizers from Presidio's own YAML recognizer format, validated with file:line errors.
 
 Why our own loader instead of ``RecognizerRegistry.add_recognizers_from_yaml``: users' rule files are
-untrusted input. We need unknown fields and wrong types refused with a position, regexes checked for
-catastrophic backtracking before a worker ever runs them, and the parsed specs shipped to workers as plain
-dicts (workers on Dataflow cannot see the launcher's rule files).
+untrusted input. We need unknown fields and wrong types refused with a position, regexes that run in bounded
+time by construction (``lazaret.rules.safe_regex``: RE2 by default; a pattern RE2 cannot compile is refused
+unless it says ``engine: backtracking``, and then runs under a time budget whose exhaustion is a finding),
+and the parsed specs shipped to workers as plain dicts (workers on Dataflow cannot see the launcher's rule
+files).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import regex
 
 from lazaret.rules.errors import ConfigError
+from lazaret.rules.safe_regex import ENGINES, UnsafeRegex, compile_user_regex
 from lazaret.rules.schema import F, validate_section
 from lazaret.rules.yamlpos import Located, load_yaml
 
@@ -22,6 +25,8 @@ PATTERN_SPEC = {
     "name": F("str", "pattern"),
     "regex": F("str", required=True),
     "score": F("float", 0.5, min=0.0, max=1.0),
+    "engine": F("str", "re2", "re2: linear-time matching (default); backtracking: the regex module, for look-around "
+                "or back-references, under a per-text time budget", choices=ENGINES),
 }
 RECOGNIZER_SPEC = {
     "name": F("str", required=True),
@@ -70,7 +75,12 @@ def _validate_file(loc: Located) -> List[Dict[str, Any]]:
         if not rec["patterns"] and not rec["deny_list"]:
             raise loc.error(where, "a recognizer needs patterns or a deny_list")
         for j, pat in enumerate(rec["patterns"]):
-            problem = backtracking_problem(pat["regex"])
+            try:
+                compile_user_regex(pat["regex"], pat["engine"], name=f"{rec['name']}.{pat['name']}")
+            except UnsafeRegex as exc:
+                raise loc.error(f"{where}.patterns[{j}].regex", str(exc)) from None
+            # an opted-in backtracking pattern still has to survive the pump strings
+            problem = backtracking_problem(pat["regex"]) if pat["engine"] == "backtracking" else None
             if problem:
                 raise loc.error(f"{where}.patterns[{j}].regex", problem)
         rec = dict(rec)
