@@ -96,6 +96,7 @@ def _mismatch(lib: pathlib.Path, want: dict) -> list:
 
 def fetch(name: str, cache: pathlib.Path, write_lock: bool = False) -> pathlib.Path:
     main_class, opens = SERVERS[name]
+    cache = cache.resolve()  # Maven resolves a relative outputDirectory against the pom's folder, not the cwd
     lib = cache / name / "lib"
     out = jar_path(name, cache)
     if not write_lock and out.is_file() and not _mismatch(lib, _lock(name)):
