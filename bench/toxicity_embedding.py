@@ -253,7 +253,7 @@ def main(argv=None) -> int:
 
     best = None
     report["c_search"] = []
-    for c in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0):
+    for c in (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0):  # weights are ~20-100 per row
         lr = LogisticRegression(C=c, max_iter=3000)
         lr.fit(X, y, sample_weight=w)
         m, per = val_score(lr.decision_function(VX))
