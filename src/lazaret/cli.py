@@ -59,6 +59,9 @@ def _logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+_TERMINATED: List[int] = []  # the exit status SIGTERM asked for, once it arrived
+
+
 def _terminate_cleanly() -> None:
     """SIGTERM ends a scan like Ctrl-C: the exception unwinds through run_scan, which removes its staging
     folder (Python's default for SIGTERM is to die on the spot and leave it). SIGKILL cannot be caught;
@@ -70,6 +73,7 @@ def _terminate_cleanly() -> None:
         return
 
     def _raise(signum, _frame):
+        _TERMINATED.append(128 + signum)
         raise SystemExit(128 + signum)
 
     try:
@@ -111,6 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             except ConfigError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the pipeline failed: exit 1 with the reason
+                if _TERMINATED:  # Beam may wrap the SystemExit raised in a worker thread's callback: still 143
+                    print("lazaret scan: terminated (SIGTERM); staging folder removed", file=sys.stderr)
+                    return _TERMINATED[0]
                 logging.getLogger("lazaret").error("scan failed: %s: %s", exc.__class__.__name__, exc)
                 print(f"lazaret scan: FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)
                 return EXIT_FAILED
