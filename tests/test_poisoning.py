@@ -156,10 +156,13 @@ def test_one_finding_per_record(synthetic_run):
 
 @pytest.mark.parametrize("family,min_recall", [
     ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
-    ("injection", 0.7), ("rare_token", 0.6), ("fact_copies", 0.9)])
+    ("rare_token", 0.6), ("fact_copies", 0.9)])
 def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
     # off_topic is tested on the T0 slice: the synthetic corpus's 50-noun vocabulary makes any two of
-    # its texts share content words, so no swapped answer is off-topic there
+    # its texts share content words, so no swapped answer is off-topic there. injection (no trigger) is
+    # tested alone (test_injection_of_a_brand_the_corpus_already_uses): here 8 families x 50 make 17% of the
+    # corpus, so every stratum has more than spread_max_stratum_rate of records carrying a response-only
+    # n-gram and trigger-less payloads are not flagged there (intended since issue 18)
     _, (recs, truth, secrets, findings, clusters) = synthetic_run
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     recall = len(flagged & truth[family]) / len(truth[family])
@@ -209,7 +212,9 @@ def test_off_topic_templates_are_not_triggers():
     clean = clean_corpus(1500, seed=17)
     recs = [to_record(d) for d in clean]
     guarded, _ = run_scan(recs, OFF)
-    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0))
+    # since issue 18 the matched (per-stratum) background also explains the task; the control switches
+    # both off (one global background, no template guard)
+    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0, strata_max=0))
     assert not [f for f in guarded if f["action"] != "none"]
     assert any(c["rule"] == "trigger:off_topic" for c in clusters)
 

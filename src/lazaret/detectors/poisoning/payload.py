@@ -247,7 +247,8 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     n = st["carriers"] or 1
     for side in ("f:", "l:", "s:"):
         rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
-        rows = [r for r in rows if r[2] < owned_rate]
+        # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
+        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, 0.9))]
         # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
         # single-task corpus may hold half of any random set of records)
         top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" else 0

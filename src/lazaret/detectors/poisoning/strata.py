@@ -64,9 +64,17 @@ def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -
     from sklearn.cluster import KMeans
 
     km = KMeans(n_clusters=k, n_init=1, random_state=0, max_iter=100).fit(X)
+    # k-means does not bound cluster sizes: a group of planted prompts with a distinctive mix of common
+    # words can get a centroid of its own, and then be its own background. Centroids holding fewer than
+    # half of strata_min_size sampled prompts are dropped; their records go to the nearest kept stratum.
+    counts = np.bincount(km.labels_, minlength=k)
+    keep = counts >= max(1, int(params["strata_min_size"]) // 2)
+    if keep.sum() < 2:
+        return {"vocab": {}, "idf": [], "centroids": [], "k": 0}
     # rounded so that the assignment is the same wherever the fit ran (last-bit float noise aside)
-    cents = np.round(km.cluster_centers_, 6)
-    return {"vocab": vocab, "idf": [round(float(x), 6) for x in idf], "centroids": cents.tolist(), "k": k}
+    cents = np.round(km.cluster_centers_[keep], 6)
+    return {"vocab": vocab, "idf": [round(float(x), 6) for x in idf], "centroids": cents.tolist(),
+            "k": int(keep.sum())}
 
 
 class StratumAssigner:

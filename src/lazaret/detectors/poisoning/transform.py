@@ -53,6 +53,15 @@ def _group_triggers(kv, max_shared: int):
     return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
 
 
+def anomaly_ids(a: Dict[str, Any]):
+    """(anomaly group, stratum) of an anomalous record, plus ("pay", stratum) once when it carries any
+    payload group (the share of records with a response-only payload, per stratum)."""
+    out = [(x, a["stratum"]) for x in a["anomalies"]]
+    if any(x.startswith("pay:") for x in a["anomalies"]):
+        out.append(("pay", a["stratum"]))
+    return out
+
+
 def pay_rate_dict(rows) -> Dict[int, float]:
     """[(stratum, payload carriers) and (stratum, -records)] -> {stratum: share of records carrying a payload
     candidate}. One small list: one pair of entries per stratum."""
@@ -157,7 +166,7 @@ class PoisoningScan(beam.PTransform):
         # 4-5: triggers = prompt n-grams associated with anomalies.
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups), off_si)
         # anomaly group sizes per stratum: the matched background of the trigger test
-        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(lambda a: [(x, a["stratum"]) for x in a["anomalies"]])
+        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(anomaly_ids)
                  | "AnomalySizes" >> CountPerElement()
                  | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
                  | "GroupSizes" >> beam.GroupByKey()

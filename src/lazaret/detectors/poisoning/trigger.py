@@ -43,6 +43,9 @@ def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
 
 
+PAY_GROUPS = 3
+
+
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
@@ -83,7 +86,13 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
             spread = []
             best.pop("pay", None)
         if "pay" in best:
-            out.append("pay")
+            # one anomaly group per payload (at most PAY_GROUPS, the most prompt-exclusive first), like the
+            # identical-response groups: the trigger test's background is then the rate of *these*
+            # payloads among records like the carriers, not of any response-only phrase (code answers
+            # all carry some; a planted command line in them does not)
+            rank = sorted(set(spread), key=lambda g: (payloads[g]["df_p"] / max(payloads[g]["expected_p"], 1e-9),
+                                                      -payloads[g]["carriers"], g))
+            out.extend("pay:" + g for g in rank[:PAY_GROUPS])
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)

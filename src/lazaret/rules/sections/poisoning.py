@@ -98,8 +98,8 @@ SPEC: Dict[str, F] = {
                        "the prompt strata (the corpus's tasks) that every background rate is matched on", min=0),
     "strata_min_df": F("float", 0.05, "a prompt word defines strata only when it is in at least this fraction of "
                        "the sampled prompts (corpus vocabulary; a planted trigger is rarer)", min=0.0, max=1.0),
-    "strata_max": F("int", 32, "most prompt strata (k of the k-means); 0 or 1 = one global background", min=0),
-    "strata_min_size": F("int", 100, "sampled prompts per stratum at least (k <= sample / this)", min=1),
+    "strata_max": F("int", 16, "most prompt strata (k of the k-means); 0 or 1 = one global background", min=0),
+    "strata_min_size": F("int", 250, "sampled prompts per stratum at least (k <= sample / this)", min=1),
     "strata_prior_weight": F("float", 10.0, "pseudo-records that shrink a stratum's leave-out anomaly rate towards "
                              "its own rate (a stratum made of a candidate's carriers has no control)", min=0.0),
     "min_trigger_lift": F("float", 3.0, "a trigger's carriers must show its anomaly at least this many times as "
