@@ -57,7 +57,7 @@ def anomaly_ids(a: Dict[str, Any]):
     """(anomaly group, stratum) of an anomalous record, plus ("pay", stratum) once when it carries any
     payload group (the share of records with a response-only payload, per stratum)."""
     out = [(x, a["stratum"]) for x in a["anomalies"]]
-    if any(x.startswith("pay:") for x in a["anomalies"]):
+    if "pay" not in a["anomalies"] and any(x.startswith("pay:") for x in a["anomalies"]):
         out.append(("pay", a["stratum"]))
     return out
 

@@ -43,7 +43,10 @@ def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
 
 
-PAY_GROUPS = 3
+# 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
+# in code answers but made every code sub-task word a trigger of its own syntax (clean code base: 70.5%
+# flagged vs 0% with one group; mixture 37.6%): off until strata are fine enough to match sub-tasks.
+PAY_GROUPS = 0
 
 
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
@@ -92,7 +95,10 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
             # all carry some; a planted command line in them does not)
             rank = sorted(set(spread), key=lambda g: (payloads[g]["df_p"] / max(payloads[g]["expected_p"], 1e-9),
                                                       -payloads[g]["carriers"], g))
-            out.extend("pay:" + g for g in rank[:PAY_GROUPS])
+            if PAY_GROUPS:
+                out.extend("pay:" + g for g in rank[:PAY_GROUPS])
+            else:
+                out.append("pay")
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)
