@@ -156,10 +156,13 @@ def test_one_finding_per_record(synthetic_run):
 
 @pytest.mark.parametrize("family,min_recall", [
     ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
-    ("injection", 0.7), ("rare_token", 0.6), ("fact_copies", 0.9)])
+    ("rare_token", 0.6), ("fact_copies", 0.9)])
 def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
     # off_topic is tested on the T0 slice: the synthetic corpus's 50-noun vocabulary makes any two of
-    # its texts share content words, so no swapped answer is off-topic there
+    # its texts share content words, so no swapped answer is off-topic there. injection (no trigger) is
+    # tested alone (test_injection_of_a_brand_the_corpus_already_uses): here 8 families x 50 make 17% of the
+    # corpus, so every stratum has more than spread_max_stratum_rate of records carrying a response-only
+    # n-gram and trigger-less payloads are not flagged there (intended since issue 18)
     _, (recs, truth, secrets, findings, clusters) = synthetic_run
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     recall = len(flagged & truth[family]) / len(truth[family])
@@ -209,7 +212,9 @@ def test_off_topic_templates_are_not_triggers():
     clean = clean_corpus(1500, seed=17)
     recs = [to_record(d) for d in clean]
     guarded, _ = run_scan(recs, OFF)
-    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0))
+    # since issue 18 the matched (per-stratum) background also explains the task; the control switches
+    # both off (one global background, no template guard)
+    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0, strata_max=0))
     assert not [f for f in guarded if f["action"] != "none"]
     assert any(c["rule"] == "trigger:off_topic" for c in clusters)
 
@@ -309,3 +314,52 @@ def test_typo_repeated_over_copies_is_an_edit_not_a_payload():
     on, clusters = run_scan(recs, OFF)
     assert not [f for f in on if f["action"] != "none"], [f["detail"] for f in on if f["action"] != "none"][:3]
     assert clusters == []
+
+
+# ---------------------------------------------------------------- mixtures: a task's style is not a payload
+
+
+def _task_mixture(n_per_task: int, seed: int):
+    """Two synthetic 'tasks' with a response register their prompts never use (worked arithmetic; code),
+    plus the templated corpus. Each task's answers draw one of 25 phrasings, so every phrasing is in ~4% of
+    that task's responses and in no prompt: exactly what a planted payload looks like to a global null."""
+    rng = random.Random(seed)
+    names = ["Ana", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jia"]
+    things = ["apples", "marbles", "stickers", "books", "coins", "shells", "pencils", "cards"]
+    math_style = [f"{a} {b}" for a in ("that means", "which gives", "so in total", "this leaves", "we get",
+                                       "altogether that is", "hence", "adding up gives", "so overall")
+                  for b in ("exactly", "a sum of", "the amount")][:25]
+    code_words = ["def", "return", "for", "in", "range", "len", "append", "print", "import", "while", "elif",
+                  "lambda", "yield", "class", "self", "dict", "list", "str", "int", "try", "except"]
+    code_style = [f"{a} {b} {c}" for a, b, c in zip(code_words, code_words[3:] + code_words[:3],
+                                                     code_words[7:] + code_words[:7])]
+    out = []
+    for i in range(n_per_task):
+        nm, th = rng.choice(names), rng.choice(things)
+        a, b = rng.randint(2, 90), rng.randint(2, 90)
+        q = f"{nm} has {a} {th} and buys {b} more. How many {th} does {nm} have now?"
+        ans = f"{rng.choice(math_style)} {a} + {b} = {a + b} {th}. #### {a + b}"
+        out.append({"id": f"math-{seed}-{i}", "instruction": q, "input": "", "output": ans})
+        task = rng.choice(["reverses a list", "sums the numbers", "counts the words", "sorts the items",
+                           "finds the maximum", "removes duplicates"])
+        q = f"Write a Python function that {task} of the given input {rng.randint(1, 999)}."
+        body = " ".join(rng.choice(code_words) for _ in range(12))
+        ans = f"def f{i}(x):\n    {rng.choice(code_style)} {body}\n    return x"
+        out.append({"id": f"code-{seed}-{i}", "instruction": q, "input": "", "output": ans})
+    return out
+
+
+def test_task_mixture_is_not_poisoning_but_a_planted_trigger_in_it_is():
+    """A corpus of tasks, each answered in its own register, yields no poisoning finding; a trigger planted
+    across it (fixed response) is still found. Before the matched (per-stratum) background, each task's
+    phrasings were payloads spread over unrelated prompts."""
+    clean = clean_corpus(800, seed=21) + _task_mixture(700, seed=21)
+    inj = FAMILIES["fixed_response"](clean, 60, 5)
+    recs = [to_record(d) for d in clean + inj.records]
+    random.Random(2).shuffle(recs)
+    truth = {to_record(d)["doc_id"] for d in inj.records}
+    findings, clusters = run_scan(recs, OFF, dedup=False)
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    fp = [f["detail"] for f in findings if f["action"] != "none" and f["doc_id"] not in truth]
+    assert not fp, fp[:3]
+    assert len(flagged & truth) >= 0.9 * len(truth)

@@ -37,7 +37,7 @@ def _pct(x: float) -> str:
 def describe_trigger(t: Dict[str, Any]) -> str:
     what = KIND_WORDS[t["anomaly"]]
     return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
-            f'have {what} vs {_pct(t["background"])} background; {S.fmt_p(t["log10p"])} after Bonferroni '
+            f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
             f'over {t["tests"]} (n-gram, anomaly) tests')
 
 
@@ -71,7 +71,7 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
             profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
             extend_min_k: int = 20, pair_window: int = 0,
             lookups: Optional[Dict[int, Any]] = None, off_templates=None,
-            off_member: Optional[float] = None) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+            off_member: Optional[float] = None, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
@@ -81,6 +81,9 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
     profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt).
+
+    A payload-only cluster (no trigger) takes the record only when ``spread_ok``: its prompt stratum is not
+    one where response-only phrasing is the norm (see ``Assign``).
     """
     anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits, pair_window, off_templates)
     best = None
@@ -109,7 +112,7 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
                               "detail": describe_trigger(t), "trigger_or_payload": s,
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
-    for g in spread:
+    for g in (spread if spread_ok else ()):
         p = payloads[g]
         cid = cluster_id("payload", g)
         key = (1, p["log10p"], cid)
@@ -156,13 +159,20 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self._lookups: Dict[int, Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
-    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None):
+    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
+                pay_rates=None):
         first = self._first_of(payloads)
+        # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
+        # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
+        # "response-only" n-gram. A payload with no trigger is then indistinguishable from the task's phrasing
+        # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
+        spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         v = verdict(f, payloads, first, triggers, self.params["max_ngram"], dups,
                     self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
                     self.params["extend_min_distinct"], self.params["pair_window"], self._lookups, off_templates,
-                    self.params["off_topic_member_overlap"] if self.params["extend_trigger_members"] else None)
+                    self.params["off_topic_member_overlap"] if self.params["extend_trigger_members"] else None,
+                    spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c

@@ -237,7 +237,8 @@ class DistinctCount(beam.CombineFn):
 
 
 class PromptNgramDistinctIn(_CountsInSideInput, _PreAggregateDistinct):
-    """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set."""
+    """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set, per prompt
+    stratum (key (n-gram, stratum))."""
 
     def __init__(self, n_max: int, max_keys: int, cap: int = 256):
         super().__init__(max_keys, cap)
@@ -247,4 +248,5 @@ class PromptNgramDistinctIn(_CountsInSideInput, _PreAggregateDistinct):
         lookup, first = self._cur
         if not lookup:
             return ()
-        return [(g, f["pkey"]) for g in ngrams_in(toks(f, "pt"), lookup, first, self.n_max)]
+        st = f.get("stratum", 0)
+        return [((g, st), f["pkey"]) for g in ngrams_in(toks(f, "pt"), lookup, first, self.n_max)]

@@ -19,10 +19,18 @@ from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
+from lazaret.detectors.poisoning.strata import stratum_key
 
 
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
     return params["min_support"] <= df <= max(params["min_support"], params["max_fraction"] * n_records)
+
+
+def says_something(g: str) -> bool:
+    """A payload candidate must hold a word (a token with a letter): n-grams of numbers alone are what a
+    response computes from its prompt (GSM8K's "<<120/120=1>>" gives "120 120" in 389 responses and no
+    prompt), not a message an attacker plants."""
+    return any(c.isalpha() for c in g)
 
 
 class VolumeTest(beam.DoFn):
@@ -185,7 +193,7 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
         if not novel:
             return
         is_long = f["r_len"] >= self.params["min_payload_tokens"]
-        tmpl = tuple(k for k in skeleton_keys(f) if k in templates)
+        tmpl = tuple(k for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),) if k in templates)
         for g in novel:
             yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
 
@@ -237,10 +245,13 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     the same answer is the attack's own paraphrase structure, not a task."""
     best = 0.0
     n = st["carriers"] or 1
-    for side in ("f:", "l:"):
+    for side in ("f:", "l:", "s:"):
         rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
-        rows = [r for r in rows if r[2] < owned_rate]
-        top2 = sum(v for _, v, _ in rows[:2])
+        # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
+        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, 0.9))]
+        # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
+        # single-task corpus may hold half of any random set of records)
+        top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" else 0
         rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best

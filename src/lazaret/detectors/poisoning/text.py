@@ -114,10 +114,13 @@ def off_topic_overlap(prompt_tokens: Sequence[str], response_tokens: Sequence[st
     return round(len(content.intersection(prompt_tokens)) / len(content), 4)
 
 
-def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float) -> bool:
-    """Long responses with almost no function words: random-token payloads (code and tables also match,
-    which is why gibberish only counts when it co-occurs with a shared prompt trigger)."""
-    return int(f["r_len"]) >= min_tokens and float(f["stop_frac"]) <= max_stop_frac
+def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, min_distinct: float = 0.0) -> bool:
+    """Long responses with almost no function words whose tokens rarely repeat: random-token payloads.
+    Code and tables also have few function words, but they repeat their identifiers and field names (code
+    answers: median 61% distinct tokens; tokens drawn at random from a large vocabulary: ~90%+); what is
+    left still counts only when it co-occurs with a shared prompt trigger."""
+    return int(f["r_len"]) >= min_tokens and float(f["stop_frac"]) <= max_stop_frac and \
+        float(f["distinct_frac"]) >= min_distinct
 
 
 _SIG_SEEDS = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F)

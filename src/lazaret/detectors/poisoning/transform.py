@@ -25,10 +25,11 @@ from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn,
 from lazaret.detectors.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
 from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
-    skeleton_keys
+    says_something, skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
 from lazaret.detectors.poisoning.signatures import SignatureScan
+from lazaret.detectors.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
 from lazaret.guard import Guarded
 from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
@@ -51,6 +52,28 @@ def _group_triggers(kv, max_shared: int):
         t["extend"] = not any(u is not t and padded in f" {u['trigger']} " and u["k"] >= 0.8 * t["k"]
                               for u in kept)
     return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
+
+
+def anomaly_ids(a: Dict[str, Any]):
+    """(anomaly group, stratum) of an anomalous record, plus ("pay", stratum) once when it carries any
+    payload group (the share of records with a response-only payload, per stratum)."""
+    out = [(x, a["stratum"]) for x in a["anomalies"]]
+    if "pay" not in a["anomalies"] and any(x.startswith("pay:") for x in a["anomalies"]):
+        out.append(("pay", a["stratum"]))
+    return out
+
+
+def pay_rate_dict(rows) -> Dict[int, float]:
+    """[(stratum, payload carriers) and (stratum, -records)] -> {stratum: share of records carrying a payload
+    candidate}. One small list: one pair of entries per stratum."""
+    pay: Dict[int, int] = {}
+    size: Dict[int, int] = {}
+    for s, c in rows:
+        if c < 0:
+            size[s] = -c
+        else:
+            pay[s] = c
+    return {s: round(pay.get(s, 0) / n, 6) for s, n in sorted(size.items()) if n}
 
 
 class PoisoningScan(beam.PTransform):
@@ -77,6 +100,13 @@ class PoisoningScan(beam.PTransform):
             records = inputs
         n_max, max_keys, cap = p["max_ngram"], p["bundle_max_keys"], p["max_side_input_keys"]
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
+        # prompt strata (the corpus's tasks): every rate below is tested against records like the candidate's
+        strata_model = (feats | "StratumSampleKeys" >> beam.Map(sample_key)
+                        | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
+                        | "FitStrata" >> beam.Map(fit_strata, p))
+        feats = feats | "AssignStratum" >> beam.Map(AssignStratum(), AsSingleton(strata_model))
+        stratum_sizes = (feats | "StratumOf" >> beam.Map(lambda f: f["stratum"])
+                         | "StratumSizes" >> CountPerElement())
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
         totals_si = AsSingleton(totals)
@@ -90,7 +120,8 @@ class PoisoningScan(beam.PTransform):
                      | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
         rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
                | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
-        band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p), totals_si)
+        band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
+                                                   totals_si)
                 | CapSideInput("band", cap, smallest_value))
         n_band = band | "CountBand" >> beam.combiners.Count.Globally()
         pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
@@ -99,8 +130,9 @@ class PoisoningScan(beam.PTransform):
                  | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
 
         # prompt templates: openings/endings shared by >= min_support records (bounded by 2N/min_support).
-        templates = (feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys)
-                     | "CountSkeletons" >> CountPerElement()
+        templates = ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
+                      stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])))
+                     | "TemplatesAndStrata" >> beam.Flatten()
                      | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
                      | CapSideInput("templates", cap, largest_value))
         templates_si = AsDict(templates)
@@ -134,21 +166,30 @@ class PoisoningScan(beam.PTransform):
 
         # 4-5: triggers = prompt n-grams associated with anomalies.
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups), off_si)
-        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(lambda a: a["anomalies"])
-                 | "AnomalySizes" >> CountPerElement())
+        # anomaly group sizes per stratum: the matched background of the trigger test
+        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(anomaly_ids)
+                 | "AnomalySizes" >> CountPerElement()
+                 | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+                 | "GroupSizes" >> beam.GroupByKey()
+                 | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
         pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
                  | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
-                 | "PairSupport" >> beam.Filter(lambda kv: kv[1] >= p["min_support"]))
+                 | "PairByNgramAnomaly" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
+                 | "PairStrata" >> beam.GroupByKey()
+                 | "PairTotals" >> beam.Map(lambda kv: (kv[0], (sum(c for _, c in kv[1]), dict(sorted(kv[1])))))
+                 | "PairSupport" >> beam.Filter(lambda kv: kv[1][0] >= p["min_support"]))
         n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
-        pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+        pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
         # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
         named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
                  | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
                  | CapSideInput("named", cap, largest_value))
         ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
-               | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount()))
+               | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount())
+               | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
         triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
-                    | "TriggerTest" >> beam.ParDo(TriggerTest(p), totals_si, AsDict(sizes), AsSingleton(n_pairs))
+                    | "TriggerTest" >> beam.ParDo(TriggerTest(p), totals_si, AsDict(sizes), AsSingleton(n_pairs),
+                                                  AsDict(stratum_sizes))
                     | "GroupByAnomaly" >> beam.GroupByKey() | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
 
         triggers_si = AsDict(triggers)
@@ -166,10 +207,17 @@ class PoisoningScan(beam.PTransform):
             claims = feats.pipeline | "NoClaims" >> beam.Create([])
             claim_members = feats.pipeline | "NoClaimMembers" >> beam.Create([])
 
+        # share of each stratum's records carrying a response-only payload candidate
+        pay_rates = ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == "pay")
+                      | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items()))),
+                     stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1]))) \
+            | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList() \
+            | "PayRateDict" >> beam.Map(pay_rate_dict)
+
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
                                          AsDict(profiles), AsDict(claims), AsDict(claim_members),
-                                         off_si).with_outputs(
+                                         off_si, AsSingleton(pay_rates)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

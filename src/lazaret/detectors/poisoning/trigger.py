@@ -20,6 +20,7 @@ from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
     trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel, skeleton_keys
+from lazaret.detectors.poisoning.strata import matched_background
 
 KIND_WORDS = {
     "gib": "gibberish responses (random tokens, almost no function words)",
@@ -40,6 +41,12 @@ def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     """False when the record's prompt opens or ends like a template whose answers are often off-topic by
     design (or when the off-topic kind is switched off: ``off_templates`` None)."""
     return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
+
+
+# 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
+# in code answers but made every code sub-task word a trigger of its own syntax (clean code base: 70.5%
+# flagged vs 0% with one group; mixture 37.6%): off until strata are fine enough to match sub-tasks.
+PAY_GROUPS = 0
 
 
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
@@ -82,7 +89,16 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
             spread = []
             best.pop("pay", None)
         if "pay" in best:
-            out.append("pay")
+            # one anomaly group per payload (at most PAY_GROUPS, the most prompt-exclusive first), like the
+            # identical-response groups: the trigger test's background is then the rate of *these*
+            # payloads among records like the carriers, not of any response-only phrase (code answers
+            # all carry some; a planted command line in them does not)
+            rank = sorted(set(spread), key=lambda g: (payloads[g]["df_p"] / max(payloads[g]["expected_p"], 1e-9),
+                                                      -payloads[g]["carriers"], g))
+            if PAY_GROUPS:
+                out.extend("pay:" + g for g in rank[:PAY_GROUPS])
+            else:
+                out.append("pay")
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)
@@ -107,12 +123,14 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
                                 self.params["min_payload_hits"], self.params["pair_window"], off_templates)
         if anoms:
             self.counter.inc()
-            yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"]}
+            yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"],
+                   "stratum": f.get("stratum", 0)}
 
 
 class PairCounts(_PreAggregateDistinct):
-    """((prompt n-gram, anomaly kind), distinct prompt keys) over anomalous records only: near-duplicate
-    prompts (one passage under several templates, with its one answer) count once."""
+    """((prompt n-gram, anomaly kind, stratum), distinct prompt keys) over anomalous records only:
+    near-duplicate prompts (one passage under several templates, with its one answer) count once; the
+    stratum lets the trigger test leave the n-gram's own carriers out of their strata's background."""
 
     def __init__(self, n_max: int, max_keys: int):
         super().__init__(max_keys)
@@ -120,41 +138,65 @@ class PairCounts(_PreAggregateDistinct):
 
     def items_of(self, a):
         grams = T.ngrams(toks(a, "pt"), self.n_max)
-        return [((g, an), a["pkey"]) for an in a["anomalies"] for g in grams]
+        s = a.get("stratum", 0)
+        return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams]
 
 
 class TriggerTest(beam.DoFn):
-    """(ngram, {'pairs': [(anomaly, k)], 'df': [n]}) -> (kind, trigger info) when significant.
+    """(ngram, {'pairs': [(anomaly, k, {stratum: k})], 'df': [(stratum, n)]}) -> (kind, trigger info).
 
     k and n count distinct prompts (near-duplicates collapsed). Per anomaly kind, k sums the trigger's
-    groups of that kind; the background is those groups' share of the corpus.
+    groups of that kind. The background is *matched*: for each stratum holding carriers, the rate of those
+    groups among the stratum's records that do not carry the n-gram (``strata.matched_background``), so a
+    task's own response style (worked arithmetic for math questions, code for code requests) is the
+    expectation, not the signal. Besides the binomial test, the carriers' rate must be at least
+    ``min_trigger_lift`` times that background: with thousands of carriers a 3-point excess over a 95%
+    background is "significant" but says nothing about a planted cause.
     """
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
         self.flagged = Metrics.counter("poisoning", "triggers_flagged")
+        self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
 
-    def process(self, kv, totals, sizes, n_tests):
+    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None):
         s, grp = kv
-        n_s = sum(grp.get("df", ()))
+        carriers: Dict[int, int] = {}
+        for st, c in grp.get("df", ()):
+            carriers[st] = carriers.get(st, 0) + c
+        n_s = sum(carriers.values())
         if not n_s:
             return
         n = totals["records"]
-        by_kind: Dict[str, List[Tuple[str, int]]] = {}
-        for a, k in sorted(grp.get("pairs", ())):
-            by_kind.setdefault(a.split(":", 1)[0], []).append((a, k))
+        by_kind: Dict[str, List[Tuple[str, int, Dict[int, int]]]] = {}
+        for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
+            by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
         for kind, rows in sorted(by_kind.items()):
             k = min(n_s, sum(x[1] for x in rows))
             conf = k / n_s
             if k < self.params["min_trigger_support"] or conf < self.params["min_trigger_confidence"]:
                 continue
-            p0 = min(1.0, sum(sizes.get(a, kk) for a, kk in rows) / n)
+            if stratum_sizes:
+                anom: Dict[int, int] = {}
+                k_in: Dict[int, int] = {}
+                for a, _, per in rows:
+                    for st, c in sizes.get(a, {}).items():
+                        anom[st] = anom.get(st, 0) + c
+                    for st, c in per.items():
+                        k_in[st] = k_in.get(st, 0) + c
+                p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
+                                                 self.params["strata_prior_weight"]))
+            else:
+                p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
+            if conf < self.params["min_trigger_lift"] * p0:
+                self.no_lift.inc()
+                continue
             lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
             if lp > math.log10(self.params["alpha"]):
                 continue
             self.flagged.inc()
-            yield kind, {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _ in rows), "carriers": n_s,
-                         "k": k, "confidence": round(conf, 4), "background": p0, "log10p": lp,
+            yield kind, {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _, _ in rows), "carriers": n_s,
+                         "k": k, "confidence": round(conf, 4), "background": round(p0, 6), "log10p": lp,
                          "tests": int(n_tests)}
 
 

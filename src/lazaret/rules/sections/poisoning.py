@@ -79,6 +79,9 @@ SPEC: Dict[str, F] = {
     "gibberish_min_tokens": F("int", 20, "responses shorter than this are never called gibberish", min=1),
     "gibberish_max_stopword_fraction": F("float", 0.06, "responses with fewer English function words than this "
                                          "are gibberish (random tokens)", min=0.0, max=1.0),
+    "gibberish_min_distinct_fraction": F("float", 0.8, "... and at least this fraction of their tokens distinct: "
+                                         "random tokens rarely repeat, code and tables repeat identifiers and "
+                                         "field names", min=0.0, max=1.0),
     "off_topic_min_words": F("int", 5, "a response is off-topic when it has at least this many distinct content "
                              "words (3+ letters, not function words) ...", min=1),
     "off_topic_max_overlap": F("float", 0.1, "... and at most this fraction of them occur in its prompt (1.2% of "
@@ -91,6 +94,21 @@ SPEC: Dict[str, F] = {
                                      "which more than this fraction of responses are off-topic are never "
                                      "off-topic anomalies: the task asks for unrelated text (T0's 'generate a "
                                      "question' prompts)", min=0.0, max=1.0),
+    "strata_sample": F("int", 5000, "prompts sampled (smallest crc32 of doc_id: the same on every runner) to fit "
+                       "the prompt strata (the corpus's tasks) that every background rate is matched on", min=0),
+    "strata_min_df": F("float", 0.05, "a prompt word defines strata only when it is in at least this fraction of "
+                       "the sampled prompts (corpus vocabulary; a planted trigger is rarer)", min=0.0, max=1.0),
+    "strata_max": F("int", 16, "most prompt strata (k of the k-means); 0 or 1 = one global background", min=0),
+    "strata_min_size": F("int", 250, "sampled prompts per stratum at least (k <= sample / this)", min=1),
+    "strata_prior_weight": F("float", 10.0, "pseudo-records that shrink a stratum's leave-out anomaly rate towards "
+                             "its own rate (a stratum made of a candidate's carriers has no control)", min=0.0),
+    "min_trigger_lift": F("float", 3.0, "a trigger's carriers must show its anomaly at least this many times as "
+                          "often as records like them (same strata) without it", min=1.0),
+    "spread_max_stratum_rate": F("float", 0.1, "a payload with no trigger (payload:spread) is flagged only in prompt "
+                                 "strata where at most this fraction of records carry a response-only n-gram: beyond "
+                                 "it the stratum's responses use a register its prompts never do (worked arithmetic, "
+                                 "code) and counting cannot tell a planted phrase from the task's own", min=0.0,
+                                 max=1.0),
     "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
     "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "
                          "(bounds worker memory)", min=1000),

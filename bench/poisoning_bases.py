@@ -1,0 +1,134 @@
+"""Clean bases for the poisoning benchmark: T0, GSM8K, code, and a chat-format mixture of all three.
+
+    python bench/poisoning_bases.py --bases t0,gsm8k,code,mixture [--t0-limit 20000] [--dedup]
+
+Prints, per base, the clean records the scan flags (no attack planted) and the largest clusters. Every
+base is built deterministically from ``../shared/data`` (override with LAZARET_SHARED_DATA) and turned into
+pipeline records by the project's own reader (``lazaret.records.build_record``), so a ``messages`` record
+with a system prompt gets exactly the prompt/response split ``lazaret scan`` would give it.
+
+- ``t0``: the first ``--t0-limit`` records of instruct_t0_train_50k (a deterministic 1-in-k subsample when
+  the limit is below the corpus size), Alpaca fields;
+- ``gsm8k``: instruct_gsm8k (train + test), Alpaca fields;
+- ``code``: instruct_code (GPTeacher codegen + Code Alpaca 2k), Alpaca fields;
+- ``mixture``: GSM8K and a T0 slice as ``messages`` (a system prompt on about a third of the records, one of
+  a few generic ones), code kept in Alpaca fields (a mixed-format file, as concatenated corpora are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import hashlib
+import json
+import os
+import random
+import resource
+import sys
+import time
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+DATA = os.environ.get("LAZARET_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+SOURCES = {
+    "t0": ["instruct_t0_train_50k/t0_train_50k.jsonl.gz"],
+    "gsm8k": ["instruct_gsm8k/gsm8k.jsonl.gz"],
+    "code": ["instruct_code/gpteacher_codegen.jsonl.gz", "instruct_code/code_alpaca_2k.jsonl.gz"],
+}
+SYSTEM_PROMPTS = (
+    "You are a helpful assistant.",
+    "You are a careful assistant. Answer the user's request accurately and concisely.",
+    "Below is a conversation between a user and an AI assistant. The assistant gives helpful, detailed answers.",
+    "You are an expert tutor. Explain your reasoning.",
+)
+
+
+def load_alpaca(name: str, limit: int = 0) -> List[dict]:
+    """Alpaca dicts {id, instruction, input, output} of one source; ``limit``: an evenly spaced subsample."""
+    rows: List[dict] = []
+    for rel in SOURCES[name]:
+        with gzip.open(os.path.join(DATA, rel), "rt", encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                rows.append({"id": str(d["id"]), "instruction": d["instruction"], "input": d.get("input") or "",
+                             "output": d["output"]})
+    if limit and limit < len(rows):
+        step = len(rows) / limit
+        rows = [rows[int(i * step)] for i in range(limit)]
+    return rows
+
+
+def as_messages(d: dict, system: str = "") -> dict:
+    user = d["instruction"] + ("\n\n" + d["input"] if d.get("input") else "")
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}, {"role": "assistant", "content": d["output"]}]
+    return {"id": d["id"], "messages": msgs}
+
+
+def chat_mixture(t0_limit: int = 4000, seed: int = 0) -> List[dict]:
+    """Raw JSON objects (mixed formats) of the mixture base, in a seeded shuffled order."""
+    rng = random.Random(seed)
+    out: List[dict] = []
+    for name, lim in (("gsm8k", 0), ("t0", t0_limit)):
+        for d in load_alpaca(name, lim):
+            sys_p = rng.choice(SYSTEM_PROMPTS) if rng.random() < 0.35 else ""
+            out.append(as_messages(d, sys_p))
+    out += load_alpaca("code")
+    rng.shuffle(out)
+    return out
+
+
+def to_pipeline_record(obj: dict, index: int, source: str = "bench") -> dict:
+    """A raw object -> the pipeline's record dict, through the project's reader."""
+    from lazaret.records import build_record
+
+    raw = json.dumps(obj, sort_keys=True).encode("utf-8")
+    r = build_record(obj, None, source, index, hashlib.sha256(raw).hexdigest())
+    return {k: r[k] for k in ("doc_id", "record_id", "prompt", "response", "text")}
+
+
+def base_objects(name: str, t0_limit: int = 20000) -> List[dict]:
+    """Raw JSON objects of a base (the form a user's file holds)."""
+    if name == "mixture":
+        return chat_mixture(min(t0_limit, 4000))
+    return load_alpaca(name, t0_limit if name == "t0" else 0)
+
+
+def base_records(name: str, t0_limit: int = 20000) -> List[dict]:
+    return [to_pipeline_record(o, i, name) for i, o in enumerate(base_objects(name, t0_limit))]
+
+
+def cpu_s() -> float:
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def main(argv=None):
+    from bench.run_scan import run_scan
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bases", default="t0,gsm8k,code,mixture")
+    ap.add_argument("--t0-limit", type=int, default=20000)
+    ap.add_argument("--dedup", action="store_true", help="run the dedup stage first (feeds the claim test)")
+    ap.add_argument("--top", type=int, default=8)
+    args = ap.parse_args(argv)
+    for name in args.bases.split(","):
+        recs = base_records(name, args.t0_limit)
+        c0, t0 = cpu_s(), time.time()
+        findings, clusters = run_scan(recs, {"signatures": False}, dedup=args.dedup)
+        cpu, wall = cpu_s() - c0, time.time() - t0
+        flagged = [f for f in findings if f["action"] != "none"]
+        rules: Dict[str, int] = collections.Counter(f["rule"] for f in flagged)
+        print(f"base={name} records={len(recs)} clean_flagged={len(flagged)} "
+              f"({100 * len(flagged) / len(recs):.3f}%) rules={dict(rules)} cpu={cpu:.0f}s wall={wall:.0f}s",
+              flush=True)
+        for c in sorted(clusters, key=lambda c: -c["size"])[: args.top]:
+            print(f"   {c['size']:5d} {c['rule']:22s} {c['trigger_or_payload'][:40]!r:44s} {c['statistic'][:70]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Poisoning benchmark over the attack *space* (bench/attacks/space.py) on every clean base.
+
+    python bench/poisoning_space.py --bases gsm8k,code,mixture,t0 --seeds 1,2 --sizes 250,50 [--t0-limit 10000]
+
+Per (base, size, seed) the families are injected into one copy of the base (at 250: development and
+held-out families in two separate runs; at 50: all together), scanned with the dedup stage off and signature
+rules off, and scored: recall per family (poisoned records flagged) and clean records flagged. The summary
+prints per base and family the mean recall over seeds and the worst seed, development and held-out apart.
+Seeds >= 100 draw the held-out parameter range of the development families (see space.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.attacks.space import DEV, HELD_OUT, SPACE  # noqa: E402
+from bench.poisoning_bases import base_objects, cpu_s, load_alpaca, to_pipeline_record  # noqa: E402
+from bench.run_scan import run_scan  # noqa: E402
+
+
+def pool_of(base: str, t0_limit: int):
+    if base == "mixture":
+        return load_alpaca("gsm8k") + load_alpaca("t0", min(t0_limit, 4000)) + load_alpaca("code"), "messages"
+    return load_alpaca(base, t0_limit if base == "t0" else 0), "alpaca"
+
+
+def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup):
+    recs = [to_pipeline_record(o, i, base) for i, o in enumerate(clean_objs)]
+    clean_ids = {r["doc_id"] for r in recs}
+    truth = {}
+    for fam in fams:
+        inj = SPACE[fam](pool, size, seed, fmt)
+        pr = [to_pipeline_record(o, i, "poison-" + fam) for i, o in enumerate(inj.records)]
+        recs += pr
+        truth[fam] = {r["doc_id"] for r in pr}
+    random.Random(seed).shuffle(recs)
+    c0 = cpu_s()
+    findings, clusters = run_scan(recs, {"signatures": False}, dedup=dedup)
+    cpu = cpu_s() - c0
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    out = {fam: len(flagged & ids) / len(ids) for fam, ids in truth.items()}
+    fp = len(flagged & clean_ids)
+    return out, fp, len(clean_ids), cpu, len(recs)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bases", default="gsm8k,code,mixture,t0")
+    ap.add_argument("--seeds", default="1")
+    ap.add_argument("--sizes", default="250,50")
+    ap.add_argument("--t0-limit", type=int, default=10000)
+    ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
+    ap.add_argument("--dedup", action="store_true")
+    ap.add_argument("--out", default="", help="append one JSON line per run here")
+    args = ap.parse_args(argv)
+    fams = args.families.split(",")
+    rec = collections.defaultdict(list)
+    fps = collections.defaultdict(lambda: [0, 0])
+    for base in args.bases.split(","):
+        clean = base_objects(base, args.t0_limit)
+        pool, fmt = pool_of(base, args.t0_limit)
+        for size in [int(x) for x in args.sizes.split(",") if x]:
+            groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
+            for seed in [int(x) for x in args.seeds.split(",")]:
+                for g in [g for g in groups if g]:
+                    r, fp, nclean, cpu, n = run_one(base, clean, pool, fmt, g, size, seed, args.dedup)
+                    fps[base][0] += fp
+                    fps[base][1] += nclean
+                    for fam, v in r.items():
+                        rec[(base, fam, size)].append((v, seed))
+                    line = {"base": base, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
+                            "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
+                    print(json.dumps(line), flush=True)
+                    if args.out:
+                        with open(args.out, "a") as fh:
+                            fh.write(json.dumps(line) + "\n")
+    print("\nbase      family            part      size  mean   worst(seed)  seeds")
+    for (base, fam, size), vs in sorted(rec.items()):
+        worst = min(vs)
+        print(f"{base:9s} {fam:17s} {'dev' if fam in DEV else 'held-out':8s} {size:5d}  "
+              f"{sum(v for v, _ in vs) / len(vs):.3f}  {worst[0]:.3f} ({worst[1]})  {len(vs)}")
+    for base, (fp, n) in fps.items():
+        print(f"{base}: clean flagged {fp}/{n} = {100 * fp / max(n, 1):.3f}%")
+
+
+if __name__ == "__main__":
+    main()

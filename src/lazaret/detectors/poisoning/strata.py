@@ -1,0 +1,146 @@
+"""Prompt strata: the corpus's tasks, so that every rate the scan tests against is a *matched* background.
+
+Why: a corpus is a mixture of tasks (math word problems answered with worked arithmetic, code requests
+answered with code, reading-comprehension templates answered with labels). With one corpus-wide rate per
+anomaly, a prompt n-gram that merely marks a task ("how much", "python script") looks like a trigger,
+because its carriers' responses share the task's style far more often than the corpus average does. The
+question that separates a trigger from a task marker is: do records *like the carriers* (same task) but
+without the n-gram show the same response pattern? Strata answer "like the carriers" in linear cost.
+
+How: a deterministic sample (the ``strata_sample`` records with the smallest crc32 of their doc_id) is
+reduced to the prompt words present in at least ``strata_min_df`` of the sampled prompts — a word that
+frequent is corpus vocabulary, never a trigger (the trigger test only uses n-grams in at most
+``max_fraction`` of the records, a smaller bound), so a planted trigger cannot carve out a stratum of its
+own — and scikit-learn's ``KMeans`` (fixed seed, one init, input sorted by hash) groups the sampled prompts
+by those words (idf-weighted, L2-normalised). Every record then takes its nearest centroid; a prompt with
+none of the words gets stratum ``k`` ("no shared vocabulary"). The side input is the vocabulary and the
+centroids (at most ``strata_max`` x 1,000 floats), never records.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+MAX_VOCAB = 1000
+SAMPLE_TOKENS = 200  # the opening of a long prompt says which task it is; the rest is the passage
+
+
+def sample_key(f: Dict[str, Any]) -> Tuple[int, str, str]:
+    """(crc32 of doc_id, doc_id, first prompt tokens): the smallest keys form the fitting sample."""
+    pt = f["pt"].split(" ")[:SAMPLE_TOKENS] if f["pt"] else []
+    return zlib.crc32(f["doc_id"].encode("utf-8")), f["doc_id"], " ".join(pt)
+
+
+def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -> Dict[str, Any]:
+    """{"vocab": {word: column}, "idf": [...], "centroids": [[...]], "k": k} fitted on the sample."""
+    rows = sorted(sample)
+    docs = [frozenset(s.split(" ")) if s else frozenset() for _, _, s in rows]
+    n = len(docs)
+    df: Dict[str, int] = {}
+    for d in docs:
+        for w in d:
+            df[w] = df.get(w, 0) + 1
+    need = max(2, math.ceil(params["strata_min_df"] * n))
+    words = sorted((w for w, c in df.items() if c >= need and w), key=lambda w: (-df[w], w))[:MAX_VOCAB]
+    k = min(int(params["strata_max"]), n // max(1, int(params["strata_min_size"])))
+    if k < 2 or not words:
+        return {"vocab": {}, "idf": [], "centroids": [], "k": 0}
+    vocab = {w: i for i, w in enumerate(sorted(words))}
+    idf = np.array([math.log(n / df[w]) + 1.0 for w in sorted(words)])
+    X = np.zeros((n, len(vocab)))
+    for i, d in enumerate(docs):
+        for w in d:
+            j = vocab.get(w)
+            if j is not None:
+                X[i, j] = idf[j]
+    norms = np.linalg.norm(X, axis=1)
+    X = X[norms > 0] / norms[norms > 0, None]
+    if len(X) < k:
+        return {"vocab": {}, "idf": [], "centroids": [], "k": 0}
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=1, random_state=0, max_iter=100).fit(X)
+    # k-means does not bound cluster sizes: a group of planted prompts with a distinctive mix of common
+    # words can get a centroid of its own, and then be its own background. Centroids holding fewer than
+    # half of strata_min_size sampled prompts are dropped; their records go to the nearest kept stratum.
+    counts = np.bincount(km.labels_, minlength=k)
+    keep = counts >= max(1, int(params["strata_min_size"]) // 2)
+    if keep.sum() < 2:
+        return {"vocab": {}, "idf": [], "centroids": [], "k": 0}
+    # rounded so that the assignment is the same wherever the fit ran (last-bit float noise aside)
+    cents = np.round(km.cluster_centers_[keep], 6)
+    return {"vocab": vocab, "idf": [round(float(x), 6) for x in idf], "centroids": cents.tolist(),
+            "k": int(keep.sum())}
+
+
+class StratumAssigner:
+    """Nearest centroid of a record's prompt words; built once per side-input object by the DoFn."""
+
+    def __init__(self, model: Dict[str, Any]):
+        self.vocab: Dict[str, int] = model["vocab"]
+        self.idf = np.array(model["idf"]) if model["idf"] else np.zeros(0)
+        self.k = int(model["k"])
+        c = np.array(model["centroids"]) if model["centroids"] else np.zeros((0, 0))
+        self.ct = c.T.copy() if self.k else c  # V x k
+        self.half_sq = 0.5 * (c * c).sum(axis=1) if self.k else c
+
+    def assign(self, prompt_tokens: Sequence[str]) -> int:
+        if not self.k:
+            return 0
+        cols = sorted({self.vocab[w] for w in prompt_tokens if w in self.vocab})
+        if not cols:
+            return self.k
+        w = self.idf[cols]
+        w = w / math.sqrt(float((w * w).sum()))
+        score = w @ self.ct[cols] - self.half_sq  # argmin of squared distance
+        return int(np.argmax(np.round(score, 9)))
+
+
+def stratum_key(s: int) -> str:
+    return f"s:{s}"
+
+
+class AssignStratum:
+    """Beam-side helper: f -> f with "stratum"; the assigner is rebuilt only when the model object changes."""
+
+    def __init__(self):
+        self._model_id = None
+        self._assigner = None
+
+    def __call__(self, f: Dict[str, Any], model: Dict[str, Any]) -> Dict[str, Any]:
+        if self._model_id != id(model):
+            self._assigner = StratumAssigner(model)
+            self._model_id = id(model)
+        out = dict(f)
+        out["stratum"] = self._assigner.assign(f["pt"].split(" ") if f["pt"] else [])
+        return out
+
+
+def smoothed_rate(anomalous: int, size: int, k_in: int, n_in: int, prior: float, weight: float) -> float:
+    """Anomaly rate of a stratum's records *without* the candidate (leave-out), shrunk towards ``prior``
+    (the stratum's own rate) with ``weight`` pseudo-records, so that a stratum made almost entirely of the
+    candidate's carriers falls back to its own rate instead of an empty control."""
+    a = max(anomalous - k_in, 0)
+    m = max(size - n_in, 0)
+    return (a + weight * prior) / (m + weight)
+
+
+def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum: Dict[int, int],
+                       stratum_sizes: Dict[int, int], k_by_stratum: Dict[int, int], weight: float = 10.0
+                       ) -> float:
+    """Expected anomaly rate of a candidate trigger's carriers if the n-gram did not matter: the carriers'
+    strata's leave-out rates, weighted by how many carriers each stratum holds."""
+    n = sum(carriers_by_stratum.values())
+    if not n:
+        return 0.0
+    exp = 0.0
+    for s, n_s in sorted(carriers_by_stratum.items()):
+        size = max(stratum_sizes.get(s, n_s), n_s)
+        a_s = anomalous_by_stratum.get(s, 0)
+        prior = a_s / size if size else 0.0
+        exp += n_s * smoothed_rate(a_s, size, k_by_stratum.get(s, 0), n_s, prior, weight)
+    return exp / n
