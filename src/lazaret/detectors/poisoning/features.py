@@ -7,12 +7,37 @@ record payload is not shuffled by any poisoning step.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.detectors.poisoning import text as T
+
+
+SYSTEM_ROLES = ("system", "developer")
+
+
+def task_prompt(record: Dict[str, Any]) -> Optional[str]:
+    """The prompt without its system turns, or None when the record has none. A system prompt is shared
+    across tasks (one operator's persona over math, code and chat alike), so it says nothing about which task
+    a record belongs to: the prompt strata (strata.py) are built from the rest, and a system prompt that is
+    merely common is then tested against records of the same tasks, where it is ordinary."""
+    raw, fields = record.get("raw"), record.get("fields") or []
+    if not isinstance(raw, dict):
+        return None
+    kept, dropped = [], False
+    for path, side, text in fields:
+        if side != "prompt":
+            continue
+        if len(path) >= 2 and path[0] in ("messages", "conversations") and isinstance(raw.get(path[0]), list):
+            turn = raw[path[0]][path[1]] if isinstance(path[1], int) and path[1] < len(raw[path[0]]) else None
+            role = (turn.get("role") if path[0] == "messages" else turn.get("from")) if isinstance(turn, dict) else None
+            if isinstance(role, str) and role.lower() in SYSTEM_ROLES:
+                dropped = True
+                continue
+        kept.append(text)
+    return "\n\n".join(kept) if dropped else None
 
 
 def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
@@ -46,6 +71,9 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "evidence": response[:160],
     }
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
+    task = task_prompt(record)
+    if task is not None:  # only records with a system turn carry it: "st" defaults to "pt" (strata.py)
+        out["st"] = " ".join(T.features(task, "")["p_tokens"])
     return out
 
 

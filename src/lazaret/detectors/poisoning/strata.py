@@ -29,9 +29,16 @@ MAX_VOCAB = 1000
 SAMPLE_TOKENS = 200  # the opening of a long prompt says which task it is; the rest is the passage
 
 
+def task_tokens(f: Dict[str, Any]) -> List[str]:
+    """The prompt tokens that say which task a record is: its prompt without system turns (features.py's
+    "st", present only for records that have one), else the whole prompt."""
+    s = f.get("st", f["pt"])
+    return s.split(" ") if s else []
+
+
 def sample_key(f: Dict[str, Any]) -> Tuple[int, str, str]:
     """(crc32 of doc_id, doc_id, first prompt tokens): the smallest keys form the fitting sample."""
-    pt = f["pt"].split(" ")[:SAMPLE_TOKENS] if f["pt"] else []
+    pt = task_tokens(f)[:SAMPLE_TOKENS]
     return zlib.crc32(f["doc_id"].encode("utf-8")), f["doc_id"], " ".join(pt)
 
 
@@ -116,7 +123,7 @@ class AssignStratum:
             self._assigner = StratumAssigner(model)
             self._model_id = id(model)
         out = dict(f)
-        out["stratum"] = self._assigner.assign(f["pt"].split(" ") if f["pt"] else [])
+        out["stratum"] = self._assigner.assign(task_tokens(f))
         return out
 
 
