@@ -23,6 +23,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from lazaret.hashing import sha256_file
+
 KEY_ENV = "LAZARET_SIGNING_KEY"
 SEAL = "seal.json"
 SEALED_FILES = ("provenance.json", "summary.json")
@@ -47,20 +49,12 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def digests(scan_dir: str) -> Dict[str, str]:
     """sha256 of every sealed file (relative path -> hex); a missing file maps to ``missing``."""
     out: Dict[str, str] = {}
     for name in SEALED_FILES:
         path = os.path.join(scan_dir, name)
-        out[name] = _sha256_file(path) if os.path.isfile(path) else "missing"
+        out[name] = sha256_file(path) if os.path.isfile(path) else "missing"
     for sub in SEALED_DIRS:
         folder = os.path.join(scan_dir, sub)
         if not os.path.isdir(folder):
@@ -68,7 +62,7 @@ def digests(scan_dir: str) -> Dict[str, str]:
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
             if os.path.isfile(path):
-                out[f"{sub}/{name}"] = _sha256_file(path)
+                out[f"{sub}/{name}"] = sha256_file(path)
     return out
 
 
