@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
+import threading
+import traceback
 
 import pytest
 
@@ -22,3 +25,59 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+
+_EXIT_STATUS = [0]
+THREAD_GRACE_S = 30.0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS[0] = int(exitstatus)
+
+
+def _lingering_threads():
+    """Threads that would keep the interpreter from exiting: non-daemon threads, and the workers of any
+    ``concurrent.futures`` pool (joined at exit by an atexit hook even when they are daemon threads)."""
+    from concurrent.futures import thread as cf_thread
+
+    pool_workers = set(getattr(cf_thread, "_threads_queues", {}).keys())
+    return [t for t in threading.enumerate()
+            if t is not threading.main_thread() and t.is_alive() and (not t.daemon or t in pool_workers)]
+
+
+def _release_idle_pool_workers() -> None:
+    """What the interpreter's exit hook for ``concurrent.futures`` does first: wake every idle pool worker
+    with the sentinel that ends it. A worker still busy in a work item stays alive, and is reported."""
+    from concurrent.futures import thread as cf_thread
+
+    queues = getattr(cf_thread, "_threads_queues", {})
+    with cf_thread._global_shutdown_lock:
+        cf_thread._shutdown = True  # the suite is over: no pool may take new work
+    for q in list(queues.values()):
+        q.put(None)
+
+
+def pytest_unconfigure(config):
+    """A test that leaves a thread behind makes the interpreter hang at exit after every test passed (stop
+    24's CI run passed 214 tests, then hung until the 90-minute limit). Give such threads a grace period,
+    then print each one's name and stack and leave with the suite's own status rather than hang."""
+    import time
+
+    _release_idle_pool_workers()
+    deadline = time.monotonic() + THREAD_GRACE_S
+    left = _lingering_threads()
+    while left and time.monotonic() < deadline:
+        left[0].join(timeout=max(0.1, deadline - time.monotonic()))
+        left = _lingering_threads()
+    if not left:
+        return
+    frames = sys._current_frames()
+    print(f"\nconftest: {len(left)} thread(s) still alive after the suite; exiting without waiting for them:",
+          file=sys.stderr)
+    for t in left:
+        print(f"--- thread {t.name!r} (daemon={t.daemon}, {type(t).__module__}.{type(t).__name__})", file=sys.stderr)
+        traceback.print_stack(frames.get(t.ident), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[0])

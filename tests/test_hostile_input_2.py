@@ -313,3 +313,31 @@ def test_sigterm_removes_its_staging_folder(tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 143
     assert not list(tmp_path.glob("out*"))
+
+
+def test_in_process_scan_restores_the_sigterm_handler(tmp_path, monkeypatch):
+    """`lazaret.cli.main` called in-process (a notebook, an orchestrator, this test suite) must not leave its
+    SIGTERM handler behind: stop 24's CI run passed every test, hung at exit, and the CI's own SIGTERM then
+    hit the handler a scan had left installed. Inside the scan the handler is the scan's; after, the caller's."""
+    import signal
+
+    import lazaret.cli as cli
+    import lazaret.scan as scan_module
+
+    seen = []
+
+    def fake_run_scan(args, beam_args):  # only the CLI's signal handling is under test here
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return 0
+
+    def callers_handler(signum, frame):  # pragma: no cover - never delivered
+        pass
+
+    previous = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        monkeypatch.setattr(scan_module, "run_scan", fake_run_scan)
+        assert cli.main(["scan", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+        assert seen and seen[0] is not callers_handler
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

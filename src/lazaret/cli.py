@@ -4,10 +4,11 @@ configuration, 1 the pipeline failed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from lazaret import __version__
 from lazaret.rules.errors import ConfigError
@@ -62,24 +63,31 @@ def _logging(quiet: bool) -> None:
 _TERMINATED: List[int] = []  # the exit status SIGTERM asked for, once it arrived
 
 
-def _terminate_cleanly() -> None:
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
     """SIGTERM ends a scan like Ctrl-C: the exception unwinds through run_scan, which removes its staging
     folder (Python's default for SIGTERM is to die on the spot and leave it). SIGKILL cannot be caught;
-    the folder's lock is then released by the kernel and the next run into the same --out removes it."""
+    the folder's lock is then released by the kernel and the next run into the same --out removes it.
+    The previous handler is restored when the scan returns: a program (or test suite) that calls
+    ``main`` in-process must not keep a handler that raises SystemExit after the scan is over."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def _raise(signum, _frame):
+            _TERMINATED.append(128 + signum)
+            raise SystemExit(128 + signum)
 
-    def _raise(signum, _frame):
-        _TERMINATED.append(128 + signum)
-        raise SystemExit(128 + signum)
-
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise)
+        except (ValueError, OSError):  # not allowed here (embedded interpreter): keep the default
+            previous = None
     try:
-        signal.signal(signal.SIGTERM, _raise)
-    except (ValueError, OSError):  # not allowed here (embedded interpreter): keep the default
-        pass
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -109,18 +117,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             from lazaret.scan import run_scan
 
             _logging(args.quiet)
-            _terminate_cleanly()
-            try:
-                return run_scan(args, beam_args)
-            except ConfigError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the pipeline failed: exit 1 with the reason
-                if _TERMINATED:  # Beam may wrap the SystemExit raised in a worker thread's callback: still 143
-                    print("lazaret scan: terminated (SIGTERM); staging folder removed", file=sys.stderr)
-                    return _TERMINATED[0]
-                logging.getLogger("lazaret").error("scan failed: %s: %s", exc.__class__.__name__, exc)
-                print(f"lazaret scan: FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-                return EXIT_FAILED
+            with _terminate_cleanly():
+                try:
+                    return run_scan(args, beam_args)
+                except ConfigError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the pipeline failed: exit 1 with the reason
+                    if _TERMINATED:  # Beam may wrap the SystemExit raised in a worker thread's callback: 143
+                        print("lazaret scan: terminated (SIGTERM); staging folder removed", file=sys.stderr)
+                        return _TERMINATED[0]
+                    logging.getLogger("lazaret").error("scan failed: %s: %s", exc.__class__.__name__, exc)
+                    print(f"lazaret scan: FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+                    return EXIT_FAILED
         if args.command == "rules":
             from lazaret.rules.check import check_rules
 
