@@ -134,9 +134,9 @@ def test_injection_of_a_brand_the_corpus_already_uses():
 
 
 def _passage_with(rng, brand):
-    from bench.attacks.clean import _passage
+    from bench.attacks.clean import passage
 
-    words = _passage(rng, 2).split(" ")
+    words = passage(rng, 2).split(" ")
     words.insert(rng.randrange(len(words)), brand)
     return " ".join(words)
 
