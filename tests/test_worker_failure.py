@@ -37,6 +37,7 @@ def buggy_expand(records, ctx):
     return CheckResult(records | "Buggy" >> Guarded("buggy", ExplodesOnBoom()))
 
 
+@pytest.mark.slow
 def test_raising_check_rejects_only_that_record(tmp_path):
     from lazaret.checks import Check, register, unregister
     from lazaret.cli import _parser
