@@ -63,6 +63,9 @@ def test_registry_refuses_taken_names_and_unknown_needs():
     with pytest.raises(ValueError, match="not registered before it"):
         register(Check(name="other", needs=("later",), expand=toy_expand))
     assert "other" not in names()
+    with pytest.raises(ValueError, match="built in"):
+        unregister("dedup")
+    assert "dedup" in names()
 
 
 def test_registered_name_is_known_everywhere(toy_check, tmp_path):

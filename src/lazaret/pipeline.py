@@ -31,7 +31,7 @@ class ScanPlan:
     checks: List[str]
     sections: Dict[str, Dict[str, Any]]
     custom_recognizers: List[Dict[str, Any]]
-    triggers: List[Dict[str, Any]]
+    check_rules: Dict[str, Any]  # check name -> what its load_rules read on the launcher (lazaret.checks)
     fmt: str = "auto"
     id_field: str = "id"
     max_record_bytes: int = 8 * 1024 * 1024
@@ -68,6 +68,7 @@ def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
         if check.name not in plan.checks:
             continue
         ctx = CheckContext(policy=check.section(plan.sections), plan=plan, finding_name=check.manifest_name,
+                           rules=plan.check_rules.get(check.name),
                            needed={need: results[need] for need in check.needs if need in results})
         results[check.name] = records | f"Check_{check.name}" >> RunCheck(check, ctx)
     return results

@@ -214,15 +214,12 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if args.pii_nlp:
         sections["pii"] = dict(sections["pii"], nlp=args.pii_nlp)
     custom, recognizer_files = load_recognizer_files(rules_dir, sections["pii"]["recognizer_files"])
-    triggers: List[Dict[str, Any]] = []
-    trigger_files: List[str] = []
-    poisoning = sections.get("poisoning", {})
-    if "poisoning" in checks and poisoning.get("signatures") and rules_dir:
-        from lazaret.detectors.poisoning.signatures import load_signatures
-
-        signature_path = os.path.join(rules_dir, poisoning["signature_file"])
-        if os.path.isfile(signature_path):
-            triggers, trigger_files = load_signatures(signature_path), [signature_path]
+    check_rules: Dict[str, Any] = {}
+    check_rule_files: List[Any] = []
+    for check in selected(checks):
+        if check.load_rules:
+            check_rules[check.name], files = check.load_rules(check.section(sections), rules_dir)
+            check_rule_files += files
     try:
         inputs = expand_inputs(args.inputs)
     except InputError as exc:
@@ -235,7 +232,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     _check_runner(beam_args)
     staging = _prepare_out(args.out, args.overwrite)
     plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
-                    triggers=triggers, fmt=args.format, id_field=args.id_field,
+                    check_rules=check_rules, fmt=args.format, id_field=args.id_field,
                     max_record_bytes=args.max_record_bytes)
     options = beam_options(beam_args)
     runner = options.view_as(__import__("apache_beam.options.pipeline_options",
@@ -283,7 +280,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         models = [entry for check in selected(checks) if check.models for entry in check.models(
             check.section(sections))]
         rules_entries = [file_entry(p, "recognizers") for p in recognizer_files]
-        rules_entries += [file_entry(p, "triggers") for p in trigger_files]
+        rules_entries += [file_entry(p, kind) for p, kind in check_rule_files]
         provenance = {
             "tool": {"name": "lazaret", "version": __version__},
             "started_at": started.isoformat(timespec="seconds"),

@@ -42,6 +42,7 @@ class CheckContext:
     plan: Any
     needed: Dict[str, CheckResult]
     finding_name: str
+    rules: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,11 @@ class Check:
     ``name``; the near-duplicate check is ``dedup`` on the command line and ``near_duplicate`` in manifests,
     as users already rely on both). ``policy_section``: the policy section handed to it as ``ctx.policy``
     (its ``enabled`` field, when present, selects it by default). ``needs``: checks, registered before it,
-    whose results it reads when they run in the same scan. ``models`` and ``provenance``: what it adds to
-    provenance.json (``models(section) -> [entry]``, ``provenance(section) -> dict``).
+    whose results it reads when they run in the same scan. ``load_rules(section, rules_dir)``: reads the
+    check's own rule files on the launcher (errors before any data is read) and returns ``(data, [(path,
+    kind)])``: ``data`` reaches ``expand`` as ``ctx.rules``, the files are recorded in provenance.json.
+    ``models`` and ``provenance``: what it adds to provenance.json (``models(section) -> [entry]``,
+    ``provenance(section) -> dict``).
     """
 
     name: str
@@ -63,6 +67,7 @@ class Check:
     policy_section: Optional[str] = None
     needs: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = ()
+    load_rules: Optional[Callable[[Dict[str, Any], Optional[str]], Tuple[Any, List[Tuple[str, str]]]]] = None
     models: Optional[Callable[[Dict[str, Any]], List[Dict[str, Any]]]] = None
     provenance: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
 
@@ -76,11 +81,14 @@ class Check:
 
 _REGISTRY: Dict[str, Check] = {}
 _FINDING_NAMES: Optional[frozenset] = None
+_BUILTIN_NAMES: set = set()
 _loaded: set = set()
 _loading = False
 
 
 def _load_builtin() -> None:
+    """Import the built-in check modules once, on first use of the registry, so they come first and in
+    ``BUILTIN`` order whoever registers first."""
     global _loading
     if _loading or all(m in _loaded for m in BUILTIN):
         return
@@ -108,13 +116,18 @@ def register(check: Check) -> Check:
         if need not in _REGISTRY:
             raise ValueError(f"check {check.name!r} needs {need!r}, which is not registered before it")
     _REGISTRY[check.name] = check
+    if _loading:
+        _BUILTIN_NAMES.add(check.name)
     _FINDING_NAMES = None
     return check
 
 
 def unregister(name: str) -> None:
-    """Remove a check registered by :func:`register` (tests, plug-in reloads). Built-ins stay."""
+    """Remove a check registered by :func:`register` (tests, plug-in reloads); built-in checks stay (deselect
+    them with ``--checks`` or the policy instead)."""
     global _FINDING_NAMES
+    if name in _BUILTIN_NAMES:
+        raise ValueError(f"check {name!r} is built in and cannot be unregistered")
     if any(name in c.needs for c in _REGISTRY.values() if c.name != name):
         raise ValueError(f"check {name!r} is needed by another registered check")
     _REGISTRY.pop(name, None)

@@ -3,7 +3,8 @@ check runs in the same scan, its clusters are tested for planted claims (detecto
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
 from lazaret.checks import Check, CheckContext, CheckResult, register
 from lazaret.checks.clusters import cluster_row
@@ -30,8 +31,20 @@ def expand(records: Any, ctx: CheckContext) -> CheckResult:
     if near is not None:
         inputs = {"records": records,
                   "near_duplicates": near.findings | "NearDuplicateMembers" >> beam.FlatMap(cluster_member)}
-    out = inputs | "Scan" >> PoisoningScan(ctx.policy, ctx.plan.triggers)
+    out = inputs | "Scan" >> PoisoningScan(ctx.policy, ctx.rules or [])
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
+
+
+def load_rules(section: Dict[str, Any], rules_dir: Optional[str]) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+    """The trigger signatures (RULES/<signature_file>), when the section applies them and the file exists."""
+    if not (section.get("signatures") and rules_dir):
+        return [], []
+    path = os.path.join(rules_dir, section["signature_file"])
+    if not os.path.isfile(path):
+        return [], []
+    from lazaret.detectors.poisoning.signatures import load_signatures
+
+    return load_signatures(path), [(path, "triggers")]
 
 
 def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
@@ -39,4 +52,4 @@ def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
 
 
 register(Check(name="poisoning", policy_section="poisoning", needs=("dedup",), aliases=("poison",),
-               expand=expand, provenance=provenance))
+               expand=expand, load_rules=load_rules, provenance=provenance))
