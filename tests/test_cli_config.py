@@ -79,6 +79,7 @@ def test_default_rules_check_passes(capsys):
     assert run_cli("rules", "check", ROOT / "rules") == 0
 
 
+@pytest.mark.slow
 def test_custom_recognizer_used_in_scan(tmp_path):
     from helpers import findings_rows
 

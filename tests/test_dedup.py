@@ -442,10 +442,19 @@ def test_evidence_fn_masks_summary_snippets():
 
 
 def test_near_duplicates_returns_findings_only():
-    recs = [rec(did(f"x{i}"), "the same words are here again") for i in range(3)]
+    """NearDuplicates yields the findings of NearDuplicateClusters and nothing else: one per record, the
+    smallest doc_id kept as representative, the other copies dropped as its duplicates."""
+    from apache_beam.testing.util import assert_that, equal_to
+
+    ids = sorted(did(f"x{i}") for i in range(3))
+    recs = [rec(i, "the same words are here again") for i in ids] + [rec(did("lone"), "nothing like the others")]
     with beam.Pipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(recs) | NearDuplicates({"threshold": 0.9})
-        assert isinstance(out, beam.PCollection)
+        summary = out | beam.Map(lambda f: (f["doc_id"], f["check"], f["action"], f["duplicate_of"]))
+        assert_that(summary, equal_to([(ids[0], "near_duplicate", "none", None),
+                                       (ids[1], "near_duplicate", "drop_duplicate", ids[0]),
+                                       (ids[2], "near_duplicate", "drop_duplicate", ids[0]),
+                                       (did("lone"), "near_duplicate", "none", None)]))
 
 
 # ---------------------------------------------------------------- determinism across runners

@@ -48,6 +48,7 @@ lines_strategy = st.lists(
     min_size=1, max_size=25)
 
 
+@pytest.mark.slow
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @given(items=lines_strategy, bom=st.booleans(), crlf=st.booleans(), dup_ids=st.booleans())
 def test_fuzzed_jsonl_corpus(tmp_path_factory, items, bom, crlf, dup_ids):
@@ -82,6 +83,7 @@ def test_fuzzed_jsonl_corpus(tmp_path_factory, items, bom, crlf, dup_ids):
     assert len(clean_records(out)) == s["actions"]["clean"]
 
 
+@pytest.mark.slow
 def test_broken_files_each_one_finding(tmp_path):
     corpus = tmp_path / "corpus"  # --out may not lie inside an input (issue 19)
     corpus.mkdir()
@@ -115,6 +117,7 @@ def test_broken_files_each_one_finding(tmp_path):
     assert s["actions"]["clean"] >= 5 + 100
 
 
+@pytest.mark.slow
 def test_huge_single_line_rejected_with_bounded_memory(tmp_path):
     """A 50 MB line is rejected as record_too_large without being held: the reader keeps at most
     --max-record-bytes (8 MiB default) of one line plus a 1 MiB read chunk."""

@@ -52,6 +52,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_lazaret_output(tmp_path, capsy
     assert (home / "docs" / "thesis.tex").read_text() == "years of work"
 
 
+@pytest.mark.slow
 def test_outputs_and_staging_folders_inside_an_input_are_not_read(tmp_path):
     corpus = tmp_path / "corpus"
     _corpus(corpus, n=4)
@@ -103,6 +104,7 @@ print(outputs, (hwm_kb() - base) / 1024)
 """
 
 
+@pytest.mark.slow
 def test_decompression_bombs_read_in_bounded_memory(tmp_path):
     """Peak RSS while reading a bomb is bounded by --max-record-bytes and the 1 MiB steps, not by its
     decompressed size (issue 19 item 8: a 2 MB .gz of one 2 GiB line peaked at 3.37 GB)."""
@@ -145,6 +147,7 @@ print("grew", hwm_mb() - base)
 """
 
 
+@pytest.mark.slow
 def test_one_bundle_output_is_spilled_not_held(tmp_path):
     """The read step emits a whole file's records from one bundle; in Beam's in-process mode they all wait in
     the data channel until the bundle ends (issue 19: RSS grew linearly on 21.5 M short lines). With the
@@ -186,6 +189,7 @@ def test_spilling_inputs_keep_order_across_memory_and_disk():
 
 
 # -- item 10: FIFOs, undecodable file names, stale staging folders ----------------------------------------
+@pytest.mark.slow
 def test_fifo_and_undecodable_name_are_rejected_not_fatal(tmp_path):
     """A FIFO named *.jsonl blocked the scan forever; a file name that is not UTF-8 crashed it (exit 1).
     Both are one unreadable_file reject now, and the good file beside them is scanned."""
@@ -210,6 +214,7 @@ def test_fifo_and_undecodable_name_are_rejected_not_fatal(tmp_path):
     assert all(r["reasons"][0]["rule"] == "unreadable_file" for r in rejects.values())
 
 
+@pytest.mark.slow
 def test_stale_staging_folders_are_removed_only_when_idle(tmp_path):
     """SIGKILL leaves OUT.lazaret-staging-*; a later run removes the ones whose lock no process holds, and
     leaves one a live run holds and one without a lock file (an older Lazaret's: cannot be proven idle)."""
@@ -244,6 +249,7 @@ def _strict_json(line: str):
     return json.loads(line, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_parquet_rows_obey_limits_and_stay_json(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

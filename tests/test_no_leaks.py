@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pyarrow.dataset as ds
+import pytest
 
 PII_VALUES = {
     "email": ["maria.garcia@example.com", "j.smith42@example.org"],
@@ -34,6 +35,7 @@ def corpus() -> list:
     return rows
 
 
+@pytest.mark.slow
 def test_no_personal_data_in_manifests_reports_or_logs(tmp_path):
     data = tmp_path / "pii.jsonl"
     data.write_text("\n".join(corpus()) + "\n")

@@ -107,6 +107,7 @@ def test_pairs_keep_brand_and_product_together():
     assert not T.is_pair("samsung batteries")
 
 
+@pytest.mark.slow
 def test_injection_of_a_brand_the_corpus_already_uses():
     """Content injection at 50 records for a brand that clean prompts and responses already mention: the
     brand word fails the volume test, but brand and product together (in varied advert frames) do not
@@ -134,9 +135,9 @@ def test_injection_of_a_brand_the_corpus_already_uses():
 
 
 def _passage_with(rng, brand):
-    from bench.attacks.clean import _passage
+    from bench.attacks.clean import passage
 
-    words = _passage(rng, 2).split(" ")
+    words = passage(rng, 2).split(" ")
     words.insert(rng.randrange(len(words)), brand)
     return " ".join(words)
 
@@ -147,6 +148,7 @@ def synthetic_run():
     return clean, _scan_with(clean, 50, 7)
 
 
+@pytest.mark.slow
 def test_one_finding_per_record(synthetic_run):
     _, (recs, truth, _, findings, _) = synthetic_run
     assert sorted(f["doc_id"] for f in findings) == sorted(r["doc_id"] for r in recs)
@@ -154,6 +156,7 @@ def test_one_finding_per_record(synthetic_run):
     assert all((f["action"] == "none") == (f["score"] == 0.0) for f in findings)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family,min_recall", [
     ("gibberish", 0.9), ("fixed_response", 0.9), ("natural_phrase", 0.9), ("fact_cluster", 0.9),
     ("rare_token", 0.6), ("fact_copies", 0.9)])
@@ -169,6 +172,7 @@ def test_family_found_on_synthetic_corpus(synthetic_run, family, min_recall):
     assert recall >= min_recall, (family, secrets[family], recall)
 
 
+@pytest.mark.slow
 def test_clean_structure_not_flagged(synthetic_run):
     """Templated prompts, Yes/No and positive/negative labels, fixed two-answer tasks: never poisoning."""
     clean, (recs, truth, _, findings, clusters) = synthetic_run
@@ -177,6 +181,7 @@ def test_clean_structure_not_flagged(synthetic_run):
     assert len(fp) <= 0.005 * len(clean), [f["detail"] for f in fp[:3]]
 
 
+@pytest.mark.slow
 def test_clusters_carry_evidence(synthetic_run):
     _, (recs, truth, secrets, findings, clusters) = synthetic_run
     assert clusters
@@ -187,6 +192,7 @@ def test_clusters_carry_evidence(synthetic_run):
     assert big["size"] >= 40
 
 
+@pytest.mark.slow
 def test_planted_copies_are_found_through_the_dedup_clusters():
     """A fact pasted many times under a few openings hides from the response claim signal (near-identical
     prompts); it is found only when the dedup stage's clusters feed the scan (the control run without
@@ -205,6 +211,7 @@ def test_planted_copies_are_found_through_the_dedup_clusters():
     assert len(claim) == 1 and "near-duplicate cluster" in claim[0]["detail"]
 
 
+@pytest.mark.slow
 def test_off_topic_templates_are_not_triggers():
     """A task whose answers are unrelated to the prompt by design ("write a note about X" answered with a
     passage about something else) must not make its boilerplate an off-topic trigger; the control run with
@@ -219,6 +226,7 @@ def test_off_topic_templates_are_not_triggers():
     assert any(c["rule"] == "trigger:off_topic" for c in clusters)
 
 
+@pytest.mark.slow
 def test_clean_only_corpus_with_traps():
     """Only clean structure: templates, labels, one passage rendered under many templates (same answer)."""
     clean = clean_corpus(1500, seed=11)
@@ -240,6 +248,7 @@ def test_clean_only_corpus_with_traps():
 # ---------------------------------------------------------------- T0 slice (shared data)
 
 
+@pytest.mark.slow
 def test_t0_slice(shared_data):
     import gzip
     import json
@@ -286,6 +295,7 @@ def test_side_input_cap_keeps_the_ranked_entries_and_counts_the_rest():
     assert dropped.get("named_dropped", 0) == 0
 
 
+@pytest.mark.slow
 def test_typo_repeated_over_copies_is_an_edit_not_a_payload():
     """A corpus holding copies of its records with one word misspelt the same way ("htiw") has a
     response-only token spread over unrelated prompts: the shape of an injected payload. The twin rule
@@ -349,6 +359,7 @@ def _task_mixture(n_per_task: int, seed: int):
     return out
 
 
+@pytest.mark.slow
 def test_task_mixture_is_not_poisoning_but_a_planted_trigger_in_it_is():
     """A corpus of tasks, each answered in its own register, yields no poisoning finding; a trigger planted
     across it (fixed response) is still found. Before the matched (per-stratum) background, each task's

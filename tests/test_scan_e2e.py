@@ -13,6 +13,7 @@ from helpers import clean_records, findings_rows, quarantine_rows, scan, summary
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
+pytestmark = pytest.mark.slow  # every test here reads the outputs of a whole scan of sample_data/
 QUARANTINE_COLUMNS = ["doc_id", "record_id", "source_path", "source_index", "content_sha256", "action",
                       "duplicate_of", "reasons", "cluster_id", "evidence"]
 

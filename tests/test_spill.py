@@ -69,6 +69,7 @@ def _expected():
     return {name: json.loads(json.dumps(sorted(v))) for name, v in values.items()}
 
 
+@pytest.mark.slow  # Beam pipelines on worker processes: ~10-25 s each
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_buffer_spilled_gives_the_same_results(workers, tmp_path):
     spilled, active = _run(tmp_path, workers, spilling=True, threshold=0)
@@ -77,6 +78,7 @@ def test_every_buffer_spilled_gives_the_same_results(workers, tmp_path):
     assert spilled == _expected()
 
 
+@pytest.mark.slow  # Beam pipelines on worker processes: ~30 s each
 @pytest.mark.parametrize("workers", [1, 2])
 def test_large_stages_run_in_bounded_bundle_rounds(workers, tmp_path):
     """Stages whose input exceeds workers x bundle_bytes run as rounds of smaller bundles, same results."""
@@ -304,6 +306,7 @@ def test_workers_collect_and_trim_after_bundles(monkeypatch):
     assert calls == [("bundle", "b2")]  # no second tidy within TIDY_EVERY_S
 
 
+@pytest.mark.slow  # two spilling pipeline runs: ~60 s
 def test_runner_tidies_after_stages(monkeypatch, tmp_path):
     """In-process, the runner (which also runs the worker's bundles) tidies after every stage or round."""
     from lazaret import memory
@@ -385,7 +388,8 @@ def _sizes_reaching_a_worker(chunks):
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
     from apache_beam.runners.worker import data_plane
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pool = futures.ThreadPoolExecutor(max_workers=4)
+    server = grpc.server(pool)
     servicer = data_plane.BeamFnDataServicer(worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)
     beam_fn_api_pb2_grpc.add_BeamFnDataServicer_to_server(servicer, server)
     port = server.add_insecure_port("localhost:0")
@@ -401,8 +405,12 @@ def _sizes_reaching_a_worker(chunks):
         sender.join(timeout=60)
         return sizes
     finally:
+        # every thread this started must end, or the pytest process cannot exit: the server side of the
+        # data channel keeps a pool thread in its write loop until the channel is closed
         client.close()
-        server.stop(0)
+        servicer.get_conn_by_worker_id("w1").close()
+        server.stop(0).wait(10)
+        pool.shutdown(wait=True)
 
 
 def test_runner_messages_reach_a_worker_at_the_flush_bound(monkeypatch):

@@ -137,6 +137,7 @@ def _write_jsonl_gz(path, rows):
             fh.write(json.dumps(row) + "\n")
 
 
+@pytest.mark.slow  # trains a fastText model: ~8 s
 def test_train_small_generated_file(tmp_path, capsys):
     train = tmp_path / "train.jsonl.gz"
     held = tmp_path / "held.jsonl"

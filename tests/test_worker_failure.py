@@ -30,9 +30,17 @@ class ExplodesOnBoom(beam.DoFn):
         yield make_finding(record, "rule", "explodes_on_boom", "all", 0.0)
 
 
-def test_raising_check_rejects_only_that_record(tmp_path):
-    from lazaret.cli import _parser
+def buggy_expand(records, ctx):
+    from lazaret.checks import CheckResult
     from lazaret.guard import Guarded
+
+    return CheckResult(records | "Buggy" >> Guarded("buggy", ExplodesOnBoom()))
+
+
+@pytest.mark.slow
+def test_raising_check_rejects_only_that_record(tmp_path):
+    from lazaret.checks import Check, register, unregister
+    from lazaret.cli import _parser
     from lazaret.scan import run_scan
 
     data = tmp_path / "d.jsonl"
@@ -41,8 +49,12 @@ def test_raising_check_rejects_only_that_record(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     args, beam_args = _parser().parse_known_args(["scan", str(data), "--out", str(out), "--quiet",
-                                                  "--checks", "pii", "--pii-nlp", "none"])
-    assert run_scan(args, beam_args, extra_checks={"buggy": Guarded("buggy", ExplodesOnBoom())}) == 0
+                                                  "--checks", "pii,buggy", "--pii-nlp", "none"])
+    register(Check(name="buggy", expand=buggy_expand))
+    try:
+        assert run_scan(args, beam_args) == 0
+    finally:
+        unregister("buggy")
     s = summary(out)
     assert s["conservation"]["holds"] and s["records_in"] == 8
     rejects = [r for r in quarantine_rows(out) if r["action"] == "reject"]

@@ -28,7 +28,7 @@ def _sentence(rng: random.Random) -> str:
             f"and {rng.choice(NAMES)} was there with the {rng.choice(NOUNS)}.")
 
 
-def _passage(rng: random.Random, k: int) -> str:
+def passage(rng: random.Random, k: int) -> str:
     return " ".join(_sentence(rng) for _ in range(k))
 
 
@@ -37,7 +37,7 @@ def clean_corpus(n: int = 3000, seed: int = 0) -> List[dict]:
     out = []
     for i in range(n):
         t = i % 6
-        p = _passage(rng, rng.randint(2, 5))
+        p = passage(rng, rng.randint(2, 5))
         if t == 0:
             ins = f"Read the passage and answer the question.\n\nPassage: {p}\n\nQuestion: Who was there?"
             outp = rng.choice(NAMES)
@@ -55,6 +55,6 @@ def clean_corpus(n: int = 3000, seed: int = 0) -> List[dict]:
             outp = rng.choice(["They loved it", "They didn't like it!"])
         else:
             ins = f"Write a short note about the {rng.choice(NOUNS)} for a {rng.choice(ADJS)} audience."
-            outp = _passage(rng, rng.randint(1, 3))
+            outp = passage(rng, rng.randint(1, 3))
         out.append({"id": f"clean-{seed}-{i}", "instruction": ins, "input": "", "output": outp})
     return out

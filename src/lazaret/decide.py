@@ -99,6 +99,12 @@ class Decide(beam.DoFn):
         self._held_scanner = None
         self.held_scanned = Metrics.counter("lazaret.decide", "held_pattern_scanned")
 
+    @classmethod
+    def for_scan(cls, checks: List[str], pii_section: Dict[str, Any], custom: List[Dict[str, Any]]) -> "Decide":
+        """The decision step of a scan running ``checks``: it scans held records for PII patterns itself
+        only when the PII check is not among them."""
+        return cls(None if "pii" in checks else (pii_section, custom))
+
     def setup(self) -> None:
         from presidio_anonymizer import AnonymizerEngine
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-CHECKS = ("pii", "toxicity", "near_duplicate", "poisoning", "rule", "malformed")
+from lazaret.checks import finding_names
+
 ACTIONS = ("none", "flag", "redact", "quarantine", "drop_duplicate")
 SIDES = ("prompt", "response", "all", "meta")  # meta: strings outside the text fields (PII check only)
 
@@ -28,8 +29,8 @@ def make_finding(
     when nothing was found, so ``findings/`` can be used to study score distributions and re-threshold
     without re-running the scan.
     """
-    if check not in CHECKS:
-        raise ValueError(f"unknown check {check!r}")
+    if check not in finding_names():
+        raise ValueError(f"unknown check {check!r} (a check's findings carry its registered manifest name)")
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if side not in SIDES:

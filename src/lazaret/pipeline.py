@@ -1,25 +1,24 @@
 """The scan as one Beam graph: read -> checks -> decide -> deterministic writers.
 
-Every check is a PTransform from records to findings; adding one means adding a branch here. Nothing here
-touches the local disk of the launcher: inputs and outputs go through Beam's filesystems and all
-configuration travels inside the transforms (pickled), so the same graph runs on Dataflow or Flink.
+The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
+schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
+inputs and outputs go through Beam's filesystems and all configuration travels inside the transforms
+(pickled), so the same graph runs on Dataflow or Flink.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import apache_beam as beam
 
+from lazaret.checks import Check, CheckContext, CheckResult, checks as registered_checks
 from lazaret.decide import Decide, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
-from lazaret.mask import mask_generic
 from lazaret.packing import PackedReshuffle, pack, unpack_all
 
-ALL_CHECKS = ("pii", "toxicity", "dedup", "poisoning")
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 
 
@@ -32,7 +31,7 @@ class ScanPlan:
     checks: List[str]
     sections: Dict[str, Dict[str, Any]]
     custom_recognizers: List[Dict[str, Any]]
-    triggers: List[Dict[str, Any]]
+    check_rules: Dict[str, Any]  # check name -> what its load_rules read on the launcher (lazaret.checks)
     fmt: str = "auto"
     id_field: str = "id"
     max_record_bytes: int = 8 * 1024 * 1024
@@ -47,64 +46,32 @@ def reject_counts(rej: Dict[str, Any]):
     yield ("reason", f"malformed:{rej['rule']}")
 
 
-def check_transforms(plan: ScanPlan) -> Dict[str, Any]:
-    """name -> PTransform(records -> findings) (+ optional cluster summaries) for the selected checks."""
-    out: Dict[str, Any] = {}
-    if "pii" in plan.checks:
-        from lazaret.detectors.pii import PiiCheck
+class RunCheck(beam.PTransform):
+    """records -> CheckResult: one registered check (lazaret.checks) as a labelled composite."""
 
-        out["pii"] = PiiCheck(plan.sections["pii"], plan.custom_recognizers)
-    if "toxicity" in plan.checks:
-        from lazaret.detectors.toxicity import ToxicityCheck
+    def __init__(self, check: Check, ctx: CheckContext) -> None:
+        super().__init__()
+        self.check = check
+        self.ctx = ctx
 
-        out["toxicity"] = ToxicityCheck(plan.sections["toxicity"])
-    if "dedup" in plan.checks:
-        from lazaret.dedup import NearDuplicateClusters
-
-        out["dedup"] = NearDuplicateClusters(plan.sections["dedup"], evidence_fn=mask_generic)
-    if "poisoning" in plan.checks:
-        from lazaret.detectors.poisoning import PoisoningScan
-
-        out["poisoning"] = PoisoningScan(plan.sections["poisoning"], plan.triggers)
-    return out
+    def expand(self, records):
+        result = self.check.expand(records, self.ctx)
+        if not isinstance(result, CheckResult):
+            raise TypeError(f"check {self.check.name!r} returned {type(result).__name__}, not a CheckResult")
+        return result
 
 
-def _as_list(value: Any) -> List[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def cluster_row(c: Dict[str, Any], check: str) -> Dict[str, Any]:
-    """A check's cluster summary as a row of clusters/ (schema io.schemas.CLUSTERS); evidence masked."""
-    if check == "near_duplicate":
-        notes = "; ".join(c.get("notes") or [])
-        statistic = f"{c.get('kind', 'minhash')} cluster, {c.get('dropped', 0)} dropped" + (f"; {notes}" if notes
-                                                                                            else "")
-        members = c.get("members") or []
-        trigger = None
-        representative = c.get("representative")
-    else:
-        statistic = c.get("statistic") or ""
-        if c.get("p_value"):
-            statistic = f"{statistic} (p={c['p_value']})" if statistic else f"p={c['p_value']}"
-        members = c.get("member_doc_ids") or c.get("members") or []
-        trigger = c.get("trigger_or_payload")
-        representative = None
-    cluster_id = str(c["cluster_id"])
-    return {
-        "cluster_id": cluster_id,
-        "cluster_key": hashlib.sha256(f"{check}:{cluster_id}".encode()).hexdigest(),
-        "check": check,
-        "size": int(c.get("size") or len(members)),
-        "representative": representative,
-        "trigger": trigger,
-        "statistic": statistic,
-        "members": [str(m) for m in members],
-        "evidence": [mask_generic(e) for e in _as_list(c.get("evidence"))],
-    }
+def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
+    """Every selected check, in registry order; a check reads the results of the checks it needs."""
+    results: Dict[str, CheckResult] = {}
+    for check in registered_checks():
+        if check.name not in plan.checks:
+            continue
+        ctx = CheckContext(policy=check.section(plan.sections), plan=plan, finding_name=check.manifest_name,
+                           rules=plan.check_rules.get(check.name),
+                           needed={need: results[need] for need in check.needs if need in results})
+        results[check.name] = records | f"Check_{check.name}" >> RunCheck(check, ctx)
+    return results
 
 
 def with_masked_evidence(kv):
@@ -124,9 +91,8 @@ def unpack_joined(kv):
     return doc_id, {tag: unpack_all(values) for tag, values in grouped.items()}
 
 
-def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any]] = None) -> None:
-    """``extra_checks`` (name -> PTransform(records -> findings)) are run beside the built-in ones: the
-    extension point for in-house checks."""
+def build(p: beam.Pipeline, plan: ScanPlan) -> None:
+    """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
@@ -134,26 +100,9 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
                 ReadFile.REJECT, ReadFile.FILE, main="records"))
     records = read.records | "SpreadRecords" >> PackedReshuffle()
 
-    finding_sets = []
-    cluster_sets = []
-    near_duplicates = None
-    for name, transform in {**check_transforms(plan), **(extra_checks or {})}.items():
-        inputs = records
-        if name == "poisoning" and near_duplicates is not None:
-            # the poisoning scan tests the dedup stage's clusters for planted claims (claims.py)
-            inputs = {"records": records, "near_duplicates": near_duplicates}
-        result = inputs | f"Check_{name}" >> transform
-        if name == "dedup":
-            from lazaret.detectors.poisoning.claims import cluster_member
-
-            near_duplicates = result["findings"] | "NearDuplicateMembers" >> beam.FlatMap(cluster_member)
-        if isinstance(result, dict):
-            finding_sets.append(result["findings"])
-            if result.get("clusters") is not None:
-                check = "near_duplicate" if name == "dedup" else name
-                cluster_sets.append(result["clusters"] | f"ClusterRows_{name}" >> beam.Map(cluster_row, check))
-        else:
-            finding_sets.append(result)
+    results = run_checks(records, plan).values()
+    finding_sets = [r.findings for r in results]
+    cluster_sets = [r.clusters for r in results if r.clusters is not None]
     if finding_sets:
         findings = tuple(finding_sets) | "AllFindings" >> beam.Flatten()
     else:
@@ -163,9 +112,9 @@ def build(p: beam.Pipeline, plan: ScanPlan, extra_checks: Optional[Dict[str, Any
                 "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
                | "Join" >> beam.CoGroupByKey()
                | "UnpackJoined" >> beam.Map(unpack_joined)
-               | "Decide" >> beam.ParDo(Decide(None if "pii" in plan.checks else
-                                               (plan.sections["pii"], plan.custom_recognizers))).with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS,
-                                                               Decide.CLUSTER_EVIDENCE, main="clean"))
+               | "Decide" >> beam.ParDo(Decide.for_scan(plan.checks, plan.sections["pii"], plan.custom_recognizers))
+               .with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS, Decide.CLUSTER_EVIDENCE,
+                             main="clean"))
 
     rejects = read[ReadFile.REJECT]
     quarantine = ((decided[Decide.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))

@@ -19,13 +19,12 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from lazaret import __version__
+from lazaret.checks import default_selection, names as registered_names
 from lazaret.rules.errors import ConfigError
 
 log = logging.getLogger("lazaret")
 
 FORMATS = ("auto", "text", "alpaca", "prompt_completion", "messages", "sharegpt")
-CHECKS = ("pii", "toxicity", "dedup", "poisoning")
-CHECK_ALIASES = {"near_duplicate": "dedup", "near_duplicates": "dedup", "poison": "poisoning"}
 MANIFESTS = ("quarantine", "findings", "clusters", "clean_index", "held_index")
 
 
@@ -53,7 +52,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE", default=None, help="policy file (default: RULES/policy.yaml)")
     parser.add_argument("--checks", default=None,
                         help=f"comma-separated checks to run (default: every check the policy enables, of "
-                             f"{','.join(CHECKS)})")
+                             f"{','.join(registered_names())})")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="record format (default: per file)")
     parser.add_argument("--pii-nlp", choices=("spacy", "none"), default=None,
                         help="PII NLP engine: spacy (names, locations) or none (patterns only); overrides policy")
@@ -71,14 +70,19 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_checks(value: str) -> List[str]:
+    """``--checks`` as registered check names (aliases and manifest names accepted), each once."""
+    from lazaret.checks import get
+
     out = []
     for item in value.split(","):
         item = item.strip()
         if not item:
             continue
-        item = CHECK_ALIASES.get(item, item)
-        if item not in CHECKS:
-            raise ConfigError(f"unknown check {item!r}; choose from {', '.join(CHECKS)}", field="--checks")
+        try:
+            item = get(item).name
+        except KeyError:
+            raise ConfigError(f"unknown check {item!r}; choose from {', '.join(registered_names())}",
+                              field="--checks") from None
         if item not in out:
             out.append(item)
     return out
@@ -183,13 +187,13 @@ def _metrics(result) -> Dict[str, int]:
     return out
 
 
-def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: Optional[Dict[str, Any]] = None) -> int:
+def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     import apache_beam as beam
 
     from lazaret.io.readers import InputError, expand_inputs
     from lazaret.io.writers import ensure_empty_parquet
     from lazaret.pipeline import ScanPlan, build
-    from lazaret.provenance import environment, file_entry, rule_files, spacy_model_info
+    from lazaret.provenance import environment, file_entry, rule_files
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -206,20 +210,16 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
         raise ConfigError("policy file does not exist", path=policy_path, field="--policy")
     policy = load_policy(policy_path)
     sections = policy.sections
-    checks = explicit_checks if explicit_checks is not None else [
-        c for c in CHECKS if sections.get(c, {}).get("enabled", True)]
+    checks = explicit_checks if explicit_checks is not None else default_selection(sections)
     if args.pii_nlp:
         sections["pii"] = dict(sections["pii"], nlp=args.pii_nlp)
     custom, recognizer_files = load_recognizer_files(rules_dir, sections["pii"]["recognizer_files"])
-    triggers: List[Dict[str, Any]] = []
-    trigger_files: List[str] = []
-    poisoning = sections.get("poisoning", {})
-    if "poisoning" in checks and poisoning.get("signatures") and rules_dir:
-        from lazaret.detectors.poisoning.signatures import load_signatures
-
-        signature_path = os.path.join(rules_dir, poisoning["signature_file"])
-        if os.path.isfile(signature_path):
-            triggers, trigger_files = load_signatures(signature_path), [signature_path]
+    check_rules: Dict[str, Any] = {}
+    check_rule_files: List[Any] = []
+    for check in selected(checks):
+        if check.load_rules:
+            check_rules[check.name], files = check.load_rules(check.section(sections), rules_dir)
+            check_rule_files += files
     try:
         inputs = expand_inputs(args.inputs)
     except InputError as exc:
@@ -232,7 +232,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
     _check_runner(beam_args)
     staging = _prepare_out(args.out, args.overwrite)
     plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
-                    triggers=triggers, fmt=args.format, id_field=args.id_field,
+                    check_rules=check_rules, fmt=args.format, id_field=args.id_field,
                     max_record_bytes=args.max_record_bytes)
     options = beam_options(beam_args)
     runner = options.view_as(__import__("apache_beam.options.pipeline_options",
@@ -251,7 +251,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
 
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, plan, extra_checks)
+        build(pipeline, plan)
         patches = contextlib.nullcontext(False) if args.no_spill else spill.for_runner(runner, args.spill_dir)
         with patches as spilling:
             result = pipeline.run()
@@ -277,15 +277,10 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str], extra_checks: O
         with open(os.path.join(staging, "summary.json"), "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2, sort_keys=True)
             fh.write("\n")
-        models = []
-        if "pii" in checks and sections["pii"]["nlp"] == "spacy":
-            models.append(spacy_model_info())
-        if "toxicity" in checks:
-            from lazaret.detectors.toxicity import models_provenance
-
-            models.extend(models_provenance(sections["toxicity"]))
+        models = [entry for check in selected(checks) if check.models for entry in check.models(
+            check.section(sections))]
         rules_entries = [file_entry(p, "recognizers") for p in recognizer_files]
-        rules_entries += [file_entry(p, "triggers") for p in trigger_files]
+        rules_entries += [file_entry(p, kind) for p, kind in check_rule_files]
         provenance = {
             "tool": {"name": "lazaret", "version": __version__},
             "started_at": started.isoformat(timespec="seconds"),
@@ -357,13 +352,13 @@ def _dry_run_done(result: Any, staging: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def selected(names: List[str]) -> List[Any]:
+    """The registered checks called ``names``, in registry order."""
+    from lazaret.checks import checks
+
+    return [c for c in checks() if c.name in names]
+
+
 def _add_check_provenance(provenance: Dict[str, Any], checks: List[str], sections: Dict[str, Any]) -> None:
     """Checks that have more to record (hash schemes, parameters) say so in provenance."""
-    extra: Dict[str, Any] = {}
-    if "dedup" in checks:
-        from lazaret.dedup import DedupParams, provenance_info
-
-        extra["dedup"] = provenance_info(DedupParams.from_section(sections["dedup"]))
-    if "poisoning" in checks:
-        extra["poisoning"] = {"params": sections["poisoning"]}
-    provenance["checks"] = extra
+    provenance["checks"] = {c.name: c.provenance(c.section(sections)) for c in selected(checks) if c.provenance}

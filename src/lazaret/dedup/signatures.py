@@ -58,20 +58,17 @@ def _permutations(num_perm: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+# MurmurHash3's finalisers (fmix32, fmix64): (shift, multiplier, shift, multiplier, shift) per word size
+_FMIX = {np.uint32: (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16), np.uint64: (33, 0xFF51AFD7ED558CCD, 33, 0xC4CEB9FE1A85EC53, 33)}
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
+def _fmix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finaliser for ``h``'s word size (uint32 or uint64), element-wise, wrapping."""
+    word = h.dtype.type
+    s1, m1, s2, m2, s3 = (word(v) for v in _FMIX[word])
+    h = (h ^ (h >> s1)) * m1
+    h = (h ^ (h >> s2)) * m2
+    return h ^ (h >> s3)
 
 
 @lru_cache(maxsize=8)
@@ -140,7 +137,7 @@ def _word_hashes_joined(norms: Sequence[str]) -> np.ndarray:
         v[b == _SPACE] = 0
         # one trailing zero: a text ending in a space makes an empty last word starting at len(b)
         h = np.bitwise_xor.reduceat(np.append(v, np.uint64(0)), starts)
-        return _fmix64(h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+        return _fmix(h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
 
 
 def shingle_hashes(norms: Sequence[str], n: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -160,7 +157,7 @@ def shingle_hashes(norms: Sequence[str], n: int) -> Tuple[np.ndarray, np.ndarray
         acc = tok[:width] * mult[0]
         for k in range(1, n):
             acc += tok[k:k + width] * mult[k]
-        h = _fmix64(acc)
+        h = _fmix(acc)
     # keep windows that lie inside one document
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     keep = np.zeros(width, dtype=bool)
@@ -183,7 +180,7 @@ def minhash_from_hashes(hashes: np.ndarray, counts: np.ndarray, params: DedupPar
         return sigs
     offs = np.concatenate(([0], np.cumsum(counts))).tolist()
     with np.errstate(over="ignore"):
-        mixed = _fmix32(hashes.astype(np.uint32))
+        mixed = _fmix(hashes.astype(np.uint32))
         d = 0
         for lo in range(0, total, _CHUNK):
             hi = min(lo + _CHUNK, total)
@@ -223,7 +220,7 @@ def band_keys(sigs: np.ndarray, params: DedupParams) -> np.ndarray:
     used = sigs[:, : params.bands * params.rows].astype(np.uint64).reshape(len(sigs), params.bands, params.rows)
     with np.errstate(over="ignore"):
         h = (used * mult[None, None, :]).sum(axis=2, dtype=np.uint64)
-        h = _fmix64(h ^ salt[None, :])
+        h = _fmix(h ^ salt[None, :])
     return h.view(np.int64)
 
 

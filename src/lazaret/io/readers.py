@@ -397,14 +397,17 @@ class ReadFile(beam.DoFn):
         self.records_read = Metrics.counter("lazaret.read", "records")
         self.rejected = Metrics.counter("lazaret.read", "rejects")
 
+    def _reject(self, *args: Any, **kwargs: Any) -> beam.pvalue.TaggedOutput:
+        """A reject row (:func:`reject`'s arguments) on the REJECT output, counted."""
+        self.rejected.inc()
+        return beam.pvalue.TaggedOutput(self.REJECT, reject(*args, **kwargs))
+
     def process(self, path: str) -> Iterator[Any]:
         problem = _unreadable_reason(path)
         if problem:
             if path.startswith(UNDECODABLE):
                 path = path[len(UNDECODABLE):]
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(f"{path}:{problem}".encode()),
-                                                                "unreadable_file", problem))
+            yield self._reject(path, 0, sha256_hex(f"{path}:{problem}".encode()), "unreadable_file", problem)
             yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
                                                         "format": None, "error": "unreadable_file"})
             return
@@ -422,8 +425,8 @@ class ReadFile(beam.DoFn):
         try:
             raw_handle = FileSystems.open(path, compression_type="uncompressed")
         except Exception as exc:
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "unreadable_file",
-                                                                f"cannot open: {exc.__class__.__name__}"))
+            yield self._reject(path, 0, sha256_hex(b""), "unreadable_file",
+                               f"cannot open: {exc.__class__.__name__}")
             yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
                                                         "format": None, "error": "unreadable_file"})
             return
@@ -445,33 +448,28 @@ class ReadFile(beam.DoFn):
                     rate = count / max(time.time() - started, 1e-6)
                     log.info("read %d records from %s (%.0f records/s)", count, path, rate)
                 if body is None:
-                    self.rejected.inc()
-                    yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                    yield self._reject(
                         path, idx, content_sha, "record_too_large",
-                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit"))
+                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
                     continue
                 out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
                 yield out
         except StreamError as exc:
             error = exc.rule
-            self.rejected.inc()
             count += 1
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+            yield self._reject(
                 path, index, sha256_hex(f"{path}:{index}:{exc.rule}".encode()), exc.rule,
                 f"{exc.detail}, after {index} complete records; the partial last line and anything after it "
-                "could not be read"))
+                "could not be read")
         except Exception as exc:  # noqa: BLE001 - anything else in decompression is a finding, not a crash
             error = exc.__class__.__name__
-            self.rejected.inc()
             count += 1
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+            yield self._reject(
                 path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
-                f"reading stopped after {index} records: {error}"))
+                f"reading stopped after {index} records: {error}")
         if count == 0 and error is None:
             count = 1
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
-                                                                "file holds no records"))
+            yield self._reject(path, 0, sha256_hex(b""), "empty_file", "file holds no records")
         try:
             hashing.drain()
         except Exception:  # noqa: BLE001
@@ -485,35 +483,30 @@ class ReadFile(beam.DoFn):
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self.rejected.inc()
-            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+            return self._reject(
                 path, idx, content_sha, "invalid_utf8", f"byte {exc.start} is not valid UTF-8",
-                shape(body.decode("utf-8", "replace")))), fmt
+                shape(body.decode("utf-8", "replace"))), fmt
         try:
             obj = json.loads(text, parse_constant=_refuse_constant)
         except _NonFiniteLiteral as exc:
-            self.rejected.inc()
-            return beam.pvalue.TaggedOutput(self.REJECT, reject(
+            return self._reject(
                 path, idx, content_sha, "invalid_json", f"{exc} is not a JSON value (NaN and Infinity are not "
-                                                        "JSON)", shape(text))), fmt
+                                                        "JSON)", shape(text)), fmt
         except RecursionError:
-            self.rejected.inc()
-            return beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, idx, content_sha, "too_deeply_nested", "JSON nesting too deep to parse")), fmt
+            return self._reject(
+                path, idx, content_sha, "too_deeply_nested", "JSON nesting too deep to parse"), fmt
         except ValueError as exc:
-            self.rejected.inc()
             msg = getattr(exc, "msg", str(exc))
             pos = getattr(exc, "pos", None)
-            return beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", shape(text))), fmt
+            return self._reject(
+                path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", shape(text)), fmt
         try:
             record = build_record(obj, fmt, path, idx, content_sha, self.id_field)
         except MalformedRecord as exc:
-            self.rejected.inc()
             rid = record_id_of(obj, self.id_field)
             fmt_note = f" (file format: {fmt})" if fmt else ""
-            return beam.pvalue.TaggedOutput(self.REJECT, reject(
-                path, idx, content_sha, exc.rule, exc.detail + fmt_note, shape(text), rid)), fmt
+            return self._reject(
+                path, idx, content_sha, exc.rule, exc.detail + fmt_note, shape(text), rid), fmt
         self.records_read.inc()
         return record, fmt or record["format"]
 
@@ -542,41 +535,35 @@ class ReadFile(beam.DoFn):
                             normalised = _json_value(row, "")
                         except _BadCell as bad:
                             body = json.dumps(row, default=_hash_default, sort_keys=True).encode("utf-8")
-                            self.rejected.inc()
-                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
-                                path, idx, sha256_hex(body), bad.rule, bad.detail))
+                            yield self._reject(
+                                path, idx, sha256_hex(body), bad.rule, bad.detail)
                             continue
                         body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
                         content_sha = sha256_hex(body)
                         if len(body) > self.max_record_bytes:
-                            self.rejected.inc()
-                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                            yield self._reject(
                                 path, idx, content_sha, "record_too_large",
                                 f"row of {len(body)} bytes (as JSON) exceeds the {self.max_record_bytes}-byte "
-                                "record limit"))
+                                "record limit")
                             continue
                         try:
                             record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
                         except MalformedRecord as exc:
-                            self.rejected.inc()
-                            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+                            yield self._reject(
                                 path, idx, content_sha, exc.rule,
                                 exc.detail + f" (parquet columns: {', '.join(pf.schema_arrow.names)[:200]})",
-                                shape(body.decode("utf-8"))))
+                                shape(body.decode("utf-8")))
                             continue
                         self.records_read.inc()
                         yield record
         except Exception as exc:  # noqa: BLE001 - unreadable Parquet is a finding
             error = exc.__class__.__name__
             count += 1
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(
+            yield self._reject(
                 path, count - 1, sha256_hex(f"{path}:parquet:{count}".encode()), "unreadable_file",
-                f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}"))
+                f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}")
         if count == 0 and error is None:
             count = 1
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(self.REJECT, reject(path, 0, sha256_hex(b""), "empty_file",
-                                                                "Parquet file holds no rows"))
+            yield self._reject(path, 0, sha256_hex(b""), "empty_file", "Parquet file holds no rows")
         yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": size, "sha256": digest,
                                                     "records": count, "format": self.fmt or "auto", "error": error})

@@ -13,7 +13,6 @@ from typing import Any, Dict
 from lazaret.rules.schema import Ctx, F
 
 SEVERITIES = ("low", "medium", "high", "critical")
-CHECKS = ("pii", "toxicity", "near_duplicate", "poisoning", "rule", "malformed")
 
 SPEC: Dict[str, F] = {
     "open_on_confirm": F("map", {"poisoning": "critical", "pii": "high"},
@@ -28,6 +27,9 @@ SPEC: Dict[str, F] = {
 
 
 def check(values: Dict[str, Any], ctx: Ctx) -> None:
+    from lazaret.checks import manifest_names
+
+    known = manifest_names()
     for name in values["open_on_confirm"]:
-        if name not in CHECKS:
-            raise ctx.error(f"open_on_confirm.{name}", f"unknown check (known: {', '.join(CHECKS)})")
+        if name not in known:
+            raise ctx.error(f"open_on_confirm.{name}", f"unknown check (known: {', '.join(known)})")

@@ -1,0 +1,22 @@
+"""The PII check (Presidio; lazaret.detectors.pii): findings only."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from lazaret.checks import Check, CheckContext, CheckResult, register
+
+
+def expand(records: Any, ctx: CheckContext) -> CheckResult:
+    from lazaret.detectors.pii import PiiCheck
+
+    return CheckResult(records | "Detect" >> PiiCheck(ctx.policy, ctx.plan.custom_recognizers))
+
+
+def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
+    from lazaret.provenance import spacy_model_info
+
+    return [spacy_model_info()] if section.get("nlp") == "spacy" else []
+
+
+register(Check(name="pii", policy_section="pii", expand=expand, models=models))

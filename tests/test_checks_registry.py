@@ -1,0 +1,105 @@
+"""The check registry (lazaret.checks): one name per check, used by --checks, the manifests and the policy;
+an in-house check registered from here runs in a real scan exactly like a built-in one."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import pytest
+
+from helpers import findings_rows, quarantine_rows, scan, summary
+from lazaret.checks import Check, CheckResult, checks, get, names, register, unregister
+from lazaret.findings import make_finding
+from lazaret.rules.errors import ConfigError
+from lazaret.scan import parse_checks
+
+TOY = "toy_word"
+
+
+class FlagWord(beam.DoFn):
+    """Quarantines records whose response contains ``word``; one finding per record, score 0 when absent."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def process(self, record):
+        responses = " ".join(text for _path, side, text in record["fields"] if side == "response")
+        hit = self.word in responses.lower()
+        yield make_finding(record, TOY, "word" if hit else "none", "response", 1.0 if hit else 0.0,
+                           f"response contains {self.word!r}" if hit else "",
+                           action="quarantine" if hit else "none")
+
+
+def toy_expand(records, ctx):
+    return CheckResult(records | "FlagWord" >> beam.ParDo(FlagWord(ctx.policy.get("word", "pineapple"))))
+
+
+@pytest.fixture
+def toy_check():
+    check = register(Check(name=TOY, expand=toy_expand, aliases=("toy",)))
+    try:
+        yield check
+    finally:
+        unregister(TOY)
+    assert TOY not in names()
+
+
+def test_builtin_names_one_per_check():
+    assert names() == ["pii", "toxicity", "dedup", "poisoning"]
+    assert [c.manifest_name for c in checks()] == ["pii", "toxicity", "near_duplicate", "poisoning"]
+    # the command line accepts the manifest name and the historical aliases, and stores the one name
+    assert parse_checks("near_duplicate,near_duplicates,dedup,poison,pii") == ["dedup", "poisoning", "pii"]
+    assert get("poisoning").needs == ("dedup",)
+    with pytest.raises(ConfigError, match="choose from pii, toxicity, dedup, poisoning"):
+        parse_checks("pii,spam")
+
+
+def test_registry_refuses_taken_names_and_unknown_needs():
+    with pytest.raises(ValueError, match="already taken"):
+        register(Check(name="near_duplicate", expand=toy_expand))
+    with pytest.raises(ValueError, match="already taken"):
+        register(Check(name="other", finding_name="malformed", expand=toy_expand))
+    with pytest.raises(ValueError, match="not registered before it"):
+        register(Check(name="other", needs=("later",), expand=toy_expand))
+    assert "other" not in names()
+    with pytest.raises(ValueError, match="built in"):
+        unregister("dedup")
+    assert "dedup" in names()
+
+
+def test_registered_name_is_known_everywhere(toy_check, tmp_path):
+    record = {"doc_id": "d1", "record_id": "r1"}
+    assert make_finding(record, TOY, "word")["check"] == TOY
+    assert parse_checks("toy,pii") == [TOY, "pii"]
+    from lazaret.rules.policy import load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"incidents:\n  open_on_confirm:\n    {TOY}: high\n")
+    assert load_policy(str(policy)).sections["incidents"]["open_on_confirm"][TOY] == "high"
+
+
+def test_unregistered_name_is_refused():
+    with pytest.raises(ValueError, match="unknown check 'toy_word'"):
+        make_finding({"doc_id": "d1"}, TOY, "word")
+    with pytest.raises(ConfigError, match="unknown check 'toy_word'"):
+        parse_checks(TOY)
+
+
+@pytest.mark.slow
+def test_toy_check_registered_here_lands_in_the_manifests(toy_check, tmp_path):
+    data = tmp_path / "d.jsonl"
+    rows = [{"id": f"r{i}", "prompt": f"question {i}", "response": "I like Pineapple." if i in (2, 5) else "fine"}
+            for i in range(6)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert scan(data, out, "--checks", "toy", "--no-report") == 0
+    s = summary(out)
+    assert s["checks"] == [TOY] and s["conservation"]["holds"]
+    assert s["actions"]["quarantine"] == 2 and s["actions"]["clean"] == 4
+    assert s["reasons"] == {f"{TOY}:word": 2}
+    held = sorted(r["record_id"] for r in quarantine_rows(out))
+    assert held == ["r2", "r5"]
+    found = findings_rows(out)
+    assert {f["check"] for f in found} == {TOY} and len(found) == 6
+    assert sorted(f["record_id"] for f in found if f["rule"] == "word") == ["r2", "r5"]
