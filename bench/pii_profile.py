@@ -75,6 +75,9 @@ def main() -> None:
     texts = joined_texts(rows)
     engine = load_engine(args.nlp)
     batch = engine.section["batch_size"]
+    import resource
+
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     spent, calls = split_timers(engine)
     prof = None if args.no_cprofile else cProfile.Profile()
     t = time.process_time()
@@ -91,6 +94,8 @@ def main() -> None:
     for label, s in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"{label:<64}{s:8.2f}{100 * s / total:7.1f}%{calls[label]:8d}")
     print("engine stats:", dict(sorted(engine.stats.items())))
+    print(f"peak RSS of this process: {loaded_mb:.0f} MB with the engine loaded (texts read), "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB after the run")
     if prof:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(args.top)

@@ -17,7 +17,9 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
   a pattern matched (``lazy_artifacts``), and the context look-up is logarithmic per match;
 * a text longer than ``max_chars`` is analysed in overlapping windows: linear cost, nothing lost at an edge;
 * the analyzer is asked only for entity types the text can hold (no digit: no phone/card/SSN/IBAN/IP...;
-  no '@': no e-mail), so most recognizers are skipped on most texts.
+  no '@': no e-mail), so most recognizers are skipped on most texts;
+* one RE2 pass over a window (``pii_prefilter``: every pattern rewritten into a superset, all in one
+  ``re2.Set``) tells which pattern recognizers can match it; the others are not run on it.
 """
 
 from __future__ import annotations
@@ -158,7 +160,11 @@ def sentence_spans(text: str, start: int, end: int) -> List[Tuple[int, int]]:
     return out
 
 
-LEFT_CONTEXT = 200
+# Characters of the previous sentence given to NER as left context. en_core_web_sm's encoders see 4 tokens
+# each side (MaxoutWindowEncoder, window 1, depth 4), so ~6-8 tokens of context is all the model can use:
+# 40 instead of 200 characters gave the same findings on 1,000 T0 records and the same P/R on the synthetic
+# and WNUT-17 sets, with 30% less NER input (docs/pii.md, issue 21).
+LEFT_CONTEXT = 40
 CONTEXT_ALWAYS = True
 
 
