@@ -6,6 +6,7 @@ in batches of the policy's ``batch_size``, with the shipped policy and recognize
 before timing starts (model load is start-up, measured end to end by ``pii_speed.py``).
 
 Run: .venv/bin/python bench/pii_profile.py [--n 3000] [--nlp spacy|none] [--top 30] [--no-cprofile]
+     [--no-prefilter] [--left-context 200]   (the switches reproduce the state before issue 21's second session)
 """
 
 from __future__ import annotations
@@ -70,10 +71,17 @@ def main() -> None:
     ap.add_argument("--nlp", default="spacy", choices=["spacy", "none"])
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-cprofile", action="store_true")
+    ap.add_argument("--no-prefilter", action="store_true", help="run every recognizer asked for (no RE2 pass)")
+    ap.add_argument("--left-context", type=int, default=None, help="NER left context in characters")
     args = ap.parse_args()
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n)
     texts = joined_texts(rows)
     engine = load_engine(args.nlp)
+    engine.pattern_prefilter = not args.no_prefilter
+    if args.left_context is not None:
+        import lazaret.detectors.pii_engine as pii_engine
+
+        pii_engine.LEFT_CONTEXT = args.left_context
     batch = engine.section["batch_size"]
     import resource
 
