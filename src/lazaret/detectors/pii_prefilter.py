@@ -16,7 +16,8 @@ Why a superset and not a translation: RE2 has no look-around or back-references,
   the pattern is matched as text instead: nothing comes before it, so that is a superset too);
 * compiles two sets: one for all-ASCII windows, where RE2's ``\\b``/``\\d``/``\\w`` mean exactly what the
   ``regex`` module's mean, and one for other windows, where ``\\b`` is dropped and every class (``\\d``,
-  ``\\w``, ``\\p{..}``) also accepts any non-ASCII character (so different Unicode tables cannot matter);
+  ``\\w``, ``\\p{..}``, a class or a literal with a non-ASCII character) also accepts any non-ASCII
+  character, so the engines' different Unicode tables and case folding cannot matter;
 * turns anything it does not understand into "always run this recognizer" (the pattern is left out of the
   sets and its recognizer is never skipped).
 
@@ -141,6 +142,8 @@ def _rewrite_class(p: str, i: int, unicode: bool) -> Tuple[str, int]:
     if negated and unicode:
         # a negated class must accept every non-ASCII character: Unicode tables of the two engines differ
         return "(?:[^" + "".join(out) + "]|[" + _NON_ASCII + "])", end
+    if unicode and not body.isascii():
+        out.insert(0, _NON_ASCII)  # a non-ASCII member: its case variants follow each engine's Unicode version
     return ("[^" if negated else "[") + "".join(out) + "]", end
 
 
@@ -233,6 +236,9 @@ def relax(pattern: str, unicode: bool) -> str:
                     out.append(f"(?{keep}:" if keep else "(?:")
                 elif keep:
                     raise Unsupported("scoped-off flag for the rest of the pattern")
+        elif unicode and not c.isascii():
+            out.append(f"[{_NON_ASCII}]")  # a non-ASCII literal: its case variants depend on Unicode versions
+            i += 1
         else:
             out.append(c)
             i += 1
