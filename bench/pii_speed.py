@@ -15,7 +15,8 @@ output joined into one ``text`` field, then runs, each pinned to core 0 (``tasks
 ``BatchAnalyzerEngine`` (batch 50, the same spaCy small model) over the same texts. Reports CPU-seconds of
 each process tree (user+sys, robust to a shared machine) and wall seconds.
 
-Run: .venv/bin/python bench/pii_speed.py --end-to-end [--n 5000] [--skip-presidio]
+Run: .venv/bin/python bench/pii_speed.py --end-to-end [--n 5000] [--skip-presidio] [--pii-nlp none]
+     [--repeat 3] [--compare-src DIR]   (DIR: e.g. ``git archive main | tar -x -C DIR``, run interleaved)
 """
 
 from __future__ import annotations
@@ -96,32 +97,70 @@ def presidio_batch(path: str) -> None:
     print(f"presidio: {len(texts)} texts, {found} results")
 
 
-def timed_child(cmd) -> tuple[float, float]:
-    """(CPU-seconds of the child's process tree, wall seconds)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed_child(cmd, env=None) -> tuple[float, float, float]:
+    """(CPU-seconds of the child's process tree, wall seconds, peak RSS of the child in MB).
+
+    ``os.wait4`` reports this child's own usage (with the descendants it waited for), so the peak RSS is the
+    scan process's: with FnApiRunner the one worker runs inside it."""
     t = time.time()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.time() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024.0
 
 
-def end_to_end(n: int, skip_presidio: bool) -> None:
+def same_outputs(a: str, b: str) -> bool:
+    """Every output file but provenance.json (paths and times) is byte-identical in the two scans."""
+    import filecmp
+
+    def files(root):
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                      if f != "provenance.json")
+
+    names = files(a)
+    return names == files(b) and all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+                                     for f in names)
+
+
+def end_to_end(n: int, skip_presidio: bool, nlp: str = "spacy", repeat: int = 1, srcs=("",)) -> None:
+    """``srcs``: source trees to compare ("" = this checkout; a directory = its ``src`` on PYTHONPATH, e.g. a
+    ``git archive`` of another commit), run interleaved ``repeat`` times; the median is printed."""
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=n)
-    print(f"PII end to end on one core (taskset -c 0), {n} T0 records as one text field ({machine()}; "
-          f"CPU-seconds of each process tree)")
+    print(f"PII end to end on one core (taskset -c 0), {n} T0 records as one text field, --pii-nlp {nlp} "
+          f"({machine()}; CPU-seconds of each process tree, peak RSS of the scan process = its one worker)")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "t0.jsonl")
         write_slice([{"text": t} for t in joined_texts(rows)], path)
         pin = ["taskset", "-c", "0"]
-        lz = [str(ROOT / ".venv" / "bin" / "lazaret"), "scan", path, "--out", os.path.join(tmp, "out"), "--checks",
-              "pii", "--runner=FnApiRunner", "--quiet", "--no-report"]
-        cpu, wall = timed_child(pin + lz)
-        print(f"lazaret scan --checks pii:         {cpu:7.1f} CPU-s  {wall:7.1f} s wall")
+        runs = {src: [] for src in srcs}
+        for rep in range(repeat):
+            for k, src in enumerate(srcs):
+                env = dict(os.environ)
+                if src:
+                    env["PYTHONPATH"] = os.path.join(src, "src")
+                lz = [str(ROOT / ".venv" / "bin" / "lazaret"), "scan", path, "--out", os.path.join(tmp, f"out{k}"),
+                      "--checks", "pii", "--pii-nlp", nlp, "--runner=FnApiRunner", "--quiet", "--no-report",
+                      "--overwrite"]
+                cpu, wall, rss = timed_child(pin + lz, env=env)
+                runs[src].append((cpu, wall, rss))
+                print(f"run {rep + 1} {src or 'this checkout'}: lazaret scan --checks pii: {cpu:7.1f} CPU-s "
+                      f"{wall:7.1f} s wall {rss:6.0f} MB peak RSS  ({n / cpu:.1f} records per CPU-s)", flush=True)
+        for src, got in runs.items():
+            cpu = sorted(c for c, _, _ in got)[len(got) // 2]
+            rss = sorted(r for _, _, r in got)[len(got) // 2]
+            print(f"median of {len(got)}, {src or 'this checkout'}: {cpu:.1f} CPU-s, {n / cpu:.1f} records per "
+                  f"CPU-s, {rss:.0f} MB peak RSS")
+        for k, src in enumerate(srcs[1:], 1):
+            same = same_outputs(os.path.join(tmp, "out0"), os.path.join(tmp, f"out{k}"))
+            print(f"outputs of {src} and this checkout (all but provenance.json) byte-identical: {same}")
         if not skip_presidio:
-            pcpu, pwall = timed_child(pin + [sys.executable, __file__, "--presidio-only", path])
-            print(f"Presidio BatchAnalyzerEngine (50): {pcpu:7.1f} CPU-s  {pwall:7.1f} s wall")
-            print(f"speed-up (CPU-seconds): {pcpu / cpu:.2f}x")
+            pcpu, pwall, prss = timed_child(pin + [sys.executable, __file__, "--presidio-only", path])
+            print(f"Presidio BatchAnalyzerEngine (50): {pcpu:7.1f} CPU-s  {pwall:7.1f} s wall {prss:6.0f} MB peak RSS")
+            mine = sorted(c for c, _, _ in runs[""])[len(runs[""]) // 2]
+            print(f"speed-up (CPU-seconds, median of this checkout): {pcpu / mine:.2f}x")
 
 
 def main() -> None:
@@ -129,6 +168,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--end-to-end", action="store_true")
     ap.add_argument("--skip-presidio", action="store_true")
+    ap.add_argument("--pii-nlp", default="spacy", choices=["spacy", "none"], help="end to end: patterns only or NER")
+    ap.add_argument("--repeat", type=int, default=1, help="end to end: runs per source tree (median printed)")
+    ap.add_argument("--compare-src", action="append", default=[], metavar="DIR",
+                    help="end to end: also run the scan with DIR/src on PYTHONPATH (e.g. git archive of main)")
     ap.add_argument("--presidio-only", metavar="JSONL", help=argparse.SUPPRESS)
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-4x", action="store_true")
@@ -136,7 +179,7 @@ def main() -> None:
     if args.presidio_only:
         return presidio_batch(args.presidio_only)
     if args.end_to_end:
-        return end_to_end(args.n, args.skip_presidio)
+        return end_to_end(args.n, args.skip_presidio, args.pii_nlp, args.repeat, ["", *args.compare_src])
     shared = need_shared()
     rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz")
     n = args.n
