@@ -76,9 +76,13 @@ def test_engine_reports_a_timeout_as_a_finding():
             "patterns": [{"name": "code", "regex": r"(q|qz?)+y", "score": 0.9, "engine": "backtracking"}],
             "context": [], "deny_list": [], "deny_list_score": 1.0}
     engine = PiiEngine(section, [spec]).load()
-    found = engine.analyze_many([f"hello {HOSTILE} there", "a qqy here"])
+    # the trailing "qy" keeps the one-pass RE2 prefilter (pii_prefilter.py) from ruling the recognizer out:
+    # the backtracking engine then meets the 2^n prefix first and runs out of its budget
+    found = engine.analyze_many([f"hello {HOSTILE} there qy", "a qqy here", f"hello {HOSTILE} there"])
     assert [f[2] for f in found[0]] == [REGEX_TIMEOUT]
     assert [f[2] for f in found[1]] == ["CUSTOMER_CODE"]
+    # a text where the pattern cannot match at all is ruled out by the linear prefilter: no backtracking
+    assert found[2] == []
     assert engine.stats["regex_timeouts"] == 1
 
 
@@ -86,7 +90,7 @@ def test_engine_reports_a_timeout_as_a_finding():
 def test_hostile_record_quarantined_with_reason(tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text("\n".join(json.dumps({"text": t}) for t in
-                              (f"order {HOSTILE} done", "nothing to see", "code qqzy here")) + "\n")
+                              (f"order {HOSTILE} done qy", "nothing to see", "code qqzy here")) + "\n")
     out = tmp_path / "out"
     rules = _rules(tmp_path, r"(q|qz?)+y", engine="backtracking")
     assert scan(data, out, "--checks", "pii", "--pii-nlp", "none", "--rules", rules) == 0
