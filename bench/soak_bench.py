@@ -8,7 +8,9 @@ Run: .venv/bin/python bench/soak_bench.py [--copies 4] [--workers 1] [--interval
 Spark local[2]; their job server JVM is a child of the scan). Besides the runner / largest worker columns the
 bench prints the peak RSS of every process of the tree (JVM included) and the CPU-seconds (user+sys) of the
 whole tree: the kernel's count for every reaped descendant, and the sum of each process's last sample.
-`--stop-after` ends the run (the whole tree) after that many seconds and reports what it measured.
+`--stop-after` ends the run (the whole tree) after that many seconds, `--stall-after` when the tree has used
+less than one CPU-second in that many seconds (a 4x T0 run on Flink local deadlocked in its data plane), and
+either way the bench reports what it measured; so does a scan that fails.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ def main() -> None:
     ap.add_argument("--runner", choices=("in-process", "flink", "spark"), default="in-process",
                     help="flink / spark: pipelines/runners/{flink,spark}-local.args (--workers is ignored)")
     ap.add_argument("--stop-after", type=float, default=None, help="stop the scan after this many seconds")
+    ap.add_argument("--stall-after", type=float, default=600.0,
+                    help="stop the scan when its tree used < 1 CPU-s in this many seconds (0: never)")
     args = ap.parse_args()
     shared = need_shared()
     rows = read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.limit)
@@ -149,7 +153,8 @@ def main() -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT)  # the runners' .args name their job server jars from the root
         ps = psutil.Process(proc.pid)
         tree = Tree(ps)
-        stopped = False
+        stopped = stalled = False
+        progress = (t0, 0.0)  # (when, tree CPU-s) of the last sample that showed progress
         samples = []
         log = open(args.csv, "w") if args.csv else None  # written as we go: a killed run keeps its samples
         if log:
@@ -161,6 +166,14 @@ def main() -> None:
                 stopped = True
                 break
             tree.sample()
+            busy = sum(tree.cpu.values())
+            if busy >= progress[1] + 1.0:
+                progress = (time.time(), busy)
+            elif args.stall_after and time.time() - progress[0] > args.stall_after:
+                kill_tree(ps)
+                proc.wait()
+                stopped = stalled = True
+                break
             samples.append((time.time() - t0, *rss_mb(ps)))
             if log:
                 log.write("%.1f,%.1f,%.1f,%.1f\n" % samples[-1])
@@ -170,14 +183,18 @@ def main() -> None:
             log.close()
         wall = time.time() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0 and not stopped:
-            raise SystemExit(f"scan failed with exit {proc.returncode}")
+        failed = proc.returncode != 0 and not stopped
     where = (f"{args.workers} worker(s)" if args.runner == "in-process" else
              " ".join(extra[:-1] + [extra[-1].split("=")[0] + "=..."]))
     print(f"Soak: {n} records ({args.copies} x T0), checks {args.checks}, pii-nlp {args.pii_nlp}, "
           f"{args.runner}: {where} ({machine()})")
-    if stopped:
+    if stalled:
+        print(f"STALLED: no CPU used since {progress[0] - t0:.0f} s, stopped after {wall:.0f} s "
+              f"(--stall-after {args.stall_after:.0f}): the figures below are partial")
+    elif stopped:
         print(f"STOPPED after {wall:.0f} s (--stop-after {args.stop_after:.0f}): the figures below are partial")
+    elif failed:
+        print(f"FAILED: the scan exited {proc.returncode} after {wall:.0f} s: the figures below are partial")
     else:
         print(f"wall {wall:.0f} s, {n / wall:.1f} records/s")
     reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -196,6 +213,8 @@ def main() -> None:
                 print(f"{name:<18}{max(s[1] for s in part):>10.0f}{max(s[2] for s in part):>16.0f}"
                       f"{max(s[3] for s in part):>12.0f}")
         print(f"{len(samples)} samples every {args.interval:.0f} s")
+    if failed:
+        raise SystemExit(f"scan failed with exit {proc.returncode}")
 
 
 
