@@ -87,7 +87,9 @@ def to_pipeline_record(obj: dict, index: int, source: str = "bench") -> dict:
 
     raw = json.dumps(obj, sort_keys=True).encode("utf-8")
     r = build_record(obj, None, source, index, hashlib.sha256(raw).hexdigest())
-    return {k: r[k] for k in ("doc_id", "record_id", "prompt", "response", "text")}
+    # raw and fields too: the scan reads a record's system turns from them (features.task_prompt); without
+    # them every system prompt would count as task words, which `lazaret scan` never does
+    return {k: r[k] for k in ("doc_id", "record_id", "prompt", "response", "text", "raw", "fields")}
 
 
 def base_objects(name: str, t0_limit: int = 20000) -> List[dict]:
