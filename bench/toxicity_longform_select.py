@@ -56,6 +56,13 @@ CANDIDATES = {
     # opposite of every other source's definition; trained without it (its val split still scored)
     "Q_no_hateval_train": ["--train-repeat", "1", "1", "0", "1", "1"],
     "R_no_hateval_longform_x3": ["--train-repeat", "1", "1", "0", "3", "3"],
+    # issue 20, second round (docs/toxicity.md): a long-form specialist (tweets down, long-form up) and word
+    # n-gram settings; the autotuned candidate's options come from bench/toxicity_autotune.py
+    "S_tweets_quarter_longform_x6": ["--train-repeat", "0.25", "0.5", "0.5", "6", "6"],
+    "T_trigrams_bucket2M_cutoff300k": ["--train-repeat", "0.5", "1", "1", "3", "3", "--word-ngrams", "3",
+                                       "--bucket", "2000000", "--cutoff", "300000"],
+    "U_bigrams_bucket2M_cutoff300k": ["--train-repeat", "0.5", "1", "1", "3", "3", "--bucket", "2000000",
+                                      "--cutoff", "300000"],
 }
 
 
