@@ -63,6 +63,10 @@ CANDIDATES = {
                                        "--bucket", "2000000", "--cutoff", "300000"],
     "U_bigrams_bucket2M_cutoff300k": ["--train-repeat", "0.5", "1", "1", "3", "3", "--bucket", "2000000",
                                       "--cutoff", "300000"],
+    # the same larger bucket without pruning (quantised cutoff 0: about 8 MB at dim 8)
+    "V_bigrams_bucket2M": ["--train-repeat", "0.5", "1", "1", "3", "3", "--bucket", "2000000"],
+    "W_trigrams_bucket2M": ["--train-repeat", "0.5", "1", "1", "3", "3", "--word-ngrams", "3",
+                            "--bucket", "2000000"],
 }
 
 
