@@ -67,6 +67,11 @@ CANDIDATES = {
     "V_bigrams_bucket2M": ["--train-repeat", "0.5", "1", "1", "3", "3", "--bucket", "2000000"],
     "W_trigrams_bucket2M": ["--train-repeat", "0.5", "1", "1", "3", "3", "--word-ngrams", "3",
                             "--bucket", "2000000"],
+    # fastText autotune's pick (bench/toxicity_autotune.py --duration 1200 --model-size 4M, metric
+    # f1:__label__toxic on the four scored sources' validation rows), retrained the ordinary way
+    "X_autotune_1200s_4M": ["--train-repeat", "0.5", "1", "1", "3", "3", "--lr", "0.1692979210449485",
+                            "--dim", "105", "--epoch", "2", "--word-ngrams", "5", "--minn", "3", "--maxn", "6",
+                            "--bucket", "580456", "--cutoff", "60804"],
 }
 
 
