@@ -9,6 +9,9 @@ A check's ``expand(records, ctx)`` is the body of a Beam composite (the scan lab
 it receives the records PCollection and a :class:`CheckContext`, and returns a :class:`CheckResult`:
 findings (dicts made by :func:`lazaret.findings.make_finding`, ``check`` = the check's ``finding_name``)
 and, optionally, clusters as rows of ``clusters/`` made by :func:`lazaret.checks.clusters.cluster_row`.
+The registry lives in the launcher's process only: the scan checks the names of a check's findings where they
+leave the check (``lazaret.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
+code runs on workers that never imported the module registering it.
 
 This module imports no Beam: the CLI validates ``--checks`` without paying for it.
 """
@@ -80,7 +83,6 @@ class Check:
 
 
 _REGISTRY: Dict[str, Check] = {}
-_FINDING_NAMES: Optional[frozenset] = None
 _BUILTIN_NAMES: set = set()
 _loaded: set = set()
 _loading = False
@@ -104,7 +106,6 @@ def _load_builtin() -> None:
 def register(check: Check) -> Check:
     """Add ``check`` to the registry (after the built-in ones); returns it. Registering an equal declaration
     again is a no-op (a module imported twice); a different check under a taken name is an error."""
-    global _FINDING_NAMES
     _load_builtin()
     taken = {alias: c.name for c in _REGISTRY.values() for alias in (c.name, c.manifest_name, *c.aliases)}
     if check.name in _REGISTRY and _REGISTRY[check.name] == check:
@@ -118,20 +119,17 @@ def register(check: Check) -> Check:
     _REGISTRY[check.name] = check
     if _loading:
         _BUILTIN_NAMES.add(check.name)
-    _FINDING_NAMES = None
     return check
 
 
 def unregister(name: str) -> None:
     """Remove a check registered by :func:`register` (tests, plug-in reloads); built-in checks stay (deselect
     them with ``--checks`` or the policy instead)."""
-    global _FINDING_NAMES
     if name in _BUILTIN_NAMES:
         raise ValueError(f"check {name!r} is built in and cannot be unregistered")
     if any(name in c.needs for c in _REGISTRY.values() if c.name != name):
         raise ValueError(f"check {name!r} is needed by another registered check")
     _REGISTRY.pop(name, None)
-    _FINDING_NAMES = None
 
 
 def checks() -> List[Check]:
@@ -155,14 +153,6 @@ def get(name: str) -> Check:
 def manifest_names() -> Tuple[str, ...]:
     """Every value the ``check`` column of a finding may take, in registry order."""
     return tuple(c.manifest_name for c in checks()) + RESERVED_FINDING_NAMES
-
-
-def finding_names() -> frozenset:
-    """:func:`manifest_names` as a set, cached: make_finding asks for every finding."""
-    global _FINDING_NAMES
-    if _FINDING_NAMES is None:
-        _FINDING_NAMES = frozenset(manifest_names())
-    return _FINDING_NAMES
 
 
 def default_selection(sections: Dict[str, Dict[str, Any]]) -> List[str]:
