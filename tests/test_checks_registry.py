@@ -57,6 +57,19 @@ def test_builtin_names_one_per_check():
         parse_checks("pii,spam")
 
 
+@pytest.mark.parametrize("module", ["lazaret.checks.near_duplicate", "lazaret.checks.poisoning"])
+def test_builtin_order_whichever_check_module_a_worker_imports_first(module):
+    """A worker imports a check module first when it unpickles one of its functions (near_duplicate.row):
+    the registry is still complete and in order there."""
+    import subprocess
+    import sys
+
+    code = f"import {module}; from lazaret.checks import names; print(','.join(names()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "pii,toxicity,dedup,poisoning"
+
+
 def test_registry_refuses_taken_names_and_unknown_needs():
     with pytest.raises(ValueError, match="already taken"):
         register(Check(name="near_duplicate", expand=toy_expand))

@@ -89,8 +89,14 @@ _loading = False
 
 
 def _load_builtin() -> None:
-    """Import the built-in check modules once, on first use of the registry, so they come first and in
-    ``BUILTIN`` order whoever registers first."""
+    """Import the built-in check modules once, when this package is imported, so they come first and in
+    ``BUILTIN`` order whoever registers first.
+
+    Why at package import and not on first use: a worker process first meets a built-in check module when
+    it unpickles one of its functions (``near_duplicate.row``), and importing that module imports this
+    package first. Loaded then, every built-in module is imported whole, in order; loaded from inside the
+    module's own ``register`` call, the module would still be half-imported and ``poisoning`` (which needs
+    ``dedup``) would be registered before ``dedup``."""
     global _loading
     if _loading or all(m in _loaded for m in BUILTIN):
         return
@@ -158,3 +164,7 @@ def manifest_names() -> Tuple[str, ...]:
 def default_selection(sections: Dict[str, Dict[str, Any]]) -> List[str]:
     """The checks a scan runs without ``--checks``: every registered one its policy section does not disable."""
     return [c.name for c in checks() if c.section(sections).get("enabled", True)]
+
+
+# last, when every name above exists: the built-in modules import them from this package
+_load_builtin()
