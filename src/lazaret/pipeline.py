@@ -15,7 +15,7 @@ import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.decide import Decide, reject_row
+from lazaret.decide import Decide, decisive, for_decision, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 from lazaret.packing import PackedReshuffle, pack, unpack_all
@@ -132,8 +132,10 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     else:
         findings = p | "NoFindings" >> beam.Create([])
 
-    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(r))),
-                "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
+    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(for_decision(r)))),
+                "findings": findings
+                | "DecisiveFindings" >> beam.Filter(decisive)
+                | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
                | "Join" >> beam.CoGroupByKey()
                | "UnpackJoined" >> beam.Map(unpack_joined)
                | "Decide" >> beam.ParDo(Decide.for_scan(plan.checks, plan.sections["pii"], plan.custom_recognizers))
