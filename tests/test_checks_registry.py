@@ -4,6 +4,8 @@ an in-house check registered from here runs in a real scan exactly like a built-
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 
 import apache_beam as beam
 import pytest
@@ -55,6 +57,19 @@ def test_builtin_names_one_per_check():
         parse_checks("pii,spam")
 
 
+@pytest.mark.parametrize("module", ["lazaret.checks.near_duplicate", "lazaret.checks.poisoning"])
+def test_builtin_order_whichever_check_module_a_worker_imports_first(module):
+    """A worker imports a check module first when it unpickles one of its functions (near_duplicate.row):
+    the registry is still complete and in order there."""
+    import subprocess
+    import sys
+
+    code = f"import {module}; from lazaret.checks import names; print(','.join(names()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "pii,toxicity,dedup,poisoning"
+
+
 def test_registry_refuses_taken_names_and_unknown_needs():
     with pytest.raises(ValueError, match="already taken"):
         register(Check(name="near_duplicate", expand=toy_expand))
@@ -80,10 +95,39 @@ def test_registered_name_is_known_everywhere(toy_check, tmp_path):
 
 
 def test_unregistered_name_is_refused():
-    with pytest.raises(ValueError, match="unknown check 'toy_word'"):
-        make_finding({"doc_id": "d1"}, TOY, "word")
     with pytest.raises(ConfigError, match="unknown check 'toy_word'"):
         parse_checks(TOY)
+
+
+def test_findings_named_after_another_check_are_refused_where_they_leave_it():
+    from lazaret.pipeline import OwnFindings
+
+    own = OwnFindings("dedup", ("near_duplicate", "malformed", "rule"))
+    for name in ("near_duplicate", "malformed"):
+        finding = make_finding({"doc_id": "d1"}, name, "x")
+        assert list(own.process(finding)) == [finding]
+    with pytest.raises(ValueError, match="check 'dedup' emitted a finding named 'pii'"):
+        list(own.process(make_finding({"doc_id": "d1"}, "pii", "x")))
+
+
+def test_finding_names_travel_with_the_pickled_step(toy_check):
+    """A fresh interpreter, where the toy check was never registered, unpickles the step that checks the toy
+    check's findings and accepts them (what a worker process does)."""
+    import subprocess
+    import sys
+
+    from apache_beam.internal import pickler
+
+    from lazaret.pipeline import OwnFindings
+
+    blob = pickler.dumps(OwnFindings(TOY, (TOY, "malformed", "rule")))
+    code = ("import sys; from apache_beam.internal import pickler; from lazaret.checks import names; "
+            "from lazaret.findings import make_finding; own = pickler.loads(sys.stdin.buffer.read()); "
+            f"assert {TOY!r} not in names(); "
+            f"print(len(list(own.process(make_finding({{'doc_id': 'd1'}}, {TOY!r}, 'word')))))")
+    done = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "1"
 
 
 @pytest.mark.slow
@@ -103,3 +147,24 @@ def test_toy_check_registered_here_lands_in_the_manifests(toy_check, tmp_path):
     found = findings_rows(out)
     assert {f["check"] for f in found} == {TOY} and len(found) == 6
     assert sorted(f["record_id"] for f in found if f["rule"] == "word") == ["r2", "r5"]
+
+
+@pytest.mark.slow
+def test_toy_check_findings_reach_the_manifests_from_worker_processes(toy_check, tmp_path, monkeypatch):
+    """The registry is per process: the toy check is registered here, not in the two worker processes of
+    multi_processing, which unpickle its DoFn (importing this module, which registers nothing). What a worker
+    needs to know about the check travels with the pickled transforms."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(pathlib.Path(__file__).parent),
+                                                                    os.environ.get("PYTHONPATH")])))
+    data = tmp_path / "d.jsonl"
+    rows = [{"id": f"r{i}", "prompt": f"question {i}", "response": "I like Pineapple." if i in (1, 4) else "fine"}
+            for i in range(6)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert scan(data, out, "--checks", "toy", "--no-report", "--runner=DirectRunner",
+                "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    s = summary(out)
+    assert s["checks"] == [TOY] and s["conservation"]["holds"]
+    assert sorted(r["record_id"] for r in quarantine_rows(out)) == ["r1", "r4"]
+    found = findings_rows(out)
+    assert {f["check"] for f in found} == {TOY} and len(found) == 6

@@ -23,6 +23,26 @@ REJECT = "reject"
 ACTIONS = (CLEAN, QUARANTINE, DROP, REJECT)
 
 
+def decisive(f: Dict[str, Any]) -> bool:
+    """Whether a finding can change what :class:`Decide` writes for its record: an action other than
+    ``none``, a span (redaction, flag, masked evidence), a cluster (cluster evidence) or a reject.
+
+    Why: every check emits a finding for every record it ran on (score 0 when it found nothing), so most
+    findings cannot change a decision. Only these cross the shuffle that joins findings with records;
+    all of them still go to ``findings/``.
+    """
+    return f["action"] != "none" or bool(f.get("spans")) or bool(f.get("cluster_id")) or f["check"] == "malformed"
+
+
+#: what :class:`Decide` reads of a record (the joined prompt, response and text repeat ``fields``)
+DECISION_KEYS = ("doc_id", "record_id", "source_path", "source_index", "content_sha256", "raw", "fields", "meta")
+
+
+def for_decision(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of a record :class:`Decide` reads, the only part that crosses the join with the findings."""
+    return {k: record[k] for k in DECISION_KEYS if k in record}
+
+
 def reason(f: Dict[str, Any]) -> Dict[str, Any]:
     return {"check": f["check"], "rule": f["rule"], "score": float(f["score"]), "detail": f["detail"] or ""}
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from lazaret.checks import finding_names
-
 ACTIONS = ("none", "flag", "redact", "quarantine", "drop_duplicate")
 SIDES = ("prompt", "response", "all", "meta")  # meta: strings outside the text fields (PII check only)
 
@@ -28,9 +26,13 @@ def make_finding(
     Checks emit one finding per (record, rule, side) for every record they ran on, including a score of 0
     when nothing was found, so ``findings/`` can be used to study score distributions and re-threshold
     without re-running the scan.
+
+    ``check`` is not looked up in the registry here: the registry is per process, and a check registered by
+    user code on the launcher is unknown in a worker process. The scan checks the name where the check's
+    findings leave it (``lazaret.pipeline.OwnFindings``), with the names carried by that pickled DoFn.
     """
-    if check not in finding_names():
-        raise ValueError(f"unknown check {check!r} (a check's findings carry its registered manifest name)")
+    if not isinstance(check, str) or not check:
+        raise ValueError(f"a finding's check must be a check's manifest name, not {check!r}")
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if side not in SIDES:

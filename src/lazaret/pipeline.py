@@ -13,8 +13,9 @@ from typing import Any, Dict, List
 
 import apache_beam as beam
 
-from lazaret.checks import Check, CheckContext, CheckResult, checks as registered_checks
-from lazaret.decide import Decide, reject_row
+from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
+                            checks as registered_checks)
+from lazaret.decide import Decide, decisive, for_decision, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 from lazaret.packing import PackedReshuffle, pack, unpack_all
@@ -46,8 +47,29 @@ def reject_counts(rej: Dict[str, Any]):
     yield ("reason", f"malformed:{rej['rule']}")
 
 
+class OwnFindings(beam.DoFn):
+    """A check's findings, passed on unchanged once their ``check`` is known to be the check's manifest name
+    (or a reserved one: ``malformed`` for a record it failed on, ``rule``).
+
+    Why here and not in make_finding: the registry is per process. A check registered by user code on the
+    launcher is not registered in the worker processes of multi_processing, a portable worker pool, Flink or
+    Dataflow, which only unpickle its DoFns; the names this step accepts travel pickled with it.
+    """
+
+    def __init__(self, check: str, allowed: tuple) -> None:
+        self.check = check
+        self.allowed = frozenset(allowed)
+
+    def process(self, finding):
+        if finding["check"] not in self.allowed:
+            raise ValueError(f"check {self.check!r} emitted a finding named {finding['check']!r}; its findings "
+                             f"carry one of {sorted(self.allowed)}")
+        yield finding
+
+
 class RunCheck(beam.PTransform):
-    """records -> CheckResult: one registered check (lazaret.checks) as a labelled composite."""
+    """records -> CheckResult: one registered check (lazaret.checks) as a labelled composite, its findings
+    checked by :class:`OwnFindings`."""
 
     def __init__(self, check: Check, ctx: CheckContext) -> None:
         super().__init__()
@@ -58,7 +80,9 @@ class RunCheck(beam.PTransform):
         result = self.check.expand(records, self.ctx)
         if not isinstance(result, CheckResult):
             raise TypeError(f"check {self.check.name!r} returned {type(result).__name__}, not a CheckResult")
-        return result
+        allowed = (self.check.manifest_name,) + RESERVED_FINDING_NAMES
+        return result._replace(findings=result.findings
+                               | "OwnFindings" >> beam.ParDo(OwnFindings(self.check.name, allowed)))
 
 
 def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
@@ -108,8 +132,10 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     else:
         findings = p | "NoFindings" >> beam.Create([])
 
-    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(r))),
-                "findings": findings | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
+    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(for_decision(r)))),
+                "findings": findings
+                | "DecisiveFindings" >> beam.Filter(decisive)
+                | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
                | "Join" >> beam.CoGroupByKey()
                | "UnpackJoined" >> beam.Map(unpack_joined)
                | "Decide" >> beam.ParDo(Decide.for_scan(plan.checks, plan.sections["pii"], plan.custom_recognizers))

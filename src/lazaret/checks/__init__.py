@@ -9,6 +9,9 @@ A check's ``expand(records, ctx)`` is the body of a Beam composite (the scan lab
 it receives the records PCollection and a :class:`CheckContext`, and returns a :class:`CheckResult`:
 findings (dicts made by :func:`lazaret.findings.make_finding`, ``check`` = the check's ``finding_name``)
 and, optionally, clusters as rows of ``clusters/`` made by :func:`lazaret.checks.clusters.cluster_row`.
+The registry lives in the launcher's process only: the scan checks the names of a check's findings where they
+leave the check (``lazaret.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
+code runs on workers that never imported the module registering it.
 
 This module imports no Beam: the CLI validates ``--checks`` without paying for it.
 """
@@ -80,15 +83,20 @@ class Check:
 
 
 _REGISTRY: Dict[str, Check] = {}
-_FINDING_NAMES: Optional[frozenset] = None
 _BUILTIN_NAMES: set = set()
 _loaded: set = set()
 _loading = False
 
 
 def _load_builtin() -> None:
-    """Import the built-in check modules once, on first use of the registry, so they come first and in
-    ``BUILTIN`` order whoever registers first."""
+    """Import the built-in check modules once, when this package is imported, so they come first and in
+    ``BUILTIN`` order whoever registers first.
+
+    Why at package import and not on first use: a worker process first meets a built-in check module when
+    it unpickles one of its functions (``near_duplicate.row``), and importing that module imports this
+    package first. Loaded then, every built-in module is imported whole, in order; loaded from inside the
+    module's own ``register`` call, the module would still be half-imported and ``poisoning`` (which needs
+    ``dedup``) would be registered before ``dedup``."""
     global _loading
     if _loading or all(m in _loaded for m in BUILTIN):
         return
@@ -104,7 +112,6 @@ def _load_builtin() -> None:
 def register(check: Check) -> Check:
     """Add ``check`` to the registry (after the built-in ones); returns it. Registering an equal declaration
     again is a no-op (a module imported twice); a different check under a taken name is an error."""
-    global _FINDING_NAMES
     _load_builtin()
     taken = {alias: c.name for c in _REGISTRY.values() for alias in (c.name, c.manifest_name, *c.aliases)}
     if check.name in _REGISTRY and _REGISTRY[check.name] == check:
@@ -118,20 +125,17 @@ def register(check: Check) -> Check:
     _REGISTRY[check.name] = check
     if _loading:
         _BUILTIN_NAMES.add(check.name)
-    _FINDING_NAMES = None
     return check
 
 
 def unregister(name: str) -> None:
     """Remove a check registered by :func:`register` (tests, plug-in reloads); built-in checks stay (deselect
     them with ``--checks`` or the policy instead)."""
-    global _FINDING_NAMES
     if name in _BUILTIN_NAMES:
         raise ValueError(f"check {name!r} is built in and cannot be unregistered")
     if any(name in c.needs for c in _REGISTRY.values() if c.name != name):
         raise ValueError(f"check {name!r} is needed by another registered check")
     _REGISTRY.pop(name, None)
-    _FINDING_NAMES = None
 
 
 def checks() -> List[Check]:
@@ -157,14 +161,10 @@ def manifest_names() -> Tuple[str, ...]:
     return tuple(c.manifest_name for c in checks()) + RESERVED_FINDING_NAMES
 
 
-def finding_names() -> frozenset:
-    """:func:`manifest_names` as a set, cached: make_finding asks for every finding."""
-    global _FINDING_NAMES
-    if _FINDING_NAMES is None:
-        _FINDING_NAMES = frozenset(manifest_names())
-    return _FINDING_NAMES
-
-
 def default_selection(sections: Dict[str, Dict[str, Any]]) -> List[str]:
     """The checks a scan runs without ``--checks``: every registered one its policy section does not disable."""
     return [c.name for c in checks() if c.section(sections).get("enabled", True)]
+
+
+# last, when every name above exists: the built-in modules import them from this package
+_load_builtin()

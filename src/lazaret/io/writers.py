@@ -52,7 +52,21 @@ def write_bytes(path: str, data: bytes) -> None:
         fh.write(data)
 
 
-def sorted_order(packed: Iterable[bytes], key: Any) -> Tuple[List[bytes], List[int]]:
+#: the fields of a clean/ or held/ row (a JSONL shard); a Parquet shard's rows have its schema's fields
+LINE_FIELDS = ("doc_id", "source_path", "source_index", "line")
+
+
+def pack_row(row: Dict[str, Any], fields: Tuple[str, ...]) -> bytes:
+    """A row as the packed tuple of its ``fields`` values: the field names, the same in every row, travel once
+    with the writer instead of with every row through the shuffle (findings/ rows: ~1/4 of their bytes)."""
+    return pack(tuple(row.get(f) for f in fields))
+
+
+def unpack_row(data: bytes, fields: Tuple[str, ...]) -> Dict[str, Any]:
+    return dict(zip(fields, unpack(data)))
+
+
+def sorted_order(packed: Iterable[bytes], key: Any, fields: Tuple[str, ...]) -> Tuple[List[bytes], List[int]]:
     """The shard's packed rows and the positions that put them in output order.
 
     Why not sort unpacked rows: a shard holds up to ROWS_PER_SHARD rows (20,000 clean lines, 50,000
@@ -60,14 +74,14 @@ def sorted_order(packed: Iterable[bytes], key: Any) -> Tuple[List[bytes], List[i
     input until the shard was full. Only the sort keys are kept; rows are unpacked again, a batch at a time,
     when written. The sort is stable, like ``sorted(rows, key=...)``, so ties keep the same order."""
     values = packed if isinstance(packed, list) else list(packed)
-    keys = [key(unpack(v)) for v in values]
+    keys = [key(unpack_row(v, fields)) for v in values]
     order = sorted(range(len(values)), key=keys.__getitem__)
     return values, order
 
 
-def _batches(packed: List[bytes], order: List[int]) -> Iterator[List[Dict[str, Any]]]:
+def _batches(packed: List[bytes], order: List[int], fields: Tuple[str, ...]) -> Iterator[List[Dict[str, Any]]]:
     for start in range(0, len(order), WRITE_BATCH_ROWS):
-        yield [unpack(packed[i]) for i in order[start:start + WRITE_BATCH_ROWS]]
+        yield [unpack_row(packed[i], fields) for i in order[start:start + WRITE_BATCH_ROWS]]
 
 
 def parquet_bytes_packed(packed: List[bytes], order: List[int], schema: pa.Schema) -> bytes:
@@ -75,7 +89,7 @@ def parquet_bytes_packed(packed: List[bytes], order: List[int], schema: pa.Schem
 
     The batches are joined into one contiguous table before writing, so the file (one row group, same
     pages) is byte-identical to ``parquet_bytes`` of the whole list: only the Python dicts are bounded."""
-    batches = [pa.RecordBatch.from_pylist(rows, schema=schema) for rows in _batches(packed, order)]
+    batches = [pa.RecordBatch.from_pylist(rows, schema=schema) for rows in _batches(packed, order, schema.names)]
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks() if batches else schema.empty_table()
     return _table_bytes(table)
 
@@ -95,7 +109,7 @@ def write_lines_gzip(path: str, packed: List[bytes], order: List[int], shard: st
     line_no = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            for rows in _batches(packed, order):
+            for rows in _batches(packed, order, LINE_FIELDS):
                 gz.write(b"".join(r["line"].encode("utf-8", "surrogatepass") + b"\n" for r in rows))
                 if with_index:
                     for r in rows:
@@ -133,7 +147,8 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
         shard, packed = element
-        packed, order = sorted_order(packed, ORDERS[self.order])
+        fields = tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
+        packed, order = sorted_order(packed, ORDERS[self.order], fields)
         if self.fmt == "parquet":
             name = shard_name(shard, total, ".parquet")
             path = FileSystems.join(self.out_dir, self.kind, name)
@@ -148,10 +163,10 @@ class _WriteShard(beam.DoFn):
         yield path
 
 
-def _key_and_pack(row: Dict[str, Any], key_field: str) -> Tuple[int, bytes]:
+def _key_and_pack(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
     """(shard hash, packed row). Rows wait, packed, for the row count the shard assignment needs (a side
     input, so local runners buffer the whole collection); lazaret.packing says why bytes."""
-    return int(row[key_field][:12], 16), pack(row)
+    return int(row[key_field][:12], 16), pack_row(row, fields)
 
 
 def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple[int, bytes]:
@@ -174,7 +189,8 @@ class WriteShards(beam.PTransform):
         self.index_kind = index_kind
 
     def expand(self, rows):
-        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field)
+        fields = tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
+        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field, fields)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
         total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
         return (keyed
