@@ -550,6 +550,45 @@ def linear_context_enhancer(prefix: int, suffix: int):
     return LinearContextEnhancer(context_prefix_count=prefix, context_suffix_count=suffix)
 
 
+def load_ner_pipeline(model: str, blas: str = "numpy", drop_unused_tok2vec: bool = True):
+    """spaCy pipeline for NER only: the fast way to run the small model on one core.
+
+    * Only ``ner`` runs. en_core_web_sm's ``ner`` has its own embedding and encoder; the pipeline's shared
+      ``tok2vec`` feeds only the tagger and parser (its listeners), so once those are excluded it computes
+      vectors nobody reads (10-25% of NER CPU on T0 sentences). It is removed only when no loaded
+      component listens to it, so a model whose NER does listen keeps it.
+    * The model's matrix products go through numpy's BLAS instead of thinc's bundled blis
+      (``NumpyOps(use_blis=False)``, thinc's own switch): on this project's x86-64 machines OpenBLAS's sgemm
+      ran the model's 288x288 layers 3-6x faster than blis (docs/pii.md, issue 21); the entities found were
+      the same on every T0 sentence compared. The parser's per-step products stay in thinc's C code.
+    """
+    import spacy
+    from thinc.api import use_ops
+
+    exclude = ["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+    if blas not in ("numpy", "blis"):
+        raise ValueError(f"blas must be 'numpy' or 'blis', not {blas!r}")
+    with use_ops("numpy", use_blis=(blas == "blis")):
+        nlp = spacy.load(model, exclude=exclude)
+    if drop_unused_tok2vec and "tok2vec" in nlp.pipe_names:
+        listeners = getattr(nlp.get_pipe("tok2vec"), "listening_components", None)
+        if listeners is not None and not set(listeners) & set(nlp.pipe_names):
+            nlp.remove_pipe("tok2vec")
+    return nlp
+
+
+def blas_one_thread():
+    """A context manager that holds numpy's BLAS to one thread while NER runs.
+
+    A Beam worker runs one per core: BLAS threads would compete with the other workers and spin, which is
+    CPU time with no work done; and one thread makes the products' summation order independent of how
+    many cores a runner has."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    return functools.partial(controller.limit, limits=1, user_api="blas")
+
+
 class PiiEngine:
     """Everything one worker needs to find PII; built once per worker in ``DoFn.setup()``."""
 
@@ -560,6 +599,11 @@ class PiiEngine:
     # One RE2 pass per window decides which pattern recognizers can match it (``pii_prefilter``); the
     # others are not run. False runs every recognizer asked for (benchmarks and the equivalence test).
     pattern_prefilter = True
+    # Matrix products of the NER model through numpy's BLAS ("numpy") or thinc's default blis ("blis"), and
+    # whether the pipeline's shared ``tok2vec``, which no loaded component reads, is dropped (see
+    # ``load_ner_pipeline``); benchmarks flip them to measure each saving alone.
+    ner_blas = "numpy"
+    ner_drop_unused_tok2vec = True
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
         self.section = section
@@ -574,6 +618,7 @@ class PiiEngine:
         self.stats = collections.Counter()
         self._timeouts: List[str] = []  # "recognizer.pattern" of budgets exhausted in the current window
         self.prefilter = None
+        self._blas_threads = contextlib.nullcontext
         # (window, ids of recognizers that cannot match it): read by the gated recognizers' analyze
         self._skip: Tuple[Optional[str], Set[str]] = (None, set())
 
@@ -600,8 +645,9 @@ class PiiEngine:
         engine.nlp = {self.language: self.tokenizer_nlp}
         self.nlp_engine = engine
         if self.use_ner:
-            self.ner_nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer",
-                                                            "senter"])
+            self.ner_nlp = load_ner_pipeline(SPACY_MODEL, blas=self.ner_blas,
+                                             drop_unused_tok2vec=self.ner_drop_unused_tok2vec)
+            self._blas_threads = blas_one_thread()
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
@@ -706,12 +752,13 @@ class PiiEngine:
                         misses[key] = unit
         if misses:
             miss_list = list(misses.items())
-            docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
-            for (key, _chunk), doc in zip(miss_list, docs):
-                ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
-                        if ent.label_ in NER_LABELS]
-                self._cache[key] = ents
-                self.stats["sentences_ner"] += 1
+            with self._blas_threads():
+                docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
+                for (key, _chunk), doc in zip(miss_list, docs):
+                    ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
+                            if ent.label_ in NER_LABELS]
+                    self._cache[key] = ents
+                    self.stats["sentences_ner"] += 1
         for ti, offset, keep_from, chunk, key in wanted:
             ents = self._cache.get(key)
             if ents is None:  # evicted while this batch ran (only when a batch exceeds the cache)
