@@ -7,7 +7,7 @@ before timing starts (model load is start-up, measured end to end by ``pii_speed
 
 Run: .venv/bin/python bench/pii_profile.py [--n 3000] [--nlp spacy|none] [--top 30] [--no-cprofile]
      [--no-prefilter] [--left-context 200]   (the switches reproduce the state before issue 21's second session)
-     [--blis] [--keep-tok2vec]               (... and before its third session)
+     [--blis] [--keep-tok2vec] [--ner-window-words 0]   (... and before its third session)
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--blis", action="store_true", help="NER matrix products through thinc's blis (before issue 21's "
                     "third session), not numpy's BLAS")
     ap.add_argument("--keep-tok2vec", action="store_true", help="keep the pipeline's unused shared tok2vec")
+    ap.add_argument("--ner-window-words", type=int, default=None,
+                    help="NER on words around candidate words (0: whole sentences, before issue 21's third session)")
     args = ap.parse_args()
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n)
     texts = joined_texts(rows)
@@ -84,6 +86,8 @@ def main() -> None:
 
     PiiEngine.ner_blas = "blis" if args.blis else "numpy"
     PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
+    if args.ner_window_words is not None:
+        PiiEngine.ner_window_words = args.ner_window_words
     engine = load_engine(args.nlp)
     if engine.ner_nlp is not None:
         ops = engine.ner_nlp.get_pipe("ner").model.ops

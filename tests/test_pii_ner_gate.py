@@ -127,3 +127,23 @@ def test_ner_pipeline_is_ner_only_and_finds_what_the_full_one_finds():
 
     with blas_one_thread()():
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_long_sentence_is_tagged_in_windows_around_candidates(ner_engine):
+    """A long cased sentence goes to NER as windows around its capitalised words, and the names at both
+    ends are found at their place in the record; the filler in the middle is not sent."""
+    from lazaret.detectors.pii_engine import candidate_windows
+
+    spy = _fresh(ner_engine)
+    filler = "and then the long meeting went on about the weather and the harvest and the river " * 3
+    text = "We asked Angela Merkel " + filler + "before we saw Barack Obama at the door."
+    spans = candidate_windows(text, 0, len(text), ner_engine.ner_window_words)
+    assert len(spans) == 2 and all(text[s:e].strip() == text[s:e] for s, e in spans)
+    ents = ner_engine._ner_entities([text])[0]
+    persons = sorted(text[s:e] for s, e, lab in ents if lab == "PERSON")
+    assert persons == ["Angela Merkel", "Barack Obama"]
+    assert len(spy.seen) == 2 and sum(map(len, spy.seen)) < len(text) / 2
+    # short sentences, windows switched off, or no candidate word: the whole span
+    assert candidate_windows(text, 0, 40, 6) == [(0, 40)]
+    assert candidate_windows(text, 0, len(text), 0) == [(0, len(text))]
+    assert candidate_windows(filler, 0, len(filler), 6) == [(0, len(filler))]
