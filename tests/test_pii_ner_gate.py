@@ -147,3 +147,11 @@ def test_long_sentence_is_tagged_in_windows_around_candidates(ner_engine):
     assert candidate_windows(text, 0, 40, 6) == [(0, 40)]
     assert candidate_windows(text, 0, len(text), 0) == [(0, len(text))]
     assert candidate_windows(filler, 0, len(filler), 6) == [(0, len(filler))]
+
+
+def test_windows_centre_on_abbreviations_but_not_function_words():
+    """"U.S." has no word _CAPWORD sees, and was lost at a window's edge before this rule."""
+    from lazaret.detectors.pii_engine import _candidate_word
+
+    assert [w for w in ["U.S.", "Paris,", "\"Hello", "McDonald", "I", "I,", "(A)", "The", "the", "x"]
+            if _candidate_word(w)] == ["U.S.", "Paris,", "\"Hello", "McDonald"]

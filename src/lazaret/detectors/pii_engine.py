@@ -186,6 +186,18 @@ def _left_context(text: str, prev_start: Optional[int], start: int) -> int:
 _WORD = re.compile(r"\S+")
 
 
+def _candidate_word(word: str) -> bool:
+    """A capitalised word that is not a function word, or a word with a capital that ``_CAPWORD`` does not
+    see ("U.S.", "J.", "McD"): the words NER windows are centred on."""
+    caps = [m.group() for m in _CAPWORD.finditer(word)]
+    if caps:
+        return any(c.lower() not in _FUNCTION_WORDS for c in caps)
+    return bool(_UPPER.search(word)) and word.strip(_PUNCTUATION).lower() not in _FUNCTION_WORDS
+
+
+_PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()) + "“”‘’«»…–—"
+
+
 def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple[int, int]]:
     """Character spans of ``text[start:end]`` the NER model needs: ``words`` white-space words on each side
     of every candidate word (capitalised, not a function word), overlapping windows merged; the whole span
@@ -203,7 +215,7 @@ def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple
         return [(start, end)]
     merged: List[List[int]] = []
     for i, (a, b) in enumerate(spans):
-        if not any(m.group().lower() not in _FUNCTION_WORDS for m in _CAPWORD.finditer(text, a, b)):
+        if not _candidate_word(text[a:b]):
             continue
         lo, hi = max(0, i - words), min(len(spans) - 1, i + words)
         if merged and lo <= merged[-1][1] + 1:
