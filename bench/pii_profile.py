@@ -7,6 +7,7 @@ before timing starts (model load is start-up, measured end to end by ``pii_speed
 
 Run: .venv/bin/python bench/pii_profile.py [--n 3000] [--nlp spacy|none] [--top 30] [--no-cprofile]
      [--no-prefilter] [--left-context 200]   (the switches reproduce the state before issue 21's second session)
+     [--blis] [--keep-tok2vec] [--ner-window-words 0]   (... and before its third session)
 """
 
 from __future__ import annotations
@@ -73,10 +74,24 @@ def main() -> None:
     ap.add_argument("--no-cprofile", action="store_true")
     ap.add_argument("--no-prefilter", action="store_true", help="run every recognizer asked for (no RE2 pass)")
     ap.add_argument("--left-context", type=int, default=None, help="NER left context in characters")
+    ap.add_argument("--blis", action="store_true", help="NER matrix products through thinc's blis (before issue 21's "
+                    "third session), not numpy's BLAS")
+    ap.add_argument("--keep-tok2vec", action="store_true", help="keep the pipeline's unused shared tok2vec")
+    ap.add_argument("--ner-window-words", type=int, default=None,
+                    help="NER on words around candidate words (0: whole sentences, before issue 21's third session)")
     args = ap.parse_args()
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n)
     texts = joined_texts(rows)
+    from lazaret.detectors.pii_engine import PiiEngine
+
+    PiiEngine.ner_blas = "blis" if args.blis else "numpy"
+    PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
+    if args.ner_window_words is not None:
+        PiiEngine.ner_window_words = args.ner_window_words
     engine = load_engine(args.nlp)
+    if engine.ner_nlp is not None:
+        ops = engine.ner_nlp.get_pipe("ner").model.ops
+        print(f"NER pipeline: {engine.ner_nlp.pipe_names}, {type(ops).__name__}(use_blis={ops.use_blis})")
     engine.pattern_prefilter = not args.no_prefilter
     if args.left_context is not None:
         import lazaret.detectors.pii_engine as pii_engine

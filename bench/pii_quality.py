@@ -4,7 +4,8 @@ Data: ../shared/data/pii_presidio_synth (synthetic, both files) and pii_wnut17_n
 text, PERSON/LOCATION only). A prediction is a hit when it overlaps a gold span of the same type.
 Baseline: ``AnalyzerEngine`` with Presidio's default recognizers and the same spaCy model, default settings.
 
-Run: .venv/bin/python bench/pii_quality.py [--wnut-split dev]
+Run: .venv/bin/python bench/pii_quality.py [--wnut-split dev] [--ours-only]
+     [--ner-window-words 0] [--blis] [--keep-tok2vec]   (the state before issue 21's third session)
 (dev is the split rules were tuned on; test is the one reported.)
 """
 
@@ -55,6 +56,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--wnut-split", default="test", choices=("dev", "test"))
     ap.add_argument("--ours-only", action="store_true", help="skip plain Presidio (its figures do not change)")
+    ap.add_argument("--ner-window-words", type=int, default=None,
+                    help="NER on words around candidate words (0: whole sentences, as before issue 21's third session)")
+    ap.add_argument("--blis", action="store_true", help="NER through thinc's blis (before issue 21's third session)")
+    ap.add_argument("--keep-tok2vec", action="store_true", help="keep spaCy's unused shared tok2vec")
     args = ap.parse_args()
     shared = need_shared()
     from lazaret.detectors.pii_engine import PiiEngine
@@ -64,6 +69,10 @@ def main() -> None:
     policy = load_policy("rules/policy.yaml")
     section = policy.section("pii")
     custom, _ = load_recognizer_files("rules", section["recognizer_files"])
+    if args.ner_window_words is not None:
+        PiiEngine.ner_window_words = args.ner_window_words
+    PiiEngine.ner_blas = "blis" if args.blis else "numpy"
+    PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
     ours = PiiEngine(section, custom).load()
     base = None if args.ours_only else plain_presidio()
     sets = {

@@ -4,10 +4,12 @@ Plain Presidio runs the whole spaCy pipeline (tagger, parser, lemmatizer, NER) o
 time, then every pattern recognizer over every text. We keep Presidio's AnalyzerEngine, its predefined
 pattern recognizers, its SpacyRecognizer and its context enhancer, and change only what feeds them:
 
-* spaCy runs with only ``tok2vec`` + ``ner`` (Presidio needs entities, not parses), through ``nlp.pipe``;
+* spaCy runs only ``ner`` (Presidio needs entities, not parses; the shared ``tok2vec`` feeds only the
+  parser and tagger), through ``nlp.pipe``, its matrix products on numpy's BLAS (``load_ner_pipeline``);
 * NER runs per sentence, only on sentences that can hold a name (a capitalised word that is not a function
   word): en_core_web_sm almost never tags an all-lower-case name in cased text, so this costs no recall; each
   sentence is tagged with the end of the one before it as left context (the model looks a few tokens back);
+* a long sentence is tagged only in windows of a few words around its candidate words (``candidate_windows``);
 * NER results are cached per sentence (corpora repeat sentences far more than paragraphs: T0 renders one
   passage under many templates, each wrapping it in different text), keyed by a 16-byte digest;
 * every batch runs inside spaCy's memory zones: the strings, lexemes and tokenizer-cache entries a batch adds
@@ -179,6 +181,50 @@ def _left_context(text: str, prev_start: Optional[int], start: int) -> int:
         space = text.find(" ", lo, start)
         lo = space + 1 if space >= 0 else start
     return lo
+
+
+_WORD = re.compile(r"\S+")
+
+
+def _candidate_word(word: str) -> bool:
+    """A capitalised word that is not a function word, or a word with a capital that ``_CAPWORD`` does not
+    see ("U.S.", "J.", "McD"): the words NER windows are centred on."""
+    caps = [m.group() for m in _CAPWORD.finditer(word)]
+    if caps:
+        return any(c.lower() not in _FUNCTION_WORDS for c in caps)
+    return bool(_UPPER.search(word)) and word.strip(_PUNCTUATION).lower() not in _FUNCTION_WORDS
+
+
+_PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()) + "“”‘’«»…–—"
+
+
+def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple[int, int]]:
+    """Character spans of ``text[start:end]`` the NER model needs: ``words`` white-space words on each side
+    of every candidate word (capitalised, not a function word), overlapping windows merged; the whole span
+    when it is short or ``words`` is 0.
+
+    The small model's encoder sees 4 tokens on each side of a token (``MaxoutWindowEncoder``, window 1,
+    depth 4) and its NER state looks at the current token and the one before, so a token's entity tag
+    depends on a few words around it; words further than that from any capitalised word add cost, not
+    names (issue 21: with 6 words, 64% of the characters tagged on 1,000 T0 records, and 99.5% of the
+    PERSON and place entities of whole-sentence tagging)."""
+    if words <= 0:
+        return [(start, end)]
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(text, start, end)]
+    if len(spans) <= 2 * words + 1:
+        return [(start, end)]
+    merged: List[List[int]] = []
+    for i, (a, b) in enumerate(spans):
+        if not _candidate_word(text[a:b]):
+            continue
+        lo, hi = max(0, i - words), min(len(spans) - 1, i + words)
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi])
+    if not merged:
+        return [(start, end)]
+    return [(spans[lo][0], spans[hi][1]) for lo, hi in merged]
 
 
 def _chunk_key(chunk: str) -> bytes:
@@ -550,6 +596,45 @@ def linear_context_enhancer(prefix: int, suffix: int):
     return LinearContextEnhancer(context_prefix_count=prefix, context_suffix_count=suffix)
 
 
+def load_ner_pipeline(model: str, blas: str = "numpy", drop_unused_tok2vec: bool = True):
+    """spaCy pipeline for NER only: the fast way to run the small model on one core.
+
+    * Only ``ner`` runs. en_core_web_sm's ``ner`` has its own embedding and encoder; the pipeline's shared
+      ``tok2vec`` feeds only the tagger and parser (its listeners), so once those are excluded it computes
+      vectors nobody reads (10-25% of NER CPU on T0 sentences). It is removed only when no loaded
+      component listens to it, so a model whose NER does listen keeps it.
+    * The model's matrix products go through numpy's BLAS instead of thinc's bundled blis
+      (``NumpyOps(use_blis=False)``, thinc's own switch): on this project's x86-64 machines OpenBLAS's sgemm
+      ran the model's 288x288 layers 3-6x faster than blis (docs/pii.md, issue 21); the entities found were
+      the same on every T0 sentence compared. The parser's per-step products stay in thinc's C code.
+    """
+    import spacy
+    from thinc.api import use_ops
+
+    exclude = ["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+    if blas not in ("numpy", "blis"):
+        raise ValueError(f"blas must be 'numpy' or 'blis', not {blas!r}")
+    with use_ops("numpy", use_blis=(blas == "blis")):
+        nlp = spacy.load(model, exclude=exclude)
+    if drop_unused_tok2vec and "tok2vec" in nlp.pipe_names:
+        listeners = getattr(nlp.get_pipe("tok2vec"), "listening_components", None)
+        if listeners is not None and not set(listeners) & set(nlp.pipe_names):
+            nlp.remove_pipe("tok2vec")
+    return nlp
+
+
+def blas_one_thread():
+    """A context manager that holds numpy's BLAS to one thread while NER runs.
+
+    A Beam worker runs one per core: BLAS threads would compete with the other workers and spin, which is
+    CPU time with no work done; and one thread makes the products' summation order independent of how
+    many cores a runner has."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    return functools.partial(controller.limit, limits=1, user_api="blas")
+
+
 class PiiEngine:
     """Everything one worker needs to find PII; built once per worker in ``DoFn.setup()``."""
 
@@ -560,6 +645,13 @@ class PiiEngine:
     # One RE2 pass per window decides which pattern recognizers can match it (``pii_prefilter``); the
     # others are not run. False runs every recognizer asked for (benchmarks and the equivalence test).
     pattern_prefilter = True
+    # Matrix products of the NER model through numpy's BLAS ("numpy") or thinc's default blis ("blis"), and
+    # whether the pipeline's shared ``tok2vec``, which no loaded component reads, is dropped (see
+    # ``load_ner_pipeline``); benchmarks flip them to measure each saving alone.
+    ner_blas = "numpy"
+    # NER input of a long sentence: this many words around each candidate word (0: the whole sentence).
+    ner_window_words = 6
+    ner_drop_unused_tok2vec = True
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
         self.section = section
@@ -574,6 +666,7 @@ class PiiEngine:
         self.stats = collections.Counter()
         self._timeouts: List[str] = []  # "recognizer.pattern" of budgets exhausted in the current window
         self.prefilter = None
+        self._blas_threads = contextlib.nullcontext
         # (window, ids of recognizers that cannot match it): read by the gated recognizers' analyze
         self._skip: Tuple[Optional[str], Set[str]] = (None, set())
 
@@ -600,8 +693,9 @@ class PiiEngine:
         engine.nlp = {self.language: self.tokenizer_nlp}
         self.nlp_engine = engine
         if self.use_ner:
-            self.ner_nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer",
-                                                            "senter"])
+            self.ner_nlp = load_ner_pipeline(SPACY_MODEL, blas=self.ner_blas,
+                                             drop_unused_tok2vec=self.ner_drop_unused_tok2vec)
+            self._blas_threads = blas_one_thread()
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
@@ -696,22 +790,30 @@ class PiiEngine:
                     if cased and not _has_candidate(text[s:e]):
                         self.stats["sentences_skipped"] += 1
                         continue
-                    unit = text[ctx:e]  # the sentence with the end of the one before it: the model's left context
-                    key = _chunk_key(f"{s - ctx}\x00{unit}")
-                    wanted.append((ti, ctx, s - ctx, unit, key))
-                    if key in self._cache:
-                        self.stats["sentences_cached"] += 1
-                        self._cache.move_to_end(key)
-                    elif key not in misses:
-                        misses[key] = unit
+                    # the sentence with the end of the one before it (the model's left context); in cased text
+                    # a long one only in windows around its candidate words
+                    pieces = candidate_windows(text, ctx, e, self.ner_window_words) if cased else [(ctx, e)]
+                    for ps, pe in pieces:
+                        unit = text[ps:pe]
+                        key = _chunk_key(unit)
+                        wanted.append((ti, ps, s - ps, unit, key))
+                        self.stats["ner_units"] += 1
+                        self.stats["ner_unit_chars"] += pe - ps
+                        if key in self._cache:
+                            self.stats["sentences_cached"] += 1
+                            self._cache.move_to_end(key)
+                        elif key not in misses:
+                            misses[key] = unit
         if misses:
             miss_list = list(misses.items())
-            docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
-            for (key, _chunk), doc in zip(miss_list, docs):
-                ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
-                        if ent.label_ in NER_LABELS]
-                self._cache[key] = ents
-                self.stats["sentences_ner"] += 1
+            with self._blas_threads():
+                docs = self.ner_nlp.pipe([chunk for _key, chunk in miss_list], batch_size=self.section["batch_size"])
+                for (key, _chunk), doc in zip(miss_list, docs):
+                    ents = [(ent.start_char, ent.end_char, NER_LABELS[ent.label_]) for ent in doc.ents
+                            if ent.label_ in NER_LABELS]
+                    self._cache[key] = ents
+                    self.stats["sentences_ner"] += 1
+                    self.stats["ner_chars_tagged"] += len(_chunk)
         for ti, offset, keep_from, chunk, key in wanted:
             ents = self._cache.get(key)
             if ents is None:  # evicted while this batch ran (only when a batch exceeds the cache)
