@@ -218,10 +218,13 @@ def test_off_topic_templates_are_not_triggers():
     the per-template guard switched off must flag it, so the guard is what holds."""
     clean = clean_corpus(1500, seed=17)
     recs = [to_record(d) for d in clean]
-    guarded, _ = run_scan(recs, OFF)
+    # the template's boilerplate is in more than max_fraction (5%) of these records, so the vocabulary
+    # bound alone keeps it from being tested; both runs raise the bound so that the guards are what holds
+    wide = dict(OFF, max_fraction=0.2)
+    guarded, _ = run_scan(recs, wide)
     # since issue 18 the matched (per-stratum) background also explains the task; the control switches
     # both off (one global background, no template guard)
-    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0, strata_max=0))
+    unguarded, clusters = run_scan(recs, dict(wide, off_topic_template_max_rate=1.0, strata_max=0))
     assert not [f for f in guarded if f["action"] != "none"]
     assert any(c["rule"] == "trigger:off_topic" for c in clusters)
 
