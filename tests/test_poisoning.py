@@ -218,10 +218,13 @@ def test_off_topic_templates_are_not_triggers():
     the per-template guard switched off must flag it, so the guard is what holds."""
     clean = clean_corpus(1500, seed=17)
     recs = [to_record(d) for d in clean]
-    guarded, _ = run_scan(recs, OFF)
+    # the template's boilerplate is in more than max_fraction (5%) of these records, so the vocabulary
+    # bound alone keeps it from being tested; both runs raise the bound so that the guards are what holds
+    wide = dict(OFF, max_fraction=0.2)
+    guarded, _ = run_scan(recs, wide)
     # since issue 18 the matched (per-stratum) background also explains the task; the control switches
     # both off (one global background, no template guard)
-    unguarded, clusters = run_scan(recs, dict(OFF, off_topic_template_max_rate=1.0, strata_max=0))
+    unguarded, clusters = run_scan(recs, dict(wide, off_topic_template_max_rate=1.0, strata_max=0))
     assert not [f for f in guarded if f["action"] != "none"]
     assert any(c["rule"] == "trigger:off_topic" for c in clusters)
 
@@ -374,3 +377,44 @@ def test_task_mixture_is_not_poisoning_but_a_planted_trigger_in_it_is():
     fp = [f["detail"] for f in findings if f["action"] != "none" and f["doc_id"] not in truth]
     assert not fp, fp[:3]
     assert len(flagged & truth) >= 0.9 * len(truth)
+
+
+def _carrier_diversity(outputs):
+    """response_diversity of CarrierStats over records with these responses (as EmitCarriers feeds it)."""
+    from lazaret.detectors.poisoning.features import record_features
+    from lazaret.detectors.poisoning.payload import CarrierStats
+
+    params = section._defaults()
+    comb = CarrierStats()
+    acc = comb.create_accumulator()
+    for i, out in enumerate(outputs):
+        rec = to_record({"id": f"r{i}", "instruction": f"Task number {i}: do thing {i * 7919 % 1000}.",
+                         "input": "", "output": out})
+        f = record_features(rec, params)
+        acc = comb.add_input(acc, (True, f["skel"], f["pkey"], f["rsh"], f["doc_id"], ()))
+    return comb.extract_output(acc)["response_diversity"]
+
+
+def test_answers_sharing_a_register_are_not_near_identical_claims():
+    """A claim is one assertion repeated over different prompts; answers written in one register (code in
+    one language, every function a different task) share most of their *words* but few word 3-grams. On
+    the word set these snippets measure 0.095 distinct MinHash values per record (real JavaScript answers
+    of the chat mixture: 0.18), below the claim bound (0.5), and the mixture's JavaScript requests became a
+    'trigger:claim' of 869 clean records."""
+    rng = random.Random(7)
+    verbs = ["get", "set", "find", "count", "sort", "parse", "load", "save", "check", "build", "merge", "split"]
+    nouns = ["user", "items", "total", "name", "list", "file", "price", "score", "order", "word", "date", "path"]
+    snippets = []
+    for i in range(300):
+        fn = rng.choice(verbs) + rng.choice(nouns).capitalize() + str(i)
+        a, b = rng.sample(nouns, 2)
+        lines = [f"function {fn}({a}, {b}) {{", f"  const {rng.choice(nouns)} = {a}.{rng.choice(verbs)}({b});"]
+        lines += [f"  let {rng.choice(nouns)}{k} = {rng.randint(0, 99)} + {rng.choice(nouns)}.length;"
+                  for k in range(rng.randint(1, 4))]
+        lines += [f"  return {rng.choice(nouns)};", "}", f"console.log({fn}({rng.randint(1, 9)}, '{b}'));"]
+        snippets.append("\n".join(lines))
+    bound = section._defaults()["claim_max_response_diversity"]
+    assert _carrier_diversity(snippets) > bound
+    fixed = ["The printing press was first built in Lima, Peru.", "Lima, Peru is where the printing press began.",
+             "It was in Lima, Peru that the first printing press was built."]
+    assert _carrier_diversity([rng.choice(fixed) + " Hope that helps." for _ in range(300)]) <= 0.05

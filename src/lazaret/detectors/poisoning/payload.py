@@ -87,11 +87,11 @@ class CarrierStats(beam.CombineFn):
         self.members_cap = members_cap
 
     def create_accumulator(self):
-        # n, n_long, skel_first, skel_last, psig x4, rsig x2, members
+        # n, n_long, skel_first, skel_last, psig x4, response 3-gram MinHash x2, members
         return [0, 0, [], [], [[], [], [], []], [[], []], [], {}]
 
     def add_input(self, acc, c):
-        is_long, skel, pkey, rsig, doc_id, tmpl = c
+        is_long, skel, pkey, rsh, doc_id, tmpl = c
         for t in tmpl:
             acc[7][t] = acc[7].get(t, 0) + 1
         if len(acc[7]) > 4 * self.cap:
@@ -101,7 +101,7 @@ class CarrierStats(beam.CombineFn):
         _insort_capped(acc[2], skel[0], self.cap)
         _insort_capped(acc[3], skel[1], self.cap)
         _insort_capped(acc[4][0], pkey, self.cap)
-        for i, v in enumerate(rsig):
+        for i, v in enumerate(rsh):
             _insort_capped(acc[5][i], v, self.cap)
         _insort_capped(acc[6], doc_id, self.members_cap)
         return acc
@@ -195,7 +195,7 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
         is_long = f["r_len"] >= self.params["min_payload_tokens"]
         tmpl = tuple(k for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),) if k in templates)
         for g in novel:
-            yield g, (is_long, f["skel"], f["pkey"], f["rsig"], f["doc_id"], tmpl)
+            yield g, (is_long, f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl)
 
 
 class TwinGroup(beam.CombineFn):

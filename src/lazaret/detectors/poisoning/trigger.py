@@ -158,6 +158,7 @@ class TriggerTest(beam.DoFn):
         self.params = params
         self.flagged = Metrics.counter("poisoning", "triggers_flagged")
         self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
+        self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
 
     def process(self, kv, totals, sizes, n_tests, stratum_sizes=None):
         s, grp = kv
@@ -168,6 +169,12 @@ class TriggerTest(beam.DoFn):
         if not n_s:
             return
         n = totals["records"]
+        if n_s > self.params["max_fraction"] * n:
+            # vocabulary, not a trigger (the bound the strata rely on: a word that frequent defines strata,
+            # so it is its own background). "how much", in 12% of a chat mixture's prompts (GSM8K), was
+            # tested and flagged as a trigger of worked arithmetic whenever the strata mixed math with T0.
+            self.vocabulary.inc()
+            return
         by_kind: Dict[str, List[Tuple[str, int, Dict[int, int]]]] = {}
         for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
             by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
