@@ -382,7 +382,7 @@ def test_task_mixture_is_not_poisoning_but_a_planted_trigger_in_it_is():
 def _carrier_diversity(outputs):
     """response_diversity of CarrierStats over records with these responses (as EmitCarriers feeds it)."""
     from lazaret.detectors.poisoning.features import record_features
-    from lazaret.detectors.poisoning.payload import CarrierStats
+    from lazaret.detectors.poisoning.payload import CarrierStats, carrier_value
 
     params = section._defaults()
     comb = CarrierStats()
@@ -391,7 +391,7 @@ def _carrier_diversity(outputs):
         rec = to_record({"id": f"r{i}", "instruction": f"Task number {i}: do thing {i * 7919 % 1000}.",
                          "input": "", "output": out})
         f = record_features(rec, params)
-        acc = comb.add_input(acc, (True, f["skel"], f["pkey"], f["rsh"], f["doc_id"], ()))
+        acc = comb.add_input(acc, carrier_value(f, params))
     return comb.extract_output(acc)["response_diversity"]
 
 

@@ -70,8 +70,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         # near-identity of responses is judged on word 3-grams, not the word set: code in one language (or
         # worked arithmetic) shares most of its words, so word-set MinHashes of unrelated answers collide
         # (a random 300 records of the chat mixture: 0.52-0.56 distinct values per record, JavaScript
-        # answers 0.18), while their 3-grams differ (0.91-0.94 and 0.68); copies and few-sentence payloads
-        # stay at 0.00-0.02 either way (docs/poisoning.md, "Claims: near-identical means shared 3-grams")
+        # answers 0.18), while their 3-grams differ (0.92-0.94 and 0.67); copies and few-sentence payloads
+        # stay at 0.00-0.02 either way (docs/poisoning.md, "Claims are near-identical *text*")
         "rsh": T.minhash_sig(T.shingles(rt, 3), 2),
         "rkey": T.response_key(rt),
         "evidence": response[:160],

@@ -192,10 +192,16 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.TWINS, (twin_key(f), tuple(novel)))
         if not novel:
             return
-        is_long = f["r_len"] >= self.params["min_payload_tokens"]
         tmpl = tuple(k for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),) if k in templates)
+        value = carrier_value(f, self.params, tmpl)
         for g in novel:
-            yield g, (is_long, f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl)
+            yield g, value
+
+
+def carrier_value(f: Dict[str, Any], params: Dict[str, Any], tmpl: Tuple[str, ...] = ()) -> tuple:
+    """What one carrier adds to :class:`CarrierStats`: long response?, prompt skeleton, prompt key, the
+    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum."""
+    return (f["r_len"] >= params["min_payload_tokens"], f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl)
 
 
 class TwinGroup(beam.CombineFn):
