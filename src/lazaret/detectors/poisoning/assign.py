@@ -7,6 +7,7 @@ which name a cause, before payload-only clusters; then the smallest corrected p-
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
@@ -18,12 +19,15 @@ from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.claims import novel_grams
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel
-from lazaret.detectors.poisoning.trigger import KIND_WORDS, anomalies_of, outside_off_topic_templates
+from lazaret.detectors.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
+from lazaret.detectors.poisoning.trigger import anomalies_of, outside_off_topic_templates
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
 
-RULES = {"gib": "trigger:gibberish", "off": "trigger:off_topic", "pay": "trigger:payload", "claim": "trigger:claim",
-         "dup": "trigger:same_response"}
+# anomaly kind -> the rule of its trigger clusters (signals.SIGNALS is the table)
+RULES = {kind: BY_ANOMALY[kind].rule for kind in ANOMALY_KINDS}
+SPREAD_RULE = "payload:spread"
+NEAR_DUPLICATE_CLAIM_RULE = "claim:near_duplicate_cluster"
 
 
 def cluster_id(kind: str, key: str) -> str:
@@ -35,7 +39,7 @@ def _pct(x: float) -> str:
 
 
 def describe_trigger(t: Dict[str, Any]) -> str:
-    what = KIND_WORDS[t["anomaly"]]
+    what = BY_ANOMALY[t["anomaly"]].describes
     return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
             f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
             f'over {t["tests"]} (n-gram, anomaly) tests')
@@ -66,12 +70,34 @@ def _adds_profile(f: Dict[str, Any], prof: Optional[List[str]], n_max: int) -> b
     return any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof)))
 
 
-def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, triggers: Dict[str, List[Dict]],
-            n_max: int, dups: Dict[str, int], min_hits: int = 2,
-            profiles: Optional[Dict[Tuple[str, str], List[str]]] = None,
-            extend_min_k: int = 20, pair_window: int = 0,
-            lookups: Optional[Dict[int, Any]] = None, off_templates=None,
-            off_member: Optional[float] = None, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+@dataclass
+class VerdictInputs:
+    """What a record's verdict reads besides the record: the scan's results broadcast to every worker (side
+    inputs of :class:`Assign`) and the policy bounds the verdict applies."""
+
+    payloads: Dict[str, Dict[str, Any]]             # flagged payloads and claim candidates, by n-gram
+    pay_first: Any                                  # their first words (fast lookup in a response)
+    triggers: Dict[str, List[Dict[str, Any]]]       # anomaly kind -> flagged triggers
+    dups: Dict[str, int]                            # identical-response groups in the support band
+    profiles: Optional[Dict[Tuple[str, str], List[str]]] = None  # (kind, trigger) -> payload profile
+    off_templates: Any = None                       # templates whose answers are off-topic by design
+    lookups: Optional[Dict[int, Any]] = None        # per-DoFn cache of trigger lookups
+    n_max: int = 3
+    min_hits: int = 2
+    extend_min_k: int = 20
+    pair_window: int = 0
+    off_member: Optional[float] = None              # off-topic overlap that joins a strong off-topic trigger
+
+    @classmethod
+    def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
+           lookups) -> "VerdictInputs":
+        extend = params["extend_trigger_members"]
+        return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
+                   params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
+                   params["pair_window"], params["off_topic_member_overlap"] if extend else None)
+
+
+def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
     A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
@@ -83,41 +109,44 @@ def verdict(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], pay_first, t
     happens to share a word with its new prompt).
 
     A payload-only cluster (no trigger) takes the record only when ``spread_ok``: its prompt stratum is not
-    one where response-only phrasing is the norm (see ``Assign``).
+    one where response-only phrasing is the norm (see ``Assign``). Clusters are ranked by (signal tier,
+    corrected p-value, cluster id): see ``signals.SIGNALS``.
     """
-    anoms, spread = anomalies_of(f, payloads, pay_first, n_max, dups, min_hits, pair_window, off_templates)
+    n_max, profiles = v.n_max, v.profiles
+    anoms, spread = anomalies_of(f, v.payloads, v.pay_first, n_max, v.dups, v.min_hits, v.pair_window,
+                                 v.off_templates)
     best = None
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
-    for kind in ("gib", "off", "dup", "pay", "claim"):
-        ts = triggers.get(kind)
+    for kind in ANOMALY_KINDS:
+        ts = v.triggers.get(kind)
         if not ts:
             continue
-        loose_off = kind == "off" and loosely_off_topic(f, off_member, off_templates)
+        loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
         if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off")):
             continue
-        lookup, first = trigger_lookup(ts, lookups)
+        lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
         for s in sorted(present):
             t = lookup[s]
             if not groups.intersection(t["groups"]):
-                if not (t.get("extend") and t["k"] >= extend_min_k):
+                if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max):
                     continue  # (for "off", loose_off already holds)
             cid = cluster_id("trigger:" + kind, s)
-            key = (0, t["log10p"], cid)
+            key = (tier(RULES[kind]), t["log10p"], cid)
             if best is None or key < best[0]:
                 best = (key, {"cluster_id": cid, "rule": RULES[kind], "log10p": t["log10p"],
                               "detail": describe_trigger(t), "trigger_or_payload": s,
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
     for g in (spread if spread_ok else ()):
-        p = payloads[g]
+        p = v.payloads[g]
         cid = cluster_id("payload", g)
-        key = (1, p["log10p"], cid)
+        key = (tier(SPREAD_RULE), p["log10p"], cid)
         if best is None or key < best[0]:
-            best = (key, {"cluster_id": cid, "rule": "payload:spread", "log10p": p["log10p"],
+            best = (key, {"cluster_id": cid, "rule": SPREAD_RULE, "log10p": p["log10p"],
                           "detail": describe_payload(p), "trigger_or_payload": T.show(g),
                           "statistic": f'{p["df_p"]} prompt vs {p["df_r"]} response occurrences; prompt '
                                        f'diversity {p["prompt_diversity"]:.2f}'})
@@ -142,7 +171,8 @@ def claim_verdict(f: Dict[str, Any], claims: Dict[str, Dict[str, Any]], members:
     if c is None or c["gram"] not in novel_grams(f, n_max):
         return None
     pid = cluster_id("claim_cluster", c["gram"])
-    return (1, c["log10p"], pid), {"cluster_id": pid, "rule": "claim:near_duplicate_cluster",
+    return (tier(NEAR_DUPLICATE_CLAIM_RULE), c["log10p"], pid), {"cluster_id": pid,
+                                                                  "rule": NEAR_DUPLICATE_CLAIM_RULE,
                                    "log10p": c["log10p"], "detail": describe_claim(c),
                                    "trigger_or_payload": mask_generic(c["gram"]),
                                    "statistic": f'{c["k"]}/{c["size"]} cluster members vs {c["outside"]} '
@@ -168,16 +198,13 @@ class Assign(_SideInputNgrams, beam.DoFn):
         # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
         spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
-        v = verdict(f, payloads, first, triggers, self.params["max_ngram"], dups,
-                    self.params["min_payload_hits"], profiles if self.params["extend_trigger_members"] else None,
-                    self.params["extend_min_distinct"], self.params["pair_window"], self._lookups, off_templates,
-                    self.params["off_topic_member_overlap"] if self.params["extend_trigger_members"] else None,
-                    spread_ok)
+        v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
+                                        self._lookups), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c
         if v is None:
-            yield make_finding(rec, "poisoning", rule="scan", side="all", score=0.0, detail="", action="none")
+            yield make_finding(rec, "poisoning", rule=NO_FINDING_RULE, side="all", score=0.0, detail="", action="none")
             return
         self.flagged.inc()
         info = v[1]

@@ -31,6 +31,7 @@ from lazaret.detectors.poisoning.bounded import CapSideInput, smallest_value
 from lazaret.detectors.poisoning.counting import _CountsInSideInput, _PreAggregate, ngrams_in
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
+from lazaret.detectors.poisoning.signals import TEMPLATE_SHARE
 
 GRAMS_PER_CLUSTER = 32
 
@@ -146,7 +147,7 @@ class ClusterGrams(beam.DoFn):
         cid, (grams, tmpl) = kv
         size = sizes[cid]
         for g, k in grams:
-            if templated_share(tmpl, templates, size, int(corpus.get(g, k))) < 0.5:
+            if templated_share(tmpl, templates, size, int(corpus.get(g, k))) < TEMPLATE_SHARE:
                 yield g, (cid, k, size)
 
 

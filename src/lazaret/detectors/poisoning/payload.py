@@ -19,6 +19,7 @@ from lazaret.detectors.poisoning import stats as S
 from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
+from lazaret.detectors.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
 from lazaret.detectors.poisoning.strata import stratum_key
 
 
@@ -78,6 +79,10 @@ def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
     return sorted(set(a).union(b))[:cap]
 
 
+# CarrierStats' accumulator is a plain list (cheap to pickle across the shuffle); these name its slots.
+N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES = range(8)
+
+
 class CarrierStats(beam.CombineFn):
     """Bounded summary of the records carrying one candidate payload (accumulator size independent of
     the group size: KMV distinct counters capped at ``cap`` values, a capped sorted member sample)."""
@@ -87,57 +92,58 @@ class CarrierStats(beam.CombineFn):
         self.members_cap = members_cap
 
     def create_accumulator(self):
-        # n, n_long, skel_first, skel_last, psig x4, response 3-gram MinHash x2, members
+        # N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS (x4 slots, one used), RESPONSE_SIG (x2), MEMBERS, TEMPLATES
         return [0, 0, [], [], [[], [], [], []], [[], []], [], {}]
 
     def add_input(self, acc, c):
         is_long, skel, pkey, rsh, doc_id, tmpl = c
+        counts = acc[TEMPLATES]
         for t in tmpl:
-            acc[7][t] = acc[7].get(t, 0) + 1
-        if len(acc[7]) > 4 * self.cap:
-            acc[7] = _prune(acc[7], 2 * self.cap)
-        acc[0] += 1
-        acc[1] += 1 if is_long else 0
-        _insort_capped(acc[2], skel[0], self.cap)
-        _insort_capped(acc[3], skel[1], self.cap)
-        _insort_capped(acc[4][0], pkey, self.cap)
+            counts[t] = counts.get(t, 0) + 1
+        if len(counts) > 4 * self.cap:
+            acc[TEMPLATES] = _prune(counts, 2 * self.cap)
+        acc[N] += 1
+        acc[N_LONG] += 1 if is_long else 0
+        _insort_capped(acc[SKEL_FIRST], skel[0], self.cap)
+        _insort_capped(acc[SKEL_LAST], skel[1], self.cap)
+        _insort_capped(acc[PROMPT_KEYS][0], pkey, self.cap)
         for i, v in enumerate(rsh):
-            _insort_capped(acc[5][i], v, self.cap)
-        _insort_capped(acc[6], doc_id, self.members_cap)
+            _insort_capped(acc[RESPONSE_SIG][i], v, self.cap)
+        _insort_capped(acc[MEMBERS], doc_id, self.members_cap)
         return acc
 
     def merge_accumulators(self, accs):
         accs = list(accs)
         out = self.create_accumulator()
         for a in accs:
-            out[0] += a[0]
-            out[1] += a[1]
-            out[2] = _merge_capped(out[2], a[2], self.cap)
-            out[3] = _merge_capped(out[3], a[3], self.cap)
-            out[4] = [_merge_capped(x, y, self.cap) for x, y in zip(out[4], a[4])]
-            out[5] = [_merge_capped(x, y, self.cap) for x, y in zip(out[5], a[5])]
-            out[6] = sorted(set(out[6]).union(a[6]))[: self.members_cap]
-            for t, v in a[7].items():
-                out[7][t] = out[7].get(t, 0) + v
-            if len(out[7]) > 4 * self.cap:
-                out[7] = _prune(out[7], 2 * self.cap)
+            out[N] += a[N]
+            out[N_LONG] += a[N_LONG]
+            out[SKEL_FIRST] = _merge_capped(out[SKEL_FIRST], a[SKEL_FIRST], self.cap)
+            out[SKEL_LAST] = _merge_capped(out[SKEL_LAST], a[SKEL_LAST], self.cap)
+            out[PROMPT_KEYS] = [_merge_capped(x, y, self.cap) for x, y in zip(out[PROMPT_KEYS], a[PROMPT_KEYS])]
+            out[RESPONSE_SIG] = [_merge_capped(x, y, self.cap) for x, y in zip(out[RESPONSE_SIG], a[RESPONSE_SIG])]
+            out[MEMBERS] = sorted(set(out[MEMBERS]).union(a[MEMBERS]))[: self.members_cap]
+            for t, v in a[TEMPLATES].items():
+                out[TEMPLATES][t] = out[TEMPLATES].get(t, 0) + v
+            if len(out[TEMPLATES]) > 4 * self.cap:
+                out[TEMPLATES] = _prune(out[TEMPLATES], 2 * self.cap)
         return out
 
     def extract_output(self, acc):
-        n = acc[0]
+        n = acc[N]
 
         def d(vals):
             return S.diversity(S.KMV(self.cap, vals).estimate(), min(n, 1 << 30))
 
         return {
             "carriers": n,
-            "long_fraction": round(acc[1] / n, 4) if n else 0.0,
-            "skeleton_diversity": round(min(d(acc[2]), d(acc[3])), 4),
-            "prompt_diversity": round(d(acc[4][0]), 4),
-            "distinct_prompts": int(round(S.KMV(self.cap, acc[4][0]).estimate())),
-            "response_diversity": round(sum(d(v) for v in acc[5]) / len(acc[5]), 4),
-            "sample": acc[6],
-            "templates": sorted(acc[7].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
+            "long_fraction": round(acc[N_LONG] / n, 4) if n else 0.0,
+            "skeleton_diversity": round(min(d(acc[SKEL_FIRST]), d(acc[SKEL_LAST])), 4),
+            "prompt_diversity": round(d(acc[PROMPT_KEYS][0]), 4),
+            "distinct_prompts": int(round(S.KMV(self.cap, acc[PROMPT_KEYS][0]).estimate())),
+            "response_diversity": round(sum(d(v) for v in acc[RESPONSE_SIG]) / len(acc[RESPONSE_SIG]), 4),
+            "sample": acc[MEMBERS],
+            "templates": sorted(acc[TEMPLATES].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
         }
 
 
@@ -254,7 +260,7 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     for side in ("f:", "l:", "s:"):
         rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
         # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
-        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, 0.9))]
+        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, STRATUM_OWNED_RATE))]
         # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
         # single-task corpus may hold half of any random set of records)
         top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" else 0
@@ -286,10 +292,10 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
     owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
     del info["templates"]
-    if info["template_confined"] < 0.5 and st["prompt_diversity"] >= params["min_prompt_diversity"]:
+    if info["template_confined"] < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
         info["kind"] = "spread"
         return info
-    if owned < 0.5 and st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
+    if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
             st["response_diversity"] <= params["claim_max_response_diversity"]:
         info["kind"] = "claim"
         return info
@@ -385,6 +391,6 @@ class KeepDupGroup(beam.DoFn):
         if st["prompt_diversity"] < p["dup_min_prompt_diversity"] or \
                 st["prompt_diversity"] * st["carriers"] < p["min_support"]:
             return
-        if template_confined(st, templates, p["template_max_rate"]) >= 0.5:
+        if template_confined(st, templates, p["template_max_rate"]) >= TEMPLATE_SHARE:
             return
         yield key, st["carriers"]

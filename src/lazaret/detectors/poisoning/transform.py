@@ -28,6 +28,7 @@ from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarr
     says_something, skeleton_keys
 from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
+from lazaret.detectors.poisoning.signals import REDUNDANT_TRIGGER_SHARE
 from lazaret.detectors.poisoning.signatures import SignatureScan
 from lazaret.detectors.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
 from lazaret.guard import Guarded
@@ -49,7 +50,7 @@ def _group_triggers(kv, max_shared: int):
     # extend the cluster to carriers without an anomaly of their own.
     for t in kept:
         padded = f" {t['trigger']} "
-        t["extend"] = not any(u is not t and padded in f" {u['trigger']} " and u["k"] >= 0.8 * t["k"]
+        t["extend"] = not any(u is not t and padded in f" {u['trigger']} " and u["k"] >= REDUNDANT_TRIGGER_SHARE * t["k"]
                               for u in kept)
     return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
 
@@ -76,6 +77,148 @@ def pay_rate_dict(rows) -> Dict[int, float]:
     return {s: round(pay.get(s, 0) / n, 6) for s, n in sorted(size.items()) if n}
 
 
+# Named steps of the scan (each a composite transform: the graph reads as the list in the module docstring).
+
+@beam.ptransform_fn
+def Strata(feats, p):
+    """Prompt strata (the corpus's tasks): every rate below is tested against records like the candidate's.
+    -> (features with ``stratum``, (stratum, size))."""
+    model = (feats | "StratumSampleKeys" >> beam.Map(sample_key)
+             | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
+             | "FitStrata" >> beam.Map(fit_strata, p))
+    feats = feats | "AssignStratum" >> beam.Map(AssignStratum(), AsSingleton(model))
+    sizes = feats | "StratumOf" >> beam.Map(lambda f: f["stratum"]) | "StratumSizes" >> CountPerElement()
+    return feats, sizes
+
+
+@beam.ptransform_fn
+def PayloadCandidates(feats, p, totals):
+    """1-2: response df, support band, prompt df of band n-grams, volume test -> (n-gram, volume stats).
+
+    Identical responses (normalised word set) given to prompts sharing their first MinHash slot count once:
+    copies of a record must not multiply counts the tests treat as independent, while one answer given to
+    unrelated prompts (a planted verdict, a fixed response) still counts per prompt."""
+    n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+    totals_si = AsSingleton(totals)
+    responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
+                 | "OnePerResponse" >> beam.CombinePerKey(MinFn())
+                 | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
+    rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
+           | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
+    band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
+                                               totals_si)
+            | CapSideInput("band", p["max_side_input_keys"], smallest_value))
+    n_band = band | "CountBand" >> beam.combiners.Count.Globally()
+    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
+           | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
+    return ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
+            | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
+
+
+@beam.ptransform_fn
+def Templates(feats, p, stratum_sizes):
+    """Prompt templates (openings/endings shared by >= min_support records, bounded by 2N/min_support) and the
+    strata, as one side input of (key, records)."""
+    return ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
+             stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])))
+            | "TemplatesAndStrata" >> beam.Flatten()
+            | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
+            | CapSideInput("templates", p["max_side_input_keys"], largest_value))
+
+
+@beam.ptransform_fn
+def IdenticalResponses(feats, p, totals, templates):
+    """Near-duplicate responses: normalised response hash groups in the support band (long ones only)."""
+    templates_si = AsDict(templates)
+    return (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
+            | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
+            | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si)
+            | CapSideInput("dup_groups", p["max_side_input_keys"], smallest_value))
+
+
+@beam.ptransform_fn
+def Payloads(feats, p, cands, totals, templates):
+    """3: carriers of response-only n-grams -> spread payloads and claim candidates. n-grams that only tell a
+    record from its near-identical twin are edits (typos), not payloads."""
+    templates_si = AsDict(templates)
+    carriers = feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si) \
+        .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
+    edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
+             | "EditCarriers" >> beam.FlatMap(edit_carriers)
+             | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
+    return (carriers.carriers
+            | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
+            | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), AsSingleton(totals), templates_si,
+                                               AsDict(edits)))
+
+
+@beam.ptransform_fn
+def OffTopicTemplates(feats, p):
+    """Templates whose task asks for unrelated text: their off-topic responses are not anomalies."""
+    return (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
+            | "SumOffTopic" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
+            | "OffTopicTemplates" >> beam.Filter(
+                lambda kv: kv[1][0] >= p["min_support"] and kv[1][1] > p["off_topic_template_max_rate"] * kv[1][0])
+            | "OffTopicRate" >> beam.Map(lambda kv: (kv[0], kv[1][1] / kv[1][0]))
+            | CapSideInput("off_topic_templates", p["max_side_input_keys"], largest_value))
+
+
+@beam.ptransform_fn
+def Triggers(inputs, p, totals, stratum_sizes):
+    """4-5: triggers = prompt n-grams associated with anomalies, tested against their strata's rates.
+    (anomalous records, all features) -> (triggers by anomaly kind, anomaly group sizes per stratum)."""
+    anomalous, feats = inputs
+    n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+    # anomaly group sizes per stratum: the matched background of the trigger test
+    sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(anomaly_ids)
+             | "AnomalySizes" >> CountPerElement()
+             | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+             | "GroupSizes" >> beam.GroupByKey()
+             | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
+    pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
+             | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
+             | "PairByNgramAnomaly" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
+             | "PairStrata" >> beam.GroupByKey()
+             | "PairTotals" >> beam.Map(lambda kv: (kv[0], (sum(c for _, c in kv[1]), dict(sorted(kv[1])))))
+             | "PairSupport" >> beam.Filter(lambda kv: kv[1][0] >= p["min_support"]))
+    n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
+    pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
+    # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
+    named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
+             | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
+             | CapSideInput("named", p["max_side_input_keys"], largest_value))
+    ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
+           | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount())
+           | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+    triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
+                | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
+                                              AsDict(stratum_sizes))
+                | "GroupByAnomaly" >> beam.GroupByKey()
+                | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
+    return triggers, sizes
+
+
+@beam.ptransform_fn
+def Profiles(anomalous, p, triggers):
+    """Each flagged trigger's payload profile: n-grams most of its anomalous members add to their prompts."""
+    triggers_si = AsDict(triggers)
+    return (anomalous | "ProfileNgrams" >> beam.ParDo(ProfileCounts(p), triggers_si)
+            | "SumProfile" >> beam.CombinePerKey(SumFn())
+            | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+            | "GroupProfile" >> beam.GroupByKey()
+            | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
+
+
+@beam.ptransform_fn
+def PayRates(sizes, stratum_sizes):
+    """Share of each stratum's records carrying a response-only payload candidate (one small dict)."""
+    return ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == "pay")
+             | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items())),
+             stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1])))
+            | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList()
+            | "PayRateDict" >> beam.Map(pay_rate_dict))
+
+
 class PoisoningScan(beam.PTransform):
     """records (dicts with doc_id, prompt, response) -> {"findings": ..., "clusters": ...}."""
 
@@ -98,106 +241,19 @@ class PoisoningScan(beam.PTransform):
             records, near = inputs["records"], inputs.get("near_duplicates")
         else:
             records = inputs
-        n_max, max_keys, cap = p["max_ngram"], p["bundle_max_keys"], p["max_side_input_keys"]
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
-        # prompt strata (the corpus's tasks): every rate below is tested against records like the candidate's
-        strata_model = (feats | "StratumSampleKeys" >> beam.Map(sample_key)
-                        | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
-                        | "FitStrata" >> beam.Map(fit_strata, p))
-        feats = feats | "AssignStratum" >> beam.Map(AssignStratum(), AsSingleton(strata_model))
-        stratum_sizes = (feats | "StratumOf" >> beam.Map(lambda f: f["stratum"])
-                         | "StratumSizes" >> CountPerElement())
+        feats, stratum_sizes = feats | "Strata" >> Strata(p)
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
-        totals_si = AsSingleton(totals)
-
-        # 1-2: response df, band filter, prompt df of band n-grams, volume test.
-        # Identical responses (normalised word set) given to prompts sharing their first MinHash slot count
-        # once: copies of a record must not multiply counts the tests treat as independent, while one answer
-        # given to unrelated prompts (a planted verdict, a fixed response) still counts per prompt.
-        responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
-                     | "OnePerResponse" >> beam.CombinePerKey(MinFn())
-                     | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
-        rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
-               | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
-        band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
-                                                   totals_si)
-                | CapSideInput("band", cap, smallest_value))
-        n_band = band | "CountBand" >> beam.combiners.Count.Globally()
-        pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
-               | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
-        cands = ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
-                 | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
-
-        # prompt templates: openings/endings shared by >= min_support records (bounded by 2N/min_support).
-        templates = ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
-                      stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])))
-                     | "TemplatesAndStrata" >> beam.Flatten()
-                     | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
-                     | CapSideInput("templates", cap, largest_value))
-        templates_si = AsDict(templates)
-        # near-duplicate responses: normalised response hash groups in the support band (long ones only).
-        dups = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
-                | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
-                | "DupBand" >> beam.ParDo(KeepDupGroup(p), totals_si, templates_si)
-                | CapSideInput("dup_groups", cap, smallest_value))
-
-        # 3: carriers of response-only n-grams -> spread payloads and claim candidates.
-        # n-grams that only tell a record from its near-identical twin are edits (typos), not payloads.
-        carriers = feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si) \
-            .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
-        edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
-                 | "EditCarriers" >> beam.FlatMap(edit_carriers)
-                 | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
-        payloads = (carriers.carriers
-                    | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
-                    | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), totals_si, templates_si,
-                                                       AsDict(edits)))
-        payloads_si = AsDict(payloads)
-
-        # templates whose task asks for unrelated text: their off-topic responses are not anomalies.
-        off_templates = (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
-                         | "SumOffTopic" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
-                         | "OffTopicTemplates" >> beam.Filter(
-                             lambda kv: kv[1][0] >= p["min_support"] and kv[1][1] > p["off_topic_template_max_rate"] * kv[1][0])
-                         | "OffTopicRate" >> beam.Map(lambda kv: (kv[0], kv[1][1] / kv[1][0]))
-                         | CapSideInput("off_topic_templates", cap, largest_value))
-        off_si = AsDict(off_templates)
-
-        # 4-5: triggers = prompt n-grams associated with anomalies.
-        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), payloads_si, AsDict(dups), off_si)
-        # anomaly group sizes per stratum: the matched background of the trigger test
-        sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(anomaly_ids)
-                 | "AnomalySizes" >> CountPerElement()
-                 | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-                 | "GroupSizes" >> beam.GroupByKey()
-                 | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
-        pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
-                 | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
-                 | "PairByNgramAnomaly" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
-                 | "PairStrata" >> beam.GroupByKey()
-                 | "PairTotals" >> beam.Map(lambda kv: (kv[0], (sum(c for _, c in kv[1]), dict(sorted(kv[1])))))
-                 | "PairSupport" >> beam.Filter(lambda kv: kv[1][0] >= p["min_support"]))
-        n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
-        pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
-        # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
-        named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
-                 | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
-                 | CapSideInput("named", cap, largest_value))
-        ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
-               | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount())
-               | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
-        triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
-                    | "TriggerTest" >> beam.ParDo(TriggerTest(p), totals_si, AsDict(sizes), AsSingleton(n_pairs),
-                                                  AsDict(stratum_sizes))
-                    | "GroupByAnomaly" >> beam.GroupByKey() | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
-
-        triggers_si = AsDict(triggers)
-        profiles = (anomalous | "ProfileNgrams" >> beam.ParDo(ProfileCounts(p), triggers_si)
-                    | "SumProfile" >> beam.CombinePerKey(SumFn())
-                    | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-                    | "GroupProfile" >> beam.GroupByKey()
-                    | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
+        cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
+        templates = feats | "Templates" >> Templates(p, stratum_sizes)
+        dups = feats | "IdenticalResponses" >> IdenticalResponses(p, totals, templates)
+        payloads = feats | "Payloads" >> Payloads(p, cands, totals, templates)
+        off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
+        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
+                                                      AsDict(off_templates))
+        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes)
+        profiles = anomalous | "Profiles" >> Profiles(p, triggers)
 
         # near-duplicate clusters (dedup stage) that over-represent one claim.
         if near is not None and p["near_duplicate_claims"]:
@@ -206,18 +262,12 @@ class PoisoningScan(beam.PTransform):
         else:
             claims = feats.pipeline | "NoClaims" >> beam.Create([])
             claim_members = feats.pipeline | "NoClaimMembers" >> beam.Create([])
-
-        # share of each stratum's records carrying a response-only payload candidate
-        pay_rates = ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == "pay")
-                      | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items()))),
-                     stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1]))) \
-            | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList() \
-            | "PayRateDict" >> beam.Map(pay_rate_dict)
+        pay_rates = sizes | "PayRates" >> PayRates(stratum_sizes)
 
         # 6: one finding per record; cluster summaries.
-        out = feats | "Assign" >> beam.ParDo(Assign(p), payloads_si, triggers_si, AsDict(dups),
-                                         AsDict(profiles), AsDict(claims), AsDict(claim_members),
-                                         off_si, AsSingleton(pay_rates)).with_outputs(
+        out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),
+                                             AsDict(profiles), AsDict(claims), AsDict(claim_members),
+                                             AsDict(off_templates), AsSingleton(pay_rates)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

@@ -20,15 +20,8 @@ from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
     trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel, skeleton_keys
+from lazaret.detectors.poisoning.signals import EXCLUSIVE_PROMPT_SHARE
 from lazaret.detectors.poisoning.strata import matched_background
-
-KIND_WORDS = {
-    "gib": "gibberish responses (random tokens, almost no function words)",
-    "pay": "a shared response payload",
-    "claim": "near-identical responses asserting the same content",
-    "dup": "the same response (after normalising case, punctuation and repetition)",
-    "off": "responses off-topic for their prompt (no content word in common)",
-}
 
 
 def template_off_topic(f: Dict[str, Any]):
@@ -84,7 +77,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
                 best[kind] = key
         # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
         # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
-        exclusive = any(payloads[g]["df_p"] <= 0.02 * payloads[g]["expected_p"] for g in spread)
+        exclusive = any(payloads[g]["df_p"] <= EXCLUSIVE_PROMPT_SHARE * payloads[g]["expected_p"] for g in spread)
         if _distinct_hits(spread) < min_hits and not exclusive:
             spread = []
             best.pop("pay", None)
