@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 
 from lazaret.mask import shape
 from lazaret.outdir import in_lazaret_output, skip_dir
-from lazaret.records import MalformedRecord, build_record, make_doc_id, record_id_of, sha256_hex
+from lazaret.records import MalformedRecord, build_record, detect_format, make_doc_id, record_id_of, sha256_hex
 
 log = logging.getLogger("lazaret.read")
 
@@ -396,6 +396,7 @@ class ReadFile(beam.DoFn):
         self.max_record_bytes = max_record_bytes
         self.records_read = Metrics.counter("lazaret.read", "records")
         self.rejected = Metrics.counter("lazaret.read", "rejects")
+        self.other_format = Metrics.counter("lazaret.read", "records_in_another_format")
 
     def _reject(self, *args: Any, **kwargs: Any) -> beam.pvalue.TaggedOutput:
         """A reject row (:func:`reject`'s arguments) on the REJECT output, counted."""
@@ -501,7 +502,7 @@ class ReadFile(beam.DoFn):
             return self._reject(
                 path, idx, content_sha, "invalid_json", f"{msg} at character {pos}", shape(text)), fmt
         try:
-            record = build_record(obj, fmt, path, idx, content_sha, self.id_field)
+            record = self._build(obj, fmt, path, idx, content_sha)
         except MalformedRecord as exc:
             rid = record_id_of(obj, self.id_field)
             fmt_note = f" (file format: {fmt})" if fmt else ""
@@ -509,6 +510,23 @@ class ReadFile(beam.DoFn):
                 path, idx, content_sha, exc.rule, exc.detail + fmt_note, shape(text), rid), fmt
         self.records_read.inc()
         return record, fmt or record["format"]
+
+    def _build(self, obj: Any, fmt: Optional[str], path: str, idx: int, content_sha: str) -> Dict[str, Any]:
+        """The record in the file's format; when that format was detected (not forced with --format) and the
+        record lacks its fields but has every field of another format, in that one. Corpora concatenated from
+        several sources mix formats in one file (Alpaca rows among chat rows); rejecting a third of such a file
+        as malformed would hide its records from every check. A forced format is a statement about the file,
+        so it still rejects."""
+        try:
+            return build_record(obj, fmt, path, idx, content_sha, self.id_field)
+        except MalformedRecord as exc:
+            other = detect_format(obj) if (exc.rule == "missing_field" and self.fmt is None and fmt
+                                           and isinstance(obj, dict)) else None
+            if other is None or other == fmt:
+                raise
+            record = build_record(obj, other, path, idx, content_sha, self.id_field)
+            self.other_format.inc()
+            return record
 
     # -- Parquet --------------------------------------------------------------------------------------------
     def _parquet(self, path: str) -> Iterator[Any]:
