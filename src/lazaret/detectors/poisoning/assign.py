@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -18,7 +18,7 @@ from lazaret.detectors.poisoning import text as T
 from lazaret.detectors.poisoning.features import toks
 from lazaret.detectors.poisoning.claims import novel_grams
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
-from lazaret.detectors.poisoning.payload import is_novel
+from lazaret.detectors.poisoning.payload import is_novel, register_lift
 from lazaret.detectors.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
 from lazaret.detectors.poisoning.trigger import anomalies_of, outside_off_topic_templates
 from lazaret.findings import make_finding
@@ -87,14 +87,18 @@ class VerdictInputs:
     extend_min_k: int = 20
     pair_window: int = 0
     off_member: Optional[float] = None              # off-topic overlap that joins a strong off-topic trigger
+    register_phrases: FrozenSet[str] = frozenset()  # spread payloads that are the phrasing of register strata
+    everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
-           lookups) -> "VerdictInputs":
+           lookups, register: Tuple[FrozenSet[str], FrozenSet[str]] = (frozenset(), frozenset())
+           ) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
-                   params["pair_window"], params["off_topic_member_overlap"] if extend else None)
+                   params["pair_window"], params["off_topic_member_overlap"] if extend else None,
+                   register[0], register[1])
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -108,8 +112,10 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt).
 
-    A payload-only cluster (no trigger) takes the record only when ``spread_ok``: its prompt stratum is not
-    one where response-only phrasing is the norm (see ``Assign``). Clusters are ranked by (signal tier,
+    A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
+    where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
+    of those (``spread_ok``) or the payload is carried as often elsewhere as there (``everywhere``: a planted
+    phrase lands in every stratum alike); see ``Assign``. Clusters are ranked by (signal tier,
     corrected p-value, cluster id): see ``signals.SIGNALS``.
     """
     n_max, profiles = v.n_max, v.profiles
@@ -141,7 +147,9 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
                               "detail": describe_trigger(t), "trigger_or_payload": s,
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
-    for g in (spread if spread_ok else ()):
+    for g in spread:
+        if g in v.register_phrases or not (spread_ok or g in v.everywhere):
+            continue
         p = v.payloads[g]
         cid = cluster_id("payload", g)
         key = (tier(SPREAD_RULE), p["log10p"], cid)
@@ -187,10 +195,41 @@ class Assign(_SideInputNgrams, beam.DoFn):
     def __init__(self, params: Dict[str, Any]):
         self.params = params
         self._lookups: Dict[int, Any] = {}
+        self._register_cache: Dict[Tuple[int, int, int], Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
+    def _register_phrases(self, payloads, pay_rates, stratum_sizes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+        """(register phrases, payloads found everywhere). A spread payload carried far more often per record
+        (``spread_max_register_lift``) in the register strata than in the others is the register's own phrasing,
+        met in a few records of the quiet strata that read like it: never a spread cluster. One carried at
+        least a third as often in the quiet strata as in the register ones, by at least ``min_support`` quiet
+        carriers (where the volume test holds), is not the register's: a planted phrase lands in every stratum
+        alike, so its carriers in register strata are flagged too. Built once per
+        side-input value (the cache keeps the objects, so a recycled id never matches)."""
+        key = (id(payloads), id(pay_rates), id(stratum_sizes))
+        hit = self._register_cache.get(key)
+        if hit is not None and hit[0] is payloads and hit[1] is pay_rates and hit[2] is stratum_sizes:
+            return hit[3]
+        lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
+        register, everywhere = set(), set()
+        if pay_rates and stratum_sizes and lift:
+            for g, p in payloads.items():
+                if p.get("kind") != "spread":
+                    continue
+                strata = p.get("strata") or {}
+                x = register_lift(strata, pay_rates, stratum_sizes, rate)
+                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                if x >= lift:
+                    register.add(g)
+                elif x > 0 and quiet >= self.params["min_support"]:
+                    everywhere.add(g)
+        out = (frozenset(register), frozenset(everywhere))
+        self._register_cache.clear()
+        self._register_cache[key] = (payloads, pay_rates, stratum_sizes, out)
+        return out
+
     def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
-                pay_rates=None):
+                pay_rates=None, stratum_sizes=None):
         first = self._first_of(payloads)
         # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
@@ -198,8 +237,9 @@ class Assign(_SideInputNgrams, beam.DoFn):
         # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
         spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
+        register = self._register_phrases(payloads, pay_rates, stratum_sizes)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
-                                        self._lookups), spread_ok)
+                                        self._lookups, register), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c

@@ -23,6 +23,27 @@ from lazaret.detectors.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHA
 from lazaret.detectors.poisoning.strata import stratum_key
 
 
+def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Dict[int, int],
+                  max_rate: float) -> float:
+    """How many times more often a payload's carriers occur in the *register* strata (where more than
+    ``max_rate`` of the records carry some response-only n-gram: worked arithmetic, code) than in the other
+    strata, per record. A planted phrase spread over unrelated prompts lands in every stratum at about the same
+    rate (lift ~1); a phrase of the register's own ("thus", "for a total", "const") is carried by hundreds of
+    its records and by a few records of the quiet strata that read like it. 0 when either side is empty."""
+    reg_c = reg_n = quiet_c = quiet_n = 0
+    for s, n in sizes.items():
+        c = strata.get(s, 0)
+        if pay_rates.get(s, 0.0) > max_rate:
+            reg_c, reg_n = reg_c + c, reg_n + n
+        else:
+            quiet_c, quiet_n = quiet_c + c, quiet_n + n
+    if not (reg_c and reg_n and quiet_n):
+        return 0.0
+    if not quiet_c:
+        return float("inf")
+    return (reg_c / reg_n) / (quiet_c / quiet_n)
+
+
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
     return params["min_support"] <= df <= max(params["min_support"], params["max_fraction"] * n_records)
 
@@ -144,6 +165,8 @@ class CarrierStats(beam.CombineFn):
             "response_diversity": round(sum(d(v) for v in acc[RESPONSE_SIG]) / len(acc[RESPONSE_SIG]), 4),
             "sample": acc[MEMBERS],
             "templates": sorted(acc[TEMPLATES].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
+            # carriers per prompt stratum (few, large: never pruned in practice): where a phrase is used
+            "strata": {int(t[2:]): v for t, v in sorted(acc[TEMPLATES].items()) if t.startswith("s:")},
         }
 
 
@@ -292,6 +315,8 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
     owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
     del info["templates"]
+    if "strata" not in info:
+        info["strata"] = {}
     if info["template_confined"] < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
         info["kind"] = "spread"
         return info

@@ -60,7 +60,8 @@ SIGNALS: Tuple[Signal, ...] = (
            "no trigger: a response-only phrase, or two words kept together (brand … product), planted in the "
            "responses of unrelated prompts (content injection)",
            "",
-           _PAYLOAD + ("min_prompt_diversity", "min_payload_hits", "spread_max_stratum_rate")),
+           _PAYLOAD + ("min_prompt_diversity", "min_payload_hits", "spread_max_stratum_rate",
+                       "spread_max_register_lift")),
     Signal("claim:near_duplicate_cluster", None, 1,
            "no trigger: near-duplicate clusters of the dedup stage whose members' responses state one claim the "
            "rest of the corpus does not (a fact pasted many times)",

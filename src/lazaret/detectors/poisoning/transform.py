@@ -267,7 +267,8 @@ class PoisoningScan(beam.PTransform):
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),
                                              AsDict(profiles), AsDict(claims), AsDict(claim_members),
-                                             AsDict(off_templates), AsSingleton(pay_rates)).with_outputs(
+                                             AsDict(off_templates), AsSingleton(pay_rates),
+                                             AsDict(stratum_sizes)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

@@ -109,6 +109,10 @@ SPEC: Dict[str, F] = {
                                  "it the stratum's responses use a register its prompts never do (worked arithmetic, "
                                  "code) and counting cannot tell a planted phrase from the task's own", min=0.0,
                                  max=1.0),
+    "spread_max_register_lift": F("float", 3.0, "... nor where the payload is carried at least this many times as "
+                                  "often, per record, in those register strata as in the others: a planted phrase "
+                                  "lands in every stratum alike, the register's own phrasing ('thus', 'const') "
+                                  "also in a few records that read like it; 0 = off", min=0.0),
     "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
     "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "
                          "(bounds worker memory)", min=1000),
