@@ -155,3 +155,31 @@ def test_windows_centre_on_abbreviations_but_not_function_words():
 
     assert [w for w in ["U.S.", "Paris,", "\"Hello", "McDonald", "I", "I,", "(A)", "The", "the", "x"]
             if _candidate_word(w)] == ["U.S.", "Paris,", "\"Hello", "McDonald"]
+
+
+def test_lower_case_i_makes_a_paragraph_tagged_whole(ner_engine, monkeypatch):
+    """"i" as a pronoun says the writer does not capitalise the way the gate assumes: every sentence of the
+    paragraph goes to NER whole, also one with no capitalised word and the words far from the only name
+    (WNUT-17 dev: "... my name is called Ahmed and i am go to orchard academy in milton keyons"). Without the
+    rule (``case_evidence`` off) the same paragraph is cut to windows and its capital-free sentence dropped."""
+    from lazaret.detectors.pii_engine import PiiEngine, casing_unreliable
+
+    tail = "since we moved we go to the big school next to the old mill in milton keynes"
+    text = f"my name is Ahmed and i am here {tail}. we are in cali now for the summer holidays."
+    assert casing_unreliable(text, 0, len(text))
+    spy = _fresh(ner_engine)
+    ner_engine._ner_entities([text])
+    assert any(tail in seen for seen in spy.seen) and any("cali now" in seen for seen in spy.seen)
+    monkeypatch.setattr(PiiEngine, "case_evidence", False)
+    spy = _fresh(ner_engine)
+    ner_engine._ner_entities([text])
+    assert spy.seen and not any(tail in seen for seen in spy.seen) and not any("cali" in s for s in spy.seen)
+
+
+def test_what_counts_as_a_lower_case_i():
+    """Only the pronoun: not "i.e.", a numbered "(i)", or an "i" inside a word; capital "I" is ordinary."""
+    from lazaret.detectors.pii_engine import casing_unreliable
+
+    yes = ["i think so", "Yes i do.", "Then i'm off", "so i\u2019ll go", "x\ni ve"]
+    no = ["I think so", "see (i) and (ii), i.e. both", "Hi there", "a pi day", "the letter i."]
+    assert [t for t in yes + no if casing_unreliable(t, 0, len(t))] == yes

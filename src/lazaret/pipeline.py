@@ -18,7 +18,7 @@ from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckRe
 from lazaret.decide import Decide, decisive, for_decision, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
-from lazaret.packing import PackedReshuffle, pack, unpack_all
+from lazaret.packing import SpreadInBlocks, pack, unpack_all
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 
@@ -122,7 +122,7 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
             | "SpreadFiles" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)).with_outputs(
                 ReadFile.REJECT, ReadFile.FILE, main="records"))
-    records = read.records | "SpreadRecords" >> PackedReshuffle()
+    records = read.records | "SpreadRecords" >> SpreadInBlocks()
 
     results = run_checks(records, plan).values()
     finding_sets = [r.findings for r in results]
