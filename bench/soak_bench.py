@@ -2,7 +2,7 @@
 memory of the whole process tree over time. Memory must stay flat as the run goes on.
 
 Run: .venv/bin/python bench/soak_bench.py [--copies 4] [--workers 1] [--interval 5] [--checks ...] [--csv f]
-     [--runner in-process|flink|spark] [--stop-after SECONDS]
+     [--runner in-process|flink|spark] [--runner-arg=--OPTION=VALUE ...] [--stop-after SECONDS]
 
 `--runner flink` / `spark` scan with `pipelines/runners/{flink,spark}-local.args` (Flink's embedded cluster,
 Spark local[2]; their job server JVM is a child of the scan). Besides the runner / largest worker columns the
@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--policy", default=None, help="policy file passed to the scan (default: the packaged one)")
     ap.add_argument("--runner", choices=("in-process", "flink", "spark"), default="in-process",
                     help="flink / spark: pipelines/runners/{flink,spark}-local.args (--workers is ignored)")
+    ap.add_argument("--runner-arg", action="append", default=[], metavar="ARG",
+                    help="flink / spark: one more pipeline option after the runner's .args (repeatable; a later "
+                         "option wins), e.g. --runner-arg=--job_server_jvm_properties=-Xmx3g (docs/engines.md)")
     ap.add_argument("--stop-after", type=float, default=None, help="stop the scan after this many seconds")
     ap.add_argument("--stall-after", type=float, default=600.0,
                     help="stop the scan when its tree used < 1 CPU-s in this many seconds (0: never)")
@@ -140,6 +143,7 @@ def main() -> None:
                     n += 1
         if args.runner != "in-process":
             extra = (ROOT / "pipelines" / "runners" / f"{args.runner}-local.args").read_text().split()
+            extra += args.runner_arg
         else:
             extra = ([] if args.workers == 1 else
                      ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
@@ -185,7 +189,7 @@ def main() -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         failed = proc.returncode != 0 and not stopped
     where = (f"{args.workers} worker(s)" if args.runner == "in-process" else
-             " ".join(extra[:-1] + [extra[-1].split("=")[0] + "=..."]))
+             " ".join(a.split("=")[0] + "=..." if "job_server_jar" in a else a for a in extra))
     print(f"Soak: {n} records ({args.copies} x T0), checks {args.checks}, pii-nlp {args.pii_nlp}, "
           f"{args.runner}: {where} ({machine()})")
     if stalled:
