@@ -60,8 +60,7 @@ def test_a_trigger_outranks_a_payload_with_a_smaller_p_value():
     assert info2["rule"] == "payload:spread" and key2[0] == signals.tier("payload:spread")
 
 
-def test_signals_defaults_are_the_schema_defaults():
-    # the constants are not policy fields: none shadows one
+def test_named_constants_are_fractions_and_shadow_no_policy_field():
     for name in ("TEMPLATE_SHARE", "STRATUM_OWNED_RATE", "EXCLUSIVE_PROMPT_SHARE", "REDUNDANT_TRIGGER_SHARE"):
         assert name.lower() not in DEFAULTS
         assert 0.0 < getattr(signals, name) < 1.0

@@ -52,20 +52,10 @@ def unpack_all(values: Iterable[bytes]) -> List[Any]:
     return [unpack(v) for v in values]
 
 
-class PackedReshuffle(beam.PTransform):
-    """``beam.Reshuffle`` whose shuffled values are packed bytes (same elements out)."""
-
-    def expand(self, pcoll):
-        return (pcoll
-                | "Pack" >> beam.Map(pack)
-                | "Reshuffle" >> beam.Reshuffle()
-                | "Unpack" >> beam.Map(unpack))
-
-
 # Consecutive records of a file that travel together through ``SpreadInBlocks``. Measured on all 55,185 T0
-# records with the shipped 20,000-sentence NER cache (bench/pii_cache_order.py, issue 21): records spread one
-# by one made spaCy tag 24.8 M characters; blocks of 1,000 / 2,000 / 5,000 records 15.6 / 14.4 / 11.7 M; file
-# order 11.4 M. Larger blocks keep more repeats together but leave fewer units of work to spread over workers
+# records with the shipped 20,000-sentence NER cache (bench/pii_cache_order.py, issue 21; docs/pii.md): records
+# spread one by one made spaCy tag 25.8 M characters; blocks of 1,000 / 2,000 / 5,000 records 15.8 / 14.4 /
+# 11.8 M; file order 11.5 M. Larger blocks keep more repeats together but leave fewer units of work to spread over workers
 # (a 5,000-record block of T0 is ~6 MB and ~1 CPU-minute of PII: small for a cluster, coarse for a laptop
 # scan of a few thousand records on 2 workers).
 SPREAD_BLOCK = 5000

@@ -315,8 +315,6 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
     owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
     del info["templates"]
-    if "strata" not in info:
-        info["strata"] = {}
     if info["template_confined"] < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
         info["kind"] = "spread"
         return info
