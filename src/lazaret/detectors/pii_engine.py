@@ -201,7 +201,8 @@ def _candidate_word(word: str) -> bool:
 _PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()) + "“”‘’«»…–—"
 
 
-def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple[int, int]]:
+def candidate_windows(text: str, start: int, end: int, words: int,
+                      places: Optional["PlaceGazetteer"] = None) -> List[Tuple[int, int]]:
     """Character spans of ``text[start:end]`` the NER model needs: ``words`` white-space words on each side
     of every candidate word (capitalised, not a function word), overlapping windows merged; the whole span
     when it is short or ``words`` is 0.
@@ -210,15 +211,17 @@ def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple
     depth 4) and its NER state looks at the current token and the one before, so a token's entity tag
     depends on a few words around it; words further than that from any capitalised word add cost, not
     names (issue 21: with 6 words, 64% of the characters tagged on 1,000 T0 records, and 99.5% of the
-    PERSON and place entities of whole-sentence tagging)."""
+    PERSON and place entities of whole-sentence tagging). With ``places``, the words of a lower-case
+    place name ("in cali") are candidate words too (``PlaceGazetteer``)."""
     if words <= 0:
         return [(start, end)]
     spans = [(m.start(), m.end()) for m in _WORD.finditer(text, start, end)]
     if len(spans) <= 2 * words + 1:
         return [(start, end)]
+    placed: Set[int] = places.word_indices([text[a:b] for a, b in spans]) if places is not None else set()
     merged: List[List[int]] = []
     for i, (a, b) in enumerate(spans):
-        if not _candidate_word(text[a:b]):
+        if i not in placed and not _candidate_word(text[a:b]):
             continue
         lo, hi = max(0, i - words), min(len(spans) - 1, i + words)
         if merged and lo <= merged[-1][1] + 1:
@@ -267,6 +270,61 @@ def _has_candidate(sentence: str) -> bool:
         if m.group().lower() not in _FUNCTION_WORDS:
             return True
     return False
+
+
+# -- lower-case place names for the NER gate ---------------------------------------------------------
+_LOWER_WORD = re.compile(r"[a-z]+")
+
+
+class PlaceGazetteer:
+    """Place names (countries, US states, continents, cities of 100,000 people or more, from GeoNames; less
+    those an English corpus writes in lower case as ordinary words: src/lazaret/data/names/README.md),
+    looked up in lower case.
+
+    Why: in cased text NER sees only the words around capitalised ones, and en_core_web_sm almost never tags
+    a lower-case word there; a place written in lower case in otherwise cased text ("They ... since theyre in
+    cali") is the exception, and the model does tag it once it sees it. A lower-case word or phrase of this
+    list makes its words candidate words: the model still decides what is a place, so the list costs NER
+    time only where it fires, and it was built to fire rarely on ordinary text."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.phrases: Set[Tuple[str, ...]] = set()
+        self.first: Set[str] = set()
+        self.longest = 1
+        for name in names:
+            words = tuple(name.split())
+            if words:
+                self.phrases.add(words)
+                self.first.add(words[0])
+                self.longest = max(self.longest, len(words))
+
+    @classmethod
+    @functools.lru_cache(maxsize=1)
+    def load(cls) -> "PlaceGazetteer":
+        from importlib import resources
+
+        text = resources.files("lazaret").joinpath(_NAME_DATA, "places.txt").read_text(encoding="utf-8")
+        return cls(w for w in text.split("\n") if w and not w.startswith("#"))
+
+    def word_indices(self, words: Sequence[str]) -> Set[int]:
+        """Indices of the white-space ``words`` that form a lower-case place name (punctuation around a word
+        ignored; a capitalised word never counts here: it is a candidate word already)."""
+        out: Set[int] = set()
+        norm = [w.strip(_PUNCTUATION) for w in words]
+        for i, w in enumerate(norm):
+            if w not in self.first or not w.islower():
+                continue
+            for n in range(min(self.longest, len(norm) - i), 0, -1):
+                if tuple(norm[i:i + n]) in self.phrases and all(x.islower() for x in norm[i:i + n]):
+                    out.update(range(i, i + n))
+                    break
+        return out
+
+    def found_in(self, text: str, start: int, end: int) -> bool:
+        """Does ``text[start:end]`` hold a lower-case place name? (A cheap scan first: most text has none.)"""
+        if not any(m.group() in self.first for m in _LOWER_WORD.finditer(text, start, end)):
+            return False
+        return bool(self.word_indices(text[start:end].split()))
 
 
 # -- name gazetteer -----------------------------------------------------------------------------------
@@ -670,6 +728,9 @@ class PiiEngine:
     # A paragraph whose casing looks unreliable (``casing_unreliable``) is tagged whole, like one with no
     # capitals; False restores the gate before issue 21's twelfth session (benchmarks).
     case_evidence = True
+    # In cased text a lower-case place name of ``PlaceGazetteer`` makes its words candidate words (issue 21,
+    # thirteenth session); False restores the gate before it (benchmarks).
+    place_gate = True
     ner_drop_unused_tok2vec = True
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
@@ -681,6 +742,7 @@ class PiiEngine:
         self.tokenizer_nlp = None
         self.ner_nlp = None
         self.gazetteer: Optional[NameGazetteer] = None
+        self.places: Optional[PlaceGazetteer] = None
         self._cache: "collections.OrderedDict[bytes, List[Tuple[int, int, str]]]" = collections.OrderedDict()
         self.stats = collections.Counter()
         self._timeouts: List[str] = []  # "recognizer.pattern" of budgets exhausted in the current window
@@ -715,6 +777,8 @@ class PiiEngine:
             self.ner_nlp = load_ner_pipeline(SPACY_MODEL, blas=self.ner_blas,
                                              drop_unused_tok2vec=self.ner_drop_unused_tok2vec)
             self._blas_threads = blas_one_thread()
+            if self.place_gate:
+                self.places = PlaceGazetteer.load()
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
@@ -793,7 +857,7 @@ class PiiEngine:
                 if cased and self.case_evidence and casing_unreliable(text, cs, ce):
                     cased = False  # tagged like a paragraph with no capitals (see casing_unreliable)
                     self.stats["chunks_case_unreliable"] += 1
-                elif not may_hold_name(chunk):
+                elif not may_hold_name(chunk) and not (self.places is not None and self.places.found_in(text, cs, ce)):
                     self.stats["chunks_skipped"] += 1
                     continue
                 # NER runs per sentence, only on sentences that can hold a name, and is cached per sentence:
@@ -809,12 +873,14 @@ class PiiEngine:
                     needs = CONTEXT_ALWAYS or (first is not None and first.group().lower() not in _FUNCTION_WORDS)
                     ctx = _left_context(text, prev_start, s) if needs else s
                     prev_start = s
-                    if cased and not _has_candidate(text[s:e]):
+                    if cased and not _has_candidate(text[s:e]) and not (
+                            self.places is not None and self.places.found_in(text, s, e)):
                         self.stats["sentences_skipped"] += 1
                         continue
                     # the sentence with the end of the one before it (the model's left context); in cased text
-                    # a long one only in windows around its candidate words
-                    pieces = candidate_windows(text, ctx, e, self.ner_window_words) if cased else [(ctx, e)]
+                    # a long one only in windows around its candidate words (and lower-case place names)
+                    pieces = (candidate_windows(text, ctx, e, self.ner_window_words, self.places) if cased
+                              else [(ctx, e)])
                     for ps, pe in pieces:
                         unit = text[ps:pe]
                         key = _chunk_key(unit)
