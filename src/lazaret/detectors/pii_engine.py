@@ -11,6 +11,8 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
   sentence is tagged with the end of the one before it as left context (the model looks a few tokens back);
   a paragraph that uses "i" as a pronoun does not capitalise the way this assumes, and is tagged whole;
 * a long sentence is tagged only in windows of a few words around its candidate words (``candidate_windows``);
+  a lower-case place name of a shipped list (``PlaceGazetteer``: "since theyre in cali") makes its words
+  candidate words too, in cased text where the capitals alone would never send it to the model;
 * NER results are cached per sentence (corpora repeat sentences far more than paragraphs: T0 renders one
   passage under many templates, each wrapping it in different text), keyed by a 16-byte digest; the scan
   spreads records in blocks read in file order (``packing.SpreadInBlocks``) so repeats stay within reach of
