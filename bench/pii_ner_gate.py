@@ -5,11 +5,13 @@
   word) is not sentence-initial (not at the start of a sentence, a line, or after ':' or a quote), or is a
   name of the shipped gazetteer. Not shipped: 13% fewer sentences, entities lost (below).
 * ``--variant windows``: the shipped ``ner_window_words`` against whole sentences (``ner_window_words = 0``).
+* ``--variant places``: the shipped gate against the gate without lower-case place names as candidate
+  words (``PiiEngine.place_gate``, issue 21's thirteenth session).
 
 Also prints the characters tagged (cache misses) and the NER CPU-seconds of each side; the machine may be
 shared, so CPU-seconds are indicative, characters are exact.
 
-Run: .venv/bin/python bench/pii_ner_gate.py [--variant strict|windows] [--data t0|synth] [--n 1000]
+Run: .venv/bin/python bench/pii_ner_gate.py [--variant strict|windows|places] [--data t0|synth] [--n 1000]
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def main() -> None:
     import lazaret.detectors.pii_engine as pe
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variant", default="windows", choices=("strict", "windows"))
+    ap.add_argument("--variant", default="windows", choices=("strict", "windows", "places"))
     ap.add_argument("--data", default="t0", choices=("t0", "synth"))
     ap.add_argument("--n", type=int, default=1000, help="T0 records")
     args = ap.parse_args()
@@ -59,8 +61,11 @@ def main() -> None:
     engine = load_engine("spacy")
     shipped_gate, shipped_words = pe._has_candidate, engine.ner_window_words
 
-    def run(label: str, gate, words: int):
+    shipped_places = engine.places
+
+    def run(label: str, gate, words: int, places=shipped_places):
         pe._has_candidate = gate
+        engine.places = places
         engine.ner_window_words = words
         engine._cache.clear()
         engine.stats.clear()
@@ -75,6 +80,9 @@ def main() -> None:
     if args.variant == "strict":
         base = run("shipped gate", shipped_gate, shipped_words)
         other = run("strict gate (sentence-initial: gazetteer)", strict_candidate(engine.gazetteer), shipped_words)
+    elif args.variant == "places":
+        base = run("without lower-case place names", shipped_gate, shipped_words, None)
+        other = run("with lower-case place names (shipped)", shipped_gate, shipped_words)
     else:
         base = run("whole sentences", shipped_gate, 0)
         other = run(f"windows of {shipped_words} words", shipped_gate, shipped_words)

@@ -7,6 +7,7 @@ Baseline: ``AnalyzerEngine`` with Presidio's default recognizers and the same sp
 Run: .venv/bin/python bench/pii_quality.py [--wnut-split dev] [--ours-only]
      [--ner-window-words 0] [--blis] [--keep-tok2vec]   (the state before issue 21's third session)
      [--no-case-evidence]   (before its twelfth session)
+     [--no-place-gate]      (before its thirteenth: lower-case place names are not candidate words)
 (dev is the split rules were tuned on; test is the one reported.)
 """
 
@@ -63,6 +64,10 @@ def main() -> None:
     ap.add_argument("--keep-tok2vec", action="store_true", help="keep spaCy's unused shared tok2vec")
     ap.add_argument("--no-case-evidence", action="store_true",
                     help="gate NER by capitals also where \"i\" is lower case (before issue 21's twelfth session)")
+    ap.add_argument("--no-place-gate", action="store_true",
+                    help="lower-case place names are not NER candidate words (before issue 21's thirteenth session)")
+    ap.add_argument("--place-findings", action="store_true",
+                    help="a lower-case place name is a LOCATION finding itself (measured, not shipped)")
     args = ap.parse_args()
     shared = need_shared()
     from lazaret.detectors.pii_engine import PiiEngine
@@ -77,6 +82,8 @@ def main() -> None:
     PiiEngine.ner_blas = "blis" if args.blis else "numpy"
     PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
     PiiEngine.case_evidence = not args.no_case_evidence
+    PiiEngine.place_gate = not args.no_place_gate
+    PiiEngine.place_findings = args.place_findings
     ours = PiiEngine(section, custom).load()
     base = None if args.ours_only else plain_presidio()
     sets = {

