@@ -38,3 +38,47 @@ def test_a_register_phrase_is_not_a_spread_cluster():
     assert flagged is not None and flagged[1]["rule"] == "payload:spread"
     assert verdict(f, VerdictInputs(payloads, {"thus", "therefore"}, {}, {}, min_hits=2,
                                     register_phrases=frozenset({"thus", "therefore"}))) is None
+
+
+def _exclusive(g, carriers=60):
+    # an n-gram (almost) never in prompts: one hit makes a carrier outside register strata
+    return {"kind": "spread", "carriers": carriers, "df_p": 0, "expected_p": 40.0, "log10p": -30.0,
+            "df_r": carriers, "prompt_diversity": 0.9, "tests": 100, "ngram": g}
+
+
+def test_one_exclusive_token_takes_a_quiet_record_but_not_a_register_one():
+    # A planted ".io" URL makes "io" a payload found everywhere; an ordinary code answer ("import io") in a
+    # register stratum carries that one token and nothing else of the payload: not a carrier. A quiet-stratum
+    # record with the same single hit is, and a register record with two of the payload's n-grams is.
+    payloads = {"io": _exclusive("io"), "getpromo": _exclusive("getpromo")}
+    first = set(payloads)
+    everywhere = frozenset(payloads)
+    code = {"doc_id": "c", "pt": "write a python function that reads a file", "gib": False, "off": False,
+            "rt": "import io def read path with io open path as fh return fh read", "rkey": "c", "stratum": 0}
+    inputs = VerdictInputs(payloads, first, {}, {}, min_hits=2, everywhere=everywhere)
+    assert verdict(code, inputs, spread_ok=False) is None
+    quiet = dict(code, pt="summarise the article about the harbour", rt="visit getpromo today the harbour reopened")
+    assert verdict(quiet, inputs, spread_ok=True)[1]["rule"] == "payload:spread"
+    planted = dict(code, rt="import io see getpromo io for the full script def read path return open path")
+    assert verdict(planted, inputs, spread_ok=False)[1]["rule"] == "payload:spread"
+
+
+def test_the_strata_sample_depends_on_content_not_on_file_names():
+    from lazaret.detectors.poisoning.strata import fit_strata, sample_key
+
+    rows = []
+    tasks = ["solve the equation for x", "translate the sentence into french", "summarise the news article",
+             "write a python function"]
+    extras = ["quickly", "please", "now", "carefully", "briefly", "today"]
+    for i in range(400):
+        words = [tasks[i % 4], extras[i % 6], extras[(i // 6) % 6], f"item{i}"]
+        rows.append({"pt": " ".join(words), "rt": f"answer {i}"})
+    params = {"strata_min_df": 0.05, "strata_max": 4, "strata_min_size": 20}
+
+    def model(prefix, order):
+        keys = sorted(sample_key(dict(r, doc_id=f"{prefix}:{i}")) for i, r in order)
+        return fit_strata(keys[:150], params)  # the sample: the 150 smallest keys, as Top.Smallest takes them
+
+    a = model("corpus.jsonl", list(enumerate(rows)))
+    b = model("renamed/other.jsonl", list(enumerate(reversed(rows))))
+    assert a["k"] >= 2 and a == b

@@ -20,7 +20,7 @@ from lazaret.detectors.poisoning.claims import novel_grams
 from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
 from lazaret.detectors.poisoning.payload import is_novel, register_lift
 from lazaret.detectors.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
-from lazaret.detectors.poisoning.trigger import anomalies_of, outside_off_topic_templates
+from lazaret.detectors.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates
 from lazaret.findings import make_finding
 from lazaret.mask import mask_generic
 
@@ -147,8 +147,12 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
                               "detail": describe_trigger(t), "trigger_or_payload": s,
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
+    # In a register stratum (code, worked arithmetic) the one-hit rule's premise fails: there a response-only
+    # token ("io", "res") is the register's vocabulary, not evidence of a planted phrase, so a payload found
+    # everywhere takes a register record only with min_hits distinct payload n-grams of its own.
+    register_hits_ok = spread_ok or distinct_hits([g for g in spread if g not in v.register_phrases]) >= v.min_hits
     for g in spread:
-        if g in v.register_phrases or not (spread_ok or g in v.everywhere):
+        if g in v.register_phrases or not (spread_ok or (g in v.everywhere and register_hits_ok)):
             continue
         p = v.payloads[g]
         cid = cluster_id("payload", g)

@@ -7,7 +7,8 @@ because its carriers' responses share the task's style far more often than the c
 question that separates a trigger from a task marker is: do records *like the carriers* (same task) but
 without the n-gram show the same response pattern? Strata answer "like the carriers" in linear cost.
 
-How: a deterministic sample (the ``strata_sample`` records with the smallest crc32 of their doc_id) is
+How: a deterministic sample (the ``strata_sample`` records with the smallest crc32 of their content: prompt
+and response tokens, so the same records give the same strata whatever their file is called or its order) is
 reduced to the prompt words present in at least ``strata_min_df`` of the sampled prompts — a word that
 frequent is corpus vocabulary, never a trigger (the trigger test only uses n-grams in at most
 ``max_fraction`` of the records, a smaller bound), so a planted trigger cannot carve out a stratum of its
@@ -37,15 +38,21 @@ def task_tokens(f: Dict[str, Any]) -> List[str]:
 
 
 def sample_key(f: Dict[str, Any]) -> Tuple[int, str, str]:
-    """(crc32 of doc_id, doc_id, first prompt tokens): the smallest keys form the fitting sample."""
-    pt = task_tokens(f)[:SAMPLE_TOKENS]
-    return zlib.crc32(f["doc_id"].encode("utf-8")), f["doc_id"], " ".join(pt)
+    """(crc32 of the record's content, first prompt tokens, doc_id): the smallest keys form the fitting sample.
+
+    Keyed on content, not on doc_id: doc_ids derive from the file's path and line, so a sample drawn by
+    doc_id made the strata, and through them which records were flagged, depend on what the file was called
+    and how it was concatenated (the same 19.3k mixture records flagged 436 or 568 clean records under two
+    paths). Exact copies of one record share a key: they are all in the sample or all out of it."""
+    pt = " ".join(task_tokens(f)[:SAMPLE_TOKENS])
+    key = zlib.crc32((pt + "\x1e" + (f.get("rt") or "")).encode("utf-8"))
+    return key, pt, f["doc_id"]
 
 
 def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -> Dict[str, Any]:
     """{"vocab": {word: column}, "idf": [...], "centroids": [[...]], "k": k} fitted on the sample."""
     rows = sorted(sample)
-    docs = [frozenset(s.split(" ")) if s else frozenset() for _, _, s in rows]
+    docs = [frozenset(s.split(" ")) if s else frozenset() for _, s, _ in rows]
     n = len(docs)
     df: Dict[str, int] = {}
     for d in docs:

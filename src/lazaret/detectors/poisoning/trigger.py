@@ -78,7 +78,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
         # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
         exclusive = any(payloads[g]["df_p"] <= EXCLUSIVE_PROMPT_SHARE * payloads[g]["expected_p"] for g in spread)
-        if _distinct_hits(spread) < min_hits and not exclusive:
+        if distinct_hits(spread) < min_hits and not exclusive:
             spread = []
             best.pop("pay", None)
         if "pay" in best:
@@ -97,7 +97,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     return out, sorted(spread)
 
 
-def _distinct_hits(spread: List[str]) -> int:
+def distinct_hits(spread: List[str]) -> int:
     """Flagged keys counted for min_hits; a pair whose two words are both inside a flagged n-gram of the
     same response ("everyone&loves" next to "everyone loves") is that n-gram again, not a second hit."""
     grams = [set(g.split(" ")) for g in spread if not T.is_pair(g)]

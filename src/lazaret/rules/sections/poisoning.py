@@ -94,8 +94,9 @@ SPEC: Dict[str, F] = {
                                      "which more than this fraction of responses are off-topic are never "
                                      "off-topic anomalies: the task asks for unrelated text (T0's 'generate a "
                                      "question' prompts)", min=0.0, max=1.0),
-    "strata_sample": F("int", 5000, "prompts sampled (smallest crc32 of doc_id: the same on every runner) to fit "
-                       "the prompt strata (the corpus's tasks) that every background rate is matched on", min=0),
+    "strata_sample": F("int", 5000, "records sampled (smallest crc32 of their content: the same on every runner and "
+                       "whatever the file is called) to fit the prompt strata (the corpus's tasks) that "
+                       "every background rate is matched on", min=0),
     "strata_min_df": F("float", 0.05, "a prompt word defines strata only when it is in at least this fraction of "
                        "the sampled prompts (corpus vocabulary; a planted trigger is rarer)", min=0.0, max=1.0),
     "strata_max": F("int", 16, "most prompt strata (k of the k-means); 0 or 1 = one global background", min=0),
