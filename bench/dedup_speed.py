@@ -4,7 +4,7 @@ Each measurement runs in a fresh subprocess (so peak RSS is its own); the input 
 and not timed. Figures: wall seconds, CPU seconds, docs per CPU-second (~ per core: FnApiRunner and the
 baseline are single-process), peak RSS.
 
-  sigs      normalise + shingle hashes + MinHash (lazaret.dedup.signatures), one core
+  sigs      normalise + shingle hashes + MinHash (lazaret.checks.near_duplicate.signatures), one core
   beam      NearDuplicateClusters end to end on the in-process FnApiRunner (read JSONL -> findings)
   baseline  in-memory: datasketch MinHash.bulk (default SHA1 hashfunc) over the same shingles +
             MinHashLSH(threshold, num_perm) insert/query + union-find, one process; input already parsed
@@ -51,9 +51,9 @@ def _read(path):
 
 
 def run_sigs(path: str) -> dict:
-    from lazaret.dedup import DedupParams
-    from lazaret.dedup.normalise import normalise
-    from lazaret.dedup.signatures import band_keys, signatures
+    from lazaret.checks.near_duplicate.params import DedupParams
+    from lazaret.checks.near_duplicate.normalise import normalise
+    from lazaret.checks.near_duplicate.signatures import band_keys, signatures
 
     recs = _read(path)
     p = DedupParams()
@@ -67,7 +67,7 @@ def run_sigs(path: str) -> dict:
 def run_beam(path: str) -> dict:
     import apache_beam as beam
 
-    from lazaret.dedup import NearDuplicateClusters
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
 
     out = tempfile.mkdtemp(prefix="dedup-speed-")
     t0, c0 = time.time(), time.process_time()
@@ -95,7 +95,7 @@ def run_beam_mp(path: str, workers: int = 2) -> dict:
     import psutil
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from lazaret.dedup import NearDuplicateClusters
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
     from lazaret.memory import tune_allocator
     from lazaret.spill import install
 
@@ -145,8 +145,8 @@ def run_baseline(path: str, include_read: bool = False) -> dict:
     """``include_read``: time the JSONL parsing too, as the Beam run does (its figure includes reading)."""
     from datasketch import MinHash, MinHashLSH
 
-    from lazaret.dedup import DedupParams
-    from lazaret.dedup.normalise import normalise
+    from lazaret.checks.near_duplicate.params import DedupParams
+    from lazaret.checks.near_duplicate.normalise import normalise
 
     p = DedupParams()
     if include_read:

@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--nlp", nargs="+", default=["none", "spacy"])
     args = ap.parse_args()
-    from lazaret.detectors.pii import PiiDoFn
+    from lazaret.checks.pii.transform import PiiDoFn
     from lazaret.records import build_record, sha256_hex
     from lazaret.rules.policy import load_policy
 

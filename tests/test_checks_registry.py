@@ -12,7 +12,7 @@ import pytest
 
 from helpers import findings_rows, quarantine_rows, scan, summary
 from lazaret.checks import Check, CheckResult, checks, get, names, register, unregister
-from lazaret.findings import make_finding
+from lazaret.checks.findings import make_finding
 from lazaret.rules.errors import ConfigError
 from lazaret.scan import parse_checks
 
@@ -122,7 +122,7 @@ def test_finding_names_travel_with_the_pickled_step(toy_check):
 
     blob = pickler.dumps(OwnFindings(TOY, (TOY, "malformed", "rule")))
     code = ("import sys; from apache_beam.internal import pickler; from lazaret.checks import names; "
-            "from lazaret.findings import make_finding; own = pickler.loads(sys.stdin.buffer.read()); "
+            "from lazaret.checks.findings import make_finding; own = pickler.loads(sys.stdin.buffer.read()); "
             f"assert {TOY!r} not in names(); "
             f"print(len(list(own.process(make_finding({{'doc_id': 'd1'}}, {TOY!r}, 'word')))))")
     done = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)

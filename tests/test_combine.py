@@ -30,7 +30,7 @@ def test_merge_ignores_empty_accumulators():
 def test_poisoning_stage_uses_no_million_key_builtin_combines():
     """Built-in sum/min/max and Count.PerElement get a 1,000,000-key lifting table per worker (see
     lazaret/combine.py); the poisoning stage's keys are n-grams, so it must use the bounded CombineFns."""
-    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "lazaret" / "detectors" / "poisoning"
+    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "lazaret" / "checks" / "poisoning"
     bad = re.compile(r"CombinePerKey\((sum|min|max)\)|Count\.PerElement\(|Count\.PerKey\(")
     hits = [f"{f.name}:{i}" for f in sorted(root.glob("*.py"))
             for i, line in enumerate(f.read_text().splitlines(), 1) if bad.search(line)]

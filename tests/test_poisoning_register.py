@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from lazaret.detectors.poisoning.assign import VerdictInputs, verdict
-from lazaret.detectors.poisoning.payload import register_lift
+from lazaret.checks.poisoning.assign import VerdictInputs, verdict
+from lazaret.checks.poisoning.payload import register_lift
 
 RATES = {0: 0.6, 1: 0.02, 2: 0.03}     # stratum 0 answers in a register (60% carry a response-only n-gram)
 SIZES = {0: 8800, 1: 4000, 2: 2000}

@@ -67,7 +67,7 @@ def test_unknown_engine_refused(tmp_path, capsys):
 
 
 def test_engine_reports_a_timeout_as_a_finding():
-    from lazaret.detectors.pii_engine import REGEX_TIMEOUT, PiiEngine
+    from lazaret.checks.pii.engine import REGEX_TIMEOUT, PiiEngine
     from lazaret.rules.policy import load_policy
 
     section = dict(load_policy(str(ROOT / "rules" / "policy.yaml")).section("pii"))

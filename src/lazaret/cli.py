@@ -21,7 +21,7 @@ DELEGATED = {
     "review": ("lazaret.review", "list / show / release / confirm quarantined records"),
     "release": ("lazaret.release", "write the fine-tuning set: clean/ plus reviewer-released records"),
     "gate": ("lazaret.gate", "exit 0 only when the policy's release criteria hold"),
-    "train-toxicity": ("lazaret.toxicity.train", "train or evaluate a fastText toxicity model"),
+    "train-toxicity": ("lazaret.training.toxicity", "train or evaluate a fastText toxicity model"),
 }
 
 

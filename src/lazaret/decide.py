@@ -95,7 +95,7 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
 
 def _anonymize(anonymizer: Any, text: str, spans: List[Tuple[int, int, str]]) -> str:
     # in bounded segments: one anonymizer call costs spans x length (a long record never finished)
-    from lazaret.detectors.pii_redact import anonymize_text
+    from lazaret.checks.pii.redact import anonymize_text
 
     return anonymize_text(anonymizer, text, spans)
 
@@ -208,7 +208,7 @@ class Decide(beam.DoFn):
     def _held_patterns(self, record: Dict[str, Any]) -> List[Dict[str, Any]]:
         """PII findings (patterns only) for one held record when the scan's checks exclude PII."""
         if self._held_scanner is None:
-            from lazaret.detectors.pii import PiiDoFn
+            from lazaret.checks.pii.transform import PiiDoFn
 
             section, custom = self.held_pii
             scanner = PiiDoFn(dict(section, nlp="none"), custom)

@@ -42,7 +42,7 @@ def sha256_tree(root: str) -> str:
 
 
 def spacy_model_info() -> Dict[str, Any]:
-    from lazaret.detectors.pii_engine import SPACY_DISTRIBUTION, SPACY_MODEL
+    from lazaret.checks.pii.engine import SPACY_DISTRIBUTION, SPACY_MODEL
 
     try:
         import importlib.util

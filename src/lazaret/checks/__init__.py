@@ -7,7 +7,7 @@ incident policy and the scan graph all read their names from here and nowhere el
 
 A check's ``expand(records, ctx)`` is the body of a Beam composite (the scan labels it ``Check_<name>``):
 it receives the records PCollection and a :class:`CheckContext`, and returns a :class:`CheckResult`:
-findings (dicts made by :func:`lazaret.findings.make_finding`, ``check`` = the check's ``finding_name``)
+findings (dicts made by :func:`lazaret.checks.findings.make_finding`, ``check`` = the check's ``finding_name``)
 and, optionally, clusters as rows of ``clusters/`` made by :func:`lazaret.checks.clusters.cluster_row`.
 The registry lives in the launcher's process only: the scan checks the names of a check's findings where they
 leave the check (``lazaret.pipeline.OwnFindings``, the names pickled with it), so a check registered by user

@@ -1,5 +1,5 @@
-"""The poisoning check (lazaret.detectors.poisoning): findings and clusters. When the near-duplicate
-check runs in the same scan, its clusters are tested for planted claims (detectors/poisoning/claims.py)."""
+"""The poisoning check (lazaret.checks.poisoning): findings and clusters. When the near-duplicate
+check runs in the same scan, its clusters are tested for planted claims (checks/poisoning/claims.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lazaret.checks.clusters import cluster_row
 
 
 def row(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """A poisoning cluster summary (detectors/poisoning/assign.py) as a clusters/ row."""
+    """A poisoning cluster summary (checks/poisoning/assign.py) as a clusters/ row."""
     statistic = summary.get("statistic") or ""
     if summary.get("p_value"):
         statistic = f"{statistic} (p={summary['p_value']})" if statistic else f"p={summary['p_value']}"
@@ -23,8 +23,8 @@ def row(summary: Dict[str, Any]) -> Dict[str, Any]:
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
     import apache_beam as beam
 
-    from lazaret.detectors.poisoning import PoisoningScan
-    from lazaret.detectors.poisoning.claims import cluster_member
+    from lazaret.checks.poisoning.transform import PoisoningScan
+    from lazaret.checks.poisoning.claims import cluster_member
 
     inputs = records
     near = ctx.needed.get("dedup")
@@ -42,7 +42,7 @@ def load_rules(section: Dict[str, Any], rules_dir: Optional[str]) -> Tuple[List[
     path = os.path.join(rules_dir, section["signature_file"])
     if not os.path.isfile(path):
         return [], []
-    from lazaret.detectors.poisoning.signatures import load_signatures
+    from lazaret.checks.poisoning.signatures import load_signatures
 
     return load_signatures(path), [(path, "triggers")]
 

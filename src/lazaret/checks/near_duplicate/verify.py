@@ -27,8 +27,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import ShardBuffer, unpack_all
-from lazaret.dedup.signatures import similarity
+from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack_all
+from lazaret.checks.near_duplicate.signatures import similarity
 
 Edge = Tuple[str, str]
 NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key, exact_size, doc_id)

@@ -25,8 +25,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.findings import make_finding
-from lazaret.guard import isolate_failures
+from lazaret.checks.findings import make_finding
+from lazaret.checks.guard import isolate_failures
 
 NAMESPACE = "lazaret.toxicity"
 
@@ -37,13 +37,13 @@ def _is_url(path: str) -> bool:
 
 def fetch_model(path: str, workdir: str) -> str:
     """A local path for ``path``: URLs are copied (with their metadata sidecar, when present) into ``workdir``."""
-    from lazaret.toxicity.model import metadata_path, resolve_model_path
+    from lazaret.checks.toxicity.model import metadata_path, resolve_model_path
 
     if not _is_url(path):
         return resolve_model_path(path)
     from apache_beam.io.filesystems import FileSystems
 
-    from lazaret.toxicity.model import ModelError
+    from lazaret.checks.toxicity.model import ModelError
 
     local = os.path.join(workdir, os.path.basename(path.rstrip("/")) or "model.bin")
     try:
@@ -51,7 +51,7 @@ def fetch_model(path: str, workdir: str) -> str:
             shutil.copyfileobj(src, dst, 1 << 20)
     except Exception as exc:  # noqa: BLE001 - any filesystem's error: name the model file
         raise ModelError(f"toxicity model file {path!r} cannot be read by this worker: {exc}") from exc
-    from lazaret.toxicity.calibration import calibration_path
+    from lazaret.checks.toxicity.calibration import calibration_path
 
     # The sidecar and the calibration file are optional; when present they travel with the model (the
     # calibration is then verified against the sidecar's sha256 and the model's, as for a local model).
@@ -72,7 +72,7 @@ def _calibration_setting(cfg: Dict[str, Any], workdir: Optional[str]) -> str:
         return value
     from apache_beam.io.filesystems import FileSystems
 
-    from lazaret.toxicity.calibration import CalibrationError
+    from lazaret.checks.toxicity.calibration import CalibrationError
 
     local = os.path.join(workdir or tempfile.mkdtemp(prefix="lazaret-tox-"), "policy.calibration.json")
     try:
@@ -88,7 +88,7 @@ def load_models(section: Dict[str, Any], workdir: Optional[str] = None) -> List[
 
     Raises ModelError (naming the file) for a missing/corrupt file, a sha256 mismatch or a missing label.
     """
-    from lazaret.toxicity.model import ToxicityModel
+    from lazaret.checks.toxicity.model import ToxicityModel
 
     loaded = []
     for cfg in section.get("models", []):
@@ -117,7 +117,7 @@ def load_models(section: Dict[str, Any], workdir: Optional[str] = None) -> List[
 
 def models_provenance(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Provenance entries for the section's models: path, sha256, labels, origin, thresholds in force."""
-    from lazaret.toxicity.model import ModelError, default_model_path
+    from lazaret.checks.toxicity.model import ModelError, default_model_path
 
     out: List[Dict[str, Any]] = []
     if not section.get("enabled", True):

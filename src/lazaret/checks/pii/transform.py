@@ -13,8 +13,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.findings import make_finding
-from lazaret.guard import Guarded, isolate_failures
+from lazaret.checks.findings import make_finding
+from lazaret.checks.guard import Guarded, isolate_failures
 from lazaret.mask import mask_value
 from lazaret.records import META_SIDE, joined_meta
 
@@ -33,7 +33,7 @@ class PiiDoFn(beam.DoFn):
         self.failures = Metrics.counter("lazaret.pii", "processing_errors")
 
     def setup(self) -> None:
-        from lazaret.detectors.pii_engine import PiiEngine
+        from lazaret.checks.pii.engine import PiiEngine
 
         self.engine = PiiEngine(self.section, self.custom).load()
 

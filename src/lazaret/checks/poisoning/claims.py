@@ -25,13 +25,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from lazaret.combine import MaxFn, SumFn
-from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.bounded import CapSideInput, smallest_value
-from lazaret.detectors.poisoning.counting import _CountsInSideInput, _PreAggregate, ngrams_in
-from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
-from lazaret.detectors.poisoning.signals import TEMPLATE_SHARE
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.bounded import CapSideInput, smallest_value
+from lazaret.checks.poisoning.counting import _CountsInSideInput, _PreAggregate, ngrams_in
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
+from lazaret.checks.poisoning.signals import TEMPLATE_SHARE
 
 GRAMS_PER_CLUSTER = 32
 

@@ -14,14 +14,14 @@ from typing import Any, Dict, Iterable, List, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
     trigger_lookup
-from lazaret.detectors.poisoning.payload import is_novel, skeleton_keys
-from lazaret.detectors.poisoning.signals import EXCLUSIVE_PROMPT_SHARE
-from lazaret.detectors.poisoning.strata import matched_background
+from lazaret.checks.poisoning.payload import is_novel, skeleton_keys
+from lazaret.checks.poisoning.signals import EXCLUSIVE_PROMPT_SHARE
+from lazaret.checks.poisoning.strata import matched_background
 
 
 def template_off_topic(f: Dict[str, Any]):

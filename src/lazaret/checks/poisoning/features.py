@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.detectors.poisoning import text as T
+from lazaret.checks.poisoning import text as T
 
 
 SYSTEM_ROLES = ("system", "developer")

@@ -1,4 +1,4 @@
-"""The toxicity check (fastText; lazaret.detectors.toxicity): findings only."""
+"""The toxicity check (fastText; lazaret.checks.toxicity.transform): findings only."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from lazaret.checks import Check, CheckContext, CheckResult, register
 
 
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
-    from lazaret.detectors.toxicity import ToxicityCheck
+    from lazaret.checks.toxicity.transform import ToxicityCheck
 
     # built here, on the launcher: a missing or corrupt model stops the scan before any data is read
     return CheckResult(records | "Detect" >> ToxicityCheck(ctx.policy))
 
 
 def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
-    from lazaret.detectors.toxicity import models_provenance
+    from lazaret.checks.toxicity.transform import models_provenance
 
     return models_provenance(section)
 

@@ -755,7 +755,7 @@ class PiiEngine:
     def _gate_pattern_recognizers(self) -> None:
         """Build the one-pass RE2 prefilter and let each recognizer it covers skip the windows it cannot match
         (Presidio asks recognizers per entity type, so skipping is done per recognizer, not by entity)."""
-        from lazaret.detectors.pii_prefilter import PatternPrefilter
+        from lazaret.checks.pii.prefilter import PatternPrefilter
 
         self.prefilter = PatternPrefilter(self.registry.recognizers)
         self._recognizers_of: Dict[str, Set[str]] = collections.defaultdict(set)  # entity -> recognizer ids

@@ -1,4 +1,4 @@
-"""The near-duplicate check (MinHash + LSH as Beam shuffles; lazaret.dedup): findings and clusters.
+"""The near-duplicate check (MinHash + LSH as Beam shuffles; lazaret.checks.near_duplicate): findings and clusters.
 
 Called ``dedup`` on the command line and in the policy, ``near_duplicate`` in the manifests.
 """
@@ -14,7 +14,7 @@ FINDING_NAME = "near_duplicate"
 
 
 def row(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """A cluster summary of lazaret.dedup (NearDuplicateClusters) as a clusters/ row."""
+    """A cluster summary of lazaret.checks.near_duplicate (NearDuplicateClusters) as a clusters/ row."""
     notes = "; ".join(summary.get("notes") or [])
     statistic = f"{summary.get('kind', 'minhash')} cluster, {summary.get('dropped', 0)} dropped"
     return cluster_row(FINDING_NAME, summary["cluster_id"], summary.get("members") or [], summary.get("size"),
@@ -25,14 +25,15 @@ def row(summary: Dict[str, Any]) -> Dict[str, Any]:
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
     import apache_beam as beam
 
-    from lazaret.dedup import NearDuplicateClusters
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
 
     out = records | "Clusters" >> NearDuplicateClusters(ctx.policy)
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
 
 
 def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
-    from lazaret.dedup import DedupParams, provenance_info
+    from lazaret.checks.near_duplicate.params import DedupParams
+    from lazaret.checks.near_duplicate.signatures import provenance_info
 
     return provenance_info(DedupParams.from_section(section))
 

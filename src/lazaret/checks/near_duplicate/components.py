@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import ShardBuffer, pack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, unpack_all
 
 Label = Tuple[str, str, bool]  # (node, cluster_id, converged)
 

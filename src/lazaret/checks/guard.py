@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.findings import make_finding
+from lazaret.checks.findings import make_finding
 
 DEFAULT_ATTEMPTS = 3
 

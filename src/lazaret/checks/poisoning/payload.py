@@ -15,12 +15,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
-from lazaret.detectors.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
-from lazaret.detectors.poisoning.strata import stratum_key
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
+from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
+from lazaret.checks.poisoning.strata import stratum_key
 
 
 def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Dict[int, int],

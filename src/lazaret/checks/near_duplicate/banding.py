@@ -23,8 +23,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import Block, ShardBuffer, shard_of
-from lazaret.dedup.verify import PAIR
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
+from lazaret.checks.near_duplicate.verify import PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
 

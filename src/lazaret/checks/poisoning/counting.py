@@ -14,8 +14,8 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.features import toks
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
 
 
 def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
@@ -231,7 +231,7 @@ class DistinctCount(beam.CombineFn):
         return sorted(out)[: self.cap]
 
     def extract_output(self, acc):
-        from lazaret.detectors.poisoning.stats import KMV
+        from lazaret.checks.poisoning.stats import KMV
 
         return int(round(KMV(self.cap, acc).estimate()))
 

@@ -17,22 +17,22 @@ import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from lazaret.combine import CountPerElement, MaxFn, MinFn, SumFn
-from lazaret.detectors.poisoning.assign import Assign, ClusterSummary, summary
-from lazaret.detectors.poisoning.claims import NearDuplicateClaims
-from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
-from lazaret.detectors.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
+from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
+from lazaret.checks.poisoning.claims import NearDuplicateClaims
+from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
+from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf
-from lazaret.detectors.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
+from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
-from lazaret.detectors.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
+from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     says_something, skeleton_keys
-from lazaret.detectors.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
+from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
-from lazaret.detectors.poisoning.signals import REDUNDANT_TRIGGER_SHARE
-from lazaret.detectors.poisoning.signatures import SignatureScan
-from lazaret.detectors.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
-from lazaret.guard import Guarded
-from lazaret.detectors.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
+from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
+from lazaret.checks.poisoning.signatures import SignatureScan
+from lazaret.checks.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
+from lazaret.checks.guard import Guarded
+from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
 from lazaret.rules.sections.poisoning import DEFAULTS
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from lazaret.rules.errors import ConfigError
-from lazaret.toxicity.calibration import Calibration, calibration_path, load_calibration
-from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
+from lazaret.checks.toxicity.calibration import Calibration, calibration_path, load_calibration
+from lazaret.checks.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
 from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
 DEFAULT_MODEL_NAME = "toxicity_default"
@@ -103,7 +103,7 @@ class ToxicityModel:
         ``calibration``: "auto" applies the calibration file the sidecar names (sha256-checked against the
         sidecar, or against ``calibration_sha256`` when the policy pins one), or else ``<model>.calibration.json``
         when it exists; "none" returns raw model scores; any other value is the path of a calibration file.
-        Every calibration file must name this model's sha256 (see :mod:`lazaret.toxicity.calibration`).
+        Every calibration file must name this model's sha256 (see :mod:`lazaret.checks.toxicity.calibration`).
         """
         path = resolve_model_path(path)
         if not os.path.isfile(path):

@@ -1,4 +1,4 @@
-"""The PII check (Presidio; lazaret.detectors.pii): findings only."""
+"""The PII check (Presidio; lazaret.checks.pii.transform): findings only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from lazaret.checks import Check, CheckContext, CheckResult, register
 
 
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
-    from lazaret.detectors.pii import PiiCheck
+    from lazaret.checks.pii.transform import PiiCheck
 
     return CheckResult(records | "Detect" >> PiiCheck(ctx.policy, ctx.plan.custom_recognizers))
 

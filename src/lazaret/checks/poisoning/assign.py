@@ -13,15 +13,15 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.features import toks
-from lazaret.detectors.poisoning.claims import novel_grams
-from lazaret.detectors.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
-from lazaret.detectors.poisoning.payload import is_novel, register_lift
-from lazaret.detectors.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
-from lazaret.detectors.poisoning.trigger import anomalies_of, outside_off_topic_templates
-from lazaret.findings import make_finding
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.claims import novel_grams
+from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
+from lazaret.checks.poisoning.payload import is_novel, register_lift
+from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
+from lazaret.checks.poisoning.trigger import anomalies_of, outside_off_topic_templates
+from lazaret.checks.findings import make_finding
 from lazaret.mask import mask_generic
 
 # anomaly kind -> the rule of its trigger clusters (signals.SIGNALS is the table)

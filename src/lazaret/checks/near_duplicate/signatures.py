@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from lazaret.dedup.params import DedupParams
+from lazaret.checks.near_duplicate.params import DedupParams
 
 SCHEME = "affine32"
 SHINGLE_HASH = ("tabulation-64 per word (utf-8 bytes, 64x256 table from RandomState(20261127), fmix64); "
@@ -31,7 +31,7 @@ def provenance_info(params: DedupParams | None = None) -> Dict[str, object]:
     """What makes signatures comparable across runs: record it in provenance.json."""
     import datasketch
 
-    from lazaret.dedup.normalise import NORMALISATION_VERSION
+    from lazaret.checks.near_duplicate.normalise import NORMALISATION_VERSION
 
     info: Dict[str, object] = {
         "library": "datasketch",

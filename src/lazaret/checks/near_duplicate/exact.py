@@ -13,7 +13,7 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.dedup.shards import Block, ShardBuffer, unpack_all
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, unpack_all
 
 # packed exact entry: (exact_key, representative doc_id, norm, n_tokens, count)
 ExactEntry = Tuple[str, str, str, int, int]

@@ -2,7 +2,7 @@
 
 Why a command and not a notebook: the shipped default model must be reproducible from the data and the
 parameters recorded next to it, and users must be able to retrain it (or train their own) with exactly the
-normalisation that the scan applies at prediction time (:func:`lazaret.toxicity.normalize.normalize`).
+normalisation that the scan applies at prediction time (:func:`lazaret.checks.toxicity.normalize.normalize`).
 
 Data handling, and why:
 - ``--train FILE...``: labelled JSONL(.gz) with ``text`` and ``label`` (0/1). Rows that carry a ``split`` field
@@ -40,10 +40,10 @@ import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
 
 from lazaret.rules.errors import ConfigError
-from lazaret.toxicity.calibration import calibration_path, fit_calibration
-from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
-from lazaret.toxicity.model import DEFAULT_LABEL, ToxicityModel, metadata_path, sha256_file
-from lazaret.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
+from lazaret.checks.toxicity.calibration import calibration_path, fit_calibration
+from lazaret.training.metrics import choose_threshold, evaluate_scores
+from lazaret.checks.toxicity.model import DEFAULT_LABEL, ToxicityModel, metadata_path, sha256_file
+from lazaret.checks.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
 
 NEGATIVE_LABEL = "__label__clean"
 
@@ -395,7 +395,7 @@ def fit_fasttext(train_txt: str, out: str, params: dict, qparams: Optional[dict]
 
     last = ""
     spec = json.dumps({"train": train_txt, "out": out, "params": params, "quantize": qparams})
-    code = "import sys; from lazaret.toxicity.train import _fit_child; sys.exit(_fit_child(sys.argv[1]))"
+    code = "import sys; from lazaret.training.toxicity import _fit_child; sys.exit(_fit_child(sys.argv[1]))"
     for _ in range(ATTEMPTS):
         done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True)
         if done.returncode == 0:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.findings import make_finding
+from lazaret.checks.findings import make_finding
 from lazaret.mask import mask_generic
 from lazaret.rules.safe_regex import RegexBudgetExceeded, SafeRegex, UnsafeRegex
 from lazaret.rules.schema import F, validate_section
