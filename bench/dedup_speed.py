@@ -10,7 +10,7 @@ baseline are single-process), peak RSS.
             MinHashLSH(threshold, num_perm) insert/query + union-find, one process; input already parsed
   baseline+read  the same, timing the JSONL parsing too (as the beam figure does)
   beam-mp   the Beam transform on DirectRunner multi_processing (2 SDK worker processes) with the spilling
-            shuffle buffers and allocator settings lazaret scan uses (lazaret.spill, lazaret.memory);
+            shuffle buffers and allocator settings lazaret scan uses (lazaret.runners.spill, lazaret.runners.memory);
             CPU = runner + workers; prints the runner's
             and the largest worker's peak RSS (sampled every 0.1 s)
 
@@ -88,7 +88,7 @@ def run_beam(path: str) -> dict:
 
 def run_beam_mp(path: str, workers: int = 2) -> dict:
     """The same transform on DirectRunner ``multi_processing`` with the spilling shuffle buffers
-    (lazaret.spill, as ``lazaret scan`` runs it): the runner's and each SDK worker's peak RSS, sampled."""
+    (lazaret.runners.spill, as ``lazaret scan`` runs it): the runner's and each SDK worker's peak RSS, sampled."""
     import threading
 
     import apache_beam as beam
@@ -96,8 +96,8 @@ def run_beam_mp(path: str, workers: int = 2) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
-    from lazaret.memory import tune_allocator
-    from lazaret.spill import install
+    from lazaret.runners.memory import tune_allocator
+    from lazaret.runners.spill import install
 
     tune_allocator()  # as lazaret scan does: allocator thresholds and arenas, here and in the workers
     out = tempfile.mkdtemp(prefix="dedup-speed-")

@@ -35,7 +35,7 @@ class _StubNer:
 
 
 def record_texts(rows):
-    from lazaret.records import build_record, joined_meta
+    from lazaret.graph.records import build_record, joined_meta
 
     out = []
     for i, r in enumerate(rows):

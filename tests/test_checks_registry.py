@@ -100,7 +100,7 @@ def test_unregistered_name_is_refused():
 
 
 def test_findings_named_after_another_check_are_refused_where_they_leave_it():
-    from lazaret.pipeline import OwnFindings
+    from lazaret.graph.pipeline import OwnFindings
 
     own = OwnFindings("dedup", ("near_duplicate", "malformed", "rule"))
     for name in ("near_duplicate", "malformed"):
@@ -118,7 +118,7 @@ def test_finding_names_travel_with_the_pickled_step(toy_check):
 
     from apache_beam.internal import pickler
 
-    from lazaret.pipeline import OwnFindings
+    from lazaret.graph.pipeline import OwnFindings
 
     blob = pickler.dumps(OwnFindings(TOY, (TOY, "malformed", "rule")))
     code = ("import sys; from apache_beam.internal import pickler; from lazaret.checks import names; "

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lazaret.records import build_record, sha256_hex
+from lazaret.graph.records import build_record, sha256_hex
 
 # Linear on RE2 (the default); exponential in the backtracking engine a signature may opt in to on a run of q's.
 SLOW_REGEX = "(q|qz?)+y"

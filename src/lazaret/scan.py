@@ -89,13 +89,13 @@ def parse_checks(value: str) -> List[str]:
 
 
 def _prepare_out(out: str, overwrite: bool) -> str:
-    from lazaret.outdir import prepare
+    from lazaret.graph.outdir import prepare
 
     return prepare(out, overwrite, ("clean", "held") + MANIFESTS)
 
 
 def _finalise(staging: str, out: str) -> None:
-    from lazaret.outdir import finalise
+    from lazaret.graph.outdir import finalise
 
     finalise(staging, out)
 
@@ -192,8 +192,8 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
     from lazaret.io.readers import InputError, expand_inputs
     from lazaret.io.writers import ensure_empty_parquet
-    from lazaret.pipeline import ScanPlan, build
-    from lazaret.provenance import environment, file_entry, rule_files
+    from lazaret.graph.pipeline import ScanPlan, build
+    from lazaret.graph.provenance import environment, file_entry, rule_files
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -226,7 +226,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         raise ConfigError(str(exc), field="INPUT") from None
     if args.max_record_bytes < 1024:
         raise ConfigError("must be at least 1024", field="--max-record-bytes")
-    from lazaret.outdir import check_out_against_inputs, discard
+    from lazaret.graph.outdir import check_out_against_inputs, discard
 
     check_out_against_inputs(args.out, args.inputs, inputs)
     _check_runner(beam_args)
@@ -240,12 +240,12 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if not args.quiet:
         log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(inputs), ",".join(checks),
                  runner, staging)
-    from lazaret import spill
+    from lazaret.runners import spill
 
     if spill.runs_in_process(runner):
         # local runs only: other engines (and their SDK workers, which may run in this process) keep Beam's
         # and glibc's own settings
-        from lazaret.memory import tune_allocator
+        from lazaret.runners.memory import tune_allocator
 
         tune_allocator()
 
@@ -312,8 +312,8 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             "metrics": metrics,
         }
         _add_check_provenance(provenance, checks, sections)
-        from lazaret.review import init_log
-        from lazaret.signing import signing_key, write_seal
+        from lazaret.workflow.review import init_log
+        from lazaret.workflow.signing import signing_key, write_seal
 
         provenance["review_log"] = init_log(staging)  # the anchor: review/ deleted later fails verification
         with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
@@ -323,7 +323,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             write_seal(staging, signing_key())
         if not args.no_report:
             try:
-                from lazaret.report import render_report
+                from lazaret.workflow.report import render_report
             except ImportError:
                 render_report = None
             if render_report is not None:

@@ -10,7 +10,7 @@ it receives the records PCollection and a :class:`CheckContext`, and returns a :
 findings (dicts made by :func:`lazaret.checks.findings.make_finding`, ``check`` = the check's ``finding_name``)
 and, optionally, clusters as rows of ``clusters/`` made by :func:`lazaret.checks.clusters.cluster_row`.
 The registry lives in the launcher's process only: the scan checks the names of a check's findings where they
-leave the check (``lazaret.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
+leave the check (``lazaret.graph.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
 code runs on workers that never imported the module registering it.
 
 This module imports no Beam: the CLI validates ``--checks`` without paying for it.

@@ -29,7 +29,7 @@ def make_finding(
 
     ``check`` is not looked up in the registry here: the registry is per process, and a check registered by
     user code on the launcher is unknown in a worker process. The scan checks the name where the check's
-    findings leave it (``lazaret.pipeline.OwnFindings``), with the names carried by that pickled DoFn.
+    findings leave it (``lazaret.graph.pipeline.OwnFindings``), with the names carried by that pickled DoFn.
     """
     if not isinstance(check, str) or not check:
         raise ValueError(f"a finding's check must be a check's manifest name, not {check!r}")

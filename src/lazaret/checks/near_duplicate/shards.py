@@ -10,10 +10,10 @@ bound as the band-key shards (banding.py), and a buffer is flushed once it holds
 A block travels as one pickled bytes value, not as a tuple for Beam's coder: the in-process runner decodes
 and re-encodes every grouped value (and the worker encodes and decodes it), so a tuple of thousands of small
 records paid four coder passes; a bytes value costs a copy there, and one pickle each way here. It is plain
-pickle, not ``lazaret.packing``'s zstd-compressed one: these blocks are hashes, ids and signatures, not
+pickle, not ``lazaret.graph.packing``'s zstd-compressed one: these blocks are hashes, ids and signatures, not
 repeated record text, and compressing them would add CPU to the step this module exists to make cheaper
 (not measured here). Like
-``lazaret.packing``, the bytes are made and read only inside the pipeline, never from user files.
+``lazaret.graph.packing``, the bytes are made and read only inside the pipeline, never from user files.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def expand(records: Any, ctx: CheckContext) -> CheckResult:
 
 
 def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
-    from lazaret.provenance import spacy_model_info
+    from lazaret.graph.provenance import spacy_model_info
 
     return [spacy_model_info()] if section.get("nlp") == "spacy" else []
 

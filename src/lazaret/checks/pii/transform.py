@@ -15,8 +15,8 @@ from apache_beam.metrics import Metrics
 
 from lazaret.checks.findings import make_finding
 from lazaret.checks.guard import Guarded, isolate_failures
-from lazaret.mask import mask_value
-from lazaret.records import META_SIDE, joined_meta
+from lazaret.graph.mask import mask_value
+from lazaret.graph.records import META_SIDE, joined_meta
 
 SEVERITY = {"ignore": -1, "none": 0, "flag": 1, "redact": 2, "quarantine": 3}
 

@@ -22,7 +22,7 @@ from lazaret.checks.poisoning.payload import is_novel, register_lift
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger import anomalies_of, outside_off_topic_templates
 from lazaret.checks.findings import make_finding
-from lazaret.mask import mask_generic
+from lazaret.graph.mask import mask_generic
 
 # anomaly kind -> the rule of its trigger clusters (signals.SIGNALS is the table)
 RULES = {kind: BY_ANOMALY[kind].rule for kind in ANOMALY_KINDS}

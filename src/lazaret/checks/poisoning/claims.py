@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsSingleton
 
-from lazaret.combine import MaxFn, SumFn
+from lazaret.graph.combine import MaxFn, SumFn
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.bounded import CapSideInput, smallest_value

@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.checks.findings import make_finding
-from lazaret.mask import mask_generic
+from lazaret.graph.mask import mask_generic
 from lazaret.rules.safe_regex import RegexBudgetExceeded, SafeRegex, UnsafeRegex
 from lazaret.rules.schema import F, validate_section
 from lazaret.rules.yamlpos import load_yaml

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
-from lazaret.combine import CountPerElement, MaxFn, MinFn, SumFn
+from lazaret.graph.combine import CountPerElement, MaxFn, MinFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value

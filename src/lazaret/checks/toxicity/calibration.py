@@ -129,7 +129,7 @@ def load_calibration(path: str, model_sha256: str, expected_sha256: Optional[str
     its numbers are finite, and isotonic breakpoints are increasing in ``x`` and non-decreasing in ``y``
     within [0, 1] (so the map is a monotone probability).
     """
-    from lazaret.hashing import sha256_file
+    from lazaret.graph.hashing import sha256_file
 
     def fail(reason: str) -> CalibrationError:
         return CalibrationError(f"toxicity calibration file {path!r} {reason}")

@@ -4,12 +4,12 @@ Why: in the default local mode (FnApiRunner with its embedded worker) the runner
 and gets control back only when the bundle is finished; everything the bundle emitted waits meanwhile in
 ``InMemoryDataChannel._inputs``, a Python list of data-plane messages. The read step is one bundle per
 input file, so a 7 MB gzip of 21.5 million short lines kept every one of its encoded records in that list:
-RSS grew linearly with the file (issue 19: 2.9 GB after 7.25 M records). ``lazaret.spill`` bounds the
+RSS grew linearly with the file (issue 19: 2.9 GB after 7.25 M records). ``lazaret.runners.spill`` bounds the
 runner's buffers *between* stages; this bounds the channel *inside* a bundle the same way: past
 ``THRESHOLD`` bytes, each message is serialised to an unlinked temporary file and only its position is
 kept; the runner reads the messages back one at a time, in order.
 
-Applied for the duration of an in-process run as two rows of ``lazaret.spill.REPLACED`` (``lazaret scan``
+Applied for the duration of an in-process run as two rows of ``lazaret.runners.spill.REPLACED`` (``lazaret scan``
 without ``--no-spill``); it replaces ``InMemoryDataChannel.__init__`` and ``input_elements`` (internal Beam
 API). :func:`install` applies the same two alone, for tests.
 """
@@ -123,7 +123,7 @@ def _compatible() -> bool:
 
 def spilling_init(original_init: Any):
     """``InMemoryDataChannel.__init__`` that makes its pending-message list a :class:`SpillingInputs`
-    (a row of ``lazaret.spill.REPLACED``, applied with the other in-process replacements)."""
+    (a row of ``lazaret.runners.spill.REPLACED``, applied with the other in-process replacements)."""
 
     def __init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)

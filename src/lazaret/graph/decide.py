@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.mask import snippet
+from lazaret.graph.mask import snippet
 
 CLEAN = "clean"
 QUARANTINE = "quarantine"
@@ -61,7 +61,7 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
     """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
     (presidio-anonymizer's default replace operator), in the text fields and in every other string of the
     record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata, names, keys)."""
-    from lazaret.records import joined_meta, meta_spans, rename_key, set_path
+    from lazaret.graph.records import joined_meta, meta_spans, rename_key, set_path
 
     fields = record["fields"]
     meta = record.get("meta") or []

@@ -15,10 +15,10 @@ import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.decide import Decide, decisive, for_decision, reject_row
+from lazaret.graph.decide import Decide, decisive, for_decision, reject_row
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
-from lazaret.packing import SpreadInBlocks, pack, unpack_all
+from lazaret.graph.packing import SpreadInBlocks, pack, unpack_all
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 
@@ -110,7 +110,7 @@ def with_masked_evidence(kv):
 
 
 def unpack_joined(kv):
-    """The join's packed values (see lazaret.packing) back to records and findings, on the worker."""
+    """The join's packed values (see lazaret.graph.packing) back to records and findings, on the worker."""
     doc_id, grouped = kv
     return doc_id, {tag: unpack_all(values) for tag, values in grouped.items()}
 

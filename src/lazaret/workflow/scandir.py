@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
+from lazaret.graph.hashing import sha256_file  # noqa: F401 - re-exported
 
 ACTIONS = ("clean", "quarantine", "drop_duplicate", "reject")
 

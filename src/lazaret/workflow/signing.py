@@ -23,7 +23,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from lazaret.hashing import sha256_file
+from lazaret.graph.hashing import sha256_file
 
 KEY_ENV = "LAZARET_SIGNING_KEY"
 SEAL = "seal.json"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from lazaret import __version__
-from lazaret.report import svg
-from lazaret.report.safetext import h, highlight
-from lazaret.report.scandir import ACTIONS, ScanDir, row_checks
+from lazaret.workflow.report import svg
+from lazaret.workflow.report.safetext import h, highlight
+from lazaret.workflow.scandir import ACTIONS, ScanDir, row_checks
 
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
        "frame-src 'none'; object-src 'none'; script-src 'none'")
@@ -262,8 +262,8 @@ def _summary(scan: ScanDir, state: Any, problems: List[str]) -> str:
 
 def _gate_block(scan: ScanDir) -> str:
     """The release gate's verdict as of this rendering (`lazaret gate DIR` is the authority)."""
-    from lazaret.gate import GateRefused, check_policy, evaluate
-    from lazaret.report.scandir import load_policy_sections
+    from lazaret.workflow.gate import GateRefused, check_policy, evaluate
+    from lazaret.workflow.scandir import load_policy_sections
 
     try:
         crits = evaluate(scan, load_policy_sections(check_policy(scan, None)))
@@ -282,7 +282,7 @@ def _gate_block(scan: ScanDir) -> str:
 
 
 def _cluster_card(scan: ScanDir, c: Dict[str, Any], state: Any, opts: Options) -> str:
-    from lazaret.review import cluster_reviewed
+    from lazaret.workflow.review import cluster_reviewed
 
     poison = c.get("check") == "poisoning"
     trig = c.get("trigger") if poison else None
@@ -350,7 +350,7 @@ def _cluster_section(scan: ScanDir, check: str, title: str, anchor: str, state: 
 
 def render_report(scan_dir: str, opts: Optional[Options] = None) -> List[str]:
     """Write report.html and its overflow pages into ``scan_dir``; returns the paths written."""
-    from lazaret.review import load_state, verify_all
+    from lazaret.workflow.review import load_state, verify_all
 
     opts = opts or Options()
     if "://" in str(scan_dir):

@@ -17,7 +17,7 @@ every arena kept its own high-water mark. Two arenas: T0 dedup on 2 workers (ben
 beam-mp, 1x) went from runner 650 / largest worker 543 MB to 389 / 457 MB, with no CPU cost measured (the
 GIL serialises most allocation anyway). Child processes (``multi_processing`` workers) get the same
 settings through the environment. ``lazaret scan`` applies them for the in-process runners only
-(``lazaret.spill.runs_in_process``): a Flink, Spark or portable run, whose job server JVM and LOOPBACK
+(``lazaret.runners.spill.runs_in_process``): a Flink, Spark or portable run, whose job server JVM and LOOPBACK
 workers are children or threads of the scan process, keeps glibc's defaults.
 """
 

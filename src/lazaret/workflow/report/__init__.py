@@ -8,9 +8,9 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from lazaret.report.render import Options, render_report
-from lazaret.report.safetext import term
-from lazaret.report.scandir import ScanError
+from lazaret.workflow.report.render import Options, render_report
+from lazaret.workflow.report.safetext import term
+from lazaret.workflow.scandir import ScanError
 
 __all__ = ["render_report", "Options", "main"]
 

@@ -4,12 +4,12 @@
 Why: a Beam SDK worker lets each of its data-plane queues (two send queues, one receive queue per bundle)
 hold up to 100 MB. When the runner reads a stage's output more slowly than the worker writes it (the
 spilling grouping buffer decodes every element to find its key), the send queues can fill that far.
-``lazaret.spill.install`` starts local workers through this module (and only then: it is the in-process
+``lazaret.runners.spill.install`` starts local workers through this module (and only then: it is the in-process
 runner's worker command, never a Flink, Spark or portable worker's), which applies the "worker" and "both"
-rows of ``lazaret.spill.REPLACED`` and then runs ``apache_beam.runners.worker.sdk_worker_main`` unchanged.
+rows of ``lazaret.runners.spill.REPLACED`` and then runs ``apache_beam.runners.worker.sdk_worker_main`` unchanged.
 The queue cap is a bound, not a measured fix: on 80,000 T0 records it alone left the largest worker at
-470 MB (473 MB without it); what brought worker memory down were the bundle rounds in ``lazaret.spill``, the
-after-bundle tidy (``with_tidy``) and the 2 MB data messages (``lazaret.spill.DATA_FLUSH_BYTES``, set here for
+470 MB (473 MB without it); what brought worker memory down were the bundle rounds in ``lazaret.runners.spill``, the
+after-bundle tidy (``with_tidy``) and the 2 MB data messages (``lazaret.runners.spill.DATA_FLUSH_BYTES``, set here for
 the worker's own output streams: 4x T0 dedup, largest worker 502 -> 392 MB together with 4 MB bundles).
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from lazaret import spill
+from lazaret.runners import spill
 
 
 def bound_queues() -> list:
@@ -27,9 +27,9 @@ def bound_queues() -> list:
 
 
 def with_tidy(process_bundle):
-    """``BundleProcessor.process_bundle`` followed by ``lazaret.memory.Tidy`` (rate-limited full collection,
+    """``BundleProcessor.process_bundle`` followed by ``lazaret.runners.memory.Tidy`` (rate-limited full collection,
     then ``malloc_trim``); ``process_bundle`` itself when ``LAZARET_NO_TIDY`` is set."""
-    from lazaret.memory import Tidy, tidy_enabled
+    from lazaret.runners.memory import Tidy, tidy_enabled
 
     if not tidy_enabled():
         return process_bundle

@@ -19,9 +19,9 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from lazaret.report.safetext import term
-from lazaret.report.scandir import ScanDir, ScanError, sha256_file
-from lazaret.review import load_state, verify_all, verify_chain
+from lazaret.workflow.report.safetext import term
+from lazaret.workflow.scandir import ScanDir, ScanError, sha256_file
+from lazaret.workflow.review import load_state, verify_all, verify_chain
 
 SHARD_RECORDS = 100_000
 
@@ -148,8 +148,8 @@ def release(scan: ScanDir, final: str, per_shard: int = SHARD_RECORDS) -> Dict[s
         files["manifest.jsonl"] = sha256_file(os.path.join(tmp, "manifest.jsonl"))
         _, nd, dhead = verify_chain(scan, "decisions")
         try:
-            from lazaret.gate import check_policy, evaluate
-            from lazaret.report.scandir import load_policy_sections
+            from lazaret.workflow.gate import check_policy, evaluate
+            from lazaret.workflow.scandir import load_policy_sections
 
             crits = evaluate(scan, load_policy_sections(check_policy(scan, None)))
             gate = {"passed": all(c.ok for c in crits), "failed": [c.name for c in crits if not c.ok]}

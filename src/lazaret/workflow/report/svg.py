@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Tuple
 
-from lazaret.report.safetext import h
+from lazaret.workflow.report.safetext import h
 
 COLORS = ("#3465a4", "#cc0000", "#4e9a06", "#c4a000", "#75507b", "#ce5c00")
 

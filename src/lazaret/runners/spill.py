@@ -38,7 +38,7 @@ disk on their own; this module gives the local runner the same property and chan
   tests/test_spill.py reads the message sizes that reach a worker over gRPC); its effect on memory is not
   measured yet. The class itself keeps Beam's default (in ``multi_threading`` mode the in-process workers'
   outputs use it too).
-- Local SDK workers start through :mod:`lazaret.beam_worker` (Beam's harness with 16 MB data queues).
+- Local SDK workers start through :mod:`lazaret.runners.beam_worker` (Beam's harness with 16 MB data queues).
 
 A key's values stay in arrival order, and a given input groups to the same keys and values either way; the
 order in which keys reach the next stage differs, which Lazaret's output never depends on (its writers sort;
@@ -479,11 +479,11 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
 
 
 _original_parallel: List[Any] = []
-_tidy: List[Any] = []  # lazaret.memory.Tidy while installed (and not switched off)
+_tidy: List[Any] = []  # lazaret.runners.memory.Tidy while installed (and not switched off)
 
 
 def _tidied(result: Any) -> Any:
-    """Run the runner's after-work tidy (see ``lazaret.memory.Tidy``), then hand ``result`` back. In-process
+    """Run the runner's after-work tidy (see ``lazaret.runners.memory.Tidy``), then hand ``result`` back. In-process
     the worker shares this process, so this also tidies after its bundles."""
     if _tidy:
         _tidy[0]()
@@ -510,12 +510,12 @@ def _bundle_manager_with_rounds(original):
 
 
 _BEAM_WORKER = b"-m apache_beam.runners.worker.sdk_worker_main"
-_OUR_WORKER = b"-m lazaret.beam_worker"
+_OUR_WORKER = b"-m lazaret.runners.beam_worker"
 
 
 def _bounded_worker_init(original):
     """``SubprocessSdkWorkerHandler.__init__`` that starts Beam's default local worker command through
-    ``lazaret.beam_worker`` (the same harness, with bounded data queues); any other command is left alone."""
+    ``lazaret.runners.beam_worker`` (the same harness, with bounded data queues); any other command is left alone."""
 
     def init(self, worker_command_line, *args, **kwargs):
         raw = worker_command_line.encode("utf-8") if isinstance(worker_command_line, str) else worker_command_line
@@ -544,13 +544,13 @@ def _flush_defaults(init: Any, nbytes: int) -> Tuple[Any, ...]:
 # --------------------------------------------------------------------------------------------------------
 # Every Beam symbol this package replaces: the one table. ``process`` says where: "runner" = the scan's own
 # process, only while :func:`install` is active (restored after); "worker" = each local SDK worker that the
-# patched ``SubprocessSdkWorkerHandler`` starts through ``lazaret.beam_worker`` (``multi_processing``), for
+# patched ``SubprocessSdkWorkerHandler`` starts through ``lazaret.runners.beam_worker`` (``multi_processing``), for
 # that process's life; "both" = both. Nothing here is applied for any other runner (:func:`for_runner`), nor
 # on any Beam but ``PINNED_BEAM``.
 # --------------------------------------------------------------------------------------------------------
 
 class Replacement(NamedTuple):
-    key: str  # short name, used by lazaret.beam_worker to apply a subset
+    key: str  # short name, used by lazaret.runners.beam_worker to apply a subset
     process: str  # "runner", "worker" or "both"
     module: str  # Beam module holding the symbol
     attr: str  # dotted path of the symbol inside that module
@@ -586,7 +586,7 @@ REPLACED: Tuple[Replacement, ...] = (
                 "_bundle_manager_with_rounds", "single-worker stateless stages get the bundle rounds too",
                 lambda orig, owner: _bundle_manager_with_rounds(orig)),
     Replacement("worker_command", "runner", f"{_FN}.worker_handlers", "SubprocessSdkWorkerHandler.__init__",
-                "_bounded_worker_init", "multi_processing workers start through lazaret.beam_worker, which "
+                "_bounded_worker_init", "multi_processing workers start through lazaret.runners.beam_worker, which "
                 "applies the 'worker' rows of this table", lambda orig, owner: _bounded_worker_init(orig)),
     Replacement("send_queue", "both", _DATA, "_DEFAULT_SEND_QUEUE_MAX_BYTES", "SEND_QUEUE_BYTES (16 MB)",
                 "each data-plane send queue holds up to 16 MB (Beam: 100 MB); read when a channel opens",
@@ -599,22 +599,22 @@ REPLACED: Tuple[Replacement, ...] = (
                 "size-based data streams (the workers' outputs, the runner's in-process channel) flush at 2 MB",
                 lambda orig, owner: _flush_defaults(owner, DATA_FLUSH_BYTES)),
     Replacement("channel_inputs", "runner", _DATA, "InMemoryDataChannel.__init__",
-                "lazaret.channel_spill.spilling_init",
+                "lazaret.runners.channel_spill.spilling_init",
                 "the in-process worker's pending output of one bundle (the read step emits a whole file as one "
                 "bundle) moves to an unlinked file past 8 MB instead of waiting in a list (issue 19)",
-                lambda orig, owner: __import__("lazaret.channel_spill", fromlist=["spilling_init"]).spilling_init(
+                lambda orig, owner: __import__("lazaret.runners.channel_spill", fromlist=["spilling_init"]).spilling_init(
                     orig)),
     Replacement("channel_input_elements", "runner", _DATA, "InMemoryDataChannel.input_elements",
-                "lazaret.channel_spill._input_elements", "reads those messages back in order, one at a time",
-                lambda orig, owner: __import__("lazaret.channel_spill", fromlist=["_input_elements"])._input_elements),
+                "lazaret.runners.channel_spill._input_elements", "reads those messages back in order, one at a time",
+                lambda orig, owner: __import__("lazaret.runners.channel_spill", fromlist=["_input_elements"])._input_elements),
     Replacement("idle_stages", "worker", "apache_beam.runners.worker.sdk_worker",
-                "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", "lazaret.beam_worker.IDLE_STAGE_S (5 s)",
+                "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", "lazaret.runners.beam_worker.IDLE_STAGE_S (5 s)",
                 "a finished stage's cached bundle processors are released after 5 idle seconds (Beam: 60)",
-                lambda orig, owner: __import__("lazaret.beam_worker", fromlist=["IDLE_STAGE_S"]).IDLE_STAGE_S),
+                lambda orig, owner: __import__("lazaret.runners.beam_worker", fromlist=["IDLE_STAGE_S"]).IDLE_STAGE_S),
     Replacement("tidy_bundles", "worker", "apache_beam.runners.worker.bundle_processor",
-                "BundleProcessor.process_bundle", "the same, then lazaret.memory.Tidy",
+                "BundleProcessor.process_bundle", "the same, then lazaret.runners.memory.Tidy",
                 "after a bundle, at most every 5 s, a full collection and malloc_trim (unless LAZARET_NO_TIDY)",
-                lambda orig, owner: __import__("lazaret.beam_worker", fromlist=["with_tidy"]).with_tidy(orig)),
+                lambda orig, owner: __import__("lazaret.runners.beam_worker", fromlist=["with_tidy"]).with_tidy(orig)),
 )
 
 
@@ -735,7 +735,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     is not ``PINNED_BEAM`` or its internals no longer match them. Callers choose the runner:
     see :func:`for_runner`."""
     if not _compatible():
-        LOG.warning("Beam patches not installed: apache_beam %s is not %s, the version lazaret.spill's "
+        LOG.warning("Beam patches not installed: apache_beam %s is not %s, the version lazaret.runners.spill's "
                     "replacements were written and tested against (or its runner internals differ); the "
                     "local runner runs as Beam ships it, shuffles in memory", _beam_version(), PINNED_BEAM)
         yield False
@@ -743,7 +743,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     if spill_dir:
         os.makedirs(spill_dir, exist_ok=True)
     previous = dict(_settings)
-    from lazaret import channel_spill
+    from lazaret.runners import channel_spill
 
     channel_previous = dict(channel_spill._settings)
     channel_spill._settings.update(dir=spill_dir)
@@ -751,7 +751,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
                      bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-    from lazaret.memory import Tidy, tidy_enabled
+    from lazaret.runners.memory import Tidy, tidy_enabled
 
     _original_parallel[:] = [fn_runner.ParallelBundleManager.process_bundle]
     _built["list"], _built["group"] = _classes()

@@ -24,11 +24,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from lazaret.report.safetext import term
-from lazaret.report.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path, load_policy_sections,
+from lazaret.workflow.report.safetext import term
+from lazaret.workflow.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path, load_policy_sections,
                                     row_checks)
 from lazaret.rules.errors import ConfigError
-from lazaret.signing import KEY_ENV, check_seal, mac, mac_ok, signing_key
+from lazaret.workflow.signing import KEY_ENV, check_seal, mac, mac_ok, signing_key
 
 DECISIONS = "decisions.jsonl"
 INCIDENTS = "incidents.jsonl"
