@@ -44,6 +44,11 @@ class Ctx:
         return self.located.error(full, message)
 
 
+def fraction(default: Any = None, help: str = "", **extra: Any) -> F:
+    """A number from 0 to 1 (a share, a rate, a probability): most of the policy's thresholds are one."""
+    return F("float", default, help, min=0.0, max=1.0, **extra)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from lazaret.rules.schema import Ctx, F
+from lazaret.rules.schema import Ctx, F, fraction
 
 ACTIONS = ("flag", "redact", "quarantine", "ignore")
 
@@ -13,7 +13,7 @@ SPEC: Dict[str, F] = {
     "nlp": F("str", "spacy", "spacy: spaCy small English model (PERSON, LOCATION); none: pattern recognizers only",
              choices=("spacy", "none")),
     "language": F("str", "en"),
-    "score_threshold": F("float", 0.5, "minimum Presidio score for a finding to count", min=0.0, max=1.0),
+    "score_threshold": fraction(0.5, "minimum Presidio score for a finding to count"),
     "entities": F("map", {
         "EMAIL_ADDRESS": "redact",
         "PHONE_NUMBER": "redact",
@@ -33,7 +33,7 @@ SPEC: Dict[str, F] = {
     "default_action": F("str", "flag", "action for entity types not listed in entities", choices=ACTIONS),
     "entity_thresholds": F("map", {"PERSON": 0.85, "LOCATION": 0.85, "PHONE_NUMBER": 0.4,
                                     "IP_ADDRESS": 0.6, "US_SSN": 0.5},
-                           "per-entity minimum score, overriding score_threshold", item=F("float", min=0.0, max=1.0)),
+                           "per-entity minimum score, overriding score_threshold", item=fraction()),
     "disabled_recognizers": F("list", [
         "UrlRecognizer", "UkNhsRecognizer", "DateRecognizer", "NhsRecognizer", "MedicalLicenseRecognizer",
         "AuAbnRecognizer", "AuAcnRecognizer", "AuTfnRecognizer", "AuMedicareRecognizer", "InPanRecognizer",

@@ -12,7 +12,7 @@ import copy
 import re
 from typing import Any, Dict
 
-from lazaret.rules.schema import Ctx, F
+from lazaret.rules.schema import Ctx, F, fraction
 
 ACTIONS = ("flag", "quarantine")
 NORMALIZERS = ("auto", "lazaret", "minimal")
@@ -21,9 +21,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def _side_spec(action: str) -> Dict[str, F]:
     return {
         "enabled": F("bool", True, "score this side"),
-        "threshold": F("float", None, "score at or above which the action applies; null: the threshold recorded "
-                       "in the model's metadata sidecar (chosen on validation data), else 0.5",
-                       min=0.0, max=1.0, nullable=True),
+        "threshold": fraction(None, "score at or above which the action applies; null: the threshold recorded in the "
+                              "model's metadata sidecar (chosen on validation data), else 0.5", nullable=True),
         "action": F("str", action, "flag: keep and report; quarantine: hold for review", choices=ACTIONS),
     }
 
