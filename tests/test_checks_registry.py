@@ -94,6 +94,38 @@ def test_registered_name_is_known_everywhere(toy_check, tmp_path):
     assert load_policy(str(policy)).sections["incidents"]["open_on_confirm"][TOY] == "high"
 
 
+def test_a_checks_policy_schema_is_found_beside_it(tmp_path, monkeypatch):
+    """Each built-in check's section is declared by its own package (checks/<check>/policy.py); a registered
+    check's schema module is validated like them: defaults filled in, unknown fields and bad values refused
+    with the file's line."""
+    import sys
+    import types
+
+    from lazaret.rules.policy import load_policy, section_modules
+    from lazaret.rules.schema import F
+
+    mods = section_modules()
+    assert {c.name: mods[c.policy_section].__name__ for c in checks()} == {
+        "pii": "lazaret.checks.pii.policy", "toxicity": "lazaret.checks.toxicity.policy",
+        "dedup": "lazaret.checks.near_duplicate.policy", "poisoning": "lazaret.checks.poisoning.policy"}
+    schema = types.ModuleType("toy_word_policy")
+    schema.SPEC = {"word": F("str", "pineapple", "the word to flag")}
+    monkeypatch.setitem(sys.modules, "toy_word_policy", schema)
+    register(Check(name=TOY, expand=toy_expand, policy_section=TOY, policy_schema="toy_word_policy"))
+    try:
+        assert load_policy(None).sections[TOY] == {"word": "pineapple"}
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"{TOY}:\n  word: mango\n")
+        assert load_policy(str(policy)).sections[TOY] == {"word": "mango"}
+        policy.write_text(f"pii:\n  nlp: none\n{TOY}:\n  words: mango\n")
+        with pytest.raises(ConfigError, match=r"policy.yaml:4.*toy_word.words.*unknown field"):
+            load_policy(str(policy))
+    finally:
+        unregister(TOY)
+    with pytest.raises(ConfigError, match="unknown policy section"):
+        load_policy(str(policy))
+
+
 def test_unregistered_name_is_refused():
     with pytest.raises(ConfigError, match="unknown check 'toy_word'"):
         parse_checks(TOY)

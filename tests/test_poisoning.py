@@ -14,7 +14,7 @@ import pytest
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.assign import cluster_id
-from lazaret.rules.sections import poisoning as section
+from lazaret.checks.poisoning import policy as section
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

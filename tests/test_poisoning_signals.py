@@ -9,7 +9,7 @@ import re
 
 from lazaret.checks.poisoning import assign, signals
 from lazaret.checks.poisoning.assign import VerdictInputs, verdict
-from lazaret.rules.sections.poisoning import DEFAULTS, SPEC
+from lazaret.checks.poisoning.policy import DEFAULTS, SPEC
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "lazaret" / "checks" / "poisoning"

@@ -15,7 +15,7 @@ import pytest
 from lazaret.checks.toxicity.transform import ToxicityCheck, ToxicityDoFn, models_provenance
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.policy import load_policy
-from lazaret.rules.sections import toxicity as section_mod
+from lazaret.checks.toxicity import policy as section_mod
 from lazaret.checks.toxicity.model import ModelError, ToxicityModel, default_model_path, metadata_path, sha256_file
 from lazaret.checks.toxicity.normalize import normalize
 from lazaret.training.toxicity import main as train_main

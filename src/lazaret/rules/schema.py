@@ -2,7 +2,8 @@
 
 Why not pydantic/jsonschema: errors must name the file, the line and the dotted field, and unknown fields
 must be refused (a typo in a threshold silently falling back to a default is how bad releases happen).
-Each section module in ``lazaret.rules.sections`` declares ``SPEC: dict[str, F]`` and may define
+Each section module (``lazaret.rules.sections.*``, or a check's ``policy_schema`` such as
+``lazaret.checks.pii.policy``) declares ``SPEC: dict[str, F]`` and may define
 ``check(values: dict, ctx: Ctx) -> None`` for cross-field rules.
 """
 

@@ -38,5 +38,5 @@ def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
     return provenance_info(DedupParams.from_section(section))
 
 
-register(Check(name="dedup", finding_name=FINDING_NAME, policy_section="dedup", aliases=("near_duplicates",),
-               expand=expand, provenance=provenance))
+register(Check(name="dedup", finding_name=FINDING_NAME, policy_section="dedup", policy_schema=__name__ + ".policy",
+               aliases=("near_duplicates",), expand=expand, provenance=provenance))

@@ -1,6 +1,6 @@
 """Typed view of the policy's ``dedup`` section, shared by every step (pickles into DoFns).
 
-Defaults mirror ``lazaret.rules.sections.dedup.SPEC`` (the policy schema, which documents why).
+Defaults mirror ``lazaret.checks.near_duplicate.policy.SPEC`` (the policy schema, which documents why).
 """
 
 from __future__ import annotations

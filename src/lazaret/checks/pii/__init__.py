@@ -19,4 +19,5 @@ def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [spacy_model_info()] if section.get("nlp") == "spacy" else []
 
 
-register(Check(name="pii", policy_section="pii", expand=expand, models=models))
+register(Check(name="pii", policy_section="pii", policy_schema=__name__ + ".policy", expand=expand,
+               models=models))

@@ -51,5 +51,5 @@ def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
     return {"params": section}
 
 
-register(Check(name="poisoning", policy_section="poisoning", needs=("dedup",), aliases=("poison",),
-               expand=expand, load_rules=load_rules, provenance=provenance))
+register(Check(name="poisoning", policy_section="poisoning", policy_schema=__name__ + ".policy", needs=("dedup",),
+               aliases=("poison",), expand=expand, load_rules=load_rules, provenance=provenance))

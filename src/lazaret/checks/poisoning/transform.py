@@ -34,7 +34,7 @@ from lazaret.checks.poisoning.strata import AssignStratum, fit_strata, sample_ke
 from lazaret.checks.guard import Guarded
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
-from lazaret.rules.sections.poisoning import DEFAULTS
+from lazaret.checks.poisoning.policy import DEFAULTS
 
 
 def _group_triggers(kv, max_shared: int):

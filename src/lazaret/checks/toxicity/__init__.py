@@ -20,4 +20,5 @@ def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     return models_provenance(section)
 
 
-register(Check(name="toxicity", policy_section="toxicity", expand=expand, models=models))
+register(Check(name="toxicity", policy_section="toxicity", policy_schema=__name__ + ".policy", expand=expand,
+               models=models))
