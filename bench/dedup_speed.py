@@ -51,8 +51,8 @@ def _read(path):
 
 
 def run_sigs(path: str) -> dict:
-    from lazaret.checks.near_duplicate.params import DedupParams
     from lazaret.checks.near_duplicate.normalise import normalise
+    from lazaret.checks.near_duplicate.params import DedupParams
     from lazaret.checks.near_duplicate.signatures import band_keys, signatures
 
     recs = _read(path)
@@ -145,8 +145,8 @@ def run_baseline(path: str, include_read: bool = False) -> dict:
     """``include_read``: time the JSONL parsing too, as the Beam run does (its figure includes reading)."""
     from datasketch import MinHash, MinHashLSH
 
-    from lazaret.checks.near_duplicate.params import DedupParams
     from lazaret.checks.near_duplicate.normalise import normalise
+    from lazaret.checks.near_duplicate.params import DedupParams
 
     p = DedupParams()
     if include_read:

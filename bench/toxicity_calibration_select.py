@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     args = ap.parse_args(argv)
     from lazaret.checks.toxicity.calibration import fit_calibration
-    from lazaret.training.metrics import evaluate_scores
     from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import evaluate_scores
     from lazaret.training.toxicity import build_parser, load_data
 
     files = [str(p) for p in train_files(pathlib.Path(args.data))]

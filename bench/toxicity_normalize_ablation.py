@@ -32,8 +32,8 @@ def main(argv=None) -> int:
     import fasttext
     import numpy as np
 
-    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.checks.toxicity.normalize import normalize_many
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.training.toxicity import fit_fasttext
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

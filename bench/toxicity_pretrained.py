@@ -224,8 +224,8 @@ def cmd_quantize(args) -> int:
 def cmd_final(args) -> int:
     from toxicity_bench import held_out_sets, print_result, run_scorer, short_texts, t0_sides
     from toxicity_select import load
-    from lazaret.training.metrics import choose_threshold
     from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold
     from lazaret.training.toxicity import score_rows
 
     data = pathlib.Path(args.data)

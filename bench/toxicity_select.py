@@ -76,8 +76,8 @@ def fit(spec: dict) -> None:
 
 
 def score_model(path: str, sets: dict) -> dict:
-    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.training.toxicity import score_rows
 
     model = ToxicityModel.load(path, normalizer="lazaret")

@@ -118,8 +118,8 @@ def proxies(val_off, val_hate, benign, seed=1):
 
 
 def main(argv=None) -> int:
-    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
     from lazaret.training.toxicity import score_rows, write_fasttext_file
 
     ap = argparse.ArgumentParser()

@@ -20,14 +20,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from datasketch import MinHash
 
-from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.signatures import provenance_info
-from lazaret.checks.near_duplicate.transform import NearDuplicateClusters, NearDuplicates
 from lazaret.checks.near_duplicate.banding import bucket_pairs, pack_shards, shard_buckets
 from lazaret.checks.near_duplicate.components import assign_label, large_star, small_star
 from lazaret.checks.near_duplicate.normalise import exact_key, normalise
+from lazaret.checks.near_duplicate.params import DedupParams
+from lazaret.checks.near_duplicate.signatures import provenance_info
 from lazaret.checks.near_duplicate.signatures import (estimate_jaccard, minhash_from_hashes, shingle_hashes,
-                                      sig_to_bytes, signatures, word_hashes)
+                                                      sig_to_bytes, signatures, word_hashes)
+from lazaret.checks.near_duplicate.transform import NearDuplicateClusters, NearDuplicates
 
 P = DedupParams()
 N = P.ngram

@@ -3,8 +3,8 @@
 import os
 import pickle
 
-from lazaret.runners.memory import tune_allocator
 from lazaret.graph.packing import pack, unpack
+from lazaret.runners.memory import tune_allocator
 
 
 def test_pack_round_trips_a_record_exactly():

@@ -13,8 +13,8 @@ import pytest
 
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
-from lazaret.checks.poisoning.assign import cluster_id
 from lazaret.checks.poisoning import policy as section
+from lazaret.checks.poisoning.assign import cluster_id
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -43,8 +43,8 @@ def test_a_signature_that_raises_becomes_a_dead_letter_not_a_failed_run():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from lazaret.checks.poisoning.signatures import SignatureScan
     from lazaret.checks.guard import Guarded
+    from lazaret.checks.poisoning.signatures import SignatureScan
 
     class Exploding(SignatureScan):
         def process(self, record):

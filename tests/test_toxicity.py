@@ -12,12 +12,12 @@ import shutil
 import apache_beam as beam
 import pytest
 
-from lazaret.checks.toxicity.transform import ToxicityCheck, ToxicityDoFn, models_provenance
-from lazaret.rules.errors import ConfigError
-from lazaret.rules.policy import load_policy
 from lazaret.checks.toxicity import policy as section_mod
 from lazaret.checks.toxicity.model import ModelError, ToxicityModel, default_model_path, metadata_path, sha256_file
 from lazaret.checks.toxicity.normalize import normalize
+from lazaret.checks.toxicity.transform import ToxicityCheck, ToxicityDoFn, models_provenance
+from lazaret.rules.errors import ConfigError
+from lazaret.rules.policy import load_policy
 from lazaret.training.toxicity import main as train_main
 
 TOXIC = "You are a stupid worthless idiot, shut the fuck up you pathetic bitch"

@@ -16,9 +16,9 @@ import apache_beam as beam
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
 from lazaret.graph.decide import Decide, decisive, for_decision, reject_row
+from lazaret.graph.packing import SpreadInBlocks, pack, unpack_all
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
-from lazaret.graph.packing import SpreadInBlocks, pack, unpack_all
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 

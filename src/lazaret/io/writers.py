@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
 from lazaret.graph.packing import pack, unpack
+from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
 
 # Rows unpacked at a time by a shard writer: enough for Arrow's per-batch cost to vanish, small next to a
 # shard.

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, Optional
 
+from lazaret.graph.hashing import sha256_file  # noqa: F401 - re-exported
 from lazaret.rules import sections as _sections_pkg
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.schema import Ctx, defaults, validate_section
 from lazaret.rules.yamlpos import Located, load_yaml, located_from_dict
-from lazaret.graph.hashing import sha256_file  # noqa: F401 - re-exported
 
 TOP_LEVEL_META = {"version", "description"}
 

@@ -563,6 +563,14 @@ _FN = "apache_beam.runners.portability.fn_api_runner"
 _DATA = "apache_beam.runners.worker.data_plane"
 _built: dict = {}  # the spilling classes made for the current install()
 
+def _sibling(module: str, name: str) -> Any:
+    """``name`` of another module of this package, imported when a patch is installed (not when this module is:
+    beam_worker imports this module)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"lazaret.runners.{module}"), name)
+
+
 REPLACED: Tuple[Replacement, ...] = (
     Replacement("list_buffer", "runner", f"{_FN}.execution", "ListBuffer", "SpillingListBuffer",
                 "a PCollection between stages: past THRESHOLD bytes its chunks move to an unlinked file",
@@ -602,19 +610,19 @@ REPLACED: Tuple[Replacement, ...] = (
                 "lazaret.runners.channel_spill.spilling_init",
                 "the in-process worker's pending output of one bundle (the read step emits a whole file as one "
                 "bundle) moves to an unlinked file past 8 MB instead of waiting in a list (issue 19)",
-                lambda orig, owner: __import__("lazaret.runners.channel_spill", fromlist=["spilling_init"]).spilling_init(
-                    orig)),
+                lambda orig, owner: _sibling("channel_spill", "spilling_init")(orig)),
     Replacement("channel_input_elements", "runner", _DATA, "InMemoryDataChannel.input_elements",
                 "lazaret.runners.channel_spill._input_elements", "reads those messages back in order, one at a time",
-                lambda orig, owner: __import__("lazaret.runners.channel_spill", fromlist=["_input_elements"])._input_elements),
+                lambda orig, owner: _sibling("channel_spill", "_input_elements")),
     Replacement("idle_stages", "worker", "apache_beam.runners.worker.sdk_worker",
-                "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", "lazaret.runners.beam_worker.IDLE_STAGE_S (5 s)",
+                "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S",
+                "lazaret.runners.beam_worker.IDLE_STAGE_S (5 s)",
                 "a finished stage's cached bundle processors are released after 5 idle seconds (Beam: 60)",
-                lambda orig, owner: __import__("lazaret.runners.beam_worker", fromlist=["IDLE_STAGE_S"]).IDLE_STAGE_S),
+                lambda orig, owner: _sibling("beam_worker", "IDLE_STAGE_S")),
     Replacement("tidy_bundles", "worker", "apache_beam.runners.worker.bundle_processor",
                 "BundleProcessor.process_bundle", "the same, then lazaret.runners.memory.Tidy",
                 "after a bundle, at most every 5 s, a full collection and malloc_trim (unless LAZARET_NO_TIDY)",
-                lambda orig, owner: __import__("lazaret.runners.beam_worker", fromlist=["with_tidy"]).with_tidy(orig)),
+                lambda orig, owner: _sibling("beam_worker", "with_tidy")(orig)),
 )
 
 

@@ -39,11 +39,11 @@ import sys
 import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
 
-from lazaret.rules.errors import ConfigError
 from lazaret.checks.toxicity.calibration import calibration_path, fit_calibration
-from lazaret.training.metrics import choose_threshold, evaluate_scores
 from lazaret.checks.toxicity.model import DEFAULT_LABEL, ToxicityModel, metadata_path, sha256_file
 from lazaret.checks.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
+from lazaret.rules.errors import ConfigError
+from lazaret.training.metrics import choose_threshold, evaluate_scores
 
 NEGATIVE_LABEL = "__label__clean"
 

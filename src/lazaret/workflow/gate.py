@@ -14,11 +14,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from lazaret.workflow.report.safetext import term
 from lazaret.rules.errors import ConfigError
-from lazaret.workflow.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path,
-                                    load_policy_sections)
+from lazaret.workflow.report.safetext import term
 from lazaret.workflow.review import cluster_reviewed, heads, load_state, signature_problems, verify_all
+from lazaret.workflow.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path,
+                                      load_policy_sections)
 from lazaret.workflow.signing import KEY_ENV
 
 

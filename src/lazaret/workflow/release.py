@@ -20,8 +20,8 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lazaret.workflow.report.safetext import term
-from lazaret.workflow.scandir import ScanDir, ScanError, sha256_file
 from lazaret.workflow.review import load_state, verify_all, verify_chain
+from lazaret.workflow.scandir import ScanDir, ScanError, sha256_file
 
 SHARD_RECORDS = 100_000
 

@@ -24,10 +24,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from lazaret.rules.errors import ConfigError
 from lazaret.workflow.report.safetext import term
 from lazaret.workflow.scandir import (PolicyRefused, ScanDir, ScanError, checked_policy_path, load_policy_sections,
-                                    row_checks)
-from lazaret.rules.errors import ConfigError
+                                      row_checks)
 from lazaret.workflow.signing import KEY_ENV, check_seal, mac, mac_ok, signing_key
 
 DECISIONS = "decisions.jsonl"

@@ -33,16 +33,16 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from lazaret.checks.findings import make_finding
 from lazaret.checks.near_duplicate.banding import BucketPairsFn, pack_shards
 from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalForestFn
 from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
-                                      similarity)
 from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack, unpack_all
+from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
+                                                      similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
-from lazaret.checks.findings import make_finding
 
 CHECK = "near_duplicate"
 

@@ -23,8 +23,8 @@ def row(summary: Dict[str, Any]) -> Dict[str, Any]:
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
     import apache_beam as beam
 
-    from lazaret.checks.poisoning.transform import PoisoningScan
     from lazaret.checks.poisoning.claims import cluster_member
+    from lazaret.checks.poisoning.transform import PoisoningScan
 
     inputs = records
     near = ctx.needed.get("dedup")

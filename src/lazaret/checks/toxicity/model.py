@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from lazaret.rules.errors import ConfigError
 from lazaret.checks.toxicity.calibration import Calibration, calibration_path, load_calibration
 from lazaret.checks.toxicity.normalize import DEFAULT_MAX_CHARS, NORMALIZE_VERSION, normalize_many
 from lazaret.graph.hashing import sha256_file  # noqa: F401 - re-exported
+from lazaret.rules.errors import ConfigError
 
 DEFAULT_MODEL_NAME = "toxicity_default"
 DEFAULT_MODEL_FILE = "toxicity_default.ftz"
