@@ -35,9 +35,10 @@ from _dedup_data import doc_id, edit_words, load_t0  # noqa: E402
 
 import apache_beam as beam  # noqa: E402
 
-from lazaret.dedup import DedupParams, NearDuplicateClusters  # noqa: E402
-from lazaret.dedup.normalise import normalise  # noqa: E402
-from lazaret.dedup.signatures import shingle_hashes  # noqa: E402
+from lazaret.checks.near_duplicate.normalise import normalise  # noqa: E402
+from lazaret.checks.near_duplicate.params import DedupParams  # noqa: E402
+from lazaret.checks.near_duplicate.signatures import shingle_hashes  # noqa: E402
+from lazaret.checks.near_duplicate.transform import NearDuplicateClusters  # noqa: E402
 
 
 def build(sample: int, synthetic: int, seed: int):

@@ -4,13 +4,13 @@ Each measurement runs in a fresh subprocess (so peak RSS is its own); the input 
 and not timed. Figures: wall seconds, CPU seconds, docs per CPU-second (~ per core: FnApiRunner and the
 baseline are single-process), peak RSS.
 
-  sigs      normalise + shingle hashes + MinHash (lazaret.dedup.signatures), one core
+  sigs      normalise + shingle hashes + MinHash (lazaret.checks.near_duplicate.signatures), one core
   beam      NearDuplicateClusters end to end on the in-process FnApiRunner (read JSONL -> findings)
   baseline  in-memory: datasketch MinHash.bulk (default SHA1 hashfunc) over the same shingles +
             MinHashLSH(threshold, num_perm) insert/query + union-find, one process; input already parsed
   baseline+read  the same, timing the JSONL parsing too (as the beam figure does)
   beam-mp   the Beam transform on DirectRunner multi_processing (2 SDK worker processes) with the spilling
-            shuffle buffers and allocator settings lazaret scan uses (lazaret.spill, lazaret.memory);
+            shuffle buffers and allocator settings lazaret scan uses (lazaret.runners.spill, lazaret.runners.memory);
             CPU = runner + workers; prints the runner's
             and the largest worker's peak RSS (sampled every 0.1 s)
 
@@ -51,9 +51,9 @@ def _read(path):
 
 
 def run_sigs(path: str) -> dict:
-    from lazaret.dedup import DedupParams
-    from lazaret.dedup.normalise import normalise
-    from lazaret.dedup.signatures import band_keys, signatures
+    from lazaret.checks.near_duplicate.normalise import normalise
+    from lazaret.checks.near_duplicate.params import DedupParams
+    from lazaret.checks.near_duplicate.signatures import band_keys, signatures
 
     recs = _read(path)
     p = DedupParams()
@@ -67,7 +67,7 @@ def run_sigs(path: str) -> dict:
 def run_beam(path: str) -> dict:
     import apache_beam as beam
 
-    from lazaret.dedup import NearDuplicateClusters
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
 
     out = tempfile.mkdtemp(prefix="dedup-speed-")
     t0, c0 = time.time(), time.process_time()
@@ -88,16 +88,16 @@ def run_beam(path: str) -> dict:
 
 def run_beam_mp(path: str, workers: int = 2) -> dict:
     """The same transform on DirectRunner ``multi_processing`` with the spilling shuffle buffers
-    (lazaret.spill, as ``lazaret scan`` runs it): the runner's and each SDK worker's peak RSS, sampled."""
+    (lazaret.runners.spill, as ``lazaret scan`` runs it): the runner's and each SDK worker's peak RSS, sampled."""
     import threading
 
     import apache_beam as beam
     import psutil
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from lazaret.dedup import NearDuplicateClusters
-    from lazaret.memory import tune_allocator
-    from lazaret.spill import install
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
+    from lazaret.runners.memory import tune_allocator
+    from lazaret.runners.spill import install
 
     tune_allocator()  # as lazaret scan does: allocator thresholds and arenas, here and in the workers
     out = tempfile.mkdtemp(prefix="dedup-speed-")
@@ -145,8 +145,8 @@ def run_baseline(path: str, include_read: bool = False) -> dict:
     """``include_read``: time the JSONL parsing too, as the Beam run does (its figure includes reading)."""
     from datasketch import MinHash, MinHashLSH
 
-    from lazaret.dedup import DedupParams
-    from lazaret.dedup.normalise import normalise
+    from lazaret.checks.near_duplicate.normalise import normalise
+    from lazaret.checks.near_duplicate.params import DedupParams
 
     p = DedupParams()
     if include_read:

@@ -35,7 +35,7 @@ class _StubNer:
 
 
 def record_texts(rows):
-    from lazaret.records import build_record, joined_meta
+    from lazaret.graph.records import build_record, joined_meta
 
     out = []
     for i, r in enumerate(rows):
@@ -48,7 +48,7 @@ def record_texts(rows):
 
 
 def simulate(recs, order, cache_size: int, batch: int = 64) -> collections.Counter:
-    import lazaret.detectors.pii_engine as pe
+    import lazaret.checks.pii.engine as pe
 
     engine = pe.PiiEngine.__new__(pe.PiiEngine)
     engine.use_ner, engine.ner_nlp, engine._blas_threads = True, _StubNer(), contextlib.nullcontext

@@ -18,7 +18,7 @@ def main() -> None:
     shared = need_shared()
     import spacy
 
-    from lazaret.detectors.pii_engine import SPACY_MODEL, PiiEngine
+    from lazaret.checks.pii.engine import SPACY_MODEL, PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -30,7 +30,7 @@ def main() -> None:
     for r in read_jsonl(shared / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n):
         texts += [r["instruction"] + (("\n\n" + r["input"]) if r.get("input") else ""), r["output"]]
     nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
-    from lazaret.detectors.pii_engine import offline_tldextract
+    from lazaret.checks.pii.engine import offline_tldextract
 
     offline_tldextract()
     from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine

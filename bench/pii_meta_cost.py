@@ -22,8 +22,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--nlp", nargs="+", default=["none", "spacy"])
     args = ap.parse_args()
-    from lazaret.detectors.pii import PiiDoFn
-    from lazaret.records import build_record, sha256_hex
+    from lazaret.checks.pii.transform import PiiDoFn
+    from lazaret.graph.records import build_record, sha256_hex
     from lazaret.rules.policy import load_policy
 
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", args.n + 64)

@@ -28,7 +28,7 @@ _INITIAL = re.compile(r"(?:^|[\n:;\"“(\[])\W*$")
 
 
 def strict_candidate(gazetteer):
-    import lazaret.detectors.pii_engine as pe
+    import lazaret.checks.pii.engine as pe
 
     def has_candidate(sentence: str) -> bool:
         for m in pe._CAPWORD.finditer(sentence):
@@ -45,7 +45,7 @@ def strict_candidate(gazetteer):
 
 
 def main() -> None:
-    import lazaret.detectors.pii_engine as pe
+    import lazaret.checks.pii.engine as pe
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", default="windows", choices=("strict", "windows", "places"))

@@ -29,7 +29,7 @@ def joined_texts(rows):
 
 
 def load_engine(nlp: str):
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = read_jsonl(need_shared() / "instruct_t0_train_50k" / "t0_train_50k.jsonl.gz", limit=args.n)
     texts = joined_texts(rows)
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
 
     PiiEngine.ner_blas = "blis" if args.blis else "numpy"
     PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
@@ -94,7 +94,7 @@ def main() -> None:
         print(f"NER pipeline: {engine.ner_nlp.pipe_names}, {type(ops).__name__}(use_blis={ops.use_blis})")
     engine.pattern_prefilter = not args.no_prefilter
     if args.left_context is not None:
-        import lazaret.detectors.pii_engine as pii_engine
+        import lazaret.checks.pii.engine as pii_engine
 
         pii_engine.LEFT_CONTEXT = args.left_context
     batch = engine.section["batch_size"]

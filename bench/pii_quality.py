@@ -44,7 +44,7 @@ def score(gold: Sequence[List[Tuple[int, int, str]]], pred: Sequence[List[Tuple[
 
 
 def plain_presidio():
-    from lazaret.detectors.pii_engine import SPACY_MODEL, offline_tldextract
+    from lazaret.checks.pii.engine import SPACY_MODEL, offline_tldextract
 
     offline_tldextract()
     from presidio_analyzer import AnalyzerEngine
@@ -70,7 +70,7 @@ def main() -> None:
                     help="a lower-case place name is a LOCATION finding itself (measured, not shipped)")
     args = ap.parse_args()
     shared = need_shared()
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 

@@ -81,7 +81,7 @@ def joined_texts(rows):
 
 def presidio_batch(path: str) -> None:
     """Plain Presidio over the ``text`` field of a JSONL file: BatchAnalyzerEngine, batch 50, same model."""
-    from lazaret.detectors.pii_engine import SPACY_MODEL, offline_tldextract
+    from lazaret.checks.pii.engine import SPACY_MODEL, offline_tldextract
 
     offline_tldextract()
     from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
@@ -206,7 +206,7 @@ def main() -> None:
             results[f"lazaret scan, 2 workers, {4 * n} records"] = (4 * n / wall, peak4)
         texts = texts_of(rows[:n])
         if not args.skip_baselines:
-            from lazaret.detectors.pii_engine import SPACY_MODEL, offline_tldextract
+            from lazaret.checks.pii.engine import SPACY_MODEL, offline_tldextract
 
             offline_tldextract()
             import spacy

@@ -4,7 +4,7 @@
 
 Prints, per base, the clean records the scan flags (no attack planted) and the largest clusters. Every
 base is built deterministically from ``../shared/data`` (override with LAZARET_SHARED_DATA) and turned into
-pipeline records by the project's own reader (``lazaret.records.build_record``), so a ``messages`` record
+pipeline records by the project's own reader (``lazaret.graph.records.build_record``), so a ``messages`` record
 with a system prompt gets exactly the prompt/response split ``lazaret scan`` would give it.
 
 - ``t0``: the first ``--t0-limit`` records of instruct_t0_train_50k (a deterministic 1-in-k subsample when
@@ -83,7 +83,7 @@ def chat_mixture(t0_limit: int = 4000, seed: int = 0) -> List[dict]:
 
 def to_pipeline_record(obj: dict, index: int, source: str = "bench") -> dict:
     """A raw object -> the pipeline's record dict, through the project's reader."""
-    from lazaret.records import build_record
+    from lazaret.graph.records import build_record
 
     raw = json.dumps(obj, sort_keys=True).encode("utf-8")
     r = build_record(obj, None, source, index, hashlib.sha256(raw).hexdigest())

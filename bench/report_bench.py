@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import fakescan  # noqa: E402
 
-from lazaret import gate, review  # noqa: E402
-from lazaret.report import Options, render_report  # noqa: E402
+from lazaret.workflow import gate, review  # noqa: E402
+from lazaret.workflow.report import Options, render_report  # noqa: E402
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from lazaret.detectors.poisoning import PoisoningScan
+from lazaret.checks.poisoning.transform import PoisoningScan
 
 
 def run_scan(records: List[dict], params: Optional[Dict[str, Any]] = None, runner: str = "FnApiRunner",
@@ -32,8 +32,8 @@ def run_scan(records: List[dict], params: Optional[Dict[str, Any]] = None, runne
             recs = p | "Read" >> beam.io.ReadFromText(src) | "Parse" >> beam.Map(json.loads)
             inputs = recs
             if dedup:
-                from lazaret.dedup import NearDuplicateClusters
-                from lazaret.detectors.poisoning.claims import cluster_member
+                from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
+                from lazaret.checks.poisoning.claims import cluster_member
 
                 near = (recs | NearDuplicateClusters({}))["findings"] | beam.FlatMap(cluster_member)
                 inputs = {"records": recs, "near_duplicates": near}

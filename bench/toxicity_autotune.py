@@ -60,8 +60,8 @@ def main(argv=None) -> int:
                          "lr 0.1, epoch 5) instead of fastText's defaults (dim 100): cheaper trials, so more of "
                          "them in the same time, around the recipe to beat")
     args = ap.parse_args(argv)
-    from lazaret.toxicity.normalize import normalize_many
-    from lazaret.toxicity.train import build_parser, load_data, write_fasttext_file
+    from lazaret.checks.toxicity.normalize import normalize_many
+    from lazaret.training.toxicity import build_parser, load_data, write_fasttext_file
 
     data = pathlib.Path(args.data)
     files = train_files(data)

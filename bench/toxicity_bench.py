@@ -36,7 +36,7 @@ HASH_SPLIT = (15, 15)  # bench/train_default_toxicity.py: --hash-split 15 15 for
 
 
 def held_out_sets(data: pathlib.Path) -> dict:
-    from lazaret.toxicity.train import hash_split
+    from lazaret.training.toxicity import hash_split
 
     off = _rows(data / "toxicity_tweeteval_offensive" / "offensive.jsonl.gz")
     hate = _rows(data / "toxicity_tweeteval_hate" / "hate.jsonl.gz")
@@ -85,7 +85,7 @@ def tfidf_lr_scorer(data: pathlib.Path):
     from sklearn.linear_model import LogisticRegression
     from train_default_toxicity import PARAMS, train_files
 
-    from lazaret.toxicity.train import build_parser, load_data
+    from lazaret.training.toxicity import build_parser, load_data
 
     args = build_parser().parse_args(["--train", *map(str, train_files(data)), "--out", "unused.ftz",
                                       "--val-splits", "val", "dev", *PARAMS])
@@ -116,7 +116,7 @@ def short_texts(data: pathlib.Path, n: int = 50000) -> list:
 def run_scorer(name: str, score, threshold: float, sets: dict, t0: tuple, short: list, long: list,
                answers: list, repeats: int = 3, clean: Optional[dict] = None,
                functionalities: Optional[list] = None) -> dict:
-    from lazaret.toxicity.metrics import evaluate_scores
+    from lazaret.training.metrics import evaluate_scores
 
     out = {"name": name, "threshold": threshold, "held_out": {}, "repeats": repeats}
     for set_name, rows in sets.items():
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         print(f"no data at {data}", file=sys.stderr)
         return 2
 
-    from lazaret.toxicity.model import ToxicityModel
+    from lazaret.checks.toxicity.model import ToxicityModel
 
     model = ToxicityModel.load(args.model, label=args.label)
     threshold = args.threshold if args.threshold is not None else float(model.metadata.get("threshold", 0.5))

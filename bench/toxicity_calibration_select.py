@@ -34,10 +34,10 @@ def main(argv=None) -> int:
     ap.add_argument("model")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     args = ap.parse_args(argv)
-    from lazaret.toxicity.calibration import fit_calibration
-    from lazaret.toxicity.metrics import evaluate_scores
-    from lazaret.toxicity.model import ToxicityModel
-    from lazaret.toxicity.train import build_parser, load_data
+    from lazaret.checks.toxicity.calibration import fit_calibration
+    from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import evaluate_scores
+    from lazaret.training.toxicity import build_parser, load_data
 
     files = [str(p) for p in train_files(pathlib.Path(args.data))]
     targs = build_parser().parse_args(["--train", *files, "--out", "unused.ftz", *PARAMS,

@@ -156,7 +156,7 @@ def training_rows(data: pathlib.Path, per_source: int, val_per_source: int):
     """Per source: (train rows, weight per row, val rows), the shipped model's splits."""
     from train_default_toxicity import PARAMS, train_files
 
-    from lazaret.toxicity.train import build_parser, load_data
+    from lazaret.training.toxicity import build_parser, load_data
 
     files = train_files(data)
     repeat = [float(x) for x in PARAMS[PARAMS.index("--train-repeat") + 1:PARAMS.index("--train-repeat") + 6]]
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
     from toxicity_bench import clean_corpora, held_out_sets
 
-    from lazaret.toxicity.metrics import evaluate_scores
+    from lazaret.training.metrics import evaluate_scores
 
     from threadpoolctl import threadpool_limits
 

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     store = RESULTS / "toxicity_longform_select.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = json.loads(store.read_text()) if store.exists() else {}
-    from lazaret.toxicity.model import ToxicityModel
+    from lazaret.checks.toxicity.model import ToxicityModel
 
     corpora = clean_sides(data)
     for name, extra in CANDIDATES.items():
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         if name in results:
             print(row(name, results[name]))
     if args.shipped:
-        from lazaret.toxicity.model import default_model_path
+        from lazaret.checks.toxicity.model import default_model_path
 
         shipped = ToxicityModel.load("default")
         meta = dict(shipped.metadata)

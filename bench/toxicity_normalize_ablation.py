@@ -32,9 +32,9 @@ def main(argv=None) -> int:
     import fasttext
     import numpy as np
 
-    from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
-    from lazaret.toxicity.normalize import normalize_many
-    from lazaret.toxicity.train import fit_fasttext
+    from lazaret.checks.toxicity.normalize import normalize_many
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
+    from lazaret.training.toxicity import fit_fasttext
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))

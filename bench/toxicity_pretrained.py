@@ -8,7 +8,7 @@
 Data:
 - unsupervised corpus (``vectors``): the T0 prompts and responses (instruct_t0_train_50k, unlabelled) plus the
   *texts* of the training rows (Davidson, TweetEval offensive/hate train splits), normalised with the shipped
-  ``lazaret.toxicity.normalize.normalize_many`` so the tokens match what the classifier sees. No labels, no
+  ``lazaret.checks.toxicity.normalize.normalize_many`` so the tokens match what the classifier sees. No labels, no
   val/test text. NB: T0 is also the corpus of the <=1% flag-rate target, so with these vectors that target
   is no longer measured on text the model has never seen (unsupervised, but still seen).
 - supervised training: exactly the rows of bench/train_default_toxicity.py / bench/toxicity_select.py,
@@ -58,7 +58,7 @@ def save_results(res: dict) -> None:
 def train_txt(data: pathlib.Path) -> str:
     """The supervised training file, written as bench/toxicity_select.py writes it."""
     from toxicity_select import load
-    from lazaret.toxicity.train import write_fasttext_file
+    from lazaret.training.toxicity import write_fasttext_file
 
     path = WORK / "train.txt"
     if not path.exists():
@@ -71,7 +71,7 @@ def train_txt(data: pathlib.Path) -> str:
 def cmd_vectors(args) -> int:
     from toxicity_bench import t0_sides
     from toxicity_select import load
-    from lazaret.toxicity.normalize import normalize_many
+    from lazaret.checks.toxicity.normalize import normalize_many
 
     data = pathlib.Path(args.data)
     corpus = WORK / f"unsup_tweets{args.tweet_repeat}.txt"
@@ -224,9 +224,9 @@ def cmd_quantize(args) -> int:
 def cmd_final(args) -> int:
     from toxicity_bench import held_out_sets, print_result, run_scorer, short_texts, t0_sides
     from toxicity_select import load
-    from lazaret.toxicity.metrics import choose_threshold
-    from lazaret.toxicity.model import ToxicityModel
-    from lazaret.toxicity.train import score_rows
+    from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold
+    from lazaret.training.toxicity import score_rows
 
     data = pathlib.Path(args.data)
     _, val_off, val_hate, _ = load(data)

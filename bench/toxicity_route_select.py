@@ -38,9 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--cuts", type=int, nargs="*", default=[0, 100, 140, 200, 280, 400, 10**9])
     args = ap.parse_args(argv)
-    from lazaret.toxicity.metrics import evaluate_scores
-    from lazaret.toxicity.model import ToxicityModel
-    from lazaret.toxicity.train import build_parser, load_data
+    from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import evaluate_scores
+    from lazaret.training.toxicity import build_parser, load_data
 
     files = train_files(pathlib.Path(args.data))
     targs = build_parser().parse_args(["--train", *map(str, files), "--out", "unused.ftz",

@@ -47,7 +47,7 @@ BASE = {"lr": 0.1, "epoch": 5, "dim": 16, "wordNgrams": 2, "minn": 0, "maxn": 0,
 
 
 def load(data: pathlib.Path):
-    from lazaret.toxicity.train import read_jsonl, _clean_texts
+    from lazaret.training.toxicity import read_jsonl, _clean_texts
 
     train, val_off, val_hate = [], [], []
     for row in read_jsonl(str(data / "toxicity_davidson" / "labeled_data.jsonl.gz")):
@@ -67,7 +67,7 @@ def load(data: pathlib.Path):
 
 
 def fit(spec: dict) -> None:
-    code = "import sys; from lazaret.toxicity.train import _fit_child; sys.exit(_fit_child(sys.argv[1]))"
+    code = "import sys; from lazaret.training.toxicity import _fit_child; sys.exit(_fit_child(sys.argv[1]))"
     for _ in range(5):
         done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
         if done.returncode == 0:
@@ -76,9 +76,9 @@ def fit(spec: dict) -> None:
 
 
 def score_model(path: str, sets: dict) -> dict:
-    from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
-    from lazaret.toxicity.model import ToxicityModel
-    from lazaret.toxicity.train import score_rows
+    from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
+    from lazaret.training.toxicity import score_rows
 
     model = ToxicityModel.load(path, normalizer="lazaret")
     s_off = score_rows(model, sets["val_off"])
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                     help="most of the GSM8K + code sides a configuration may flag (%(default)s; the shipped "
                          "recipe flags ~0.019 of them, mostly code, while flagging ~0.5%% of T0)")
     args = ap.parse_args(argv)
-    from lazaret.toxicity.train import write_fasttext_file
+    from lazaret.training.toxicity import write_fasttext_file
 
     train, val_off, val_hate, benign = load(pathlib.Path(args.data))
     speed = [t for t, _ in val_off + val_hate]

@@ -75,7 +75,7 @@ _SENT = re.compile(r"(?<=[.!?\n])\s+")
 
 
 def trainer_rows(data: pathlib.Path, extra: list):
-    from lazaret.toxicity.train import build_parser, load_data
+    from lazaret.training.toxicity import build_parser, load_data
 
     clean = []
     if "@clean" in extra:
@@ -93,7 +93,7 @@ def trainer_rows(data: pathlib.Path, extra: list):
 
 
 def benign_held_out(data: pathlib.Path) -> list:
-    from lazaret.toxicity.train import _clean_texts, _in_val, read_jsonl
+    from lazaret.training.toxicity import _clean_texts, _in_val, read_jsonl
 
     out = []
     for path in (data / "instruct_gsm8k" / "gsm8k.jsonl.gz", data / "instruct_code" / "gpteacher_codegen.jsonl.gz",
@@ -104,7 +104,7 @@ def benign_held_out(data: pathlib.Path) -> list:
 
 
 def proxies(val_off, val_hate, benign, seed=1):
-    from lazaret.toxicity.train import concat_augment
+    from lazaret.training.toxicity import concat_augment
 
     pooled = val_off + val_hate
     concat = concat_augment(pooled, 2000, (2, 6), seed, "any")
@@ -118,9 +118,9 @@ def proxies(val_off, val_hate, benign, seed=1):
 
 
 def main(argv=None) -> int:
-    from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
-    from lazaret.toxicity.model import ToxicityModel
-    from lazaret.toxicity.train import score_rows, write_fasttext_file
+    from lazaret.checks.toxicity.model import ToxicityModel
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
+    from lazaret.training.toxicity import score_rows, write_fasttext_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DEFAULT_DATA))

@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     import fasttext
     import numpy as np
 
-    from lazaret.toxicity.metrics import choose_threshold, evaluate_scores
-    from lazaret.toxicity.normalize import normalize_many
+    from lazaret.checks.toxicity.normalize import normalize_many
+    from lazaret.training.metrics import choose_threshold, evaluate_scores
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DEFAULT_DATA))

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     args = ap.parse_args(argv)
-    from lazaret.toxicity.model import ToxicityModel
+    from lazaret.checks.toxicity.model import ToxicityModel
 
     texts = short_texts(pathlib.Path(args.data))
     models = {name: ToxicityModel.load(name) for name in (args.a, args.b)}

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     if missing:
         print("missing data files: " + ", ".join(missing), file=sys.stderr)
         return 2
-    from lazaret.toxicity.train import main as train_main
+    from lazaret.training.toxicity import main as train_main
 
     cli = ["--train", *map(str, train), "--out", str(pathlib.Path(args.out) / f"{args.name}.ftz"),
            "--name", args.name, "--label", "__label__toxic",

@@ -194,12 +194,12 @@ def write_scan(out: str, records: List[Dict[str, Any]], clusters: List[Dict[str,
     prov = {"tool": "lazaret", "version": "0.1.0", "command": ["lazaret", "scan", "fake"],
             "policy": {"path": os.path.abspath(policy_path), "sha256": psha}, "counts": summary}
     if anchor_review:  # as a real scan does: an empty review log named in provenance (and a seal with a key)
-        from lazaret.review import init_log
+        from lazaret.workflow.review import init_log
 
         prov["review_log"] = init_log(out)
     with open(os.path.join(out, "provenance.json"), "w", encoding="utf-8") as fh:
         json.dump(prov, fh, indent=1)
-    from lazaret.signing import signing_key, write_seal
+    from lazaret.workflow.signing import signing_key, write_seal
 
     if signing_key():
         write_seal(out, signing_key())

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import findings_rows, quarantine_rows, scan, summary
 from lazaret.checks import Check, CheckResult, checks, get, names, register, unregister
-from lazaret.findings import make_finding
+from lazaret.checks.findings import make_finding
 from lazaret.rules.errors import ConfigError
 from lazaret.scan import parse_checks
 
@@ -94,13 +94,45 @@ def test_registered_name_is_known_everywhere(toy_check, tmp_path):
     assert load_policy(str(policy)).sections["incidents"]["open_on_confirm"][TOY] == "high"
 
 
+def test_a_checks_policy_schema_is_found_beside_it(tmp_path, monkeypatch):
+    """Each built-in check's section is declared by its own package (checks/<check>/policy.py); a registered
+    check's schema module is validated like them: defaults filled in, unknown fields and bad values refused
+    with the file's line."""
+    import sys
+    import types
+
+    from lazaret.rules.policy import load_policy, section_modules
+    from lazaret.rules.schema import F
+
+    mods = section_modules()
+    assert {c.name: mods[c.policy_section].__name__ for c in checks()} == {
+        "pii": "lazaret.checks.pii.policy", "toxicity": "lazaret.checks.toxicity.policy",
+        "dedup": "lazaret.checks.near_duplicate.policy", "poisoning": "lazaret.checks.poisoning.policy"}
+    schema = types.ModuleType("toy_word_policy")
+    schema.SPEC = {"word": F("str", "pineapple", "the word to flag")}
+    monkeypatch.setitem(sys.modules, "toy_word_policy", schema)
+    register(Check(name=TOY, expand=toy_expand, policy_section=TOY, policy_schema="toy_word_policy"))
+    try:
+        assert load_policy(None).sections[TOY] == {"word": "pineapple"}
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"{TOY}:\n  word: mango\n")
+        assert load_policy(str(policy)).sections[TOY] == {"word": "mango"}
+        policy.write_text(f"pii:\n  nlp: none\n{TOY}:\n  words: mango\n")
+        with pytest.raises(ConfigError, match=r"policy.yaml:4.*toy_word.words.*unknown field"):
+            load_policy(str(policy))
+    finally:
+        unregister(TOY)
+    with pytest.raises(ConfigError, match="unknown policy section"):
+        load_policy(str(policy))
+
+
 def test_unregistered_name_is_refused():
     with pytest.raises(ConfigError, match="unknown check 'toy_word'"):
         parse_checks(TOY)
 
 
 def test_findings_named_after_another_check_are_refused_where_they_leave_it():
-    from lazaret.pipeline import OwnFindings
+    from lazaret.graph.pipeline import OwnFindings
 
     own = OwnFindings("dedup", ("near_duplicate", "malformed", "rule"))
     for name in ("near_duplicate", "malformed"):
@@ -118,11 +150,11 @@ def test_finding_names_travel_with_the_pickled_step(toy_check):
 
     from apache_beam.internal import pickler
 
-    from lazaret.pipeline import OwnFindings
+    from lazaret.graph.pipeline import OwnFindings
 
     blob = pickler.dumps(OwnFindings(TOY, (TOY, "malformed", "rule")))
     code = ("import sys; from apache_beam.internal import pickler; from lazaret.checks import names; "
-            "from lazaret.findings import make_finding; own = pickler.loads(sys.stdin.buffer.read()); "
+            "from lazaret.checks.findings import make_finding; own = pickler.loads(sys.stdin.buffer.read()); "
             f"assert {TOY!r} not in names(); "
             f"print(len(list(own.process(make_finding({{'doc_id': 'd1'}}, {TOY!r}, 'word')))))")
     done = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)

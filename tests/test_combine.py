@@ -1,4 +1,4 @@
-"""The bounded-table CombineFns (lazaret.combine) compute what the built-ins compute."""
+"""The bounded-table CombineFns (lazaret.graph.combine) compute what the built-ins compute."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from lazaret.combine import CountPerElement, MaxFn, MinFn, SumFn
+from lazaret.graph.combine import CountPerElement, MaxFn, MinFn, SumFn
 
 
 def test_sum_min_max_count_match_the_builtins():
@@ -29,8 +29,8 @@ def test_merge_ignores_empty_accumulators():
 
 def test_poisoning_stage_uses_no_million_key_builtin_combines():
     """Built-in sum/min/max and Count.PerElement get a 1,000,000-key lifting table per worker (see
-    lazaret/combine.py); the poisoning stage's keys are n-grams, so it must use the bounded CombineFns."""
-    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "lazaret" / "detectors" / "poisoning"
+    lazaret/graph/combine.py); the poisoning stage's keys are n-grams, so it must use the bounded CombineFns."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "lazaret" / "checks" / "poisoning"
     bad = re.compile(r"CombinePerKey\((sum|min|max)\)|Count\.PerElement\(|Count\.PerKey\(")
     hits = [f"{f.name}:{i}" for f in sorted(root.glob("*.py"))
             for i, line in enumerate(f.read_text().splitlines(), 1) if bad.search(line)]

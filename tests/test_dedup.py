@@ -20,12 +20,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from datasketch import MinHash
 
-from lazaret.dedup import DedupParams, NearDuplicateClusters, NearDuplicates, provenance_info
-from lazaret.dedup.banding import bucket_pairs, pack_shards, shard_buckets
-from lazaret.dedup.components import assign_label, large_star, small_star
-from lazaret.dedup.normalise import exact_key, normalise
-from lazaret.dedup.signatures import (estimate_jaccard, minhash_from_hashes, shingle_hashes,
-                                      sig_to_bytes, signatures, word_hashes)
+from lazaret.checks.near_duplicate.banding import bucket_pairs, pack_shards, shard_buckets
+from lazaret.checks.near_duplicate.components import assign_label, large_star, small_star
+from lazaret.checks.near_duplicate.normalise import exact_key, normalise
+from lazaret.checks.near_duplicate.params import DedupParams
+from lazaret.checks.near_duplicate.signatures import provenance_info
+from lazaret.checks.near_duplicate.signatures import (estimate_jaccard, minhash_from_hashes, shingle_hashes,
+                                                      sig_to_bytes, signatures, word_hashes)
+from lazaret.checks.near_duplicate.transform import NearDuplicateClusters, NearDuplicates
 
 P = DedupParams()
 N = P.ngram
@@ -225,7 +227,7 @@ def test_estimated_jaccard_tracks_exact():
 
 
 def test_exact_and_estimated_similarity_values():
-    from lazaret.dedup.signatures import node_values, similarity
+    from lazaret.checks.near_duplicate.signatures import node_values, similarity
     rnd = random.Random(9)
     small = words(rnd, 300)
     big = small + words(rnd, 3000)
@@ -254,7 +256,7 @@ def test_band_shards_roundtrip_finds_buckets():
 
 
 def test_vectorised_shard_pairs_equal_bucket_pairs():
-    from lazaret.dedup.banding import distinct_pairs, shard_pairs
+    from lazaret.checks.near_duplicate.banding import distinct_pairs, shard_pairs
     rnd = random.Random(5)
     ids = [did(f"v{i}") for i in range(300)]
     keys = np.array([[rnd.randrange(40) for _ in range(6)] for _ in ids], dtype=np.int64)
@@ -472,8 +474,8 @@ def test_prepare_flushes_at_fixed_counts_within_a_bundle():
     groups and members at fixed counts during the bundle, not only at its end (bounded worker memory)."""
     from apache_beam.utils.windowed_value import WindowedValue
 
-    from lazaret.dedup.shards import unpack_all
-    from lazaret.dedup.transform import _PrepareFn
+    from lazaret.checks.near_duplicate.shards import unpack_all
+    from lazaret.checks.near_duplicate.transform import _PrepareFn
 
     counts = {"groups": 0, "members": 0}
 

@@ -46,7 +46,7 @@ def engine_scan(engine: str, inputs, out, *extra: str) -> None:
     assert proc.returncode == 0, proc.stdout.decode("utf-8", "replace")[-4000:]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["runner"] == {"flink": "FlinkRunner", "spark": "SparkRunner"}[engine]
-    assert provenance["options"]["spill"] is False  # lazaret.spill replaces nothing for an engine
+    assert provenance["options"]["spill"] is False  # lazaret.runners.spill replaces nothing for an engine
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def t0_enabled(config) -> bool:
 
 
 def cli_scan(inputs, out, *extra: str) -> None:
-    """The in-process runner (no --runner: Beam's FnApiRunner, patched by lazaret.spill) in its own process."""
+    """The in-process runner (no --runner: Beam's FnApiRunner, patched by lazaret.runners.spill), own process."""
     cmd = [str(LAZARET), "scan", str(inputs), "--out", str(out), "--quiet", *extra]
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
     assert proc.returncode == 0, proc.stdout.decode("utf-8", "replace")[-4000:]

@@ -124,7 +124,7 @@ ONE_BUNDLE_PEAK = """
 import os, sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-from lazaret import channel_spill, spill
+from lazaret.runners import channel_spill, spill
 
 def hwm_mb():
     with open("/proc/self/status") as fh:
@@ -166,7 +166,7 @@ def test_one_bundle_output_is_spilled_not_held(tmp_path):
 def test_spilling_inputs_keep_order_across_memory_and_disk():
     from apache_beam.portability.api import beam_fn_api_pb2
 
-    from lazaret import channel_spill
+    from lazaret.runners import channel_spill
 
     saved = dict(channel_spill._settings)
     channel_spill._settings["threshold"] = 1000
@@ -220,7 +220,7 @@ def test_stale_staging_folders_are_removed_only_when_idle(tmp_path):
     leaves one a live run holds and one without a lock file (an older Lazaret's: cannot be proven idle)."""
     import fcntl
 
-    from lazaret.outdir import LOCK_NAME
+    from lazaret.graph.outdir import LOCK_NAME
 
     data = _corpus(tmp_path / "corpus")
     out = tmp_path / "out"

@@ -3,8 +3,8 @@
 import os
 import pickle
 
-from lazaret.memory import tune_allocator
-from lazaret.packing import pack, unpack
+from lazaret.graph.packing import pack, unpack
+from lazaret.runners.memory import tune_allocator
 
 
 def test_pack_round_trips_a_record_exactly():
@@ -73,7 +73,7 @@ def test_spread_in_blocks_keeps_every_record_and_file_order_within_a_block(tmp_p
     reach the next stage in file order (what keeps the PII sentence cache's hit rate independent of the
     size of the scan; ``beam.Reshuffle`` delivered all 55,185 T0 records to the PII stage as 55,185 runs of one
     record, interleaved from ~55 parts of the file, measured on the real scan)."""
-    from lazaret.packing import SpreadInBlocks, block_key
+    from lazaret.graph.packing import SpreadInBlocks, block_key
 
     key = lambda path, i: block_key({"source_path": path, "source_index": i}, 100)
     assert key("a", 0) == key("a", 99) != key("a", 100)

@@ -18,7 +18,7 @@ FILLER = "The committee met again on the river bank and talked about the weather
 @pytest.fixture(scope="module")
 def pattern_engine():
     """The shipped policy and recognizers, pattern recognizers only (no spaCy model: cheap to load)."""
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -34,7 +34,7 @@ def _filler(n: int) -> str:
 
 
 def test_windows_cover_the_text_with_overlap():
-    from lazaret.detectors.pii_engine import window_spans
+    from lazaret.checks.pii.engine import window_spans
 
     rng = random.Random(5)
     for _ in range(40):
@@ -51,7 +51,7 @@ def test_windows_cover_the_text_with_overlap():
 
 def test_value_cut_by_a_window_edge_is_found_whole(pattern_engine):
     """Before: windows were cut at the last space before 20,000 characters, inside '(212) 555 0187'."""
-    from lazaret.detectors.pii_engine import window_spans
+    from lazaret.checks.pii.engine import window_spans
 
     max_chars = pattern_engine.section["max_chars"]
     phone = "call (212) 555 0187 today"
@@ -86,7 +86,7 @@ def test_linear_context_enhancer_equals_presidio(pattern_engine):
     """Same scores as Presidio's own LemmaContextAwareEnhancer, context before and after the match."""
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
-    from lazaret.detectors.pii_engine import linear_context_enhancer
+    from lazaret.checks.pii.engine import linear_context_enhancer
 
     rng = random.Random(2)
     words = ["call", "phone", "me", "at", "the", "office", ",", "number", "is", "or", "and", "cell", "mobile", "."]
@@ -121,7 +121,7 @@ def test_bounded_redaction_equals_one_anonymizer_call():
     from presidio_anonymizer import AnonymizerEngine
     from presidio_anonymizer.entities import RecognizerResult
 
-    from lazaret.detectors.pii_redact import anonymize_text
+    from lazaret.checks.pii.redact import anonymize_text
 
     engine = AnonymizerEngine()
     rng = random.Random(3)
@@ -141,7 +141,7 @@ def test_bounded_redaction_equals_one_anonymizer_call():
 def test_long_record_redacted_everywhere(tmp_path):
     """A ~1.1 MB record: a phone number and an e-mail address at ~100k and ~1M characters (one of each cut
     by a window edge) all end up as placeholders in clean/."""
-    from lazaret.detectors.pii_engine import window_spans
+    from lazaret.checks.pii.engine import window_spans
     from lazaret.rules.policy import load_policy
 
     max_chars = load_policy(str(ROOT / "rules" / "policy.yaml")).section("pii")["max_chars"]

@@ -35,7 +35,7 @@ class RecordingNlp:
 @pytest.fixture(scope="module")
 def ner_engine():
     """The shipped policy with the spaCy model; the NER pipeline wrapped so calls can be seen."""
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -80,7 +80,7 @@ def test_name_inside_an_otherwise_lowercase_sentence_is_found(ner_engine):
 
 def test_a_gate_that_drops_the_sentence_would_be_caught(ner_engine, monkeypatch):
     """The test above can fail: a gate that skips every cased sentence loses the name."""
-    import lazaret.detectors.pii_engine as pii_engine
+    import lazaret.checks.pii.engine as pii_engine
 
     _fresh(ner_engine)
     monkeypatch.setattr(pii_engine, "_has_candidate", lambda sentence: False)
@@ -111,7 +111,7 @@ def test_offsets_map_back_across_paragraphs_and_cache_hits(ner_engine):
 def test_ner_pipeline_is_ner_only_and_finds_what_the_full_one_finds():
     """Only ``ner`` runs (the shared tok2vec feeds only the excluded tagger and parser) and its matrix
     products go through numpy's BLAS; entities are those of the pipeline as it was before."""
-    from lazaret.detectors.pii_engine import SPACY_MODEL, blas_one_thread, load_ner_pipeline
+    from lazaret.checks.pii.engine import SPACY_MODEL, blas_one_thread, load_ner_pipeline
 
     fast = load_ner_pipeline(SPACY_MODEL)
     old = load_ner_pipeline(SPACY_MODEL, blas="blis", drop_unused_tok2vec=False)
@@ -132,7 +132,7 @@ def test_ner_pipeline_is_ner_only_and_finds_what_the_full_one_finds():
 def test_long_sentence_is_tagged_in_windows_around_candidates(ner_engine):
     """A long cased sentence goes to NER as windows around its capitalised words, and the names at both
     ends are found at their place in the record; the filler in the middle is not sent."""
-    from lazaret.detectors.pii_engine import candidate_windows
+    from lazaret.checks.pii.engine import candidate_windows
 
     spy = _fresh(ner_engine)
     filler = "and then the long meeting went on about the weather and the harvest and the river " * 3
@@ -151,7 +151,7 @@ def test_long_sentence_is_tagged_in_windows_around_candidates(ner_engine):
 
 def test_windows_centre_on_abbreviations_but_not_function_words():
     """"U.S." has no word _CAPWORD sees, and was lost at a window's edge before this rule."""
-    from lazaret.detectors.pii_engine import _candidate_word
+    from lazaret.checks.pii.engine import _candidate_word
 
     assert [w for w in ["U.S.", "Paris,", "\"Hello", "McDonald", "I", "I,", "(A)", "The", "the", "x"]
             if _candidate_word(w)] == ["U.S.", "Paris,", "\"Hello", "McDonald"]
@@ -162,7 +162,7 @@ def test_lower_case_i_makes_a_paragraph_tagged_whole(ner_engine, monkeypatch):
     paragraph goes to NER whole, also one with no capitalised word and the words far from the only name
     (WNUT-17 dev: "... my name is called Ahmed and i am go to orchard academy in milton keyons"). Without the
     rule (``case_evidence`` off) the same paragraph is cut to windows and its capital-free sentence dropped."""
-    from lazaret.detectors.pii_engine import PiiEngine, casing_unreliable
+    from lazaret.checks.pii.engine import PiiEngine, casing_unreliable
 
     tail = "since we moved we go to the big school next to the old mill in milton keynes"
     text = f"my name is Ahmed and i am here {tail}. we are in cali now for the summer holidays."
@@ -179,7 +179,7 @@ def test_lower_case_i_makes_a_paragraph_tagged_whole(ner_engine, monkeypatch):
 
 def test_what_counts_as_a_lower_case_i():
     """Only the pronoun: not "i.e.", a numbered "(i)", or an "i" inside a word; capital "I" is ordinary."""
-    from lazaret.detectors.pii_engine import casing_unreliable
+    from lazaret.checks.pii.engine import casing_unreliable
 
     yes = ["i think so", "Yes i do.", "Then i'm off", "so i\u2019ll go", "x\ni ve"]
     no = ["I think so", "see (i) and (ii), i.e. both", "Hi there", "a pi day", "the letter i."]
@@ -205,7 +205,7 @@ def test_lower_case_place_in_cased_text_goes_to_ner(ner_engine, monkeypatch):
 
 def test_long_sentence_window_centres_on_a_lower_case_place(ner_engine):
     """In a long cased sentence the words around a lower-case place are a window of their own."""
-    from lazaret.detectors.pii_engine import candidate_windows
+    from lazaret.checks.pii.engine import candidate_windows
 
     text = ("We asked Angela about the trip and she said that the long drive took all day and night and "
             "then our friends moved to houston last year and they love it there")
@@ -218,7 +218,7 @@ def test_long_sentence_window_centres_on_a_lower_case_place(ner_engine):
 def test_place_list_matches_lower_case_names_and_phrases_only():
     """Single words and phrases, punctuation around them ignored; capitalised words are not its business
     (they are candidate words already); ordinary words that are also towns are not in the list."""
-    from lazaret.detectors.pii_engine import PlaceGazetteer
+    from lazaret.checks.pii.engine import PlaceGazetteer
 
     places = PlaceGazetteer.load()
     words = "we flew from new mexico (via houston, canada) to Paris and then to paris.".split()

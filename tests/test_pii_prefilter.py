@@ -66,7 +66,7 @@ def sample_texts():
 @pytest.fixture(scope="module")
 def pattern_engine():
     """The shipped policy and recognizers, pattern recognizers only (no spaCy model: cheap to load)."""
-    from lazaret.detectors.pii_engine import PiiEngine
+    from lazaret.checks.pii.engine import PiiEngine
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
@@ -112,7 +112,7 @@ def test_relaxed_forms_match_wherever_the_originals_do(pattern_engine, texts):
     import re2
     import regex
 
-    from lazaret.detectors.pii_prefilter import relax
+    from lazaret.checks.pii.prefilter import relax
 
     checked = 0
     for rec in pattern_engine.registry.recognizers:
@@ -152,7 +152,7 @@ def test_relax_on_unicode_classes_and_assertions():
     import re2
     import regex
 
-    from lazaret.detectors.pii_prefilter import Unsupported, relax
+    from lazaret.checks.pii.prefilter import Unsupported, relax
 
     cases = [(r"\b\d{3}\b", "n° ٣٤٥ é"), (r"(?<![\w:])\w+@\w+\.com\b", "josé@exämple.com"),
              (r"([:-])x\1", "a-x-b"), (r"(?<=call me\s)(?-i:\p{Lu}\p{Ll}+)", "call me Łucja"),
@@ -168,7 +168,7 @@ def test_relax_on_unicode_classes_and_assertions():
 def test_patterns_the_rewrite_cannot_handle_always_run():
     from presidio_analyzer import Pattern, PatternRecognizer
 
-    from lazaret.detectors.pii_prefilter import PatternPrefilter
+    from lazaret.checks.pii.prefilter import PatternPrefilter
 
     def rec(name, regex):
         return PatternRecognizer(supported_entity="X", name=name, patterns=[Pattern(name, regex, 0.5)])

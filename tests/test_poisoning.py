@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from lazaret.detectors.poisoning import stats as S
-from lazaret.detectors.poisoning import text as T
-from lazaret.detectors.poisoning.assign import cluster_id
-from lazaret.rules.sections import poisoning as section
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning import policy as section
+from lazaret.checks.poisoning.assign import cluster_id
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,7 +74,7 @@ def test_policy_section_defaults():
 
 
 def test_signatures_load_and_match(repo_root):
-    from lazaret.detectors.poisoning.signatures import load_signatures
+    from lazaret.checks.poisoning.signatures import load_signatures
 
     sigs = load_signatures(str(repo_root / "rules" / "triggers.yaml"))
     names = {s["name"] for s in sigs}
@@ -83,7 +83,7 @@ def test_signatures_load_and_match(repo_root):
             to_record({"id": "b", "instruction": "write a poem", "input": "", "output": "roses"})]
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
-    from lazaret.detectors.poisoning.signatures import SignatureScan
+    from lazaret.checks.poisoning.signatures import SignatureScan
 
     with beam.Pipeline(runner="FnApiRunner") as p:
         rules = (p | beam.Create(recs) | beam.ParDo(SignatureScan(sigs))
@@ -276,7 +276,7 @@ def test_side_input_cap_keeps_the_ranked_entries_and_counts_the_rest():
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.testing.util import assert_that, equal_to
 
-    from lazaret.detectors.poisoning.bounded import CapSideInput, largest_value, smallest_value
+    from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
 
     counts = [("g%02d" % i, i % 7) for i in range(30)]
     p = beam.Pipeline("FnApiRunner")
@@ -381,8 +381,8 @@ def test_task_mixture_is_not_poisoning_but_a_planted_trigger_in_it_is():
 
 def _carrier_diversity(outputs):
     """response_diversity of CarrierStats over records with these responses (as EmitCarriers feeds it)."""
-    from lazaret.detectors.poisoning.features import record_features
-    from lazaret.detectors.poisoning.payload import CarrierStats, carrier_value
+    from lazaret.checks.poisoning.features import record_features
+    from lazaret.checks.poisoning.payload import CarrierStats, carrier_value
 
     params = section._defaults()
     comb = CarrierStats()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from lazaret.detectors.poisoning.assign import VerdictInputs, verdict
-from lazaret.detectors.poisoning.payload import register_lift
+from lazaret.checks.poisoning.assign import VerdictInputs, verdict
+from lazaret.checks.poisoning.payload import register_lift
 
 RATES = {0: 0.6, 1: 0.02, 2: 0.03}     # stratum 0 answers in a register (60% carry a response-only n-gram)
 SIZES = {0: 8800, 1: 4000, 2: 2000}
@@ -64,7 +64,7 @@ def test_one_exclusive_token_takes_a_quiet_record_but_not_a_register_one():
 
 
 def test_the_strata_sample_depends_on_content_not_on_file_names():
-    from lazaret.detectors.poisoning.strata import fit_strata, sample_key
+    from lazaret.checks.poisoning.strata import fit_strata, sample_key
 
     rows = []
     tasks = ["solve the equation for x", "translate the sentence into french", "summarise the news article",

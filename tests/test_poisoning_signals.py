@@ -1,4 +1,4 @@
-"""The poisoning scan's table of signals (``detectors/poisoning/signals.py``) is the one place its rules,
+"""The poisoning scan's table of signals (``checks/poisoning/signals.py``) is the one place its rules,
 meanings, policy fields and precedence are stated: these tests keep the code, the policy schema and the docs
 equal to it."""
 
@@ -7,12 +7,12 @@ from __future__ import annotations
 import pathlib
 import re
 
-from lazaret.detectors.poisoning import assign, signals
-from lazaret.detectors.poisoning.assign import VerdictInputs, verdict
-from lazaret.rules.sections.poisoning import DEFAULTS, SPEC
+from lazaret.checks.poisoning import assign, signals
+from lazaret.checks.poisoning.assign import VerdictInputs, verdict
+from lazaret.checks.poisoning.policy import DEFAULTS, SPEC
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PKG = ROOT / "src" / "lazaret" / "detectors" / "poisoning"
+PKG = ROOT / "src" / "lazaret" / "checks" / "poisoning"
 _RULE_LITERAL = re.compile(r'"((?:trigger|payload|claim):[a-z_]+)"')
 
 

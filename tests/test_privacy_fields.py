@@ -16,7 +16,7 @@ import pathlib
 import pyarrow.dataset as ds
 import pytest
 
-from lazaret.records import build_record, other_strings, safe_id, sha256_hex
+from lazaret.graph.records import build_record, other_strings, safe_id, sha256_hex
 
 SECRETS = {
     "ssn": "536-22-1234",
@@ -58,8 +58,8 @@ def test_other_strings_cover_ids_metadata_names_parts_keys_and_long_integers():
 def test_redaction_writes_back_into_metadata_and_keys():
     from presidio_anonymizer import AnonymizerEngine
 
-    from lazaret.decide import redacted_raw
-    from lazaret.records import joined_meta
+    from lazaret.graph.decide import redacted_raw
+    from lazaret.graph.records import joined_meta
 
     obj = {"id": "x1", "text": "hello", "meta": {"mail": "write to a@b.example", "a@b.example": {"c@d.example": 1}}}
     rec = build_record(obj, None, "f.jsonl", 0, "0" * 64)
@@ -129,7 +129,7 @@ def test_leak_search_over_every_output_file(tmp_path):
     rows = {r["record_id"]: r for r in quarantine_rows(out)}
     assert rows["card1"]["action"] == "quarantine"
     buf = io.StringIO()
-    from lazaret.review import main as review_main
+    from lazaret.workflow.review import main as review_main
 
     assert review_main([str(out), "show", rows["card1"]["doc_id"]], out=buf) == 0
     assert review_main([str(out), "release", rows["card1"]["doc_id"], "--reviewer", "Rev", "--reason", "ok"],

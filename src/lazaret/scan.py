@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lazaret import __version__
 from lazaret.checks import default_selection, names as registered_names
@@ -89,13 +90,13 @@ def parse_checks(value: str) -> List[str]:
 
 
 def _prepare_out(out: str, overwrite: bool) -> str:
-    from lazaret.outdir import prepare
+    from lazaret.graph.outdir import prepare
 
     return prepare(out, overwrite, ("clean", "held") + MANIFESTS)
 
 
 def _finalise(staging: str, out: str) -> None:
-    from lazaret.outdir import finalise
+    from lazaret.graph.outdir import finalise
 
     finalise(staging, out)
 
@@ -187,18 +188,71 @@ def _metrics(result) -> Dict[str, int]:
     return out
 
 
-def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    import apache_beam as beam
+@dataclasses.dataclass
+class ScanSetup:
+    """Everything the launcher resolved before any data is read: what the later steps and provenance use."""
 
+    checks: List[str]
+    rules_dir: Optional[str]
+    policy_path: Optional[str]
+    policy: Any
+    sections: Dict[str, Any]
+    custom: List[Dict[str, Any]]
+    recognizer_files: List[str]
+    check_rules: Dict[str, Any]
+    check_rule_files: List[Any]
+    inputs: List[Any]
+    started: dt.datetime
+    t0: float
+
+
+def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    """``lazaret scan``, in named steps: configuration, staging, allocator tuning, the run under the runner
+    patches (or a dry run), the summary with its conservation check, provenance, the report, finalisation.
+    Any failure after staging removes the staging folder, so no half-written output looks complete."""
+    started, t0 = dt.datetime.now(dt.timezone.utc), time.time()
+    setup = configure(args, started, t0)
+    _check_runner(beam_args)
+    staging = _prepare_out(args.out, args.overwrite)
+    options = beam_options(beam_args)
+    runner = _runner_name(options)
+    if not args.quiet:
+        log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(setup.inputs),
+                 ",".join(setup.checks), runner, staging)
+    tune_allocator_for(runner)
+    from lazaret.graph.outdir import discard
+
+    try:
+        pipeline = build_pipeline(options, _plan(args, setup, staging))
+        with runner_patches(args, runner) as spilling:
+            result = pipeline.run()
+            if _is_dry_run(options):
+                return _dry_run_done(result, staging, args)
+            _wait(result)
+        metrics = _metrics(result)
+        summary, files = write_summary(staging, setup.checks)
+        write_provenance(staging, build_provenance(args, setup, options, runner, summary, files, metrics,
+                                                   bool(spilling)))
+        if not args.no_report:
+            render(staging)
+        _finalise(staging, args.out)
+    except BaseException:
+        discard(staging)
+        raise
+    if not args.quiet:
+        _print_summary(summary, args.out, metrics)
+    return 0
+
+
+def configure(args: argparse.Namespace, started: dt.datetime, t0: float) -> ScanSetup:
+    """Configuration: read and validate the checks, rules, policy, recognizers and inputs.
+
+    Why first and all of it: every mistake a user can make in a file or an option is reported (as a
+    ConfigError naming the file, line or option) before an output folder exists or any record is read."""
     from lazaret.io.readers import InputError, expand_inputs
-    from lazaret.io.writers import ensure_empty_parquet
-    from lazaret.pipeline import ScanPlan, build
-    from lazaret.provenance import environment, file_entry, rule_files
     from lazaret.rules.policy import load_policy
     from lazaret.rules.recognizers import load_recognizer_files
 
-    started = dt.datetime.now(dt.timezone.utc)
-    t0 = time.time()
     explicit_checks = parse_checks(args.checks) if args.checks is not None else None
     rules_dir = args.rules if args.rules is not None else repo_rules_dir()
     if args.rules is not None and not os.path.isdir(args.rules):
@@ -226,115 +280,178 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         raise ConfigError(str(exc), field="INPUT") from None
     if args.max_record_bytes < 1024:
         raise ConfigError("must be at least 1024", field="--max-record-bytes")
-    from lazaret.outdir import check_out_against_inputs, discard
+    from lazaret.graph.outdir import check_out_against_inputs
 
     check_out_against_inputs(args.out, args.inputs, inputs)
-    _check_runner(beam_args)
-    staging = _prepare_out(args.out, args.overwrite)
-    plan = ScanPlan(inputs=inputs, staging=staging, checks=checks, sections=sections, custom_recognizers=custom,
-                    check_rules=check_rules, fmt=args.format, id_field=args.id_field,
-                    max_record_bytes=args.max_record_bytes)
-    options = beam_options(beam_args)
-    runner = options.view_as(__import__("apache_beam.options.pipeline_options",
-                                        fromlist=["StandardOptions"]).StandardOptions).runner
-    if not args.quiet:
-        log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(inputs), ",".join(checks),
-                 runner, staging)
-    from lazaret import spill
+    return ScanSetup(checks=checks, rules_dir=rules_dir, policy_path=policy_path, policy=policy, sections=sections,
+                     custom=custom, recognizer_files=recognizer_files, check_rules=check_rules,
+                     check_rule_files=check_rule_files, inputs=inputs, started=started, t0=t0)
+
+
+def _plan(args: argparse.Namespace, setup: ScanSetup, staging: str) -> Any:
+    from lazaret.graph.pipeline import ScanPlan
+
+    return ScanPlan(inputs=setup.inputs, staging=staging, checks=setup.checks, sections=setup.sections,
+                    custom_recognizers=setup.custom, check_rules=setup.check_rules, fmt=args.format,
+                    id_field=args.id_field, max_record_bytes=args.max_record_bytes)
+
+
+def _runner_name(options: Any) -> Any:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return options.view_as(StandardOptions).runner
+
+
+def tune_allocator_for(runner: Any) -> None:
+    """Allocator tuning, for the in-process runners only.
+
+    Why only there: the glibc thresholds and arena cap (lazaret.runners.memory) were measured on the local
+    runners; other engines (and their SDK workers, which may run in this process) keep Beam's and glibc's
+    own settings."""
+    from lazaret.runners import spill
 
     if spill.runs_in_process(runner):
-        # local runs only: other engines (and their SDK workers, which may run in this process) keep Beam's
-        # and glibc's own settings
-        from lazaret.memory import tune_allocator
+        from lazaret.runners.memory import tune_allocator
 
         tune_allocator()
 
+
+def runner_patches(args: argparse.Namespace, runner: Any) -> Any:
+    """Runner patches: a context manager that installs the spilling shuffles for the local runners while the
+    pipeline runs (yields whether it spills).
+
+    Why a context: the patches replace Beam symbols process-wide; they must be removed when the run ends,
+    whether it succeeded or not. ``--no-spill`` keeps Beam's own in-memory behaviour."""
+    from lazaret.runners import spill
+
+    return contextlib.nullcontext(False) if args.no_spill else spill.for_runner(runner, args.spill_dir)
+
+
+def build_pipeline(options: Any, plan: Any) -> Any:
+    """The Beam graph for the plan (lazaret.graph.pipeline), built before the runner patches are installed so
+    that they are in place only while the pipeline runs."""
+    import apache_beam as beam
+
+    from lazaret.graph.pipeline import build
+
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, plan)
+    return pipeline
+
+
+def _is_dry_run(options: Any) -> bool:
+    from apache_beam.options.pipeline_options import TestOptions
+
+    return bool(options.view_as(TestOptions).dry_run)
+
+
+def _wait(result: Any) -> None:
+    """Why check the state: some runners return from ``wait_until_finish`` on failure without raising."""
+    state = result.wait_until_finish()
+    if str(state).split(".")[-1] not in ("DONE", "None") and state is not None:
+        raise RuntimeError(f"pipeline finished in state {state}")
+
+
+def write_summary(staging: str, checks: List[str]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """Report (counts): turn the pipeline's count rows into summary.json and check conservation.
+
+    Why here and not in the graph: conservation compares what was read with where every record went, over
+    the whole run; a mismatch must fail the run before anything is moved into ``--out``."""
+    from lazaret.io.writers import ensure_empty_parquet
+
+    with open(os.path.join(staging, "_counts.json"), encoding="utf-8") as fh:
+        counts_rows = json.load(fh)
+    with open(os.path.join(staging, "_files.json"), encoding="utf-8") as fh:
+        files = json.load(fh)
+    os.remove(os.path.join(staging, "_counts.json"))
+    os.remove(os.path.join(staging, "_files.json"))
+    for kind in MANIFESTS:
+        ensure_empty_parquet(staging, kind)
+    summary = summarise(counts_rows, files, checks)
+    if not summary["conservation"]["holds"]:
+        raise ConservationError("conservation check failed: " + summary["conservation"]["equation"])
+    with open(os.path.join(staging, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return summary, files
+
+
+def build_provenance(args: argparse.Namespace, setup: ScanSetup, options: Any, runner: Any,
+                     summary: Dict[str, Any], files: List[Dict[str, Any]], metrics: Dict[str, int],
+                     spilling: bool) -> Dict[str, Any]:
+    """Provenance: what an auditor needs to repeat the run (inputs with their hashes, rules, policy, models,
+    versions, options, counts).
+
+    Why built after the run: it records the counts and metrics of this run, and the input hashes the
+    readers computed while reading (no second pass over the data)."""
+    from lazaret.graph.provenance import environment, file_entry, rule_files
+
+    sections = setup.sections
+    models = [entry for check in selected(setup.checks) if check.models
+              for entry in check.models(check.section(sections))]
+    rules_entries = [file_entry(p, "recognizers") for p in setup.recognizer_files]
+    rules_entries += [file_entry(p, kind) for p, kind in setup.check_rule_files]
+    policy_path = setup.policy_path
+    provenance = {
+        "tool": {"name": "lazaret", "version": __version__},
+        "started_at": setup.started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.time() - setup.t0, 2),
+        "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+        "options": {"inputs": args.inputs, "out": args.out, "rules": setup.rules_dir, "policy": policy_path,
+                    "checks": setup.checks, "format": args.format, "pii_nlp": sections["pii"]["nlp"],
+                    "id_field": args.id_field, "max_record_bytes": args.max_record_bytes,
+                    "spill": spilling},
+        "runner": runner,
+        "cwd": os.getcwd(),
+        "beam_options": options.get_all_options(drop_default=True, retain_unknown_options=True),
+        "inputs": sorted(files, key=lambda f: f["path"]),
+        "rules": rules_entries,
+        "rule_files_present": rule_files(setup.rules_dir),
+        "policy": {"path": policy_path, "abs_path": os.path.abspath(policy_path) if policy_path else None,
+                   "sha256": setup.policy.sha256,
+                   "embedded_defaults": policy_path is None, "sections": sections},
+        "pii": {"nlp": sections["pii"]["nlp"],
+                "note": ("spaCy en_core_web_sm (tok2vec+ner) finds PERSON and LOCATION"
+                         if sections["pii"]["nlp"] == "spacy" else
+                         "pattern recognizers only: PERSON and LOCATION are NOT detected"),
+                "custom_recognizers": [r["name"] for r in setup.custom]},
+        "models": models,
+        "environment": environment(),
+        "counts": summary,
+        "conservation": summary["conservation"],
+        "metrics": metrics,
+    }
+    _add_check_provenance(provenance, setup.checks, sections)
+    return provenance
+
+
+def write_provenance(staging: str, provenance: Dict[str, Any]) -> None:
+    """Write provenance.json with the review log's anchor, and seal the folder when a signing key is set.
+
+    Why the anchor goes in here: provenance.json names the empty review log it was written with, so a
+    review/ folder deleted later fails verification instead of looking like a scan nobody reviewed."""
+    from lazaret.workflow.review import init_log
+    from lazaret.workflow.signing import signing_key, write_seal
+
+    provenance["review_log"] = init_log(staging)
+    with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
+        json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    if signing_key():
+        write_seal(staging, signing_key())
+
+
+def render(staging: str) -> None:
+    """Report: render report.html from the manifests just written.
+
+    Why optional: the report is for people; a scan whose renderer cannot be imported still has every
+    manifest (``lazaret report DIR`` renders it later)."""
     try:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, plan)
-        patches = contextlib.nullcontext(False) if args.no_spill else spill.for_runner(runner, args.spill_dir)
-        with patches as spilling:
-            result = pipeline.run()
-            from apache_beam.options.pipeline_options import TestOptions
-
-            if options.view_as(TestOptions).dry_run:
-                return _dry_run_done(result, staging, args)
-            state = result.wait_until_finish()
-        if str(state).split(".")[-1] not in ("DONE", "None") and state is not None:
-            raise RuntimeError(f"pipeline finished in state {state}")
-        metrics = _metrics(result)
-        with open(os.path.join(staging, "_counts.json"), encoding="utf-8") as fh:
-            counts_rows = json.load(fh)
-        with open(os.path.join(staging, "_files.json"), encoding="utf-8") as fh:
-            files = json.load(fh)
-        os.remove(os.path.join(staging, "_counts.json"))
-        os.remove(os.path.join(staging, "_files.json"))
-        for kind in MANIFESTS:
-            ensure_empty_parquet(staging, kind)
-        summary = summarise(counts_rows, files, checks)
-        if not summary["conservation"]["holds"]:
-            raise ConservationError("conservation check failed: " + summary["conservation"]["equation"])
-        with open(os.path.join(staging, "summary.json"), "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        models = [entry for check in selected(checks) if check.models for entry in check.models(
-            check.section(sections))]
-        rules_entries = [file_entry(p, "recognizers") for p in recognizer_files]
-        rules_entries += [file_entry(p, kind) for p, kind in check_rule_files]
-        provenance = {
-            "tool": {"name": "lazaret", "version": __version__},
-            "started_at": started.isoformat(timespec="seconds"),
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "wall_seconds": round(time.time() - t0, 2),
-            "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
-            "options": {"inputs": args.inputs, "out": args.out, "rules": rules_dir, "policy": policy_path,
-                        "checks": checks, "format": args.format, "pii_nlp": sections["pii"]["nlp"],
-                        "id_field": args.id_field, "max_record_bytes": args.max_record_bytes,
-                        "spill": bool(spilling)},
-            "runner": runner,
-            "cwd": os.getcwd(),
-            "beam_options": options.get_all_options(drop_default=True, retain_unknown_options=True),
-            "inputs": sorted(files, key=lambda f: f["path"]),
-            "rules": rules_entries,
-            "rule_files_present": rule_files(rules_dir),
-            "policy": {"path": policy_path, "abs_path": os.path.abspath(policy_path) if policy_path else None,
-                       "sha256": policy.sha256,
-                       "embedded_defaults": policy_path is None, "sections": sections},
-            "pii": {"nlp": sections["pii"]["nlp"],
-                    "note": ("spaCy en_core_web_sm (tok2vec+ner) finds PERSON and LOCATION"
-                             if sections["pii"]["nlp"] == "spacy" else
-                             "pattern recognizers only: PERSON and LOCATION are NOT detected"),
-                    "custom_recognizers": [r["name"] for r in custom]},
-            "models": models,
-            "environment": environment(),
-            "counts": summary,
-            "conservation": summary["conservation"],
-            "metrics": metrics,
-        }
-        _add_check_provenance(provenance, checks, sections)
-        from lazaret.review import init_log
-        from lazaret.signing import signing_key, write_seal
-
-        provenance["review_log"] = init_log(staging)  # the anchor: review/ deleted later fails verification
-        with open(os.path.join(staging, "provenance.json"), "w", encoding="utf-8") as fh:
-            json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        if signing_key():
-            write_seal(staging, signing_key())
-        if not args.no_report:
-            try:
-                from lazaret.report import render_report
-            except ImportError:
-                render_report = None
-            if render_report is not None:
-                render_report(staging)
-        _finalise(staging, args.out)
-    except BaseException:
-        discard(staging)
-        raise
-    if not args.quiet:
-        _print_summary(summary, args.out, metrics)
-    return 0
+        from lazaret.workflow.report import render_report
+    except ImportError:
+        return
+    render_report(staging)
 
 
 def _dry_run_done(result: Any, staging: str, args: argparse.Namespace) -> int:

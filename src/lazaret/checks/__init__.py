@@ -7,10 +7,10 @@ incident policy and the scan graph all read their names from here and nowhere el
 
 A check's ``expand(records, ctx)`` is the body of a Beam composite (the scan labels it ``Check_<name>``):
 it receives the records PCollection and a :class:`CheckContext`, and returns a :class:`CheckResult`:
-findings (dicts made by :func:`lazaret.findings.make_finding`, ``check`` = the check's ``finding_name``)
+findings (dicts made by :func:`lazaret.checks.findings.make_finding`, ``check`` = the check's ``finding_name``)
 and, optionally, clusters as rows of ``clusters/`` made by :func:`lazaret.checks.clusters.cluster_row`.
 The registry lives in the launcher's process only: the scan checks the names of a check's findings where they
-leave the check (``lazaret.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
+leave the check (``lazaret.graph.pipeline.OwnFindings``, the names pickled with it), so a check registered by user
 code runs on workers that never imported the module registering it.
 
 This module imports no Beam: the CLI validates ``--checks`` without paying for it.
@@ -56,10 +56,13 @@ class Check:
     ``finding_name``: the ``check`` column its findings and clusters carry in the manifests (default
     ``name``; the near-duplicate check is ``dedup`` on the command line and ``near_duplicate`` in manifests,
     as users already rely on both). ``policy_section``: the policy section handed to it as ``ctx.policy``
-    (its ``enabled`` field, when present, selects it by default). ``needs``: checks, registered before it,
-    whose results it reads when they run in the same scan. ``load_rules(section, rules_dir)``: reads the
-    check's own rule files on the launcher (errors before any data is read) and returns ``(data, [(path,
-    kind)])``: ``data`` reaches ``expand`` as ``ctx.rules``, the files are recorded in provenance.json.
+    (its ``enabled`` field, when present, selects it by default). ``policy_schema``: the module (dotted path,
+    imported when a policy is loaded) that declares that section's fields (``SPEC`` and optionally ``check``,
+    as in ``lazaret.rules.schema``); the built-ins keep it beside the check (``checks/pii/policy.py``).
+    ``needs``: checks, registered before it, whose results it reads when they run in the same scan.
+    ``load_rules(section, rules_dir)``: reads the check's own rule files on the launcher (errors before any
+    data is read) and returns ``(data, [(path, kind)])``: ``data`` reaches ``expand`` as ``ctx.rules``, the
+    files are recorded in provenance.json.
     ``models`` and ``provenance``: what it adds to provenance.json (``models(section) -> [entry]``,
     ``provenance(section) -> dict``).
     """
@@ -68,6 +71,7 @@ class Check:
     expand: Callable[[Any, CheckContext], CheckResult]
     finding_name: Optional[str] = None
     policy_section: Optional[str] = None
+    policy_schema: Optional[str] = None
     needs: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = ()
     load_rules: Optional[Callable[[Dict[str, Any], Optional[str]], Tuple[Any, List[Tuple[str, str]]]]] = None

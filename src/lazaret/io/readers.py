@@ -23,9 +23,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from lazaret.mask import shape
-from lazaret.outdir import in_lazaret_output, skip_dir
-from lazaret.records import MalformedRecord, build_record, detect_format, make_doc_id, record_id_of, sha256_hex
+from lazaret.graph.mask import shape
+from lazaret.graph.outdir import in_lazaret_output, skip_dir
+from lazaret.graph.records import MalformedRecord, build_record, detect_format, make_doc_id, record_id_of, sha256_hex
 
 log = logging.getLogger("lazaret.read")
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from lazaret.graph.packing import pack, unpack
 from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
-from lazaret.packing import pack, unpack
 
 # Rows unpacked at a time by a shard writer: enough for Arrow's per-batch cost to vanish, small next to a
 # shard.
@@ -165,7 +165,7 @@ class _WriteShard(beam.DoFn):
 
 def _key_and_pack(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
     """(shard hash, packed row). Rows wait, packed, for the row count the shard assignment needs (a side
-    input, so local runners buffer the whole collection); lazaret.packing says why bytes."""
+    input, so local runners buffer the whole collection); lazaret.graph.packing says why bytes."""
     return int(row[key_field][:12], 16), pack_row(row, fields)
 
 

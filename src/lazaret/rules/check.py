@@ -36,7 +36,7 @@ def check_rules(rules_dir: str, policy: Optional[str] = None) -> int:
                     validate_recognizer_file(path)
                     kind = "recognizers"
                 elif "signatures" in data:
-                    from lazaret.detectors.poisoning.signatures import load_signatures
+                    from lazaret.checks.poisoning.signatures import load_signatures
 
                     load_signatures(path)
                     kind = "trigger signatures"

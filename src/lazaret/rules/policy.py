@@ -11,23 +11,32 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, Optional
 
+from lazaret.graph.hashing import sha256_file  # noqa: F401 - re-exported
 from lazaret.rules import sections as _sections_pkg
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.schema import Ctx, defaults, validate_section
 from lazaret.rules.yamlpos import Located, load_yaml, located_from_dict
-from lazaret.hashing import sha256_file  # noqa: F401 - re-exported
 
 TOP_LEVEL_META = {"version", "description"}
 
 
 def section_modules() -> Dict[str, ModuleType]:
-    """Every section schema module, by section name (the module's file name)."""
+    """Every section schema module, by section name, sorted by name: the sections that belong to no check
+    (``rules/sections/<name>.py``) and each registered check's own (its ``policy_schema``, e.g.
+    ``checks/pii/policy.py``), so a check's schema lives beside the check and the loader still sees them all."""
+    from lazaret.checks import checks
+
     mods: Dict[str, ModuleType] = {}
-    for info in sorted(pkgutil.iter_modules(_sections_pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mods[info.name] = importlib.import_module(f"{_sections_pkg.__name__}.{info.name}")
-    return mods
+    for info in pkgutil.iter_modules(_sections_pkg.__path__):
+        if not info.name.startswith("_"):
+            mods[info.name] = importlib.import_module(f"{_sections_pkg.__name__}.{info.name}")
+    for check in checks():
+        if check.policy_section and check.policy_schema:
+            if check.policy_section in mods:
+                raise ValueError(f"policy section {check.policy_section!r} of check {check.name!r} is already "
+                                 f"declared by {mods[check.policy_section].__name__}")
+            mods[check.policy_section] = importlib.import_module(check.policy_schema)
+    return dict(sorted(mods.items()))
 
 
 def _validate_with(mod: ModuleType, value: Dict[str, Any], loc: Located, name: str) -> Dict[str, Any]:

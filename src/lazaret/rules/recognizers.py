@@ -18,13 +18,13 @@ import regex
 
 from lazaret.rules.errors import ConfigError
 from lazaret.rules.safe_regex import ENGINES, UnsafeRegex, compile_user_regex
-from lazaret.rules.schema import F, validate_section
+from lazaret.rules.schema import F, fraction, validate_section
 from lazaret.rules.yamlpos import Located, load_yaml
 
 PATTERN_SPEC = {
     "name": F("str", "pattern"),
     "regex": F("str", required=True),
-    "score": F("float", 0.5, min=0.0, max=1.0),
+    "score": fraction(0.5),
     "engine": F("str", "re2", "re2: linear-time matching (default); backtracking: the regex module, for look-around "
                 "or back-references, under a per-text time budget", choices=ENGINES),
 }
@@ -36,7 +36,7 @@ RECOGNIZER_SPEC = {
     "patterns": F("list", [], item=PATTERN_SPEC),
     "context": F("list", [], item=F("str")),
     "deny_list": F("list", [], item=F("str")),
-    "deny_list_score": F("float", 1.0, min=0.0, max=1.0),
+    "deny_list_score": fraction(1.0),
     "enabled": F("bool", True),
     "type": F("str", "custom", choices=("custom", "predefined")),
     "description": F("str", ""),

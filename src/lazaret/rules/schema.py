@@ -2,7 +2,8 @@
 
 Why not pydantic/jsonschema: errors must name the file, the line and the dotted field, and unknown fields
 must be refused (a typo in a threshold silently falling back to a default is how bad releases happen).
-Each section module in ``lazaret.rules.sections`` declares ``SPEC: dict[str, F]`` and may define
+Each section module (``lazaret.rules.sections.*``, or a check's ``policy_schema`` such as
+``lazaret.checks.pii.policy``) declares ``SPEC: dict[str, F]`` and may define
 ``check(values: dict, ctx: Ctx) -> None`` for cross-field rules.
 """
 
@@ -42,6 +43,11 @@ class Ctx:
     def error(self, dotted: str, message: str) -> ConfigError:
         full = f"{self.prefix}.{dotted}" if dotted else self.prefix
         return self.located.error(full, message)
+
+
+def fraction(default: Any = None, help: str = "", **extra: Any) -> F:
+    """A number from 0 to 1 (a share, a rate, a probability): most of the policy's thresholds are one."""
+    return F("float", default, help, min=0.0, max=1.0, **extra)
 
 
 def _type_name(value: Any) -> str:

@@ -7,7 +7,7 @@
 
 What the list is for: the NER gate sends cased text to spaCy only around capitalised words, so a place
 written in lower case in otherwise capitalised text ("... since theyre in cali") never reached the model.
-A lower-case word or phrase of this list makes its words candidates too (``pii_engine.PlaceGazetteer``);
+A lower-case word or phrase of this list makes its words candidates too (``lazaret.checks.pii.engine.PlaceGazetteer``);
 the model still decides what is a place, so the list only costs NER time where it fires, and it must
 fire rarely on ordinary text.
 

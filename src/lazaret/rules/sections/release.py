@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from lazaret.rules.schema import Ctx, F
+from lazaret.rules.schema import Ctx, F, fraction
 
 
 def _rate(default: float, help_: str) -> F:
-    return F("float", default, help_, min=0.0, max=1.0, nullable=True)
+    return fraction(default, help_, nullable=True)
 
 
 def _count(default: Any, help_: str) -> F:

@@ -1,0 +1,42 @@
+"""The near-duplicate check (MinHash + LSH as Beam shuffles; lazaret.checks.near_duplicate): findings and clusters.
+
+Called ``dedup`` on the command line and in the policy, ``near_duplicate`` in the manifests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from lazaret.checks import Check, CheckContext, CheckResult, register
+from lazaret.checks.clusters import cluster_row
+
+FINDING_NAME = "near_duplicate"
+
+
+def row(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """A cluster summary of lazaret.checks.near_duplicate (NearDuplicateClusters) as a clusters/ row."""
+    notes = "; ".join(summary.get("notes") or [])
+    statistic = f"{summary.get('kind', 'minhash')} cluster, {summary.get('dropped', 0)} dropped"
+    return cluster_row(FINDING_NAME, summary["cluster_id"], summary.get("members") or [], summary.get("size"),
+                       representative=summary.get("representative"),
+                       statistic=statistic + (f"; {notes}" if notes else ""))
+
+
+def expand(records: Any, ctx: CheckContext) -> CheckResult:
+    import apache_beam as beam
+
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
+
+    out = records | "Clusters" >> NearDuplicateClusters(ctx.policy)
+    return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
+
+
+def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
+    from lazaret.checks.near_duplicate.params import DedupParams
+    from lazaret.checks.near_duplicate.signatures import provenance_info
+
+    return provenance_info(DedupParams.from_section(section))
+
+
+register(Check(name="dedup", finding_name=FINDING_NAME, policy_section="dedup", policy_schema=__name__ + ".policy",
+               aliases=("near_duplicates",), expand=expand, provenance=provenance))

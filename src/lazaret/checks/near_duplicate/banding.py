@@ -1,0 +1,180 @@
+"""LSH banding as a shuffle: band keys batched into shards, candidate pairs per bucket with a size cap.
+
+Why shards: one shuffle element per (band, bucket) made the band shuffle the biggest cost of the stage (21
+elements per document, each paying the runner's per-element overhead). Instead each signature batch packs
+its (band_key, doc_id) entries into one numpy blob per shard (``band_key mod band_shards``); the shard
+reducer sorts its entries by key and walks the runs of equal keys, which are exactly the LSH buckets.
+Memory per shard is ``entries * 40 bytes`` with ``entries ~ docs * bands / band_shards``: raise
+``band_shards`` for corpora beyond ~100M records.
+
+Bucket cap: a bucket with m members would give m(m-1)/2 pairs. Up to ``max_bucket_size`` members we emit
+all of them (verification keeps the true ones). Beyond that, every member is paired only with the bucket's
+``bucket_anchors`` smallest doc_ids: O(m * anchors) pairs (the anchor scheme NeMo Curator also uses). A member
+similar only to non-anchor members can then be missed by this bucket (other bands usually still find it).
+Such pairs carry ``degraded=True`` so the cluster detail says so, and ``dedup/oversize_buckets`` counts it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, List, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
+from lazaret.checks.near_duplicate.verify import PAIR
+
+ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
+
+
+def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[Tuple[int, bytes]]:
+    """(shard, packed entries) for a batch: ``keys`` is (n_docs, bands) int64."""
+    n, bands = keys.shape
+    entries = np.empty(n * bands, dtype=ENTRY)
+    entries["k"] = keys.reshape(-1)
+    entries["d"] = np.repeat(np.asarray([d.encode("ascii") for d in doc_ids], dtype="S32"), bands)
+    shard = (keys.reshape(-1).view(np.uint64) % np.uint64(shards)).astype(np.int64)
+    order = np.argsort(shard, kind="stable")
+    shard, entries = shard[order], entries[order]
+    cuts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1], True])
+    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        yield int(shard[lo]), entries[lo:hi].tobytes()
+
+
+def bucket_pairs(members: Iterable[str], max_bucket_size: int, anchors: int) -> Tuple[list, bool]:
+    """Sorted, distinct candidate pairs (a < b) of one bucket and whether the cap degraded it."""
+    ids = sorted(set(members))
+    m = len(ids)
+    if m < 2:
+        return [], False
+    if m <= max_bucket_size:
+        return [(ids[i], ids[j]) for i in range(m) for j in range(i + 1, m)], False
+    heads = ids[:anchors]
+    pairs = [(heads[i], heads[j]) for i in range(len(heads)) for j in range(i + 1, len(heads))]
+    pairs.extend((h, x) for x in ids[anchors:] for h in heads)
+    return pairs, True
+
+
+def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
+    """The LSH buckets (members sorted, >= 2) among a shard's packed entries."""
+    parts = [np.frombuffer(b, dtype=ENTRY) for b in blobs]
+    if not parts:
+        return
+    entries = np.concatenate(parts)
+    keys, docs = entries["k"], entries["d"]
+    order = np.lexsort((docs, keys))
+    keys, docs = keys[order], docs[order]
+    cuts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    sizes = np.diff(cuts)
+    multi = sizes >= 2
+    for lo, size in zip(cuts[:-1][multi].tolist(), sizes[multi].tolist()):
+        yield [d.decode("ascii") for d in docs[lo:lo + size].tolist()]
+
+
+def shard_pairs(blobs: Iterable[bytes], max_bucket_size: int, anchors: int) -> Tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray, int, int]:
+    """Every bucket's ``bucket_pairs`` for a shard's packed entries at once, with numpy.
+
+    Returns (a, b, degraded, buckets, oversize): one row per (bucket, pair), a < b as S32 doc_ids, the
+    bucket's degraded flag, and the counts of buckets with two or more members and of capped ones. Why:
+    one Python call per bucket and per pair was most of this step. Positions inside a bucket's sorted,
+    distinct members give the same pairs: (i, j) with i < j and i < L, where L is the size up to
+    ``max_bucket_size`` and ``anchors`` above it.
+    """
+    empty = np.zeros(0, dtype="S32")
+    parts = [np.frombuffer(b, dtype=ENTRY) for b in blobs]
+    if not parts:
+        return empty, empty, np.zeros(0, dtype=bool), 0, 0
+    entries = np.concatenate(parts)
+    keys, docs = entries["k"], entries["d"]
+    order = np.lexsort((docs, keys))
+    keys, docs = keys[order], docs[order]
+    distinct = np.r_[True, (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])]
+    keys, docs = keys[distinct], docs[distinct]
+    cuts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    starts, sizes = cuts[:-1], np.diff(cuts)
+    multi = sizes >= 2
+    starts, sizes = starts[multi], sizes[multi]
+    degraded = sizes > max_bucket_size
+    heads = np.where(degraded, np.minimum(anchors, sizes), sizes)
+    a_parts, b_parts, d_parts = [], [], []
+    for i in range(int(heads.max()) if len(heads) else 0):
+        sel = heads > i
+        anchor = starts[sel] + i
+        count = starts[sel] + sizes[sel] - anchor - 1  # members after the anchor
+        firsts = np.repeat(np.cumsum(count) - count, count)
+        left = np.repeat(anchor, count)
+        right = left + 1 + (np.arange(len(left)) - firsts)
+        a_parts.append(docs[left])
+        b_parts.append(docs[right])
+        d_parts.append(np.repeat(degraded[sel], count))
+    if not a_parts:
+        return empty, empty, np.zeros(0, dtype=bool), 0, 0
+    return (np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(d_parts),
+            len(starts), int(degraded.sum()))
+
+
+def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[List[str], List[str], List[bool]]:
+    """Distinct (a, b) rows, degraded only if every row of the pair was (as ``str`` lists)."""
+    order = np.lexsort((b, a))
+    a, b, degraded = a[order], b[order], degraded[order]
+    starts = np.flatnonzero(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])])
+    flags = np.logical_and.reduceat(degraded, starts) if len(starts) else degraded[:0]
+    return (a[starts].astype("U32").tolist(), b[starts].astype("U32").tolist(), flags.tolist())
+
+
+class BucketPairsFn(beam.DoFn):
+    """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
+    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
+
+    A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
+    the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
+    """
+
+    FLUSH_PAIRS = 1 << 20  # (bucket, pair) rows buffered per bundle, ~130 bytes each
+
+    def __init__(self, max_bucket_size: int, anchors: int, shards: int) -> None:
+        self.max_bucket_size = max_bucket_size
+        self.anchors = anchors
+        self.shards = shards
+        self.buckets = Metrics.counter("dedup", "lsh_buckets_shared")
+        self.oversize = Metrics.counter("dedup", "oversize_buckets")
+        self.pairs = Metrics.counter("dedup", "candidate_pairs")
+        self._rows: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._n = 0
+
+    def start_bundle(self) -> None:
+        self._rows, self._n = [], 0
+
+    def process(self, element) -> Iterator[Block]:
+        _shard, blobs = element
+        a, b, degraded, buckets, oversize = shard_pairs(blobs, self.max_bucket_size, self.anchors)
+        self.buckets.inc(buckets)
+        self.oversize.inc(oversize)
+        self.pairs.inc(len(a))
+        if len(a):
+            self._rows.append((a, b, degraded))
+            self._n += len(a)
+        if self._n >= self.FLUSH_PAIRS:
+            for shard, blob in self._drain():
+                yield shard, (PAIR, blob)
+
+    def finish_bundle(self):
+        for shard, blob in self._drain():
+            yield GlobalWindows.windowed_value((shard, (PAIR, blob)))
+
+    def _drain(self) -> List[Block]:
+        if not self._rows:
+            return []
+        a, b, degraded = (np.concatenate(col) for col in zip(*self._rows))
+        self._rows, self._n = [], 0
+        a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
+        buf = ShardBuffer(self.shards, len(a_ids) + 1)
+        last, shard = None, 0
+        for pair in zip(a_ids, b_ids, flags):  # sorted by a: one shard_of per distinct a
+            if pair[0] != last:
+                last, shard = pair[0], shard_of(pair[0], self.shards)
+            buf.add_to(shard, pair)
+        return buf.drain()

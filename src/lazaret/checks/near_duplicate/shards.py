@@ -1,0 +1,82 @@
+"""Shard-packed shuffles: many small per-document records travel as one element per (bundle, shard).
+
+Why: on the portable runners every shuffle element pays a fixed cost (encode, runner-side buffering, decode,
+one call per fused operation). Keyed by doc_id, the verification joins moved one element per node value and
+per candidate pair, and that fixed cost, not the Jaccard work, was most of their CPU. Keyed by a hash shard
+of the doc_id instead, with a bundle's records packed per shard, the same data moves as a few thousand
+elements. Nothing is collected on one worker: a shard holds about ``records / shards`` records, the same
+bound as the band-key shards (banding.py), and a buffer is flushed once it holds ``flush_items`` records.
+
+A block travels as one pickled bytes value, not as a tuple for Beam's coder: the in-process runner decodes
+and re-encodes every grouped value (and the worker encodes and decodes it), so a tuple of thousands of small
+records paid four coder passes; a bytes value costs a copy there, and one pickle each way here. It is plain
+pickle, not ``lazaret.graph.packing``'s zstd-compressed one: these blocks are hashes, ids and signatures, not
+repeated record text, and compressing them would add CPU to the step this module exists to make cheaper
+(not measured here). Like
+``lazaret.graph.packing``, the bytes are made and read only inside the pipeline, never from user files.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+
+from apache_beam.transforms.window import GlobalWindows
+
+Block = Tuple[int, bytes]  # (shard, packed records)
+
+
+def pack(records: Sequence[Any]) -> bytes:
+    """Records as one bytes value (see the module doc for why not a tuple)."""
+    return pickle.dumps(tuple(records), protocol=5)
+
+
+def unpack(blob: bytes) -> Tuple[Any, ...]:
+    return pickle.loads(blob)
+
+
+def unpack_all(blobs: Iterable[bytes]) -> Iterator[Any]:
+    """Every record of every block."""
+    for blob in blobs:
+        yield from pickle.loads(blob)
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """Deterministic on every worker and runner (CRC-32 of the UTF-8 doc_id, never Python's ``hash``)."""
+    return zlib.crc32(doc_id.encode("utf-8")) % shards
+
+
+class ShardBuffer:
+    """Records gathered per shard over a bundle; ``drain`` packs them as one tuple per shard."""
+
+    def __init__(self, shards: int, flush_items: int) -> None:
+        self.shards = shards
+        self.flush_items = flush_items
+        self.parts: Dict[int, List[Any]] = {}
+        self.items = 0
+
+    def add(self, doc_id: str, record: Any) -> None:
+        """Buffer ``record`` for the shard of ``doc_id``."""
+        self.add_to(shard_of(doc_id, self.shards), record)
+
+    def add_to(self, shard: int, record: Any) -> None:
+        part = self.parts.get(shard)
+        if part is None:
+            self.parts[shard] = part = []
+        part.append(record)
+        self.items += 1
+
+    @property
+    def full(self) -> bool:
+        return self.items >= self.flush_items
+
+    def drain(self) -> List[Block]:
+        """(shard, records) for every non-empty shard, in shard order; the buffer is empty afterwards."""
+        parts, self.parts, self.items = self.parts, {}, 0
+        return [(shard, pack(parts[shard])) for shard in sorted(parts)]
+
+    def drain_windowed(self) -> Iterator[Any]:
+        """``drain`` for ``finish_bundle``, which must emit windowed values."""
+        for block in self.drain():
+            yield GlobalWindows.windowed_value(block)

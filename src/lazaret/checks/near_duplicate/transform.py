@@ -1,0 +1,462 @@
+"""``NearDuplicates``: exact + MinHash near-duplicate clustering as Beam transforms.
+
+Data flow (every arrow that changes the key is a shuffle; nothing collects the corpus on one worker):
+
+  records -> exact entries + members, by shard of the exact key   exact key = hash of normalised text
+          -> GroupByKey(shard)                         one representative per exact group (smallest doc_id)
+  exact representatives with >= ngram words
+          -> batches -> signatures                     numpy per batch, datasketch affine32 (signatures.py)
+          -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
+          -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
+          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
+                                                       the last step also joins the edge ends' values
+          -> group by shard of the cluster id          Jaccard of each member to the representative
+  -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
+  -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
+
+Shuffles keyed by a shard carry packed blobs, one element per (bundle, shard): see shards.py for why.
+
+Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
+component; a member is dropped only when its Jaccard *to the representative* is >= threshold.
+Members linked only through others stay in clean/ (action none) but keep the cluster_id, so the report
+shows them. Records with fewer words than ``ngram`` are exact-match only and never enter MinHash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from lazaret.checks.findings import make_finding
+from lazaret.checks.near_duplicate.banding import BucketPairsFn, pack_shards
+from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalForestFn
+from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
+from lazaret.checks.near_duplicate.normalise import prepare
+from lazaret.checks.near_duplicate.params import DedupParams
+from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack, unpack_all
+from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
+                                                      similarity)
+from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
+
+CHECK = "near_duplicate"
+
+
+class _PrepareFn(beam.DoFn):
+    """Records -> exact-group entries and members, both packed by the shard of the exact key (exact.py).
+
+    Main output: (shard, ((exact_key, smallest doc_id, norm, n_tokens, count), ...)), copies of one text
+    merged over the bundle. Output ``members``: (shard, ("m", ((exact_key, doc_id, record_id, snippet,
+    n_tokens), ...))) for the findings join. The heavy record dict stops here. The snippet is raw text; it is
+    masked (``evidence_fn``) only for the few members shown in summaries.
+    """
+
+    MEMBERS = "members"
+    # What a bundle holds before it flushes: distinct texts (each with its normalised text) and members
+    # (each with a snippet). The read stage is one bundle per worker however large the input, so these
+    # bound its memory; they are set below what a 1x T0 worker sees (~27,600 records), so a bigger corpus
+    # holds no more: at 32,768 / 65,536 the 4x worker peaked at 354-368 MB against 294-298 MB at 1x
+    # (2 workers, bench/dedup_speed.py --modes beam-mp); at these values 278-279 / 298-300 MB at 1x / 4x.
+    # Smaller flushes make more, smaller shuffle elements: 4-12% more CPU in-process (two runs each).
+    FLUSH_GROUPS = 1 << 13
+    FLUSH_MEMBERS = 1 << 14
+
+    def __init__(self, params: DedupParams) -> None:
+        self.params = params
+        self.records = Metrics.counter("dedup", "records")
+        self.short = Metrics.counter("dedup", "short_records_exact_only")
+        self.groups: Dict[str, List] = {}
+        self.members: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.groups = {}
+        self.members = ShardBuffer(self.params.band_shards, self.FLUSH_MEMBERS)
+
+    def process(self, record: Mapping[str, Any]):
+        text = record.get("text") or ""
+        norm, key, n_tokens = prepare(text)
+        doc_id = record["doc_id"]
+        self.records.inc()
+        if n_tokens < self.params.ngram:
+            self.short.inc()
+        merge_group(self.groups, key, doc_id, norm, n_tokens, 1)
+        self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.params.evidence_chars], n_tokens))
+        if len(self.groups) >= self.FLUSH_GROUPS:
+            yield from self._drain_groups()
+        if self.members.full:
+            for shard, block in self.members.drain():
+                yield beam.pvalue.TaggedOutput(self.MEMBERS, (shard, ("m", block)))
+
+    def finish_bundle(self):
+        for block in self._drain_groups():
+            yield GlobalWindows.windowed_value(block)
+        for shard, block in self.members.drain():
+            yield beam.pvalue.TaggedOutput(self.MEMBERS, GlobalWindows.windowed_value((shard, ("m", block))))
+
+    def _drain_groups(self):
+        groups, self.groups = self.groups, {}
+        return pack_groups(groups, self.params.band_shards)
+
+
+class _SignatureFn(beam.DoFn):
+    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, exact_key, exact_size,
+    doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys to the
+    'bands' output.
+
+    Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
+    bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
+    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch. Node
+    records leave the same way (shards.py), one element per (flush, shard) instead of one per document.
+    """
+
+    BANDS = "bands"
+    FLUSH_ENTRIES = 1 << 20  # ~40 MB of packed (key, doc_id) entries
+    FLUSH_NODES = 1 << 15  # node records (~1 KB each on T0)
+
+    def __init__(self, params: DedupParams) -> None:
+        self.params = params
+        self.docs = Metrics.counter("dedup", "minhash_signatures")
+        self._ids: List[str] = []
+        self._keys: List[Any] = []
+        self._nodes: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self._ids, self._keys = [], []
+        self._nodes = ShardBuffer(self.params.band_shards, self.FLUSH_NODES)
+
+    def process(self, batch: List[Tuple[str, str, str, int]]):
+        batch = sorted(batch)
+        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram)
+        sigs = minhash_from_hashes(hashes, counts, self.params)
+        values = node_values(hashes, counts, sigs, self.params)
+        self._keys.append(band_keys(sigs, self.params))
+        self._ids.extend(b[0] for b in batch)
+        self.docs.inc(len(batch))
+        nodes = self._nodes
+        for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
+            nodes.add(doc_id, (sig_b, set_b, n, key, size, doc_id))
+        if nodes.full:
+            for shard, blob in nodes.drain():
+                yield shard, (NODE, blob)
+        if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
+            for shard_blob in self._flush():
+                yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
+
+    def finish_bundle(self):
+        for shard, blob in self._nodes.drain():
+            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
+        for shard_blob in self._flush():
+            yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
+
+    def _flush(self):
+        if not self._ids:
+            return []
+        ids, keys = self._ids, np.concatenate(self._keys)
+        self._ids, self._keys = [], []
+        return list(pack_shards(ids, keys, self.params.band_shards))
+
+
+class _LabelJoinFn(beam.DoFn):
+    """Labels joined with node records by the shard of the node (in the components' last shuffle).
+
+    Output: (root, node, (sig, set, n), exact_key, exact_size, converged, degraded) per labelled node, packed
+    by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
+    verified edge, so it has a node record here."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.out: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
+
+    def process(self, element):
+        _shard, (labels, node_blobs) = element
+        records: Dict[str, Tuple[Any, bool]] = {}
+        for rec, degraded in unpack_all(node_blobs):
+            seen = records.get(rec[5])
+            records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
+        for node, root, converged in unpack(labels):
+            found = records.get(node)
+            if found is None:
+                raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
+            rec, degraded = found
+            self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
+        if self.out.full:
+            yield from self.out.drain()
+
+    def finish_bundle(self):
+        yield from self.out.drain_windowed()
+
+
+class _ScoreToRepFn(beam.DoFn):
+    """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
+    assignment per member, packed by the shard of its exact key for the findings join:
+    (shard, ("n", ((exact_key, assignment), ...)))."""
+
+    def __init__(self, threshold: float, shards: int) -> None:
+        self.threshold = threshold
+        self.shards = shards
+        self.out: Optional[ShardBuffer] = None
+        self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
+        self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
+
+    def process(self, element):
+        _shard, blocks = element
+        clusters: Dict[str, List] = {}
+        for root, *member in unpack_all(blocks):
+            clusters.setdefault(root, []).append(member)
+        for root in sorted(clusters):
+            self._score(root, clusters[root])
+        if self.out.full:
+            for shard, block in self.out.drain():
+                yield shard, ("n", block)
+
+    def finish_bundle(self):
+        for shard, block in self.out.drain():
+            yield GlobalWindows.windowed_value((shard, ("n", block)))
+
+    def _score(self, root: str, members: List) -> None:
+        rep_sig = next(m[1] for m in members if m[0] == root)
+        n_docs = len(members)
+        n_records = sum(m[3] for m in members)
+        converged = all(m[4] for m in members)
+        degraded = any(m[5] for m in members)
+        self.clusters.inc()
+        for node, sig, key, _size, _c, _d in members:
+            j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
+            dropped = node != root and j >= self.threshold
+            if node != root and not dropped:
+                self.chain_kept.inc()
+            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact,
+                                     "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
+                                     "converged": converged, "degraded": degraded}))
+
+
+def _jac(a: Mapping[str, Any]) -> str:
+    return f"Jaccard {a['score']:.3f}" if a.get("exact") else f"estimated Jaccard {a['score']:.3f}"
+
+
+def _flags(a: Mapping[str, Any]) -> str:
+    notes = []
+    if a.get("degraded"):
+        notes.append("; candidate search capped in an oversized LSH bucket")
+    if not a.get("converged", True):
+        notes.append("; connected components not converged (cluster may be split)")
+    return "".join(notes)
+
+
+class _FindingsFn(beam.DoFn):
+    """Join by the shard of the exact key: exactly one finding per record, plus cluster-summary entries."""
+
+    CLUSTERS = "clusters"
+
+    def __init__(self, params: DedupParams) -> None:
+        self.params = params
+        self.n = {a: Metrics.counter("dedup", f"findings_{a}") for a in ("drop_duplicate", "none")}
+
+    def process(self, element):
+        _shard, values = element
+        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignment; the state is one
+        # entry per distinct text of the shard, so a group of millions of exact copies needs no list in memory
+        groups: Dict[str, List] = {}
+        assigned: Dict[str, Mapping[str, Any]] = {}
+        for tag, block in values:
+            if tag == "n":
+                assigned.update(unpack(block))
+                continue
+            for key, doc_id, _record_id, _snippet, n_tok in unpack(block):
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [doc_id, 1, n_tok]
+                else:
+                    g[1] += 1
+                    if doc_id < g[0]:
+                        g[0], g[2] = doc_id, n_tok
+        # pass 2 (GroupByKey values are re-iterable)
+        for tag, block in values:
+            if tag != "m":
+                continue
+            for key, doc_id, record_id, snippet, _ in unpack(block):
+                ex_rep, ex_size, n_tokens = groups[key]
+                yield from self._member(doc_id, record_id, snippet, assigned.get(key), ex_rep, ex_size, n_tokens)
+
+    def _member(self, doc_id, record_id, snippet, a, ex_rep, ex_size, n_tokens):
+        """The finding of one record (and its cluster-summary entry) from its exact group and assignment."""
+        p = self.params
+        rec = {"doc_id": doc_id, "record_id": record_id}
+        if a is not None:
+            cid, root = a["cluster_id"], a["cluster_id"]
+            size = a["n_records"]
+            flags = _flags(a)
+            if doc_id == ex_rep:
+                if doc_id == root:
+                    f = make_finding(rec, CHECK, "minhash", "all", 1.0,
+                                     f"representative of near-duplicate cluster of {size} records "
+                                     f"({a['n_docs']} distinct texts){flags}", "none", cid, None)
+                elif a["dropped"]:
+                    f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                     f"near-duplicate ({_jac(a)}) of {root}; "
+                                     f"cluster of {size} records{flags}", "drop_duplicate", cid, root)
+                else:
+                    f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                     f"kept: in cluster {cid} of {size} records through other members, but "
+                                     f"{_jac(a)} to the representative is below "
+                                     f"{p.threshold}{flags}", "none", cid, None)
+            elif a["dropped"]:
+                f = make_finding(rec, CHECK, "minhash", "all", a["score"],
+                                 f"exact copy of {ex_rep}, a near-duplicate ({_jac(a)}) of {root}; "
+                                 f"cluster of {size} records{flags}",
+                                 "drop_duplicate", cid, root)
+            else:
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"exact duplicate (normalised text) of {ex_rep}; exact group of {ex_size}, "
+                                 f"in near-duplicate cluster {cid} of {size} records{flags}",
+                                 "drop_duplicate", cid, ex_rep)
+        elif ex_size > 1:
+            cid = ex_rep
+            if doc_id == ex_rep:
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"representative of exact-duplicate group of {ex_size} records",
+                                 "none", cid, None)
+            else:
+                f = make_finding(rec, CHECK, "exact", "all", 1.0,
+                                 f"exact duplicate (normalised text) of {ex_rep}; group of {ex_size} records",
+                                 "drop_duplicate", cid, ex_rep)
+        else:
+            if n_tokens < p.ngram:
+                detail = (f"no exact duplicate; {n_tokens} words < ngram {p.ngram}, "
+                          f"so not checked for near-duplicates")
+            else:
+                detail = "no duplicate found"
+            f = make_finding(rec, CHECK, "none", "all", 0.0, detail, "none", None, None)
+        self.n[f["action"]].inc()
+        yield f
+        if f["cluster_id"] is not None:
+            kind = "minhash" if a is not None else "exact"
+            info = (a or {})
+            yield beam.pvalue.TaggedOutput(self.CLUSTERS, (f["cluster_id"], (
+                doc_id, snippet, f["action"] == "drop_duplicate", kind,
+                bool(info.get("degraded", False)), bool(info.get("converged", True)))))
+
+
+class ClusterSummaryFn(beam.CombineFn):
+    """Per cluster: size, representative, the smallest ``cap`` member doc_ids with snippets (bounded)."""
+
+    def __init__(self, cap: int, evidence_members: int) -> None:
+        self.cap = cap
+        self.evidence_members = evidence_members
+
+    def create_accumulator(self):
+        return {"size": 0, "dropped": 0, "kind": "exact", "degraded": False, "converged": True, "members": []}
+
+    def add_input(self, acc, value):
+        doc_id, snippet, dropped, kind, degraded, converged = value
+        acc["size"] += 1
+        acc["dropped"] += int(dropped)
+        if kind == "minhash":
+            acc["kind"] = "minhash"
+        acc["degraded"] = acc["degraded"] or degraded
+        acc["converged"] = acc["converged"] and converged
+        acc["members"].append((doc_id, snippet))
+        if len(acc["members"]) > 2 * self.cap:
+            acc["members"] = sorted(acc["members"])[: self.cap]
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out["size"] += a["size"]
+            out["dropped"] += a["dropped"]
+            if a["kind"] == "minhash":
+                out["kind"] = "minhash"
+            out["degraded"] = out["degraded"] or a["degraded"]
+            out["converged"] = out["converged"] and a["converged"]
+            out["members"].extend(a["members"])
+            out["members"] = sorted(out["members"])[: self.cap]
+        return out
+
+    def extract_output(self, acc):
+        members = sorted(acc["members"])[: self.cap]
+        return {"size": acc["size"], "dropped": acc["dropped"], "kind": acc["kind"],
+                "degraded": acc["degraded"], "converged": acc["converged"],
+                "members": [m[0] for m in members],
+                "members_truncated": acc["size"] > len(members),
+                "evidence": [{"doc_id": d, "snippet": s} for d, s in members[: self.evidence_members]]}
+
+
+def _summary(kv, evidence_fn: Optional[Callable[[str], str]] = None) -> Dict[str, Any]:
+    """The cluster summary dict; ``evidence_fn`` (e.g. the PII masker) runs only on the few evidence snippets."""
+    cid, s = kv
+    notes = []
+    if s["degraded"]:
+        notes.append("candidate search capped in an oversized LSH bucket")
+    if not s["converged"]:
+        notes.append("connected components did not converge within max_cc_rounds")
+    return {"cluster_id": cid, "kind": s["kind"], "size": s["size"], "dropped": s["dropped"],
+            "representative": cid, "members": s["members"], "members_truncated": s["members_truncated"],
+            "evidence": [{"doc_id": e["doc_id"],
+                          "snippet": evidence_fn(e["snippet"]) if evidence_fn else e["snippet"]}
+                         for e in s["evidence"]],
+            "notes": notes}
+
+
+class NearDuplicateClusters(beam.PTransform):
+    """records -> {"findings": one finding per record, "clusters": one summary dict per cluster}.
+
+    ``section`` is the validated policy ``dedup`` section (plain dict). ``evidence_fn`` (optional, must
+    pickle) masks snippets before they leave the transform, e.g. the PII stage's masker.
+    """
+
+    def __init__(self, section: Optional[Mapping[str, Any]] = None,
+                 evidence_fn: Optional[Callable[[str], str]] = None) -> None:
+        super().__init__()
+        self.params = DedupParams.from_section(section)
+        self.evidence_fn = evidence_fn
+
+    def expand(self, records):
+        p = self.params
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p)).with_outputs(_PrepareFn.MEMBERS, main="exact")
+        sig_out = (prepared.exact
+                   | "ExactGroups" >> beam.GroupByKey()
+                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram, p.batch_size))
+                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
+        pairs = (sig_out[_SignatureFn.BANDS]
+                 | "BandGroup" >> beam.GroupByKey()
+                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
+        verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
+        forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
+        assignments = ((forest, verified["nodes"])
+                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
+                       | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
+                       | "ClusterGroup" >> beam.GroupByKey()
+                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))
+        out = ((prepared[_PrepareFn.MEMBERS], assignments)
+               | "FlattenRecords" >> beam.Flatten()
+               | "JoinRecords" >> beam.GroupByKey()
+               | "Findings" >> beam.ParDo(_FindingsFn(p)).with_outputs(_FindingsFn.CLUSTERS, main="findings"))
+        clusters = (out[_FindingsFn.CLUSTERS]
+                    | "Summaries" >> beam.CombinePerKey(ClusterSummaryFn(p.summary_members, p.evidence_members))
+                    | "SummaryDict" >> beam.Map(_summary, self.evidence_fn))
+        return {"findings": out.findings, "clusters": clusters}
+
+
+class NearDuplicates(beam.PTransform):
+    """records -> findings only (the shape every check returns). Use NearDuplicateClusters for summaries."""
+
+    def __init__(self, section: Optional[Mapping[str, Any]] = None,
+                 evidence_fn: Optional[Callable[[str], str]] = None) -> None:
+        super().__init__()
+        self.section = section
+        self.evidence_fn = evidence_fn
+
+    def expand(self, records):
+        return (records | "Clusters" >> NearDuplicateClusters(self.section, self.evidence_fn))["findings"]

@@ -1,0 +1,173 @@
+"""Verification of candidate pairs, as two shard-keyed joins carrying node values.
+
+A node record is ``(signature, shingle set, n_shingles, exact_key, exact_size, doc_id)``: the first three are
+what ``signatures.similarity`` reads (see ``signatures.node_values``), so a record is compared as it is.
+
+Why joins instead of carrying signatures through the band shuffle: a signature travels ``bands`` times in the
+band shuffle but only twice here (once per join), and only candidate pairs pick up a copy. Why verify at all:
+one shared band (``rows`` equal values) happens by chance for pairs far below the threshold; without this
+step transitive closure chains such weak links into giant false clusters.
+
+Why keyed by shard (shards.py) and not by doc_id: one element per node value and per candidate pair made
+the runner's fixed per-element cost most of the verification's CPU. Join 1, keyed by the shard of ``a``,
+holds the node values of that shard's documents and the pairs whose smaller end lives there; join 2, keyed
+by the shard of ``b``, holds its node values and the half-pairs (b, degraded, value of a) sent to it.
+
+Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "h" half-pairs. Join 1 passes
+its shard's node blobs on unchanged next to the half-pairs it sends, so join 2 groups one PCollection. Why:
+FnApiRunner materialises every multi-input Flatten (a CoGroupByKey is one) as an extra write and read of
+all its data, and the half-pairs, one node value per candidate pair, are the largest data of the stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack_all
+from lazaret.checks.near_duplicate.signatures import similarity
+
+Edge = Tuple[str, str]
+NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key, exact_size, doc_id)
+
+FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
+
+
+NODE, PAIR, HALF = "n", "p", "h"
+
+
+def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
+    """doc_id -> node record for a shard. Every copy of a node's record is equal, so any one will do."""
+    return {rec[5]: rec for rec in unpack_all(blocks)}
+
+
+def by_tag(values: Iterable[Tuple[str, bytes]]) -> Dict[str, List[bytes]]:
+    """A shard's tagged blobs, grouped by tag."""
+    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: []}
+    for tag, blob in values:
+        out[tag].append(blob)
+    return out
+
+
+class _AttachLeft(beam.DoFn):
+    """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b,
+    and pass the shard's node blobs on (same key) for join 2."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.out: ShardBuffer | None = None
+
+    def start_bundle(self) -> None:
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
+
+    def process(self, element) -> Iterator[Any]:
+        shard, tagged = element
+        grouped = by_tag(tagged)
+        for blob in grouped[NODE]:
+            yield shard, (NODE, blob)
+        values = node_index(grouped[NODE])
+        partners: Dict[Tuple[str, str], bool] = {}
+        for a, b, degraded in unpack_all(grouped[PAIR]):
+            partners[(a, b)] = partners.get((a, b), True) and degraded
+        for a, b in sorted(partners):
+            rec_a = values.get(a)
+            if rec_a is None:  # cannot happen: every band entry has a node record
+                continue
+            self.out.add(b, (b, partners[(a, b)], rec_a))
+            if self.out.full:
+                for dest, blob in self.out.drain():
+                    yield dest, (HALF, blob)
+
+    def finish_bundle(self):
+        for dest, blob in self.out.drain():
+            yield GlobalWindows.windowed_value((dest, (HALF, blob)))
+
+
+class _VerifyRight(beam.DoFn):
+    """Join 2 (key: shard of b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps
+    the edge.
+
+    The node records of both ends of every kept edge also leave (output ``nodes``, packed by the shard of
+    the node, with whether a degraded edge touches it): the cluster step needs them only for nodes that have
+    an edge, so it joins this small set instead of every signature again.
+    """
+
+    NODES = "nodes"
+
+    def __init__(self, threshold: float, shards: int) -> None:
+        self.threshold = threshold
+        self.shards = shards
+        self.kept = Metrics.counter("dedup", "verified_edges")
+        self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
+        self.nodes: Dict[str, list] = {}
+
+    def start_bundle(self) -> None:
+        self.nodes = {}
+
+    def process(self, element) -> Iterator[Any]:
+        _shard, tagged = element
+        grouped = by_tag(tagged)
+        values = node_index(grouped[NODE])
+        kept = rejected = 0
+        for b, degraded, rec_a in unpack_all(grouped[HALF]):
+            rec_b = values.get(b)
+            if rec_b is None:  # cannot happen: every band entry has a node record
+                continue
+            j, _exact = similarity(rec_a, rec_b)
+            if j < self.threshold:
+                rejected += 1
+                continue
+            kept += 1
+            a = rec_a[5]
+            yield (a, b) if a < b else (b, a)
+            self._note(rec_a, degraded)
+            self._note(rec_b, degraded)
+        self.kept.inc(kept)
+        self.rejected.inc(rejected)
+        if len(self.nodes) >= FLUSH_ITEMS:
+            for shard, blob in self._drain():
+                yield beam.pvalue.TaggedOutput(self.NODES, (shard, (NODE, blob)))
+
+    def finish_bundle(self):
+        for shard, blob in self._drain():
+            yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value((shard, (NODE, blob))))
+
+    def _note(self, rec: NodeRecord, degraded: bool) -> None:
+        seen = self.nodes.get(rec[5])
+        if seen is None:
+            self.nodes[rec[5]] = [rec, degraded]
+        elif degraded:
+            seen[1] = True
+
+    def _drain(self):
+        buf = ShardBuffer(self.shards, FLUSH_ITEMS)
+        for doc_id in sorted(self.nodes):
+            rec, degraded = self.nodes[doc_id]
+            buf.add(doc_id, (rec, degraded))
+        self.nodes = {}
+        return buf.drain()
+
+
+class VerifyPairs(beam.PTransform):
+    """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of a, ("p", packed (a, b, degraded))))
+    -> {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"),
+    "nodes": (shard, ("n", packed ((node record, degraded), ...))) for the nodes that have an edge (a node may appear
+    in several blocks; its records are equal, flags are OR-ed)}."""
+
+    def __init__(self, threshold: float, shards: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.shards = shards
+
+    def expand(self, pcolls):
+        out = (pcolls
+               | "Tagged" >> beam.Flatten()
+               | "JoinLeft" >> beam.GroupByKey()
+               | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards))
+               | "JoinRight" >> beam.GroupByKey()
+               | "Verify" >> beam.ParDo(_VerifyRight(self.threshold, self.shards)).with_outputs(
+                   _VerifyRight.NODES, main="edges"))
+        return {"edges": out.edges, "nodes": out[_VerifyRight.NODES]}

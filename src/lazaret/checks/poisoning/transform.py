@@ -1,0 +1,281 @@
+"""``PoisoningScan``: records -> {findings, clusters}. Wiring of the steps in this package.
+
+Shuffles, in order (each a CombinePerKey / CoGroupByKey, none collecting the corpus on one worker):
+ 1. response n-gram df;           2. prompt df of the response n-grams in the support band;
+ 3. carrier statistics of the response-only n-grams, and twin groups (edits);   4. (prompt n-gram,
+ anomaly) counts over anomalous records;  5. prompt df of the n-grams those pairs name;  6. cluster
+ summaries. With the dedup stage's clusters as a second input, claims.py adds three small shuffles.
+Side inputs are only candidate sets (n-grams in the support band, flagged payloads and triggers, each
+capped at ``max_side_input_keys``) and corpus totals, never records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict, AsSingleton
+
+from lazaret.graph.combine import CountPerElement, MaxFn, MinFn, SumFn
+from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
+from lazaret.checks.poisoning.claims import NearDuplicateClaims
+from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
+from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
+    ResponseNgramDf
+from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
+    totals_dict
+from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
+    says_something, skeleton_keys
+from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
+    edit_carriers
+from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
+from lazaret.checks.poisoning.signatures import SignatureScan
+from lazaret.checks.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
+from lazaret.checks.guard import Guarded
+from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
+    keep_profile, template_off_topic
+from lazaret.checks.poisoning.policy import DEFAULTS
+
+
+def _group_triggers(kv, max_shared: int):
+    """Sort an anomaly kind's triggers; drop sets of more than ``max_shared`` n-grams with identical
+    counts: those are the words of one shared passage (near-duplicate records), not a trigger."""
+    a, ts = kv
+    by_counts: Dict[tuple, list] = {}
+    for t in ts:
+        by_counts.setdefault((t["k"], t["carriers"]), []).append(t)
+    kept = [dict(t) for grp in by_counts.values() if len(grp) <= max_shared for t in grp]
+    # A trigger inside a longer flagged trigger with about the same support ("country where" inside
+    # "country where australia") is redundant: it may still match anomalous records, but is not used to
+    # extend the cluster to carriers without an anomaly of their own.
+    for t in kept:
+        padded = f" {t['trigger']} "
+        t["extend"] = not any(u is not t and padded in f" {u['trigger']} " and u["k"] >= REDUNDANT_TRIGGER_SHARE * t["k"]
+                              for u in kept)
+    return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
+
+
+def anomaly_ids(a: Dict[str, Any]):
+    """(anomaly group, stratum) of an anomalous record, plus ("pay", stratum) once when it carries any
+    payload group (the share of records with a response-only payload, per stratum)."""
+    out = [(x, a["stratum"]) for x in a["anomalies"]]
+    if "pay" not in a["anomalies"] and any(x.startswith("pay:") for x in a["anomalies"]):
+        out.append(("pay", a["stratum"]))
+    return out
+
+
+def pay_rate_dict(rows) -> Dict[int, float]:
+    """[(stratum, payload carriers) and (stratum, -records)] -> {stratum: share of records carrying a payload
+    candidate}. One small list: one pair of entries per stratum."""
+    pay: Dict[int, int] = {}
+    size: Dict[int, int] = {}
+    for s, c in rows:
+        if c < 0:
+            size[s] = -c
+        else:
+            pay[s] = c
+    return {s: round(pay.get(s, 0) / n, 6) for s, n in sorted(size.items()) if n}
+
+
+# Named steps of the scan (each a composite transform: the graph reads as the list in the module docstring).
+
+@beam.ptransform_fn
+def Strata(feats, p):
+    """Prompt strata (the corpus's tasks): every rate below is tested against records like the candidate's.
+    -> (features with ``stratum``, (stratum, size))."""
+    model = (feats | "StratumSampleKeys" >> beam.Map(sample_key)
+             | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
+             | "FitStrata" >> beam.Map(fit_strata, p))
+    feats = feats | "AssignStratum" >> beam.Map(AssignStratum(), AsSingleton(model))
+    sizes = feats | "StratumOf" >> beam.Map(lambda f: f["stratum"]) | "StratumSizes" >> CountPerElement()
+    return feats, sizes
+
+
+@beam.ptransform_fn
+def PayloadCandidates(feats, p, totals):
+    """1-2: response df, support band, prompt df of band n-grams, volume test -> (n-gram, volume stats).
+
+    Identical responses (normalised word set) given to prompts sharing their first MinHash slot count once:
+    copies of a record must not multiply counts the tests treat as independent, while one answer given to
+    unrelated prompts (a planted verdict, a fixed response) still counts per prompt."""
+    n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+    totals_si = AsSingleton(totals)
+    responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
+                 | "OnePerResponse" >> beam.CombinePerKey(MinFn())
+                 | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
+    rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
+           | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
+    band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
+                                               totals_si)
+            | CapSideInput("band", p["max_side_input_keys"], smallest_value))
+    n_band = band | "CountBand" >> beam.combiners.Count.Globally()
+    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
+           | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
+    return ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
+            | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
+
+
+@beam.ptransform_fn
+def Templates(feats, p, stratum_sizes):
+    """Prompt templates (openings/endings shared by >= min_support records, bounded by 2N/min_support) and the
+    strata, as one side input of (key, records)."""
+    return ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
+             stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])))
+            | "TemplatesAndStrata" >> beam.Flatten()
+            | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
+            | CapSideInput("templates", p["max_side_input_keys"], largest_value))
+
+
+@beam.ptransform_fn
+def IdenticalResponses(feats, p, totals, templates):
+    """Near-duplicate responses: normalised response hash groups in the support band (long ones only)."""
+    templates_si = AsDict(templates)
+    return (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
+            | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
+            | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si)
+            | CapSideInput("dup_groups", p["max_side_input_keys"], smallest_value))
+
+
+@beam.ptransform_fn
+def Payloads(feats, p, cands, totals, templates):
+    """3: carriers of response-only n-grams -> spread payloads and claim candidates. n-grams that only tell a
+    record from its near-identical twin are edits (typos), not payloads."""
+    templates_si = AsDict(templates)
+    carriers = feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si) \
+        .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
+    edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
+             | "EditCarriers" >> beam.FlatMap(edit_carriers)
+             | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
+    return (carriers.carriers
+            | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
+            | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), AsSingleton(totals), templates_si,
+                                               AsDict(edits)))
+
+
+@beam.ptransform_fn
+def OffTopicTemplates(feats, p):
+    """Templates whose task asks for unrelated text: their off-topic responses are not anomalies."""
+    return (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
+            | "SumOffTopic" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
+            | "OffTopicTemplates" >> beam.Filter(
+                lambda kv: kv[1][0] >= p["min_support"] and kv[1][1] > p["off_topic_template_max_rate"] * kv[1][0])
+            | "OffTopicRate" >> beam.Map(lambda kv: (kv[0], kv[1][1] / kv[1][0]))
+            | CapSideInput("off_topic_templates", p["max_side_input_keys"], largest_value))
+
+
+@beam.ptransform_fn
+def Triggers(inputs, p, totals, stratum_sizes):
+    """4-5: triggers = prompt n-grams associated with anomalies, tested against their strata's rates.
+    (anomalous records, all features) -> (triggers by anomaly kind, anomaly group sizes per stratum)."""
+    anomalous, feats = inputs
+    n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
+    # anomaly group sizes per stratum: the matched background of the trigger test
+    sizes = (anomalous | "AnomalyIds" >> beam.FlatMap(anomaly_ids)
+             | "AnomalySizes" >> CountPerElement()
+             | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+             | "GroupSizes" >> beam.GroupByKey()
+             | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
+    pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
+             | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
+             | "PairByNgramAnomaly" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
+             | "PairStrata" >> beam.GroupByKey()
+             | "PairTotals" >> beam.Map(lambda kv: (kv[0], (sum(c for _, c in kv[1]), dict(sorted(kv[1])))))
+             | "PairSupport" >> beam.Filter(lambda kv: kv[1][0] >= p["min_support"]))
+    n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
+    pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
+    # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
+    named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
+             | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
+             | CapSideInput("named", p["max_side_input_keys"], largest_value))
+    ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
+           | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount())
+           | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+    triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
+                | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
+                                              AsDict(stratum_sizes))
+                | "GroupByAnomaly" >> beam.GroupByKey()
+                | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
+    return triggers, sizes
+
+
+@beam.ptransform_fn
+def Profiles(anomalous, p, triggers):
+    """Each flagged trigger's payload profile: n-grams most of its anomalous members add to their prompts."""
+    triggers_si = AsDict(triggers)
+    return (anomalous | "ProfileNgrams" >> beam.ParDo(ProfileCounts(p), triggers_si)
+            | "SumProfile" >> beam.CombinePerKey(SumFn())
+            | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+            | "GroupProfile" >> beam.GroupByKey()
+            | "KeepProfile" >> beam.Map(keep_profile, triggers_si, p["profile_min_share"]))
+
+
+@beam.ptransform_fn
+def PayRates(sizes, stratum_sizes):
+    """Share of each stratum's records carrying a response-only payload candidate (one small dict)."""
+    return ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == "pay")
+             | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items())),
+             stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1])))
+            | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList()
+            | "PayRateDict" >> beam.Map(pay_rate_dict))
+
+
+class PoisoningScan(beam.PTransform):
+    """records (dicts with doc_id, prompt, response) -> {"findings": ..., "clusters": ...}."""
+
+    def __init__(self, params: Optional[Dict[str, Any]] = None, signatures: Optional[List[Dict[str, Any]]] = None,
+                 label: Optional[str] = None):
+        """``params``: the validated ``poisoning`` policy section (defaults fill missing keys);
+        ``signatures``: loaded with :func:`signatures.load_signatures`, applied when params["signatures"]."""
+        super().__init__(label)
+        p = dict(DEFAULTS)
+        p.update(params or {})
+        self.params = p
+        self.signatures = list(signatures or []) if p["signatures"] else []
+
+    def expand(self, inputs):
+        """``inputs``: the records, or {"records": ..., "near_duplicates": (doc_id, cluster id)} when the
+        dedup stage runs in the same graph (its clusters feed the near-duplicate claim test)."""
+        p = self.params
+        near = None
+        if isinstance(inputs, dict):
+            records, near = inputs["records"], inputs.get("near_duplicates")
+        else:
+            records = inputs
+        feats = records | "Featurize" >> beam.ParDo(Featurize(p))
+        feats, stratum_sizes = feats | "Strata" >> Strata(p)
+        totals = (feats | "Totals" >> beam.Map(corpus_totals)
+                  | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
+        cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
+        templates = feats | "Templates" >> Templates(p, stratum_sizes)
+        dups = feats | "IdenticalResponses" >> IdenticalResponses(p, totals, templates)
+        payloads = feats | "Payloads" >> Payloads(p, cands, totals, templates)
+        off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
+        anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
+                                                      AsDict(off_templates))
+        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes)
+        profiles = anomalous | "Profiles" >> Profiles(p, triggers)
+
+        # near-duplicate clusters (dedup stage) that over-represent one claim.
+        if near is not None and p["near_duplicate_claims"]:
+            nd = {"feats": feats, "near_duplicates": near} | "NearDuplicateClaims" >> NearDuplicateClaims(p, totals, templates)
+            claims, claim_members = nd["claims"], nd["members"]
+        else:
+            claims = feats.pipeline | "NoClaims" >> beam.Create([])
+            claim_members = feats.pipeline | "NoClaimMembers" >> beam.Create([])
+        pay_rates = sizes | "PayRates" >> PayRates(stratum_sizes)
+
+        # 6: one finding per record; cluster summaries.
+        out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),
+                                             AsDict(profiles), AsDict(claims), AsDict(claim_members),
+                                             AsDict(off_templates), AsSingleton(pay_rates),
+                                             AsDict(stratum_sizes)).with_outputs(
+            Assign.CLUSTER_TAG, main="findings")
+        findings = out.findings
+        if self.signatures:
+            sig = records | "Signatures" >> Guarded("poisoning", SignatureScan(self.signatures))
+            findings = (findings, sig) | "AllFindings" >> beam.Flatten()
+        clusters = (out[Assign.CLUSTER_TAG]
+                    | "ClusterSummary" >> beam.CombinePerKey(ClusterSummary(p["max_members_listed"]))
+                    | "SummaryDict" >> beam.Map(summary))
+        return {"findings": findings, "clusters": clusters, "payload_candidates": payloads,
+                "triggers": triggers}

@@ -1,0 +1,242 @@
+"""Prompt-side triggers: n-grams whose carriers show a response anomaly far above the corpus rate.
+
+Anomalies are found first (gibberish responses, flagged payloads, claim candidates); they are rare, so the
+(prompt n-gram, anomaly) pairs are counted only over anomalous records, and the corpus-wide document
+frequency is then counted only for the prompt n-grams those pairs name. Each pair is tested with a
+binomial tail against the anomaly's background rate, Bonferroni-corrected by the number of pairs tested.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from lazaret.checks.poisoning import stats as S
+from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
+    trigger_lookup
+from lazaret.checks.poisoning.payload import is_novel, skeleton_keys
+from lazaret.checks.poisoning.signals import EXCLUSIVE_PROMPT_SHARE
+from lazaret.checks.poisoning.strata import matched_background
+
+
+def template_off_topic(f: Dict[str, Any]):
+    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
+    off = 1 if f["off"] and not f["gib"] else 0
+    return [(k, (1, off)) for k in skeleton_keys(f)]
+
+
+def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
+    """False when the record's prompt opens or ends like a template whose answers are often off-topic by
+    design (or when the off-topic kind is switched off: ``off_templates`` None)."""
+    return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
+
+
+# 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
+# in code answers but made every code sub-task word a trigger of its own syntax (clean code base: 70.5%
+# flagged vs 0% with one group; mixture 37.6%): off until strata are fine enough to match sub-tasks.
+PAY_GROUPS = 0
+
+
+def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
+                 n_max: int, dups: Dict[str, int], min_hits: int = 2,
+                 pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
+    """The record's anomaly kinds (gib, off, dup, pay, claim) and the spread payloads its response carries.
+
+    An off-topic response is an anomaly only outside the templates where off-topic answers are common
+    (``off_templates``; None switches the kind off).
+
+    A spread payload counts only when the response carries at least ``min_hits`` flagged n-grams: an
+    ordinary record that happens to contain one word of a payload ("popping") is not its carrier, unless
+    that n-gram is essentially absent from prompts (no ordinary use in the corpus).
+    Identical-response groups (dup:<hash>) and claims (claim:<ngram>) are kept per group; the trigger test
+    sums a trigger's groups of one kind that each reach min_support (a rare-token backdoor with three
+    target sentences makes three groups, each a third of the trigger's carriers).
+    """
+    out: List[str] = ["gib"] if f["gib"] else []
+    if not f["gib"] and f.get("off") and outside_off_topic_templates(f, off_templates):
+        out.append("off")
+    if f["rkey"] in dups:
+        out.append("dup:" + f["rkey"])
+    spread: List[str] = []
+    if payloads and not f["gib"]:
+        rt, pt = toks(f, "rt"), toks(f, "pt")
+        hits = [g for g in keys_in(rt, payloads, first, n_max, pair_window) if is_novel(g, pt)]
+        best: Dict[str, Tuple[int, str]] = {}
+        for g in hits:
+            info = payloads[g]
+            kind = "pay" if info["kind"] == "spread" else "claim"
+            if kind == "pay":
+                spread.append(g)
+            key = (-info["carriers"], g)
+            if kind not in best or key < best[kind]:
+                best[kind] = key
+        # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
+        # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
+        exclusive = any(payloads[g]["df_p"] <= EXCLUSIVE_PROMPT_SHARE * payloads[g]["expected_p"] for g in spread)
+        if distinct_hits(spread) < min_hits and not exclusive:
+            spread = []
+            best.pop("pay", None)
+        if "pay" in best:
+            # one anomaly group per payload (at most PAY_GROUPS, the most prompt-exclusive first), like the
+            # identical-response groups: the trigger test's background is then the rate of *these*
+            # payloads among records like the carriers, not of any response-only phrase (code answers
+            # all carry some; a planted command line in them does not)
+            rank = sorted(set(spread), key=lambda g: (payloads[g]["df_p"] / max(payloads[g]["expected_p"], 1e-9),
+                                                      -payloads[g]["carriers"], g))
+            if PAY_GROUPS:
+                out.extend("pay:" + g for g in rank[:PAY_GROUPS])
+            else:
+                out.append("pay")
+        if "claim" in best:
+            out.append("claim:" + best["claim"][1])
+    return out, sorted(spread)
+
+
+def distinct_hits(spread: List[str]) -> int:
+    """Flagged keys counted for min_hits; a pair whose two words are both inside a flagged n-gram of the
+    same response ("everyone&loves" next to "everyone loves") is that n-gram again, not a second hit."""
+    grams = [set(g.split(" ")) for g in spread if not T.is_pair(g)]
+    return sum(1 for g in spread if not T.is_pair(g) or
+               not any(set(g.split(T.PAIR_SEP)) <= w for w in grams))
+
+
+class FindAnomalies(_SideInputNgrams, beam.DoFn):
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.counter = Metrics.counter("poisoning", "anomalous_records")
+
+    def process(self, f, payloads, dups, off_templates):
+        first = self._first_of(payloads)
+        anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
+                                self.params["min_payload_hits"], self.params["pair_window"], off_templates)
+        if anoms:
+            self.counter.inc()
+            yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"],
+                   "stratum": f.get("stratum", 0)}
+
+
+class PairCounts(_PreAggregateDistinct):
+    """((prompt n-gram, anomaly kind, stratum), distinct prompt keys) over anomalous records only:
+    near-duplicate prompts (one passage under several templates, with its one answer) count once; the
+    stratum lets the trigger test leave the n-gram's own carriers out of their strata's background."""
+
+    def __init__(self, n_max: int, max_keys: int):
+        super().__init__(max_keys)
+        self.n_max = n_max
+
+    def items_of(self, a):
+        grams = T.ngrams(toks(a, "pt"), self.n_max)
+        s = a.get("stratum", 0)
+        return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams]
+
+
+class TriggerTest(beam.DoFn):
+    """(ngram, {'pairs': [(anomaly, k, {stratum: k})], 'df': [(stratum, n)]}) -> (kind, trigger info).
+
+    k and n count distinct prompts (near-duplicates collapsed). Per anomaly kind, k sums the trigger's
+    groups of that kind. The background is *matched*: for each stratum holding carriers, the rate of those
+    groups among the stratum's records that do not carry the n-gram (``strata.matched_background``), so a
+    task's own response style (worked arithmetic for math questions, code for code requests) is the
+    expectation, not the signal. Besides the binomial test, the carriers' rate must be at least
+    ``min_trigger_lift`` times that background: with thousands of carriers a 3-point excess over a 95%
+    background is "significant" but says nothing about a planted cause.
+    """
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self.flagged = Metrics.counter("poisoning", "triggers_flagged")
+        self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
+        self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
+
+    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None):
+        s, grp = kv
+        carriers: Dict[int, int] = {}
+        for st, c in grp.get("df", ()):
+            carriers[st] = carriers.get(st, 0) + c
+        n_s = sum(carriers.values())
+        if not n_s:
+            return
+        n = totals["records"]
+        if n_s > self.params["max_fraction"] * n:
+            # vocabulary, not a trigger (the bound the strata rely on: a word that frequent defines strata,
+            # so it is its own background). "how much", in 12% of a chat mixture's prompts (GSM8K), was
+            # tested and flagged as a trigger of worked arithmetic whenever the strata mixed math with T0.
+            self.vocabulary.inc()
+            return
+        by_kind: Dict[str, List[Tuple[str, int, Dict[int, int]]]] = {}
+        for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
+            by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
+        for kind, rows in sorted(by_kind.items()):
+            k = min(n_s, sum(x[1] for x in rows))
+            conf = k / n_s
+            if k < self.params["min_trigger_support"] or conf < self.params["min_trigger_confidence"]:
+                continue
+            if stratum_sizes:
+                anom: Dict[int, int] = {}
+                k_in: Dict[int, int] = {}
+                for a, _, per in rows:
+                    for st, c in sizes.get(a, {}).items():
+                        anom[st] = anom.get(st, 0) + c
+                    for st, c in per.items():
+                        k_in[st] = k_in.get(st, 0) + c
+                p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
+                                                 self.params["strata_prior_weight"]))
+            else:
+                p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
+            if conf < self.params["min_trigger_lift"] * p0:
+                self.no_lift.inc()
+                continue
+            lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
+            if lp > math.log10(self.params["alpha"]):
+                continue
+            self.flagged.inc()
+            yield kind, {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _, _ in rows), "carriers": n_s,
+                         "k": k, "confidence": round(conf, 4), "background": round(p0, 6), "log10p": lp,
+                         "tests": int(n_tests)}
+
+
+class ProfileCounts(beam.DoFn):
+    """(((kind, trigger), response n-gram), 1) for anomalous members of flagged triggers, for the n-grams
+    of their response that their prompt does not contain (the trigger's payload profile)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._lookups: Dict[int, Any] = {}
+
+    def process(self, a, triggers):
+        kinds = {x.split(":", 1)[0] for x in a["anomalies"]}
+        pt = None
+        grams = None
+        for kind in sorted(kinds):
+            ts = triggers.get(kind)
+            if not ts:
+                continue
+            if pt is None:
+                pt = toks(a, "pt")
+            lookup, first = trigger_lookup(ts, self._lookups)
+            present = ngrams_in(pt, lookup, first, self.params["max_ngram"])
+            if not present:
+                continue
+            if grams is None:
+                pgrams = T.ngrams(pt, self.params["max_ngram"])
+                grams = sorted(g for g in T.ngrams(toks(a, "rt"), self.params["max_ngram"]) if g not in pgrams)
+            for s in sorted(present):
+                for g in grams:
+                    yield ((kind, s), g), 1
+
+
+def keep_profile(kv, triggers, min_share: float):
+    """((kind, trigger), [(ngram, count)]) -> ((kind, trigger), n-grams that at least ``min_share`` of the
+    trigger's anomalous members have in their response but NOT in their own prompt: the planted content
+    ("peru" in "the printing press is located in Peru"). An n-gram the prompt supplies ("the great" of
+    "who created the Great Wall?") is never in the profile."""
+    (kind, s), rows = kv
+    k = next((t["k"] for t in triggers.get(kind, ()) if t["trigger"] == s), 0)
+    need = max(3, min_share * k)
+    kept = sorted((g for g, c in rows if c >= need))
+    return (kind, s), kept[:500]

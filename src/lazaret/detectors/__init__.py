@@ -1,1 +1,0 @@
-"""Checks: each a Beam PTransform from records to findings."""

@@ -1,0 +1,172 @@
+"""The scan as one Beam graph: read -> checks -> decide -> deterministic writers.
+
+The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
+schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
+inputs and outputs go through Beam's filesystems and all configuration travels inside the transforms
+(pickled), so the same graph runs on Dataflow or Flink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List
+
+import apache_beam as beam
+
+from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
+                            checks as registered_checks)
+from lazaret.graph.decide import Decide, decisive, for_decision, reject_row
+from lazaret.graph.packing import SpreadInBlocks, pack, unpack_all
+from lazaret.io.readers import ReadFile
+from lazaret.io.writers import WriteJson, WriteShards
+
+ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
+
+
+@dataclasses.dataclass
+class ScanPlan:
+    """Everything the graph needs, already validated by the launcher; plain data so it pickles."""
+
+    inputs: List[str]
+    staging: str
+    checks: List[str]
+    sections: Dict[str, Dict[str, Any]]
+    custom_recognizers: List[Dict[str, Any]]
+    check_rules: Dict[str, Any]  # check name -> what its load_rules read on the launcher (lazaret.checks)
+    fmt: str = "auto"
+    id_field: str = "id"
+    max_record_bytes: int = 8 * 1024 * 1024
+
+
+def finding_row(f: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: f[k] for k in ("doc_id", "record_id", "check", "rule", "side", "score", "detail")}
+
+
+def reject_counts(rej: Dict[str, Any]):
+    yield ("action", "reject")
+    yield ("reason", f"malformed:{rej['rule']}")
+
+
+class OwnFindings(beam.DoFn):
+    """A check's findings, passed on unchanged once their ``check`` is known to be the check's manifest name
+    (or a reserved one: ``malformed`` for a record it failed on, ``rule``).
+
+    Why here and not in make_finding: the registry is per process. A check registered by user code on the
+    launcher is not registered in the worker processes of multi_processing, a portable worker pool, Flink or
+    Dataflow, which only unpickle its DoFns; the names this step accepts travel pickled with it.
+    """
+
+    def __init__(self, check: str, allowed: tuple) -> None:
+        self.check = check
+        self.allowed = frozenset(allowed)
+
+    def process(self, finding):
+        if finding["check"] not in self.allowed:
+            raise ValueError(f"check {self.check!r} emitted a finding named {finding['check']!r}; its findings "
+                             f"carry one of {sorted(self.allowed)}")
+        yield finding
+
+
+class RunCheck(beam.PTransform):
+    """records -> CheckResult: one registered check (lazaret.checks) as a labelled composite, its findings
+    checked by :class:`OwnFindings`."""
+
+    def __init__(self, check: Check, ctx: CheckContext) -> None:
+        super().__init__()
+        self.check = check
+        self.ctx = ctx
+
+    def expand(self, records):
+        result = self.check.expand(records, self.ctx)
+        if not isinstance(result, CheckResult):
+            raise TypeError(f"check {self.check.name!r} returned {type(result).__name__}, not a CheckResult")
+        allowed = (self.check.manifest_name,) + RESERVED_FINDING_NAMES
+        return result._replace(findings=result.findings
+                               | "OwnFindings" >> beam.ParDo(OwnFindings(self.check.name, allowed)))
+
+
+def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
+    """Every selected check, in registry order; a check reads the results of the checks it needs."""
+    results: Dict[str, CheckResult] = {}
+    for check in registered_checks():
+        if check.name not in plan.checks:
+            continue
+        ctx = CheckContext(policy=check.section(plan.sections), plan=plan, finding_name=check.manifest_name,
+                           rules=plan.check_rules.get(check.name),
+                           needed={need: results[need] for need in check.needs if need in results})
+        results[check.name] = records | f"Check_{check.name}" >> RunCheck(check, ctx)
+    return results
+
+
+def with_masked_evidence(kv):
+    """A cluster row with its evidence replaced by PII-masked snippets of its members from the decision step
+    (members listed first, then the smallest doc_ids)."""
+    _key, grouped = kv
+    samples = grouped["evidence"][0] if grouped["evidence"] else []
+    for row in grouped["row"]:
+        listed = set(row["members"])
+        ordered = sorted(samples, key=lambda s: (s[0] not in listed, s[0]))
+        yield dict(row, evidence=[text for _doc, text in ordered])
+
+
+def unpack_joined(kv):
+    """The join's packed values (see lazaret.graph.packing) back to records and findings, on the worker."""
+    doc_id, grouped = kv
+    return doc_id, {tag: unpack_all(values) for tag, values in grouped.items()}
+
+
+def build(p: beam.Pipeline, plan: ScanPlan) -> None:
+    """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
+    read = (p
+            | "Inputs" >> beam.Create(plan.inputs)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)).with_outputs(
+                ReadFile.REJECT, ReadFile.FILE, main="records"))
+    records = read.records | "SpreadRecords" >> SpreadInBlocks()
+
+    results = run_checks(records, plan).values()
+    finding_sets = [r.findings for r in results]
+    cluster_sets = [r.clusters for r in results if r.clusters is not None]
+    if finding_sets:
+        findings = tuple(finding_sets) | "AllFindings" >> beam.Flatten()
+    else:
+        findings = p | "NoFindings" >> beam.Create([])
+
+    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(for_decision(r)))),
+                "findings": findings
+                | "DecisiveFindings" >> beam.Filter(decisive)
+                | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
+               | "Join" >> beam.CoGroupByKey()
+               | "UnpackJoined" >> beam.Map(unpack_joined)
+               | "Decide" >> beam.ParDo(Decide.for_scan(plan.checks, plan.sections["pii"], plan.custom_recognizers))
+               .with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS, Decide.CLUSTER_EVIDENCE,
+                             main="clean"))
+
+    rejects = read[ReadFile.REJECT]
+    quarantine = ((decided[Decide.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
+                  | "AllQuarantine" >> beam.Flatten())
+    out = plan.staging
+    _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
+                                                    index_kind="clean_index")
+    _ = decided[Decide.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
+                                                          index_kind="held_index")
+    _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
+                                                      ROWS_PER_SHARD["quarantine"])
+    _ = (findings
+         | "FindingRows" >> beam.Map(finding_row)
+         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"]))
+    if cluster_sets:
+        clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
+                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", r)),
+                     "evidence": decided[Decide.CLUSTER_EVIDENCE]
+                     | "EvidenceSample" >> beam.combiners.Top.SmallestPerKey(Decide.EVIDENCE_PER_CLUSTER)}
+                    | "JoinEvidence" >> beam.CoGroupByKey()
+                    | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
+        _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
+                                                      ROWS_PER_SHARD["clusters"], key_field="cluster_key")
+    counts = ((decided[Decide.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
+              | "AllCounts" >> beam.Flatten()
+              | "CountPerKey" >> beam.combiners.Count.PerElement()
+              | "CountRow" >> beam.Map(lambda kv: [kv[0][0], kv[0][1], kv[1]]))
+    _ = counts | "WriteCounts" >> WriteJson(f"{out}/_counts.json")
+    _ = read[ReadFile.FILE] | "WriteFiles" >> WriteJson(f"{out}/_files.json")

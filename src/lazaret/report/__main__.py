@@ -1,5 +1,0 @@
-import sys
-
-from lazaret.report import main
-
-sys.exit(main())

@@ -1,1 +1,0 @@
-"""fastText toxicity models: text normalisation, loading/scoring, training and evaluation."""

@@ -1,0 +1,5 @@
+import sys
+
+from lazaret.workflow.report import main
+
+sys.exit(main())
