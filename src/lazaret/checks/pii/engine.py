@@ -47,9 +47,15 @@ NER_DEFAULT_SCORE = 0.85
 # Checksummed or tightly formatted numbers win over a phone-number reading of the same digits.
 SPECIFIC_NUMBERS = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "US_BANK_NUMBER", "US_PASSPORT"})
 CACHE_SIZE = 20000
+# Paragraphs (a blank line) are the unit of case evidence and of windows: an all-lowercase paragraph is
+# tagged whole, a cased one only around its candidate words.
 _CHUNK_SPLIT = re.compile(r"\n[ \t\r]*\n\s*")
+# Sentence ends inside a window: NER results are cached per sentence, and T0 repeats sentences across templates.
 _SENTENCE_END = re.compile(r"[.!?]\s+")
+# A capitalised word is the NER gate's candidate: names and places are written so in normally cased text.
 _CAPWORD = re.compile(r"\b[A-Z][A-Za-z'’\-]+")
+# Digits and letters: the cheapest necessary conditions (a window without a digit holds no number entity; an
+# NER value that is all digits or has no letter is not a name).
 _DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 # Cheap necessary conditions, one per digit-based entity type: when a window cannot match, the (expensive)
