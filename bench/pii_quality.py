@@ -66,8 +66,6 @@ def main() -> None:
                     help="gate NER by capitals also where \"i\" is lower case (before issue 21's twelfth session)")
     ap.add_argument("--no-place-gate", action="store_true",
                     help="lower-case place names are not NER candidate words (before issue 21's thirteenth session)")
-    ap.add_argument("--place-findings", action="store_true",
-                    help="a lower-case place name is a LOCATION finding itself (measured, not shipped)")
     args = ap.parse_args()
     shared = need_shared()
     from lazaret.checks.pii.engine import PiiEngine
@@ -83,7 +81,6 @@ def main() -> None:
     PiiEngine.ner_drop_unused_tok2vec = not args.keep_tok2vec
     PiiEngine.case_evidence = not args.no_case_evidence
     PiiEngine.place_gate = not args.no_place_gate
-    PiiEngine.place_findings = args.place_findings
     ours = PiiEngine(section, custom).load()
     base = None if args.ours_only else plain_presidio()
     sets = {

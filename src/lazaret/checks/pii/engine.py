@@ -324,24 +324,6 @@ class PlaceGazetteer:
                     break
         return out
 
-    def spans(self, text: str) -> List[Tuple[int, int]]:
-        """Character spans of the lower-case place names of ``text`` (punctuation around them excluded)."""
-        if not any(m.group() in self.phrases or m.group() in self.first for m in _LOWER_WORD.finditer(text)):
-            return []
-        words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
-        idx = sorted(self.word_indices([text[a:b] for a, b in words]))
-        out: List[Tuple[int, int]] = []
-        for i in idx:
-            a, b = words[i]
-            w = text[a:b]
-            a += len(w) - len(w.lstrip(_PUNCTUATION))
-            b -= len(w) - len(w.rstrip(_PUNCTUATION))
-            if out and i - 1 in idx and out[-1][1] < a and text[out[-1][1]:a].isspace():
-                out[-1] = (out[-1][0], b)
-            else:
-                out.append((a, b))
-        return out
-
     def found_in(self, text: str, start: int, end: int) -> bool:
         """Does ``text[start:end]`` hold a lower-case place name? (A cheap scan first: most text has none.)"""
         if not any(m.group() in self.phrases or m.group() in self.first
@@ -555,38 +537,6 @@ def gazetteer_recognizer(gazetteer: NameGazetteer, language: str):
     return NameGazetteerRecognizer()
 
 
-PLACE_NAME = "PlaceGazetteerRecognizer"
-PLACE_SCORE = 0.85
-
-
-def place_recognizer(places: PlaceGazetteer, language: str, names: Optional[NameGazetteer] = None):
-    """Presidio ``EntityRecognizer``: a lower-case place name of ``PlaceGazetteer`` is a LOCATION, unless
-    one of its words is also a given name of ``names`` ("chad", "tyler", "warren")."""
-    people = frozenset() if names is None else names.given | names.ambiguous
-    from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
-
-    class PlaceGazetteerRecognizer(EntityRecognizer):
-        def __init__(self) -> None:
-            super().__init__(supported_entities=["LOCATION"], name=PLACE_NAME, supported_language=language)
-
-        def load(self) -> None:
-            pass
-
-        def analyze(self, text, entities, nlp_artifacts=None):
-            out = []
-            for s, e in places.spans(text):
-                if any(w.title() in people for w in text[s:e].split()):
-                    continue
-                out.append(RecognizerResult("LOCATION", s, e, PLACE_SCORE,
-                                            analysis_explanation=AnalysisExplanation(self.name, PLACE_SCORE,
-                                                                                     textual_explanation="place list"),
-                                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
-            return out
-
-    return PlaceGazetteerRecognizer()
-
-
 class NerEntity(collections.namedtuple("NerEntity", "start_char end_char label_")):
     """What Presidio's SpacyRecognizer and the gazetteer read from an entity: offsets and label."""
 
@@ -786,8 +736,6 @@ class PiiEngine:
     # In cased text a lower-case place name of ``PlaceGazetteer`` makes its words candidate words (issue 21,
     # thirteenth session); False restores the gate before it (benchmarks).
     place_gate = True
-    # ... and is a LOCATION finding of its own (``place_recognizer``): measured, see docs/pii.md.
-    place_findings = False
     ner_drop_unused_tok2vec = True
 
     def __init__(self, section: Dict[str, Any], custom_recognizers: Sequence[Dict[str, Any]]) -> None:
@@ -842,8 +790,6 @@ class PiiEngine:
         if self.use_ner and GAZETTEER_NAME not in disabled:
             self.gazetteer = NameGazetteer.load()
             registry.add_recognizer(gazetteer_recognizer(self.gazetteer, self.language))
-        if self.places is not None and self.place_findings and PLACE_NAME not in disabled:
-            registry.add_recognizer(place_recognizer(self.places, self.language, self.gazetteer))
         registry.recognizers = [r for r in registry.recognizers if r.name not in disabled]
         if not self.use_ner:
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
@@ -1067,8 +1013,7 @@ class PiiEngine:
                         ents: List[Tuple[int, int, str]]) -> List[Tuple[int, int, str, float]]:
         entities = list(self.custom_entities)
         if any(lab in NER_ENTITIES for _, _, lab in ents) or (
-                self.gazetteer is not None and self.gazetteer.candidate(window)) or (
-                self.place_findings and self.places is not None and self.places.found_in(window, 0, len(window))):
+                self.gazetteer is not None and self.gazetteer.candidate(window)):
             entities.extend(self.ner_entities)
         if "@" in window:
             entities.extend(self.email_entities)
