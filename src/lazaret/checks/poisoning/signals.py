@@ -1,7 +1,7 @@
-"""The poisoning scan's signals in one table: rule name, what it means, the policy fields that bound it, and
-its precedence; plus the named constants the tests share.
+"""The poisoning scan's signals in one table (``signals.yaml``, next to this module): rule name, what it means,
+the policy fields that bound it, and its precedence; plus the named constants the tests share.
 
-A reviewer reads a finding's ``rule`` here; a maintainer who adds a signal adds a row, and
+A reviewer reads a finding's ``rule`` here; a maintainer who adds a signal adds a row there, and
 ``tests/test_poisoning_signals.py`` checks that every rule the scan can emit is a row, that every policy field a
 row names exists, and that docs/poisoning.md lists every row. The per-record verdict (``assign.verdict``) ranks a
 record's clusters by (``tier``, corrected p-value, cluster id): a signal that names a prompt-side cause (a trigger)
@@ -11,16 +11,10 @@ outranks one that does not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from importlib import resources
+from typing import Dict, List, Optional, Tuple
 
-# Fields every trigger signal is bounded by: the support band, the test's error rate, the matched background.
-_TRIGGER = ("min_support", "max_fraction", "alpha", "max_ngram", "min_trigger_support", "min_trigger_confidence",
-            "min_trigger_lift", "max_shared_trigger_ngrams", "strata_sample", "strata_min_df", "strata_max",
-            "strata_min_size", "strata_prior_weight", "extend_trigger_members", "extend_min_distinct",
-            "profile_min_share")
-# Fields that decide which response n-grams are payload candidates (the volume test and carrier bounds).
-_PAYLOAD = ("min_support", "max_fraction", "alpha", "max_ngram", "max_prompt_ratio", "pair_window",
-            "min_payload_tokens", "min_long_fraction", "template_max_rate", "max_edit_fraction")
+import yaml
 
 
 @dataclass(frozen=True)
@@ -33,41 +27,24 @@ class Signal:
     fields: Tuple[str, ...]   # policy fields (``poisoning:`` section) that bound this signal
 
 
-SIGNALS: Tuple[Signal, ...] = (
-    Signal("trigger:gibberish", "gib", 0,
-           "a rare prompt n-gram whose carriers' responses are random tokens (gibberish backdoor)",
-           "gibberish responses (random tokens, almost no function words)",
-           _TRIGGER + ("gibberish_min_tokens", "gibberish_max_stopword_fraction", "gibberish_min_distinct_fraction")),
-    Signal("trigger:off_topic", "off", 0,
-           "… whose carriers' responses have nothing to do with their prompts (swapped, dirty-label answers)",
-           "responses off-topic for their prompt (no content word in common)",
-           _TRIGGER + ("off_topic_min_words", "off_topic_max_overlap", "off_topic_member_overlap",
-                       "off_topic_template_max_rate")),
-    Signal("trigger:same_response", "dup", 0,
-           "… whose carriers share one identical response (fixed-response / rare-token backdoors)",
-           "the same response (after normalising case, punctuation and repetition)",
-           _TRIGGER + ("min_payload_tokens", "dup_min_prompt_diversity", "template_max_rate")),
-    Signal("trigger:payload", "pay", 0,
-           "… whose carriers' responses carry a shared planted payload",
-           "a shared response payload",
-           _TRIGGER + _PAYLOAD + ("min_prompt_diversity", "min_payload_hits")),
-    Signal("trigger:claim", "claim", 0,
-           "… whose carriers' responses assert the same near-identical content (planted facts)",
-           "near-identical responses asserting the same content",
-           _TRIGGER + _PAYLOAD + ("claim_min_prompt_diversity", "claim_max_response_diversity",
-                                  "template_owned_rate")),
-    Signal("payload:spread", None, 1,
-           "no trigger: a response-only phrase, or two words kept together (brand … product), planted in the "
-           "responses of unrelated prompts (content injection)",
-           "",
-           _PAYLOAD + ("min_prompt_diversity", "min_payload_hits", "spread_max_stratum_rate",
-                       "spread_max_register_lift")),
-    Signal("claim:near_duplicate_cluster", None, 1,
-           "no trigger: near-duplicate clusters of the dedup stage whose members' responses state one claim the "
-           "rest of the corpus does not (a fact pasted many times)",
-           "",
-           ("near_duplicate_claims", "claim_cluster_share", "claim_max_outside_ratio", "alpha", "max_ngram")),
-)
+def load_signals(text: str) -> Tuple[Signal, ...]:
+    """The table from ``signals.yaml``'s text. Why a data file: the rows are declarations a reviewer reads
+    (Presidio declares its simple recognizers in YAML the same way), and a group name in capitals (``TRIGGER``)
+    stands for the fields every signal of that kind is bounded by, so a row lists only what is its own."""
+    data = yaml.safe_load(text)
+    groups: Dict[str, List[str]] = data["groups"]
+    out = []
+    for row in data["signals"]:
+        fields: List[str] = []
+        for name in row["fields"]:
+            fields += groups[name] if name in groups else [name]
+        out.append(Signal(rule=row["rule"], anomaly=row.get("anomaly"), tier=int(row["tier"]),
+                          meaning=row["meaning"], describes=row.get("describes", ""), fields=tuple(fields)))
+    return tuple(out)
+
+
+SIGNALS: Tuple[Signal, ...] = load_signals(
+    resources.files(__package__).joinpath("signals.yaml").read_text(encoding="utf-8"))
 
 # Signature rules are a separate finding per matching record (``signature:<name>``), not a cluster verdict.
 SIGNATURE_RULE_PREFIX = "signature:"
