@@ -82,3 +82,48 @@ def test_the_strata_sample_depends_on_content_not_on_file_names():
     a = model("corpus.jsonl", list(enumerate(rows)))
     b = model("renamed/other.jsonl", list(enumerate(reversed(rows))))
     assert a["k"] >= 2 and a == b
+
+
+def _claim_inputs(payload_strata):
+    """A claim trigger ("the factorial of") whose claim n-gram's carriers sit in ``payload_strata``, the register
+    phrases an ``Assign`` derives from them, and a record that carries both."""
+    from lazaret.checks.poisoning.assign import Assign
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    g = "factorial n 1"
+    payloads = {g: {"kind": "claim", "carriers": 210, "df_p": 0, "expected_p": 30.0, "log10p": -40.0, "df_r": 210,
+                    "prompt_diversity": 0.8, "tests": 100, "ngram": g, "strata": payload_strata}}
+    trig = {"trigger": "the factorial of", "anomaly": "claim", "groups": ["claim:" + g], "carriers": 350,
+            "k": 210, "background": 0.035, "log10p": -200.0, "tests": 9000}
+    register = Assign(dict(DEFAULTS))._register_phrases(payloads, RATES, SIZES)
+    f = {"doc_id": "d", "pt": "write a python function that returns the factorial of a number",
+         "rt": "def f n if n 0 return 1 return n * factorial n 1", "gib": False, "off": False, "rkey": "r",
+         "stratum": 0}
+    return f, VerdictInputs(payloads, {"factorial"}, {"claim": [trig]}, {}, min_hits=2, register_phrases=register[0])
+
+
+def test_a_claim_of_the_register_is_no_trigger_anomaly_a_prose_claim_is():
+    # The same code task asked many times ("the factorial of", 400 GPTeacher prompts) is answered with the same
+    # code: its "claim" is carried almost only in the code (register) strata, so it is the register's phrasing.
+    f, inputs = _claim_inputs({0: 208, 1: 2})
+    assert "factorial n 1" in inputs.register_phrases
+    assert verdict(f, inputs) is None
+    # A false fact stated in prose lands in the quiet strata: still a claim, and its trigger takes the record.
+    f, inputs = _claim_inputs({1: 150, 2: 60})
+    assert not inputs.register_phrases
+    flagged = verdict(f, inputs)
+    assert flagged is not None and flagged[1]["rule"] == "trigger:claim"
+
+
+def test_no_register_claim_without_a_quiet_side_large_enough_to_compare_with():
+    # When the planted mass pushes nearly every stratum over the register rate, the "quiet" side is a stratum of
+    # 3 records: a claim's absence there is expected (0.03 carriers), so it says nothing, and the claim is left
+    # to the trigger test.
+    from lazaret.checks.poisoning.assign import Assign
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    g = "factorial n 1"
+    payloads = {g: {"kind": "claim", "carriers": 210, "strata": {0: 208, 1: 2}}}
+    assign = Assign(dict(DEFAULTS))
+    assert g in assign._register_phrases(payloads, RATES, SIZES)[0]
+    assert not assign._register_phrases(payloads, {0: 0.6, 1: 0.0}, {0: 21591, 1: 3})[0]

@@ -18,8 +18,8 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.claims import novel_grams
 from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
-from lazaret.checks.poisoning.payload import is_novel, register_lift
-from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, NO_FINDING_RULE, tier
+from lazaret.checks.poisoning.payload import is_novel, quiet_share, register_lift, without_carriers
+from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
@@ -87,7 +87,7 @@ class VerdictInputs:
     extend_min_k: int = 20
     pair_window: int = 0
     off_member: Optional[float] = None              # off-topic overlap that joins a strong off-topic trigger
-    register_phrases: FrozenSet[str] = frozenset()  # spread payloads that are the phrasing of register strata
+    register_phrases: FrozenSet[str] = frozenset()  # payloads and claims that are register phrasing
     everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
 
     @classmethod
@@ -122,6 +122,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     anoms, spread = anomalies_of(f, v.payloads, v.pay_first, n_max, v.dups, v.min_hits, v.pair_window,
                                  v.off_templates)
     best = None
+    # a claim in the register's own phrasing is no anomaly (see ``Assign._register_phrases``)
+    anoms = [a for a in anoms if not (a.startswith("claim:") and a[6:] in v.register_phrases)]
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
     for kind in ANOMALY_KINDS:
@@ -135,6 +137,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
         for s in sorted(present):
             t = lookup[s]
+            if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
+                continue  # every claim of the trigger is register phrasing: no profile extension either
             if not groups.intersection(t["groups"]):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
@@ -203,9 +207,11 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
     def _register_phrases(self, payloads, pay_rates, stratum_sizes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
-        """(register phrases, payloads found everywhere). A spread payload carried far more often per record
-        (``spread_max_register_lift``) in the register strata than in the others is the register's own phrasing,
-        met in a few records of the quiet strata that read like it: never a spread cluster. One carried at
+        """(register phrases, payloads found everywhere). A spread payload or claim candidate carried far more
+        often per record (``spread_max_register_lift``) in the register strata than in the others is the
+        register's own phrasing, met in a few records of the quiet strata that read like it: never a spread
+        cluster, and never the claim a trigger is tested on (a task asked many times in code, "the factorial
+        of", is answered with the same code; the strata of a mixture are too coarse to hold it apart). One carried at
         least a third as often in the quiet strata as in the register ones, by at least ``min_support`` quiet
         carriers (where the volume test holds), is not the register's: a planted phrase lands in every stratum
         alike, so its carriers in register strata are flagged too. Built once per
@@ -217,15 +223,24 @@ class Assign(_SideInputNgrams, beam.DoFn):
         lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
         register, everywhere = set(), set()
         if pay_rates and stratum_sizes and lift:
+            # A claim is told apart only where its absence from the quiet strata could be seen (planted mass
+            # can push nearly every stratum over the rate, and then a planted claim looks like register
+            # phrasing too): at least MIN_EXPECTED_QUIET carriers expected there if it were spread evenly.
+            quiet = quiet_share(pay_rates, stratum_sizes, rate)
             for g, p in payloads.items():
-                if p.get("kind") != "spread":
-                    continue
                 strata = p.get("strata") or {}
-                x = register_lift(strata, pay_rates, stratum_sizes, rate)
-                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                claim = p.get("kind") == "claim"
+                if claim and sum(strata.values()) * quiet < MIN_EXPECTED_QUIET:
+                    continue
+                # a claim is tested against the strata's rates without its own carriers: a planted fact asked
+                # in many phrasings can fill a stratum of its own and make it look like a register
+                rates = without_carriers(pay_rates, strata, stratum_sizes) if claim else pay_rates
+                x = register_lift(strata, rates, stratum_sizes, rate)
                 if x >= lift:
                     register.add(g)
-                elif x > 0 and quiet >= self.params["min_support"]:
+                    continue
+                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                if p.get("kind") == "spread" and x > 0 and quiet >= self.params["min_support"]:
                     everywhere.add(g)
         out = (frozenset(register), frozenset(everywhere))
         self._register_cache.clear()

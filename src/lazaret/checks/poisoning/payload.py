@@ -44,6 +44,19 @@ def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Di
     return (reg_c / reg_n) / (quiet_c / quiet_n)
 
 
+def quiet_share(pay_rates: Dict[int, float], sizes: Dict[int, int], max_rate: float) -> float:
+    """Share of the records in strata not written in a register (response-only rate at most ``max_rate``)."""
+    total = sum(sizes.values())
+    return sum(n for s, n in sizes.items() if pay_rates.get(s, 0.0) <= max_rate) / total if total else 0.0
+
+
+def without_carriers(pay_rates: Dict[int, float], strata: Dict[int, int], sizes: Dict[int, int]) -> Dict[int, float]:
+    """Each stratum's response-only rate less the share of its records that carry one candidate (a lower bound
+    of the rate the rest of its phrasing makes): whether a stratum is a register must not depend on the
+    candidate being tested."""
+    return {s: max(0.0, r - strata.get(s, 0) / max(sizes.get(s, 0), 1)) for s, r in pay_rates.items()}
+
+
 def in_band(df: int, n_records: int, params: Dict[str, Any]) -> bool:
     return params["min_support"] <= df <= max(params["min_support"], params["max_fraction"] * n_records)
 

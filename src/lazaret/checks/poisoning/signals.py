@@ -68,6 +68,9 @@ STRATUM_OWNED_RATE = 0.9
 # One hit of a spread payload is enough when the n-gram is in at most this share of the prompts ordinary text
 # would put it in: it has no ordinary use in this corpus.
 EXCLUSIVE_PROMPT_SHARE = 0.02
+# A claim is register phrasing only where its absence from the quiet strata could be seen: at least this many of
+# its carriers expected there if it were spread evenly (the usual floor of a count test; ``Assign``).
+MIN_EXPECTED_QUIET = 5.0
 # A trigger inside a longer flagged trigger with at least this share of its anomalous carriers is redundant: it
 # is not used to extend its cluster to carriers without an anomaly of their own.
 REDUNDANT_TRIGGER_SHARE = 0.8
