@@ -107,3 +107,24 @@ def test_a_decision_without_its_record_fails_the_mix(tmp_path):
     element = (0, {"block": blocks, "decisions": [("0" * 32, pack(decide_mod.decide([])))]})
     with pytest.raises(decide_mod.InputChanged):
         list(decide_mod.Mix(reader).process(element))
+
+
+def test_findings_packed_in_batches_write_the_same_shards(tmp_path):
+    """Rows packed per bundle and shard (io.writers._PackBatches) give the same files as rows packed one by one,
+    whatever the batch size."""
+    from lazaret.io.writers import WriteShards
+
+    rows = [{"doc_id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "record_id": f"r{i}", "check": "toxicity",
+             "rule": "toxic", "side": side, "score": i / 100, "detail": ""}
+            for i in range(57) for side in ("prompt", "response")]
+    digests = []
+    for batch_rows in (0, 1, 5, 1000):
+        out = tmp_path / f"b{batch_rows}"
+        (out / "findings").mkdir(parents=True)
+        with beam.Pipeline() as p:
+            _ = (p | beam.Create(rows)
+                 | WriteShards(str(out), "findings", "parquet", "finding", 40, batch_rows=batch_rows))
+        files = sorted((out / "findings").iterdir())
+        assert len(files) == 3
+        digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
+    assert digests[1:] == digests[:1] * 3

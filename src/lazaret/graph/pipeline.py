@@ -21,6 +21,9 @@ from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
+# findings/ rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): small rows
+# that repeat the same check, rule, side and detail values fold together
+WRITE_PACK_ROWS = 1000
 
 
 @dataclasses.dataclass
@@ -167,7 +170,8 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                                                       ROWS_PER_SHARD["quarantine"])
     _ = (findings
          | "FindingRows" >> beam.Map(finding_row)
-         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"]))
+         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"],
+                                          batch_rows=WRITE_PACK_ROWS))
     if cluster_sets:
         clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
                      | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", r)),
