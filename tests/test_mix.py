@@ -102,9 +102,7 @@ def test_a_decision_without_its_record_fails_the_mix(tmp_path):
     path.write_text(json.dumps({"text": "one"}) + "\n")
     reader = ReadFile()
     _records, blocks = _first_read(reader, str(path))
-    from lazaret.graph.packing import pack
-
-    element = (0, {"block": blocks, "decisions": [("0" * 32, pack(decide_mod.decide([])))]})
+    element = (0, {"block": blocks, "decisions": [("0" * 32, decide_mod.pack_decision(decide_mod.decide([])))]})
     with pytest.raises(decide_mod.InputChanged):
         list(decide_mod.Mix(reader).process(element))
 

@@ -186,8 +186,6 @@ class Mix(beam.DoFn):
         self.anonymizer = AnonymizerEngine()
 
     def process(self, element: Tuple[Any, Dict[str, List[Any]]]) -> Iterator[Any]:
-        from lazaret.graph.packing import unpack
-
         _key, grouped = element
         decisions = dict(grouped["decisions"])
         for block in sorted(grouped["block"], key=lambda b: (b["path"], b["block"])):
@@ -197,7 +195,7 @@ class Mix(beam.DoFn):
                 digest.update(doc_id.encode("ascii"))
                 n += 1
                 packed = decisions.pop(doc_id, None)
-                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else unpack(packed))
+                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else unpack_decision(packed))
             if n != block["records"] or digest.hexdigest() != block["digest"]:
                 raise InputChanged(f"an input file changed during the scan: block {block['block']} of one input "
                                    f"read {n} records, {block['records']} when the checks read it")
@@ -304,3 +302,17 @@ def reject_row(rej: Dict[str, Any]) -> Dict[str, Any]:
 
 #: the decision of a record without decisive findings
 CLEAN_DECISION = decide([])
+#: the fields of a decision row, in the order they cross the shuffle to :class:`Mix` (a tuple, not a dict)
+DECISION_ROW = tuple(CLEAN_DECISION)
+
+
+def pack_decision(decision: Dict[str, Any]) -> bytes:
+    from lazaret.graph.packing import pack
+
+    return pack(tuple(decision[k] for k in DECISION_ROW))
+
+
+def unpack_decision(data: bytes) -> Dict[str, Any]:
+    from lazaret.graph.packing import unpack
+
+    return dict(zip(DECISION_ROW, unpack(data)))

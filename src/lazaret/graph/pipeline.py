@@ -9,13 +9,13 @@ inputs and outputs go through Beam's filesystems and all configuration travels i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.graph.decide import Mix, decide, decisive, reject_row
+from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
 from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack_all
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
@@ -112,12 +112,27 @@ def with_masked_evidence(kv):
         yield dict(row, evidence=[text for _doc, text in ordered])
 
 
+#: what :func:`lazaret.graph.decide.decide` reads of a finding: the values cross the join as a packed tuple
+DECISION_FIELDS = ("check", "rule", "side", "score", "detail", "action", "cluster_id", "duplicate_of", "spans",
+                   "evidence")
+
+
+def for_decision(f: Dict[str, Any]) -> Tuple[str, bytes]:
+    """A decisive finding as it crosses the join: (doc_id, packed values of DECISION_FIELDS). Its evidence
+    only when it can be a reason (quarantine/ reads the evidence of reasons only)."""
+    values = [f.get(k) for k in DECISION_FIELDS]
+    if f["action"] not in ("quarantine", "drop_duplicate") and f["check"] != "malformed":
+        values[-1] = None
+    return f["doc_id"], pack(tuple(values))
+
+
 def decision_row(kv):
     """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
     decision)) for a record with decisive findings; nothing for the others (their decision is clean)."""
     doc_id, grouped = kv
     if grouped["at"] and grouped["findings"]:
-        yield grouped["at"][0], (doc_id, pack(decide(unpack_all(grouped["findings"]))))
+        findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
+        yield grouped["at"][0], (doc_id, pack_decision(decide(findings)))
 
 
 def block_row(block):
@@ -148,7 +163,7 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     decisions = ({"at": read.records | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
                   "findings": findings
                   | "DecisiveFindings" >> beam.Filter(decisive)
-                  | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
+                  | "KeyFindings" >> beam.Map(for_decision)}
                  | "Join" >> beam.CoGroupByKey()
                  | "Decide" >> beam.FlatMap(decision_row))
     # The mix: each block of each input is read again and its records written under their decisions.
