@@ -107,10 +107,13 @@ def test_a_decision_without_its_record_fails_the_mix(tmp_path):
         list(decide_mod.Mix(reader).process(element))
 
 
-def test_findings_packed_in_batches_write_the_same_shards(tmp_path):
+def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch):
     """Rows packed per bundle and shard (io.writers._PackBatches) give the same files as rows packed one by one,
-    whatever the batch size."""
+    whatever the batch size and the bound on what a bundle holds."""
+    from lazaret.io import writers
     from lazaret.io.writers import WriteShards
+
+    monkeypatch.setattr(writers._PackBatches, "MAX_PENDING_ROWS", 7)
 
     rows = [{"doc_id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "record_id": f"r{i}", "check": "toxicity",
              "rule": "toxic", "side": side, "score": i / 100, "detail": ""}

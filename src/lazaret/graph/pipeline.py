@@ -21,8 +21,8 @@ from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
-# findings/ rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): small rows
-# that repeat the same check, rule, side and detail values fold together
+# rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
+# the same check, rule, side and detail values, clean lines the same templates, and fold together
 WRITE_PACK_ROWS = 1000
 
 
@@ -178,11 +178,11 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                   | "AllQuarantine" >> beam.Flatten())
     out = plan.staging
     _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
-                                                    index_kind="clean_index")
+                                                    index_kind="clean_index", batch_rows=WRITE_PACK_ROWS)
     _ = decided[Mix.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
-                                                          index_kind="held_index")
+                                                       index_kind="held_index", batch_rows=WRITE_PACK_ROWS)
     _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
-                                                      ROWS_PER_SHARD["quarantine"])
+                                                      ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
     _ = (findings
          | "FindingRows" >> beam.Map(finding_row)
          | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"],

@@ -202,30 +202,48 @@ class _PackBatches(beam.DoFn):
     Why: a small row packed alone (a ``findings/`` row: doc_id, check, rule, side, score, detail) crosses
     the shuffle as one zstd frame and folds nothing; in a batch the repeated check, rule, side and detail
     values and the frame overhead are paid once. The writer sorts the shard's rows anyway, so how rows were
-    batched never shows in the output."""
+    batched never shows in the output. What a bundle holds is bounded over all shards (``MAX_PENDING_*``):
+    with thousands of shards (a large corpus) every open batch is sent when the bound is reached."""
+
+    MAX_PENDING_ROWS = 20000
+    MAX_PENDING_BYTES = 8 << 20  # of packed rows
 
     def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
         self.rows_per_shard = rows_per_shard
         self.batch_rows = batch_rows
         self.open: Dict[int, List[Any]] = {}
+        self.pending_rows = self.pending_bytes = 0
 
     def start_bundle(self) -> None:
         self.open = {}
+        self.pending_rows = self.pending_bytes = 0
 
     def process(self, keyed: Tuple[int, bytes], n_rows: int) -> Iterator[Tuple[int, bytes]]:
         shard, packed = _assign(keyed, n_rows, self.rows_per_shard)
-        rows = self.open.setdefault(shard, [])
-        rows.append(unpack(packed))
-        if len(rows) >= self.batch_rows:
+        batch = self.open.setdefault(shard, [[], 0])
+        batch[0].append(unpack(packed))
+        batch[1] += len(packed)
+        self.pending_rows += 1
+        self.pending_bytes += len(packed)
+        if len(batch[0]) >= self.batch_rows:
             del self.open[shard]
-            yield shard, pack(rows)
+            self.pending_rows -= len(batch[0])
+            self.pending_bytes -= batch[1]
+            yield shard, pack(batch[0])
+        elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
+            yield from self._drain()
+
+    def _drain(self) -> Iterator[Tuple[int, bytes]]:
+        open_, self.open = self.open, {}
+        self.pending_rows = self.pending_bytes = 0
+        for shard in sorted(open_):
+            yield shard, pack(open_[shard][0])
 
     def finish_bundle(self) -> Iterator[Any]:
         from apache_beam.transforms.window import GlobalWindows
 
-        open_, self.open = self.open, {}
-        for shard in sorted(open_):
-            yield GlobalWindows.windowed_value((shard, pack(open_[shard])))
+        for batch in self._drain():
+            yield GlobalWindows.windowed_value(batch)
 
 
 class WriteShards(beam.PTransform):
