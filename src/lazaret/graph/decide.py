@@ -197,8 +197,9 @@ class Mix(beam.DoFn):
                 packed = decisions.pop(doc_id, None)
                 yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else unpack_decision(packed))
             if n != block["records"] or digest.hexdigest() != block["digest"]:
-                raise InputChanged(f"an input file changed during the scan: block {block['block']} of one input "
-                                   f"read {n} records, {block['records']} when the checks read it")
+                raise InputChanged(f"{block['path']} changed during the scan: its block {block['block']} gave {n} "
+                                   f"records (or other ones) when read again, {block['records']} when the checks "
+                                   "read it")
         if decisions:
             raise InputChanged(f"an input file changed during the scan: {len(decisions)} decided records were "
                                "not found when their file was read again")
