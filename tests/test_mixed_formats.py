@@ -25,7 +25,8 @@ def _read(tmp_path, fmt: str):
     records, rejects, files = [], [], []
     for out in ReadFile(fmt=fmt).process(str(path)):
         if isinstance(out, beam.pvalue.TaggedOutput):
-            (rejects if out.tag == ReadFile.REJECT else files).append(out.value)
+            if out.tag != ReadFile.BLOCK:
+                (rejects if out.tag == ReadFile.REJECT else files).append(out.value)
         else:
             records.append(out)
     return records, rejects, files

@@ -1,13 +1,20 @@
-"""From findings to one action per record.
+"""From findings to one action per record, then from the action to what is written.
 
 Precedence: reject (malformed, or a check failed on the record) > quarantine (held for review) >
 drop_duplicate > clean. Every finding that led to the action becomes a reason; flags ride along in
 findings/ but do not hold a record back.
+
+Two steps, as in dolma's mixer: :func:`decide` turns a record's decisive findings into a small decision row
+(action, reasons, spans, cluster ids) without the record; :class:`Mix` re-reads the records of one block of
+an input file (``lazaret.io.readers.ReadFile.read_block``) and applies each record's decision (none: clean)
+to write its clean line, held record, quarantine row and cluster evidence. Why: the records then cross no
+shuffle after the checks; only the decisions do, and they exist for a minority of records.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -24,35 +31,36 @@ ACTIONS = (CLEAN, QUARANTINE, DROP, REJECT)
 
 
 def decisive(f: Dict[str, Any]) -> bool:
-    """Whether a finding can change what :class:`Decide` writes for its record: an action other than
+    """Whether a finding can change what :class:`Mix` writes for its record: an action other than
     ``none``, a span (redaction, flag, masked evidence), a cluster (cluster evidence) or a reject.
 
     Why: every check emits a finding for every record it ran on (score 0 when it found nothing), so most
-    findings cannot change a decision. Only these cross the shuffle that joins findings with records;
-    all of them still go to ``findings/``.
+    findings cannot change a decision. Only these are grouped into decisions (:func:`decide`); all of them
+    still go to ``findings/``.
     """
     return f["action"] != "none" or bool(f.get("spans")) or bool(f.get("cluster_id")) or f["check"] == "malformed"
-
-
-#: what :class:`Decide` reads of a record (the joined prompt, response and text repeat ``fields``)
-DECISION_KEYS = ("doc_id", "record_id", "source_path", "source_index", "content_sha256", "raw", "fields", "meta")
-
-
-def for_decision(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The part of a record :class:`Decide` reads, the only part that crosses the join with the findings."""
-    return {k: record[k] for k in DECISION_KEYS if k in record}
 
 
 def reason(f: Dict[str, Any]) -> Dict[str, Any]:
     return {"check": f["check"], "rule": f["rule"], "score": float(f["score"]), "detail": f["detail"] or ""}
 
 
+def all_spans(findings: List[Dict[str, Any]]) -> List[List[Any]]:
+    """Every span of ``findings``, in their order (the order redaction and evidence read them in)."""
+    return [list(s) for f in findings for s in f.get("spans") or []]
+
+
 def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> str:
     """A masked snippet of the record: every PII span found anywhere is replaced by its type first."""
+    return evidence_of(record, all_spans(findings))
+
+
+def evidence_of(record: Dict[str, Any], spans: List[List[Any]]) -> str:
+    """:func:`record_evidence` from the spans of the record's findings."""
     texts = []
     for fi, (_path, _side, text) in enumerate(record["fields"]):
-        spans = [(s[1], s[2], s[3]) for f in findings for s in f.get("spans") or [] if s[0] == fi]
-        texts.append(snippet(text, spans, limit=400) if spans else text[:800])
+        masked = [(s[1], s[2], s[3]) for s in spans if s[0] == fi]
+        texts.append(snippet(text, masked, limit=400) if masked else text[:800])
     return snippet(" ⏎ ".join(texts))
 
 
@@ -61,21 +69,26 @@ def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymi
     """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
     (presidio-anonymizer's default replace operator), in the text fields and in every other string of the
     record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata, names, keys)."""
+    return redact_spans(record, all_spans(findings), anonymizer, actions)
+
+
+def redact_spans(record: Dict[str, Any], spans: List[List[Any]], anonymizer: Any,
+                 actions: tuple = ("redact",)) -> Dict[str, Any]:
+    """:func:`redacted_raw` from the spans of the record's findings."""
     from lazaret.graph.records import joined_meta, meta_spans, rename_key, set_path
 
     fields = record["fields"]
     meta = record.get("meta") or []
     by_text: Dict[Tuple[str, int], List[Tuple[int, int, str]]] = {}
     starts = joined_meta(meta)[1] if meta else []
-    for f in findings:
-        for span in f.get("spans") or []:
-            if len(span) < 5 or span[4] not in actions:
-                continue
-            if span[0] < len(fields):
-                by_text.setdefault(("field", span[0]), []).append((span[1], span[2], span[3]))
-            elif meta:
-                for pi, start, end in meta_spans(meta, starts, span[1], span[2]):
-                    by_text.setdefault(("meta", pi), []).append((start, end, span[3]))
+    for span in spans:
+        if len(span) < 5 or span[4] not in actions:
+            continue
+        if span[0] < len(fields):
+            by_text.setdefault(("field", span[0]), []).append((span[1], span[2], span[3]))
+        elif meta:
+            for pi, start, end in meta_spans(meta, starts, span[1], span[2]):
+                by_text.setdefault(("meta", pi), []).append((start, end, span[3]))
     if not by_text:
         return record["raw"]
     raw = copy.deepcopy(record["raw"])
@@ -100,8 +113,47 @@ def _anonymize(anonymizer: Any, text: str, spans: List[Tuple[int, int, str]]) ->
     return anonymize_text(anonymizer, text, spans)
 
 
-class Decide(beam.DoFn):
-    """(doc_id, {'record': [record], 'findings': [...]}) -> clean line | quarantine row | held record."""
+def decide(findings: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """A record's decision from its decisive findings alone: action, reasons (as quarantine/ writes them),
+    whether it is flagged or redacted, its clusters, and the spans :class:`Mix` needs to redact the record or
+    mask its evidence (none when it needs neither). No findings: clean."""
+    findings = sorted(findings, key=lambda f: (f["check"], f["rule"], f["side"], f["score"]))
+    malformed = [f for f in findings if f["check"] == "malformed"]
+    held = [f for f in findings if f["action"] == "quarantine" and f["check"] != "malformed"]
+    dups = [f for f in findings if f["action"] == "drop_duplicate"]
+    flagged = any(f["action"] == "flag" or any(len(s) >= 5 and s[4] == "flag" for s in f.get("spans") or [])
+                  for f in findings)
+    redacting = any(len(s) >= 5 and s[4] == "redact" for f in findings for s in f.get("spans") or [])
+    if malformed:
+        action, reasons = REJECT, malformed
+    elif held:
+        action, reasons = QUARANTINE, held + dups
+    elif dups:
+        action, reasons = DROP, dups
+    else:
+        action, reasons = CLEAN, []
+    clusters = sorted({(f["check"], f["cluster_id"]) for f in findings if f.get("cluster_id")})
+    duplicate_of = next((f["duplicate_of"] for f in dups if f.get("duplicate_of")), None)
+    return {
+        "action": action,
+        "reasons": [reason(r) for r in reasons],
+        "flagged": flagged,
+        "redacting": redacting,
+        "clusters": clusters,
+        "cluster_id": _cluster(reasons),
+        "duplicate_of": duplicate_of if action == DROP else None,
+        "evidence": next((f["evidence"] for f in reasons if f.get("evidence")), None),
+        "spans": all_spans(findings) if action != CLEAN or redacting or clusters else [],
+    }
+
+
+class Mix(beam.DoFn):
+    """(block key, {'block': [block of an input file], 'decisions': [(doc_id, packed decision)]}) -> clean line
+    | quarantine row | held record | counts | cluster evidence, for every record of the block.
+
+    The block's records are read again from the input (``ReadFile.read_block``); a record without a decision
+    is clean. The block's record count and the digest of its doc_ids must match what the first read saw: a
+    file changed during the scan fails the run instead of writing records no check has seen."""
 
     QUARANTINE_ROWS = "quarantine"
     HELD = "held"
@@ -109,10 +161,12 @@ class Decide(beam.DoFn):
     CLUSTER_EVIDENCE = "cluster_evidence"
     EVIDENCE_PER_CLUSTER = 8
 
-    def __init__(self, held_pii: Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]] = None) -> None:
-        """``held_pii``: (pii policy section, custom recognizers) when the scan does not run the PII check.
+    def __init__(self, reader: Any, held_pii: Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]] = None) -> None:
+        """``reader``: the scan's ``ReadFile`` (it reads the blocks again, without counting them twice).
+        ``held_pii``: (pii policy section, custom recognizers) when the scan does not run the PII check.
         held/ is the view reviewers read and may release, so it is always redacted per the PII policy: with
         the check off, the policy's pattern recognizers (no NER) run here on held records only."""
+        self.reader = reader.quiet()
         self.anonymizer = None
         self.counters = {a: Metrics.counter("lazaret.decide", a) for a in ACTIONS}
         self.held_pii = held_pii
@@ -120,67 +174,66 @@ class Decide(beam.DoFn):
         self.held_scanned = Metrics.counter("lazaret.decide", "held_pattern_scanned")
 
     @classmethod
-    def for_scan(cls, checks: List[str], pii_section: Dict[str, Any], custom: List[Dict[str, Any]]) -> "Decide":
-        """The decision step of a scan running ``checks``: it scans held records for PII patterns itself
-        only when the PII check is not among them."""
-        return cls(None if "pii" in checks else (pii_section, custom))
+    def for_scan(cls, reader: Any, checks: List[str], pii_section: Dict[str, Any],
+                 custom: List[Dict[str, Any]]) -> "Mix":
+        """The mix of a scan running ``checks``: it scans held records for PII patterns itself only when the
+        PII check is not among them."""
+        return cls(reader, None if "pii" in checks else (pii_section, custom))
 
     def setup(self) -> None:
         from presidio_anonymizer import AnonymizerEngine
 
         self.anonymizer = AnonymizerEngine()
 
-    def process(self, element: Tuple[str, Dict[str, List[Any]]]) -> Iterator[Any]:
-        doc_id, grouped = element
-        records = grouped["record"]
-        if records:
-            yield from self._decide(doc_id, records[0], grouped["findings"])
+    def process(self, element: Tuple[Any, Dict[str, List[Any]]]) -> Iterator[Any]:
+        _key, grouped = element
+        decisions = dict(grouped["decisions"])
+        for block in sorted(grouped["block"], key=lambda b: (b["path"], b["block"])):
+            digest, n = hashlib.sha256(), 0
+            for record in self.reader.read_block(block):
+                doc_id = record["doc_id"]
+                digest.update(doc_id.encode("ascii"))
+                n += 1
+                packed = decisions.pop(doc_id, None)
+                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else unpack_decision(packed))
+            if n != block["records"] or digest.hexdigest() != block["digest"]:
+                raise InputChanged(f"{block['path']} changed during the scan: its block {block['block']} gave {n} "
+                                   f"records (or other ones) when read again, {block['records']} when the checks "
+                                   "read it")
+        if decisions:
+            raise InputChanged(f"an input file changed during the scan: {len(decisions)} decided records were "
+                               "not found when their file was read again")
 
-    def _decide(self, doc_id: str, record: Dict[str, Any], findings: List[Dict[str, Any]]) -> Iterator[Any]:
-        findings = sorted(findings, key=lambda f: (f["check"], f["rule"], f["side"], f["score"]))
-        malformed = [f for f in findings if f["check"] == "malformed"]
-        held = [f for f in findings if f["action"] == "quarantine" and f["check"] != "malformed"]
-        dups = [f for f in findings if f["action"] == "drop_duplicate"]
-        flagged = any(f["action"] == "flag" or any(len(s) >= 5 and s[4] == "flag" for s in f.get("spans") or [])
-                      for f in findings)
-        redacting = any(len(s) >= 5 and s[4] == "redact" for f in findings for s in f.get("spans") or [])
-        if malformed:
-            action, reasons = REJECT, malformed
-        elif held:
-            action, reasons = QUARANTINE, held + dups
-        elif dups:
-            action, reasons = DROP, dups
-        else:
-            action, reasons = CLEAN, []
+    def apply(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
+        """The outputs of one record under its decision."""
+        action = decision["action"]
         self.counters[action].inc()
         yield beam.pvalue.TaggedOutput(self.COUNTS, ("action", action))
-        for r in reasons:
+        for r in decision["reasons"]:
             for rule in r["rule"].split(","):
                 yield beam.pvalue.TaggedOutput(self.COUNTS, ("reason", f"{r['check']}:{rule}"))
-        if flagged:
+        if decision["flagged"]:
             yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "flagged"))
-        clusters = sorted({(f["check"], f["cluster_id"]) for f in findings if f.get("cluster_id")})
-        if clusters:
+        spans = decision["spans"]
+        if decision["clusters"]:
             # Cluster evidence for the report is built here, where the record's PII spans are known, so a
             # check's own snippets never reach a manifest unmasked.
-            masked = record_evidence(record, findings)
-            for check, cluster_id in clusters:
+            masked = evidence_of(record, spans)
+            for check, cluster_id in decision["clusters"]:
                 yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (f"{check}:{cluster_id}", (doc_id, masked)))
         if action == CLEAN:
-            raw = redacted_raw(record, findings, self.anonymizer) if redacting else record["raw"]
+            redacting = decision["redacting"]
+            raw = redact_spans(record, spans, self.anonymizer) if redacting else record["raw"]
             if redacting:
                 yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "redacted"))
             line = json.dumps(raw, ensure_ascii=False, sort_keys=False, default=str)
             yield {"doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
                    "line": line}
         else:
-            yield from self._hold(doc_id, record, findings, action, reasons, dups, redacting)
+            yield from self._hold(doc_id, record, decision)
 
-    def _hold(self, doc_id, record, findings, action, reasons, dups, redacting) -> Iterator[Any]:
-        cluster_id = _cluster(reasons)
-        duplicate_of = next((f["duplicate_of"] for f in dups if f.get("duplicate_of")), None)
-        evidence = next((f["evidence"] for f in reasons if f.get("evidence")), None) or record_evidence(record,
-                                                                                                         findings)
+    def _hold(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
+        action = decision["action"]
         yield beam.pvalue.TaggedOutput(self.QUARANTINE_ROWS, {
             "doc_id": doc_id,
             "record_id": record.get("record_id"),
@@ -188,22 +241,23 @@ class Decide(beam.DoFn):
             "source_index": int(record["source_index"]),
             "content_sha256": record["content_sha256"],
             "action": action,
-            "duplicate_of": duplicate_of if action == DROP else None,
-            "reasons": [reason(r) for r in reasons],
-            "cluster_id": cluster_id,
-            "evidence": evidence,
+            "duplicate_of": decision["duplicate_of"],
+            "reasons": decision["reasons"],
+            "cluster_id": decision["cluster_id"],
+            "evidence": decision["evidence"] or evidence_of(record, decision["spans"]),
         })
         if action == QUARANTINE:
             # A held record may be released by a reviewer; the values that got it held (a card number, a key)
             # are redacted as well as the ones the policy redacts everywhere.
-            pii = findings if self.held_pii is None else findings + self._held_patterns(record)
-            raw = redacted_raw(record, pii, self.anonymizer, actions=("redact", "quarantine"))
+            spans = decision["spans"]
+            if self.held_pii is not None:
+                spans = spans + all_spans(self._held_patterns(record))
+            raw = redact_spans(record, spans, self.anonymizer, actions=("redact", "quarantine"))
             redacted = raw is not record["raw"]
             yield beam.pvalue.TaggedOutput(self.HELD, {
                 "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
                 "line": json.dumps({"doc_id": doc_id, "redacted": redacted, "record": raw}, ensure_ascii=False,
                                    default=str)})
-
 
     def _held_patterns(self, record: Dict[str, Any]) -> List[Dict[str, Any]]:
         """PII findings (patterns only) for one held record when the scan's checks exclude PII."""
@@ -217,6 +271,10 @@ class Decide(beam.DoFn):
             scanner._count = lambda entity: None  # not the PII check's counters: it did not run
             self._held_scanner = scanner
         return list(self._held_scanner._analyze([record]))
+
+
+class InputChanged(RuntimeError):
+    """A block of an input read again by :class:`Mix` differs from what the checks read."""
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:
@@ -241,3 +299,21 @@ def reject_row(rej: Dict[str, Any]) -> Dict[str, Any]:
         "cluster_id": None,
         "evidence": rej.get("evidence") or "",
     }
+
+
+#: the decision of a record without decisive findings
+CLEAN_DECISION = decide([])
+#: the fields of a decision row, in the order they cross the shuffle to :class:`Mix` (a tuple, not a dict)
+DECISION_ROW = tuple(CLEAN_DECISION)
+
+
+def pack_decision(decision: Dict[str, Any]) -> bytes:
+    from lazaret.graph.packing import pack
+
+    return pack(tuple(decision[k] for k in DECISION_ROW))
+
+
+def unpack_decision(data: bytes) -> Dict[str, Any]:
+    from lazaret.graph.packing import unpack
+
+    return dict(zip(DECISION_ROW, unpack(data)))

@@ -61,6 +61,15 @@ def unpack_all(values: Iterable[bytes]) -> List[Any]:
 SPREAD_BLOCK = 5000
 
 
+# Consecutive records of a file whose decisions ``lazaret.graph.decide.Mix`` applies in one task, reading
+# them again from the file. Larger than SPREAD_BLOCK because a block of a compressed file is read again by
+# decompressing the file from its start: the re-reads of a file of B blocks decompress it ~B/2 times (a
+# 1 GB gzip of ~1M T0 records, 20 blocks: ~10 times, ~30 CPU-s against ~2,600 for its scan). Still small
+# enough that a large file is mixed by several workers, and a block's decisions (~1 in 3 records on T0)
+# are a few MB.
+MIX_BLOCK = 50000
+
+
 def block_key(record: Any, block: int = SPREAD_BLOCK) -> int:
     """A shuffle key shared by ``block`` consecutive records of one file: CRC-32 of the path, block number."""
     path = str(record.get("source_path", "")).encode("utf-8", "surrogatepass")

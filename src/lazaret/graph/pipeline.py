@@ -1,4 +1,4 @@
-"""The scan as one Beam graph: read -> checks -> decide -> deterministic writers.
+"""The scan as one Beam graph: read -> checks -> decisions -> mix (records read again) -> deterministic writers.
 
 The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
 schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
@@ -9,18 +9,21 @@ inputs and outputs go through Beam's filesystems and all configuration travels i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.graph.decide import Decide, decisive, for_decision, reject_row
-from lazaret.graph.packing import SpreadInBlocks, pack, unpack_all
+from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
+from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack_all
 from lazaret.io.readers import ReadFile
 from lazaret.io.writers import WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
+# rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
+# the same check, rule, side and detail values, clean lines the same templates, and fold together
+WRITE_PACK_ROWS = 1000
 
 
 @dataclasses.dataclass
@@ -109,19 +112,42 @@ def with_masked_evidence(kv):
         yield dict(row, evidence=[text for _doc, text in ordered])
 
 
-def unpack_joined(kv):
-    """The join's packed values (see lazaret.graph.packing) back to records and findings, on the worker."""
+#: what :func:`lazaret.graph.decide.decide` reads of a finding: the values cross the join as a packed tuple
+DECISION_FIELDS = ("check", "rule", "side", "score", "detail", "action", "cluster_id", "duplicate_of", "spans",
+                   "evidence")
+
+
+def for_decision(f: Dict[str, Any]) -> Tuple[str, bytes]:
+    """A decisive finding as it crosses the join: (doc_id, packed values of DECISION_FIELDS). Its evidence
+    only when it can be a reason (quarantine/ reads the evidence of reasons only)."""
+    values = [f.get(k) for k in DECISION_FIELDS]
+    if f["action"] not in ("quarantine", "drop_duplicate") and f["check"] != "malformed":
+        values[-1] = None
+    return f["doc_id"], pack(tuple(values))
+
+
+def decision_row(kv):
+    """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
+    decision)) for a record with decisive findings; nothing for the others (their decision is clean)."""
     doc_id, grouped = kv
-    return doc_id, {tag: unpack_all(values) for tag, values in grouped.items()}
+    if grouped["at"] and grouped["findings"]:
+        findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
+        yield grouped["at"][0], (doc_id, pack_decision(decide(findings)))
+
+
+def block_row(block):
+    """A block of an input file keyed like its records' decisions (``packing.block_key``)."""
+    return block_key({"source_path": block["path"], "source_index": block["block"] * MIX_BLOCK}, MIX_BLOCK), block
 
 
 def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
+    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)).with_outputs(
-                ReadFile.REJECT, ReadFile.FILE, main="records"))
+            | "Read" >> beam.ParDo(reader).with_outputs(ReadFile.REJECT, ReadFile.FILE, ReadFile.BLOCK,
+                                                         main="records"))
     records = read.records | "SpreadRecords" >> SpreadInBlocks()
 
     results = run_checks(records, plan).values()
@@ -132,39 +158,45 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     else:
         findings = p | "NoFindings" >> beam.Create([])
 
-    decided = ({"record": records | "KeyRecords" >> beam.Map(lambda r: (r["doc_id"], pack(for_decision(r)))),
-                "findings": findings
-                | "DecisiveFindings" >> beam.Filter(decisive)
-                | "KeyFindings" >> beam.Map(lambda f: (f["doc_id"], pack(f)))}
-               | "Join" >> beam.CoGroupByKey()
-               | "UnpackJoined" >> beam.Map(unpack_joined)
-               | "Decide" >> beam.ParDo(Decide.for_scan(plan.checks, plan.sections["pii"], plan.custom_recognizers))
-               .with_outputs(Decide.QUARANTINE_ROWS, Decide.HELD, Decide.COUNTS, Decide.CLUSTER_EVIDENCE,
-                             main="clean"))
+    # Decisions from findings alone: a record's decisive findings, with the block of the file it lies in
+    # (its doc_id does not say), become one decision row keyed by that block.
+    decisions = ({"at": read.records | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
+                  "findings": findings
+                  | "DecisiveFindings" >> beam.Filter(decisive)
+                  | "KeyFindings" >> beam.Map(for_decision)}
+                 | "Join" >> beam.CoGroupByKey()
+                 | "Decide" >> beam.FlatMap(decision_row))
+    # The mix: each block of each input is read again and its records written under their decisions.
+    decided = ({"block": read[ReadFile.BLOCK] | "KeyBlocks" >> beam.Map(block_row), "decisions": decisions}
+               | "GroupDecisions" >> beam.CoGroupByKey()
+               | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
+                                                  plan.custom_recognizers))
+               .with_outputs(Mix.QUARANTINE_ROWS, Mix.HELD, Mix.COUNTS, Mix.CLUSTER_EVIDENCE, main="clean"))
 
     rejects = read[ReadFile.REJECT]
-    quarantine = ((decided[Decide.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
+    quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
                   | "AllQuarantine" >> beam.Flatten())
     out = plan.staging
     _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
-                                                    index_kind="clean_index")
-    _ = decided[Decide.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
-                                                          index_kind="held_index")
+                                                    index_kind="clean_index", batch_rows=WRITE_PACK_ROWS)
+    _ = decided[Mix.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
+                                                       index_kind="held_index", batch_rows=WRITE_PACK_ROWS)
     _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
-                                                      ROWS_PER_SHARD["quarantine"])
+                                                      ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
     _ = (findings
          | "FindingRows" >> beam.Map(finding_row)
-         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"]))
+         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"],
+                                          batch_rows=WRITE_PACK_ROWS))
     if cluster_sets:
         clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
                      | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", r)),
-                     "evidence": decided[Decide.CLUSTER_EVIDENCE]
-                     | "EvidenceSample" >> beam.combiners.Top.SmallestPerKey(Decide.EVIDENCE_PER_CLUSTER)}
+                     "evidence": decided[Mix.CLUSTER_EVIDENCE]
+                     | "EvidenceSample" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)}
                     | "JoinEvidence" >> beam.CoGroupByKey()
                     | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
         _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
                                                       ROWS_PER_SHARD["clusters"], key_field="cluster_key")
-    counts = ((decided[Decide.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
+    counts = ((decided[Mix.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
               | "AllCounts" >> beam.Flatten()
               | "CountPerKey" >> beam.combiners.Count.PerElement()
               | "CountRow" >> beam.Map(lambda kv: [kv[0][0], kv[0][1], kv[1]]))

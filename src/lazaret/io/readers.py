@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from lazaret.graph.mask import shape
+from lazaret.graph.packing import MIX_BLOCK
 from lazaret.graph.outdir import in_lazaret_output, skip_dir
 from lazaret.graph.records import MalformedRecord, build_record, detect_format, make_doc_id, record_id_of, sha256_hex
 
@@ -34,6 +35,7 @@ PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 PROGRESS_EVERY = 50000
+BLOCK_RECORDS = MIX_BLOCK  # records per block (see _Blocks)
 
 
 class InputError(Exception):
@@ -288,6 +290,24 @@ def iter_lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[Tuple[Option
         yield body, len(body), sha256_hex(body)
 
 
+def skip_lines(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
+    """``chunks`` from just after their ``n``-th newline (``iter_lines`` yields line ``n`` first from there)."""
+    for chunk in chunks:
+        if n:
+            found = chunk.count(b"\n")
+            if found < n:
+                n -= found
+                continue
+            pos = -1
+            for _ in range(n):
+                pos = chunk.index(b"\n", pos + 1)
+            n = 0
+            chunk = chunk[pos + 1:]
+            if not chunk:
+                continue
+        yield chunk
+
+
 def reject(source_path: str, index: int, content_sha: str, rule: str, detail: str, evidence: str = "",
            record_id: Optional[str] = None) -> Dict[str, Any]:
     """A reject row: what is wrong, where, with a masked snippet."""
@@ -384,11 +404,49 @@ def _unreadable_reason(path: str) -> Optional[str]:
     return None
 
 
+class _NoCount:
+    """A counter that counts nothing: a block read again (``ReadFile.read_block``) was counted once."""
+
+    def inc(self, n: int = 1) -> None:
+        pass
+
+
+class _Blocks:
+    """The blocks of one file as ``ReadFile`` reads it: every ``BLOCK_RECORDS`` consecutive record indexes
+    (``packing.MIX_BLOCK``) make one block, described by where it starts (line number
+    in the decompressed stream, the file's format then), how many records it yields and a digest of their
+    doc_ids, so ``read_block`` can read it again and prove it read the same records."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.current: Optional[Dict[str, Any]] = None
+        self.digest: Any = None
+
+    def start(self, idx: int, line: int, fmt: Optional[str]) -> Iterator[Dict[str, Any]]:
+        """A record index begins; yields the finished block's row when ``idx`` opens a new block."""
+        if idx % BLOCK_RECORDS:
+            return
+        yield from self.finish()
+        self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "line": line, "fmt": fmt, "records": 0}
+        self.digest = hashlib.sha256()
+
+    def record(self, doc_id: str) -> None:
+        self.current["records"] += 1
+        self.digest.update(doc_id.encode("ascii"))
+
+    def finish(self) -> Iterator[Dict[str, Any]]:
+        if self.current is not None and self.current["records"]:
+            yield dict(self.current, digest=self.digest.hexdigest())
+        self.current = None
+
+
 class ReadFile(beam.DoFn):
-    """One input path in; records (main output), rejects and one file-info row (tagged outputs) out."""
+    """One input path in; records (main output), rejects, one file-info row and its blocks (tagged outputs)
+    out. ``read_block`` reads one block's records again (``lazaret.graph.decide.Mix``)."""
 
     REJECT = "reject"
     FILE = "file"
+    BLOCK = "block"
 
     def __init__(self, fmt: str = "auto", id_field: str = "id", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
         self.fmt = None if fmt == "auto" else fmt
@@ -397,6 +455,53 @@ class ReadFile(beam.DoFn):
         self.records_read = Metrics.counter("lazaret.read", "records")
         self.rejected = Metrics.counter("lazaret.read", "rejects")
         self.other_format = Metrics.counter("lazaret.read", "records_in_another_format")
+
+    def quiet(self) -> "ReadFile":
+        """The same reader without counters, for blocks read a second time."""
+        other = ReadFile.__new__(ReadFile)
+        other.__dict__.update(self.__dict__)
+        other.records_read = other.rejected = other.other_format = _NoCount()
+        return other
+
+    def read_block(self, block: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        """The records (not the rejects) of one block as ``process`` read them; stops quietly where reading
+        fails (the first read reported it), the caller compares the count and digest with ``block``'s."""
+        path = block["path"]
+        first = block["block"] * BLOCK_RECORDS
+        end = first + BLOCK_RECORDS
+        if path.lower().endswith(PARQUET_SUFFIXES):
+            yield from self._parquet_block(path, first, end)
+            return
+        try:
+            raw_handle = FileSystems.open(path, compression_type="uncompressed")
+        except Exception:  # noqa: BLE001 - the caller reports a block it could not read
+            return
+        idx = first
+        fmt = block["fmt"]
+        bom = block["line"] == 0
+        try:
+            lines = iter_lines(skip_lines(decompressed_chunks(raw_handle, path), block["line"]),
+                               self.max_record_bytes)
+            for body, _size, content_sha in lines:
+                if bom:
+                    bom = False
+                    if body is not None and body.startswith(b"\xef\xbb\xbf"):
+                        body = body[3:]
+                if body is not None and not body.strip():
+                    continue
+                if idx >= end:
+                    break
+                i = idx
+                idx += 1
+                if body is None:
+                    continue
+                out, fmt = self._parse_line(body, path, i, content_sha, fmt)
+                if not isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+        except Exception:  # noqa: BLE001 - damage after the block's good records: reported by the first read
+            return
+        finally:
+            raw_handle.close()
 
     def _reject(self, *args: Any, **kwargs: Any) -> beam.pvalue.TaggedOutput:
         """A reject row (:func:`reject`'s arguments) on the REJECT output, counted."""
@@ -433,9 +538,12 @@ class ReadFile(beam.DoFn):
             return
         hashing = _HashingReader(raw_handle)
         error: Optional[str] = None
+        blocks = _Blocks(path)
         try:
             first = True
+            line = -1
             for body, size, content_sha in iter_lines(decompressed_chunks(hashing, path), self.max_record_bytes):
+                line += 1
                 if first:
                     first = False
                     if body is not None and body.startswith(b"\xef\xbb\xbf"):
@@ -445,6 +553,7 @@ class ReadFile(beam.DoFn):
                 idx = index
                 index += 1
                 count += 1
+                yield from self._blocks(blocks.start(idx, line, fmt))
                 if count % PROGRESS_EVERY == 0:
                     rate = count / max(time.time() - started, 1e-6)
                     log.info("read %d records from %s (%.0f records/s)", count, path, rate)
@@ -454,6 +563,8 @@ class ReadFile(beam.DoFn):
                         f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
                     continue
                 out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
+                if not isinstance(out, beam.pvalue.TaggedOutput):
+                    blocks.record(out["doc_id"])
                 yield out
         except StreamError as exc:
             error = exc.rule
@@ -468,6 +579,7 @@ class ReadFile(beam.DoFn):
             yield self._reject(
                 path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
                 f"reading stopped after {index} records: {error}")
+        yield from self._blocks(blocks.finish())
         if count == 0 and error is None:
             count = 1
             yield self._reject(path, 0, sha256_hex(b""), "empty_file", "file holds no records")
@@ -479,6 +591,10 @@ class ReadFile(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.FILE, {
             "path": path, "size": hashing.size, "sha256": hashing.sha.hexdigest(), "records": count,
             "format": fmt, "error": error})
+
+    def _blocks(self, rows: Iterator[Dict[str, Any]]) -> Iterator[beam.pvalue.TaggedOutput]:
+        for row in rows:
+            yield beam.pvalue.TaggedOutput(self.BLOCK, row)
 
     def _parse_line(self, body: bytes, path: str, idx: int, content_sha: str, fmt: Optional[str]):
         try:
@@ -536,6 +652,7 @@ class ReadFile(beam.DoFn):
         error = None
         size = None
         digest = None
+        blocks = _Blocks(path)
         try:
             with FileSystems.open(path, compression_type="uncompressed") as fh:
                 hashing = _HashingReader(fh)
@@ -549,39 +666,68 @@ class ReadFile(beam.DoFn):
                         idx = index
                         index += 1
                         count += 1
-                        try:
-                            normalised = _json_value(row, "")
-                        except _BadCell as bad:
-                            body = json.dumps(row, default=_hash_default, sort_keys=True).encode("utf-8")
-                            yield self._reject(
-                                path, idx, sha256_hex(body), bad.rule, bad.detail)
-                            continue
-                        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
-                        content_sha = sha256_hex(body)
-                        if len(body) > self.max_record_bytes:
-                            yield self._reject(
-                                path, idx, content_sha, "record_too_large",
-                                f"row of {len(body)} bytes (as JSON) exceeds the {self.max_record_bytes}-byte "
-                                "record limit")
-                            continue
-                        try:
-                            record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
-                        except MalformedRecord as exc:
-                            yield self._reject(
-                                path, idx, content_sha, exc.rule,
-                                exc.detail + f" (parquet columns: {', '.join(pf.schema_arrow.names)[:200]})",
-                                shape(body.decode("utf-8")))
-                            continue
-                        self.records_read.inc()
-                        yield record
+                        yield from self._blocks(blocks.start(idx, idx, self.fmt))
+                        out = self._parquet_row(pf, path, idx, row)
+                        if not isinstance(out, beam.pvalue.TaggedOutput):
+                            blocks.record(out["doc_id"])
+                        yield out
         except Exception as exc:  # noqa: BLE001 - unreadable Parquet is a finding
             error = exc.__class__.__name__
             count += 1
             yield self._reject(
                 path, count - 1, sha256_hex(f"{path}:parquet:{count}".encode()), "unreadable_file",
                 f"Parquet file could not be read after {count - 1} rows: {error}: {str(exc)[:160]}")
+        yield from self._blocks(blocks.finish())
         if count == 0 and error is None:
             count = 1
             yield self._reject(path, 0, sha256_hex(b""), "empty_file", "Parquet file holds no rows")
         yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": size, "sha256": digest,
                                                     "records": count, "format": self.fmt or "auto", "error": error})
+
+    def _parquet_row(self, pf: Any, path: str, idx: int, row: Dict[str, Any]) -> Any:
+        """One Parquet row as a record, or a reject (tagged)."""
+        try:
+            normalised = _json_value(row, "")
+        except _BadCell as bad:
+            body = json.dumps(row, default=_hash_default, sort_keys=True).encode("utf-8")
+            return self._reject(path, idx, sha256_hex(body), bad.rule, bad.detail)
+        body = json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        content_sha = sha256_hex(body)
+        if len(body) > self.max_record_bytes:
+            return self._reject(
+                path, idx, content_sha, "record_too_large",
+                f"row of {len(body)} bytes (as JSON) exceeds the {self.max_record_bytes}-byte record limit")
+        try:
+            record = build_record(normalised, self.fmt, path, idx, content_sha, self.id_field)
+        except MalformedRecord as exc:
+            return self._reject(
+                path, idx, content_sha, exc.rule,
+                exc.detail + f" (parquet columns: {', '.join(pf.schema_arrow.names)[:200]})",
+                shape(body.decode("utf-8")))
+        self.records_read.inc()
+        return record
+
+    def _parquet_block(self, path: str, first: int, end: int) -> Iterator[Dict[str, Any]]:
+        """The records of Parquet rows ``first`` to ``end`` (exclusive), for ``read_block``."""
+        import pyarrow.parquet as pq
+
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as fh:
+                pf = pq.ParquetFile(fh)
+                index = 0
+                for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, self.max_record_bytes)):
+                    if index + batch.num_rows <= first:
+                        index += batch.num_rows
+                        continue
+                    for row in batch.to_pylist():
+                        idx = index
+                        index += 1
+                        if idx < first:
+                            continue
+                        if idx >= end:
+                            return
+                        out = self._parquet_row(pf, path, idx, row)
+                        if not isinstance(out, beam.pvalue.TaggedOutput):
+                            yield out
+        except Exception:  # noqa: BLE001 - reported by the first read; the caller checks the count
+            return

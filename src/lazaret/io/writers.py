@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -66,30 +66,45 @@ def unpack_row(data: bytes, fields: Tuple[str, ...]) -> Dict[str, Any]:
     return dict(zip(fields, unpack(data)))
 
 
-def sorted_order(packed: Iterable[bytes], key: Any, fields: Tuple[str, ...]) -> Tuple[List[bytes], List[int]]:
+def sorted_order(packed: Iterable[Any], key: Any, fields: Tuple[str, ...],
+                 load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Tuple[List[Any], List[int]]:
     """The shard's packed rows and the positions that put them in output order.
 
     Why not sort unpacked rows: a shard holds up to ROWS_PER_SHARD rows (20,000 clean lines, 50,000
     findings), and as Python dicts they cost ~10x their packed size, so a shard writer's memory grew with the
     input until the shard was full. Only the sort keys are kept; rows are unpacked again, a batch at a time,
-    when written. The sort is stable, like ``sorted(rows, key=...)``, so ties keep the same order."""
+    when written. The sort is stable, like ``sorted(rows, key=...)``, so ties keep the same order.
+    ``load``: how a value becomes a row (default: a packed row, :func:`unpack_row`)."""
+    load = load or _unpacker(fields)
     values = packed if isinstance(packed, list) else list(packed)
-    keys = [key(unpack_row(v, fields)) for v in values]
+    keys = [key(load(v)) for v in values]
     order = sorted(range(len(values)), key=keys.__getitem__)
     return values, order
 
 
-def _batches(packed: List[bytes], order: List[int], fields: Tuple[str, ...]) -> Iterator[List[Dict[str, Any]]]:
+def _unpacker(fields: Tuple[str, ...]) -> Callable[[bytes], Dict[str, Any]]:
+    return lambda v: unpack_row(v, fields)
+
+
+def _zipper(fields: Tuple[str, ...]) -> Callable[[Tuple[Any, ...]], Dict[str, Any]]:
+    return lambda values: dict(zip(fields, values))
+
+
+def _batches(packed: List[Any], order: List[int], fields: Tuple[str, ...],
+             load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Iterator[List[Dict[str, Any]]]:
+    load = load or _unpacker(fields)
     for start in range(0, len(order), WRITE_BATCH_ROWS):
-        yield [unpack_row(packed[i], fields) for i in order[start:start + WRITE_BATCH_ROWS]]
+        yield [load(packed[i]) for i in order[start:start + WRITE_BATCH_ROWS]]
 
 
-def parquet_bytes_packed(packed: List[bytes], order: List[int], schema: pa.Schema) -> bytes:
+def parquet_bytes_packed(packed: List[Any], order: List[int], schema: pa.Schema,
+                         load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> bytes:
     """``parquet_bytes`` of the rows in ``order``, converted to Arrow a batch at a time.
 
     The batches are joined into one contiguous table before writing, so the file (one row group, same
     pages) is byte-identical to ``parquet_bytes`` of the whole list: only the Python dicts are bounded."""
-    batches = [pa.RecordBatch.from_pylist(rows, schema=schema) for rows in _batches(packed, order, schema.names)]
+    batches = [pa.RecordBatch.from_pylist(rows, schema=schema)
+               for rows in _batches(packed, order, tuple(schema.names), load)]
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks() if batches else schema.empty_table()
     return _table_bytes(table)
 
@@ -98,8 +113,8 @@ def parquet_bytes_columns(columns: Dict[str, List[Any]], schema: pa.Schema) -> b
     return _table_bytes(pa.Table.from_pydict(columns, schema=schema))
 
 
-def write_lines_gzip(path: str, packed: List[bytes], order: List[int], shard: str,
-                     with_index: bool) -> Dict[str, List[Any]]:
+def write_lines_gzip(path: str, packed: List[Any], order: List[int], shard: str,
+                     with_index: bool, load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Dict[str, List[Any]]:
     """The rows' ``line`` values, in ``order``, gzipped straight into ``path`` (the same bytes as gzipping
     the whole shard at once: deflate output does not depend on how the input is split into writes), and the record
     index columns of the shard when asked. Nothing the size of the shard is built in memory but the index."""
@@ -109,7 +124,7 @@ def write_lines_gzip(path: str, packed: List[bytes], order: List[int], shard: st
     line_no = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            for rows in _batches(packed, order, LINE_FIELDS):
+            for rows in _batches(packed, order, LINE_FIELDS, load):
                 gz.write(b"".join(r["line"].encode("utf-8", "surrogatepass") + b"\n" for r in rows))
                 if with_index:
                     for r in rows:
@@ -138,25 +153,31 @@ ORDERS = {"source": _source_order, "finding": _finding_order, "cluster": _cluste
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, index_kind: Optional[str]) -> None:
+    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, index_kind: Optional[str],
+                 batched: bool = False) -> None:
         self.out_dir = out_dir
         self.kind = kind
         self.fmt = fmt
         self.order = order
         self.index_kind = index_kind
+        self.batched = batched
 
     def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
         shard, packed = element
         fields = tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
-        packed, order = sorted_order(packed, ORDERS[self.order], fields)
+        load = None
+        if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
+            packed = [values for batch in packed for values in unpack(batch)]
+            load = _zipper(fields)
+        packed, order = sorted_order(packed, ORDERS[self.order], fields, load)
         if self.fmt == "parquet":
             name = shard_name(shard, total, ".parquet")
             path = FileSystems.join(self.out_dir, self.kind, name)
-            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[self.kind]))
+            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[self.kind], load))
         else:
             name = shard_name(shard, total, ".jsonl.gz")
             path = FileSystems.join(self.out_dir, self.kind, name)
-            index = write_lines_gzip(path, packed, order, name, with_index=bool(self.index_kind))
+            index = write_lines_gzip(path, packed, order, name, with_index=bool(self.index_kind), load=load)
             if self.index_kind:
                 write_bytes(FileSystems.join(self.out_dir, self.index_kind, shard_name(shard, total, ".parquet")),
                             parquet_bytes_columns(index, RECORD_INDEX))
@@ -174,12 +195,66 @@ def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple
     return keyed[0] % total if total > 1 else 0, keyed[1]
 
 
+class _PackBatches(beam.DoFn):
+    """(shard hash, packed row) -> (shard, packed batch): the rows of one bundle and one shard, as value
+    tuples, compressed together, up to ``batch_rows`` per batch.
+
+    Why: a small row packed alone (a ``findings/`` row: doc_id, check, rule, side, score, detail) crosses
+    the shuffle as one zstd frame and folds nothing; in a batch the repeated check, rule, side and detail
+    values and the frame overhead are paid once. The writer sorts the shard's rows anyway, so how rows were
+    batched never shows in the output. What a bundle holds is bounded over all shards (``MAX_PENDING_*``):
+    with thousands of shards (a large corpus) every open batch is sent when the bound is reached."""
+
+    MAX_PENDING_ROWS = 20000
+    MAX_PENDING_BYTES = 8 << 20  # of packed rows
+
+    def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
+        self.rows_per_shard = rows_per_shard
+        self.batch_rows = batch_rows
+        self.open: Dict[int, List[Any]] = {}
+        self.pending_rows = self.pending_bytes = 0
+
+    def start_bundle(self) -> None:
+        self.open = {}
+        self.pending_rows = self.pending_bytes = 0
+
+    def process(self, keyed: Tuple[int, bytes], n_rows: int) -> Iterator[Tuple[int, bytes]]:
+        shard, packed = _assign(keyed, n_rows, self.rows_per_shard)
+        batch = self.open.setdefault(shard, [[], 0])
+        batch[0].append(unpack(packed))
+        batch[1] += len(packed)
+        self.pending_rows += 1
+        self.pending_bytes += len(packed)
+        if len(batch[0]) >= self.batch_rows:
+            del self.open[shard]
+            self.pending_rows -= len(batch[0])
+            self.pending_bytes -= batch[1]
+            yield shard, pack(batch[0])
+        elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
+            yield from self._drain()
+
+    def _drain(self) -> Iterator[Tuple[int, bytes]]:
+        open_, self.open = self.open, {}
+        self.pending_rows = self.pending_bytes = 0
+        for shard in sorted(open_):
+            yield shard, pack(open_[shard][0])
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindows
+
+        for batch in self._drain():
+            yield GlobalWindows.windowed_value(batch)
+
+
 class WriteShards(beam.PTransform):
     """rows -> ``out_dir/kind/part-SSSSS-of-NNNNN.{parquet|jsonl.gz}``, deterministic bytes and names."""
 
     def __init__(self, out_dir: str, kind: str, fmt: str, order: str, rows_per_shard: int,
-                 key_field: str = "doc_id", index_kind: Optional[str] = None) -> None:
+                 key_field: str = "doc_id", index_kind: Optional[str] = None, batch_rows: int = 0) -> None:
+        """``batch_rows``: cross the shuffle in batches of up to this many rows (:class:`_PackBatches`)
+        instead of one packed row per element; 0: one per element."""
         super().__init__()
+        self.batch_rows = batch_rows
         self.out_dir = out_dir
         self.kind = kind
         self.fmt = fmt
@@ -193,11 +268,17 @@ class WriteShards(beam.PTransform):
         keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field, fields)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
         total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
-        return (keyed
-                | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count), self.rows_per_shard)
+        if self.batch_rows:
+            assigned = keyed | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
+                                                           beam.pvalue.AsSingleton(count))
+        else:
+            assigned = keyed | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count),
+                                                         self.rows_per_shard)
+        return (assigned
                 | "GroupShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, self.kind, self.fmt, self.order,
-                                                         self.index_kind), beam.pvalue.AsSingleton(total)))
+                                                         self.index_kind, bool(self.batch_rows)),
+                                             beam.pvalue.AsSingleton(total)))
 
 
 class WriteJson(beam.PTransform):

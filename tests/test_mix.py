@@ -1,0 +1,131 @@
+"""The mix (issue 23, item 4): decisions are made from findings alone, and each block of an input file is read
+again to write its records. A block read again must yield exactly the records the first read yielded
+(formats, blank lines, a BOM, CRLF, rejects, oversize lines, gzip, zstd, Parquet), and a file that changed
+between the two reads must fail the run rather than let unchecked records through."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from lazaret.graph import decide as decide_mod
+from lazaret.io import readers
+from lazaret.io.readers import ReadFile
+
+
+def _lines():
+    rows = []
+    for i in range(23):
+        if i % 7 == 3:
+            rows.append(b"")  # blank: not a record
+        if i % 5 == 4:
+            rows.append(b'{"id": "bad", "text": ')  # invalid JSON: a reject
+        if i % 9 == 8:
+            rows.append(b'{"id": "big", "text": "' + b"x" * 300 + b'"}')  # over the record limit
+        if i % 4 == 1:
+            rows.append(json.dumps({"id": f"a{i}", "instruction": f"q {i}", "output": f"r {i}"}).encode())
+        else:
+            rows.append(json.dumps({"id": f"t{i}", "text": f"text {i} caf\u00e9"}, ensure_ascii=False).encode())
+    return rows
+
+
+def _write(tmp_path, kind: str):
+    lines = _lines()
+    body = b"\xef\xbb\xbf" + b"\r\n".join(lines[:10]) + b"\r\n" + b"\n".join(lines[10:])  # BOM, CRLF, no final \n
+    if kind == "jsonl":
+        path = tmp_path / "c.jsonl"
+        path.write_bytes(body)
+    elif kind == "gz":
+        path = tmp_path / "c.jsonl.gz"
+        path.write_bytes(gzip.compress(body[: len(body) // 2]) + gzip.compress(body[len(body) // 2:]))
+    elif kind == "zst":
+        path = tmp_path / "c.jsonl.zst"
+        path.write_bytes(zstandard.ZstdCompressor().compress(body))
+    else:
+        path = tmp_path / "c.parquet"
+        rows = [json.loads(line) for line in lines if line.strip() and line.endswith(b"}") and b"big" not in line]
+        table = pa.table({"id": [r["id"] for r in rows],
+                          "text": [r.get("text") or r.get("output") for r in rows]})
+        pq.write_table(table, path, row_group_size=4)
+    return str(path)
+
+
+def _first_read(reader, path):
+    records, blocks = [], []
+    for out in reader.process(path):
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            if out.tag == ReadFile.BLOCK:
+                blocks.append(out.value)
+        else:
+            records.append(out)
+    return records, blocks
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "gz", "zst", "parquet"])
+def test_blocks_read_again_yield_the_same_records(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(readers, "BLOCK_RECORDS", 4)
+    path = _write(tmp_path, kind)
+    reader = ReadFile(max_record_bytes=200)
+    records, blocks = _first_read(reader, path)
+    assert len(records) > 12 and len(blocks) >= 4
+    again = [r for b in blocks for r in reader.quiet().read_block(b)]
+    assert again == records
+    for b in blocks:
+        ids = [r["doc_id"] for r in reader.read_block(b)]
+        assert len(ids) == b["records"]
+        assert hashlib.sha256("".join(ids).encode()).hexdigest() == b["digest"]
+
+
+def test_a_file_changed_between_the_reads_fails_the_mix(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "BLOCK_RECORDS", 4)
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(10)))
+    reader = ReadFile()
+    records, blocks = _first_read(reader, str(path))
+    mix = decide_mod.Mix(reader)
+    outputs = list(mix.process((0, {"block": blocks, "decisions": []})))
+    assert len([o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]) == 10
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"changed {i}"}) + "\n" for i in range(10)))
+    with pytest.raises(decide_mod.InputChanged):
+        list(mix.process((0, {"block": blocks, "decisions": []})))
+
+
+def test_a_decision_without_its_record_fails_the_mix(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"text": "one"}) + "\n")
+    reader = ReadFile()
+    _records, blocks = _first_read(reader, str(path))
+    element = (0, {"block": blocks, "decisions": [("0" * 32, decide_mod.pack_decision(decide_mod.decide([])))]})
+    with pytest.raises(decide_mod.InputChanged):
+        list(decide_mod.Mix(reader).process(element))
+
+
+def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch):
+    """Rows packed per bundle and shard (io.writers._PackBatches) give the same files as rows packed one by one,
+    whatever the batch size and the bound on what a bundle holds."""
+    from lazaret.io import writers
+    from lazaret.io.writers import WriteShards
+
+    monkeypatch.setattr(writers._PackBatches, "MAX_PENDING_ROWS", 7)
+
+    rows = [{"doc_id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "record_id": f"r{i}", "check": "toxicity",
+             "rule": "toxic", "side": side, "score": i / 100, "detail": ""}
+            for i in range(57) for side in ("prompt", "response")]
+    digests = []
+    for batch_rows in (0, 1, 5, 1000):
+        out = tmp_path / f"b{batch_rows}"
+        (out / "findings").mkdir(parents=True)
+        with beam.Pipeline() as p:
+            _ = (p | beam.Create(rows)
+                 | WriteShards(str(out), "findings", "parquet", "finding", 40, batch_rows=batch_rows))
+        files = sorted((out / "findings").iterdir())
+        assert len(files) == 3
+        digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
+    assert digests[1:] == digests[:1] * 3
