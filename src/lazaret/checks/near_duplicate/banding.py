@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
-from lazaret.checks.near_duplicate.verify import PAIR
+from lazaret.checks.near_duplicate.verify import LARGER, PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
 
@@ -127,7 +127,9 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[
 
 class BucketPairsFn(beam.DoFn):
     """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
-    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
+    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join);
+    and (shard of b, ("b", packed b)): the distinct larger ends, so the first join passes on to the second
+    only the node records a pair needs there (verify.py).
 
     A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
     the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
@@ -158,14 +160,13 @@ class BucketPairsFn(beam.DoFn):
             self._rows.append((a, b, degraded))
             self._n += len(a)
         if self._n >= self.FLUSH_PAIRS:
-            for shard, blob in self._drain():
-                yield shard, (PAIR, blob)
+            yield from self._drain()
 
     def finish_bundle(self):
-        for shard, blob in self._drain():
-            yield GlobalWindows.windowed_value((shard, (PAIR, blob)))
+        for block in self._drain():
+            yield GlobalWindows.windowed_value(block)
 
-    def _drain(self) -> List[Block]:
+    def _drain(self) -> List[Tuple[int, Tuple[str, bytes]]]:
         if not self._rows:
             return []
         a, b, degraded = (np.concatenate(col) for col in zip(*self._rows))
@@ -177,4 +178,8 @@ class BucketPairsFn(beam.DoFn):
             if pair[0] != last:
                 last, shard = pair[0], shard_of(pair[0], self.shards)
             buf.add_to(shard, pair)
-        return buf.drain()
+        ends = ShardBuffer(self.shards, len(b_ids) + 1)
+        for end in sorted(set(b_ids)):
+            ends.add(end, end)
+        return ([(s, (PAIR, blob)) for s, blob in buf.drain()]
+                + [(s, (LARGER, blob)) for s, blob in ends.drain()])

@@ -39,7 +39,7 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
@@ -104,9 +104,14 @@ class _PrepareFn(beam.DoFn):
 
 
 class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, exact_key, exact_size,
-    doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys to the
-    'bands' output.
+    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, shard of exact_key,
+    exact_size, doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys
+    to the 'bands' output.
+
+    A node record carries the shard of its exact key (a small int), not the 32-character key: the record
+    crosses five shuffles (both verification joins, a copy per candidate pair, the components' last join and
+    the cluster step), and the findings join finds a node's assignment by its doc_id, which is the smallest
+    doc_id of its exact group, so the key itself is never needed after the exact step.
 
     Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
     bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
@@ -138,8 +143,9 @@ class _SignatureFn(beam.DoFn):
         self._ids.extend(b[0] for b in batch)
         self.docs.inc(len(batch))
         nodes = self._nodes
+        shards = self.params.band_shards
         for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
-            nodes.add(doc_id, (sig_b, set_b, n, key, size, doc_id))
+            nodes.add(doc_id, (sig_b, set_b, n, shard_of(key, shards), size, doc_id))
         if nodes.full:
             for shard, blob in nodes.drain():
                 yield shard, (NODE, blob)
@@ -164,7 +170,7 @@ class _SignatureFn(beam.DoFn):
 class _LabelJoinFn(beam.DoFn):
     """Labels joined with node records by the shard of the node (in the components' last shuffle).
 
-    Output: (root, node, (sig, set, n), exact_key, exact_size, converged, degraded) per labelled node, packed
+    Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
     by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
     verified edge, so it has a node record here."""
 
@@ -197,7 +203,7 @@ class _LabelJoinFn(beam.DoFn):
 class _ScoreToRepFn(beam.DoFn):
     """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
     assignment per member, packed by the shard of its exact key for the findings join:
-    (shard, ("n", ((exact_key, assignment), ...)))."""
+    (shard, ("n", ((node doc_id, assignment), ...))); the node is its exact group's representative."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
@@ -231,12 +237,12 @@ class _ScoreToRepFn(beam.DoFn):
         converged = all(m[4] for m in members)
         degraded = any(m[5] for m in members)
         self.clusters.inc()
-        for node, sig, key, _size, _c, _d in members:
+        for node, sig, key_shard, _size, _c, _d in members:
             j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact,
+            self.out.add_to(key_shard, (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
                                      "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
                                      "converged": converged, "degraded": degraded}))
 
@@ -265,7 +271,8 @@ class _FindingsFn(beam.DoFn):
 
     def process(self, element):
         _shard, values = element
-        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignment; the state is one
+        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignments by node (a node is
+        # the representative of its exact group: its smallest doc_id); the state is one
         # entry per distinct text of the shard, so a group of millions of exact copies needs no list in memory
         groups: Dict[str, List] = {}
         assigned: Dict[str, Mapping[str, Any]] = {}
@@ -287,7 +294,7 @@ class _FindingsFn(beam.DoFn):
                 continue
             for key, doc_id, record_id, snippet, _ in unpack(block):
                 ex_rep, ex_size, n_tokens = groups[key]
-                yield from self._member(doc_id, record_id, snippet, assigned.get(key), ex_rep, ex_size, n_tokens)
+                yield from self._member(doc_id, record_id, snippet, assigned.get(ex_rep), ex_rep, ex_size, n_tokens)
 
     def _member(self, doc_id, record_id, snippet, a, ex_rep, ex_size, n_tokens):
         """The finding of one record (and its cluster-summary entry) from its exact group and assignment."""

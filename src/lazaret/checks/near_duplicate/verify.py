@@ -1,6 +1,6 @@
 """Verification of candidate pairs, as two shard-keyed joins carrying node values.
 
-A node record is ``(signature, shingle set, n_shingles, exact_key, exact_size, doc_id)``: the first three are
+A node record is ``(signature, shingle set, n_shingles, shard of exact_key, exact_size, doc_id)``: the first three are
 what ``signatures.similarity`` reads (see ``signatures.node_values``), so a record is compared as it is.
 
 Why joins instead of carrying signatures through the band shuffle: a signature travels ``bands`` times in the
@@ -13,8 +13,9 @@ the runner's fixed per-element cost most of the verification's CPU. Join 1, keye
 holds the node values of that shard's documents and the pairs whose smaller end lives there; join 2, keyed
 by the shard of ``b``, holds its node values and the half-pairs (b, degraded, value of a) sent to it.
 
-Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "h" half-pairs. Join 1 passes
-its shard's node blobs on unchanged next to the half-pairs it sends, so join 2 groups one PCollection. Why:
+Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "b" larger pair ends, "h"
+half-pairs. Join 1 passes on the node records of its shard's larger pair ends next to the half-pairs it
+sends, so join 2 groups one PCollection. Why:
 FnApiRunner materialises every multi-input Flatten (a CoGroupByKey is one) as an extra write and read of
 all its data, and the half-pairs, one node value per candidate pair, are the largest data of the stage.
 """
@@ -27,16 +28,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, unpack, unpack_all
 from lazaret.checks.near_duplicate.signatures import similarity
 
 Edge = Tuple[str, str]
-NodeRecord = Tuple[bytes, bytes, int, str, int, str]  # (sig, set, n, exact_key, exact_size, doc_id)
+NodeRecord = Tuple[bytes, bytes, int, int, int, str]  # (sig, set, n, exact-key shard, exact_size, doc_id)
 
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
 
 
-NODE, PAIR, HALF = "n", "p", "h"
+NODE, PAIR, HALF, LARGER = "n", "p", "h", "b"
 
 
 def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
@@ -46,7 +47,7 @@ def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
 
 def by_tag(values: Iterable[Tuple[str, bytes]]) -> Dict[str, List[bytes]]:
     """A shard's tagged blobs, grouped by tag."""
-    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: []}
+    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: [], LARGER: []}
     for tag, blob in values:
         out[tag].append(blob)
     return out
@@ -54,7 +55,11 @@ def by_tag(values: Iterable[Tuple[str, bytes]]) -> Dict[str, List[bytes]]:
 
 class _AttachLeft(beam.DoFn):
     """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b,
-    and pass the shard's node blobs on (same key) for join 2."""
+    and pass on (same key) for join 2 the node records of the shard's larger pair ends ("b" blobs).
+
+    Why only those: join 2 reads the record of b alone; a node that is no pair's larger end (no pair at all,
+    most records of a corpus without templates, or only smaller ends such as bucket anchors) would cross
+    the second shuffle for nothing."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -66,9 +71,10 @@ class _AttachLeft(beam.DoFn):
     def process(self, element) -> Iterator[Any]:
         shard, tagged = element
         grouped = by_tag(tagged)
-        for blob in grouped[NODE]:
-            yield shard, (NODE, blob)
         values = node_index(grouped[NODE])
+        needed = sorted({b for blob in grouped[LARGER] for b in unpack(blob)})
+        if needed:
+            yield shard, (NODE, pack([values[b] for b in needed if b in values]))
         partners: Dict[Tuple[str, str], bool] = {}
         for a, b, degraded in unpack_all(grouped[PAIR]):
             partners[(a, b)] = partners.get((a, b), True) and degraded
