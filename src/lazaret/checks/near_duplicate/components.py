@@ -269,7 +269,8 @@ class ConnectedComponents(beam.PTransform):
     """Edges (u, v) of doc_ids -> (shard of the node, (packed labels ((node, cluster_id, converged), ...),
     extra blobs)); the cluster id is the smallest doc_id of the component.
 
-    Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels: it joins
+    Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels (one
+    PCollection or a tuple of them): it joins
     the labels in the last shuffle, which saves a join of its own (FnApiRunner materialises the Flatten of
     every join's inputs; the rounds' outputs are flattened there anyway).
 
@@ -303,7 +304,8 @@ class ConnectedComponents(beam.PTransform):
                      | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn(self.shards)).with_outputs(
                          _SmallStarFn.CHANGED, main="edges"))
             cur = small.edges
-        final = [*settled, cur] + ([extra] if extra is not None else [])
+        extras = [] if extra is None else list(extra) if isinstance(extra, (tuple, list)) else [extra]
+        final = [*settled, cur, *extras]
         if len(final) > 1:
             cur = tuple(final) | "AllRounds" >> beam.Flatten()
         return (cur

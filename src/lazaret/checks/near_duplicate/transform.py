@@ -172,7 +172,8 @@ class _LabelJoinFn(beam.DoFn):
 
     Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
     by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
-    verified edge, so it has a node record here."""
+    verified edge, so it has a node record here (from join 1 if it is a smaller pair end, from join 2 if it
+    is the larger end of a kept edge: verify.py)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -184,12 +185,14 @@ class _LabelJoinFn(beam.DoFn):
     def process(self, element):
         _shard, (labels, node_blobs) = element
         records: Dict[str, Tuple[Any, bool]] = {}
-        for rec, degraded in unpack_all(node_blobs):
-            seen = records.get(rec[5])
-            records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
+        for doc_id, rec, degraded in unpack_all(node_blobs):
+            seen = records.get(doc_id)
+            if seen is not None:
+                rec, degraded = rec or seen[0], degraded or seen[1]
+            records[doc_id] = (rec, degraded)
         for node, root, converged in unpack(labels):
             found = records.get(node)
-            if found is None:
+            if found is None or found[0] is None:
                 raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
             rec, degraded = found
             self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
@@ -441,7 +444,7 @@ class NearDuplicateClusters(beam.PTransform):
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
         verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
         forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, verified["nodes"])
+        assignments = ((forest, (verified["nodes"], verified["left_nodes"]))
                        | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()

@@ -59,7 +59,12 @@ class _AttachLeft(beam.DoFn):
 
     Why only those: join 2 reads the record of b alone; a node that is no pair's larger end (no pair at all,
     most records of a corpus without templates, or only smaller ends such as bucket anchors) would cross
-    the second shuffle for nothing."""
+    the second shuffle for nothing.
+
+    Output ``nodes``: (shard, ("n", packed ((x, record of x, False), ...))), once per node that is an end of a
+    candidate pair, for the cluster step (see ``_VerifyRight``)."""
+
+    NODES = "nodes"
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -72,12 +77,15 @@ class _AttachLeft(beam.DoFn):
         shard, tagged = element
         grouped = by_tag(tagged)
         values = node_index(grouped[NODE])
-        needed = sorted({b for blob in grouped[LARGER] for b in unpack(blob)})
+        needed = {b for blob in grouped[LARGER] for b in unpack(blob)}
         if needed:
-            yield shard, (NODE, pack([values[b] for b in needed if b in values]))
+            yield shard, (NODE, pack([values[b] for b in sorted(needed) if b in values]))
         partners: Dict[Tuple[str, str], bool] = {}
         for a, b, degraded in unpack_all(grouped[PAIR]):
             partners[(a, b)] = partners.get((a, b), True) and degraded
+        ends = sorted((needed | {a for a, _b in partners}) & values.keys())
+        if ends:
+            yield beam.pvalue.TaggedOutput(self.NODES, (shard, (NODE, pack([(x, values[x], False) for x in ends]))))
         for a, b in sorted(partners):
             rec_a = values.get(a)
             if rec_a is None:  # cannot happen: every band entry has a node record
@@ -96,9 +104,13 @@ class _VerifyRight(beam.DoFn):
     """Join 2 (key: shard of b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps
     the edge.
 
-    The node records of both ends of every kept edge also leave (output ``nodes``, packed by the shard of
-    the node, with whether a degraded edge touches it): the cluster step needs them only for nodes that have
-    an edge, so it joins this small set instead of every signature again.
+    The cluster step needs the record of every node that has a kept edge and whether a degraded kept edge
+    touches it. The records come from join 1 (``_AttachLeft``: once per node that is a pair end, each in its
+    own shard); this step adds only record-less entries (doc_id, None, True) for both ends of a kept degraded
+    edge (output ``nodes``, packed by the shard of the node). Why: noting both records of every kept edge
+    here sent a node's record once per shard holding one of its partners (92.8 MB, 1.32 bytes per input
+    byte, on all of T0, for 27,013 nodes with edges). A pair end whose pairs were all rejected sends its
+    record for nothing; on T0 candidate pairs are mostly kept, and such nodes are few.
     """
 
     NODES = "nodes"
@@ -129,8 +141,9 @@ class _VerifyRight(beam.DoFn):
             kept += 1
             a = rec_a[5]
             yield (a, b) if a < b else (b, a)
-            self._note(rec_a, degraded)
-            self._note(rec_b, degraded)
+            if degraded:
+                self._note(a, None, True)
+                self._note(b, None, True)
         self.kept.inc(kept)
         self.rejected.inc(rejected)
         if len(self.nodes) >= FLUSH_ITEMS:
@@ -141,18 +154,20 @@ class _VerifyRight(beam.DoFn):
         for shard, blob in self._drain():
             yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value((shard, (NODE, blob))))
 
-    def _note(self, rec: NodeRecord, degraded: bool) -> None:
-        seen = self.nodes.get(rec[5])
+    def _note(self, doc_id: str, rec: NodeRecord | None, degraded: bool) -> None:
+        seen = self.nodes.get(doc_id)
         if seen is None:
-            self.nodes[rec[5]] = [rec, degraded]
-        elif degraded:
-            seen[1] = True
+            self.nodes[doc_id] = [rec, degraded]
+            return
+        if seen[0] is None:
+            seen[0] = rec
+        seen[1] = seen[1] or degraded
 
     def _drain(self):
         buf = ShardBuffer(self.shards, FLUSH_ITEMS)
         for doc_id in sorted(self.nodes):
             rec, degraded = self.nodes[doc_id]
-            buf.add(doc_id, (rec, degraded))
+            buf.add(doc_id, (doc_id, rec, degraded))
         self.nodes = {}
         return buf.drain()
 
@@ -160,8 +175,11 @@ class _VerifyRight(beam.DoFn):
 class VerifyPairs(beam.PTransform):
     """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of a, ("p", packed (a, b, degraded))))
     -> {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"),
-    "nodes": (shard, ("n", packed ((node record, degraded), ...))) for the nodes that have an edge (a node may appear
-    in several blocks; its records are equal, flags are OR-ed)}."""
+    "nodes", "left_nodes": (shard, ("n", packed ((doc_id, node record or None, degraded), ...))): together, a
+    record of every node that has an edge, and whether a degraded edge touches it (a node may appear in
+    several blocks; its records are equal, flags are OR-ed; "left_nodes" holds the records, of every pair
+    end, including ends whose pairs were all rejected, which the cluster step ignores; "nodes" only
+    record-less degraded flags)}."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         super().__init__()
@@ -172,8 +190,10 @@ class VerifyPairs(beam.PTransform):
         out = (pcolls
                | "Tagged" >> beam.Flatten()
                | "JoinLeft" >> beam.GroupByKey()
-               | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards))
+               | "AttachLeft" >> beam.ParDo(_AttachLeft(self.shards)).with_outputs(_AttachLeft.NODES, main="half"))
+        left_nodes = out[_AttachLeft.NODES]
+        out = (out.half
                | "JoinRight" >> beam.GroupByKey()
                | "Verify" >> beam.ParDo(_VerifyRight(self.threshold, self.shards)).with_outputs(
                    _VerifyRight.NODES, main="edges"))
-        return {"edges": out.edges, "nodes": out[_VerifyRight.NODES]}
+        return {"edges": out.edges, "nodes": out[_VerifyRight.NODES], "left_nodes": left_nodes}
