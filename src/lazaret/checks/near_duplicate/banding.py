@@ -22,7 +22,7 @@ Such pairs carry ``degraded=True`` so the cluster detail says so, and ``dedup/ov
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -30,7 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
-from lazaret.checks.near_duplicate.verify import LARGER, PAIR
+from lazaret.checks.near_duplicate.verify import PAIR, SMALLER
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tag b"t")
 ENTRY_RAW = np.dtype([("k", "<i8"), ("d", "S16")])  # 32-hex-digit doc_ids as 16 raw bytes (tag b"x")
@@ -183,10 +183,10 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[
 
 
 class BucketPairsFn(beam.DoFn):
-    """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
-    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join);
-    and (shard of b, ("b", packed b)): the distinct larger ends, so the first join passes on to the second
-    only the node records a pair needs there (verify.py).
+    """(band shard, packed entries) -> (shard of b, ("p", packed (a, b, degraded))): distinct candidate pairs
+    (a < b), gathered over the bundle and packed by the shard of the larger doc_id (the key of the first
+    verification join); and (shard of a, ("a", packed a)): the distinct smaller ends, so the first join passes
+    on to the second only the node records a pair needs there (verify.py).
 
     A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
     the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
@@ -233,13 +233,14 @@ class BucketPairsFn(beam.DoFn):
         self._rows, self._n = [], 0
         a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
         buf = ShardBuffer(self.shards, len(a_ids) + 1)
-        last, shard = None, 0
-        for pair in zip(a_ids, b_ids, flags):  # sorted by a: one shard_of per distinct a
-            if pair[0] != last:
-                last, shard = pair[0], shard_of(pair[0], self.shards)
+        where: Dict[str, int] = {}
+        for pair in zip(a_ids, b_ids, flags):
+            shard = where.get(pair[1])
+            if shard is None:
+                shard = where[pair[1]] = shard_of(pair[1], self.shards)
             buf.add_to(shard, pair)
-        ends = ShardBuffer(self.shards, len(b_ids) + 1)
-        for end in sorted(set(b_ids)):
+        ends = ShardBuffer(self.shards, len(a_ids) + 1)
+        for end in sorted(set(a_ids)):
             ends.add(end, end)
         return ([(s, (PAIR, blob)) for s, blob in buf.drain()]
-                + [(s, (LARGER, blob)) for s, blob in ends.drain()])
+                + [(s, (SMALLER, blob)) for s, blob in ends.drain()])

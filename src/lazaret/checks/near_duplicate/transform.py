@@ -172,8 +172,8 @@ class _LabelJoinFn(beam.DoFn):
 
     Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
     by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
-    verified edge, so it has a node record here (from join 1 if it is a smaller pair end, from join 2 if it
-    is the larger end of a kept edge: verify.py)."""
+    verified edge, so it has a node record here (join 1 sends the record of every pair end; join 2 only
+    degraded flags: verify.py)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards

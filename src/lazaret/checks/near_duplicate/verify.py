@@ -9,12 +9,18 @@ one shared band (``rows`` equal values) happens by chance for pairs far below th
 step transitive closure chains such weak links into giant false clusters.
 
 Why keyed by shard (shards.py) and not by doc_id: one element per node value and per candidate pair made
-the runner's fixed per-element cost most of the verification's CPU. Join 1, keyed by the shard of ``a``,
-holds the node values of that shard's documents and the pairs whose smaller end lives there; join 2, keyed
-by the shard of ``b``, holds its node values and the half-pairs (b, degraded, value of a) sent to it.
+the runner's fixed per-element cost most of the verification's CPU. Join 1, keyed by the shard of ``b`` (the
+larger doc_id of a pair), holds the node values of that shard's documents and the pairs whose larger end
+lives there; join 2, keyed by the shard of ``a``, holds its node values and the half-pairs (a, degraded,
+value of b) sent to it.
 
-Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "b" larger pair ends, "h"
-half-pairs. Join 1 passes on the node records of its shard's larger pair ends next to the half-pairs it
+Why the value of the larger end travels to the smaller: pairs are mostly (anchor, member) of capped LSH
+buckets (banding.py), and the anchor is a bucket's smallest doc_id. So join 2's blocks gather the records of
+one anchor's partners, near-duplicates of each other, which the blocks' compression folds (shards.py): on
+all of T0 join 2 moved 94.9 MB this way against 132.4 MB the other way round (docs/shuffles.md).
+
+Values are tagged blobs, (tag, packed records): "n" node records, "p" pairs, "a" smaller pair ends, "h"
+half-pairs. Join 1 passes on the node records of its shard's smaller pair ends next to the half-pairs it
 sends, so join 2 groups one PCollection. Why:
 FnApiRunner materialises every multi-input Flatten (a CoGroupByKey is one) as an extra write and read of
 all its data, and the half-pairs, one node value per candidate pair, are the largest data of the stage.
@@ -37,7 +43,7 @@ NodeRecord = Tuple[bytes, bytes, int, int, int, str]  # (sig, set, n, exact-key 
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
 
 
-NODE, PAIR, HALF, LARGER = "n", "p", "h", "b"
+NODE, PAIR, HALF, SMALLER = "n", "p", "h", "a"
 
 
 def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
@@ -47,19 +53,20 @@ def node_index(blocks: Iterable[bytes]) -> Dict[str, NodeRecord]:
 
 def by_tag(values: Iterable[Tuple[str, bytes]]) -> Dict[str, List[bytes]]:
     """A shard's tagged blobs, grouped by tag."""
-    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: [], LARGER: []}
+    out: Dict[str, List[bytes]] = {NODE: [], PAIR: [], HALF: [], SMALLER: []}
     for tag, blob in values:
         out[tag].append(blob)
     return out
 
 
 class _AttachLeft(beam.DoFn):
-    """Join 1 (key: shard of a): send (b, degraded, record of a) to the shard of every distinct partner b,
-    and pass on (same key) for join 2 the node records of the shard's larger pair ends ("b" blobs).
+    """Join 1 (key: shard of b): send (a, degraded, record of b) to the shard of every distinct smaller
+    partner a, and pass on (same key) for join 2 the node records of the shard's smaller pair ends ("a"
+    blobs).
 
-    Why only those: join 2 reads the record of b alone; a node that is no pair's larger end (no pair at all,
-    most records of a corpus without templates, or only smaller ends such as bucket anchors) would cross
-    the second shuffle for nothing.
+    Why only those: join 2 reads the record of a alone; a node that is no pair's smaller end (no pair at
+    all, most records of a corpus without templates, or only larger ends) would cross the second shuffle
+    for nothing.
 
     Output ``nodes``: (shard, ("n", packed ((x, record of x, False), ...))), once per node that is an end of a
     candidate pair, for the cluster step (see ``_VerifyRight``)."""
@@ -77,20 +84,20 @@ class _AttachLeft(beam.DoFn):
         shard, tagged = element
         grouped = by_tag(tagged)
         values = node_index(grouped[NODE])
-        needed = {b for blob in grouped[LARGER] for b in unpack(blob)}
+        needed = {a for blob in grouped[SMALLER] for a in unpack(blob)}
         if needed:
-            yield shard, (NODE, pack([values[b] for b in sorted(needed) if b in values]))
+            yield shard, (NODE, pack([values[a] for a in sorted(needed) if a in values]))
         partners: Dict[Tuple[str, str], bool] = {}
         for a, b, degraded in unpack_all(grouped[PAIR]):
             partners[(a, b)] = partners.get((a, b), True) and degraded
-        ends = sorted((needed | {a for a, _b in partners}) & values.keys())
+        ends = sorted((needed | {b for _a, b in partners}) & values.keys())
         if ends:
             yield beam.pvalue.TaggedOutput(self.NODES, (shard, (NODE, pack([(x, values[x], False) for x in ends]))))
-        for a, b in sorted(partners):
-            rec_a = values.get(a)
-            if rec_a is None:  # cannot happen: every band entry has a node record
+        for a, b in sorted(partners, key=lambda p: (p[1], p[0])):  # by b: each record packed in turn
+            rec_b = values.get(b)
+            if rec_b is None:  # cannot happen: every band entry has a node record
                 continue
-            self.out.add(b, (b, partners[(a, b)], rec_a))
+            self.out.add(a, (a, partners[(a, b)], rec_b))
             if self.out.full:
                 for dest, blob in self.out.drain():
                     yield dest, (HALF, blob)
@@ -101,7 +108,7 @@ class _AttachLeft(beam.DoFn):
 
 
 class _VerifyRight(beam.DoFn):
-    """Join 2 (key: shard of b): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps
+    """Join 2 (key: shard of a): Jaccard(a, b) (exact on shingle sets, else estimated) >= threshold keeps
     the edge.
 
     The cluster step needs the record of every node that has a kept edge and whether a degraded kept edge
@@ -130,17 +137,17 @@ class _VerifyRight(beam.DoFn):
         grouped = by_tag(tagged)
         values = node_index(grouped[NODE])
         kept = rejected = 0
-        for b, degraded, rec_a in unpack_all(grouped[HALF]):
-            rec_b = values.get(b)
-            if rec_b is None:  # cannot happen: every band entry has a node record
+        for a, degraded, rec_b in unpack_all(grouped[HALF]):
+            rec_a = values.get(a)
+            if rec_a is None:  # cannot happen: every band entry has a node record
                 continue
             j, _exact = similarity(rec_a, rec_b)
             if j < self.threshold:
                 rejected += 1
                 continue
             kept += 1
-            a = rec_a[5]
-            yield (a, b) if a < b else (b, a)
+            b = rec_b[5]
+            yield (a, b)
             if degraded:
                 self._note(a, None, True)
                 self._note(b, None, True)
@@ -173,7 +180,8 @@ class _VerifyRight(beam.DoFn):
 
 
 class VerifyPairs(beam.PTransform):
-    """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of a, ("p", packed (a, b, degraded))))
+    """(node blocks: (shard, ("n", packed node records)), pair blocks: (shard of b, ("p", packed (a, b, degraded))),
+    smaller ends: (shard of a, ("a", packed a)))
     -> {"edges": (a, b) with a < b (the components need only the ends; the flags travel with "nodes"),
     "nodes", "left_nodes": (shard, ("n", packed ((doc_id, node record or None, degraded), ...))): together, a
     record of every node that has an edge, and whether a degraded edge touches it (a node may appear in
