@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, pack_edges, unpack_edges
 
 Label = Tuple[str, str, bool]  # (node, cluster_id, converged)
 
@@ -129,7 +129,8 @@ FLUSH_ENTRIES = 1 << 18  # (node, neighbour) entries buffered per bundle (~40 MB
 def _group(blocks: Iterable[Tuple[Tuple[str, str], ...]]) -> Dict[str, set]:
     """node -> set of neighbours, from a shard's (node, neighbour) entries (duplicates collapse)."""
     nbrs: Dict[str, set] = {}
-    for node, other in unpack_all(blocks):
+    for block in blocks:
+        for node, other in unpack_edges(block):
             got = nbrs.get(node)
             if got is None:
                 nbrs[node] = {other}
@@ -146,7 +147,7 @@ class _PackEdgesFn(beam.DoFn):
         self.buf: ShardBuffer | None = None
 
     def start_bundle(self) -> None:
-        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES, pack_edges)
 
     def process(self, edge: Tuple[str, str]):
         u, v = edge
@@ -173,7 +174,7 @@ class _StepFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.changed = 0
-        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES, pack_edges)
 
     def process(self, element):
         _shard, blocks = element
