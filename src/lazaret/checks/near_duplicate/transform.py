@@ -9,12 +9,13 @@ Data flow (every arrow that changes the key is a shuffle; nothing collects the c
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
           -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
           -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
-                                                       the last step also joins the edge ends' values
+                                                       the last step also joins the pair ends' values
           -> group by shard of the cluster id          Jaccard of each member to the representative
   -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 
-Shuffles keyed by a shard carry packed blobs, one element per (bundle, shard): see shards.py for why.
+Shuffles keyed by a shard carry packed, compressed blobs, one element per (bundle, shard): see shards.py
+for why.
 
 Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
 component; a member is dropped only when its Jaccard *to the representative* is >= threshold.

@@ -28,7 +28,7 @@ all its data, and the half-pairs, one node value per candidate pair, are the lar
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Set, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -127,10 +127,10 @@ class _VerifyRight(beam.DoFn):
         self.shards = shards
         self.kept = Metrics.counter("dedup", "verified_edges")
         self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
-        self.nodes: Dict[str, list] = {}
+        self.degraded: Set[str] = set()
 
     def start_bundle(self) -> None:
-        self.nodes = {}
+        self.degraded = set()
 
     def process(self, element) -> Iterator[Any]:
         _shard, tagged = element
@@ -149,11 +149,10 @@ class _VerifyRight(beam.DoFn):
             b = rec_b[5]
             yield (a, b)
             if degraded:
-                self._note(a, None, True)
-                self._note(b, None, True)
+                self.degraded.update((a, b))
         self.kept.inc(kept)
         self.rejected.inc(rejected)
-        if len(self.nodes) >= FLUSH_ITEMS:
+        if len(self.degraded) >= FLUSH_ITEMS:
             for shard, blob in self._drain():
                 yield beam.pvalue.TaggedOutput(self.NODES, (shard, (NODE, blob)))
 
@@ -161,21 +160,11 @@ class _VerifyRight(beam.DoFn):
         for shard, blob in self._drain():
             yield beam.pvalue.TaggedOutput(self.NODES, GlobalWindows.windowed_value((shard, (NODE, blob))))
 
-    def _note(self, doc_id: str, rec: NodeRecord | None, degraded: bool) -> None:
-        seen = self.nodes.get(doc_id)
-        if seen is None:
-            self.nodes[doc_id] = [rec, degraded]
-            return
-        if seen[0] is None:
-            seen[0] = rec
-        seen[1] = seen[1] or degraded
-
     def _drain(self):
         buf = ShardBuffer(self.shards, FLUSH_ITEMS)
-        for doc_id in sorted(self.nodes):
-            rec, degraded = self.nodes[doc_id]
-            buf.add(doc_id, (doc_id, rec, degraded))
-        self.nodes = {}
+        for doc_id in sorted(self.degraded):
+            buf.add(doc_id, (doc_id, None, True))
+        self.degraded = set()
         return buf.drain()
 
 
