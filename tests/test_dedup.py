@@ -255,6 +255,47 @@ def test_band_shards_roundtrip_finds_buckets():
     assert buckets == sorted([sorted([ids[0], ids[1]]), sorted([ids[1], ids[2]]), sorted([ids[0], ids[2]])])
 
 
+def test_band_entries_raw_and_text_ids_give_the_same_pairs():
+    """Hex doc_ids travel as 16 raw bytes, other ids as text; a shard that gets both kinds (and a bundle that
+    pairs both) finds the pairs that all-text entries give."""
+    from lazaret.checks.near_duplicate.banding import distinct_pairs, shard_pairs
+    rnd = random.Random(7)
+    hexed = [did(f"r{i}") for i in range(120)]
+    texted = [f"doc-{i:03d}" for i in range(60)]
+    keys = np.array([[rnd.randrange(15) for _ in range(4)] for _ in range(180)], dtype=np.int64)
+
+    def pairs(batches):
+        blobs = {}
+        for ids, ks in batches:
+            for shard, blob in pack_shards(ids, ks, 2):
+                blobs.setdefault(shard, []).append(blob)
+        rows = [shard_pairs(bl, 3, 1) for bl in blobs.values()]
+        return rows
+
+    def merged(rows):
+        a, b, d = ([r[i] for r in rows] for i in range(3))
+        from lazaret.checks.near_duplicate.banding import as_text
+        if len({x.dtype.itemsize for x in a + b}) > 1:
+            a, b = [as_text(x) for x in a], [as_text(x) for x in b]
+        return set(zip(*distinct_pairs(np.concatenate(a), np.concatenate(b), np.concatenate(d))))
+
+    mixed = merged(pairs([(hexed, keys[:120]), (texted, keys[120:])]))
+    # the reference: every entry as text (a text id in the batch makes the whole batch text)
+    text_only = merged(pairs([(hexed + texted[:1], np.concatenate([keys[:120], keys[120:121]])),
+                              (texted[1:], keys[121:])]))
+    assert mixed == text_only and mixed
+    assert pack_shards(hexed[:2], keys[:2], 1).__next__()[1][:1] == b"x"
+    assert pack_shards(texted[:2], keys[:2], 1).__next__()[1][:1] == b"t"
+
+
+def test_edge_blocks_round_trip():
+    from lazaret.checks.near_duplicate.shards import pack_edges, unpack_edges
+    hexed = [(did("a"), did("b")), (did("b"), did("a")), (did("c"), did("a"))]
+    assert pack_edges(hexed)[:1] == b"x" and unpack_edges(pack_edges(hexed)) == hexed
+    for other in ([("a", "b")], [(did("a"), did("b").upper())], [(did("a")[:31] + " ", did("b"))], []):
+        assert unpack_edges(pack_edges(other)) == other
+
+
 def test_vectorised_shard_pairs_equal_bucket_pairs():
     from lazaret.checks.near_duplicate.banding import distinct_pairs, shard_pairs
     rnd = random.Random(5)

@@ -44,6 +44,15 @@ def unpack(data: bytes) -> Any:
     return pickle.loads(_codec()[1].decompress(data))
 
 
+def compress(data: bytes) -> bytes:
+    """Bytes compressed with the same codec as ``pack`` (for values that are bytes already)."""
+    return _codec()[0].compress(data)
+
+
+def decompress(data: bytes) -> bytes:
+    return _codec()[1].decompress(data)
+
+
 def pack_value(kv: Tuple[Any, Any]) -> Tuple[Any, bytes]:
     return kv[0], pack(kv[1])
 

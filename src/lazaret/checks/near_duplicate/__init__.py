@@ -27,7 +27,8 @@ def expand(records: Any, ctx: CheckContext) -> CheckResult:
 
     from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
 
-    out = records | "Clusters" >> NearDuplicateClusters(ctx.policy)
+    # no snippets: cluster rows get their evidence from the decision step (checks.clusters.cluster_row)
+    out = records | "Clusters" >> NearDuplicateClusters(ctx.policy, snippets=False)
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
 
 

@@ -4,8 +4,14 @@ Why shards: one shuffle element per (band, bucket) made the band shuffle the big
 elements per document, each paying the runner's per-element overhead). Instead each signature batch packs
 its (band_key, doc_id) entries into one numpy blob per shard (``band_key mod band_shards``); the shard
 reducer sorts its entries by key and walks the runs of equal keys, which are exactly the LSH buckets.
-Memory per shard is ``entries * 40 bytes`` with ``entries ~ docs * bands / band_shards``: raise
+Memory per shard is ``entries * 24 bytes`` with ``entries ~ docs * bands / band_shards``: raise
 ``band_shards`` for corpora beyond ~100M records.
+
+Entries are 24 bytes (8-byte key, the doc_id as its 16 raw bytes) when every doc_id of the blob is 32
+lowercase hex digits, which is what ``lazaret scan`` makes (``graph.records.make_doc_id``); raw bytes sort as
+their hex does, so buckets, anchors and pairs are the same. Other doc_ids (up to 32 ASCII characters) travel
+as before, 40-byte entries; a shard that receives both kinds reads them all as text. Why: the band shuffle
+carries ``bands`` entries per document, 0.91 bytes per input byte on the T0 5k slice with 40-byte entries.
 
 Bucket cap: a bucket with m members would give m(m-1)/2 pairs. Up to ``max_bucket_size`` members we emit
 all of them (verification keeps the true ones). Beyond that, every member is paired only with the bucket's
@@ -16,7 +22,7 @@ Such pairs carry ``degraded=True`` so the cluster detail says so, and ``dedup/ov
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -24,23 +30,72 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
-from lazaret.checks.near_duplicate.verify import PAIR
+from lazaret.checks.near_duplicate.verify import PAIR, SMALLER
 
-ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])
+ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tag b"t")
+ENTRY_RAW = np.dtype([("k", "<i8"), ("d", "S16")])  # 32-hex-digit doc_ids as 16 raw bytes (tag b"x")
+TEXT, RAW = b"t", b"x"
+
+
+def raw_ids(doc_ids: List[str]) -> Optional[np.ndarray]:
+    """The doc_ids as S16 raw bytes if every one is 32 lowercase hex digits, else None."""
+    joined = "".join(doc_ids)
+    if len(joined) != 32 * len(doc_ids) or joined != joined.lower():
+        return None
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return None
+    if len(raw) != 16 * len(doc_ids):  # fromhex skips whitespace
+        return None
+    return np.frombuffer(raw, dtype="S16")
+
+
+def id_list(ids: np.ndarray) -> List[str]:
+    """S16 raw or S32 text doc_ids back to ``str``."""
+    if ids.dtype.itemsize == 16:
+        h = ids.tobytes().hex()
+        return [h[i:i + 32] for i in range(0, len(h), 32)]
+    return ids.astype("U32").tolist()
+
+
+def as_text(ids: np.ndarray) -> np.ndarray:
+    """S16 raw doc_ids as S32 hex text (the same order); S32 unchanged."""
+    return np.asarray(id_list(ids), dtype="S32") if ids.dtype.itemsize == 16 else ids
+
+
+def _entries(blobs: Iterable[bytes]) -> np.ndarray:
+    """A shard's packed entries, raw if every blob is raw, else all as text."""
+    parts = [(b[:1], np.frombuffer(b, dtype=ENTRY_RAW if b[:1] == RAW else ENTRY, offset=1)) for b in blobs]
+    if all(tag == RAW for tag, _ in parts):
+        return np.concatenate([p for _, p in parts])
+    out = []
+    for tag, p in parts:
+        if tag == RAW:
+            q = np.empty(len(p), dtype=ENTRY)
+            q["k"], q["d"] = p["k"], as_text(p["d"])
+            p = q
+        out.append(p)
+    return np.concatenate(out)
 
 
 def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[Tuple[int, bytes]]:
     """(shard, packed entries) for a batch: ``keys`` is (n_docs, bands) int64."""
     n, bands = keys.shape
-    entries = np.empty(n * bands, dtype=ENTRY)
+    raw = raw_ids(doc_ids)
+    entries = np.empty(n * bands, dtype=ENTRY if raw is None else ENTRY_RAW)
     entries["k"] = keys.reshape(-1)
-    entries["d"] = np.repeat(np.asarray([d.encode("ascii") for d in doc_ids], dtype="S32"), bands)
+    if raw is None:
+        entries["d"] = np.repeat(np.asarray([d.encode("ascii") for d in doc_ids], dtype="S32"), bands)
+    else:
+        entries["d"] = np.repeat(raw, bands)
+    tag = TEXT if raw is None else RAW
     shard = (keys.reshape(-1).view(np.uint64) % np.uint64(shards)).astype(np.int64)
     order = np.argsort(shard, kind="stable")
     shard, entries = shard[order], entries[order]
     cuts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1], True])
     for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
-        yield int(shard[lo]), entries[lo:hi].tobytes()
+        yield int(shard[lo]), tag + entries[lo:hi].tobytes()
 
 
 def bucket_pairs(members: Iterable[str], max_bucket_size: int, anchors: int) -> Tuple[list, bool]:
@@ -59,10 +114,10 @@ def bucket_pairs(members: Iterable[str], max_bucket_size: int, anchors: int) -> 
 
 def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
     """The LSH buckets (members sorted, >= 2) among a shard's packed entries."""
-    parts = [np.frombuffer(b, dtype=ENTRY) for b in blobs]
-    if not parts:
+    blobs = list(blobs)
+    if not blobs:
         return
-    entries = np.concatenate(parts)
+    entries = _entries(blobs)
     keys, docs = entries["k"], entries["d"]
     order = np.lexsort((docs, keys))
     keys, docs = keys[order], docs[order]
@@ -70,24 +125,25 @@ def shard_buckets(blobs: Iterable[bytes]) -> Iterator[List[str]]:
     sizes = np.diff(cuts)
     multi = sizes >= 2
     for lo, size in zip(cuts[:-1][multi].tolist(), sizes[multi].tolist()):
-        yield [d.decode("ascii") for d in docs[lo:lo + size].tolist()]
+        yield id_list(docs[lo:lo + size])
 
 
 def shard_pairs(blobs: Iterable[bytes], max_bucket_size: int, anchors: int) -> Tuple[np.ndarray, np.ndarray,
                                                                                     np.ndarray, int, int]:
     """Every bucket's ``bucket_pairs`` for a shard's packed entries at once, with numpy.
 
-    Returns (a, b, degraded, buckets, oversize): one row per (bucket, pair), a < b as S32 doc_ids, the
+    Returns (a, b, degraded, buckets, oversize): one row per (bucket, pair), a < b as S16 raw or S32 text
+    doc_ids (see the module doc), the
     bucket's degraded flag, and the counts of buckets with two or more members and of capped ones. Why:
     one Python call per bucket and per pair was most of this step. Positions inside a bucket's sorted,
     distinct members give the same pairs: (i, j) with i < j and i < L, where L is the size up to
     ``max_bucket_size`` and ``anchors`` above it.
     """
     empty = np.zeros(0, dtype="S32")
-    parts = [np.frombuffer(b, dtype=ENTRY) for b in blobs]
-    if not parts:
+    blobs = list(blobs)
+    if not blobs:
         return empty, empty, np.zeros(0, dtype=bool), 0, 0
-    entries = np.concatenate(parts)
+    entries = _entries(blobs)
     keys, docs = entries["k"], entries["d"]
     order = np.lexsort((docs, keys))
     keys, docs = keys[order], docs[order]
@@ -117,17 +173,20 @@ def shard_pairs(blobs: Iterable[bytes], max_bucket_size: int, anchors: int) -> T
 
 
 def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[List[str], List[str], List[bool]]:
-    """Distinct (a, b) rows, degraded only if every row of the pair was (as ``str`` lists)."""
+    """Distinct (a, b) rows, degraded only if every row of the pair was (as ``str`` lists). ``a`` and ``b``
+    are both S16 raw or both S32 text (``shard_pairs``)."""
     order = np.lexsort((b, a))
     a, b, degraded = a[order], b[order], degraded[order]
     starts = np.flatnonzero(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])])
     flags = np.logical_and.reduceat(degraded, starts) if len(starts) else degraded[:0]
-    return (a[starts].astype("U32").tolist(), b[starts].astype("U32").tolist(), flags.tolist())
+    return id_list(a[starts]), id_list(b[starts]), flags.tolist()
 
 
 class BucketPairsFn(beam.DoFn):
-    """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs, gathered
-    over the bundle and packed by the shard of the smaller doc_id (the key of the first verification join).
+    """(band shard, packed entries) -> (shard of b, ("p", packed (a, b, degraded))): distinct candidate pairs
+    (a < b), gathered over the bundle and packed by the shard of the larger doc_id (the key of the first
+    verification join); and (shard of a, ("a", packed a)): the distinct smaller ends, so the first join passes
+    on to the second only the node records a pair needs there (verify.py).
 
     A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
     the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
@@ -158,23 +217,30 @@ class BucketPairsFn(beam.DoFn):
             self._rows.append((a, b, degraded))
             self._n += len(a)
         if self._n >= self.FLUSH_PAIRS:
-            for shard, blob in self._drain():
-                yield shard, (PAIR, blob)
+            yield from self._drain()
 
     def finish_bundle(self):
-        for shard, blob in self._drain():
-            yield GlobalWindows.windowed_value((shard, (PAIR, blob)))
+        for block in self._drain():
+            yield GlobalWindows.windowed_value(block)
 
-    def _drain(self) -> List[Block]:
+    def _drain(self) -> List[Tuple[int, Tuple[str, bytes]]]:
         if not self._rows:
             return []
-        a, b, degraded = (np.concatenate(col) for col in zip(*self._rows))
+        rows = self._rows
+        if len({r[0].dtype.itemsize for r in rows}) > 1:  # raw and text ids in one bundle: all as text
+            rows = [(as_text(a), as_text(b), d) for a, b, d in rows]
+        a, b, degraded = (np.concatenate(col) for col in zip(*rows))
         self._rows, self._n = [], 0
         a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
         buf = ShardBuffer(self.shards, len(a_ids) + 1)
-        last, shard = None, 0
-        for pair in zip(a_ids, b_ids, flags):  # sorted by a: one shard_of per distinct a
-            if pair[0] != last:
-                last, shard = pair[0], shard_of(pair[0], self.shards)
+        where: Dict[str, int] = {}
+        for pair in zip(a_ids, b_ids, flags):
+            shard = where.get(pair[1])
+            if shard is None:
+                shard = where[pair[1]] = shard_of(pair[1], self.shards)
             buf.add_to(shard, pair)
-        return buf.drain()
+        ends = ShardBuffer(self.shards, len(a_ids) + 1)
+        for end in sorted(set(a_ids)):
+            ends.add(end, end)
+        return ([(s, (PAIR, blob)) for s, blob in buf.drain()]
+                + [(s, (SMALLER, blob)) for s, blob in ends.drain()])

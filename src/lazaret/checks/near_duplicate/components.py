@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, pack, pack_edges, unpack_edges
 
 Label = Tuple[str, str, bool]  # (node, cluster_id, converged)
 
@@ -129,7 +129,8 @@ FLUSH_ENTRIES = 1 << 18  # (node, neighbour) entries buffered per bundle (~40 MB
 def _group(blocks: Iterable[Tuple[Tuple[str, str], ...]]) -> Dict[str, set]:
     """node -> set of neighbours, from a shard's (node, neighbour) entries (duplicates collapse)."""
     nbrs: Dict[str, set] = {}
-    for node, other in unpack_all(blocks):
+    for block in blocks:
+        for node, other in unpack_edges(block):
             got = nbrs.get(node)
             if got is None:
                 nbrs[node] = {other}
@@ -146,7 +147,7 @@ class _PackEdgesFn(beam.DoFn):
         self.buf: ShardBuffer | None = None
 
     def start_bundle(self) -> None:
-        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES, pack_edges)
 
     def process(self, edge: Tuple[str, str]):
         u, v = edge
@@ -173,7 +174,7 @@ class _StepFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.changed = 0
-        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES)
+        self.buf = ShardBuffer(self.shards, FLUSH_ENTRIES, pack_edges)
 
     def process(self, element):
         _shard, blocks = element
@@ -269,7 +270,8 @@ class ConnectedComponents(beam.PTransform):
     """Edges (u, v) of doc_ids -> (shard of the node, (packed labels ((node, cluster_id, converged), ...),
     extra blobs)); the cluster id is the smallest doc_id of the component.
 
-    Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels: it joins
+    Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels (one
+    PCollection or a tuple of them): it joins
     the labels in the last shuffle, which saves a join of its own (FnApiRunner materialises the Flatten of
     every join's inputs; the rounds' outputs are flattened there anyway).
 
@@ -303,7 +305,8 @@ class ConnectedComponents(beam.PTransform):
                      | f"SmallStar{r}" >> beam.ParDo(_SmallStarFn(self.shards)).with_outputs(
                          _SmallStarFn.CHANGED, main="edges"))
             cur = small.edges
-        final = [*settled, cur] + ([extra] if extra is not None else [])
+        extras = [] if extra is None else list(extra) if isinstance(extra, (tuple, list)) else [extra]
+        final = [*settled, cur, *extras]
         if len(final) > 1:
             cur = tuple(final) | "AllRounds" >> beam.Flatten()
         return (cur

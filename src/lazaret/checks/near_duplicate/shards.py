@@ -7,39 +7,72 @@ of the doc_id instead, with a bundle's records packed per shard, the same data m
 elements. Nothing is collected on one worker: a shard holds about ``records / shards`` records, the same
 bound as the band-key shards (banding.py), and a buffer is flushed once it holds ``flush_items`` records.
 
-A block travels as one pickled bytes value, not as a tuple for Beam's coder: the in-process runner decodes
+A block travels as one bytes value, not as a tuple for Beam's coder: the in-process runner decodes
 and re-encodes every grouped value (and the worker encodes and decodes it), so a tuple of thousands of small
-records paid four coder passes; a bytes value costs a copy there, and one pickle each way here. It is plain
-pickle, not ``lazaret.graph.packing``'s zstd-compressed one: these blocks are hashes, ids and signatures, not
-repeated record text, and compressing them would add CPU to the step this module exists to make cheaper
-(not measured here). Like
-``lazaret.graph.packing``, the bytes are made and read only inside the pipeline, never from user files.
+records paid four coder passes; a bytes value costs a copy there, and one pickle each way here. The pickle
+is zstd-compressed (level 1, ``lazaret.graph.packing``'s per-thread codec). Why: blocks are not only hashes
+and ids. A block gathers records of near-duplicate texts (a cluster's members, the node records a shard
+sends to verification), and those share most of their shingle hashes, so the compressor folds them: on the
+T0 5k slice the verification joins moved 3.45 bytes per input byte uncompressed and 2.28 compressed, the
+cluster step 0.48 and 0.16, the exact step 0.87 and 0.49, at the same CPU within the noise of the machine
+(docs/shuffles.md, 2026-12-04). Like ``lazaret.graph.packing``, the bytes are made and read only inside the
+pipeline, never from user files.
 """
 
 from __future__ import annotations
 
-import pickle
 import zlib
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 from apache_beam.transforms.window import GlobalWindows
+
+from lazaret.graph import packing
 
 Block = Tuple[int, bytes]  # (shard, packed records)
 
 
 def pack(records: Sequence[Any]) -> bytes:
-    """Records as one bytes value (see the module doc for why not a tuple)."""
-    return pickle.dumps(tuple(records), protocol=5)
+    """Records as one compressed bytes value (see the module doc for why not a tuple, and why compressed)."""
+    return packing.pack(tuple(records))
 
 
 def unpack(blob: bytes) -> Tuple[Any, ...]:
-    return pickle.loads(blob)
+    return packing.unpack(blob)
 
 
 def unpack_all(blobs: Iterable[bytes]) -> Iterator[Any]:
     """Every record of every block."""
     for blob in blobs:
-        yield from pickle.loads(blob)
+        yield from packing.unpack(blob)
+
+
+def pack_edges(edges: Sequence[Tuple[str, str]]) -> bytes:
+    """(node, node) entries as one compressed bytes value: as 16 raw bytes per node when every doc_id is 32
+    lowercase hex digits (what ``lazaret scan`` makes), else pickled.
+
+    Why: the components' rounds move every edge end several times; a hex doc_id pickles to ~35 bytes and
+    its raw bytes are 16, and the compressor still folds the repeats (a star's centre is in every entry of
+    its leaves). The raw form round-trips to the same ``str``, so nothing downstream sees a difference.
+    """
+    ids = [x for edge in edges for x in edge]
+    joined = "".join(ids)
+    if len(joined) == 32 * len(ids) and joined == joined.lower():
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = b""
+        if len(raw) == 16 * len(ids):  # fromhex skips whitespace
+            return b"x" + packing.compress(raw)
+    return b"t" + packing.pack(tuple(edges))
+
+
+def unpack_edges(blob: bytes) -> List[Tuple[str, str]]:
+    """The entries of a ``pack_edges`` value."""
+    if blob[:1] == b"x":
+        h = packing.decompress(blob[1:]).hex()
+        ids = [h[i:i + 32] for i in range(0, len(h), 32)]
+        return list(zip(ids[0::2], ids[1::2]))
+    return list(packing.unpack(blob[1:]))
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -50,9 +83,10 @@ def shard_of(doc_id: str, shards: int) -> int:
 class ShardBuffer:
     """Records gathered per shard over a bundle; ``drain`` packs them as one tuple per shard."""
 
-    def __init__(self, shards: int, flush_items: int) -> None:
+    def __init__(self, shards: int, flush_items: int, packer: Callable[[Sequence[Any]], bytes] = pack) -> None:
         self.shards = shards
         self.flush_items = flush_items
+        self.packer = packer
         self.parts: Dict[int, List[Any]] = {}
         self.items = 0
 
@@ -74,7 +108,7 @@ class ShardBuffer:
     def drain(self) -> List[Block]:
         """(shard, records) for every non-empty shard, in shard order; the buffer is empty afterwards."""
         parts, self.parts, self.items = self.parts, {}, 0
-        return [(shard, pack(parts[shard])) for shard in sorted(parts)]
+        return [(shard, self.packer(parts[shard])) for shard in sorted(parts)]
 
     def drain_windowed(self) -> Iterator[Any]:
         """``drain`` for ``finish_bundle``, which must emit windowed values."""

@@ -9,12 +9,13 @@ Data flow (every arrow that changes the key is a shuffle; nothing collects the c
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
           -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
           -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
-                                                       the last step also joins the edge ends' values
+                                                       the last step also joins the pair ends' values
           -> group by shard of the cluster id          Jaccard of each member to the representative
   -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 
-Shuffles keyed by a shard carry packed blobs, one element per (bundle, shard): see shards.py for why.
+Shuffles keyed by a shard carry packed, compressed blobs, one element per (bundle, shard): see shards.py
+for why.
 
 Chain policy (A~B~C, A and C dissimilar): the representative is the smallest doc_id of the connected
 component; a member is dropped only when its Jaccard *to the representative* is >= threshold.
@@ -39,7 +40,7 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import ShardBuffer, unpack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
@@ -53,7 +54,9 @@ class _PrepareFn(beam.DoFn):
     Main output: (shard, ((exact_key, smallest doc_id, norm, n_tokens, count), ...)), copies of one text
     merged over the bundle. Output ``members``: (shard, ("m", ((exact_key, doc_id, record_id, snippet,
     n_tokens), ...))) for the findings join. The heavy record dict stops here. The snippet is raw text; it is
-    masked (``evidence_fn``) only for the few members shown in summaries.
+    masked (``evidence_fn``) only for the few members shown in summaries. Without ``snippets`` it is empty:
+    a scan's cluster rows take their evidence from the decision step (``checks.clusters.cluster_row``), so
+    a snippet of every record would cross two shuffles for nothing (0.2 bytes per input byte on T0 5k).
     """
 
     MEMBERS = "members"
@@ -66,8 +69,9 @@ class _PrepareFn(beam.DoFn):
     FLUSH_GROUPS = 1 << 13
     FLUSH_MEMBERS = 1 << 14
 
-    def __init__(self, params: DedupParams) -> None:
+    def __init__(self, params: DedupParams, snippets: bool = True) -> None:
         self.params = params
+        self.snippet_chars = params.evidence_chars if snippets else 0
         self.records = Metrics.counter("dedup", "records")
         self.short = Metrics.counter("dedup", "short_records_exact_only")
         self.groups: Dict[str, List] = {}
@@ -85,7 +89,7 @@ class _PrepareFn(beam.DoFn):
         if n_tokens < self.params.ngram:
             self.short.inc()
         merge_group(self.groups, key, doc_id, norm, n_tokens, 1)
-        self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.params.evidence_chars], n_tokens))
+        self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.snippet_chars], n_tokens))
         if len(self.groups) >= self.FLUSH_GROUPS:
             yield from self._drain_groups()
         if self.members.full:
@@ -104,9 +108,14 @@ class _PrepareFn(beam.DoFn):
 
 
 class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, exact_key, exact_size,
-    doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys to the
-    'bands' output.
+    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, shard of exact_key,
+    exact_size, doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys
+    to the 'bands' output.
+
+    A node record carries the shard of its exact key (a small int), not the 32-character key: the record
+    crosses five shuffles (both verification joins, a copy per candidate pair, the components' last join and
+    the cluster step), and the findings join finds a node's assignment by its doc_id, which is the smallest
+    doc_id of its exact group, so the key itself is never needed after the exact step.
 
     Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
     bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
@@ -138,8 +147,9 @@ class _SignatureFn(beam.DoFn):
         self._ids.extend(b[0] for b in batch)
         self.docs.inc(len(batch))
         nodes = self._nodes
+        shards = self.params.band_shards
         for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
-            nodes.add(doc_id, (sig_b, set_b, n, key, size, doc_id))
+            nodes.add(doc_id, (sig_b, set_b, n, shard_of(key, shards), size, doc_id))
         if nodes.full:
             for shard, blob in nodes.drain():
                 yield shard, (NODE, blob)
@@ -164,9 +174,10 @@ class _SignatureFn(beam.DoFn):
 class _LabelJoinFn(beam.DoFn):
     """Labels joined with node records by the shard of the node (in the components' last shuffle).
 
-    Output: (root, node, (sig, set, n), exact_key, exact_size, converged, degraded) per labelled node, packed
+    Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
     by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
-    verified edge, so it has a node record here."""
+    verified edge, so it has a node record here (join 1 sends the record of every pair end; join 2 only
+    degraded flags: verify.py)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -178,12 +189,14 @@ class _LabelJoinFn(beam.DoFn):
     def process(self, element):
         _shard, (labels, node_blobs) = element
         records: Dict[str, Tuple[Any, bool]] = {}
-        for rec, degraded in unpack_all(node_blobs):
-            seen = records.get(rec[5])
-            records[rec[5]] = (rec, degraded or (seen is not None and seen[1]))
+        for doc_id, rec, degraded in unpack_all(node_blobs):
+            seen = records.get(doc_id)
+            if seen is not None:
+                rec, degraded = rec or seen[0], degraded or seen[1]
+            records[doc_id] = (rec, degraded)
         for node, root, converged in unpack(labels):
             found = records.get(node)
-            if found is None:
+            if found is None or found[0] is None:
                 raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
             rec, degraded = found
             self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
@@ -197,7 +210,7 @@ class _LabelJoinFn(beam.DoFn):
 class _ScoreToRepFn(beam.DoFn):
     """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
     assignment per member, packed by the shard of its exact key for the findings join:
-    (shard, ("n", ((exact_key, assignment), ...)))."""
+    (shard, ("n", ((node doc_id, assignment), ...))); the node is its exact group's representative."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
@@ -231,12 +244,12 @@ class _ScoreToRepFn(beam.DoFn):
         converged = all(m[4] for m in members)
         degraded = any(m[5] for m in members)
         self.clusters.inc()
-        for node, sig, key, _size, _c, _d in members:
+        for node, sig, key_shard, _size, _c, _d in members:
             j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add(key, (key, {"cluster_id": root, "node": node, "score": j, "exact": exact,
+            self.out.add_to(key_shard, (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
                                      "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
                                      "converged": converged, "degraded": degraded}))
 
@@ -265,7 +278,8 @@ class _FindingsFn(beam.DoFn):
 
     def process(self, element):
         _shard, values = element
-        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignment; the state is one
+        # pass 1: per exact key (representative, size, n_tokens) and the cluster assignments by node (a node is
+        # the representative of its exact group: its smallest doc_id); the state is one
         # entry per distinct text of the shard, so a group of millions of exact copies needs no list in memory
         groups: Dict[str, List] = {}
         assigned: Dict[str, Mapping[str, Any]] = {}
@@ -287,7 +301,7 @@ class _FindingsFn(beam.DoFn):
                 continue
             for key, doc_id, record_id, snippet, _ in unpack(block):
                 ex_rep, ex_size, n_tokens = groups[key]
-                yield from self._member(doc_id, record_id, snippet, assigned.get(key), ex_rep, ex_size, n_tokens)
+                yield from self._member(doc_id, record_id, snippet, assigned.get(ex_rep), ex_rep, ex_size, n_tokens)
 
     def _member(self, doc_id, record_id, snippet, a, ex_rep, ex_size, n_tokens):
         """The finding of one record (and its cluster-summary entry) from its exact group and assignment."""
@@ -413,18 +427,22 @@ class NearDuplicateClusters(beam.PTransform):
     """records -> {"findings": one finding per record, "clusters": one summary dict per cluster}.
 
     ``section`` is the validated policy ``dedup`` section (plain dict). ``evidence_fn`` (optional, must
-    pickle) masks snippets before they leave the transform, e.g. the PII stage's masker.
+    pickle) masks snippets before they leave the transform, e.g. the PII stage's masker. ``snippets=False``
+    leaves the summaries' ``evidence`` empty and keeps record text out of the stage's shuffles (what the
+    scan uses: its cluster rows take evidence from the decision step).
     """
 
     def __init__(self, section: Optional[Mapping[str, Any]] = None,
-                 evidence_fn: Optional[Callable[[str], str]] = None) -> None:
+                 evidence_fn: Optional[Callable[[str], str]] = None, snippets: bool = True) -> None:
         super().__init__()
         self.params = DedupParams.from_section(section)
         self.evidence_fn = evidence_fn
+        self.snippets = snippets
 
     def expand(self, records):
         p = self.params
-        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p)).with_outputs(_PrepareFn.MEMBERS, main="exact")
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p, self.snippets)).with_outputs(
+            _PrepareFn.MEMBERS, main="exact")
         sig_out = (prepared.exact
                    | "ExactGroups" >> beam.GroupByKey()
                    | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram, p.batch_size))
@@ -434,7 +452,7 @@ class NearDuplicateClusters(beam.PTransform):
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
         verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
         forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, verified["nodes"])
+        assignments = ((forest, (verified["nodes"], verified["left_nodes"]))
                        | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
                        | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
@@ -444,7 +462,8 @@ class NearDuplicateClusters(beam.PTransform):
                | "JoinRecords" >> beam.GroupByKey()
                | "Findings" >> beam.ParDo(_FindingsFn(p)).with_outputs(_FindingsFn.CLUSTERS, main="findings"))
         clusters = (out[_FindingsFn.CLUSTERS]
-                    | "Summaries" >> beam.CombinePerKey(ClusterSummaryFn(p.summary_members, p.evidence_members))
+                    | "Summaries" >> beam.CombinePerKey(ClusterSummaryFn(
+                        p.summary_members, p.evidence_members if self.snippets else 0))
                     | "SummaryDict" >> beam.Map(_summary, self.evidence_fn))
         return {"findings": out.findings, "clusters": clusters}
 
@@ -459,4 +478,5 @@ class NearDuplicates(beam.PTransform):
         self.evidence_fn = evidence_fn
 
     def expand(self, records):
-        return (records | "Clusters" >> NearDuplicateClusters(self.section, self.evidence_fn))["findings"]
+        return (records | "Clusters" >> NearDuplicateClusters(self.section, self.evidence_fn,
+                                                              snippets=False))["findings"]
