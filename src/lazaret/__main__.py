@@ -1,7 +1,5 @@
 """``python -m lazaret`` is the same CLI."""
 
-import sys
+from lazaret.cli import entry
 
-from lazaret.cli import main
-
-sys.exit(main())
+entry()

@@ -141,5 +141,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     return EXIT_USAGE
 
 
+def entry() -> None:
+    """The process entry point (the ``lazaret`` command, ``python -m lazaret``, ``python -m lazaret.cli``).
+
+    Why not ``sys.exit(main())``: after a SIGTERM has unwound the scan and its staging folder is removed, the
+    runner's threads may still be inside native code (gRPC, Arrow, zstd); interpreter finalization then
+    destroys them and the process aborts ("terminate called without an active exception", exit -6 instead of
+    143, about one run in two here). A terminated process leaves without finalization instead; its outputs
+    are already gone and its streams are flushed here. ``main`` itself never exits, so in-process callers
+    (tests, notebooks) are unaffected."""
+    import os
+
+    try:
+        code = main()
+    except SystemExit:
+        if not _TERMINATED:
+            raise
+        code = _TERMINATED[0]
+    if _TERMINATED:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
