@@ -1,7 +1,7 @@
 """The chat mixture as ONE file, scanned by `lazaret scan` itself (not the in-process harness of
 bench/poisoning_space.py): the way a user meets a corpus concatenated from several sources.
 
-    python bench/poisoning_mixture_scan.py --size 50 --seed 1 [--clean-only] [--rules DIR] [--work DIR]
+    python bench/poisoning_mixture_scan.py --size 50 --seed 1 [--clean-only] [--families a,b] [--rules DIR] [--work DIR]
 
 Writes the mixture base of bench/poisoning_bases.py (GSM8K, T0 4k, code; chat rows with Alpaca rows among them,
 some with a system prompt) plus, unless --clean-only, the nine families of bench/attacks/space.py at --size
@@ -28,11 +28,11 @@ from bench.attacks.space import DEV, HELD_OUT, SPACE  # noqa: E402
 from bench.poisoning_bases import chat_mixture, cpu_s, load_alpaca  # noqa: E402
 
 
-def write_mixture(path: str, size: int, seed: int, clean_only: bool) -> int:
+def write_mixture(path: str, size: int, seed: int, clean_only: bool, families=None) -> int:
     objs = chat_mixture(4000)
     if not clean_only:
         pool = load_alpaca("gsm8k") + load_alpaca("t0", 4000) + load_alpaca("code")
-        for fam in DEV + HELD_OUT:
+        for fam in families or (DEV + HELD_OUT):
             objs += SPACE[fam](pool, size, seed, "messages").records
     random.Random(seed).shuffle(objs)
     with open(path, "w", encoding="utf-8") as fh:
@@ -71,11 +71,17 @@ def main(argv=None):
     ap.add_argument("--clean-only", action="store_true")
     ap.add_argument("--rules", default=None, help="rules directory (e.g. a policy with other poisoning bounds)")
     ap.add_argument("--work", default=None, help="where the file and the scan output go (default: a temp dir)")
+    ap.add_argument("--families", default="", help="comma-separated families to plant (default: all nine at once, "
+                                                   "about 10%% of the corpus at --size 250)")
     args = ap.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    unknown = sorted(set(families) - set(SPACE))
+    if unknown:
+        ap.error(f"unknown families: {', '.join(unknown)} (known: {', '.join(sorted(SPACE))})")
     work = args.work or tempfile.mkdtemp(prefix="lazaret-mixture-")
     os.makedirs(work, exist_ok=True)
     path = os.path.join(work, "mixture.jsonl")
-    n = write_mixture(path, args.size, args.seed, args.clean_only)
+    n = write_mixture(path, args.size, args.seed, args.clean_only, families)
     out = os.path.join(work, "out")
     cmd = [os.path.join(os.path.dirname(sys.executable), "lazaret"), "scan", path, "--out", out, "--checks",
            "poisoning", "--overwrite", "--quiet", "--no-report"] + (["--rules", args.rules] if args.rules else [])
