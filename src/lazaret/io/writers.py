@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -152,34 +153,46 @@ def _cluster_order(row: Dict[str, Any]) -> Tuple[Any, ...]:
 ORDERS = {"source": _source_order, "finding": _finding_order, "cluster": _cluster_order}
 
 
+@dataclass(frozen=True)
+class ShardSpec:
+    """Where and how one manifest's shards are written: held once by :class:`WriteShards` and handed to the
+    DoFn that writes them, so the two cannot disagree."""
+
+    out_dir: str
+    kind: str
+    fmt: str
+    order: str
+    index_kind: Optional[str] = None
+
+    @property
+    def fields(self) -> Tuple[str, ...]:
+        return tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
+
+
 class _WriteShard(beam.DoFn):
-    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, index_kind: Optional[str],
-                 batched: bool = False) -> None:
-        self.out_dir = out_dir
-        self.kind = kind
-        self.fmt = fmt
-        self.order = order
-        self.index_kind = index_kind
+    def __init__(self, spec: ShardSpec, batched: bool = False) -> None:
+        self.spec = spec
         self.batched = batched
 
     def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
+        spec = self.spec
         shard, packed = element
-        fields = tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
+        fields = spec.fields
         load = None
         if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
             packed = [values for batch in packed for values in unpack(batch)]
             load = _zipper(fields)
-        packed, order = sorted_order(packed, ORDERS[self.order], fields, load)
-        if self.fmt == "parquet":
+        packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
+        if spec.fmt == "parquet":
             name = shard_name(shard, total, ".parquet")
-            path = FileSystems.join(self.out_dir, self.kind, name)
-            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[self.kind], load))
+            path = FileSystems.join(spec.out_dir, spec.kind, name)
+            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[spec.kind], load))
         else:
             name = shard_name(shard, total, ".jsonl.gz")
-            path = FileSystems.join(self.out_dir, self.kind, name)
-            index = write_lines_gzip(path, packed, order, name, with_index=bool(self.index_kind), load=load)
-            if self.index_kind:
-                write_bytes(FileSystems.join(self.out_dir, self.index_kind, shard_name(shard, total, ".parquet")),
+            path = FileSystems.join(spec.out_dir, spec.kind, name)
+            index = write_lines_gzip(path, packed, order, name, with_index=bool(spec.index_kind), load=load)
+            if spec.index_kind:
+                write_bytes(FileSystems.join(spec.out_dir, spec.index_kind, shard_name(shard, total, ".parquet")),
                             parquet_bytes_columns(index, RECORD_INDEX))
         yield path
 
@@ -254,18 +267,13 @@ class WriteShards(beam.PTransform):
         """``batch_rows``: cross the shuffle in batches of up to this many rows (:class:`_PackBatches`)
         instead of one packed row per element; 0: one per element."""
         super().__init__()
+        self.spec = ShardSpec(out_dir, kind, fmt, order, index_kind)
         self.batch_rows = batch_rows
-        self.out_dir = out_dir
-        self.kind = kind
-        self.fmt = fmt
-        self.order = order
         self.rows_per_shard = rows_per_shard
         self.key_field = key_field
-        self.index_kind = index_kind
 
     def expand(self, rows):
-        fields = tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
-        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field, fields)
+        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pack, self.key_field, self.spec.fields)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
         total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
         if self.batch_rows:
@@ -276,8 +284,7 @@ class WriteShards(beam.PTransform):
                                                          self.rows_per_shard)
         return (assigned
                 | "GroupShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, self.kind, self.fmt, self.order,
-                                                         self.index_kind, bool(self.batch_rows)),
+                | "WriteShard" >> beam.ParDo(_WriteShard(self.spec, bool(self.batch_rows)),
                                              beam.pvalue.AsSingleton(total)))
 
 
