@@ -58,7 +58,7 @@ def test_other_strings_cover_ids_metadata_names_parts_keys_and_long_integers():
 def test_redaction_writes_back_into_metadata_and_keys():
     from presidio_anonymizer import AnonymizerEngine
 
-    from lazaret.graph.decide import redacted_raw
+    from lazaret.graph.decide import all_spans, redact_spans
     from lazaret.graph.records import joined_meta
 
     obj = {"id": "x1", "text": "hello", "meta": {"mail": "write to a@b.example", "a@b.example": {"c@d.example": 1}}}
@@ -70,7 +70,7 @@ def test_redaction_writes_back_into_metadata_and_keys():
         while (i := text.find(value, start)) >= 0:
             spans.append([len(rec["fields"]), i, i + len(value), "EMAIL_ADDRESS", "redact"])
             start = i + 1
-    raw = redacted_raw(rec, [{"spans": spans}], AnonymizerEngine())
+    raw = redact_spans(rec, all_spans([{"spans": spans}]), AnonymizerEngine())
     assert raw == {"id": "x1", "text": "hello",
                    "meta": {"mail": "write to <EMAIL_ADDRESS>", "<EMAIL_ADDRESS>": {"<EMAIL_ADDRESS>": 1}}}
     assert obj["meta"]["mail"] == "write to a@b.example"  # the input object is not modified

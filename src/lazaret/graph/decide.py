@@ -50,13 +50,9 @@ def all_spans(findings: List[Dict[str, Any]]) -> List[List[Any]]:
     return [list(s) for f in findings for s in f.get("spans") or []]
 
 
-def record_evidence(record: Dict[str, Any], findings: List[Dict[str, Any]]) -> str:
-    """A masked snippet of the record: every PII span found anywhere is replaced by its type first."""
-    return evidence_of(record, all_spans(findings))
-
-
 def evidence_of(record: Dict[str, Any], spans: List[List[Any]]) -> str:
-    """:func:`record_evidence` from the spans of the record's findings."""
+    """A masked snippet of the record: every PII span found anywhere (``all_spans`` of its findings) is replaced
+    by its type first."""
     texts = []
     for fi, (_path, _side, text) in enumerate(record["fields"]):
         masked = [(s[1], s[2], s[3]) for s in spans if s[0] == fi]
@@ -64,17 +60,12 @@ def evidence_of(record: Dict[str, Any], spans: List[List[Any]]) -> str:
     return snippet(" ⏎ ".join(texts))
 
 
-def redacted_raw(record: Dict[str, Any], findings: List[Dict[str, Any]], anonymizer: Any,
-                 actions: tuple = ("redact",)) -> Dict[str, Any]:
-    """The input object with every span whose action is in ``actions`` replaced by ``<ENTITY>`` placeholders
-    (presidio-anonymizer's default replace operator), in the text fields and in every other string of the
-    record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata, names, keys)."""
-    return redact_spans(record, all_spans(findings), anonymizer, actions)
-
-
 def redact_spans(record: Dict[str, Any], spans: List[List[Any]], anonymizer: Any,
                  actions: tuple = ("redact",)) -> Dict[str, Any]:
-    """:func:`redacted_raw` from the spans of the record's findings."""
+    """The input object with every span (``all_spans`` of its findings) whose action is in ``actions`` replaced
+    by ``<ENTITY>`` placeholders (presidio-anonymizer's default replace operator), in the text fields and in
+    every other string of the record (field index ``len(fields)`` is the joined ``meta`` text: ids, metadata,
+    names, keys)."""
     from lazaret.graph.records import joined_meta, meta_spans, rename_key, set_path
 
     fields = record["fields"]

@@ -55,7 +55,7 @@ class PiiDoFn(beam.DoFn):
                 owners.append((ri, fi, side))
             if record.get("meta"):
                 # every other string of the record (ids, metadata, names, non-text parts) as one text; its
-                # spans carry field index len(fields) (see decide.redacted_raw)
+                # spans carry field index len(fields) (see decide.redact_spans)
                 texts.append(joined_meta(record["meta"])[0])
                 owners.append((ri, len(record["fields"]), META_SIDE))
         detected = self.engine.analyze_many(texts)
