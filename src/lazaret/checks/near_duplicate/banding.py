@@ -29,7 +29,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, shard_of
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, hex_ids_raw, raw_ids_hex, shard_of
 from lazaret.checks.near_duplicate.verify import PAIR, SMALLER
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tag b"t")
@@ -39,23 +39,14 @@ TEXT, RAW = b"t", b"x"
 
 def raw_ids(doc_ids: List[str]) -> Optional[np.ndarray]:
     """The doc_ids as S16 raw bytes if every one is 32 lowercase hex digits, else None."""
-    joined = "".join(doc_ids)
-    if len(joined) != 32 * len(doc_ids) or joined != joined.lower():
-        return None
-    try:
-        raw = bytes.fromhex(joined)
-    except ValueError:
-        return None
-    if len(raw) != 16 * len(doc_ids):  # fromhex skips whitespace
-        return None
-    return np.frombuffer(raw, dtype="S16")
+    raw = hex_ids_raw(doc_ids)
+    return None if raw is None else np.frombuffer(raw, dtype="S16")
 
 
 def id_list(ids: np.ndarray) -> List[str]:
     """S16 raw or S32 text doc_ids back to ``str``."""
     if ids.dtype.itemsize == 16:
-        h = ids.tobytes().hex()
-        return [h[i:i + 32] for i in range(0, len(h), 32)]
+        return raw_ids_hex(ids.tobytes())
     return ids.astype("U32").tolist()
 
 

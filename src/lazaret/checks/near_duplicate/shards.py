@@ -22,7 +22,7 @@ pipeline, never from user files.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from apache_beam.transforms.window import GlobalWindows
 
@@ -46,6 +46,25 @@ def unpack_all(blobs: Iterable[bytes]) -> Iterator[Any]:
         yield from packing.unpack(blob)
 
 
+def hex_ids_raw(doc_ids: Sequence[str]) -> Optional[bytes]:
+    """The doc_ids as 16 raw bytes each if every one is 32 lowercase hex digits (what ``lazaret scan`` makes),
+    else None. ``raw_ids_hex`` gives the same ``str`` values back."""
+    joined = "".join(doc_ids)
+    if len(joined) != 32 * len(doc_ids) or joined != joined.lower():
+        return None
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 * len(doc_ids) else None  # fromhex skips whitespace
+
+
+def raw_ids_hex(raw: bytes) -> List[str]:
+    """``hex_ids_raw``'s bytes back to the doc_ids."""
+    h = raw.hex()
+    return [h[i:i + 32] for i in range(0, len(h), 32)]
+
+
 def pack_edges(edges: Sequence[Tuple[str, str]]) -> bytes:
     """(node, node) entries as one compressed bytes value: as 16 raw bytes per node when every doc_id is 32
     lowercase hex digits (what ``lazaret scan`` makes), else pickled.
@@ -54,23 +73,16 @@ def pack_edges(edges: Sequence[Tuple[str, str]]) -> bytes:
     its raw bytes are 16, and the compressor still folds the repeats (a star's centre is in every entry of
     its leaves). The raw form round-trips to the same ``str``, so nothing downstream sees a difference.
     """
-    ids = [x for edge in edges for x in edge]
-    joined = "".join(ids)
-    if len(joined) == 32 * len(ids) and joined == joined.lower():
-        try:
-            raw = bytes.fromhex(joined)
-        except ValueError:
-            raw = b""
-        if len(raw) == 16 * len(ids):  # fromhex skips whitespace
-            return b"x" + packing.compress(raw)
+    raw = hex_ids_raw([x for edge in edges for x in edge])
+    if raw is not None:
+        return b"x" + packing.compress(raw)
     return b"t" + packing.pack(tuple(edges))
 
 
 def unpack_edges(blob: bytes) -> List[Tuple[str, str]]:
     """The entries of a ``pack_edges`` value."""
     if blob[:1] == b"x":
-        h = packing.decompress(blob[1:]).hex()
-        ids = [h[i:i + 32] for i in range(0, len(h), 32)]
+        ids = raw_ids_hex(packing.decompress(blob[1:]))
         return list(zip(ids[0::2], ids[1::2]))
     return list(packing.unpack(blob[1:]))
 
