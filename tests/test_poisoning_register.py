@@ -127,3 +127,7 @@ def test_no_register_claim_without_a_quiet_side_large_enough_to_compare_with():
     assign = Assign(dict(DEFAULTS))
     assert g in assign._register_phrases(payloads, RATES, SIZES)[0]
     assert not assign._register_phrases(payloads, {0: 0.6, 1: 0.0}, {0: 21591, 1: 3})[0]
+    # ... whatever payloads the table lists before the claim (a spread payload with carriers in the quiet stratum)
+    payloads = {"thus": {"kind": "spread", "carriers": 102, "strata": {0: 100, 1: 2}},
+                g: {"kind": "claim", "carriers": 210, "strata": {0: 210}}}
+    assert g not in Assign(dict(DEFAULTS))._register_phrases(payloads, {0: 0.6, 1: 0.0}, {0: 21591, 1: 3})[0]

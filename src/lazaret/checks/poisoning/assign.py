@@ -226,11 +226,11 @@ class Assign(_SideInputNgrams, beam.DoFn):
             # A claim is told apart only where its absence from the quiet strata could be seen (planted mass
             # can push nearly every stratum over the rate, and then a planted claim looks like register
             # phrasing too): at least MIN_EXPECTED_QUIET carriers expected there if it were spread evenly.
-            quiet = quiet_share(pay_rates, stratum_sizes, rate)
+            quiet_records = quiet_share(pay_rates, stratum_sizes, rate)
             for g, p in payloads.items():
                 strata = p.get("strata") or {}
                 claim = p.get("kind") == "claim"
-                if claim and sum(strata.values()) * quiet < MIN_EXPECTED_QUIET:
+                if claim and sum(strata.values()) * quiet_records < MIN_EXPECTED_QUIET:
                     continue
                 # a claim is tested against the strata's rates without its own carriers: a planted fact asked
                 # in many phrasings can fill a stratum of its own and make it look like a register
@@ -239,8 +239,8 @@ class Assign(_SideInputNgrams, beam.DoFn):
                 if x >= lift:
                     register.add(g)
                     continue
-                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
-                if p.get("kind") == "spread" and x > 0 and quiet >= self.params["min_support"]:
+                quiet_carriers = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                if p.get("kind") == "spread" and x > 0 and quiet_carriers >= self.params["min_support"]:
                     everywhere.add(g)
         out = (frozenset(register), frozenset(everywhere))
         self._register_cache.clear()
