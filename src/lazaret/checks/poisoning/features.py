@@ -46,8 +46,13 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     f = T.features(prompt, response)
     pt, rt = f["p_tokens"], f["r_tokens"]
     psig = T.minhash_sig(T.shingles(pt, 3), 4)
-    first = zlib.crc32(" ".join(pt[:3]).encode("utf-8"))
-    last = zlib.crc32(" ".join(pt[-3:]).encode("utf-8"))
+    task = task_prompt(record)
+    task_toks = T.features(task, "")["p_tokens"] if task is not None else pt
+    # a prompt's template is its task's opening and ending: a system prompt shared by records of every task
+    # would otherwise make one "template" of them all, and a payload given to all of them would read as
+    # that template's answer format (a trigger phrase in the system message, 1.00 -> 0.00 recall)
+    first = zlib.crc32(" ".join(task_toks[:3]).encode("utf-8"))
+    last = zlib.crc32(" ".join(task_toks[-3:]).encode("utf-8"))
     out = {
         "doc_id": record["doc_id"],
         "record_id": record.get("record_id"),
@@ -77,9 +82,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "evidence": response[:160],
     }
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
-    task = task_prompt(record)
     if task is not None:  # only records with a system turn carry it: "st" defaults to "pt" (strata.py)
-        out["st"] = " ".join(T.features(task, "")["p_tokens"])
+        out["st"] = " ".join(task_toks)
     return out
 
 
