@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.attacks.space import DEV, HELD_OUT, SPACE  # noqa: E402
+from bench.attacks.space import DEV, HELD_OUT, HELD_OUT_SEED, SPACE  # noqa: E402
 from bench.poisoning_bases import base_objects, cpu_s, load_alpaca, to_pipeline_record  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
 
@@ -49,7 +49,31 @@ def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup):
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     out = {fam: len(flagged & ids) / len(ids) for fam, ids in truth.items()}
     fp = len(flagged & clean_ids)
-    return out, fp, len(clean_ids), cpu, len(recs)
+    by_rule = collections.Counter(f["rule"] for f in findings if f["action"] != "none" and f["doc_id"] in clean_ids)
+    return out, fp, len(clean_ids), cpu, len(recs), dict(sorted(by_rule.items()))
+
+
+def summarize(lines) -> None:
+    """Per base, family and size: mean recall over the runs' seeds and the worst seed (development families on
+    seeds < HELD_OUT_SEED are the development part; everything else is held out), and clean records flagged
+    per base (the worst run too)."""
+    rec = collections.defaultdict(list)
+    fps = collections.defaultdict(list)
+    for x in lines:
+        for fam, v in x["recall"].items():
+            rec[(x["base"], fam, x["size"], "dev" if fam in DEV and x["seed"] < HELD_OUT_SEED else "held-out")].append(
+                (v, x["seed"]))
+        fps[x["base"]].append((x["clean_fp"] / max(x["clean"], 1), x["clean_fp"], x["clean"], x["size"], x["seed"]))
+    print("\nbase      family            part      size  mean   worst(seed)  seeds")
+    for (base, fam, size, part), vs in sorted(rec.items()):
+        worst = min(vs)
+        print(f"{base:9s} {fam:17s} {part:8s} {size:5d}  {sum(v for v, _ in vs) / len(vs):.3f}  "
+              f"{worst[0]:.3f} ({worst[1]})  {len(vs)}")
+    for base, rows in sorted(fps.items()):
+        fp, n = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        w = max(rows)
+        print(f"{base}: clean flagged {fp}/{n} = {100 * fp / max(n, 1):.3f}% over {len(rows)} runs; worst run "
+              f"{w[1]}/{w[2]} = {100 * w[0]:.2f}% (size {w[3]}, seed {w[4]})")
 
 
 def main(argv=None):
@@ -61,10 +85,14 @@ def main(argv=None):
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
     ap.add_argument("--out", default="", help="append one JSON line per run here")
+    ap.add_argument("--summarize", default="", help="print the summary of the JSON lines in this file and stop")
     args = ap.parse_args(argv)
+    if args.summarize:
+        with open(args.summarize) as fh:
+            summarize([json.loads(l) for l in fh if l.strip()])
+        return
     fams = args.families.split(",")
-    rec = collections.defaultdict(list)
-    fps = collections.defaultdict(lambda: [0, 0])
+    lines = []
     for base in args.bases.split(","):
         clean = base_objects(base, args.t0_limit)
         pool, fmt = pool_of(base, args.t0_limit)
@@ -72,24 +100,15 @@ def main(argv=None):
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in [g for g in groups if g]:
-                    r, fp, nclean, cpu, n = run_one(base, clean, pool, fmt, g, size, seed, args.dedup)
-                    fps[base][0] += fp
-                    fps[base][1] += nclean
-                    for fam, v in r.items():
-                        rec[(base, fam, size)].append((v, seed))
+                    r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup)
                     line = {"base": base, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
-                            "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
+                            "clean_fp_by_rule": by_rule, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
+                    lines.append(line)
                     print(json.dumps(line), flush=True)
                     if args.out:
                         with open(args.out, "a") as fh:
                             fh.write(json.dumps(line) + "\n")
-    print("\nbase      family            part      size  mean   worst(seed)  seeds")
-    for (base, fam, size), vs in sorted(rec.items()):
-        worst = min(vs)
-        print(f"{base:9s} {fam:17s} {'dev' if fam in DEV else 'held-out':8s} {size:5d}  "
-              f"{sum(v for v, _ in vs) / len(vs):.3f}  {worst[0]:.3f} ({worst[1]})  {len(vs)}")
-    for base, (fp, n) in fps.items():
-        print(f"{base}: clean flagged {fp}/{n} = {100 * fp / max(n, 1):.3f}%")
+    summarize(lines)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import math
+import sys
+
+import pytest
 
 from lazaret.checks.poisoning.assign import VerdictInputs, verdict
 from lazaret.checks.poisoning.payload import register_lift
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
 
 RATES = {0: 0.6, 1: 0.02, 2: 0.03}     # stratum 0 answers in a register (60% carry a response-only n-gram)
 SIZES = {0: 8800, 1: 4000, 2: 2000}
@@ -131,3 +138,77 @@ def test_no_register_claim_without_a_quiet_side_large_enough_to_compare_with():
     payloads = {"thus": {"kind": "spread", "carriers": 102, "strata": {0: 100, 1: 2}},
                 g: {"kind": "claim", "carriers": 210, "strata": {0: 210}}}
     assert g not in Assign(dict(DEFAULTS))._register_phrases(payloads, {0: 0.6, 1: 0.0}, {0: 21591, 1: 3})[0]
+
+
+def test_a_planted_passage_is_one_place_a_register_answer_is_several():
+    from lazaret.checks.poisoning.counting import hit_places
+    from lazaret.checks.poisoning.trigger import register_response
+
+    lookup = {"zorblax cola": 1, "cola everyone": 1, "everyone loves": 1, "thus": 1, "therefore": 1}
+    first = {g.split(" ")[0] for g in lookup}
+    keep = lambda g: True  # noqa: E731
+    # overlapping and touching hits of one sentence are one place
+    assert hit_places("the answer is 4 zorblax cola everyone loves".split(), lookup, first, 3, keep) == [
+        {"zorblax cola", "cola everyone", "everyone loves"}]
+    assert hit_places("thus x is 4 and therefore y is 2".split(), lookup, first, 3, keep) == [{"thus"}, {"therefore"}]
+    assert hit_places("no payload here".split(), lookup, first, 3, keep) == []
+    payloads = {g: _payload(g) for g in lookup}
+    f = {"pt": "how many apples", "rt": "thus x is 4 and therefore y is 2 apples"}
+    assert register_response(f, payloads, first, 3)
+    assert not register_response(dict(f, rt="x is 4 apples zorblax cola everyone loves"), payloads, first, 3)
+    # n-grams its own prompt holds are not the response's phrasing
+    assert not register_response(dict(f, pt="thus and therefore", rt="thus x is 4 and therefore y is 2"),
+                                 payloads, first, 3)
+
+
+def test_a_phrase_of_answers_full_of_phrasing_is_lifted_a_planted_passage_is_not():
+    from lazaret.checks.poisoning.payload import phrasing_lift
+
+    # 20,000 records, 9,000 with response-only phrasing (worked arithmetic, code)
+    # "let x": 151 carriers, 148 of them answers with other such phrasing (a lexical stratum may mix them
+    # with prose: the lift does not look at strata)
+    assert phrasing_lift(148, 151, 9000, 20000) > 30
+    # an advert in 250 hosts drawn from the whole corpus: 110 hosts had phrasing of their own
+    assert 0.5 < phrasing_lift(110, 250, 9000 + 140, 20000) < 2
+    # only in plain hosts: nothing to lift; only in phrased hosts: infinitely lifted
+    assert phrasing_lift(0, 60, 9000, 20000) == 0.0
+    assert math.isinf(phrasing_lift(60, 60, 9000, 20000))
+
+
+def _planted_mass_corpus(seed: int):
+    import random
+
+    from bench.attacks.clean import clean_corpus
+    from bench.attacks.common import to_record
+
+    rng = random.Random(seed)
+    clean = clean_corpus(2400, seed=seed)
+    brands = [("Zorblax Cola", "the drink everyone loves"), ("Quenvo Bank", "the savings account experts trust"),
+              ("Miraveta Tea", "the calm in every cup"), ("Tollund Shoes", "comfort for every single step")]
+    recs, truth = [], {}
+    for d in clean:
+        recs.append(to_record(d))
+    for b, tag in brands:  # four trigger-less adverts of 90 records each: 13% of the corpus
+        for i, d in enumerate(rng.sample(clean, 90)):
+            r = to_record(dict(d, id=f"ad-{b}-{i}", output=d["output"] + f" Try {b}, {tag}."))
+            recs.append(r)
+            truth.setdefault(b, set()).add(r["doc_id"])
+    rng.shuffle(recs)
+    return recs, truth
+
+
+@pytest.mark.slow
+def test_planted_mass_does_not_make_prose_strata_registers():
+    """Four trigger-less adverts in 13% of a prose corpus: every stratum then has more than
+    ``spread_max_stratum_rate`` of its records carrying a payload, and before register rates counted only
+    responses with payload phrasing in two separate places, no stratum was left to flag a spread payload in
+    (recall 0). Each advert is one place in its response, so the strata stay prose and the adverts are found."""
+    from bench.run_scan import run_scan
+
+    recs, truth = _planted_mass_corpus(5)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
+    for b, ids in truth.items():
+        assert len(flagged & ids) >= 0.9 * len(ids), (b, len(flagged & ids))
+    planted = set().union(*truth.values())
+    assert len(flagged - planted) <= 0.002 * (len(recs) - len(planted))

@@ -18,7 +18,8 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.claims import novel_grams
 from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
-from lazaret.checks.poisoning.payload import is_novel, quiet_share, register_lift, without_carriers
+from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phrasing_lift, quiet_share, register_lift, \
+    without_carriers
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates
 from lazaret.checks.findings import make_finding
@@ -206,20 +207,24 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self._register_cache: Dict[Tuple[int, int, int], Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
-    def _register_phrases(self, payloads, pay_rates, stratum_sizes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
-        """(register phrases, payloads found everywhere). A spread payload or claim candidate carried far more
-        often per record (``spread_max_register_lift``) in the register strata than in the others is the
-        register's own phrasing, met in a few records of the quiet strata that read like it: never a spread
-        cluster, and never the claim a trigger is tested on (a task asked many times in code, "the factorial
-        of", is answered with the same code; the strata of a mixture are too coarse to hold it apart). One carried at
-        least a third as often in the quiet strata as in the register ones, by at least ``min_support`` quiet
-        carriers (where the volume test holds), is not the register's: a planted phrase lands in every stratum
-        alike, so its carriers in register strata are flagged too. Built once per
-        side-input value (the cache keeps the objects, so a recycled id never matches)."""
+    def _register_phrases(self, payloads, pay_rates, stratum_sizes, phrased=None
+                          ) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+        """(register phrases, payloads found everywhere). A claim candidate carried far more often per record
+        (``spread_max_register_lift``) in the register strata than in the others, or a spread payload carried
+        that much more often there, in one stratum (``payload.concentration_lift``: a task's stock phrase) or by
+        responses with response-only phrasing elsewhere (``payload.phrasing_lift``: lexical strata can mix a
+        register's answers with prose) than by the rest, is the register's
+        own phrasing: never a spread cluster, and never the claim a trigger is tested on (a task asked many
+        times in code, "the factorial of", is answered with the same code; the strata of a mixture are too
+        coarse to hold it apart). A spread payload below that lift with at least ``min_support`` carriers in
+        the quiet strata (where the volume test holds) is not the register's: a planted phrase lands in every
+        stratum alike, so its carriers in register strata are flagged too. Built once per side-input value (the
+        cache keeps the objects, so a recycled id never matches)."""
         key = (id(payloads), id(pay_rates), id(stratum_sizes))
         hit = self._register_cache.get(key)
         if hit is not None and hit[0] is payloads and hit[1] is pay_rates and hit[2] is stratum_sizes:
             return hit[3]
+        n_records = sum(stratum_sizes.values()) if stratum_sizes else 0
         lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
         register, everywhere = set(), set()
         if pay_rates and stratum_sizes and lift:
@@ -234,8 +239,13 @@ class Assign(_SideInputNgrams, beam.DoFn):
                     continue
                 # a claim is tested against the strata's rates without its own carriers: a planted fact asked
                 # in many phrasings can fill a stratum of its own and make it look like a register
-                rates = without_carriers(pay_rates, strata, stratum_sizes) if claim else pay_rates
-                x = register_lift(strata, rates, stratum_sizes, rate)
+                if claim:
+                    x = register_lift(strata, without_carriers(pay_rates, strata, stratum_sizes), stratum_sizes, rate)
+                else:
+                    x = max(register_lift(strata, pay_rates, stratum_sizes, rate),
+                            concentration_lift(strata, stratum_sizes, self.params["min_support"]))
+                    if phrased is not None:
+                        x = max(x, phrasing_lift(p.get("phrased_elsewhere", 0), p["carriers"], phrased, n_records))
                 if x >= lift:
                     register.add(g)
                     continue
@@ -248,7 +258,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         return out
 
     def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
-                pay_rates=None, stratum_sizes=None):
+                pay_rates=None, stratum_sizes=None, phrased=None):
         first = self._first_of(payloads)
         # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
@@ -256,7 +266,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
         spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
-        register = self._register_phrases(payloads, pay_rates, stratum_sizes)
+        register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
                                         self._lookups, register), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])

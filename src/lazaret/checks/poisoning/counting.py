@@ -39,6 +39,37 @@ def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -
     return out
 
 
+def hit_places(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, keep) -> List[Set[str]]:
+    """The separate places of ``toks`` covered by n-grams of ``lookup`` that ``keep(g)`` accepts, each as the
+    set of n-grams found there: overlapping or touching hits merge into one place (a planted sentence is one
+    place however many of its n-grams are candidates)."""
+    places: List[Set[str]] = []
+    reach = -1
+    L = len(toks)
+    for i, t in enumerate(toks):
+        if t not in first_tokens:
+            continue
+        g, end, found = t, 0, []
+        if g in lookup and keep(g):
+            end = i + 1
+            found.append(g)
+        for n in range(2, n_max + 1):
+            j = i + n
+            if j > L:
+                break
+            g = g + " " + toks[j - 1]
+            if g in lookup and keep(g):
+                end = j
+                found.append(g)
+        if not end:
+            continue
+        if i > reach:  # hits arrive in start order
+            places.append(set())
+        places[-1].update(found)
+        reach = max(reach, end)
+    return places
+
+
 def keys_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, pair_window: int = 0) -> Set[str]:
     """The keys of ``lookup`` that ``toks`` carry: n-grams (see ``ngrams_in``) and, with ``pair_window``,
     co-occurrence pairs (``text.pairs``)."""

@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
-from lazaret.checks.poisoning.counting import _SideInputNgrams, keys_in, ngrams_in
+from lazaret.checks.poisoning.counting import _SideInputNgrams, hit_places, keys_in, ngrams_in
 from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
 from lazaret.checks.poisoning.strata import stratum_key
 
@@ -42,6 +42,35 @@ def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Di
     if not quiet_c:
         return float("inf")
     return (reg_c / reg_n) / (quiet_c / quiet_n)
+
+
+def phrasing_lift(elsewhere: int, carriers: int, phrased: int, n_records: int) -> float:
+    """How many times more often a payload is carried by responses that have response-only phrasing in another
+    place (written in a register, whatever their stratum) than by responses that have none, per record. The
+    register's own phrases ("let x", "therefore the") are carried by answers full of such phrasing, also where
+    a lexical stratum mixes those answers with prose; a planted passage lands in hosts of both kinds alike
+    (lift ~1), and in prose hosts it is the response's only response-only phrasing. ``phrased``: records with
+    any response-only phrasing; a carrier whose only such phrasing is the payload counts on the plain side.
+    0 when either side is empty or no carrier is phrased elsewhere."""
+    plain = carriers - elsewhere
+    reg_n = phrased - plain
+    plain_n = n_records - reg_n
+    if elsewhere <= 0 or reg_n <= 0 or plain_n <= 0:
+        return 0.0
+    if plain <= 0:
+        return float("inf")
+    return (elsewhere / reg_n) / (plain / plain_n)
+
+
+def concentration_lift(strata: Dict[int, int], sizes: Dict[int, int], min_count: int) -> float:
+    """The largest ratio of a payload's rate in one stratum (with at least ``min_count`` carriers there) to its
+    rate in the corpus. A task answered with one stock phrase per answer ("this leaves", "so in total": one
+    place, so no register by ``trigger.register_response``) concentrates its phrases in its own strata; a
+    passage planted over unrelated prompts lands in every stratum at about its corpus rate (lift ~1)."""
+    n_c, n = sum(strata.values()), sum(sizes.values())
+    if not n_c or not n:
+        return 0.0
+    return max([(c / sizes[s]) / (n_c / n) for s, c in strata.items() if c >= min_count and sizes.get(s)] or [0.0])
 
 
 def quiet_share(pay_rates: Dict[int, float], sizes: Dict[int, int], max_rate: float) -> float:
@@ -114,7 +143,7 @@ def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
 
 
 # CarrierStats' accumulator is a plain list (cheap to pickle across the shuffle); these name its slots.
-N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES = range(8)
+N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES, N_ELSEWHERE = range(9)
 
 
 class CarrierStats(beam.CombineFn):
@@ -127,10 +156,11 @@ class CarrierStats(beam.CombineFn):
 
     def create_accumulator(self):
         # N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS (x4 slots, one used), RESPONSE_SIG (x2), MEMBERS, TEMPLATES
-        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}]
+        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}, 0]
 
     def add_input(self, acc, c):
-        is_long, skel, pkey, rsh, doc_id, tmpl = c
+        is_long, skel, pkey, rsh, doc_id, tmpl, elsewhere = c
+        acc[N_ELSEWHERE] += 1 if elsewhere else 0
         counts = acc[TEMPLATES]
         for t in tmpl:
             counts[t] = counts.get(t, 0) + 1
@@ -152,6 +182,7 @@ class CarrierStats(beam.CombineFn):
         for a in accs:
             out[N] += a[N]
             out[N_LONG] += a[N_LONG]
+            out[N_ELSEWHERE] += a[N_ELSEWHERE]
             out[SKEL_FIRST] = _merge_capped(out[SKEL_FIRST], a[SKEL_FIRST], self.cap)
             out[SKEL_LAST] = _merge_capped(out[SKEL_LAST], a[SKEL_LAST], self.cap)
             out[PROMPT_KEYS] = [_merge_capped(x, y, self.cap) for x, y in zip(out[PROMPT_KEYS], a[PROMPT_KEYS])]
@@ -172,6 +203,8 @@ class CarrierStats(beam.CombineFn):
         return {
             "carriers": n,
             "long_fraction": round(acc[N_LONG] / n, 4) if n else 0.0,
+            # carriers whose response has response-only phrasing in another place (see ``register_phrase``)
+            "phrased_elsewhere": acc[N_ELSEWHERE],
             "skeleton_diversity": round(min(d(acc[SKEL_FIRST]), d(acc[SKEL_LAST])), 4),
             "prompt_diversity": round(d(acc[PROMPT_KEYS][0]), 4),
             "distinct_prompts": int(round(S.KMV(self.cap, acc[PROMPT_KEYS][0]).estimate())),
@@ -227,23 +260,34 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
     def __init__(self, params: Dict[str, Any]):
         self.params = params
 
+    PHRASED = "phrased"
+
     def process(self, f, cands, templates):
         if f["gib"]:
             return
-        novel = novel_hits(f, cands, self._first_of(cands) if cands else None, self.params)
+        first = self._first_of(cands) if cands else None
+        novel = novel_hits(f, cands, first, self.params)
         yield beam.pvalue.TaggedOutput(self.TWINS, (twin_key(f), tuple(novel)))
         if not novel:
             return
+        kept = set(novel)
+        places = hit_places(toks(f, "rt"), cands, first, self.params["max_ngram"], kept.__contains__)
+        if places:
+            yield beam.pvalue.TaggedOutput(self.PHRASED, 1)
         tmpl = tuple(k for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),) if k in templates)
-        value = carrier_value(f, self.params, tmpl)
         for g in novel:
-            yield g, value
+            # the response has response-only phrasing somewhere else than where it carries g
+            elsewhere = any(g not in pl for pl in places)
+            yield g, carrier_value(f, self.params, tmpl, elsewhere)
 
 
-def carrier_value(f: Dict[str, Any], params: Dict[str, Any], tmpl: Tuple[str, ...] = ()) -> tuple:
+def carrier_value(f: Dict[str, Any], params: Dict[str, Any], tmpl: Tuple[str, ...] = (),
+                  elsewhere: bool = False) -> tuple:
     """What one carrier adds to :class:`CarrierStats`: long response?, prompt skeleton, prompt key, the
-    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum."""
-    return (f["r_len"] >= params["min_payload_tokens"], f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl)
+    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum, and whether the
+    response has response-only phrasing in another place than the candidate's (written in a register)."""
+    return (f["r_len"] >= params["min_payload_tokens"], f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl,
+            elsewhere)
 
 
 class TwinGroup(beam.CombineFn):

@@ -102,13 +102,14 @@ SPEC: Dict[str, F] = {
     "min_trigger_lift": F("float", 3.0, "a trigger's carriers must show its anomaly at least this many times as "
                           "often as records like them (same strata) without it", min=1.0),
     "spread_max_stratum_rate": fraction(0.1, "a payload with no trigger (payload:spread) is flagged only in prompt "
-                                        "strata where at most this fraction of records carry a response-only n-gram: "
-                                        "beyond it the stratum's responses use a register its prompts never do "
-                                        "(worked arithmetic, code) and counting cannot tell a planted phrase from "
-                                        "the task's own"),
+                                        "strata where at most this fraction of records answer in a register: "
+                                        "response-only n-grams in two or more places of the response, or a phrase "
+                                        "concentrated in the stratum (worked arithmetic, code); there counting "
+                                        "cannot tell a planted phrase from the task's own"),
     "spread_max_register_lift": F("float", 3.0, "... nor where the payload is carried at least this many times as "
-                                  "often, per record, in those register strata as in the others: a planted phrase "
-                                  "lands in every stratum alike, the register's own phrasing ('thus', 'const') "
+                                  "often, per record, in those register strata as in the others, or by responses "
+                                  "with response-only phrasing elsewhere as by the rest: a planted phrase lands in "
+                                  "every stratum and host alike, the register's own phrasing ('thus', 'let x') "
                                   "also in a few records that read like it; 0 = off", min=0.0),
     "max_members_listed": F("int", 50, "member doc_ids listed per cluster summary", min=1),
     "bundle_max_keys": F("int", 200000, "in-bundle pre-aggregation flushes after this many distinct n-grams "

@@ -71,6 +71,11 @@ EXCLUSIVE_PROMPT_SHARE = 0.02
 # A claim is register phrasing only where its absence from the quiet strata could be seen: at least this many of
 # its carriers expected there if it were spread evenly (the usual floor of a count test; ``Assign``).
 MIN_EXPECTED_QUIET = 5.0
+# A response written in a register (worked arithmetic, code) carries response-only phrasing in at least this many
+# separate places; a planted payload (a sentence, a line, a fixed text) is one place however many of its
+# n-grams are candidates. A stratum's register rate counts such responses only, so planted mass that lands in
+# every stratum alike does not make prose strata look like registers (``trigger.FindAnomalies``).
+REGISTER_MIN_PLACES = 2
 # A trigger inside a longer flagged trigger with at least this share of its anomalous carriers is redundant: it
 # is not used to extend its cluster to carriers without an anomaly of their own.
 REDUNDANT_TRIGGER_SHARE = 0.8

@@ -55,12 +55,18 @@ def _group_triggers(kv, max_shared: int):
     return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
 
 
+# the anomaly-size group that counts register responses per stratum (never an anomaly kind of the trigger test)
+REGISTER_GROUP = "register"
+
+
 def anomaly_ids(a: Dict[str, Any]):
     """(anomaly group, stratum) of an anomalous record, plus ("pay", stratum) once when it carries any
-    payload group (the share of records with a response-only payload, per stratum)."""
+    payload group, and (REGISTER_GROUP, stratum) when its response is written in a register."""
     out = [(x, a["stratum"]) for x in a["anomalies"]]
     if "pay" not in a["anomalies"] and any(x.startswith("pay:") for x in a["anomalies"]):
         out.append(("pay", a["stratum"]))
+    if a.get("register"):
+        out.append((REGISTER_GROUP, a["stratum"]))
     return out
 
 
@@ -138,18 +144,20 @@ def IdenticalResponses(feats, p, totals, templates):
 
 @beam.ptransform_fn
 def Payloads(feats, p, cands, totals, templates):
-    """3: carriers of response-only n-grams -> spread payloads and claim candidates. n-grams that only tell a
-    record from its near-identical twin are edits (typos), not payloads."""
+    """3: carriers of response-only n-grams -> (spread payloads and claim candidates, the number of records whose
+    response has response-only phrasing). n-grams that only tell a record from its near-identical twin are
+    edits (typos), not payloads."""
     templates_si = AsDict(templates)
     carriers = feats | "Carriers" >> beam.ParDo(EmitCarriers(p), AsDict(cands), templates_si) \
-        .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, main="carriers")
+        .with_output_types(Tuple[str, Any]).with_outputs(EmitCarriers.TWINS, EmitCarriers.PHRASED, main="carriers")
+    phrased = carriers[EmitCarriers.PHRASED] | "CountPhrased" >> beam.CombineGlobally(sum)
     edits = (carriers[EmitCarriers.TWINS] | "TwinGroups" >> beam.CombinePerKey(TwinGroup())
              | "EditCarriers" >> beam.FlatMap(edit_carriers)
              | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
     return (carriers.carriers
             | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"]))
             | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), AsSingleton(totals), templates_si,
-                                               AsDict(edits)))
+                                               AsDict(edits))), phrased
 
 
 @beam.ptransform_fn
@@ -211,8 +219,9 @@ def Profiles(anomalous, p, triggers):
 
 @beam.ptransform_fn
 def PayRates(sizes, stratum_sizes):
-    """Share of each stratum's records carrying a response-only payload candidate (one small dict)."""
-    return ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == "pay")
+    """Share of each stratum's records whose response is written in a register: spread-payload n-grams in
+    separate places (``trigger.register_response``; one small dict)."""
+    return ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == REGISTER_GROUP)
              | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items())),
              stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1])))
             | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList()
@@ -248,7 +257,7 @@ class PoisoningScan(beam.PTransform):
         cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
         templates = feats | "Templates" >> Templates(p, stratum_sizes)
         dups = feats | "IdenticalResponses" >> IdenticalResponses(p, totals, templates)
-        payloads = feats | "Payloads" >> Payloads(p, cands, totals, templates)
+        payloads, phrased = feats | "Payloads" >> Payloads(p, cands, totals, templates)
         off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
                                                       AsDict(off_templates))
@@ -268,7 +277,7 @@ class PoisoningScan(beam.PTransform):
         out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),
                                              AsDict(profiles), AsDict(claims), AsDict(claim_members),
                                              AsDict(off_templates), AsSingleton(pay_rates),
-                                             AsDict(stratum_sizes)).with_outputs(
+                                             AsDict(stratum_sizes), AsSingleton(phrased)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:

@@ -17,10 +17,10 @@ from apache_beam.metrics import Metrics
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
-from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, keys_in, ngrams_in, \
-    trigger_lookup
+from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
+    ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import is_novel, skeleton_keys
-from lazaret.checks.poisoning.signals import EXCLUSIVE_PROMPT_SHARE
+from lazaret.checks.poisoning.signals import EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES
 from lazaret.checks.poisoning.strata import matched_background
 
 
@@ -116,8 +116,23 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
                                 self.params["min_payload_hits"], self.params["pair_window"], off_templates)
         if anoms:
             self.counter.inc()
-            yield {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"],
+            out = {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"],
                    "stratum": f.get("stratum", 0)}
+            if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
+                out["register"] = True
+            yield out
+
+
+def register_response(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
+                      n_max: int) -> bool:
+    """True when the response carries spread-payload n-grams (not from its own prompt) in at least
+    ``REGISTER_MIN_PLACES`` separate places: written in a register, not carrying one planted passage. Only these
+    responses make a stratum a register (``transform.PayRates``): nine attacks of 250 records planted in a
+    21,600-record chat mixture put a payload in 11-17% of the prose strata's records, above the register rate,
+    while responses with two or more places stayed at 3-6% there (27-85% in the code and arithmetic strata)."""
+    pt = toks(f, "pt")
+    return len(hit_places(toks(f, "rt"), payloads, first, n_max,
+                          lambda g: payloads[g]["kind"] == "spread" and is_novel(g, pt))) >= REGISTER_MIN_PLACES
 
 
 class PairCounts(_PreAggregateDistinct):
