@@ -203,7 +203,7 @@ class CarrierStats(beam.CombineFn):
         return {
             "carriers": n,
             "long_fraction": round(acc[N_LONG] / n, 4) if n else 0.0,
-            # carriers whose response has response-only phrasing in another place (see ``register_phrase``)
+            # carriers whose response has response-only phrasing in another place (``phrasing_lift``)
             "phrased_elsewhere": acc[N_ELSEWHERE],
             "skeleton_diversity": round(min(d(acc[SKEL_FIRST]), d(acc[SKEL_LAST])), 4),
             "prompt_diversity": round(d(acc[PROMPT_KEYS][0]), 4),
@@ -252,15 +252,15 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
     """For each candidate payload in a record's response (and not in its own prompt): (ngram, carrier).
 
     Every non-gibberish record also emits (twin key, its candidate n-grams) on the ``twins``
-    output, so that n-grams which only tell a record from its near-identical twin are recognised as edits.
+    output, so that n-grams which only tell a record from its near-identical twin are recognised as edits, and
+    a record whose response holds a candidate not from its prompt emits one element on ``phrased``.
     """
 
     TWINS = "twins"
+    PHRASED = "phrased"  # one element per record with response-only phrasing (``phrasing_lift``'s denominator)
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
-
-    PHRASED = "phrased"
 
     def process(self, f, cands, templates):
         if f["gib"]:
