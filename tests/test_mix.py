@@ -129,3 +129,88 @@ def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch)
         assert len(files) == 3
         digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
     assert digests[1:] == digests[:1] * 3
+
+
+def _outputs(outs):
+    """(records, rejects, file rows, blocks, tasks) of a reader's outputs."""
+    found = {"records": [], ReadFile.REJECT: [], ReadFile.FILE: [], ReadFile.BLOCK: [], ReadFile.TASK: []}
+    for out in outs:
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            found[out.tag].append(out.value)
+        else:
+            found["records"].append(out)
+    return found
+
+
+def _split_read(reader, path):
+    """A plain JSONL file read as the scan reads it with ``split``: the first pass, then every task."""
+    first = _outputs(reader.process(path))
+    assert not first["records"] and not first[ReadFile.BLOCK]
+    tasks = [_outputs(reader.read_task(t)) for t in first[ReadFile.TASK]]
+    for t in tasks:
+        assert not t[ReadFile.FILE] and not t[ReadFile.TASK]
+    return {"records": [r for t in tasks for r in t["records"]],
+            ReadFile.REJECT: first[ReadFile.REJECT] + [r for t in tasks for r in t[ReadFile.REJECT]],
+            ReadFile.FILE: first[ReadFile.FILE],
+            ReadFile.BLOCK: [b for t in tasks for b in t[ReadFile.BLOCK]],
+            ReadFile.TASK: first[ReadFile.TASK]}
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf\r\n\n[1]\n{\"id\": 3}\r\n\n"])
+@pytest.mark.parametrize("fmt", ["auto", "text"])
+@pytest.mark.parametrize("task_records,block_records", [(3, 4), (4, 8), (5000, 50000)])
+def test_a_plain_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypatch, prefix, fmt,
+                                                                    task_records, block_records):
+    """Every line ends in exactly one place, as when the file is read whole: records, rejects (bad JSON, an
+    oversize line, lines before the format is known), the file row; BOM, CRLF, blank lines and a last line
+    without a newline; tasks that do not line up with the mix's blocks; and the mix's blocks read again."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", task_records)
+    monkeypatch.setattr(readers, "BLOCK_RECORDS", block_records)
+    path = _write(tmp_path, "jsonl")
+    body = open(path, "rb").read()
+    open(path, "wb").write(prefix + (body[3:] if prefix else body))
+    whole = _outputs(ReadFile(fmt=fmt, max_record_bytes=200).process(path))
+    split = _split_read(ReadFile(fmt=fmt, max_record_bytes=200, split=True), path)
+    assert len(split[ReadFile.TASK]) == -(-whole[ReadFile.FILE][0]["records"] // task_records)
+    assert split["records"] == whole["records"] and len(whole["records"]) > 10
+    by_index = lambda rows: sorted(rows, key=lambda r: r["source_index"])  # noqa: E731
+    assert by_index(split[ReadFile.REJECT]) == by_index(whole[ReadFile.REJECT]) and whole[ReadFile.REJECT]
+    assert split[ReadFile.FILE] == whole[ReadFile.FILE]
+    reader = ReadFile(fmt=fmt, max_record_bytes=200)
+    blocks = split[ReadFile.BLOCK]
+    assert all(b["offset"] is not None for b in blocks)
+    assert {b["block"] for b in blocks} == {b["block"] for b in whole[ReadFile.BLOCK]}
+    assert [r for b in blocks for r in reader.read_block(b)] == whole["records"]
+    for b in blocks:
+        ids = [r["doc_id"] for r in reader.read_block(b)]
+        assert len(ids) == b["records"] and hashlib.sha256("".join(ids).encode()).hexdigest() == b["digest"]
+    mix = decide_mod.Mix(reader)
+    clean = [o for o in mix.process((0, {"block": blocks, "decisions": []}))
+             if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [c["doc_id"] for c in clean] == [r["doc_id"] for r in whole["records"]]
+
+
+@pytest.mark.parametrize("body", [b"", b"\n\r\n  \n"])
+def test_a_plain_file_without_records_is_one_reject_when_split(tmp_path, body):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(body)
+    whole = _outputs(ReadFile().process(str(path)))
+    split = _split_read(ReadFile(split=True), str(path))
+    assert split[ReadFile.TASK] == [] and split["records"] == []
+    assert split[ReadFile.REJECT] == whole[ReadFile.REJECT] and whole[ReadFile.REJECT][0]["rule"] == "empty_file"
+    assert split[ReadFile.FILE] == whole[ReadFile.FILE]
+
+
+def test_a_plain_file_changed_between_its_first_pass_and_a_task_fails_the_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "TASK_RECORDS", 4)
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(10)))
+    reader = ReadFile(split=True)
+    tasks = _outputs(reader.process(str(path)))[ReadFile.TASK]
+    assert [t["count"] for t in tasks] == [4, 4, 2]
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}!"}) + "\n" for i in range(10)))
+    with pytest.raises(decide_mod.InputChanged):
+        list(reader.read_task(tasks[1]))
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(9)))
+    with pytest.raises(decide_mod.InputChanged):
+        list(reader.read_task(tasks[2]))

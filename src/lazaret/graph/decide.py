@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.graph.mask import snippet
+from lazaret.io.readers import InputChanged  # noqa: F401  (raised here too: a block read again differs)
 
 CLEAN = "clean"
 QUARANTINE = "quarantine"
@@ -194,7 +195,7 @@ class Mix(beam.DoFn):
             self.evidence.setdefault(raw_id.hex(), set()).add(i)
         self.samples = {}
         self.pending = 0
-        for block in sorted(grouped["block"], key=lambda b: (b["path"], b["block"])):
+        for block in sorted(grouped["block"], key=lambda b: (b["path"], b["first"])):
             digest, n = hashlib.sha256(), 0
             for record in self.reader.read_block(block):
                 doc_id = record["doc_id"]
@@ -295,8 +296,6 @@ class Mix(beam.DoFn):
         return list(self._held_scanner._analyze([record]))
 
 
-class InputChanged(RuntimeError):
-    """A block of an input read again by :class:`Mix` differs from what the checks read."""
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:

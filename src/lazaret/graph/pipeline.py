@@ -1,4 +1,4 @@
-"""The scan as one Beam graph: read -> checks -> decisions -> mix (records read again) -> deterministic writers.
+"""The scan as one Beam graph: read (plain JSONL in tasks) -> checks -> decisions -> mix (records read again) -> deterministic writers.
 
 The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
 schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
@@ -18,7 +18,7 @@ from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckRe
                             checks as registered_checks)
 from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
 from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack, unpack_all
-from lazaret.io.readers import ReadFile
+from lazaret.io.readers import ReadFile, ReadTask
 from lazaret.io.writers import WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
@@ -168,13 +168,23 @@ def block_row(block):
 
 def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
-    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)
+    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes, split=True)
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(reader).with_outputs(ReadFile.REJECT, ReadFile.FILE, ReadFile.BLOCK,
-                                                         main="records"))
-    records = read.records | "SpreadRecords" >> SpreadInBlocks()
+                                                         ReadFile.TASK, main="records"))
+    # Plain JSONL files are read in tasks where the tasks land (the read is spread, not the records);
+    # compressed files and Parquet are read whole, and their records spread in blocks.
+    tasks = (read[ReadFile.TASK]
+             | "SpreadReads" >> beam.Reshuffle()
+             | "ReadTasks" >> beam.ParDo(ReadTask(reader)).with_outputs(ReadFile.REJECT, ReadFile.BLOCK,
+                                                                        main="records"))
+    records = ((read.records | "SpreadRecords" >> SpreadInBlocks(), tasks.records)
+               | "AllRecords" >> beam.Flatten())
+    located = (read.records, tasks.records) | "RecordsRead" >> beam.Flatten()
+    read_rejects = (read[ReadFile.REJECT], tasks[ReadFile.REJECT]) | "ReadRejects" >> beam.Flatten()
+    read_blocks = (read[ReadFile.BLOCK], tasks[ReadFile.BLOCK]) | "ReadBlocks" >> beam.Flatten()
 
     results = run_checks(records, plan).values()
     finding_sets = [r.findings for r in results]
@@ -186,7 +196,7 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
 
     # Decisions from findings alone: a record's decisive findings, with the block of the file it lies in
     # (its doc_id does not say), become one decision row keyed by that block.
-    decisions = ({"at": read.records | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
+    decisions = ({"at": located | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
                   "findings": findings
                   | "DecisiveFindings" >> beam.Filter(decisive)
                   | "KeyFindings" >> beam.Map(for_decision)}
@@ -198,14 +208,14 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                 | "ChooseEvidence" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)
                 | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block))
     # The mix: each block of each input is read again and its records written under their decisions.
-    decided = ({"block": read[ReadFile.BLOCK] | "KeyBlocks" >> beam.Map(block_row),
+    decided = ({"block": read_blocks | "KeyBlocks" >> beam.Map(block_row),
                 "decisions": decisions.decisions, "evidence": evidence}
                | "GroupDecisions" >> beam.CoGroupByKey()
                | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
                                                   plan.custom_recognizers))
                .with_outputs(Mix.QUARANTINE_ROWS, Mix.HELD, Mix.COUNTS, Mix.CLUSTER_EVIDENCE, main="clean"))
 
-    rejects = read[ReadFile.REJECT]
+    rejects = read_rejects
     quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
                   | "AllQuarantine" >> beam.Flatten())
     out = plan.staging
