@@ -296,8 +296,6 @@ class Mix(beam.DoFn):
         return list(self._held_scanner._analyze([record]))
 
 
-
-
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:
     for check in ("poisoning", "near_duplicate"):
         for f in reasons:

@@ -1,4 +1,5 @@
-"""The scan as one Beam graph: read (plain JSONL in tasks) -> checks -> decisions -> mix (records read again) -> deterministic writers.
+"""The scan as one Beam graph: read (plain JSONL in tasks) -> checks -> decisions -> mix (records read again) ->
+deterministic writers.
 
 The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
 schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
@@ -141,7 +142,7 @@ def _cluster_hash(check: str, cluster_id: str) -> bytes:
 def decision_row(kv):
     """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
     decision)) for a record with decisive findings; nothing for the others (their decision is clean). Also
-    (tagged CLUSTER_MEMBERS) one (cluster key, (doc_id, block key)) per cluster of the decision."""
+    (tagged CLUSTER_MEMBERS) one (cluster hash, (raw doc_id, block key, position)) per cluster of the decision."""
     doc_id, grouped = kv
     if grouped["at"] and grouped["findings"]:
         findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
@@ -184,7 +185,7 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                | "AllRecords" >> beam.Flatten())
     located = (read.records, tasks.records) | "RecordsRead" >> beam.Flatten()
     read_rejects = (read[ReadFile.REJECT], tasks[ReadFile.REJECT]) | "ReadRejects" >> beam.Flatten()
-    read_blocks = (read[ReadFile.BLOCK], tasks[ReadFile.BLOCK]) | "ReadBlocks" >> beam.Flatten()
+    read_blocks = (read[ReadFile.BLOCK], tasks[ReadFile.BLOCK]) | "AllBlocks" >> beam.Flatten()
 
     results = run_checks(records, plan).values()
     finding_sets = [r.findings for r in results]
