@@ -143,7 +143,7 @@ def _outputs(outs):
 
 
 def _split_read(reader, path):
-    """A plain JSONL file read as the scan reads it with ``split``: the first pass, then every task."""
+    """A JSONL file read as the scan reads it with ``split``: the first pass, then every task."""
     first = _outputs(reader.process(path))
     assert not first["records"] and not first[ReadFile.BLOCK]
     tasks = [_outputs(reader.read_task(t)) for t in first[ReadFile.TASK]]
@@ -159,18 +159,36 @@ def _split_read(reader, path):
 @pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf\r\n\n[1]\n{\"id\": 3}\r\n\n"])
 @pytest.mark.parametrize("fmt", ["auto", "text"])
 @pytest.mark.parametrize("task_records,block_records", [(3, 4), (4, 8), (5000, 50000)])
-def test_a_plain_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypatch, prefix, fmt,
-                                                                    task_records, block_records):
+@pytest.mark.parametrize("kind", ["jsonl", "gz", "gz-no-index"])
+def test_a_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypatch, prefix, fmt,
+                                                              task_records, block_records, kind):
     """Every line ends in exactly one place, as when the file is read whole: records, rejects (bad JSON, an
     oversize line, lines before the format is known), the file row; BOM, CRLF, blank lines and a last line
-    without a newline; tasks that do not line up with the mix's blocks; and the mix's blocks read again."""
+    without a newline; tasks that do not line up with the mix's blocks; and the mix's blocks read again.
+    Plain files by byte offset; gzip files (two members here) through their seek index, or without one by
+    decompressing from the start."""
     monkeypatch.setattr(readers, "TASK_RECORDS", task_records)
     monkeypatch.setattr(readers, "BLOCK_RECORDS", block_records)
     path = _write(tmp_path, "jsonl")
     body = open(path, "rb").read()
-    open(path, "wb").write(prefix + (body[3:] if prefix else body))
+    body = prefix + (body[3:] if prefix else body)
+    if kind == "jsonl":
+        open(path, "wb").write(body)
+    else:
+        path = path + ".gz"
+        half = len(body) // 2
+        open(path, "wb").write(gzip.compress(body[:half]) + gzip.compress(body[half:]))
+    index_dir = str(tmp_path / "seek") if kind == "gz" else None
     whole = _outputs(ReadFile(fmt=fmt, max_record_bytes=200).process(path))
-    split = _split_read(ReadFile(fmt=fmt, max_record_bytes=200, split=True), path)
+    if kind == "gz-no-index":  # not split without a folder for the index: read whole
+        assert _outputs(ReadFile(fmt=fmt, max_record_bytes=200, split=True).process(path)) == whole
+        return
+    split = _split_read(ReadFile(fmt=fmt, max_record_bytes=200, split=True, index_dir=index_dir), path)
+    indexed = [t["index"] for t in split[ReadFile.TASK]]
+    if kind == "gz" and len(indexed) > 1:
+        assert all(indexed) and len(set(indexed)) == 1
+    else:
+        assert not any(indexed)
     assert len(split[ReadFile.TASK]) == -(-whole[ReadFile.FILE][0]["records"] // task_records)
     assert split["records"] == whole["records"] and len(whole["records"]) > 10
     by_index = lambda rows: sorted(rows, key=lambda r: r["source_index"])  # noqa: E731
@@ -214,3 +232,29 @@ def test_a_plain_file_changed_between_its_first_pass_and_a_task_fails_the_read(t
     path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(9)))
     with pytest.raises(decide_mod.InputChanged):
         list(reader.read_task(tasks[2]))
+
+
+def test_a_damaged_gzip_file_is_read_whole_when_split(tmp_path, monkeypatch):
+    """A truncated gzip stream keeps today's outcome: the records before the damage and one stream-error
+    reject, read by the first pass itself (no tasks)."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", 3)
+    body = "".join(json.dumps({"id": f"t{i}", "text": f"text {i} " * 20}) + "\n" for i in range(40)).encode()
+    data = gzip.compress(body)
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    whole = _outputs(ReadFile().process(str(path)))
+    split = _outputs(ReadFile(split=True, index_dir=str(tmp_path / "seek")).process(str(path)))
+    assert not split[ReadFile.TASK]
+    assert split == whole and whole[ReadFile.FILE][0]["error"] == "truncated_stream"
+
+
+def test_gzip_tasks_without_the_index_decompress_from_the_start(tmp_path, monkeypatch):
+    """A task whose seek index is missing (none was written) reads its lines from the start of the stream."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", 4)
+    path = tmp_path / "c.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps({"text": f"text {i}"}) + "\n" for i in range(10)).encode()))
+    reader = ReadFile(split=True, index_dir=str(tmp_path / "seek"))
+    tasks = _outputs(reader.process(str(path)))[ReadFile.TASK]
+    assert len(tasks) == 3 and all(t["index"] for t in tasks)
+    records = [r for t in tasks for r in _outputs(reader.read_task(dict(t, index=None)))["records"]]
+    assert [r["source_index"] for r in records] == list(range(10))

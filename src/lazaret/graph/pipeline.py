@@ -1,4 +1,4 @@
-"""The scan as one Beam graph: read (plain JSONL in tasks) -> checks -> decisions -> mix (records read again) ->
+"""The scan as one Beam graph: read (JSONL in tasks) -> checks -> decisions -> mix (records read again) ->
 deterministic writers.
 
 The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
@@ -19,6 +19,7 @@ from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckRe
                             checks as registered_checks)
 from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
 from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack, unpack_all
+from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
 from lazaret.io.writers import WriteJson, WriteShards
 
@@ -169,14 +170,15 @@ def block_row(block):
 
 def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
-    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes, split=True)
+    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes, split=True,
+                      index_dir=f"{plan.staging}/{SEEK_DIR}")
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(reader).with_outputs(ReadFile.REJECT, ReadFile.FILE, ReadFile.BLOCK,
                                                          ReadFile.TASK, main="records"))
-    # Plain JSONL files are read in tasks where the tasks land (the read is spread, not the records);
-    # compressed files and Parquet are read whole, and their records spread in blocks.
+    # Plain and gzip JSONL files are read in tasks where the tasks land (the read is spread, not the
+    # records); zstd files and Parquet are read whole, and their records spread in blocks.
     tasks = (read[ReadFile.TASK]
              | "SpreadReads" >> beam.Reshuffle()
              | "ReadTasks" >> beam.ParDo(ReadTask(reader)).with_outputs(ReadFile.REJECT, ReadFile.BLOCK,
