@@ -129,3 +129,132 @@ def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch)
         assert len(files) == 3
         digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
     assert digests[1:] == digests[:1] * 3
+
+
+def _outputs(outs):
+    """(records, rejects, file rows, blocks, tasks) of a reader's outputs."""
+    found = {"records": [], ReadFile.REJECT: [], ReadFile.FILE: [], ReadFile.BLOCK: [], ReadFile.TASK: []}
+    for out in outs:
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            found[out.tag].append(out.value)
+        else:
+            found["records"].append(out)
+    return found
+
+
+def _split_read(reader, path):
+    """A JSONL file read as the scan reads it with ``split``: the first pass, then every task."""
+    first = _outputs(reader.process(path))
+    assert not first["records"] and not first[ReadFile.BLOCK]
+    tasks = [_outputs(reader.read_task(t)) for t in first[ReadFile.TASK]]
+    for t in tasks:
+        assert not t[ReadFile.FILE] and not t[ReadFile.TASK]
+    return {"records": [r for t in tasks for r in t["records"]],
+            ReadFile.REJECT: first[ReadFile.REJECT] + [r for t in tasks for r in t[ReadFile.REJECT]],
+            ReadFile.FILE: first[ReadFile.FILE],
+            ReadFile.BLOCK: [b for t in tasks for b in t[ReadFile.BLOCK]],
+            ReadFile.TASK: first[ReadFile.TASK]}
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf\r\n\n[1]\n{\"id\": 3}\r\n\n"])
+@pytest.mark.parametrize("fmt", ["auto", "text"])
+@pytest.mark.parametrize("task_records,block_records", [(3, 4), (4, 8), (5000, 50000)])
+@pytest.mark.parametrize("kind", ["jsonl", "gz", "gz-no-index"])
+def test_a_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypatch, prefix, fmt,
+                                                              task_records, block_records, kind):
+    """Every line ends in exactly one place, as when the file is read whole: records, rejects (bad JSON, an
+    oversize line, lines before the format is known), the file row; BOM, CRLF, blank lines and a last line
+    without a newline; tasks that do not line up with the mix's blocks; and the mix's blocks read again.
+    Plain files by byte offset; gzip files (two members here) through their seek index, or without one by
+    decompressing from the start."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", task_records)
+    monkeypatch.setattr(readers, "BLOCK_RECORDS", block_records)
+    path = _write(tmp_path, "jsonl")
+    body = open(path, "rb").read()
+    body = prefix + (body[3:] if prefix else body)
+    if kind == "jsonl":
+        open(path, "wb").write(body)
+    else:
+        path = path + ".gz"
+        half = len(body) // 2
+        open(path, "wb").write(gzip.compress(body[:half]) + gzip.compress(body[half:]))
+    index_dir = str(tmp_path / "seek") if kind == "gz" else None
+    whole = _outputs(ReadFile(fmt=fmt, max_record_bytes=200).process(path))
+    if kind == "gz-no-index":  # not split without a folder for the index: read whole
+        assert _outputs(ReadFile(fmt=fmt, max_record_bytes=200, split=True).process(path)) == whole
+        return
+    split = _split_read(ReadFile(fmt=fmt, max_record_bytes=200, split=True, index_dir=index_dir), path)
+    indexed = [t["index"] for t in split[ReadFile.TASK]]
+    if kind == "gz" and len(indexed) > 1:
+        assert all(indexed) and len(set(indexed)) == 1
+    else:
+        assert not any(indexed)
+    assert len(split[ReadFile.TASK]) == -(-whole[ReadFile.FILE][0]["records"] // task_records)
+    assert split["records"] == whole["records"] and len(whole["records"]) > 10
+    by_index = lambda rows: sorted(rows, key=lambda r: r["source_index"])  # noqa: E731
+    assert by_index(split[ReadFile.REJECT]) == by_index(whole[ReadFile.REJECT]) and whole[ReadFile.REJECT]
+    assert split[ReadFile.FILE] == whole[ReadFile.FILE]
+    reader = ReadFile(fmt=fmt, max_record_bytes=200)
+    blocks = split[ReadFile.BLOCK]
+    assert all(b["offset"] is not None for b in blocks)
+    assert {b["block"] for b in blocks} == {b["block"] for b in whole[ReadFile.BLOCK]}
+    assert [r for b in blocks for r in reader.read_block(b)] == whole["records"]
+    for b in blocks:
+        ids = [r["doc_id"] for r in reader.read_block(b)]
+        assert len(ids) == b["records"] and hashlib.sha256("".join(ids).encode()).hexdigest() == b["digest"]
+    mix = decide_mod.Mix(reader)
+    clean = [o for o in mix.process((0, {"block": blocks, "decisions": []}))
+             if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [c["doc_id"] for c in clean] == [r["doc_id"] for r in whole["records"]]
+
+
+@pytest.mark.parametrize("body", [b"", b"\n\r\n  \n"])
+def test_a_plain_file_without_records_is_one_reject_when_split(tmp_path, body):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(body)
+    whole = _outputs(ReadFile().process(str(path)))
+    split = _split_read(ReadFile(split=True), str(path))
+    assert split[ReadFile.TASK] == [] and split["records"] == []
+    assert split[ReadFile.REJECT] == whole[ReadFile.REJECT] and whole[ReadFile.REJECT][0]["rule"] == "empty_file"
+    assert split[ReadFile.FILE] == whole[ReadFile.FILE]
+
+
+def test_a_plain_file_changed_between_its_first_pass_and_a_task_fails_the_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "TASK_RECORDS", 4)
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(10)))
+    reader = ReadFile(split=True)
+    tasks = _outputs(reader.process(str(path)))[ReadFile.TASK]
+    assert [t["count"] for t in tasks] == [4, 4, 2]
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}!"}) + "\n" for i in range(10)))
+    with pytest.raises(decide_mod.InputChanged):
+        list(reader.read_task(tasks[1]))
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": f"text {i}"}) + "\n" for i in range(9)))
+    with pytest.raises(decide_mod.InputChanged):
+        list(reader.read_task(tasks[2]))
+
+
+def test_a_damaged_gzip_file_is_read_whole_when_split(tmp_path, monkeypatch):
+    """A truncated gzip stream keeps today's outcome: the records before the damage and one stream-error
+    reject, read by the first pass itself (no tasks)."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", 3)
+    body = "".join(json.dumps({"id": f"t{i}", "text": f"text {i} " * 20}) + "\n" for i in range(40)).encode()
+    data = gzip.compress(body)
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    whole = _outputs(ReadFile().process(str(path)))
+    split = _outputs(ReadFile(split=True, index_dir=str(tmp_path / "seek")).process(str(path)))
+    assert not split[ReadFile.TASK]
+    assert split == whole and whole[ReadFile.FILE][0]["error"] == "truncated_stream"
+
+
+def test_gzip_tasks_without_the_index_decompress_from_the_start(tmp_path, monkeypatch):
+    """A task whose seek index is missing (none was written) reads its lines from the start of the stream."""
+    monkeypatch.setattr(readers, "TASK_RECORDS", 4)
+    path = tmp_path / "c.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps({"text": f"text {i}"}) + "\n" for i in range(10)).encode()))
+    reader = ReadFile(split=True, index_dir=str(tmp_path / "seek"))
+    tasks = _outputs(reader.process(str(path)))[ReadFile.TASK]
+    assert len(tasks) == 3 and all(t["index"] for t in tasks)
+    records = [r for t in tasks for r in _outputs(reader.read_task(dict(t, index=None)))["records"]]
+    assert [r["source_index"] for r in records] == list(range(10))

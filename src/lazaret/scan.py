@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lazaret import __version__
 from lazaret.checks import default_selection, names as registered_names
+from lazaret.graph.outdir import SEEK_DIR
 from lazaret.rules.errors import ConfigError
 
 log = logging.getLogger("lazaret")
@@ -365,6 +366,7 @@ def write_summary(staging: str, checks: List[str]) -> Tuple[Dict[str, Any], List
         files = json.load(fh)
     os.remove(os.path.join(staging, "_counts.json"))
     os.remove(os.path.join(staging, "_files.json"))
+    shutil.rmtree(os.path.join(staging, SEEK_DIR), ignore_errors=True)  # gzip seek indexes (io.readers)
     for kind in MANIFESTS:
         ensure_empty_parquet(staging, kind)
     summary = summarise(counts_rows, files, checks)
@@ -459,7 +461,7 @@ def _dry_run_done(result: Any, staging: str, args: argparse.Namespace) -> int:
     job = getattr(result, "job", None)
     proto = getattr(job, "proto_pipeline", None)
     names = sorted(t.unique_name for t in proto.components.transforms.values()) if proto is not None else []
-    for kind in ("clean", "held") + MANIFESTS:
+    for kind in ("clean", "held", SEEK_DIR) + MANIFESTS:
         shutil.rmtree(os.path.join(staging, kind), ignore_errors=True)
     with open(os.path.join(staging, "job_graph.json"), "w", encoding="utf-8") as fh:
         json.dump({"dry_run": True, "transforms": names}, fh, indent=1)

@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.graph.mask import snippet
+from lazaret.io.readers import InputChanged  # noqa: F401  (raised here too: a block read again differs)
 
 CLEAN = "clean"
 QUARANTINE = "quarantine"
@@ -139,8 +140,12 @@ def decide(findings: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 class Mix(beam.DoFn):
-    """(block key, {'block': [block of an input file], 'decisions': [(doc_id, packed decision)]}) -> clean line
-    | quarantine row | held record | counts | cluster evidence, for every record of the block.
+    """(block key, {'block': [block of an input file], 'decisions': [(doc_id, packed decision)], 'evidence':
+    [(raw doc_id, position in the decision's clusters)]}) -> clean line | quarantine row | held record | counts
+    | cluster evidence, for every record of the block. A record's masked snippet is sent only for the
+    clusters whose evidence it was chosen to be (``evidence``: the EVIDENCE_PER_CLUSTER smallest doc_ids of a
+    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key, packed
+    [(doc_id, snippet)]) per cluster and block.
 
     The block's records are read again from the input (``ReadFile.read_block``); a record without a decision
     is clean. The block's record count and the digest of its doc_ids must match what the first read saw: a
@@ -151,6 +156,7 @@ class Mix(beam.DoFn):
     COUNTS = "counts"
     CLUSTER_EVIDENCE = "cluster_evidence"
     EVIDENCE_PER_CLUSTER = 8
+    MAX_PENDING_SAMPLES = 5000  # evidence snippets one element holds before sending them
 
     def __init__(self, reader: Any, held_pii: Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]] = None) -> None:
         """``reader``: the scan's ``ReadFile`` (it reads the blocks again, without counting them twice).
@@ -163,6 +169,11 @@ class Mix(beam.DoFn):
         self.held_pii = held_pii
         self._held_scanner = None
         self.held_scanned = Metrics.counter("lazaret.decide", "held_pattern_scanned")
+        # per element: doc_id -> positions in its decision's clusters of those it is evidence of, and the
+        # snippets not yet sent (cluster key -> [(doc_id, masked)])
+        self.evidence: Dict[str, set] = {}
+        self.samples: Dict[str, List[Tuple[str, str]]] = {}
+        self.pending = 0
 
     @classmethod
     def for_scan(cls, reader: Any, checks: List[str], pii_section: Dict[str, Any],
@@ -179,7 +190,12 @@ class Mix(beam.DoFn):
     def process(self, element: Tuple[Any, Dict[str, List[Any]]]) -> Iterator[Any]:
         _key, grouped = element
         decisions = dict(grouped["decisions"])
-        for block in sorted(grouped["block"], key=lambda b: (b["path"], b["block"])):
+        self.evidence = {}
+        for raw_id, i in grouped.get("evidence") or ():
+            self.evidence.setdefault(raw_id.hex(), set()).add(i)
+        self.samples = {}
+        self.pending = 0
+        for block in sorted(grouped["block"], key=lambda b: (b["path"], b["first"])):
             digest, n = hashlib.sha256(), 0
             for record in self.reader.read_block(block):
                 doc_id = record["doc_id"]
@@ -191,6 +207,7 @@ class Mix(beam.DoFn):
                 raise InputChanged(f"{block['path']} changed during the scan: its block {block['block']} gave {n} "
                                    f"records (or other ones) when read again, {block['records']} when the checks "
                                    "read it")
+        yield from self._send_samples()
         if decisions:
             raise InputChanged(f"an input file changed during the scan: {len(decisions)} decided records were "
                                "not found when their file was read again")
@@ -206,12 +223,18 @@ class Mix(beam.DoFn):
         if decision["flagged"]:
             yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "flagged"))
         spans = decision["spans"]
-        if decision["clusters"]:
+        chosen = self.evidence.get(doc_id) if decision["clusters"] else None
+        if chosen:
             # Cluster evidence for the report is built here, where the record's PII spans are known, so a
-            # check's own snippets never reach a manifest unmasked.
+            # check's own snippets never reach a manifest unmasked; only for the clusters that chose this
+            # record as evidence (pipeline "ChooseEvidence"), not for every cluster it belongs to.
             masked = evidence_of(record, spans)
-            for check, cluster_id in decision["clusters"]:
-                yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (f"{check}:{cluster_id}", (doc_id, masked)))
+            for i in sorted(chosen):
+                check, cluster_id = decision["clusters"][i]
+                self.samples.setdefault(f"{check}:{cluster_id}", []).append((doc_id, masked))
+                self.pending += 1
+            if self.pending >= self.MAX_PENDING_SAMPLES:
+                yield from self._send_samples()
         if action == CLEAN:
             redacting = decision["redacting"]
             raw = redact_spans(record, spans, self.anonymizer) if redacting else record["raw"]
@@ -222,6 +245,15 @@ class Mix(beam.DoFn):
                    "line": line}
         else:
             yield from self._hold(doc_id, record, decision)
+
+    def _send_samples(self) -> Iterator[Any]:
+        """The block's evidence snippets, one packed list per cluster: the snippets of one cluster's members
+        repeat the same text (near-duplicates, one template) and fold together."""
+        from lazaret.graph.packing import pack
+
+        samples, self.samples, self.pending = self.samples, {}, 0
+        for cluster_key in sorted(samples):
+            yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (cluster_key, pack(samples[cluster_key])))
 
     def _hold(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
         action = decision["action"]
@@ -262,10 +294,6 @@ class Mix(beam.DoFn):
             scanner._count = lambda entity: None  # not the PII check's counters: it did not run
             self._held_scanner = scanner
         return list(self._held_scanner._analyze([record]))
-
-
-class InputChanged(RuntimeError):
-    """A block of an input read again by :class:`Mix` differs from what the checks read."""
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:

@@ -28,6 +28,7 @@ LOCK_NAME = ".lazaret-lock"
 # Files whose presence marks a folder as a Lazaret scan output (summary.json and provenance.json are written
 # by every finished scan, job_graph.json by a --dry_run).
 OUTPUT_MARKERS = ("provenance.json", "summary.json", "job_graph.json")
+SEEK_DIR = "_seek"  # in a staging folder: gzip seek indexes (lazaret.io.readers), removed before --out
 _STAGING_RE = re.compile(re.escape(STAGING_INFIX) + r"[0-9a-f]{8}$")
 
 _held_locks: dict = {}  # staging path -> open lock file, held until the run ends (released on process death)

@@ -1,4 +1,5 @@
-"""The scan as one Beam graph: read -> checks -> decisions -> mix (records read again) -> deterministic writers.
+"""The scan as one Beam graph: read (JSONL in tasks) -> checks -> decisions -> mix (records read again) ->
+deterministic writers.
 
 The checks come from one registry (lazaret.checks): each returns findings and optional clusters in one
 schema, and nothing here knows which checks exist. Nothing here touches the local disk of the launcher:
@@ -9,6 +10,7 @@ inputs and outputs go through Beam's filesystems and all configuration travels i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
@@ -16,8 +18,9 @@ import apache_beam as beam
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
 from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
-from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack_all
-from lazaret.io.readers import ReadFile
+from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack, unpack_all
+from lazaret.graph.outdir import SEEK_DIR
+from lazaret.io.readers import ReadFile, ReadTask
 from lazaret.io.writers import WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
@@ -102,11 +105,11 @@ def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
 
 
 def with_masked_evidence(kv):
-    """A cluster row with its evidence replaced by PII-masked snippets of its members from the decision step
-    (members listed first, then the smallest doc_ids)."""
+    """A cluster row with its evidence replaced by PII-masked snippets of its members from the mix (the
+    EVIDENCE_PER_CLUSTER smallest doc_ids of its decided members; members listed first, then by doc_id)."""
     _key, grouped = kv
-    samples = grouped["evidence"][0] if grouped["evidence"] else []
-    for row in grouped["row"]:
+    samples = [sample for packed in grouped["evidence"] for sample in unpack(packed)]
+    for row in map(unpack, grouped["row"]):
         listed = set(row["members"])
         ordered = sorted(samples, key=lambda s: (s[0] not in listed, s[0]))
         yield dict(row, evidence=[text for _doc, text in ordered])
@@ -126,13 +129,38 @@ def for_decision(f: Dict[str, Any]) -> Tuple[str, bytes]:
     return f["doc_id"], pack(tuple(values))
 
 
+#: the tagged output of "Decide" that lists, per cluster a decided record belongs to, (cluster, (raw doc_id,
+#: block key, position of the cluster in the decision's clusters)): the candidates for the cluster's evidence.
+#: Compact on purpose (one per cluster member): the cluster as the first 16 bytes of the sha256 of its key,
+#: the doc_id as its 16 raw bytes (lowercase hex and raw bytes sort alike, so the smallest are the same).
+CLUSTER_MEMBERS = "cluster_members"
+
+
+def _cluster_hash(check: str, cluster_id: str) -> bytes:
+    return hashlib.sha256(f"{check}:{cluster_id}".encode("utf-8")).digest()[:16]
+
+
 def decision_row(kv):
     """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
-    decision)) for a record with decisive findings; nothing for the others (their decision is clean)."""
+    decision)) for a record with decisive findings; nothing for the others (their decision is clean). Also
+    (tagged CLUSTER_MEMBERS) one (cluster hash, (raw doc_id, block key, position)) per cluster of the decision."""
     doc_id, grouped = kv
     if grouped["at"] and grouped["findings"]:
         findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
-        yield grouped["at"][0], (doc_id, pack_decision(decide(findings)))
+        decision = decide(findings)
+        at = grouped["at"][0]
+        yield at, (doc_id, pack_decision(decision))
+        for i, (check, cluster_id) in enumerate(decision["clusters"]):
+            yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
+                                                             (bytes.fromhex(doc_id), at, i)))
+
+
+def evidence_to_block(kv):
+    """(cluster, [(raw doc_id, block key, position)] chosen) -> (block key, (raw doc_id, position)) per chosen
+    member, so the mix of the member's block sends its masked snippet for that cluster."""
+    _cluster, chosen = kv
+    for raw_id, at, i in chosen:
+        yield at, (raw_id, i)
 
 
 def block_row(block):
@@ -142,13 +170,24 @@ def block_row(block):
 
 def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     """The scan graph for ``plan``; the checks come from the registry (lazaret.checks), in-house ones too."""
-    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes)
+    reader = ReadFile(plan.fmt, plan.id_field, plan.max_record_bytes, split=True,
+                      index_dir=f"{plan.staging}/{SEEK_DIR}")
     read = (p
             | "Inputs" >> beam.Create(plan.inputs)
             | "SpreadFiles" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(reader).with_outputs(ReadFile.REJECT, ReadFile.FILE, ReadFile.BLOCK,
-                                                         main="records"))
-    records = read.records | "SpreadRecords" >> SpreadInBlocks()
+                                                         ReadFile.TASK, main="records"))
+    # Plain and gzip JSONL files are read in tasks where the tasks land (the read is spread, not the
+    # records); zstd files and Parquet are read whole, and their records spread in blocks.
+    tasks = (read[ReadFile.TASK]
+             | "SpreadReads" >> beam.Reshuffle()
+             | "ReadTasks" >> beam.ParDo(ReadTask(reader)).with_outputs(ReadFile.REJECT, ReadFile.BLOCK,
+                                                                        main="records"))
+    records = ((read.records | "SpreadRecords" >> SpreadInBlocks(), tasks.records)
+               | "AllRecords" >> beam.Flatten())
+    located = (read.records, tasks.records) | "RecordsRead" >> beam.Flatten()
+    read_rejects = (read[ReadFile.REJECT], tasks[ReadFile.REJECT]) | "ReadRejects" >> beam.Flatten()
+    read_blocks = (read[ReadFile.BLOCK], tasks[ReadFile.BLOCK]) | "AllBlocks" >> beam.Flatten()
 
     results = run_checks(records, plan).values()
     finding_sets = [r.findings for r in results]
@@ -160,20 +199,26 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
 
     # Decisions from findings alone: a record's decisive findings, with the block of the file it lies in
     # (its doc_id does not say), become one decision row keyed by that block.
-    decisions = ({"at": read.records | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
+    decisions = ({"at": located | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
                   "findings": findings
                   | "DecisiveFindings" >> beam.Filter(decisive)
                   | "KeyFindings" >> beam.Map(for_decision)}
                  | "Join" >> beam.CoGroupByKey()
-                 | "Decide" >> beam.FlatMap(decision_row))
+                 | "Decide" >> beam.FlatMap(decision_row).with_outputs(CLUSTER_MEMBERS, main="decisions"))
+    # A cluster's evidence: its decided members with the smallest doc_ids, chosen before the mix so that the
+    # mix masks and sends only their snippets (not one per member of every cluster).
+    evidence = (decisions[CLUSTER_MEMBERS]
+                | "ChooseEvidence" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)
+                | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block))
     # The mix: each block of each input is read again and its records written under their decisions.
-    decided = ({"block": read[ReadFile.BLOCK] | "KeyBlocks" >> beam.Map(block_row), "decisions": decisions}
+    decided = ({"block": read_blocks | "KeyBlocks" >> beam.Map(block_row),
+                "decisions": decisions.decisions, "evidence": evidence}
                | "GroupDecisions" >> beam.CoGroupByKey()
                | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
                                                   plan.custom_recognizers))
                .with_outputs(Mix.QUARANTINE_ROWS, Mix.HELD, Mix.COUNTS, Mix.CLUSTER_EVIDENCE, main="clean"))
 
-    rejects = read[ReadFile.REJECT]
+    rejects = read_rejects
     quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
                   | "AllQuarantine" >> beam.Flatten())
     out = plan.staging
@@ -189,9 +234,8 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                                           batch_rows=WRITE_PACK_ROWS))
     if cluster_sets:
         clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
-                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", r)),
-                     "evidence": decided[Mix.CLUSTER_EVIDENCE]
-                     | "EvidenceSample" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)}
+                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", pack(r))),
+                     "evidence": decided[Mix.CLUSTER_EVIDENCE]}
                     | "JoinEvidence" >> beam.CoGroupByKey()
                     | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
         _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",

@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from lazaret.graph.mask import shape
-from lazaret.graph.packing import MIX_BLOCK
+from lazaret.graph.packing import MIX_BLOCK, SPREAD_BLOCK
 from lazaret.graph.outdir import in_lazaret_output, skip_dir
 from lazaret.graph.records import MalformedRecord, build_record, detect_format, make_doc_id, record_id_of, sha256_hex
 
@@ -36,6 +36,18 @@ SUPPORTED_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 PROGRESS_EVERY = 50000
 BLOCK_RECORDS = MIX_BLOCK  # records per block (see _Blocks)
+# Record indexes of a plain JSONL file read by one task (ReadFile.read_task): the record spread's block
+# (packing.SPREAD_BLOCK, the PII cache's reason for it), so a task reads what one spread block held.
+TASK_RECORDS = SPREAD_BLOCK
+SPLIT_SUFFIXES = (".jsonl", ".ndjson")  # uncompressed: a line is reached by its byte offset (seek)
+GZIP_SPLIT_SUFFIXES = (".jsonl.gz", ".ndjson.gz")  # reached through a seek index (write_seek_index)
+SEEK_POINTS = 64  # checkpoints of a gzip seek index at most (each holds a 32 KiB window)
+SEEK_MIN_SPACING = 1 << 20  # bytes of decompressed data between checkpoints, at least
+
+
+class InputChanged(RuntimeError):
+    """An input file read again (a task of a split file, a block read by the mix) differs from what the
+    first read saw: the scan fails rather than let records no check has seen through."""
 
 
 class InputError(Exception):
@@ -253,9 +265,18 @@ def iter_lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[Tuple[Option
     A StreamError from ``chunks`` propagates after every complete line before the damage was yielded; the
     partial line is not yielded.
     """
+    for body, size, sha, _start in iter_lines_at(chunks, max_bytes):
+        yield body, size, sha
+
+
+def iter_lines_at(chunks: Iterator[bytes], max_bytes: int,
+                  base: int = 0) -> Iterator[Tuple[Optional[bytes], int, str, int]]:
+    """``iter_lines`` with the offset of each line's first byte in the stream of ``chunks`` (plus ``base``:
+    where the chunks start in the file), so a plain file's line can be reached again by seeking there."""
     buf = bytearray()
     oversize: Optional[Any] = None  # running sha256 while skipping an oversized line
     oversize_len = 0
+    start = base
     for chunk in chunks:
         pos = 0
         n = len(chunk)
@@ -277,17 +298,89 @@ def iter_lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[Tuple[Option
                 break
             pos = nl + 1
             if oversize is not None:
-                yield None, oversize_len, oversize.hexdigest()
+                yield None, oversize_len, oversize.hexdigest(), start
                 oversize, oversize_len = None, 0
             else:
                 body = _body(buf)
                 buf = bytearray()
-                yield body, len(body), sha256_hex(body)
+                yield body, len(body), sha256_hex(body), start
+            start = base + pos
+        base += n
     if oversize is not None:
-        yield None, oversize_len, oversize.hexdigest()
+        yield None, oversize_len, oversize.hexdigest(), start
     elif buf:
         body = _body(buf)
-        yield body, len(body), sha256_hex(body)
+        yield body, len(body), sha256_hex(body), start
+
+
+def plain_chunks(raw: Any) -> Iterator[bytes]:
+    """An uncompressed stream in reads of CHUNK bytes."""
+    while True:
+        data = raw.read(CHUNK)
+        if not data:
+            return
+        yield data
+
+
+def write_seek_index(path: str, index_dir: str, size: int) -> str:
+    """A seek index of the gzip file ``path`` (indexed_gzip: the deflate state every ``spacing`` bytes of
+    decompressed data), written to ``index_dir``; its path.
+
+    Why: a line in the middle of one gzip stream can otherwise only be reached by decompressing from the
+    start (the tasks of a 1 GB file would decompress it ~80 times). Building it decompresses the file once
+    more (0.14 CPU-s for T0's 70 MB); at most SEEK_POINTS checkpoints (spacing grows with the file), so each
+    task reads at most ~2 MB of index and decompresses at most one spacing before its first line."""
+    import indexed_gzip
+
+    name = FileSystems.join(index_dir, sha256_hex(path.encode("utf-8", "surrogatepass"))[:32] + ".gzidx")
+    spacing = max(SEEK_MIN_SPACING, size // SEEK_POINTS)
+    with FileSystems.open(path, compression_type="uncompressed") as fh:
+        gz = indexed_gzip.IndexedGzipFile(fileobj=fh, spacing=spacing, drop_handles=False)
+        try:
+            gz.build_full_index()
+            with FileSystems.create(name, compression_type="uncompressed") as out:
+                gz.export_index(fileobj=out)
+        finally:
+            gz.close()
+    return name
+
+
+def chunks_at(raw: Any, path: str, offset: int, seek_index: Optional[str]) -> Iterator[bytes]:
+    """The decompressed stream of ``raw`` (an open input file) from byte ``offset`` on: a seek in a plain
+    file, through the seek index in a gzip file, or by decompressing from the start when it has none."""
+    if not path.lower().endswith(".gz"):
+        raw.seek(offset)
+        return plain_chunks(raw)
+    if seek_index is None:
+        return skip_bytes(decompressed_chunks(raw, path), offset)
+    return _indexed_gzip_chunks(raw, offset, seek_index)
+
+
+def _indexed_gzip_chunks(raw: Any, offset: int, seek_index: str) -> Iterator[bytes]:
+    import indexed_gzip
+
+    gz = indexed_gzip.IndexedGzipFile(fileobj=raw, drop_handles=False)
+    try:
+        with FileSystems.open(seek_index, compression_type="uncompressed") as fh:
+            gz.import_index(fileobj=fh)
+        gz.seek(offset)
+        while True:
+            data = gz.read(CHUNK)
+            if not data:
+                return
+            yield data
+    finally:
+        gz.close()
+
+
+def skip_bytes(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
+    """``chunks`` from their ``n``-th byte on."""
+    for chunk in chunks:
+        if n >= len(chunk):
+            n -= len(chunk)
+            continue
+        yield chunk[n:] if n else chunk
+        n = 0
 
 
 def skip_lines(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
@@ -427,31 +520,57 @@ class _Blocks:
         if idx % BLOCK_RECORDS:
             return
         yield from self.finish()
-        self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "line": line, "fmt": fmt, "records": 0}
+        self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "first": idx, "end": idx + BLOCK_RECORDS,
+                        "line": line, "offset": None, "fmt": fmt, "records": 0}
+        self.digest = hashlib.sha256()
+
+    def open(self, idx: int, line: int, offset: int, fmt: Optional[str], index: Optional[str] = None) -> None:
+        """A block (or the part of one that a task reads) starting at record ``idx``, found at byte
+        ``offset`` of the decompressed stream (``index``: a gzip file's seek index); :meth:`finish` with the
+        index it ends before."""
+        self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "first": idx, "end": None,
+                        "line": line, "offset": offset, "index": index, "fmt": fmt, "records": 0}
         self.digest = hashlib.sha256()
 
     def record(self, doc_id: str) -> None:
         self.current["records"] += 1
         self.digest.update(doc_id.encode("ascii"))
 
-    def finish(self) -> Iterator[Dict[str, Any]]:
+    def finish(self, end: Optional[int] = None) -> Iterator[Dict[str, Any]]:
         if self.current is not None and self.current["records"]:
-            yield dict(self.current, digest=self.digest.hexdigest())
+            row = dict(self.current, digest=self.digest.hexdigest())
+            if end is not None:
+                row["end"] = end
+            yield row
         self.current = None
 
 
 class ReadFile(beam.DoFn):
     """One input path in; records (main output), rejects, one file-info row and its blocks (tagged outputs)
-    out. ``read_block`` reads one block's records again (``lazaret.graph.decide.Mix``)."""
+    out. ``read_block`` reads one block's records again (``lazaret.graph.decide.Mix``).
+
+    With ``split``, a plain (uncompressed) JSONL file is not read here: one pass over its lines finds what
+    the file row and the file-level rejects need and where each run of TASK_RECORDS record indexes starts
+    (byte offset, line, the file's format there, a digest of their doc_ids), and emits those as tasks
+    (TASK); ``read_task`` (:class:`ReadTask`, after a reshuffle of the tasks) reads, parses and checks each
+    where it lands. Why: the records then need no reshuffle to reach several workers (the record spread
+    moved every record once, ~1 byte of shuffle per input byte); the tasks are a few hundred bytes each.
+    Compressed files and Parquet are read whole here (a gzip stream cannot be entered in the middle)."""
 
     REJECT = "reject"
     FILE = "file"
     BLOCK = "block"
+    TASK = "task"
 
-    def __init__(self, fmt: str = "auto", id_field: str = "id", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
+    def __init__(self, fmt: str = "auto", id_field: str = "id", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 split: bool = False, index_dir: Optional[str] = None):
+        """``split``: read plain JSONL files in tasks; gzip JSONL files too when ``index_dir`` (a folder of the
+        scan's staging, where their seek indexes go) is given."""
         self.fmt = None if fmt == "auto" else fmt
         self.id_field = id_field
         self.max_record_bytes = max_record_bytes
+        self.split = split
+        self.index_dir = index_dir
         self.records_read = Metrics.counter("lazaret.read", "records")
         self.rejected = Metrics.counter("lazaret.read", "rejects")
         self.other_format = Metrics.counter("lazaret.read", "records_in_another_format")
@@ -467,8 +586,8 @@ class ReadFile(beam.DoFn):
         """The records (not the rejects) of one block as ``process`` read them; stops quietly where reading
         fails (the first read reported it), the caller compares the count and digest with ``block``'s."""
         path = block["path"]
-        first = block["block"] * BLOCK_RECORDS
-        end = first + BLOCK_RECORDS
+        first = block["first"]
+        end = block["end"]
         if path.lower().endswith(PARQUET_SUFFIXES):
             yield from self._parquet_block(path, first, end)
             return
@@ -480,8 +599,11 @@ class ReadFile(beam.DoFn):
         fmt = block["fmt"]
         bom = block["line"] == 0
         try:
-            lines = iter_lines(skip_lines(decompressed_chunks(raw_handle, path), block["line"]),
-                               self.max_record_bytes)
+            if block.get("offset") is not None:  # a file read in tasks: go to the block's first line
+                chunks = chunks_at(raw_handle, path, block["offset"], block.get("index"))
+            else:
+                chunks = skip_lines(decompressed_chunks(raw_handle, path), block["line"])
+            lines = iter_lines(chunks, self.max_record_bytes)
             for body, _size, content_sha in lines:
                 if bom:
                     bom = False
@@ -519,8 +641,136 @@ class ReadFile(beam.DoFn):
             return
         if path.lower().endswith(PARQUET_SUFFIXES):
             yield from self._parquet(path)
+        elif self.split and (path.lower().endswith(SPLIT_SUFFIXES)
+                             or (self.index_dir and path.lower().endswith(GZIP_SPLIT_SUFFIXES))):
+            yield from self._plan_jsonl(path)
         else:
             yield from self._jsonl(path)
+
+    # -- plain JSON lines, in tasks --------------------------------------------------------------------------
+    def _plan_jsonl(self, path: str) -> Iterator[Any]:
+        """The first pass over a plain or gzip JSONL file (``split``): its tasks, file row and file-level
+        rejects.
+
+        Lines are parsed only until the file's format is known (the first record that parses: what ``_jsonl``
+        carries from record to record), so a task starts with the format ``_jsonl`` would have there. A gzip
+        file gets a seek index (:func:`write_seek_index`) so its tasks start where they are; a damaged gzip
+        file is read whole instead (``_jsonl``: its stream-error reject and the records before the damage,
+        exactly as without ``split``)."""
+        gz = path.lower().endswith(".gz")
+        try:
+            raw_handle = FileSystems.open(path, compression_type="uncompressed")
+        except Exception as exc:
+            yield self._reject(path, 0, sha256_hex(b""), "unreadable_file", f"cannot open: {exc.__class__.__name__}")
+            yield beam.pvalue.TaggedOutput(self.FILE, {"path": path, "size": None, "sha256": None, "records": 1,
+                                                        "format": None, "error": "unreadable_file"})
+            return
+        quiet = self.quiet()
+        hashing = _HashingReader(raw_handle)
+        fmt = self.fmt
+        index = count = 0
+        line = -1
+        tasks: List[Dict[str, Any]] = []
+        digests: List[Any] = []
+        error: Optional[str] = None
+        rejects: List[Any] = []
+        end = 0
+        try:
+            chunks = decompressed_chunks(hashing, path) if gz else plain_chunks(hashing)
+            for body, size, content_sha, start in iter_lines_at(chunks, self.max_record_bytes):
+                line += 1
+                end = start + size
+                if line == 0 and body is not None and body.startswith(b"\xef\xbb\xbf"):
+                    body = body[3:]
+                if body is not None and not body.strip():
+                    continue  # blank line: not a record
+                idx = index
+                index += 1
+                count += 1
+                if idx % TASK_RECORDS == 0:
+                    tasks.append({"path": path, "first": idx, "count": 0, "line": line, "offset": start, "fmt": fmt,
+                                  "index": None})
+                    digests.append(hashlib.sha256())
+                tasks[-1]["count"] += 1
+                digests[-1].update(make_doc_id(path, idx, content_sha).encode("ascii"))
+                if fmt is None and body is not None:
+                    out, found = quiet._parse_line(body, path, idx, content_sha, None)
+                    if not isinstance(out, beam.pvalue.TaggedOutput):
+                        fmt = found
+        except Exception as exc:  # noqa: BLE001 - a read error is a finding, not a crash
+            if gz:
+                raw_handle.close()
+                yield from self._jsonl(path)
+                return
+            error = exc.__class__.__name__
+            count += 1
+            rejects.append(self._reject(
+                path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
+                f"reading stopped after {index} records: {error}"))
+        if count == 0 and error is None:
+            count = 1
+            rejects.append(self._reject(path, 0, sha256_hex(b""), "empty_file", "file holds no records"))
+        try:
+            hashing.drain()
+        except Exception:  # noqa: BLE001
+            pass
+        raw_handle.close()
+        if gz and len(tasks) > 1 and self.index_dir:
+            seek_index = write_seek_index(path, self.index_dir, end)
+            for task in tasks:
+                task["index"] = seek_index
+        yield from rejects
+        for task, digest in zip(tasks, digests):
+            yield beam.pvalue.TaggedOutput(self.TASK, dict(task, digest=digest.hexdigest()))
+        yield beam.pvalue.TaggedOutput(self.FILE, {
+            "path": path, "size": hashing.size, "sha256": hashing.sha.hexdigest(), "records": count,
+            "format": fmt, "error": error})
+
+    def read_task(self, task: Dict[str, Any]) -> Iterator[Any]:
+        """The records, rejects (tagged REJECT) and blocks (tagged BLOCK: the parts of the task in each block
+        of BLOCK_RECORDS indexes, for the mix) of one task of ``_plan_jsonl``, read from its byte offset.
+
+        InputChanged when the lines read are not the ones the first pass saw (count or doc_ids): the file row
+        describes the bytes the first pass hashed, and every record must be one of them."""
+        path, first = task["path"], task["first"]
+        end = first + task["count"]
+        fmt = task["fmt"]
+        line = task["line"] - 1
+        idx = first
+        digest = hashlib.sha256()
+        blocks: Optional[_Blocks] = None
+        with FileSystems.open(path, compression_type="uncompressed") as raw_handle:
+            chunks = chunks_at(raw_handle, path, task["offset"], task.get("index"))
+            for body, size, content_sha, start in iter_lines_at(chunks, self.max_record_bytes, base=task["offset"]):
+                line += 1
+                if line == 0 and body is not None and body.startswith(b"\xef\xbb\xbf"):
+                    body = body[3:]
+                if body is not None and not body.strip():
+                    continue
+                if idx >= end:
+                    break
+                i = idx
+                idx += 1
+                digest.update(make_doc_id(path, i, content_sha).encode("ascii"))
+                if blocks is None or i % BLOCK_RECORDS == 0:
+                    if blocks is not None:
+                        yield from self._blocks(blocks.finish(i))
+                    blocks = _Blocks(path)
+                    blocks.open(i, line, start, fmt, task.get("index"))
+                if body is None:
+                    yield self._reject(
+                        path, i, content_sha, "record_too_large",
+                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
+                    continue
+                out, fmt = self._parse_line(body, path, i, content_sha, fmt)
+                if not isinstance(out, beam.pvalue.TaggedOutput):
+                    blocks.record(out["doc_id"])
+                yield out
+        if idx != end or digest.hexdigest() != task["digest"]:
+            raise InputChanged(f"{path} changed during the scan: its records {first}-{end - 1} differ between the "
+                               "first pass over the file and their read")
+        if blocks is not None:
+            yield from self._blocks(blocks.finish(end))
 
     # -- JSON lines --------------------------------------------------------------------------------------
     def _jsonl(self, path: str) -> Iterator[Any]:
@@ -731,3 +981,13 @@ class ReadFile(beam.DoFn):
                             yield out
         except Exception:  # noqa: BLE001 - reported by the first read; the caller checks the count
             return
+
+
+class ReadTask(beam.DoFn):
+    """A task of a plain JSONL file (``ReadFile`` with ``split``) -> its records, rejects and blocks."""
+
+    def __init__(self, reader: ReadFile) -> None:
+        self.reader = reader
+
+    def process(self, task: Dict[str, Any]) -> Iterator[Any]:
+        yield from self.reader.read_task(task)
