@@ -71,7 +71,7 @@ THRESHOLD = 8 << 20  # bytes a buffer keeps in memory before it spills
 BUNDLE_BYTES = 4 << 20  # input bytes per bundle above which a stage runs in rounds (_process_in_rounds)
 # The same for the in-process worker (one worker in this process): larger, but at most 1/MEMORY_SHARE of the
 # memory available when the run starts (one_worker_bundle_bytes)
-ONE_WORKER_BUNDLE_BYTES = 64 << 20
+ONE_WORKER_BUNDLE_BYTES = 32 << 20
 MEMORY_SHARE = 256
 SEND_QUEUE_BYTES = 16 << 20  # gRPC data queues, runner and local workers (Beam's default: 100 MB each)
 DATA_FLUSH_BYTES = 2 << 20  # data-plane messages, runner and local workers (Beam's default: 10 MB)
@@ -515,8 +515,9 @@ def one_worker_bundle_bytes(bundle_bytes: int) -> int:
     buffer per bundle (the near-duplicate check packs its shard blocks and builds its local forests per
     bundle: more bundles make more, smaller and less compressible blocks). On a one-core T0 dedup scan the
     4 MB rounds cost ~18% of the CPU and 200 MB more shuffle bytes than one bundle per stage. Why still a cap:
-    a bundle's in-memory state grows with it, so memory stays bounded as the corpus grows (docs/shuffles.md,
-    "One core, levers measured")."""
+    a bundle's in-memory state grows with it. On 4x T0 dedup (one core) 32 MB bundles peaked at 510 MB
+    (4 MB: 483-503 MB) for 12% less CPU; 64 MB bundles at 590-603 MB (docs/shuffles.md, "One core: bundle
+    rounds, Tidy, writers, allocator")."""
     available = _available_memory()
     cap = ONE_WORKER_BUNDLE_BYTES if available is None else min(ONE_WORKER_BUNDLE_BYTES, available // MEMORY_SHARE)
     return max(bundle_bytes, cap)
