@@ -453,3 +453,20 @@ def test_runner_messages_reach_a_worker_at_the_flush_bound(monkeypatch):
         unbounded = _sizes_reaching_a_worker(chunks)
     assert sum(sizes) == sum(unbounded) == len(chunks) * (64 << 10)
     assert max(sizes) <= (2 << 20) + (64 << 10) < 4 * (2 << 20) < max(unbounded)
+
+
+def test_in_process_bundle_cap_is_bounded_by_available_memory(monkeypatch):
+    """The in-process worker's bundles: ONE_WORKER_BUNDLE_BYTES, at most 1/MEMORY_SHARE of available memory,
+    never below the multi-worker cap; an explicit bundle_bytes applies to both."""
+    monkeypatch.setattr(spill, "_available_memory", lambda: 64 << 30)
+    assert spill.one_worker_bundle_bytes(4 << 20) == spill.ONE_WORKER_BUNDLE_BYTES
+    monkeypatch.setattr(spill, "_available_memory", lambda: 2 << 30)
+    assert spill.one_worker_bundle_bytes(4 << 20) == (2 << 30) // spill.MEMORY_SHARE
+    monkeypatch.setattr(spill, "_available_memory", lambda: 256 << 20)
+    assert spill.one_worker_bundle_bytes(4 << 20) == 4 << 20
+    monkeypatch.setattr(spill, "_available_memory", lambda: None)
+    assert spill.one_worker_bundle_bytes(4 << 20) == spill.ONE_WORKER_BUNDLE_BYTES
+    with spill.install(bundle_bytes=64 << 10):
+        assert spill._settings["one_worker_bundle_bytes"] == 64 << 10
+    with spill.install():
+        assert spill._settings["one_worker_bundle_bytes"] == spill.ONE_WORKER_BUNDLE_BYTES
