@@ -121,6 +121,7 @@ def test_two_runs_byte_identical(pii_scan, tmp_path, monkeypatch):
 
     monkeypatch.setattr(spill, "THRESHOLD", 0)
     monkeypatch.setattr(spill, "BUNDLE_BYTES", 64 << 10)
+    monkeypatch.setattr(spill, "ONE_WORKER_BUNDLE_BYTES", 64 << 10)  # the in-process worker's own cap
     out2 = tmp_path / "again"
     assert scan(SAMPLE, out2, "--checks", "pii") == 0
     assert spill.stats["files"] > 0 and spill.stats["rounds"] > 0

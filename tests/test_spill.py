@@ -306,6 +306,34 @@ def test_workers_collect_and_trim_after_bundles(monkeypatch):
     assert calls == [("bundle", "b2")]  # no second tidy within TIDY_EVERY_S
 
 
+def test_tidy_is_limited_by_its_own_cpu_share(monkeypatch):
+    """A tidy runs only while the tidies so far cost at most TIDY_CPU_SHARE of the process's CPU time."""
+    import gc
+
+    from lazaret.runners import memory
+
+    cpu = [100.0]
+    calls = []
+
+    def collect(*_a):  # each collection costs one CPU-second
+        cpu[0] += 1.0
+        calls.append("gc")
+        return 0
+
+    monkeypatch.setattr(gc, "collect", collect)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    monkeypatch.setattr(memory, "TIDY_EVERY_S", 0.0)
+    monkeypatch.setattr(memory, "TIDY_CPU_SHARE", 0.02)
+    tidy = memory.Tidy()
+    tidy._cpu = lambda: cpu[0]
+    for _ in range(5):
+        tidy()
+    assert len(calls) == 3  # 0, 1 and 2 CPU-s spent are within 2% of 100-102 CPU-s; 3 is not
+    cpu[0] += 100.0
+    tidy()
+    assert len(calls) == 4  # the process has worked on: one more is within the share
+
+
 @pytest.mark.slow  # two spilling pipeline runs: ~60 s
 def test_runner_tidies_after_stages(monkeypatch, tmp_path):
     """In-process, the runner (which also runs the worker's bundles) tidies after every stage or round."""
@@ -314,6 +342,7 @@ def test_runner_tidies_after_stages(monkeypatch, tmp_path):
     trims = []
     monkeypatch.setattr(memory, "_malloc_trim", lambda: (lambda pad: trims.append(pad) or 1))
     monkeypatch.setattr(memory, "TIDY_EVERY_S", 0.0)
+    monkeypatch.setattr(memory, "TIDY_CPU_SHARE", 1.0)
     monkeypatch.delenv("LAZARET_NO_TIDY", raising=False)
     _run(tmp_path / "on", 1, spilling=True, threshold=0, bundle_bytes=1 << 20)
     assert len(trims) > 5 and set(trims) == {0}
@@ -424,3 +453,20 @@ def test_runner_messages_reach_a_worker_at_the_flush_bound(monkeypatch):
         unbounded = _sizes_reaching_a_worker(chunks)
     assert sum(sizes) == sum(unbounded) == len(chunks) * (64 << 10)
     assert max(sizes) <= (2 << 20) + (64 << 10) < 4 * (2 << 20) < max(unbounded)
+
+
+def test_in_process_bundle_cap_is_bounded_by_available_memory(monkeypatch):
+    """The in-process worker's bundles: ONE_WORKER_BUNDLE_BYTES, at most 1/MEMORY_SHARE of available memory,
+    never below the multi-worker cap; an explicit bundle_bytes applies to both."""
+    monkeypatch.setattr(spill, "_available_memory", lambda: 64 << 30)
+    assert spill.one_worker_bundle_bytes(4 << 20) == spill.ONE_WORKER_BUNDLE_BYTES
+    monkeypatch.setattr(spill, "_available_memory", lambda: 2 << 30)
+    assert spill.one_worker_bundle_bytes(4 << 20) == (2 << 30) // spill.MEMORY_SHARE
+    monkeypatch.setattr(spill, "_available_memory", lambda: 256 << 20)
+    assert spill.one_worker_bundle_bytes(4 << 20) == 4 << 20
+    monkeypatch.setattr(spill, "_available_memory", lambda: None)
+    assert spill.one_worker_bundle_bytes(4 << 20) == spill.ONE_WORKER_BUNDLE_BYTES
+    with spill.install(bundle_bytes=64 << 10):
+        assert spill._settings["one_worker_bundle_bytes"] == 64 << 10
+    with spill.install():
+        assert spill._settings["one_worker_bundle_bytes"] == spill.ONE_WORKER_BUNDLE_BYTES

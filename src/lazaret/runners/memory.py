@@ -58,9 +58,13 @@ def tune_allocator() -> bool:
     return all([bool(mallopt(param, value)) for _name, param, value in _SETTINGS])
 
 
-# At most one tidy per 5 s: a full collection costs ~0.1-0.2 s on a loaded worker, and trimming after every
-# bundle cost +35% CPU on 4x T0 dedup (freed pages are faulted back in by the next bundle).
+# A tidy runs when its own CPU so far is at most TIDY_CPU_SHARE of the process's CPU, and at most every
+# TIDY_EVERY_S seconds. Why a share of CPU and not wall time alone: a full collection costs ~0.1-0.2 s on a
+# large heap, so on a loaded or single core a wall-time limit let it take a larger share of the CPU (6.7% of
+# the samples of a one-core T0 dedup scan under load, docs/shuffles.md); trimming after every bundle cost +35%
+# CPU on 4x T0 dedup (freed pages are faulted back in by the next bundle).
 TIDY_EVERY_S = 5.0
+TIDY_CPU_SHARE = 0.02
 
 
 def _malloc_trim():
@@ -73,8 +77,9 @@ def _malloc_trim():
 
 
 class Tidy:
-    """Called after a unit of work (a bundle, a round of bundles): at most every ``TIDY_EVERY_S`` seconds, a
-    full garbage collection, then ``malloc_trim(0)``.
+    """Called after a unit of work (a bundle, a round of bundles): a full garbage collection, then
+    ``malloc_trim(0)``, when the tidies so far cost at most ``TIDY_CPU_SHARE`` of the process's CPU time and
+    the last one is at least ``TIDY_EVERY_S`` seconds old.
 
     Why: a bundle leaves reference cycles (Beam's per-bundle operation objects, generator frames) that hold
     its data; with a large long-lived heap Python's oldest generation is collected rarely, so bundles'
@@ -86,15 +91,20 @@ class Tidy:
 
     def __init__(self) -> None:
         self._clock = time.monotonic
+        self._cpu = time.process_time
         self._last = self._clock()
+        self._spent = 0.0  # CPU seconds of this process spent in tidies so far
         self._trim = _malloc_trim()
 
     def __call__(self) -> None:
-        if self._clock() - self._last >= TIDY_EVERY_S:
-            gc.collect()
-            if self._trim is not None:
-                self._trim(0)
-            self._last = self._clock()
+        if self._clock() - self._last < TIDY_EVERY_S or self._spent > TIDY_CPU_SHARE * self._cpu():
+            return
+        start = self._cpu()
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+        self._spent += self._cpu() - start
+        self._last = self._clock()
 
 
 def tidy_enabled() -> bool:

@@ -24,7 +24,8 @@ disk on their own; this module gives the local runner the same property and chan
   mode hands its worker every message of a bundle at once whatever the runner does; with the rounds
   below, that is ~``BUNDLE_BYTES`` for stateless stages.)
 - Stages whose input is larger than ``num_workers`` x ``BUNDLE_BYTES`` run as rounds of smaller bundles
-  (:func:`_process_in_rounds`): a worker's memory during a bundle grows with the bundle's length.
+  (:func:`_process_in_rounds`): a worker's memory during a bundle grows with the bundle's length. The
+  in-process worker (one worker, in this process) has its own, larger cap (:func:`one_worker_bundle_bytes`).
 - Data-plane messages are flushed at ``DATA_FLUSH_BYTES`` (2 MB) instead of Beam's 10 MB, in the runner
   and in local workers (rows ``flush_*`` of :data:`REPLACED`): a message exists several times over on its
   way (the output stream, its bytes, the protobuf, gRPC's copy, the send queue), so a pass-through bundle of
@@ -68,12 +69,17 @@ LOG = logging.getLogger(__name__)
 
 THRESHOLD = 8 << 20  # bytes a buffer keeps in memory before it spills
 BUNDLE_BYTES = 4 << 20  # input bytes per bundle above which a stage runs in rounds (_process_in_rounds)
+# The same for the in-process worker (one worker in this process): larger, but at most 1/MEMORY_SHARE of the
+# memory available when the run starts (one_worker_bundle_bytes)
+ONE_WORKER_BUNDLE_BYTES = 32 << 20
+MEMORY_SHARE = 256
 SEND_QUEUE_BYTES = 16 << 20  # gRPC data queues, runner and local workers (Beam's default: 100 MB each)
 DATA_FLUSH_BYTES = 2 << 20  # data-plane messages, runner and local workers (Beam's default: 10 MB)
 PARTITIONS = 64  # spill partitions of a grouping buffer
 _PENDING = 256 << 10  # per-partition write buffer before a flush to the spill file
 
-_settings = {"dir": None, "threshold": THRESHOLD, "bundle_bytes": BUNDLE_BYTES}
+_settings = {"dir": None, "threshold": THRESHOLD, "bundle_bytes": BUNDLE_BYTES,
+             "one_worker_bundle_bytes": BUNDLE_BYTES}
 stats = {"files": 0, "bytes": 0, "rounds": 0}  # since the last install(): spill files made, bytes written,
 # stages run in bundle rounds
 
@@ -437,7 +443,7 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
     w = self._num_workers
     # one worker: Beam would have used a plain BundleManager (see _bundle_manager_with_rounds)
     whole = _original_parallel[0] if w > 1 else fn_runner.BundleManager.process_bundle
-    cap = _settings.get("bundle_bytes") or 0
+    cap = _settings.get("one_worker_bundle_bytes" if _in_process(self, w) else "bundle_bytes") or 0
     sizes = [getattr(b, "nbytes", None) for b in inputs.values()]
     if fired_timers or cap <= 0 or not sizes or any(f is None for f in sizes):
         return _tidied(whole(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run))
@@ -476,6 +482,45 @@ def _process_in_rounds(self, inputs, expected_outputs, fired_timers, expected_ou
                 parts[ix] = None  # a finished round's inputs can go
             _tidied(None)
     return merged, split_results
+
+
+def _in_process(manager: Any, workers: int) -> bool:
+    """True when a stage runs on one worker that lives in this process (the default local mode)."""
+    if workers != 1:
+        return False
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    handlers = manager.bundle_context_manager.worker_handlers
+    return all(isinstance(h, worker_handlers.EmbeddedWorkerHandler) for h in handlers)
+
+
+def _available_memory() -> Optional[int]:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def one_worker_bundle_bytes(bundle_bytes: int) -> int:
+    """The bundle cap of a stage on the in-process worker: ``ONE_WORKER_BUNDLE_BYTES``, but at most
+    1/``MEMORY_SHARE`` of the memory available now, and never below ``bundle_bytes``.
+
+    Why larger than ``bundle_bytes``: there the runner and the worker are one process, whose bundle outputs
+    already move to disk past 8 MB (``channel_spill``), and every bundle has a fixed cost in the stages that
+    buffer per bundle (the near-duplicate check packs its shard blocks and builds its local forests per
+    bundle: more bundles make more, smaller and less compressible blocks). On a one-core T0 dedup scan the
+    4 MB rounds cost ~18% of the CPU and 200 MB more shuffle bytes than one bundle per stage. Why still a cap:
+    a bundle's in-memory state grows with it. On 4x T0 dedup (one core) 32 MB bundles peaked at 510 MB
+    (4 MB: 483-503 MB) for 12% less CPU; 64 MB bundles at 590-603 MB (docs/shuffles.md, "One core: bundle
+    rounds, Tidy, writers, allocator")."""
+    available = _available_memory()
+    cap = ONE_WORKER_BUNDLE_BYTES if available is None else min(ONE_WORKER_BUNDLE_BYTES, available // MEMORY_SHARE)
+    return max(bundle_bytes, cap)
 
 
 _original_parallel: List[Any] = []
@@ -755,8 +800,9 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
 
     channel_previous = dict(channel_spill._settings)
     channel_spill._settings.update(dir=spill_dir)
-    _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold,
-                     bundle_bytes=BUNDLE_BYTES if bundle_bytes is None else bundle_bytes)
+    cap = BUNDLE_BYTES if bundle_bytes is None else bundle_bytes
+    _settings.update(dir=spill_dir, threshold=THRESHOLD if threshold is None else threshold, bundle_bytes=cap,
+                     one_worker_bundle_bytes=one_worker_bundle_bytes(cap) if bundle_bytes is None else cap)
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
     from lazaret.runners.memory import Tidy, tidy_enabled
