@@ -72,3 +72,10 @@ def test_the_beam_transform_fits_the_whole_sample_model():
     with TestPipeline() as p:
         out, _sizes = p | beam.Create(feats) | Strata(PARAMS)
         assert_that(out | beam.Map(lambda f: (f["doc_id"], f["stratum"])), equal_to(expected))
+
+
+def test_packed_columns_round_trip():
+    rnd = random.Random(1)
+    for _ in range(2000):
+        cols = sorted({rnd.randrange(rnd.choice([5, 200, 1000, 70000])) for _ in range(rnd.randrange(60))})
+        assert strata.unpack_columns(strata.pack_columns(cols)) == cols

@@ -15,7 +15,9 @@ frequent is corpus vocabulary, never a trigger (the trigger test only uses n-gra
 own — and scikit-learn's ``KMeans`` (fixed seed, one init, input sorted by hash) groups the sampled prompts
 by those words (idf-weighted, L2-normalised). Every record then takes its nearest centroid; a prompt with
 none of the words gets stratum ``k`` ("no shared vocabulary"). The side input is the vocabulary and the
-centroids (at most ``strata_max`` x 1,000 floats), never records.
+centroids (at most ``strata_max`` x 1,000 floats), never records. The sample reaches the fit without its
+prompts crossing a shuffle (``sample_cut`` below): its keys, then its words' df, then each prompt's
+vocabulary columns (issue 23: 0.76 -> 0.15 bytes of shuffle per input byte on T0 5k, docs/shuffles.md).
 """
 
 from __future__ import annotations
@@ -173,12 +175,40 @@ def sample_vocab(alone_df: Sequence[Tuple[str, int]], shared: Sequence[Tuple[int
     return {"vocab": vocab, "df": {w: df[w] for w in vocab}, "shared": sorted(rows)}
 
 
+def pack_columns(cols: Sequence[int]) -> bytes:
+    """Sorted distinct columns as LEB128 varints of their gaps: about one byte a column (a prompt holds a
+    few dozen of the <= 1,000 vocabulary words), half of uint16 and a third of a tuple of ints."""
+    out = bytearray()
+    prev = -1
+    for c in sorted(cols):
+        d = c - prev - 1
+        prev = c
+        while d >= 0x80:
+            out.append(0x80 | (d & 0x7F))
+            d >>= 7
+        out.append(d)
+    return bytes(out)
+
+
+def unpack_columns(b: bytes) -> List[int]:
+    cols, prev, d, shift = [], -1, 0, 0
+    for byte in b:
+        d |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+            continue
+        prev += d + 1
+        cols.append(prev)
+        d, shift = 0, 0
+    return cols
+
+
 def sample_columns(f: Dict[str, Any], cut: Dict[str, Any], vocab: Dict[str, Any]):
-    """(key, vocabulary columns as little-endian uint16 bytes) of a record sampled alone."""
+    """(key, packed vocabulary columns) of a record sampled alone."""
     a = _alone_key(f, cut)
     if a is not None:
         v = vocab["vocab"]
-        yield a[0], np.array(sorted(v[w] for w in _words(a[1]) if w in v), dtype="<u2").tobytes()
+        yield a[0], pack_columns({v[w] for w in _words(a[1]) if w in v})
 
 
 def fit_sample(alone: Sequence[Tuple[int, bytes]], vocab: Dict[str, Any], params: Dict[str, Any]
@@ -186,7 +216,7 @@ def fit_sample(alone: Sequence[Tuple[int, bytes]], vocab: Dict[str, Any], params
     """fit_strata's model from the passes above: rows in the order of the sample's sorted keys (an alone
     key is held by no other sampled row, so it sorts as its whole tuple does)."""
     v = vocab["vocab"]
-    rows = [((k, "", ""), np.frombuffer(b, dtype="<u2").tolist()) for k, b in alone]
+    rows = [((k, "", ""), unpack_columns(b)) for k, b in alone]
     rows += [(r, [v[w] for w in _words(r[1]) if w in v]) for r in vocab["shared"]]
     rows.sort(key=lambda r: r[0])
     return fit_columns([c for _, c in rows], v, vocab["df"], params)
