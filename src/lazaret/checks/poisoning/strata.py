@@ -17,7 +17,7 @@ by those words (idf-weighted, L2-normalised). Every record then takes its neares
 none of the words gets stratum ``k`` ("no shared vocabulary"). The side input is the vocabulary and the
 centroids (at most ``strata_max`` x 1,000 floats), never records. The sample reaches the fit without its
 prompts crossing a shuffle (``sample_cut`` below): its keys, then its words' df, then each prompt's
-vocabulary columns (issue 23: 0.76 -> 0.15 bytes of shuffle per input byte on T0 5k, docs/shuffles.md).
+vocabulary columns (issue 23: 0.76 -> 0.14 bytes of shuffle per input byte on T0 5k, docs/shuffles.md).
 """
 
 from __future__ import annotations
