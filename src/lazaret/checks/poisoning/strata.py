@@ -15,7 +15,9 @@ frequent is corpus vocabulary, never a trigger (the trigger test only uses n-gra
 own — and scikit-learn's ``KMeans`` (fixed seed, one init, input sorted by hash) groups the sampled prompts
 by those words (idf-weighted, L2-normalised). Every record then takes its nearest centroid; a prompt with
 none of the words gets stratum ``k`` ("no shared vocabulary"). The side input is the vocabulary and the
-centroids (at most ``strata_max`` x 1,000 floats), never records.
+centroids (at most ``strata_max`` x 1,000 floats), never records. The sample reaches the fit without its
+prompts crossing a shuffle (``sample_cut`` below): its keys, then its words' df, then each prompt's
+vocabulary columns (issue 23: 0.76 -> 0.14 bytes of shuffle per input byte on T0 5k, docs/shuffles.md).
 """
 
 from __future__ import annotations
@@ -53,24 +55,41 @@ def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -
     """{"vocab": {word: column}, "idf": [...], "centroids": [[...]], "k": k} fitted on the sample."""
     rows = sorted(sample)
     docs = [frozenset(s.split(" ")) if s else frozenset() for _, s, _ in rows]
-    n = len(docs)
     df: Dict[str, int] = {}
     for d in docs:
         for w in d:
             df[w] = df.get(w, 0) + 1
-    need = max(2, math.ceil(params["strata_min_df"] * n))
+    vocab = strata_vocab(df, len(docs), params)
+    return fit_columns([[vocab[w] for w in d if w in vocab] for d in docs], vocab, df, params)
+
+
+def min_df(n: int, params: Dict[str, Any]) -> int:
+    """Sampled prompts a word must be in to be strata vocabulary."""
+    return max(2, math.ceil(params["strata_min_df"] * n))
+
+
+def strata_vocab(df: Dict[str, int], n: int, params: Dict[str, Any]) -> Dict[str, int]:
+    """{word: column} of the (at most MAX_VOCAB) words in at least ``min_df`` of the ``n`` sampled prompts;
+    ``df`` may hold other words too, as long as it holds every such word with its exact count."""
+    need = min_df(n, params)
     words = sorted((w for w, c in df.items() if c >= need and w), key=lambda w: (-df[w], w))[:MAX_VOCAB]
+    return {w: i for i, w in enumerate(sorted(words))}
+
+
+def fit_columns(rows: Sequence[Sequence[int]], vocab: Dict[str, int], df: Dict[str, int],
+                params: Dict[str, Any]) -> Dict[str, Any]:
+    """The k-means fit of :func:`fit_strata` from each sampled prompt's vocabulary columns, in sample order
+    (rows sorted as the (key, prompt, doc_id) tuples sort: the order decides k-means' init and sums)."""
+    n = len(rows)
     k = min(int(params["strata_max"]), n // max(1, int(params["strata_min_size"])))
-    if k < 2 or not words:
+    if k < 2 or not vocab:
         return {"vocab": {}, "idf": [], "centroids": [], "k": 0}
-    vocab = {w: i for i, w in enumerate(sorted(words))}
-    idf = np.array([math.log(n / df[w]) + 1.0 for w in sorted(words)])
+    words = sorted(vocab, key=vocab.__getitem__)
+    idf = np.array([math.log(n / df[w]) + 1.0 for w in words])
     X = np.zeros((n, len(vocab)))
-    for i, d in enumerate(docs):
-        for w in d:
-            j = vocab.get(w)
-            if j is not None:
-                X[i, j] = idf[j]
+    for i, cols in enumerate(rows):
+        for j in cols:
+            X[i, j] = idf[j]
     norms = np.linalg.norm(X, axis=1)
     X = X[norms > 0] / norms[norms > 0, None]
     if len(X) < k:
@@ -89,6 +108,118 @@ def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -
     cents = np.round(km.cluster_centers_[keep], 6)
     return {"vocab": vocab, "idf": [round(float(x), 6) for x in idf], "centroids": cents.tolist(),
             "k": int(keep.sum())}
+
+
+# The sample in three small passes (transform.Strata), so that the prompts cross no shuffle: the keys alone
+# choose the sample; each sampled prompt then sends its distinct words to a df count (summed per bundle
+# before the shuffle) and, once the vocabulary is known, only its vocabulary columns. A key that is not
+# unique in the sample (exact copies, a crc32 collision) or is the last one taken may need the prompt to
+# order its rows as fit_strata sorts them, so those few rows still travel whole ("shared" rows).
+
+def sample_cut(keys: Sequence[int]) -> Dict[str, Any]:
+    """The sample's shape from its keys (the ``strata_sample`` smallest): every record whose key is below
+    the last one taken is in it; a key held once there ("alone") is held by one record of the corpus."""
+    counts: Dict[int, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    last = max(counts) if counts else None
+    shared = frozenset(k for k, c in counts.items() if c > 1 or k == last)
+    alone = sum(1 for k in counts if k not in shared)
+    return {"n": len(keys), "last": last, "last_count": counts.get(last, 0), "shared": shared, "alone": alone}
+
+
+def _alone_key(f: Dict[str, Any], cut: Dict[str, Any]):
+    """(key, prompt) of a record sampled alone under its key, else None."""
+    key, pt, _ = sample_key(f)
+    if cut["last"] is None or key >= cut["last"] or key in cut["shared"]:
+        return None
+    return key, pt
+
+
+def _words(pt: str) -> frozenset:
+    return frozenset(pt.split(" ")) if pt else frozenset()
+
+
+def shared_rows(f: Dict[str, Any], cut: Dict[str, Any]):
+    """The whole sample key of a record under a shared key (a few, unless the corpus is mostly copies)."""
+    key = sample_key(f)
+    if key[0] in cut["shared"]:
+        yield key
+
+
+def sample_words(f: Dict[str, Any], cut: Dict[str, Any]):
+    """(word, 1) for each distinct prompt word of a record sampled alone."""
+    a = _alone_key(f, cut)
+    if a is not None:
+        for w in sorted(_words(a[1])):
+            yield w, 1
+
+
+def maybe_vocab(kv: Tuple[str, int], cut: Dict[str, Any], params: Dict[str, Any]) -> bool:
+    """Could the word reach ``min_df`` with the shared rows' counts added? (those are at most n - alone)"""
+    return kv[1] >= min_df(cut["n"], params) - (cut["n"] - cut["alone"])
+
+
+def sample_vocab(alone_df: Sequence[Tuple[str, int]], shared: Sequence[Tuple[int, str, str]],
+                 cut: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    """{"vocab", "df" (of its words), "shared" (the sampled shared rows, sorted)}: the alone rows' df of the
+    words ``maybe_vocab`` kept plus the sampled shared rows' own. A word it dropped has a total below
+    ``min_df`` however the shared rows count it, so the vocabulary is fit_strata's."""
+    last = cut["last"]
+    rows = sorted(r for r in shared if r[0] != last) + sorted(r for r in shared if r[0] == last)[:cut["last_count"]]
+    df = dict(alone_df)
+    for _, pt, _ in rows:
+        for w in _words(pt):
+            df[w] = df.get(w, 0) + 1
+    vocab = strata_vocab(df, cut["n"], params)
+    return {"vocab": vocab, "df": {w: df[w] for w in vocab}, "shared": sorted(rows)}
+
+
+def pack_columns(cols: Sequence[int]) -> bytes:
+    """Sorted distinct columns as LEB128 varints of their gaps: about one byte a column (a prompt holds a
+    few dozen of the <= 1,000 vocabulary words), half of uint16 and a third of a tuple of ints."""
+    out = bytearray()
+    prev = -1
+    for c in sorted(cols):
+        d = c - prev - 1
+        prev = c
+        while d >= 0x80:
+            out.append(0x80 | (d & 0x7F))
+            d >>= 7
+        out.append(d)
+    return bytes(out)
+
+
+def unpack_columns(b: bytes) -> List[int]:
+    cols, prev, d, shift = [], -1, 0, 0
+    for byte in b:
+        d |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+            continue
+        prev += d + 1
+        cols.append(prev)
+        d, shift = 0, 0
+    return cols
+
+
+def sample_columns(f: Dict[str, Any], cut: Dict[str, Any], vocab: Dict[str, Any]):
+    """(key, packed vocabulary columns) of a record sampled alone."""
+    a = _alone_key(f, cut)
+    if a is not None:
+        v = vocab["vocab"]
+        yield a[0], pack_columns({v[w] for w in _words(a[1]) if w in v})
+
+
+def fit_sample(alone: Sequence[Tuple[int, bytes]], vocab: Dict[str, Any], params: Dict[str, Any]
+               ) -> Dict[str, Any]:
+    """fit_strata's model from the passes above: rows in the order of the sample's sorted keys (an alone
+    key is held by no other sampled row, so it sorts as its whole tuple does)."""
+    v = vocab["vocab"]
+    rows = [((k, "", ""), unpack_columns(b)) for k, b in alone]
+    rows += [(r, [v[w] for w in _words(r[1]) if w in v]) for r in vocab["shared"]]
+    rows.sort(key=lambda r: r[0])
+    return fit_columns([c for _, c in rows], v, vocab["df"], params)
 
 
 class StratumAssigner:

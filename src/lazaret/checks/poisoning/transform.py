@@ -30,7 +30,8 @@ from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, Ke
     edit_carriers
 from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
 from lazaret.checks.poisoning.signatures import SignatureScan
-from lazaret.checks.poisoning.strata import AssignStratum, fit_strata, sample_key, stratum_key
+from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_vocab, sample_columns, sample_cut, \
+    sample_key, sample_vocab, sample_words, shared_rows, stratum_key
 from lazaret.checks.guard import Guarded
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
@@ -88,10 +89,22 @@ def pay_rate_dict(rows) -> Dict[int, float]:
 @beam.ptransform_fn
 def Strata(feats, p):
     """Prompt strata (the corpus's tasks): every rate below is tested against records like the candidate's.
-    -> (features with ``stratum``, (stratum, size))."""
-    model = (feats | "StratumSampleKeys" >> beam.Map(sample_key)
-             | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
-             | "FitStrata" >> beam.Map(fit_strata, p))
+    -> (features with ``stratum``, (stratum, size)). The sample is chosen by key alone, and its prompts
+    travel as their vocabulary columns (strata.py, ``sample_cut``): the model is fit_strata's."""
+    cut = (feats | "StratumSampleKeys" >> beam.Map(lambda f: sample_key(f)[0]).with_output_types(int)
+           | "StratumSample" >> beam.combiners.Top.Smallest(p["strata_sample"])
+           | "SampleCut" >> beam.Map(sample_cut))
+    cut_si = AsSingleton(cut)
+    shared = (feats | "SharedKeyRows" >> beam.FlatMap(shared_rows, cut_si)
+              | "GatherShared" >> beam.combiners.ToList())
+    vocab = (feats | "SampleWords" >> beam.FlatMap(sample_words, cut_si)
+             | "SampleDf" >> beam.CombinePerKey(SumFn())
+             | "MaybeVocab" >> beam.Filter(maybe_vocab, cut_si, p)
+             | "GatherDf" >> beam.combiners.ToList()
+             | "SampleVocab" >> beam.Map(sample_vocab, AsSingleton(shared), cut_si, p))
+    model = (feats | "SampleColumns" >> beam.FlatMap(sample_columns, cut_si, AsSingleton(vocab))
+             | "GatherColumns" >> beam.combiners.ToList()
+             | "FitStrata" >> beam.Map(fit_sample, AsSingleton(vocab), p))
     feats = feats | "AssignStratum" >> beam.Map(AssignStratum(), AsSingleton(model))
     sizes = feats | "StratumOf" >> beam.Map(lambda f: f["stratum"]) | "StratumSizes" >> CountPerElement()
     return feats, sizes
