@@ -17,7 +17,7 @@ import re
 import stat
 import time
 import zlib
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -757,15 +757,7 @@ class ReadFile(beam.DoFn):
                         yield from self._blocks(blocks.finish(i))
                     blocks = _Blocks(path)
                     blocks.open(i, line, start, fmt, task.get("index"))
-                if body is None:
-                    yield self._reject(
-                        path, i, content_sha, "record_too_large",
-                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
-                    continue
-                out, fmt = self._parse_line(body, path, i, content_sha, fmt)
-                if not isinstance(out, beam.pvalue.TaggedOutput):
-                    blocks.record(out["doc_id"])
-                yield out
+                fmt = yield from self._line_outputs(body, size, path, i, content_sha, fmt, blocks)
         if idx != end or digest.hexdigest() != task["digest"]:
             raise InputChanged(f"{path} changed during the scan: its records {first}-{end - 1} differ between the "
                                "first pass over the file and their read")
@@ -807,15 +799,7 @@ class ReadFile(beam.DoFn):
                 if count % PROGRESS_EVERY == 0:
                     rate = count / max(time.time() - started, 1e-6)
                     log.info("read %d records from %s (%.0f records/s)", count, path, rate)
-                if body is None:
-                    yield self._reject(
-                        path, idx, content_sha, "record_too_large",
-                        f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
-                    continue
-                out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
-                if not isinstance(out, beam.pvalue.TaggedOutput):
-                    blocks.record(out["doc_id"])
-                yield out
+                fmt = yield from self._line_outputs(body, size, path, idx, content_sha, fmt, blocks)
         except StreamError as exc:
             error = exc.rule
             count += 1
@@ -845,6 +829,22 @@ class ReadFile(beam.DoFn):
     def _blocks(self, rows: Iterator[Dict[str, Any]]) -> Iterator[beam.pvalue.TaggedOutput]:
         for row in rows:
             yield beam.pvalue.TaggedOutput(self.BLOCK, row)
+
+    def _line_outputs(self, body: Optional[bytes], size: int, path: str, idx: int, content_sha: str,
+                      fmt: Optional[str], blocks: "_Blocks") -> Generator[Any, None, Optional[str]]:
+        """One JSONL line's output (its record, or a reject when it is over the size limit or does not parse),
+        recorded in its block; returns the format the next line is read with. Shared by the whole-file read and
+        the read of one task, so both give the same rows."""
+        if body is None:
+            yield self._reject(
+                path, idx, content_sha, "record_too_large",
+                f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
+            return fmt
+        out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
+        if not isinstance(out, beam.pvalue.TaggedOutput):
+            blocks.record(out["doc_id"])
+        yield out
+        return fmt
 
     def _parse_line(self, body: bytes, path: str, idx: int, content_sha: str, fmt: Optional[str]):
         try:
