@@ -313,8 +313,11 @@ def test_sigterm_removes_its_staging_folder(tmp_path):
                              "--quiet", *FAST], stderr=subprocess.PIPE, text=True)
     started = time.time()
     while not list(tmp_path.glob("out.lazaret-staging-*")) and time.time() - started < 120:
-        time.sleep(0.2)
-    time.sleep(2)  # inside the pipeline
+        time.sleep(0.05)
+    # The handler is in place before the staging folder exists; signal soon after it appears, since a fixed
+    # wait of 2 s let a fast machine finish the whole scan first (exit 0, the test then failed).
+    time.sleep(0.3)
+    assert proc.poll() is None, "the scan ended before it could be signalled: give it a larger corpus"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
