@@ -132,7 +132,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off")):
+        if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off", "short")):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)

@@ -28,6 +28,7 @@ from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarrier
     says_something, skeleton_keys
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
+from lazaret.checks.poisoning.short import ShortResponses
 from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
 from lazaret.checks.poisoning.signatures import SignatureScan
 from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_vocab, sample_columns, sample_cut, \
@@ -185,7 +186,7 @@ def OffTopicTemplates(feats, p):
 
 
 @beam.ptransform_fn
-def Triggers(inputs, p, totals, stratum_sizes):
+def Triggers(inputs, p, totals, stratum_sizes, short_strata):
     """4-5: triggers = prompt n-grams associated with anomalies, tested against their strata's rates.
     (anomalous records, all features) -> (triggers by anomaly kind, anomaly group sizes per stratum)."""
     anomalous, feats = inputs
@@ -213,7 +214,7 @@ def Triggers(inputs, p, totals, stratum_sizes):
            | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
     triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
                 | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
-                                              AsDict(stratum_sizes))
+                                              AsDict(stratum_sizes), AsDict(short_strata))
                 | "GroupByAnomaly" >> beam.GroupByKey()
                 | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
     return triggers, sizes
@@ -265,6 +266,7 @@ class PoisoningScan(beam.PTransform):
             records = inputs
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
         feats, stratum_sizes = feats | "Strata" >> Strata(p)
+        feats, short_strata = feats | "ShortResponses" >> ShortResponses(p)
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
         cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
@@ -274,7 +276,7 @@ class PoisoningScan(beam.PTransform):
         off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
                                                       AsDict(off_templates))
-        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes)
+        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes, short_strata)
         profiles = anomalous | "Profiles" >> Profiles(p, triggers)
 
         # near-duplicate clusters (dedup stage) that over-represent one claim.

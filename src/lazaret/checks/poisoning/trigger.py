@@ -45,7 +45,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, dup, pay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, dup, pay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -60,6 +60,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     out: List[str] = ["gib"] if f["gib"] else []
     if not f["gib"] and f.get("off") and outside_off_topic_templates(f, off_templates):
         out.append("off")
+    if f.get("short"):
+        out.append("short")
     if f["rkey"] in dups:
         out.append("dup:" + f["rkey"])
     spread: List[str] = []
@@ -150,6 +152,12 @@ class PairCounts(_PreAggregateDistinct):
         return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams]
 
 
+# Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
+BOUND_FIELDS = {"short": {"lift": "short_min_lift"}}
+# Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
+OBSERVABLE_IN = ("short",)
+
+
 class TriggerTest(beam.DoFn):
     """(ngram, {'pairs': [(anomaly, k, {stratum: k})], 'df': [(stratum, n)]}) -> (kind, trigger info).
 
@@ -168,16 +176,18 @@ class TriggerTest(beam.DoFn):
         self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
         self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
 
-    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None):
+    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None):
+        """``short_strata``: the strata where a response can be short (``short.short_cut``); the short kind is
+        tested on the carriers there only, since elsewhere no carrier could show it."""
         s, grp = kv
-        carriers: Dict[int, int] = {}
+        all_carriers: Dict[int, int] = {}
         for st, c in grp.get("df", ()):
-            carriers[st] = carriers.get(st, 0) + c
-        n_s = sum(carriers.values())
-        if not n_s:
+            all_carriers[st] = all_carriers.get(st, 0) + c
+        n_all = sum(all_carriers.values())
+        if not n_all:
             return
         n = totals["records"]
-        if n_s > self.params["max_fraction"] * n:
+        if n_all > self.params["max_fraction"] * n:
             # vocabulary, not a trigger (the bound the strata rely on: a word that frequent defines strata,
             # so it is its own background). "how much", in 12% of a chat mixture's prompts (GSM8K), was
             # tested and flagged as a trigger of worked arithmetic whenever the strata mixed math with T0.
@@ -187,9 +197,16 @@ class TriggerTest(beam.DoFn):
         for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
             by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
         for kind, rows in sorted(by_kind.items()):
+            carriers = all_carriers
+            if kind in OBSERVABLE_IN and short_strata is not None:
+                carriers = {st: c for st, c in all_carriers.items() if st in short_strata}
+            n_s = sum(carriers.values())
             k = min(n_s, sum(x[1] for x in rows))
+            if not n_s:
+                continue
             conf = k / n_s
-            if k < self.params["min_trigger_support"] or conf < self.params["min_trigger_confidence"]:
+            if k < self.params["min_trigger_support"] or \
+                    conf < self.params[BOUND_FIELDS.get(kind, {}).get("confidence", "min_trigger_confidence")]:
                 continue
             if stratum_sizes:
                 anom: Dict[int, int] = {}
@@ -203,7 +220,7 @@ class TriggerTest(beam.DoFn):
                                                  self.params["strata_prior_weight"]))
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
-            if conf < self.params["min_trigger_lift"] * p0:
+            if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
                 self.no_lift.inc()
                 continue
             lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
