@@ -242,8 +242,9 @@ class _GateFn(beam.DoFn):
 class _LabelFn(beam.DoFn):
     """Per shard: every node's label from its star edges (parents: smaller neighbours, children: larger).
 
-    Output: (shard, (packed labels, extra blobs)): the shard is that of the node, so records that another
-    input keyed the same way (``ConnectedComponents``' ``extra``) arrive here already joined.
+    Output: (shard, (packed labels, [(tag, blob), ...])): the shard is that of the node, so records that
+    another input keyed the same way (``ConnectedComponents``' ``extra``, tagged blobs) arrive here already
+    joined.
     """
 
     def __init__(self) -> None:
@@ -262,13 +263,13 @@ class _LabelFn(beam.DoFn):
             labels.append(assign_label(node, [x for x in ns if x < node], [x for x in ns if x > node]))
         self.nodes.inc(len(labels))
         self.not_converged.inc(sum(1 for lab in labels if not lab[2]))
-        if labels or extra:
-            yield shard, (pack(labels), [blob for _tag, blob in extra])
+        if labels:  # extras of a shard without labels (nodes without candidate pairs) stop here
+            yield shard, (pack(labels), extra)
 
 
 class ConnectedComponents(beam.PTransform):
     """Edges (u, v) of doc_ids -> (shard of the node, (packed labels ((node, cluster_id, converged), ...),
-    extra blobs)); the cluster id is the smallest doc_id of the component.
+    extra (tag, blob) values)); the cluster id is the smallest doc_id of the component.
 
     Input: the edges, or (edges, extra) where extra is (shard, (tag, bytes)) keyed like the labels (one
     PCollection or a tuple of them): it joins

@@ -43,7 +43,7 @@ from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       similarity)
-from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
+from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, PAIR, verified_clusters
 
 CHECK = "near_duplicate"
 
@@ -171,13 +171,14 @@ class _SignatureFn(beam.DoFn):
         return list(pack_shards(ids, keys, self.params.band_shards))
 
 
-class _LabelJoinFn(beam.DoFn):
-    """Labels joined with node records by the shard of the node (in the components' last shuffle).
+class _ToRootFn(beam.DoFn):
+    """Candidate labels joined with node records and candidate pairs (in the components' last shuffle, keyed by
+    the shard of the node), sent on to the shard of the candidate root (verify.py).
 
-    Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
-    by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
-    verified edge, so it has a node record here (join 1 sends the record of every pair end; join 2 only
-    degraded flags: verify.py)."""
+    Output: (shard of root, packed ((root, "n", node, record without doc_id, converged) or (root, "p", a, b,
+    degraded), ...)), sorted by root and node in each block, so a block gathers a component's records
+    (near-duplicate texts, which compress: shards.py). Nodes without a label (no candidate pair) stop here.
+    A pair arrives at the shard of its smaller end, whose label names the component of both ends."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -187,19 +188,24 @@ class _LabelJoinFn(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
-        _shard, (labels, node_blobs) = element
-        records: Dict[str, Tuple[Any, bool]] = {}
-        for doc_id, rec, degraded in unpack_all(node_blobs):
-            seen = records.get(doc_id)
-            if seen is not None:
-                rec, degraded = rec or seen[0], degraded or seen[1]
-            records[doc_id] = (rec, degraded)
-        for node, root, converged in unpack(labels):
-            found = records.get(node)
-            if found is None or found[0] is None:
-                raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
-            rec, degraded = found
-            self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
+        _shard, (labels, extra) = element
+        roots = {node: (root, converged) for node, root, converged in unpack(labels)}
+        entries = []
+        for tag, blob in extra:
+            if tag == NODE:
+                for rec in unpack(blob):
+                    found = roots.get(rec[5])
+                    if found is not None:
+                        entries.append((found[0], NODE, rec[5], rec[:5], found[1]))
+            else:
+                for a, b, degraded in unpack(blob):
+                    found = roots.get(a)
+                    if found is None:
+                        raise ValueError(f"dedup: candidate pair end {a} has no candidate component")
+                    entries.append((found[0], PAIR, a, b, degraded))
+        entries.sort(key=lambda e: e[:4] if e[1] == PAIR else e[:3])
+        for entry in entries:
+            self.out.add(entry[0], entry)
         if self.out.full:
             yield from self.out.drain()
 
@@ -207,15 +213,19 @@ class _LabelJoinFn(beam.DoFn):
         yield from self.out.drain_windowed()
 
 
-class _ScoreToRepFn(beam.DoFn):
-    """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
-    assignment per member, packed by the shard of its exact key for the findings join:
-    (shard, ("n", ((node doc_id, assignment), ...))); the node is its exact group's representative."""
+class _VerifyClustersFn(beam.DoFn):
+    """Per shard of candidate roots: verify the candidate pairs, the verified clusters by union-find, then the
+    Jaccard of every member to its representative (verify.py); one assignment per member, packed by the
+    shard of its exact key for the findings join: (shard, ("n", ((node doc_id, assignment), ...))); the node
+    is its exact group's representative."""
 
     def __init__(self, threshold: float, shards: int) -> None:
         self.threshold = threshold
         self.shards = shards
         self.out: Optional[ShardBuffer] = None
+        self.kept = Metrics.counter("dedup", "verified_edges")
+        self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
+        self.across = Metrics.counter("dedup", "pairs_across_unconverged")
         self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
         self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
 
@@ -224,9 +234,19 @@ class _ScoreToRepFn(beam.DoFn):
 
     def process(self, element):
         _shard, blocks = element
-        clusters: Dict[str, List] = {}
-        for root, *member in unpack_all(blocks):
-            clusters.setdefault(root, []).append(member)
+        records: Dict[str, Tuple[Any, bool]] = {}
+        roots: Dict[str, str] = {}
+        pairs: Dict[Tuple[str, str], bool] = {}
+        for root, tag, x, y, z in unpack_all(blocks):
+            if tag == NODE:
+                records[x] = (y, z)
+                roots[x] = root
+            else:
+                pairs[(x, y)] = pairs.get((x, y), True) and z
+        clusters, kept, rejected, across = verified_clusters(records, roots, pairs, self.threshold, similarity)
+        self.kept.inc(kept)
+        self.rejected.inc(rejected)
+        self.across.inc(len(across))
         for root in sorted(clusters):
             self._score(root, clusters[root])
         if self.out.full:
@@ -238,18 +258,18 @@ class _ScoreToRepFn(beam.DoFn):
             yield GlobalWindows.windowed_value((shard, ("n", block)))
 
     def _score(self, root: str, members: List) -> None:
-        rep_sig = next(m[1] for m in members if m[0] == root)
+        rep = next(m[1] for m in members if m[0] == root)
         n_docs = len(members)
-        n_records = sum(m[3] for m in members)
-        converged = all(m[4] for m in members)
-        degraded = any(m[5] for m in members)
+        n_records = sum(m[1][4] for m in members)
+        converged = all(m[2] for m in members)
+        degraded = any(m[3] for m in members)
         self.clusters.inc()
-        for node, sig, key_shard, _size, _c, _d in members:
-            j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
+        for node, rec, _c, _d in members:
+            j, exact = (1.0, True) if node == root else similarity(rec, rep)
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add_to(key_shard, (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
+            self.out.add_to(rec[3], (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
                                      "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
                                      "converged": converged, "degraded": degraded}))
 
@@ -449,14 +469,14 @@ class NearDuplicateClusters(beam.PTransform):
                    | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
         pairs = (sig_out[_SignatureFn.BANDS]
                  | "BandGroup" >> beam.GroupByKey()
-                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
-        verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
-        forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, (verified["nodes"], verified["left_nodes"]))
+                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)
+                                               ).with_outputs(BucketPairsFn.EDGES, main="pairs"))
+        forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
+        assignments = ((forest, (sig_out.nodes, pairs.pairs))
                        | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
-                       | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
+                       | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
-                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))
+                       | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards)))
         out = ((prepared[_PrepareFn.MEMBERS], assignments)
                | "FlattenRecords" >> beam.Flatten()
                | "JoinRecords" >> beam.GroupByKey()
