@@ -25,6 +25,7 @@ shows them. Records with fewer words than ``ngram`` are exact-match only and nev
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
@@ -42,7 +43,7 @@ from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
-                                                      similarity)
+                                                      shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, PAIR, verified_clusters
 
 CHECK = "near_duplicate"
@@ -108,9 +109,14 @@ class _PrepareFn(beam.DoFn):
 
 
 class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, shard of exact_key,
+    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, norm, n, shard of exact_key,
     exact_size, doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys
     to the 'bands' output.
+
+    A node record carries the normalised text where ``node_values`` gives a shingle set, and the set is
+    rebuilt where pairs are verified (``_VerifyClustersFn``, ``signatures.shingle_sets``). Why: the record
+    crosses two shuffles, and text compresses where 4-byte shingle hashes do not: a shard's records are one
+    or two texts on the T0 5k slice, and a candidate component's are near-duplicate texts, which fold.
 
     A node record carries the shard of its exact key (a small int), not the 32-character key: the record
     crosses five shuffles (both verification joins, a copy per candidate pair, the components' last join and
@@ -148,8 +154,8 @@ class _SignatureFn(beam.DoFn):
         self.docs.inc(len(batch))
         nodes = self._nodes
         shards = self.params.band_shards
-        for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
-            nodes.add(doc_id, (sig_b, set_b, n, shard_of(key, shards), size, doc_id))
+        for (doc_id, norm, key, size), (sig_b, set_b, n) in zip(batch, values):
+            nodes.add(doc_id, (sig_b, norm if set_b else "", n, shard_of(key, shards), size, doc_id))
         if nodes.full:
             for shard, blob in nodes.drain():
                 yield shard, (NODE, blob)
@@ -219,15 +225,19 @@ class _VerifyClustersFn(beam.DoFn):
     shard of its exact key for the findings join: (shard, ("n", ((node doc_id, assignment), ...))); the node
     is its exact group's representative."""
 
-    def __init__(self, threshold: float, shards: int) -> None:
+    def __init__(self, threshold: float, shards: int, ngram: int) -> None:
         self.threshold = threshold
         self.shards = shards
+        self.ngram = ngram
         self.out: Optional[ShardBuffer] = None
         self.kept = Metrics.counter("dedup", "verified_edges")
         self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
         self.across = Metrics.counter("dedup", "pairs_across_unconverged")
         self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
         self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
+        # what one shard holds: the records of whole candidate components (verify.py)
+        self.component_nodes = Metrics.distribution("dedup", "candidate_component_nodes")
+        self.cluster_nodes = Metrics.distribution("dedup", "cluster_nodes")
 
     def start_bundle(self) -> None:
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
@@ -243,11 +253,18 @@ class _VerifyClustersFn(beam.DoFn):
                 roots[x] = root
             else:
                 pairs[(x, y)] = pairs.get((x, y), True) and z
+        with_text = [x for x in sorted(records) if records[x][0][1]]
+        for x, set_b in zip(with_text, shingle_sets([records[x][0][1] for x in with_text], self.ngram)):
+            (sig_b, _norm, n, key_shard, size), converged = records[x]
+            records[x] = ((sig_b, set_b, n, key_shard, size), converged)
         clusters, kept, rejected, across = verified_clusters(records, roots, pairs, self.threshold, similarity)
         self.kept.inc(kept)
         self.rejected.inc(rejected)
         self.across.inc(len(across))
+        for size in collections.Counter(roots.values()).values():
+            self.component_nodes.update(size)
         for root in sorted(clusters):
+            self.cluster_nodes.update(len(clusters[root]))
             self._score(root, clusters[root])
         if self.out.full:
             for shard, block in self.out.drain():
@@ -476,7 +493,7 @@ class NearDuplicateClusters(beam.PTransform):
                        | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
                        | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
-                       | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards)))
+                       | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards, p.ngram)))
         out = ((prepared[_PrepareFn.MEMBERS], assignments)
                | "FlattenRecords" >> beam.Flatten()
                | "JoinRecords" >> beam.GroupByKey()
