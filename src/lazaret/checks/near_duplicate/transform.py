@@ -29,16 +29,13 @@ import collections
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.findings import make_finding
-from lazaret.checks.near_duplicate.banding import BucketPairsFn, pack_shards
+from lazaret.checks.near_duplicate.banding import BucketPairsFn
 from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalForestFn
-from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
+from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
@@ -50,17 +47,28 @@ CHECK = "near_duplicate"
 
 
 class _PrepareFn(beam.DoFn):
-    """Records -> exact-group entries and members, both packed by the shard of the exact key (exact.py).
+    """Records -> exact-group entries, node records and members.
 
-    Main output: (shard, ((exact_key, smallest doc_id, norm, n_tokens, count), ...)), copies of one text
-    merged over the bundle. Output ``members``: (shard, ("m", ((exact_key, doc_id, record_id, snippet,
-    n_tokens), ...))) for the findings join. The heavy record dict stops here. The snippet is raw text; it is
-    masked (``evidence_fn``) only for the few members shown in summaries. Without ``snippets`` it is empty:
-    a scan's cluster rows take their evidence from the decision step (``checks.clusters.cluster_row``), so
-    a snippet of every record would cross two shuffles for nothing (0.2 bytes per input byte on T0 5k).
+    Main output: (shard of exact key, packed ((exact_key, smallest doc_id, n_tokens, count, band keys), ...)),
+    copies of one text merged over the bundle, with the LSH band keys of the texts of at least ``ngram``
+    words (exact.py: the band keys cross the exact shuffle, not the text). Output ``nodes``: (shard of
+    doc_id, ("n", packed node records (sig, norm, n, shard of exact_key, 1, doc_id))) for the same texts,
+    to the components' last shuffle (see ``_ToRootFn``, verify.py). Output ``members``: (shard, ("m",
+    ((exact_key, doc_id, record_id, snippet, n_tokens), ...))) for the findings join. The heavy record dict
+    stops here. The snippet is raw text; it is masked (``evidence_fn``) only for the few members shown in
+    summaries. Without ``snippets`` it is empty: a scan's cluster rows take their evidence from the decision
+    step (``checks.clusters.cluster_row``), so a snippet of every record would cross two shuffles for nothing
+    (0.2 bytes per input byte on T0 5k).
+
+    A node record carries the shard of its exact key (a small int), not the 32-character key: the findings
+    join finds a node's assignment by its doc_id, which is the smallest doc_id of its exact group. It carries
+    the normalised text where ``node_values`` gives a shingle set, and the set is rebuilt where pairs are
+    verified (``_VerifyClustersFn``, ``signatures.shingle_sets``). Why: text compresses where 4-byte shingle
+    hashes do not, and a candidate component's records are near-duplicate texts, which fold.
     """
 
     MEMBERS = "members"
+    NODES = "nodes"
     # What a bundle holds before it flushes: distinct texts (each with its normalised text) and members
     # (each with a snippet). The read stage is one bundle per worker however large the input, so these
     # bound its memory; they are set below what a 1x T0 worker sees (~27,600 records), so a bigger corpus
@@ -92,89 +100,35 @@ class _PrepareFn(beam.DoFn):
         merge_group(self.groups, key, doc_id, norm, n_tokens, 1)
         self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.snippet_chars], n_tokens))
         if len(self.groups) >= self.FLUSH_GROUPS:
-            yield from self._drain_groups()
+            yield from self._drain_groups(lambda v: v)
         if self.members.full:
             for shard, block in self.members.drain():
                 yield beam.pvalue.TaggedOutput(self.MEMBERS, (shard, ("m", block)))
 
     def finish_bundle(self):
-        for block in self._drain_groups():
-            yield GlobalWindows.windowed_value(block)
+        yield from self._drain_groups(GlobalWindows.windowed_value)
         for shard, block in self.members.drain():
             yield beam.pvalue.TaggedOutput(self.MEMBERS, GlobalWindows.windowed_value((shard, ("m", block))))
 
-    def _drain_groups(self):
+    def _drain_groups(self, wrap):
         groups, self.groups = self.groups, {}
-        return pack_groups(groups, self.params.band_shards)
-
-
-class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, norm, n, shard of exact_key,
-    exact_size, doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys
-    to the 'bands' output.
-
-    A node record carries the normalised text where ``node_values`` gives a shingle set, and the set is
-    rebuilt where pairs are verified (``_VerifyClustersFn``, ``signatures.shingle_sets``). Why: the record
-    crosses two shuffles, and text compresses where 4-byte shingle hashes do not: a shard's records are one
-    or two texts on the T0 5k slice, and a candidate component's are near-duplicate texts, which fold.
-
-    A node record carries the shard of its exact key (a small int), not the 32-character key: the record
-    crosses five shuffles (both verification joins, a copy per candidate pair, the components' last join and
-    the cluster step), and the findings join finds a node's assignment by its doc_id, which is the smallest
-    doc_id of its exact group, so the key itself is never needed after the exact step.
-
-    Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
-    bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
-    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch. Node
-    records leave the same way (shards.py), one element per (flush, shard) instead of one per document.
-    """
-
-    BANDS = "bands"
-    FLUSH_ENTRIES = 1 << 20  # ~40 MB of packed (key, doc_id) entries
-    FLUSH_NODES = 1 << 15  # node records (~1 KB each on T0)
-
-    def __init__(self, params: DedupParams) -> None:
-        self.params = params
-        self.docs = Metrics.counter("dedup", "minhash_signatures")
-        self._ids: List[str] = []
-        self._keys: List[Any] = []
-        self._nodes: Optional[ShardBuffer] = None
-
-    def start_bundle(self) -> None:
-        self._ids, self._keys = [], []
-        self._nodes = ShardBuffer(self.params.band_shards, self.FLUSH_NODES)
-
-    def process(self, batch: List[Tuple[str, str, str, int]]):
-        batch = sorted(batch)
-        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram)
-        sigs = minhash_from_hashes(hashes, counts, self.params)
-        values = node_values(hashes, counts, sigs, self.params)
-        self._keys.append(band_keys(sigs, self.params))
-        self._ids.extend(b[0] for b in batch)
-        self.docs.inc(len(batch))
-        nodes = self._nodes
-        shards = self.params.band_shards
-        for (doc_id, norm, key, size), (sig_b, set_b, n) in zip(batch, values):
-            nodes.add(doc_id, (sig_b, norm if set_b else "", n, shard_of(key, shards), size, doc_id))
-        if nodes.full:
-            for shard, blob in nodes.drain():
-                yield shard, (NODE, blob)
-        if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
-            for shard_blob in self._flush():
-                yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
-
-    def finish_bundle(self):
-        for shard, blob in self._nodes.drain():
-            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
-        for shard_blob in self._flush():
-            yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
-
-    def _flush(self):
-        if not self._ids:
-            return []
-        ids, keys = self._ids, np.concatenate(self._keys)
-        self._ids, self._keys = [], []
-        return list(pack_shards(ids, keys, self.params.band_shards))
+        p = self.params
+        keys: Dict[str, bytes] = {}
+        nodes = ShardBuffer(p.band_shards, len(groups) + 1)
+        todo = sorted((g[0], g[1], key) for key, g in groups.items() if g[2] >= p.ngram)
+        for lo in range(0, len(todo), p.batch_size):
+            batch = todo[lo:lo + p.batch_size]
+            hashes, counts = shingle_hashes([b[1] for b in batch], p.ngram)
+            sigs = minhash_from_hashes(hashes, counts, p)
+            values = node_values(hashes, counts, sigs, p)
+            bands = band_keys(sigs, p).astype("<i8", copy=False)
+            for (doc_id, norm, key), (sig_b, set_b, n), row in zip(batch, values, bands):
+                keys[key] = row.tobytes()
+                nodes.add(doc_id, (sig_b, norm if set_b else "", n, shard_of(key, p.band_shards), 1, doc_id))
+        for block in pack_groups(groups, keys, p.band_shards):
+            yield wrap(block)
+        for shard, blob in nodes.drain():
+            yield beam.pvalue.TaggedOutput(self.NODES, wrap((shard, (NODE, blob))))
 
 
 class _ToRootFn(beam.DoFn):
@@ -196,14 +150,15 @@ class _ToRootFn(beam.DoFn):
     def process(self, element):
         _shard, (labels, extra) = element
         roots = {node: (root, converged) for node, root, converged in unpack(labels)}
+        sizes = {doc_id: size for tag, blob in extra if tag == SIZE for doc_id, size in unpack(blob)}
         entries = []
         for tag, blob in extra:
             if tag == NODE:
                 for rec in unpack(blob):
                     found = roots.get(rec[5])
                     if found is not None:
-                        entries.append((found[0], NODE, rec[5], rec[:5], found[1]))
-            else:
+                        entries.append((found[0], NODE, rec[5], rec[:4] + (sizes.get(rec[5], 1),), found[1]))
+            elif tag == PAIR:
                 for a, b, degraded in unpack(blob):
                     found = roots.get(a)
                     if found is None:
@@ -479,17 +434,16 @@ class NearDuplicateClusters(beam.PTransform):
     def expand(self, records):
         p = self.params
         prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p, self.snippets)).with_outputs(
-            _PrepareFn.MEMBERS, main="exact")
-        sig_out = (prepared.exact
-                   | "ExactGroups" >> beam.GroupByKey()
-                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram, p.batch_size))
-                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
-        pairs = (sig_out[_SignatureFn.BANDS]
+            _PrepareFn.MEMBERS, _PrepareFn.NODES, main="exact")
+        reps = (prepared.exact
+                | "ExactGroups" >> beam.GroupByKey()
+                | "ExactReps" >> beam.ParDo(ExactShardFn(p)).with_outputs(ExactShardFn.SIZES, main="bands"))
+        pairs = (reps.bands
                  | "BandGroup" >> beam.GroupByKey()
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)
                                                ).with_outputs(BucketPairsFn.EDGES, main="pairs"))
         forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, (sig_out.nodes, pairs.pairs))
+        assignments = ((forest, (prepared[_PrepareFn.NODES], reps[ExactShardFn.SIZES], pairs.pairs))
                        | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
                        | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
