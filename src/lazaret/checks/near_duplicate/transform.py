@@ -442,9 +442,11 @@ class NearDuplicateClusters(beam.PTransform):
                  | "BandGroup" >> beam.GroupByKey()
                  | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)
                                                ).with_outputs(BucketPairsFn.EDGES, main="pairs"))
-        forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, (prepared[_PrepareFn.NODES], reps[ExactShardFn.SIZES], pairs.pairs))
-                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
+        forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(
+            p.local_forest_edges)).with_outputs(LocalForestFn.FORESTS, main="edges")
+        assignments = ((forest.edges, (prepared[_PrepareFn.NODES], reps[ExactShardFn.SIZES], pairs.pairs))
+                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards,
+                                                             forest[LocalForestFn.FORESTS])
                        | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards))
                        | "ClusterGroup" >> beam.GroupByKey()
                        | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards, p.ngram)))
