@@ -577,3 +577,13 @@ def test_verified_clusters_union_find_and_unconverged_pairs():
     assert list(clusters) == ["a"]
     assert clusters["a"] == [("a", ("x",), True, True), ("b", ("x",), True, False),
                              ("c", ("x",), False, True), ("f", ("x",), False, False)]
+
+
+def test_pair_blocks_round_trip():
+    from lazaret.checks.near_duplicate.shards import pack_pairs, unpack_pairs
+
+    hexes = [(did("p1"), did("p2"), True), (did("p1"), did("p3"), False)]
+    assert pack_pairs(hexes)[:1] == b"x" and unpack_pairs(pack_pairs(hexes)) == hexes
+    texts = [("doc-1", "doc-2", False), (did("p1"), "doc-3", True)]
+    assert pack_pairs(texts)[:1] == b"t" and unpack_pairs(pack_pairs(texts)) == texts
+    assert unpack_pairs(pack_pairs([])) == []

@@ -29,7 +29,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, hex_ids_raw, raw_ids_hex, shard_of
+from lazaret.checks.near_duplicate.shards import (Block, ShardBuffer, hex_ids_raw, pack_pairs, raw_ids_hex,
+                                                  shard_of)
 from lazaret.checks.near_duplicate.verify import PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tag b"t")
@@ -174,7 +175,7 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[
 
 
 class BucketPairsFn(beam.DoFn):
-    """(band shard, packed entries) -> (shard of a, ("p", packed (a, b, degraded))): distinct candidate pairs
+    """(band shard, packed entries) -> (shard of a, ("p", ``shards.pack_pairs`` (a, b, degraded))): distinct candidate pairs
     (a < b), gathered over the bundle and packed by the shard of the smaller doc_id, which is where the
     components' last step learns a's candidate component and sends the pair on to it (verify.py); and, on
     output ``edges``, every distinct pair as (a, b), the edges of the candidate graph whose components are
@@ -224,7 +225,7 @@ class BucketPairsFn(beam.DoFn):
         a, b, degraded = (np.concatenate(col) for col in zip(*rows))
         self._rows, self._n = [], 0
         a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
-        buf = ShardBuffer(self.shards, len(a_ids) + 1)
+        buf = ShardBuffer(self.shards, len(a_ids) + 1, pack_pairs)
         where: Dict[str, int] = {}
         for pair in zip(a_ids, b_ids, flags):
             shard = where.get(pair[0])

@@ -87,6 +87,25 @@ def unpack_edges(blob: bytes) -> List[Tuple[str, str]]:
     return list(packing.unpack(blob[1:]))
 
 
+def pack_pairs(pairs: Sequence[Tuple[str, str, bool]]) -> bytes:
+    """(a, b, degraded) candidate pairs as one compressed bytes value: 16 raw bytes per hex doc_id and one
+    flag byte per pair when every doc_id is 32 lowercase hex digits (as ``pack_edges``), else pickled."""
+    raw = hex_ids_raw([x for a, b, _d in pairs for x in (a, b)])
+    if raw is not None:
+        return b"x" + packing.compress(raw + bytes(bool(d) for _a, _b, d in pairs))
+    return b"t" + packing.pack(tuple(pairs))
+
+
+def unpack_pairs(blob: bytes) -> List[Tuple[str, str, bool]]:
+    """The entries of a ``pack_pairs`` value."""
+    if blob[:1] == b"x":
+        data = packing.decompress(blob[1:])
+        n = len(data) // 33
+        ids = raw_ids_hex(data[:32 * n])
+        return [(ids[2 * i], ids[2 * i + 1], bool(f)) for i, f in enumerate(data[32 * n:])]
+    return list(packing.unpack(blob[1:]))
+
+
 def shard_of(doc_id: str, shards: int) -> int:
     """Deterministic on every worker and runner (CRC-32 of the UTF-8 doc_id, never Python's ``hash``)."""
     return zlib.crc32(doc_id.encode("utf-8")) % shards

@@ -38,7 +38,7 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
+from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all, unpack_pairs
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, PAIR, verified_clusters
@@ -159,7 +159,7 @@ class _ToRootFn(beam.DoFn):
                     if found is not None:
                         entries.append((found[0], NODE, rec[5], rec[:4] + (sizes.get(rec[5], 1),), found[1]))
             elif tag == PAIR:
-                for a, b, degraded in unpack(blob):
+                for a, b, degraded in unpack_pairs(blob):
                     found = roots.get(a)
                     if found is None:
                         raise ValueError(f"dedup: candidate pair end {a} has no candidate component")
