@@ -241,9 +241,11 @@ class _VerifyClustersFn(beam.DoFn):
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add_to(rec[3], (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
-                                     "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
-                                     "converged": converged, "degraded": degraded}))
+            self.out.add_to(rec[3], (node, (root, j, exact, dropped, n_docs, n_records, converged, degraded)))
+
+
+# an assignment crosses the findings join as a tuple of these (names pickled with every value were a third of it)
+ASSIGNMENT = ("cluster_id", "score", "exact", "dropped", "n_docs", "n_records", "converged", "degraded")
 
 
 def _jac(a: Mapping[str, Any]) -> str:
@@ -277,7 +279,7 @@ class _FindingsFn(beam.DoFn):
         assigned: Dict[str, Mapping[str, Any]] = {}
         for tag, block in values:
             if tag == "n":
-                assigned.update(unpack(block))
+                assigned.update((node, dict(zip(ASSIGNMENT, values))) for node, values in unpack(block))
                 continue
             for key, doc_id, _record_id, _snippet, n_tok in unpack(block):
                 g = groups.get(key)
