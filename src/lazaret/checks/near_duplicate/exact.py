@@ -27,8 +27,8 @@ from lazaret.checks.near_duplicate.banding import pack_shards
 from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, unpack_all
 
-# packed exact entry: (exact_key, representative doc_id, n_tokens, count, band keys as int64 bytes or b"")
-ExactEntry = Tuple[str, str, int, int, bytes]
+# packed exact entry: (exact_key as 16 raw bytes, representative doc_id, n_tokens, count, band keys as int64 bytes or b"")
+ExactEntry = Tuple[bytes, str, int, int, bytes]
 
 SIZE = "s"  # tag of (doc_id, exact size) entries for the components' last shuffle
 
@@ -48,7 +48,7 @@ def pack_groups(groups: Dict[str, List], keys: Dict[str, bytes], shards: int) ->
     """Bundle-merged groups as (shard of exact key, entries) blocks; ``keys``: exact key -> band keys bytes."""
     buf = ShardBuffer(shards, len(groups) + 1)
     for key, (doc_id, _norm, n_tokens, count) in groups.items():
-        buf.add(key, (key, doc_id, n_tokens, count, keys.get(key, b"")))
+        buf.add(key, (bytes.fromhex(key), doc_id, n_tokens, count, keys.get(key, b"")))  # 16 raw bytes
     return buf.drain()
 
 
@@ -77,7 +77,7 @@ class ExactShardFn(beam.DoFn):
 
     def process(self, element: Tuple[int, Iterable[bytes]]) -> Iterator:
         _shard, blocks = element
-        groups: Dict[str, List] = {}
+        groups: Dict[bytes, List] = {}
         for key, doc_id, n_tokens, count, band_b in unpack_all(blocks):
             g = groups.get(key)
             if g is None:
