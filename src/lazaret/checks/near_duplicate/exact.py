@@ -9,8 +9,8 @@ An entry carries the text's LSH band keys, not the text: the bundle computes the
 distinct texts (``transform._PrepareFn``), sends the node record (with the text) straight to the
 components' last shuffle, and only the band keys cross this one (``bands`` x 8 bytes against the
 normalised text: 0.49 bytes per input byte on the T0 5k slice, docs/shuffles.md). The group's
-representative (its smallest doc_id) then sends its band keys on to the band shuffle, and its exact size,
-when above 1, to where its node record waits. What it costs: a text copied across bundles gets a signature
+representative (its smallest doc_id) then sends its band keys on to the band shuffle, and its home shard
+and exact size to where its label is made. What it costs: a text copied across bundles gets a signature
 in every bundle that holds a copy, where it got one in all.
 """
 
@@ -25,12 +25,12 @@ from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.banding import pack_shards
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, unpack_all
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, home_of, unpack_all
 
 # packed exact entry: (exact_key as 16 raw bytes, representative doc_id, n_tokens, count, band keys as int64 bytes or b"")
 ExactEntry = Tuple[bytes, str, int, int, bytes]
 
-SIZE = "s"  # tag of (doc_id, exact size) entries for the components' last shuffle
+SIZE = "s"  # tag of (doc_id, home shard, exact size) entries for the components' last shuffle
 
 
 def merge_group(groups: Dict[str, List], key: str, doc_id: str, norm: str, n_tokens: int, count: int) -> None:
@@ -55,7 +55,8 @@ def pack_groups(groups: Dict[str, List], keys: Dict[str, bytes], shards: int) ->
 class ExactShardFn(beam.DoFn):
     """(shard, exact entry blocks) -> band entries of every exact group whose text has at least ``ngram`` words
     (the ones with a MinHash signature), packed by band shard as ``_SignatureFn`` did (banding.py); output
-    ``sizes``: (shard of doc_id, ("s", packed ((representative, exact size), ...))) for groups of two or more.
+    ``sizes``: (shard of doc_id, ("s", packed ((representative, home shard, exact size), ...))): where the
+    components' last step finds the node's home (``shards.home_of``) and exact size.
 
     Band entries are gathered over the bundle (flushed every ``FLUSH_ENTRIES``), so a bundle sends about
     ``band_shards`` elements, not ``bands`` per document.
@@ -92,8 +93,7 @@ class ExactShardFn(beam.DoFn):
             if n_tokens >= self.params.ngram:
                 self._ids.append(doc_id)
                 self._keys.append(np.frombuffer(band_b, dtype="<i8").reshape(1, bands))
-                if count > 1:
-                    self._sizes.add(doc_id, (doc_id, count))
+                self._sizes.add(doc_id, (doc_id, home_of(self._keys[-1][0, 0], self.params.band_shards), count))
         if len(self._ids) * bands >= self.FLUSH_ENTRIES:
             yield from self._flush()
         if self._sizes.full:

@@ -106,6 +106,12 @@ def unpack_pairs(blob: bytes) -> List[Tuple[str, str, bool]]:
     return list(packing.unpack(blob[1:]))
 
 
+def home_of(band_key0: int, shards: int) -> int:
+    """A node record's home shard: that of its first LSH band key. Why: near-duplicates often share that key,
+    so a home's block gathers them and compresses (a doc_id's shard is random); see transform._AtHomeFn."""
+    return (int(band_key0) & 0xFFFFFFFFFFFFFFFF) % shards
+
+
 def shard_of(doc_id: str, shards: int) -> int:
     """Deterministic on every worker and runner (CRC-32 of the UTF-8 doc_id, never Python's ``hash``)."""
     return zlib.crc32(doc_id.encode("utf-8")) % shards

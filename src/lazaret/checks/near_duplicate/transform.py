@@ -38,10 +38,11 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all, unpack_pairs
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, shard_of, unpack,
+                                                  unpack_pairs)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
-from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, PAIR, verified_clusters
+from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
 
 CHECK = "near_duplicate"
 
@@ -51,9 +52,9 @@ class _PrepareFn(beam.DoFn):
 
     Main output: (shard of exact key, packed ((exact_key, smallest doc_id, n_tokens, count, band keys), ...)),
     copies of one text merged over the bundle, with the LSH band keys of the texts of at least ``ngram``
-    words (exact.py: the band keys cross the exact shuffle, not the text). Output ``nodes``: (shard of
-    doc_id, ("n", packed node records (sig, norm, n, shard of exact_key, 1, doc_id))) for the same texts,
-    to the components' last shuffle (see ``_ToRootFn``, verify.py). Output ``members``: (shard, ("m",
+    words (exact.py: the band keys cross the exact shuffle, not the text). Output ``nodes``: (home shard,
+    ("n", packed node records (sig, norm, n, shard of exact_key, 1, doc_id))) for the same texts, where
+    their labels will find them (``_AtHomeFn``, verify.py). Output ``members``: (shard, ("m",
     ((exact_key, doc_id, record_id, snippet, n_tokens), ...))) for the findings join. The heavy record dict
     stops here. The snippet is raw text; it is masked (``evidence_fn``) only for the few members shown in
     summaries. Without ``snippets`` it is empty: a scan's cluster rows take their evidence from the decision
@@ -124,7 +125,8 @@ class _PrepareFn(beam.DoFn):
             bands = band_keys(sigs, p).astype("<i8", copy=False)
             for (doc_id, norm, key), (sig_b, set_b, n), row in zip(batch, values, bands):
                 keys[key] = row.tobytes()
-                nodes.add(doc_id, (sig_b, norm if set_b else "", n, shard_of(key, p.band_shards), 1, doc_id))
+                nodes.add_to(home_of(row[0], p.band_shards),
+                             (sig_b, norm if set_b else "", n, shard_of(key, p.band_shards), 1, doc_id))
         for block in pack_groups(groups, keys, p.band_shards):
             yield wrap(block)
         for shard, blob in nodes.drain():
@@ -132,13 +134,63 @@ class _PrepareFn(beam.DoFn):
 
 
 class _ToRootFn(beam.DoFn):
-    """Candidate labels joined with node records and candidate pairs (in the components' last shuffle, keyed by
-    the shard of the node), sent on to the shard of the candidate root (verify.py).
+    """Candidate labels (in the components' last shuffle, keyed by the shard of the node), joined with each
+    node's home shard and exact size and with the candidate pairs of the shard's smaller ends.
 
-    Output: (shard of root, packed ((root, "n", node, record without doc_id, converged) or (root, "p", a, b,
-    degraded), ...)), sorted by root and node in each block, so a block gathers a component's records
-    (near-duplicate texts, which compress: shards.py). Nodes without a label (no candidate pair) stop here.
-    A pair arrives at the shard of its smaller end, whose label names the component of both ends."""
+    Main output: (home shard, ("l", packed ((node, root, converged, exact size), ...))), where the node's record
+    waits (``_AtHomeFn``). Output ``pairs``: (shard of root, ("p", ``shards.pack_pairs`` (a, b, degraded))),
+    to the verification (verify.py): a pair arrives at the shard of its smaller end, whose label names the
+    component of both ends."""
+
+    PAIRS = "pairs"
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.labels: Optional[ShardBuffer] = None
+        self.pairs: Optional[ShardBuffer] = None
+
+    def start_bundle(self) -> None:
+        self.labels = ShardBuffer(self.shards, FLUSH_ITEMS)
+        self.pairs = ShardBuffer(self.shards, FLUSH_ITEMS, pack_pairs)
+
+    def process(self, element):
+        _shard, (labels, extra) = element
+        roots = {node: (root, converged) for node, root, converged in unpack(labels)}
+        homes = {doc_id: (home, size) for tag, blob in extra if tag == SIZE for doc_id, home, size in unpack(blob)}
+        for node in sorted(roots):
+            home, size = homes[node]
+            self.labels.add_to(home, (node, roots[node][0], roots[node][1], size))
+        pairs = []
+        for tag, blob in extra:
+            if tag == PAIR:
+                for a, b, degraded in unpack_pairs(blob):
+                    found = roots.get(a)
+                    if found is None:
+                        raise ValueError(f"dedup: candidate pair end {a} has no candidate component")
+                    pairs.append((found[0], a, b, degraded))
+        for root, a, b, degraded in sorted(pairs):
+            self.pairs.add(root, (a, b, degraded))
+        if self.labels.full or self.pairs.full:
+            yield from self._drain(lambda v: v)
+
+    def finish_bundle(self):
+        yield from self._drain(GlobalWindows.windowed_value)
+
+    def _drain(self, wrap):
+        for shard, blob in self.labels.drain():
+            yield wrap((shard, (LABEL, blob)))
+        for shard, blob in self.pairs.drain():
+            yield beam.pvalue.TaggedOutput(self.PAIRS, wrap((shard, (PAIR, blob))))
+
+
+class _AtHomeFn(beam.DoFn):
+    """Per home shard: node records meet their candidate labels and leave for the shard of their root.
+
+    Output: (shard of root, ("n", packed ((root, node, record without doc_id, converged), ...))), sorted by
+    root and node. Why the home: a node record's shard is that of its first band key (``shards.home_of``),
+    so this shuffle's blocks gather near-duplicate texts and compress; keyed by the doc_id's shard they held
+    one or two unrelated texts each on the T0 5k slice. Records without a label (no candidate pair) stop here.
+    """
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -148,30 +200,27 @@ class _ToRootFn(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
-        _shard, (labels, extra) = element
-        roots = {node: (root, converged) for node, root, converged in unpack(labels)}
-        sizes = {doc_id: size for tag, blob in extra if tag == SIZE for doc_id, size in unpack(blob)}
-        entries = []
-        for tag, blob in extra:
+        _shard, values = element
+        labels = {node: (root, converged, size)
+                  for tag, blob in values if tag == LABEL for node, root, converged, size in unpack(blob)}
+        if not labels:
+            return
+        found = []
+        for tag, blob in values:
             if tag == NODE:
                 for rec in unpack(blob):
-                    found = roots.get(rec[5])
-                    if found is not None:
-                        entries.append((found[0], NODE, rec[5], rec[:4] + (sizes.get(rec[5], 1),), found[1]))
-            elif tag == PAIR:
-                for a, b, degraded in unpack_pairs(blob):
-                    found = roots.get(a)
-                    if found is None:
-                        raise ValueError(f"dedup: candidate pair end {a} has no candidate component")
-                    entries.append((found[0], PAIR, a, b, degraded))
-        entries.sort(key=lambda e: e[:4] if e[1] == PAIR else e[:3])
-        for entry in entries:
+                    lab = labels.get(rec[5])
+                    if lab is not None:
+                        found.append((lab[0], rec[5], rec[:4] + (lab[2],), lab[1]))
+        for entry in sorted(found, key=lambda e: e[:2]):
             self.out.add(entry[0], entry)
         if self.out.full:
-            yield from self.out.drain()
+            for shard, blob in self.out.drain():
+                yield shard, (NODE, blob)
 
     def finish_bundle(self):
-        yield from self.out.drain_windowed()
+        for shard, blob in self.out.drain():
+            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
 
 
 class _VerifyClustersFn(beam.DoFn):
@@ -202,12 +251,14 @@ class _VerifyClustersFn(beam.DoFn):
         records: Dict[str, Tuple[Any, bool]] = {}
         roots: Dict[str, str] = {}
         pairs: Dict[Tuple[str, str], bool] = {}
-        for root, tag, x, y, z in unpack_all(blocks):
+        for tag, blob in blocks:
             if tag == NODE:
-                records[x] = (y, z)
-                roots[x] = root
+                for root, node, rec, converged in unpack(blob):
+                    records[node] = (rec, converged)
+                    roots[node] = root
             else:
-                pairs[(x, y)] = pairs.get((x, y), True) and z
+                for a, b, degraded in unpack_pairs(blob):
+                    pairs[(a, b)] = pairs.get((a, b), True) and degraded
         with_text = [x for x in sorted(records) if records[x][0][1]]
         for x, set_b in zip(with_text, shingle_sets([records[x][0][1] for x in with_text], self.ngram)):
             (sig_b, _norm, n, key_shard, size), converged = records[x]
@@ -446,10 +497,16 @@ class NearDuplicateClusters(beam.PTransform):
                                                ).with_outputs(BucketPairsFn.EDGES, main="pairs"))
         forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(
             p.local_forest_edges)).with_outputs(LocalForestFn.FORESTS, main="edges")
-        assignments = ((forest.edges, (prepared[_PrepareFn.NODES], reps[ExactShardFn.SIZES], pairs.pairs))
-                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards,
-                                                             forest[LocalForestFn.FORESTS])
-                       | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards))
+        labels = ((forest.edges, (reps[ExactShardFn.SIZES], pairs.pairs))
+                  | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards,
+                                                        forest[LocalForestFn.FORESTS])
+                  | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards)).with_outputs(_ToRootFn.PAIRS, main="labels"))
+        at_home = ((labels.labels, prepared[_PrepareFn.NODES])
+                   | "FlattenHome" >> beam.Flatten()
+                   | "HomeGroup" >> beam.GroupByKey()
+                   | "AtHome" >> beam.ParDo(_AtHomeFn(p.band_shards)))
+        assignments = ((at_home, labels[_ToRootFn.PAIRS])
+                       | "FlattenClusters" >> beam.Flatten()
                        | "ClusterGroup" >> beam.GroupByKey()
                        | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards, p.ngram)))
         out = ((prepared[_PrepareFn.MEMBERS], assignments)

@@ -32,7 +32,7 @@ NodeRecord = Tuple[bytes, bytes, int, int, int, str]  # (sig, set, n, exact-key 
 
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
 
-NODE, PAIR = "n", "p"
+NODE, PAIR, LABEL = "n", "p", "l"
 
 
 def union_find(edges: Iterable[Tuple[str, str]]) -> Dict[str, str]:
