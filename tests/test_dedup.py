@@ -587,3 +587,13 @@ def test_pair_blocks_round_trip():
     texts = [("doc-1", "doc-2", False), (did("p1"), "doc-3", True)]
     assert pack_pairs(texts)[:1] == b"t" and unpack_pairs(pack_pairs(texts)) == texts
     assert unpack_pairs(pack_pairs([])) == []
+
+
+def test_row_blocks_round_trip():
+    from lazaret.checks.near_duplicate.shards import pack_rows, unpack_rows
+
+    rows = [(did("r1"), did("r0"), 1, 3), (did("r2"), did("r0"), 0, 1 << 40)]
+    assert pack_rows(rows, 2)[:1] == b"x" and unpack_rows(pack_rows(rows, 2)) == rows
+    texts = [("doc-1", 7, 2)]
+    assert pack_rows(texts, 1)[:1] == b"t" and unpack_rows(pack_rows(texts, 1)) == texts
+    assert unpack_rows(pack_rows([], 1)) == []

@@ -25,7 +25,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.banding import pack_shards
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, home_of, unpack_all
+from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, home_of, pack_rows, unpack_all
 
 # packed exact entry: (exact_key as 16 raw bytes, representative doc_id, n_tokens, count, band keys as int64 bytes or b"")
 ExactEntry = Tuple[bytes, str, int, int, bytes]
@@ -55,7 +55,7 @@ def pack_groups(groups: Dict[str, List], keys: Dict[str, bytes], shards: int) ->
 class ExactShardFn(beam.DoFn):
     """(shard, exact entry blocks) -> band entries of every exact group whose text has at least ``ngram`` words
     (the ones with a MinHash signature), packed by band shard as ``_SignatureFn`` did (banding.py); output
-    ``sizes``: (shard of doc_id, ("s", packed ((representative, home shard, exact size), ...))): where the
+    ``sizes``: (shard of doc_id, ("s", ``shards.pack_rows`` (representative, home shard, exact size))): where the
     components' last step finds the node's home (``shards.home_of``) and exact size.
 
     Band entries are gathered over the bundle (flushed every ``FLUSH_ENTRIES``), so a bundle sends about
@@ -74,7 +74,7 @@ class ExactShardFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._ids, self._keys = [], []
-        self._sizes = ShardBuffer(self.params.band_shards, 1 << 16)
+        self._sizes = ShardBuffer(self.params.band_shards, 1 << 16, lambda rows: pack_rows(rows, 1))
 
     def process(self, element: Tuple[int, Iterable[bytes]]) -> Iterator:
         _shard, blocks = element

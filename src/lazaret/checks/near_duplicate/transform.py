@@ -38,8 +38,8 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, shard_of, unpack,
-                                                  unpack_pairs)
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, shard_of, unpack,
+                                                  unpack_pairs, unpack_rows)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
@@ -137,7 +137,7 @@ class _ToRootFn(beam.DoFn):
     """Candidate labels (in the components' last shuffle, keyed by the shard of the node), joined with each
     node's home shard and exact size and with the candidate pairs of the shard's smaller ends.
 
-    Main output: (home shard, ("l", packed ((node, root, converged, exact size), ...))), where the node's record
+    Main output: (home shard, ("l", ``shards.pack_rows`` (node, root, converged, exact size))), where the node's record
     waits (``_AtHomeFn``). Output ``pairs``: (shard of root, ("p", ``shards.pack_pairs`` (a, b, degraded))),
     to the verification (verify.py): a pair arrives at the shard of its smaller end, whose label names the
     component of both ends."""
@@ -150,16 +150,17 @@ class _ToRootFn(beam.DoFn):
         self.pairs: Optional[ShardBuffer] = None
 
     def start_bundle(self) -> None:
-        self.labels = ShardBuffer(self.shards, FLUSH_ITEMS)
+        self.labels = ShardBuffer(self.shards, FLUSH_ITEMS, lambda rows: pack_rows(rows, 2))
         self.pairs = ShardBuffer(self.shards, FLUSH_ITEMS, pack_pairs)
 
     def process(self, element):
         _shard, (labels, extra) = element
         roots = {node: (root, converged) for node, root, converged in unpack(labels)}
-        homes = {doc_id: (home, size) for tag, blob in extra if tag == SIZE for doc_id, home, size in unpack(blob)}
+        homes = {doc_id: (home, size)
+                 for tag, blob in extra if tag == SIZE for doc_id, home, size in unpack_rows(blob)}
         for node in sorted(roots):
             home, size = homes[node]
-            self.labels.add_to(home, (node, roots[node][0], roots[node][1], size))
+            self.labels.add_to(home, (node, roots[node][0], int(roots[node][1]), size))
         pairs = []
         for tag, blob in extra:
             if tag == PAIR:
@@ -201,8 +202,8 @@ class _AtHomeFn(beam.DoFn):
 
     def process(self, element):
         _shard, values = element
-        labels = {node: (root, converged, size)
-                  for tag, blob in values if tag == LABEL for node, root, converged, size in unpack(blob)}
+        labels = {node: (root, bool(converged), size)
+                  for tag, blob in values if tag == LABEL for node, root, converged, size in unpack_rows(blob)}
         if not labels:
             return
         found = []
