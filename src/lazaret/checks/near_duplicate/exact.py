@@ -54,7 +54,7 @@ def pack_groups(groups: Dict[str, List], keys: Dict[str, bytes], shards: int) ->
 
 class ExactShardFn(beam.DoFn):
     """(shard, exact entry blocks) -> band entries of every exact group whose text has at least ``ngram`` words
-    (the ones with a MinHash signature), packed by band shard as ``_SignatureFn`` did (banding.py); output
+    (the ones with a MinHash signature), packed by band shard (``banding.pack_shards``); output
     ``sizes``: (shard of doc_id, ("s", ``shards.pack_rows`` (representative, home shard, exact size))): where the
     components' last step finds the node's home (``shards.home_of``) and exact size.
 

@@ -2,15 +2,15 @@
 
 Data flow (every arrow that changes the key is a shuffle; nothing collects the corpus on one worker):
 
-  records -> exact entries + members, by shard of the exact key   exact key = hash of normalised text
-          -> GroupByKey(shard)                         one representative per exact group (smallest doc_id)
-  exact representatives with >= ngram words
-          -> batches -> signatures                     numpy per batch, datasketch affine32 (signatures.py)
+  records -> exact entries (with band keys) + members + node records   exact key = hash of normalised text;
+                                                       signatures per bundle, numpy, datasketch affine32
+          -> GroupByKey(shard of exact key)            one representative per exact group (smallest doc_id)
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
-          -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
-          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
-                                                       the last step also joins the pair ends' values
-          -> group by shard of the cluster id          Jaccard of each member to the representative
+          -> LocalForest + ConnectedComponents         of the candidate graph, large-star/small-star
+          -> node records meet their labels at home    home = shard of the first band key (_AtHomeFn)
+          -> group by shard of the candidate root      Jaccard of every pair (exact where cheap), clusters by
+                                                       union-find, cluster id = smallest doc_id, Jaccard of
+                                                       each member to the representative (verify.py)
   -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 

@@ -8,19 +8,20 @@ threshold; without this step transitive closure chains such weak links into gian
 
 Why after the components, not before: the connected components of the *candidate* graph (ids only, cheap to
 move) contain those of the verified graph, since a verified edge is a candidate pair. So once every node knows
-its candidate component (the smallest doc_id in it), each node record travels once, to the shard of that root,
-together with the component's candidate pairs (ids), and everything else happens there: Jaccard of every
+its candidate component (the smallest doc_id in it), each node record travels to the shard of that root
+(from its home shard, where it met its label: ``transform._AtHomeFn``), together with the component's
+candidate pairs (ids), and everything else happens there: Jaccard of every
 pair, the verified components by union-find (the smallest doc_id of each is its cluster id, what
 large-star/small-star on the verified edges gave), the Jaccard of each member to its representative. The two
 verification joins did this with a node record crossing one shuffle per candidate pair (one per pair, 14,000
 pairs for 5,000 nodes on the T0 5k slice) and two more for the components and the cluster step: 3.1 bytes
-per input byte there, against one crossing now, in blocks that gather a component's records (near-duplicate
-texts, which the blocks' compression folds: shards.py). docs/shuffles.md has the figures.
+per input byte there, against two crossings now, in blocks that gather near-duplicate texts (a home's, then
+a component's), which the blocks' compression folds (shards.py). docs/shuffles.md has the figures.
 
 What it costs: a shard holds the records of whole candidate components, where the cluster step held those of
 verified clusters, which are subsets of them (docs/shuffles.md measures both on all of T0). If the candidate
 components have not converged within ``max_cc_rounds`` (``dedup/cc_not_converged_nodes``), a pair whose ends
-got different roots is not verified (``dedup/pairs_across_unconverged``) and its smaller end is flagged as
+got different roots is not verified (``dedup/pairs_across_unconverged``) and its ends there are flagged as
 not converged: the result is again a refinement of the true clusters, never a wrong merge.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Mapping, Set, Tuple
 
 NodeRecord = Tuple[bytes, bytes, int, int, int, str]  # (sig, set, n, exact-key shard, exact_size, doc_id)
+# (a node record travels with its normalised text in place of the set, rebuilt here: signatures.shingle_sets)
 
 FLUSH_ITEMS = 1 << 16  # records buffered per bundle before a flush (a node record is ~1 KB on T0)
 
