@@ -135,11 +135,11 @@ def corpus_file(corpus, tmp_path_factory):
     return str(path)
 
 
-def run_pipeline(path, out_dir, argv):
+def run_pipeline(path, out_dir, argv, section=None):
     opts = PipelineOptions(argv)
     with beam.Pipeline(options=opts) as p:
         res = (p | beam.io.ReadFromText(path) | beam.Map(json.loads)
-               | NearDuplicateClusters({}))
+               | NearDuplicateClusters(section or {}))
         (res["findings"] | "F" >> beam.Map(lambda f: json.dumps(f, sort_keys=True))
          | "WF" >> beam.io.WriteToText(str(out_dir / "findings")))
         (res["clusters"] | "C" >> beam.Map(lambda c: json.dumps(c, sort_keys=True))
@@ -540,3 +540,60 @@ def test_prepare_flushes_at_fixed_counts_within_a_bundle():
     for out in fn.finish_bundle():
         count(out)
     assert counts == {"groups": n, "members": n}  # nothing lost across the flushes
+
+
+@pytest.mark.parametrize("edges", [0, 7])
+def test_same_output_when_the_candidate_graph_is_not_one_forest(corpus_file, fnapi_out, tmp_path, edges):
+    """local_forest_edges 0 (raw edges) and 7 (many small forests) make the components run their rounds
+    instead of skipping them (``_ForestGateFn``); the clusters must not change."""
+    out = run_pipeline(corpus_file, tmp_path, ["--runner=FnApiRunner"], {"local_forest_edges": edges})
+    assert out == fnapi_out
+
+
+def test_shingle_sets_equal_node_values_sets():
+    from lazaret.checks.near_duplicate.signatures import node_values, shingle_sets
+
+    rnd = random.Random(5)
+    norms = [" ".join(words(rnd, rnd.randrange(5, 300))) for _ in range(30)]
+    norms += [norms[0] + " " + norms[0]]  # repeated shingles
+    hashes, counts = shingle_hashes(norms, N)
+    values = node_values(hashes, counts, minhash_from_hashes(hashes, counts, P), P)
+    assert shingle_sets(norms, N) == [v[1] for v in values]
+    assert shingle_sets(norms[3:7], N) == [v[1] for v in values[3:7]]  # batch composition does not matter
+
+
+def test_verified_clusters_union_find_and_unconverged_pairs():
+    from lazaret.checks.near_duplicate.verify import verified_clusters
+
+    def sim(a, b):
+        return (1.0 if a[0] == b[0] else 0.0), True
+
+    recs = {"a": (("x",), True), "b": (("x",), True), "c": (("x",), True), "d": (("y",), True),
+            "e": (("x",), True), "f": (("x",), False)}
+    roots = {"a": "a", "b": "a", "c": "a", "d": "a", "e": "e", "f": "a"}
+    pairs = {("b", "c"): False, ("a", "c"): True, ("a", "d"): False, ("c", "e"): False, ("a", "f"): False}
+    clusters, kept, rejected, across = verified_clusters(recs, roots, pairs, 0.8, sim)
+    assert (kept, rejected, across) == (3, 1, {"c", "e"})  # c-e: different candidate roots, not verified
+    assert list(clusters) == ["a"]
+    assert clusters["a"] == [("a", ("x",), True, True), ("b", ("x",), True, False),
+                             ("c", ("x",), False, True), ("f", ("x",), False, False)]
+
+
+def test_pair_blocks_round_trip():
+    from lazaret.checks.near_duplicate.shards import pack_pairs, unpack_pairs
+
+    hexes = [(did("p1"), did("p2"), True), (did("p1"), did("p3"), False)]
+    assert pack_pairs(hexes)[:1] == b"x" and unpack_pairs(pack_pairs(hexes)) == hexes
+    texts = [("doc-1", "doc-2", False), (did("p1"), "doc-3", True)]
+    assert pack_pairs(texts)[:1] == b"t" and unpack_pairs(pack_pairs(texts)) == texts
+    assert unpack_pairs(pack_pairs([])) == []
+
+
+def test_row_blocks_round_trip():
+    from lazaret.checks.near_duplicate.shards import pack_rows, unpack_rows
+
+    rows = [(did("r1"), did("r0"), 1, 3), (did("r2"), did("r0"), 0, 1 << 40)]
+    assert pack_rows(rows, 2)[:1] == b"x" and unpack_rows(pack_rows(rows, 2)) == rows
+    texts = [("doc-1", 7, 2)]
+    assert pack_rows(texts, 1)[:1] == b"t" and unpack_rows(pack_rows(texts, 1)) == texts
+    assert unpack_rows(pack_rows([], 1)) == []

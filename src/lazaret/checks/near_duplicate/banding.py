@@ -22,15 +22,16 @@ Such pairs carry ``degraded=True`` so the cluster detail says so, and ``dedup/ov
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, hex_ids_raw, raw_ids_hex, shard_of
-from lazaret.checks.near_duplicate.verify import PAIR, SMALLER
+from lazaret.checks.near_duplicate.shards import (Block, ShardBuffer, hex_ids_raw, pack_pairs, raw_ids_hex,
+                                                  shard_of)
+from lazaret.checks.near_duplicate.verify import PAIR
 
 ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tag b"t")
 ENTRY_RAW = np.dtype([("k", "<i8"), ("d", "S16")])  # 32-hex-digit doc_ids as 16 raw bytes (tag b"x")
@@ -174,16 +175,18 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray, degraded: np.ndarray) -> Tuple[
 
 
 class BucketPairsFn(beam.DoFn):
-    """(band shard, packed entries) -> (shard of b, ("p", packed (a, b, degraded))): distinct candidate pairs
-    (a < b), gathered over the bundle and packed by the shard of the larger doc_id (the key of the first
-    verification join); and (shard of a, ("a", packed a)): the distinct smaller ends, so the first join passes
-    on to the second only the node records a pair needs there (verify.py).
+    """(band shard, packed entries) -> (shard of a, ("p", ``shards.pack_pairs`` (a, b, degraded))): distinct candidate pairs
+    (a < b), gathered over the bundle and packed by the shard of the smaller doc_id, which is where the
+    components' last step learns a's candidate component and sends the pair on to it (verify.py); and, on
+    output ``edges``, every distinct pair as (a, b), the edges of the candidate graph whose components are
+    computed first.
 
     A pair found in several bands or shards of the bundle leaves once (degraded only if every find was);
-    the join merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
+    the verification merges what other bundles send. At most ``FLUSH_PAIRS`` pairs are buffered.
     """
 
     FLUSH_PAIRS = 1 << 20  # (bucket, pair) rows buffered per bundle, ~130 bytes each
+    EDGES = "edges"
 
     def __init__(self, max_bucket_size: int, anchors: int, shards: int) -> None:
         self.max_bucket_size = max_bucket_size
@@ -208,30 +211,28 @@ class BucketPairsFn(beam.DoFn):
             self._rows.append((a, b, degraded))
             self._n += len(a)
         if self._n >= self.FLUSH_PAIRS:
-            yield from self._drain()
+            yield from self._drain(lambda v: v)
 
     def finish_bundle(self):
-        for block in self._drain():
-            yield GlobalWindows.windowed_value(block)
+        yield from self._drain(GlobalWindows.windowed_value)
 
-    def _drain(self) -> List[Tuple[int, Tuple[str, bytes]]]:
+    def _drain(self, wrap) -> Iterator[Any]:
         if not self._rows:
-            return []
+            return
         rows = self._rows
         if len({r[0].dtype.itemsize for r in rows}) > 1:  # raw and text ids in one bundle: all as text
             rows = [(as_text(a), as_text(b), d) for a, b, d in rows]
         a, b, degraded = (np.concatenate(col) for col in zip(*rows))
         self._rows, self._n = [], 0
         a_ids, b_ids, flags = distinct_pairs(a, b, degraded)
-        buf = ShardBuffer(self.shards, len(a_ids) + 1)
+        buf = ShardBuffer(self.shards, len(a_ids) + 1, pack_pairs)
         where: Dict[str, int] = {}
         for pair in zip(a_ids, b_ids, flags):
-            shard = where.get(pair[1])
+            shard = where.get(pair[0])
             if shard is None:
-                shard = where[pair[1]] = shard_of(pair[1], self.shards)
+                shard = where[pair[0]] = shard_of(pair[0], self.shards)
             buf.add_to(shard, pair)
-        ends = ShardBuffer(self.shards, len(a_ids) + 1)
-        for end in sorted(set(a_ids)):
-            ends.add(end, end)
-        return ([(s, (PAIR, blob)) for s, blob in buf.drain()]
-                + [(s, (SMALLER, blob)) for s, blob in ends.drain()])
+        for s, blob in buf.drain():
+            yield wrap((s, (PAIR, blob)))
+        for edge in zip(a_ids, b_ids):
+            yield beam.pvalue.TaggedOutput(self.EDGES, wrap(edge))

@@ -22,6 +22,8 @@ pipeline, never from user files.
 from __future__ import annotations
 
 import zlib
+
+import numpy as np
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from apache_beam.transforms.window import GlobalWindows
@@ -85,6 +87,54 @@ def unpack_edges(blob: bytes) -> List[Tuple[str, str]]:
         ids = raw_ids_hex(packing.decompress(blob[1:]))
         return list(zip(ids[0::2], ids[1::2]))
     return list(packing.unpack(blob[1:]))
+
+
+def pack_pairs(pairs: Sequence[Tuple[str, str, bool]]) -> bytes:
+    """(a, b, degraded) candidate pairs as one compressed bytes value: 16 raw bytes per hex doc_id and one
+    flag byte per pair when every doc_id is 32 lowercase hex digits (as ``pack_edges``), else pickled."""
+    raw = hex_ids_raw([x for a, b, _d in pairs for x in (a, b)])
+    if raw is not None:
+        return b"x" + packing.compress(raw + bytes(bool(d) for _a, _b, d in pairs))
+    return b"t" + packing.pack(tuple(pairs))
+
+
+def unpack_pairs(blob: bytes) -> List[Tuple[str, str, bool]]:
+    """The entries of a ``pack_pairs`` value."""
+    if blob[:1] == b"x":
+        data = packing.decompress(blob[1:])
+        n = len(data) // 33
+        ids = raw_ids_hex(data[:32 * n])
+        return [(ids[2 * i], ids[2 * i + 1], bool(f)) for i, f in enumerate(data[32 * n:])]
+    return list(packing.unpack(blob[1:]))
+
+
+def pack_rows(rows: Sequence[Tuple[Any, ...]], n_ids: int) -> bytes:
+    """Rows of ``n_ids`` doc_ids then integers (bools included) as one compressed bytes value: the doc_ids as 16
+    raw bytes each when every one is 32 lowercase hex digits, the integers as little-endian int64 columns
+    (``unpack_rows`` gives bools back as ints); else pickled. For the label and home notes, one per node."""
+    raw = hex_ids_raw([r[i] for r in rows for i in range(n_ids)])
+    if raw is None or not rows:
+        return b"t" + packing.pack(tuple(rows))
+    ints = np.asarray([r[n_ids:] for r in rows], dtype="<i8")
+    return b"x" + bytes([n_ids, ints.shape[1]]) + packing.compress(raw + ints.T.tobytes())
+
+
+def unpack_rows(blob: bytes) -> List[Tuple[Any, ...]]:
+    """The rows of a ``pack_rows`` value."""
+    if blob[:1] == b"t":
+        return list(packing.unpack(blob[1:]))
+    n_ids, n_ints = blob[1], blob[2]
+    data = packing.decompress(blob[3:])
+    n = len(data) // (16 * n_ids + 8 * n_ints)
+    ids = raw_ids_hex(data[:16 * n_ids * n])
+    cols = np.frombuffer(data, dtype="<i8", offset=16 * n_ids * n).reshape(n_ints, n).T.tolist()
+    return [tuple(ids[i * n_ids:(i + 1) * n_ids]) + tuple(cols[i]) for i in range(n)]
+
+
+def home_of(band_key0: int, shards: int) -> int:
+    """A node record's home shard: that of its first LSH band key. Why: near-duplicates often share that key,
+    so a home's block gathers them and compresses (a doc_id's shard is random); see transform._AtHomeFn."""
+    return (int(band_key0) & 0xFFFFFFFFFFFFFFFF) % shards
 
 
 def shard_of(doc_id: str, shards: int) -> int:

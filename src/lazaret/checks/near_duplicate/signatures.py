@@ -263,6 +263,18 @@ def node_values(hashes: np.ndarray, counts: np.ndarray, sigs: np.ndarray,
     return out
 
 
+def shingle_sets(norms: Sequence[str], n: int) -> List[bytes]:
+    """Per normalised text: its sorted distinct shingle hashes as bytes, the set ``node_values`` makes (without
+    the ``max_exact_shingles`` cut, which the caller applies). Why: node records travel with their normalised
+    text instead of this set (verify.py), and the set is rebuilt where pairs are verified."""
+    hashes, counts = shingle_hashes(norms, n)
+    uniq, ucounts = distinct_per_doc(hashes, counts)
+    offs = np.concatenate(([0], np.cumsum(ucounts))).tolist()
+    data = uniq.tobytes()
+    size = SIG_DTYPE.itemsize
+    return [data[offs[i] * size:offs[i + 1] * size] for i in range(len(norms))]
+
+
 def distinct_per_doc(hashes: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Sorted distinct shingle hashes of every document, concatenated, and their per-document counts.
 

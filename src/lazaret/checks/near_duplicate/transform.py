@@ -2,15 +2,15 @@
 
 Data flow (every arrow that changes the key is a shuffle; nothing collects the corpus on one worker):
 
-  records -> exact entries + members, by shard of the exact key   exact key = hash of normalised text
-          -> GroupByKey(shard)                         one representative per exact group (smallest doc_id)
-  exact representatives with >= ngram words
-          -> batches -> signatures                     numpy per batch, datasketch affine32 (signatures.py)
+  records -> exact entries (with band keys) + members + node records   exact key = hash of normalised text;
+                                                       signatures per bundle, numpy, datasketch affine32
+          -> GroupByKey(shard of exact key)            one representative per exact group (smallest doc_id)
           -> GroupByKey(shard of band keys)            LSH buckets -> candidate pairs, capped (banding.py)
-          -> 2 shard joins with node values -> edges   Jaccard >= threshold, exact where cheap (verify.py)
-          -> LocalForest + ConnectedComponents         large-star/small-star, cluster id = smallest doc_id;
-                                                       the last step also joins the pair ends' values
-          -> group by shard of the cluster id          Jaccard of each member to the representative
+          -> LocalForest + ConnectedComponents         of the candidate graph, large-star/small-star
+          -> node records meet their labels at home    home = shard of the first band key (_AtHomeFn)
+          -> group by shard of the candidate root      Jaccard of every pair (exact where cheap), clusters by
+                                                       union-find, cluster id = smallest doc_id, Jaccard of
+                                                       each member to the representative (verify.py)
   -> GroupByKey(shard of exact_key) with every record  exactly one finding per input record
   -> CombinePerKey(cluster_id)                         cluster summaries (size, members, evidence)
 
@@ -25,41 +25,51 @@ shows them. Records with fewer words than ``ngram`` are exact-match only and nev
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.findings import make_finding
-from lazaret.checks.near_duplicate.banding import BucketPairsFn, pack_shards
+from lazaret.checks.near_duplicate.banding import BucketPairsFn
 from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalForestFn
-from lazaret.checks.near_duplicate.exact import ExactShardFn, merge_group, pack_groups
+from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import ShardBuffer, shard_of, unpack, unpack_all
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, shard_of, unpack,
+                                                  unpack_pairs, unpack_rows)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
-                                                      similarity)
-from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, NODE, VerifyPairs
+                                                      shingle_sets, similarity)
+from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
 
 CHECK = "near_duplicate"
 
 
 class _PrepareFn(beam.DoFn):
-    """Records -> exact-group entries and members, both packed by the shard of the exact key (exact.py).
+    """Records -> exact-group entries, node records and members.
 
-    Main output: (shard, ((exact_key, smallest doc_id, norm, n_tokens, count), ...)), copies of one text
-    merged over the bundle. Output ``members``: (shard, ("m", ((exact_key, doc_id, record_id, snippet,
-    n_tokens), ...))) for the findings join. The heavy record dict stops here. The snippet is raw text; it is
-    masked (``evidence_fn``) only for the few members shown in summaries. Without ``snippets`` it is empty:
-    a scan's cluster rows take their evidence from the decision step (``checks.clusters.cluster_row``), so
-    a snippet of every record would cross two shuffles for nothing (0.2 bytes per input byte on T0 5k).
+    Main output: (shard of exact key, packed ((exact_key, smallest doc_id, n_tokens, count, band keys), ...)),
+    copies of one text merged over the bundle, with the LSH band keys of the texts of at least ``ngram``
+    words (exact.py: the band keys cross the exact shuffle, not the text). Output ``nodes``: (home shard,
+    ("n", packed node records (sig, norm, n, shard of exact_key, 1, doc_id))) for the same texts, where
+    their labels will find them (``_AtHomeFn``, verify.py). Output ``members``: (shard, ("m",
+    ((exact_key, doc_id, record_id, snippet, n_tokens), ...))) for the findings join. The heavy record dict
+    stops here. The snippet is raw text; it is masked (``evidence_fn``) only for the few members shown in
+    summaries. Without ``snippets`` it is empty: a scan's cluster rows take their evidence from the decision
+    step (``checks.clusters.cluster_row``), so a snippet of every record would cross two shuffles for nothing
+    (0.2 bytes per input byte on T0 5k).
+
+    A node record carries the shard of its exact key (a small int), not the 32-character key: the findings
+    join finds a node's assignment by its doc_id, which is the smallest doc_id of its exact group. It carries
+    the normalised text where ``node_values`` gives a shingle set, and the set is rebuilt where pairs are
+    verified (``_VerifyClustersFn``, ``signatures.shingle_sets``). Why: text compresses where 4-byte shingle
+    hashes do not, and a candidate component's records are near-duplicate texts, which fold.
     """
 
     MEMBERS = "members"
+    NODES = "nodes"
     # What a bundle holds before it flushes: distinct texts (each with its normalised text) and members
     # (each with a snippet). The read stage is one bundle per worker however large the input, so these
     # bound its memory; they are set below what a 1x T0 worker sees (~27,600 records), so a bigger corpus
@@ -91,93 +101,97 @@ class _PrepareFn(beam.DoFn):
         merge_group(self.groups, key, doc_id, norm, n_tokens, 1)
         self.members.add(key, (key, doc_id, record.get("record_id"), text[: self.snippet_chars], n_tokens))
         if len(self.groups) >= self.FLUSH_GROUPS:
-            yield from self._drain_groups()
+            yield from self._drain_groups(lambda v: v)
         if self.members.full:
             for shard, block in self.members.drain():
                 yield beam.pvalue.TaggedOutput(self.MEMBERS, (shard, ("m", block)))
 
     def finish_bundle(self):
-        for block in self._drain_groups():
-            yield GlobalWindows.windowed_value(block)
+        yield from self._drain_groups(GlobalWindows.windowed_value)
         for shard, block in self.members.drain():
             yield beam.pvalue.TaggedOutput(self.MEMBERS, GlobalWindows.windowed_value((shard, ("m", block))))
 
-    def _drain_groups(self):
+    def _drain_groups(self, wrap):
         groups, self.groups = self.groups, {}
-        return pack_groups(groups, self.params.band_shards)
+        p = self.params
+        keys: Dict[str, bytes] = {}
+        nodes = ShardBuffer(p.band_shards, len(groups) + 1)
+        todo = sorted((g[0], g[1], key) for key, g in groups.items() if g[2] >= p.ngram)
+        for lo in range(0, len(todo), p.batch_size):
+            batch = todo[lo:lo + p.batch_size]
+            hashes, counts = shingle_hashes([b[1] for b in batch], p.ngram)
+            sigs = minhash_from_hashes(hashes, counts, p)
+            values = node_values(hashes, counts, sigs, p)
+            bands = band_keys(sigs, p).astype("<i8", copy=False)
+            for (doc_id, norm, key), (sig_b, set_b, n), row in zip(batch, values, bands):
+                keys[key] = row.tobytes()
+                nodes.add_to(home_of(row[0], p.band_shards),
+                             (sig_b, norm if set_b else "", n, shard_of(key, p.band_shards), 1, doc_id))
+        for block in pack_groups(groups, keys, p.band_shards):
+            yield wrap(block)
+        for shard, blob in nodes.drain():
+            yield beam.pvalue.TaggedOutput(self.NODES, wrap((shard, (NODE, blob))))
 
 
-class _SignatureFn(beam.DoFn):
-    """Batch of (doc_id, norm, exact_key, exact_size) -> node records (sig, set, n, shard of exact_key,
-    exact_size, doc_id) packed by the shard of the doc_id (see verify.py, signatures.node_values); band keys
-    to the 'bands' output.
+class _ToRootFn(beam.DoFn):
+    """Candidate labels (in the components' last shuffle, keyed by the shard of the node), joined with each
+    node's home shard and exact size and with the candidate pairs of the shard's smaller ends.
 
-    A node record carries the shard of its exact key (a small int), not the 32-character key: the record
-    crosses five shuffles (both verification joins, a copy per candidate pair, the components' last join and
-    the cluster step), and the findings join finds a node's assignment by its doc_id, which is the smallest
-    doc_id of its exact group, so the key itself is never needed after the exact step.
+    Main output: (home shard, ("l", ``shards.pack_rows`` (node, root, converged, exact size))), where the node's record
+    waits (``_AtHomeFn``). Output ``pairs``: (shard of root, ("p", ``shards.pack_pairs`` (a, b, degraded))),
+    to the verification (verify.py): a pair arrives at the shard of its smaller end, whose label names the
+    component of both ends."""
 
-    Band keys are gathered over the whole bundle (flushed every ``FLUSH_ENTRIES`` entries, so memory stays
-    bounded) and leave as one packed blob per (flush, shard) (see banding.py): about ``band_shards``
-    shuffle elements per bundle instead of ``bands`` per document, or ``band_shards`` per batch. Node
-    records leave the same way (shards.py), one element per (flush, shard) instead of one per document.
-    """
+    PAIRS = "pairs"
 
-    BANDS = "bands"
-    FLUSH_ENTRIES = 1 << 20  # ~40 MB of packed (key, doc_id) entries
-    FLUSH_NODES = 1 << 15  # node records (~1 KB each on T0)
-
-    def __init__(self, params: DedupParams) -> None:
-        self.params = params
-        self.docs = Metrics.counter("dedup", "minhash_signatures")
-        self._ids: List[str] = []
-        self._keys: List[Any] = []
-        self._nodes: Optional[ShardBuffer] = None
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.labels: Optional[ShardBuffer] = None
+        self.pairs: Optional[ShardBuffer] = None
 
     def start_bundle(self) -> None:
-        self._ids, self._keys = [], []
-        self._nodes = ShardBuffer(self.params.band_shards, self.FLUSH_NODES)
+        self.labels = ShardBuffer(self.shards, FLUSH_ITEMS, lambda rows: pack_rows(rows, 2))
+        self.pairs = ShardBuffer(self.shards, FLUSH_ITEMS, pack_pairs)
 
-    def process(self, batch: List[Tuple[str, str, str, int]]):
-        batch = sorted(batch)
-        hashes, counts = shingle_hashes([b[1] for b in batch], self.params.ngram)
-        sigs = minhash_from_hashes(hashes, counts, self.params)
-        values = node_values(hashes, counts, sigs, self.params)
-        self._keys.append(band_keys(sigs, self.params))
-        self._ids.extend(b[0] for b in batch)
-        self.docs.inc(len(batch))
-        nodes = self._nodes
-        shards = self.params.band_shards
-        for (doc_id, _, key, size), (sig_b, set_b, n) in zip(batch, values):
-            nodes.add(doc_id, (sig_b, set_b, n, shard_of(key, shards), size, doc_id))
-        if nodes.full:
-            for shard, blob in nodes.drain():
-                yield shard, (NODE, blob)
-        if len(self._ids) * self.params.bands >= self.FLUSH_ENTRIES:
-            for shard_blob in self._flush():
-                yield beam.pvalue.TaggedOutput(self.BANDS, shard_blob)
+    def process(self, element):
+        _shard, (labels, extra) = element
+        roots = {node: (root, converged) for node, root, converged in unpack(labels)}
+        homes = {doc_id: (home, size)
+                 for tag, blob in extra if tag == SIZE for doc_id, home, size in unpack_rows(blob)}
+        for node in sorted(roots):
+            home, size = homes[node]
+            self.labels.add_to(home, (node, roots[node][0], int(roots[node][1]), size))
+        pairs = []
+        for tag, blob in extra:
+            if tag == PAIR:
+                for a, b, degraded in unpack_pairs(blob):
+                    found = roots.get(a)
+                    if found is None:
+                        raise ValueError(f"dedup: candidate pair end {a} has no candidate component")
+                    pairs.append((found[0], a, b, degraded))
+        for root, a, b, degraded in sorted(pairs):
+            self.pairs.add(root, (a, b, degraded))
+        if self.labels.full or self.pairs.full:
+            yield from self._drain(lambda v: v)
 
     def finish_bundle(self):
-        for shard, blob in self._nodes.drain():
-            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
-        for shard_blob in self._flush():
-            yield beam.pvalue.TaggedOutput(self.BANDS, WindowedValue(shard_blob, MIN_TIMESTAMP, [GlobalWindow()]))
+        yield from self._drain(GlobalWindows.windowed_value)
 
-    def _flush(self):
-        if not self._ids:
-            return []
-        ids, keys = self._ids, np.concatenate(self._keys)
-        self._ids, self._keys = [], []
-        return list(pack_shards(ids, keys, self.params.band_shards))
+    def _drain(self, wrap):
+        for shard, blob in self.labels.drain():
+            yield wrap((shard, (LABEL, blob)))
+        for shard, blob in self.pairs.drain():
+            yield beam.pvalue.TaggedOutput(self.PAIRS, wrap((shard, (PAIR, blob))))
 
 
-class _LabelJoinFn(beam.DoFn):
-    """Labels joined with node records by the shard of the node (in the components' last shuffle).
+class _AtHomeFn(beam.DoFn):
+    """Per home shard: node records meet their candidate labels and leave for the shard of their root.
 
-    Output: (root, node, (sig, set, n), exact-key shard, exact_size, converged, degraded) per labelled node, packed
-    by the shard of the root (the cluster id) for the cluster step. Every labelled node is an end of a
-    verified edge, so it has a node record here (join 1 sends the record of every pair end; join 2 only
-    degraded flags: verify.py)."""
+    Output: (shard of root, ("n", packed ((root, node, record without doc_id, converged), ...))), sorted by
+    root and node. Why the home: a node record's shard is that of its first band key (``shards.home_of``),
+    so this shuffle's blocks gather near-duplicate texts and compress; keyed by the doc_id's shard they held
+    one or two unrelated texts each on the T0 5k slice. Records without a label (no candidate pair) stop here.
+    """
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -187,47 +201,77 @@ class _LabelJoinFn(beam.DoFn):
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
-        _shard, (labels, node_blobs) = element
-        records: Dict[str, Tuple[Any, bool]] = {}
-        for doc_id, rec, degraded in unpack_all(node_blobs):
-            seen = records.get(doc_id)
-            if seen is not None:
-                rec, degraded = rec or seen[0], degraded or seen[1]
-            records[doc_id] = (rec, degraded)
-        for node, root, converged in unpack(labels):
-            found = records.get(node)
-            if found is None or found[0] is None:
-                raise ValueError(f"dedup: node {node} has a cluster label but no verified edge")
-            rec, degraded = found
-            self.out.add(root, (root, node, rec[:3], rec[3], rec[4], converged, degraded))
+        _shard, values = element
+        labels = {node: (root, bool(converged), size)
+                  for tag, blob in values if tag == LABEL for node, root, converged, size in unpack_rows(blob)}
+        if not labels:
+            return
+        found = []
+        for tag, blob in values:
+            if tag == NODE:
+                for rec in unpack(blob):
+                    lab = labels.get(rec[5])
+                    if lab is not None:
+                        found.append((lab[0], rec[5], rec[:4] + (lab[2],), lab[1]))
+        for entry in sorted(found, key=lambda e: e[:2]):
+            self.out.add(entry[0], entry)
         if self.out.full:
-            yield from self.out.drain()
+            for shard, blob in self.out.drain():
+                yield shard, (NODE, blob)
 
     def finish_bundle(self):
-        yield from self.out.drain_windowed()
+        for shard, blob in self.out.drain():
+            yield GlobalWindows.windowed_value((shard, (NODE, blob)))
 
 
-class _ScoreToRepFn(beam.DoFn):
-    """Per cluster (grouped by the shard of its id): Jaccard of every member to the representative; one
-    assignment per member, packed by the shard of its exact key for the findings join:
-    (shard, ("n", ((node doc_id, assignment), ...))); the node is its exact group's representative."""
+class _VerifyClustersFn(beam.DoFn):
+    """Per shard of candidate roots: verify the candidate pairs, the verified clusters by union-find, then the
+    Jaccard of every member to its representative (verify.py); one assignment per member, packed by the
+    shard of its exact key for the findings join: (shard, ("n", ((node doc_id, assignment), ...))); the node
+    is its exact group's representative."""
 
-    def __init__(self, threshold: float, shards: int) -> None:
+    def __init__(self, threshold: float, shards: int, ngram: int) -> None:
         self.threshold = threshold
         self.shards = shards
+        self.ngram = ngram
         self.out: Optional[ShardBuffer] = None
+        self.kept = Metrics.counter("dedup", "verified_edges")
+        self.rejected = Metrics.counter("dedup", "rejected_candidate_pairs")
+        self.across = Metrics.counter("dedup", "pairs_across_unconverged")
         self.clusters = Metrics.counter("dedup", "near_duplicate_clusters")
         self.chain_kept = Metrics.counter("dedup", "chain_members_kept")
+        # what one shard holds: the records of whole candidate components (verify.py)
+        self.component_nodes = Metrics.distribution("dedup", "candidate_component_nodes")
+        self.cluster_nodes = Metrics.distribution("dedup", "cluster_nodes")
 
     def start_bundle(self) -> None:
         self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
 
     def process(self, element):
         _shard, blocks = element
-        clusters: Dict[str, List] = {}
-        for root, *member in unpack_all(blocks):
-            clusters.setdefault(root, []).append(member)
+        records: Dict[str, Tuple[Any, bool]] = {}
+        roots: Dict[str, str] = {}
+        pairs: Dict[Tuple[str, str], bool] = {}
+        for tag, blob in blocks:
+            if tag == NODE:
+                for root, node, rec, converged in unpack(blob):
+                    records[node] = (rec, converged)
+                    roots[node] = root
+            else:
+                for a, b, degraded in unpack_pairs(blob):
+                    pairs[(a, b)] = pairs.get((a, b), True) and degraded
+        with_text = [x for x in sorted(records) if records[x][0][1]]
+        for x, set_b in zip(with_text, shingle_sets([records[x][0][1] for x in with_text], self.ngram)):
+            (sig_b, _norm, n, key_shard, size), converged = records[x]
+            records[x] = ((sig_b, set_b, n, key_shard, size), converged)
+        clusters, kept, rejected, across = verified_clusters(records, roots, pairs, self.threshold, similarity)
+        self.kept.inc(kept)
+        self.rejected.inc(rejected)
+        self.across.inc(len(across))
+        for size in collections.Counter(roots.values()).values():
+            self.component_nodes.update(size)
         for root in sorted(clusters):
+            self.cluster_nodes.update(len(clusters[root]))
             self._score(root, clusters[root])
         if self.out.full:
             for shard, block in self.out.drain():
@@ -238,20 +282,22 @@ class _ScoreToRepFn(beam.DoFn):
             yield GlobalWindows.windowed_value((shard, ("n", block)))
 
     def _score(self, root: str, members: List) -> None:
-        rep_sig = next(m[1] for m in members if m[0] == root)
+        rep = next(m[1] for m in members if m[0] == root)
         n_docs = len(members)
-        n_records = sum(m[3] for m in members)
-        converged = all(m[4] for m in members)
-        degraded = any(m[5] for m in members)
+        n_records = sum(m[1][4] for m in members)
+        converged = all(m[2] for m in members)
+        degraded = any(m[3] for m in members)
         self.clusters.inc()
-        for node, sig, key_shard, _size, _c, _d in members:
-            j, exact = (1.0, True) if node == root else similarity(sig, rep_sig)
+        for node, rec, _c, _d in members:
+            j, exact = (1.0, True) if node == root else similarity(rec, rep)
             dropped = node != root and j >= self.threshold
             if node != root and not dropped:
                 self.chain_kept.inc()
-            self.out.add_to(key_shard, (node, {"cluster_id": root, "node": node, "score": j, "exact": exact,
-                                     "dropped": dropped, "n_docs": n_docs, "n_records": n_records,
-                                     "converged": converged, "degraded": degraded}))
+            self.out.add_to(rec[3], (node, (root, j, exact, dropped, n_docs, n_records, converged, degraded)))
+
+
+# an assignment crosses the findings join as a tuple of these (names pickled with every value were a third of it)
+ASSIGNMENT = ("cluster_id", "score", "exact", "dropped", "n_docs", "n_records", "converged", "degraded")
 
 
 def _jac(a: Mapping[str, Any]) -> str:
@@ -285,7 +331,7 @@ class _FindingsFn(beam.DoFn):
         assigned: Dict[str, Mapping[str, Any]] = {}
         for tag, block in values:
             if tag == "n":
-                assigned.update(unpack(block))
+                assigned.update((node, dict(zip(ASSIGNMENT, values))) for node, values in unpack(block))
                 continue
             for key, doc_id, _record_id, _snippet, n_tok in unpack(block):
                 g = groups.get(key)
@@ -442,21 +488,28 @@ class NearDuplicateClusters(beam.PTransform):
     def expand(self, records):
         p = self.params
         prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(p, self.snippets)).with_outputs(
-            _PrepareFn.MEMBERS, main="exact")
-        sig_out = (prepared.exact
-                   | "ExactGroups" >> beam.GroupByKey()
-                   | "ExactReps" >> beam.ParDo(ExactShardFn(p.ngram, p.batch_size))
-                   | "MinHash" >> beam.ParDo(_SignatureFn(p)).with_outputs(_SignatureFn.BANDS, main="nodes"))
-        pairs = (sig_out[_SignatureFn.BANDS]
+            _PrepareFn.MEMBERS, _PrepareFn.NODES, main="exact")
+        reps = (prepared.exact
+                | "ExactGroups" >> beam.GroupByKey()
+                | "ExactReps" >> beam.ParDo(ExactShardFn(p)).with_outputs(ExactShardFn.SIZES, main="bands"))
+        pairs = (reps.bands
                  | "BandGroup" >> beam.GroupByKey()
-                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)))
-        verified = (sig_out.nodes, pairs) | "Verify" >> VerifyPairs(p.threshold, p.band_shards)
-        forest = verified["edges"] | "LocalForest" >> beam.ParDo(LocalForestFn(p.local_forest_edges))
-        assignments = ((forest, (verified["nodes"], verified["left_nodes"]))
-                       | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards)
-                       | "ByCluster" >> beam.ParDo(_LabelJoinFn(p.band_shards))
+                 | "BucketPairs" >> beam.ParDo(BucketPairsFn(p.max_bucket_size, p.bucket_anchors, p.band_shards)
+                                               ).with_outputs(BucketPairsFn.EDGES, main="pairs"))
+        forest = pairs[BucketPairsFn.EDGES] | "LocalForest" >> beam.ParDo(LocalForestFn(
+            p.local_forest_edges)).with_outputs(LocalForestFn.FORESTS, main="edges")
+        labels = ((forest.edges, (reps[ExactShardFn.SIZES], pairs.pairs))
+                  | "Components" >> ConnectedComponents(p.max_cc_rounds, p.band_shards,
+                                                        forest[LocalForestFn.FORESTS])
+                  | "ToRoot" >> beam.ParDo(_ToRootFn(p.band_shards)).with_outputs(_ToRootFn.PAIRS, main="labels"))
+        at_home = ((labels.labels, prepared[_PrepareFn.NODES])
+                   | "FlattenHome" >> beam.Flatten()
+                   | "HomeGroup" >> beam.GroupByKey()
+                   | "AtHome" >> beam.ParDo(_AtHomeFn(p.band_shards)))
+        assignments = ((at_home, labels[_ToRootFn.PAIRS])
+                       | "FlattenClusters" >> beam.Flatten()
                        | "ClusterGroup" >> beam.GroupByKey()
-                       | "ScoreToRep" >> beam.ParDo(_ScoreToRepFn(p.threshold, p.band_shards)))
+                       | "VerifyClusters" >> beam.ParDo(_VerifyClustersFn(p.threshold, p.band_shards, p.ngram)))
         out = ((prepared[_PrepareFn.MEMBERS], assignments)
                | "FlattenRecords" >> beam.Flatten()
                | "JoinRecords" >> beam.GroupByKey()
