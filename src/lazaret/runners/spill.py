@@ -812,7 +812,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
                      one_worker_bundle_bytes=one_worker_bundle_bytes(cap) if bundle_bytes is None else cap)
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-    from lazaret.runners.memory import Tidy, tidy_enabled
+    from lazaret.runners.memory import Tidy, frozen_start_up, tidy_enabled
 
     _original_parallel[:] = [fn_runner.ParallelBundleManager.process_bundle]
     _built["list"], _built["group"] = _classes()
@@ -821,7 +821,8 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     _send_failures.clear()
     saved = apply(("runner", "both"))
     try:
-        yield True
+        with frozen_start_up():  # the start-up's objects out of the full collections while the run lasts
+            yield True
         if _send_failures:
             raise RuntimeError("the local runner could not send a stage's input to a worker: "
                                + "; ".join(_send_failures[:3]))
