@@ -120,8 +120,9 @@ def frozen_start_up():
 
     Why: every full collection (Python's own, and ``Tidy``'s) traverses every tracked object, and most of
     them are the start-up's, which live for the whole run. On a one-core T0 dedup scan the full collections
-    cost 1.85 CPU-s in 16 of them, 0.67 CPU-s in 29 with the start-up frozen (docs/shuffles.md, "Start-up
-    frozen"). Unfrozen after, so a process that runs several scans (the tests) leaks nothing."""
+    cost 1.85 CPU-s in 16 of them, 0.98 CPU-s in 29 with the start-up frozen (docs/shuffles.md, "The
+    in-process data channel, page faults, start-up"). Unfrozen after, so a process that runs several scans
+    (the tests) leaks nothing."""
     gc.collect()
     gc.freeze()
     try:
