@@ -49,9 +49,6 @@ class PendingData(NamedTuple):
     data: bytes
 
 
-_DATA = 2  # disk kind of a PendingData (0 and 1: serialised Elements.Data, Elements.Timers)
-
-
 class SpillingInputs:
     """The list of pending data-plane messages: in memory up to ``threshold`` bytes, then on disk."""
 
@@ -82,7 +79,8 @@ class SpillingInputs:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(dir=_settings["dir"], prefix="lazaret-channel-")
             if pending:
-                blob, kind = element.data, (_DATA, element.instruction_id, element.transform_id)
+                # kind: the ids themselves (0 / 1: a serialised Elements.Data / Elements.Timers)
+                blob, kind = element.data, (element.instruction_id, element.transform_id)
             else:
                 blob = element.SerializeToString()
                 kind = 0 if isinstance(element, beam_fn_api_pb2.Elements.Data) else 1
@@ -111,7 +109,7 @@ class SpillingInputs:
                 self._file.seek(offset)
                 blob = self._file.read(length)
             if isinstance(kind, tuple):
-                yield PendingData(kind[1], kind[2], blob)
+                yield PendingData(kind[0], kind[1], blob)
                 continue
             cls = beam_fn_api_pb2.Elements.Data if kind == 0 else beam_fn_api_pb2.Elements.Timers
             yield cls.FromString(blob)
@@ -163,7 +161,8 @@ def output_stream(self, instruction_id, transform_id):
     from apache_beam.runners.worker import data_plane
 
     def add_to_inverse_output(data: bytes) -> None:
-        self._inverse._inputs.append(PendingData(instruction_id, transform_id, data))  # pylint: disable=protected-access
+        if data:  # Beam's stream also sends its empty last buffer, which input_elements skips anyway
+            self._inverse._inputs.append(PendingData(instruction_id, transform_id, data))
 
     stream = data_plane.ClosableOutputStream.create(add_to_inverse_output, add_to_inverse_output,
                                                     self._data_buffer_time_limit_ms)
