@@ -188,6 +188,46 @@ def test_spilling_inputs_keep_order_across_memory_and_disk():
         channel_spill._settings.update(saved)
 
 
+def test_in_process_channel_messages_wait_as_tuples_and_read_back_as_beam_data():
+    """The in-process channel's own output stream (rows channel_output_stream / channel_input_elements): its
+    messages flush at FLUSH_BYTES, wait as PendingData (in memory or spilled as raw bytes, in order with
+    timers), and reach the reader as Beam's Elements.Data with the same bytes, other bundles' messages kept."""
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.worker import data_plane
+
+    from lazaret.runners import channel_spill
+
+    with channel_spill.install(threshold=4 * channel_spill.FLUSH_BYTES):
+        channel = data_plane.InMemoryDataChannel()
+        stream = channel.output_stream("b1", "t")
+        other = channel.output_stream("b2", "u")
+        sent = []
+        for i in range(40):
+            chunk = bytes([i]) * (channel_spill.FLUSH_BYTES // 3)
+            sent.append(chunk)
+            stream.write(chunk)
+            stream.maybe_flush()
+            if i % 10 == 0:
+                channel.inverse()._inputs.append(beam_fn_api_pb2.Elements.Timers(
+                    instruction_id="b1", transform_id="t", timer_family_id="f", timers=b"x" * i, is_last=False))
+        other.write(b"other bundle")
+        other.close()
+        stream.close()
+        pending = channel.inverse()._inputs
+        assert pending._disk and pending._memory  # both kinds of storage in use
+        assert all(isinstance(e, (channel_spill.PendingData, beam_fn_api_pb2.Elements.Timers)) for e in pending)
+        assert all(len(e.data) <= channel_spill.FLUSH_BYTES + len(sent[0])
+                   for e in pending if isinstance(e, channel_spill.PendingData))
+        got = list(channel.inverse().input_elements("b1", []))
+        data = [e for e in got if isinstance(e, beam_fn_api_pb2.Elements.Data)]
+        assert all(e.instruction_id == "b1" and e.transform_id == "t" for e in data)
+        assert b"".join(e.data for e in data) == b"".join(sent)
+        assert [e.timers for e in got if isinstance(e, beam_fn_api_pb2.Elements.Timers)] == [
+            b"x" * i for i in range(0, 40, 10)]
+        rest = list(channel.inverse().input_elements("b2", []))
+        assert [(e.transform_id, e.data) for e in rest] == [("u", b"other bundle")]
+
+
 # -- item 10: FIFOs, undecodable file names, stale staging folders ----------------------------------------
 @pytest.mark.slow
 def test_fifo_and_undecodable_name_are_rejected_not_fatal(tmp_path):

@@ -379,12 +379,13 @@ def _send_input_streaming(self, process_bundle_id: str, read_transform_id: str, 
 
     conn = self._worker_handler.data_conn
     data_out = conn.output_stream(process_bundle_id, read_transform_id)
-    if hasattr(data_out, "_size_flush_threshold"):
+    in_memory = isinstance(conn, data_plane.InMemoryDataChannel)
+    if hasattr(data_out, "_size_flush_threshold") and not in_memory:
         # Over gRPC this is Beam's TimeBasedBufferingClosableOutputStream, which binds its own 10 MB default
         # when the class is defined (the flush rows of REPLACED do not reach it): bound this stream alone,
         # leaving the class as Beam ships it for every other stream (in-process workers' outputs among them)
         data_out._size_flush_threshold = DATA_FLUSH_BYTES
-    if isinstance(conn, data_plane.InMemoryDataChannel):
+    if in_memory:  # its stream flushes at channel_spill.FLUSH_BYTES (row channel_output_stream)
         _write_chunks(data_out, byte_streams)
         data_out.close()
         return None
@@ -656,8 +657,14 @@ REPLACED: Tuple[Replacement, ...] = (
                 "the in-process worker's pending output of one bundle (the read step emits a whole file as one "
                 "bundle) moves to an unlinked file past 8 MB instead of waiting in a list (issue 19)",
                 lambda orig, owner: _sibling("channel_spill", "spilling_init")(orig)),
+    Replacement("channel_output_stream", "runner", _DATA, "InMemoryDataChannel.output_stream",
+                "lazaret.runners.channel_spill.output_stream",
+                "the in-process channel's data messages wait as plain (ids, bytes) tuples, not protobufs (upb copied "
+                "each payload to measure it), and flush at 96 KB, below the fixed mmap threshold",
+                lambda orig, owner: _sibling("channel_spill", "output_stream")),
     Replacement("channel_input_elements", "runner", _DATA, "InMemoryDataChannel.input_elements",
-                "lazaret.runners.channel_spill._input_elements", "reads those messages back in order, one at a time",
+                "lazaret.runners.channel_spill._input_elements", "reads those messages back in order, one at a time "
+                "(each an Elements.Data as Beam's readers expect)",
                 lambda orig, owner: _sibling("channel_spill", "_input_elements")),
     Replacement("idle_stages", "worker", "apache_beam.runners.worker.sdk_worker",
                 "DEFAULT_BUNDLE_PROCESSOR_CACHE_SHUTDOWN_THRESHOLD_S",
@@ -805,7 +812,7 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
                      one_worker_bundle_bytes=one_worker_bundle_bytes(cap) if bundle_bytes is None else cap)
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-    from lazaret.runners.memory import Tidy, tidy_enabled
+    from lazaret.runners.memory import Tidy, frozen_start_up, tidy_enabled
 
     _original_parallel[:] = [fn_runner.ParallelBundleManager.process_bundle]
     _built["list"], _built["group"] = _classes()
@@ -814,7 +821,8 @@ def install(spill_dir: Optional[str] = None, threshold: Optional[int] = None,
     _send_failures.clear()
     saved = apply(("runner", "both"))
     try:
-        yield True
+        with frozen_start_up():  # the start-up's objects out of the full collections while the run lasts
+            yield True
         if _send_failures:
             raise RuntimeError("the local runner could not send a stage's input to a worker: "
                                + "; ".join(_send_failures[:3]))
