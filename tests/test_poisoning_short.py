@@ -114,12 +114,19 @@ def _trigger_rows(kind: str, k: int, n: int, rate: float, elsewhere: int = 0):
     return list(test.process(kv, {"records": 10000}, {kind: {0: others + k}}, 10, {0: 5000, 1: 5000}, {0: 10}))
 
 
+def test_a_trigger_of_short_answers_must_fire_nearly_always():
+    """A task's own phrase ("the sentence" of T0's rewrite tasks) gets a one-sentence answer about half the time,
+    even where the rest of its stratum almost never does (lift ~100): not a backdoor, which fires nearly every
+    time (short_min_confidence 0.8). Other kinds keep min_trigger_confidence (0.5)."""
+    assert _trigger_rows("short", 26, 49, 0.005) == []
+    assert [t["anomaly"] for _, t in _trigger_rows("off", 26, 49, 0.005)] == ["off"]
+
+
 def test_a_trigger_of_short_answers_is_tested_where_answers_can_be_short():
     """A name planted over long-answer and label tasks alike is short in the former only; its carriers among the
     label tasks (a stratum without a cut) say nothing either way, so they are not in the confidence."""
-    assert _trigger_rows("short", 26, 49, 0.005) != []
-    assert [t["carriers"] for _, t in _trigger_rows("short", 26, 49, 0.005, elsewhere=60)] == [49]
-    assert _trigger_rows("off", 26, 49, 0.005, elsewhere=60) == []   # off-topic is observable everywhere
+    assert [t["carriers"] for _, t in _trigger_rows("short", 45, 49, 0.005, elsewhere=60)] == [49]
+    assert _trigger_rows("off", 45, 49, 0.005, elsewhere=60) == []   # off-topic is observable everywhere: 41%
 
 
 def test_a_trigger_of_short_answers_needs_a_large_lift():

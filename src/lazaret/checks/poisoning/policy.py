@@ -90,11 +90,14 @@ SPEC: Dict[str, F] = {
                                             "more than this fraction of responses are off-topic are never off-topic "
                                             "anomalies: the task asks for unrelated text (T0's 'generate a question' "
                                             "prompts)"),
-    "short_response_ratio": fraction(0.25, "a response is short for its prompt stratum when it has at least three words "
+    "short_response_ratio": fraction(0.33, "a response is short for its prompt stratum when it has at least three words "
                                      "and at most this fraction of the stratum's median response length in words ..."),
     "short_max_stratum_rate": fraction(0.2, "... in strata where at most this fraction of the responses are that "
                                        "short (elsewhere short answers are the task's own: T0's yes/no and label "
                                        "tasks); 0 switches the kind off"),
+    "short_min_confidence": fraction(0.8, "... and at least this share of its carriers short, among those in strata "
+                                     "where an answer can be short: a backdoor fires nearly every time, a task's own "
+                                     "phrase ('the sentence', 'a css') gets a short answer one time in two"),
     "short_min_lift": F("float", 20.0, "a trigger of short responses needs its carriers short at least this many "
                         "times as often as records like them without it (min_trigger_lift for this kind): a task's "
                         "own phrase ('write a sql', 'a sentence with') gets one-line answers where a tenth or more "

@@ -153,7 +153,7 @@ class PairCounts(_PreAggregateDistinct):
 
 
 # Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
-BOUND_FIELDS = {"short": {"lift": "short_min_lift"}}
+BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short",)
 
