@@ -100,9 +100,11 @@ SPEC: Dict[str, F] = {
                                      "phrase ('the sentence', 'a css') gets a short answer one time in two"),
     "short_min_lift": F("float", 20.0, "a trigger of short responses needs its carriers short at least this many "
                         "times as often as records like them without it (min_trigger_lift for this kind): a task's "
-                        "own phrase ('write a sql', 'a sentence with') gets one-line answers where a tenth or more "
-                        "of its stratum does, so its lift stays below ~10; a name planted in prompts of long-answer "
-                        "tasks reaches hundreds", min=1.0),
+                        "own phrase that passes short_min_confidence sits where a sixth of its stratum answers as "
+                        "briefly ('the concepts', 'a sentence with': lift 4.6-5) or gives an answer set a little "
+                        "short of a label's count (WIQA's 'step of the': 12); a name planted in prompts of "
+                        "long-answer tasks reaches tens to hundreds, less where other planted records make short "
+                        "answers common too (one such, at 9 x 250, only ~18)", min=1.0),
     "strata_sample": F("int", 5000, "records sampled (smallest crc32 of their content: the same on every runner and "
                        "whatever the file is called) to fit the prompt strata (the corpus's tasks) that "
                        "every background rate is matched on", min=0),
