@@ -259,20 +259,14 @@ def _body(buf: bytearray) -> bytes:
     return bytes(buf[:-1]) if buf.endswith(b"\r") else bytes(buf)
 
 
-def iter_lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[Tuple[Optional[bytes], int, str]]:
-    """(line or None when over ``max_bytes``, byte length, sha256) per line; memory bounded by max_bytes.
-
-    A StreamError from ``chunks`` propagates after every complete line before the damage was yielded; the
-    partial line is not yielded.
-    """
-    for body, size, sha, _start in iter_lines_at(chunks, max_bytes):
-        yield body, size, sha
-
-
 def iter_lines_at(chunks: Iterator[bytes], max_bytes: int,
                   base: int = 0) -> Iterator[Tuple[Optional[bytes], int, str, int]]:
-    """``iter_lines`` with the offset of each line's first byte in the stream of ``chunks`` (plus ``base``:
-    where the chunks start in the file), so a plain file's line can be reached again by seeking there."""
+    """(line or None when over ``max_bytes``, byte length, sha256, offset of the line's first byte in the stream
+    of ``chunks`` plus ``base``: where the chunks start in the file) per line; memory bounded by ``max_bytes``,
+    and a plain file's line can be reached again by seeking to its offset.
+
+    A StreamError from ``chunks`` propagates after every complete line before the damage was yielded; the
+    partial line is not yielded."""
     buf = bytearray()
     oversize: Optional[Any] = None  # running sha256 while skipping an oversized line
     oversize_len = 0
@@ -311,6 +305,41 @@ def iter_lines_at(chunks: Iterator[bytes], max_bytes: int,
     elif buf:
         body = _body(buf)
         yield body, len(body), sha256_hex(body), start
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class RecordLines:
+    """Numbers the record lines of a JSONL stream, the one walk shared by every JSONL read.
+
+    The first read of a file, its plan in tasks, a task's read and a block's re-read for the mix must agree on
+    which line is record ``i``: a UTF-8 byte order mark on the file's first line is not part of the record, blank
+    lines are not records, an oversized line (body None) is one, and a read of a range stops at its end. After
+    (or during) the walk, ``index`` is the next record index, ``line`` the last line's number and ``stop`` the
+    stream offset just past the last line read, so a caller that stops early or fails knows how far it got."""
+
+    def __init__(self, line: int = 0, first: int = 0, end: Optional[int] = None) -> None:
+        self.line = line - 1
+        self.index = first
+        self.end = end
+        self.stop = 0
+
+    def read(self, lines: Iterator[Tuple[Optional[bytes], int, str, int]]
+             ) -> Iterator[Tuple[int, Optional[bytes], int, str, int]]:
+        """(record index, body, byte length, sha256, offset) per record line of ``lines`` (``iter_lines_at``)."""
+        for body, size, sha, start in lines:
+            self.line += 1
+            self.stop = start + size
+            if body is not None:
+                if self.line == 0 and body.startswith(UTF8_BOM):
+                    body = body[3:]
+                if not body.strip():
+                    continue  # blank line: not a record
+            if self.end is not None and self.index >= self.end:
+                break
+            self.index += 1
+            yield self.index - 1, body, size, sha, start
 
 
 def plain_chunks(raw: Any) -> Iterator[bytes]:
@@ -384,7 +413,7 @@ def skip_bytes(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
 
 
 def skip_lines(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
-    """``chunks`` from just after their ``n``-th newline (``iter_lines`` yields line ``n`` first from there)."""
+    """``chunks`` from just after their ``n``-th newline (``iter_lines_at`` yields line ``n`` first from there)."""
     for chunk in chunks:
         if n:
             found = chunk.count(b"\n")
@@ -595,26 +624,14 @@ class ReadFile(beam.DoFn):
             raw_handle = FileSystems.open(path, compression_type="uncompressed")
         except Exception:  # noqa: BLE001 - the caller reports a block it could not read
             return
-        idx = first
         fmt = block["fmt"]
-        bom = block["line"] == 0
         try:
             if block.get("offset") is not None:  # a file read in tasks: go to the block's first line
                 chunks = chunks_at(raw_handle, path, block["offset"], block.get("index"))
             else:
                 chunks = skip_lines(decompressed_chunks(raw_handle, path), block["line"])
-            lines = iter_lines(chunks, self.max_record_bytes)
-            for body, _size, content_sha in lines:
-                if bom:
-                    bom = False
-                    if body is not None and body.startswith(b"\xef\xbb\xbf"):
-                        body = body[3:]
-                if body is not None and not body.strip():
-                    continue
-                if idx >= end:
-                    break
-                i = idx
-                idx += 1
+            reader = RecordLines(line=block["line"], first=first, end=end)
+            for i, body, _size, content_sha, _start in reader.read(iter_lines_at(chunks, self.max_record_bytes)):
                 if body is None:
                     continue
                 out, fmt = self._parse_line(body, path, i, content_sha, fmt)
@@ -668,28 +685,19 @@ class ReadFile(beam.DoFn):
         quiet = self.quiet()
         hashing = _HashingReader(raw_handle)
         fmt = self.fmt
-        index = count = 0
-        line = -1
+        count = 0
+        reader = RecordLines()
         tasks: List[Dict[str, Any]] = []
         digests: List[Any] = []
         error: Optional[str] = None
         rejects: List[Any] = []
-        end = 0
         try:
             chunks = decompressed_chunks(hashing, path) if gz else plain_chunks(hashing)
-            for body, size, content_sha, start in iter_lines_at(chunks, self.max_record_bytes):
-                line += 1
-                end = start + size
-                if line == 0 and body is not None and body.startswith(b"\xef\xbb\xbf"):
-                    body = body[3:]
-                if body is not None and not body.strip():
-                    continue  # blank line: not a record
-                idx = index
-                index += 1
+            for idx, body, _size, content_sha, start in reader.read(iter_lines_at(chunks, self.max_record_bytes)):
                 count += 1
                 if idx % TASK_RECORDS == 0:
-                    tasks.append({"path": path, "first": idx, "count": 0, "line": line, "offset": start, "fmt": fmt,
-                                  "index": None})
+                    tasks.append({"path": path, "first": idx, "count": 0, "line": reader.line, "offset": start,
+                                  "fmt": fmt, "index": None})
                     digests.append(hashlib.sha256())
                 tasks[-1]["count"] += 1
                 digests[-1].update(make_doc_id(path, idx, content_sha).encode("ascii"))
@@ -704,6 +712,7 @@ class ReadFile(beam.DoFn):
                 return
             error = exc.__class__.__name__
             count += 1
+            index = reader.index
             rejects.append(self._reject(
                 path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
                 f"reading stopped after {index} records: {error}"))
@@ -716,7 +725,7 @@ class ReadFile(beam.DoFn):
             pass
         raw_handle.close()
         if gz and len(tasks) > 1 and self.index_dir:
-            seek_index = write_seek_index(path, self.index_dir, end)
+            seek_index = write_seek_index(path, self.index_dir, reader.stop)
             for task in tasks:
                 task["index"] = seek_index
         yield from rejects
@@ -735,30 +744,21 @@ class ReadFile(beam.DoFn):
         path, first = task["path"], task["first"]
         end = first + task["count"]
         fmt = task["fmt"]
-        line = task["line"] - 1
-        idx = first
+        reader = RecordLines(line=task["line"], first=first, end=end)
         digest = hashlib.sha256()
         blocks: Optional[_Blocks] = None
         with FileSystems.open(path, compression_type="uncompressed") as raw_handle:
             chunks = chunks_at(raw_handle, path, task["offset"], task.get("index"))
-            for body, size, content_sha, start in iter_lines_at(chunks, self.max_record_bytes, base=task["offset"]):
-                line += 1
-                if line == 0 and body is not None and body.startswith(b"\xef\xbb\xbf"):
-                    body = body[3:]
-                if body is not None and not body.strip():
-                    continue
-                if idx >= end:
-                    break
-                i = idx
-                idx += 1
+            lines = iter_lines_at(chunks, self.max_record_bytes, base=task["offset"])
+            for i, body, size, content_sha, start in reader.read(lines):
                 digest.update(make_doc_id(path, i, content_sha).encode("ascii"))
                 if blocks is None or i % BLOCK_RECORDS == 0:
                     if blocks is not None:
                         yield from self._blocks(blocks.finish(i))
                     blocks = _Blocks(path)
-                    blocks.open(i, line, start, fmt, task.get("index"))
+                    blocks.open(i, reader.line, start, fmt, task.get("index"))
                 fmt = yield from self._line_outputs(body, size, path, i, content_sha, fmt, blocks)
-        if idx != end or digest.hexdigest() != task["digest"]:
+        if reader.index != end or digest.hexdigest() != task["digest"]:
             raise InputChanged(f"{path} changed during the scan: its records {first}-{end - 1} differ between the "
                                "first pass over the file and their read")
         if blocks is not None:
@@ -767,7 +767,7 @@ class ReadFile(beam.DoFn):
     # -- JSON lines --------------------------------------------------------------------------------------
     def _jsonl(self, path: str) -> Iterator[Any]:
         started = time.time()
-        index = 0
+        reader = RecordLines()
         fmt = self.fmt
         count = 0
         try:
@@ -782,20 +782,10 @@ class ReadFile(beam.DoFn):
         error: Optional[str] = None
         blocks = _Blocks(path)
         try:
-            first = True
-            line = -1
-            for body, size, content_sha in iter_lines(decompressed_chunks(hashing, path), self.max_record_bytes):
-                line += 1
-                if first:
-                    first = False
-                    if body is not None and body.startswith(b"\xef\xbb\xbf"):
-                        body = body[3:]
-                if body is not None and not body.strip():
-                    continue  # blank line: not a record
-                idx = index
-                index += 1
+            lines = iter_lines_at(decompressed_chunks(hashing, path), self.max_record_bytes)
+            for idx, body, size, content_sha, _start in reader.read(lines):
                 count += 1
-                yield from self._blocks(blocks.start(idx, line, fmt))
+                yield from self._blocks(blocks.start(idx, reader.line, fmt))
                 if count % PROGRESS_EVERY == 0:
                     rate = count / max(time.time() - started, 1e-6)
                     log.info("read %d records from %s (%.0f records/s)", count, path, rate)
@@ -803,6 +793,7 @@ class ReadFile(beam.DoFn):
         except StreamError as exc:
             error = exc.rule
             count += 1
+            index = reader.index
             yield self._reject(
                 path, index, sha256_hex(f"{path}:{index}:{exc.rule}".encode()), exc.rule,
                 f"{exc.detail}, after {index} complete records; the partial last line and anything after it "
@@ -810,6 +801,7 @@ class ReadFile(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - anything else in decompression is a finding, not a crash
             error = exc.__class__.__name__
             count += 1
+            index = reader.index
             yield self._reject(
                 path, index, sha256_hex(f"{path}:{index}:unreadable".encode()), "unreadable_file",
                 f"reading stopped after {index} records: {error}")
