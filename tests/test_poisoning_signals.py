@@ -64,3 +64,20 @@ def test_named_constants_are_fractions_and_shadow_no_policy_field():
     for name in ("TEMPLATE_SHARE", "STRATUM_OWNED_RATE", "EXCLUSIVE_PROMPT_SHARE", "REDUNDANT_TRIGGER_SHARE"):
         assert name.lower() not in DEFAULTS
         assert 0.0 < getattr(signals, name) < 1.0
+
+
+def test_policy_table_declares_fractions_and_bounds_and_refuses_a_malformed_row():
+    """The section's fields come from ``policy.yaml``: a fraction is a float bounded to 0..1, other kinds keep the
+    bounds the row gives, and a row without a known kind or help fails at import naming the file and the field."""
+    import pytest
+
+    from lazaret.rules.schema import spec_from_yaml
+
+    assert (SPEC["max_fraction"].kind, SPEC["max_fraction"].min, SPEC["max_fraction"].max) == ("float", 0.0, 1.0)
+    assert (SPEC["max_ngram"].kind, SPEC["max_ngram"].min, SPEC["max_ngram"].max) == ("int", 1, 5)
+    assert SPEC["action"].choices == ("flag", "quarantine")
+    assert all(f.help for f in SPEC.values())
+    with pytest.raises(ValueError, match=r"table\.yaml: field 'width'"):
+        spec_from_yaml("width:\n  kind: integer\n  default: 3\n  help: how wide\n", "table.yaml")
+    with pytest.raises(ValueError, match=r"field 'depth'.*unknown: \['maximum'\]"):
+        spec_from_yaml("depth:\n  kind: int\n  default: 3\n  maximum: 9\n  help: how deep\n", "table.yaml")

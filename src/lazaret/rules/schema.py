@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from lazaret.rules.errors import ConfigError
@@ -49,6 +49,33 @@ def fraction(default: Any = None, help: str = "", **extra: Any) -> F:
     """A number from 0 to 1 (a share, a rate, a probability): most of the policy's thresholds are one."""
     return F("float", default, help, min=0.0, max=1.0, **extra)
 
+
+
+FIELD_KINDS = ("int", "float", "bool", "str", "fraction")
+
+
+def spec_from_yaml(text: str, source: str) -> Dict[str, F]:
+    """A section's fields declared in a YAML table (name: kind, default, min, max, choices, help), for a section
+    whose fields are many bounds a reviewer reads side by side rather than code (the poisoning scan's).
+
+    ``kind: fraction`` is a float from 0 to 1, as :func:`fraction`. A malformed table is the package's own bug,
+    so it fails at import, naming ``source`` and the field."""
+    import yaml
+
+    table = yaml.safe_load(text)
+    spec: Dict[str, F] = {}
+    for name, row in table.items():
+        unknown = set(row) - {"kind", "default", "min", "max", "choices", "help"}
+        if row.get("kind") not in FIELD_KINDS or unknown or not row.get("help"):
+            raise ValueError(f"{source}: field {name!r}: needs kind (one of {', '.join(FIELD_KINDS)}) and help, "
+                             f"and nothing but min, max, choices and default besides; unknown: {sorted(unknown)}")
+        extra: Dict[str, Any] = {"choices": tuple(row["choices"])} if row.get("choices") else {}
+        if row["kind"] == "fraction":
+            spec[name] = fraction(row.get("default"), row["help"], **extra)
+        else:
+            spec[name] = F(row["kind"], row.get("default"), row["help"], min=row.get("min"), max=row.get("max"),
+                           **extra)
+    return spec
 
 def _type_name(value: Any) -> str:
     if value is None:
