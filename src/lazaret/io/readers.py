@@ -590,6 +590,11 @@ class ReadFile(beam.DoFn):
     FILE = "file"
     BLOCK = "block"
     TASK = "task"
+    # attribute -> the ``lazaret.read`` counter it increments (set by ``_count``)
+    COUNTERS = {"records_read": "records", "rejected": "rejects", "other_format": "records_in_another_format"}
+    records_read: Any
+    rejected: Any
+    other_format: Any
 
     def __init__(self, fmt: str = "auto", id_field: str = "id", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                  split: bool = False, index_dir: Optional[str] = None):
@@ -600,15 +605,18 @@ class ReadFile(beam.DoFn):
         self.max_record_bytes = max_record_bytes
         self.split = split
         self.index_dir = index_dir
-        self.records_read = Metrics.counter("lazaret.read", "records")
-        self.rejected = Metrics.counter("lazaret.read", "rejects")
-        self.other_format = Metrics.counter("lazaret.read", "records_in_another_format")
+        self._count(True)
+
+    def _count(self, counting: bool) -> None:
+        """Sets the reader's counters; a reader of blocks read a second time counts nothing (the first read did)."""
+        for attr, name in self.COUNTERS.items():
+            setattr(self, attr, Metrics.counter("lazaret.read", name) if counting else _NoCount())
 
     def quiet(self) -> "ReadFile":
         """The same reader without counters, for blocks read a second time."""
         other = ReadFile.__new__(ReadFile)
         other.__dict__.update(self.__dict__)
-        other.records_read = other.rejected = other.other_format = _NoCount()
+        other._count(False)
         return other
 
     def read_block(self, block: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
