@@ -42,31 +42,28 @@ def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -
 def hit_places(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, keep) -> List[Set[str]]:
     """The separate places of ``toks`` covered by n-grams of ``lookup`` that ``keep(g)`` accepts, each as the
     set of n-grams found there: overlapping or touching hits merge into one place (a planted sentence is one
-    place however many of its n-grams are candidates)."""
+    place however many of its n-grams are candidates).
+
+    The n-grams come from ``ngrams_in`` (the scan's hot loop, kept free of positions); only the few kept ones
+    are then found again in ``toks``, for the anomalous records this runs on."""
+    kept = [g for g in ngrams_in(toks, lookup, first_tokens, n_max) if keep(g)]
+    if not kept:
+        return []
+    starts: Dict[str, List[int]] = {}
+    for i, t in enumerate(toks):
+        starts.setdefault(t, []).append(i)
+    spans = []
+    for g in kept:
+        words = g.split(" ")
+        n = len(words)
+        spans += [(i, i + n, g) for i in starts[words[0]] if n == 1 or list(toks[i:i + n]) == words]
     places: List[Set[str]] = []
     reach = -1
-    L = len(toks)
-    for i, t in enumerate(toks):
-        if t not in first_tokens:
-            continue
-        g, end, found = t, 0, []
-        if g in lookup and keep(g):
-            end = i + 1
-            found.append(g)
-        for n in range(2, n_max + 1):
-            j = i + n
-            if j > L:
-                break
-            g = g + " " + toks[j - 1]
-            if g in lookup and keep(g):
-                end = j
-                found.append(g)
-        if not end:
-            continue
-        if i > reach:  # hits arrive in start order
+    for i, j, g in sorted(spans):
+        if i > reach:
             places.append(set())
-        places[-1].update(found)
-        reach = max(reach, end)
+        places[-1].add(g)
+        reach = max(reach, j)
     return places
 
 
