@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
-from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack, unpack_all
+from lazaret.graph.decide import Mix, decide, pack_decision, reject_row
+from lazaret.graph.join import JoinFindings, WriteAndGather
+from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack
 from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
-from lazaret.io.writers import WriteJson, WriteShards
+from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 # rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
@@ -42,10 +43,6 @@ class ScanPlan:
     fmt: str = "auto"
     id_field: str = "id"
     max_record_bytes: int = 8 * 1024 * 1024
-
-
-def finding_row(f: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: f[k] for k in ("doc_id", "record_id", "check", "rule", "side", "score", "detail")}
 
 
 def reject_counts(rej: Dict[str, Any]):
@@ -115,20 +112,6 @@ def with_masked_evidence(kv):
         yield dict(row, evidence=[text for _doc, text in ordered])
 
 
-#: what :func:`lazaret.graph.decide.decide` reads of a finding: the values cross the join as a packed tuple
-DECISION_FIELDS = ("check", "rule", "side", "score", "detail", "action", "cluster_id", "duplicate_of", "spans",
-                   "evidence")
-
-
-def for_decision(f: Dict[str, Any]) -> Tuple[str, bytes]:
-    """A decisive finding as it crosses the join: (doc_id, packed values of DECISION_FIELDS). Its evidence
-    only when it can be a reason (quarantine/ reads the evidence of reasons only)."""
-    values = [f.get(k) for k in DECISION_FIELDS]
-    if f["action"] not in ("quarantine", "drop_duplicate") and f["check"] != "malformed":
-        values[-1] = None
-    return f["doc_id"], pack(tuple(values))
-
-
 #: the tagged output of "Decide" that lists, per cluster a decided record belongs to, (cluster, (raw doc_id,
 #: block key, position of the cluster in the decision's clusters)): the candidates for the cluster's evidence.
 #: Compact on purpose (one per cluster member): the cluster as the first 16 bytes of the sha256 of its key,
@@ -140,19 +123,16 @@ def _cluster_hash(check: str, cluster_id: str) -> bytes:
     return hashlib.sha256(f"{check}:{cluster_id}".encode("utf-8")).digest()[:16]
 
 
-def decision_row(kv):
-    """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
-    decision)) for a record with decisive findings; nothing for the others (their decision is clean). Also
-    (tagged CLUSTER_MEMBERS) one (cluster hash, (raw doc_id, block key, position)) per cluster of the decision."""
-    doc_id, grouped = kv
-    if grouped["at"] and grouped["findings"]:
-        findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
-        decision = decide(findings)
-        at = grouped["at"][0]
-        yield at, (doc_id, pack_decision(decision))
-        for i, (check, cluster_id) in enumerate(decision["clusters"]):
-            yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
-                                                             (bytes.fromhex(doc_id), at, i)))
+def decision_row(gathered):
+    """(doc_id, block key, [decisive finding]) of a record with decisive findings -> (block key, (doc_id, packed
+    decision)); records without are clean and have no row. Also (tagged CLUSTER_MEMBERS) one (cluster hash,
+    (raw doc_id, block key, position)) per cluster of the decision."""
+    doc_id, at, findings = gathered
+    decision = decide(findings)
+    yield at, (doc_id, pack_decision(decision))
+    for i, (check, cluster_id) in enumerate(decision["clusters"]):
+        yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
+                                                         (bytes.fromhex(doc_id), at, i)))
 
 
 def evidence_to_block(kv):
@@ -198,12 +178,17 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
         findings = p | "NoFindings" >> beam.Create([])
 
     # Decisions from findings alone: a record's decisive findings, with the block of the file it lies in
-    # (its doc_id does not say), become one decision row keyed by that block.
-    decisions = ({"at": located | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
-                  "findings": findings
-                  | "DecisiveFindings" >> beam.Filter(decisive)
-                  | "KeyFindings" >> beam.Map(for_decision)}
-                 | "Join" >> beam.CoGroupByKey()
+    # (its doc_id does not say), become one decision row keyed by that block. They meet in findings/'s
+    # shards (graph/join.py), whose writer hands each decided record's findings on.
+    out = plan.staging
+    grouped, finding_shards = ({"findings": findings,
+                                "located": located | "Locate" >> beam.Map(lambda r: (r["doc_id"],
+                                                                                    block_key(r, MIX_BLOCK)))}
+                               | "Join" >> JoinFindings(ROWS_PER_SHARD["findings"], WRITE_PACK_ROWS))
+    written = grouped | "WriteFindings" >> beam.ParDo(
+        WriteAndGather(ShardSpec(out, "findings", "parquet", "finding")),
+        beam.pvalue.AsSingleton(finding_shards)).with_outputs(WriteAndGather.DECIDED, main="paths")
+    decisions = (written[WriteAndGather.DECIDED]
                  | "Decide" >> beam.FlatMap(decision_row).with_outputs(CLUSTER_MEMBERS, main="decisions"))
     # A cluster's evidence: its decided members with the smallest doc_ids, chosen before the mix so that the
     # mix masks and sends only their snippets (not one per member of every cluster).
@@ -221,17 +206,12 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     rejects = read_rejects
     quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
                   | "AllQuarantine" >> beam.Flatten())
-    out = plan.staging
     _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
                                                     index_kind="clean_index", batch_rows=WRITE_PACK_ROWS)
     _ = decided[Mix.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
                                                        index_kind="held_index", batch_rows=WRITE_PACK_ROWS)
     _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
                                                       ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
-    _ = (findings
-         | "FindingRows" >> beam.Map(finding_row)
-         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"],
-                                          batch_rows=WRITE_PACK_ROWS))
     if cluster_sets:
         clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
                      | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", pack(r))),

@@ -176,26 +176,32 @@ class _WriteShard(beam.DoFn):
         self.batched = batched
 
     def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
-        spec = self.spec
         shard, packed = element
-        fields = spec.fields
         load = None
         if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
             packed = [values for batch in packed for values in unpack(batch)]
-            load = _zipper(fields)
-        packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
-        if spec.fmt == "parquet":
-            name = shard_name(shard, total, ".parquet")
-            path = FileSystems.join(spec.out_dir, spec.kind, name)
-            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[spec.kind], load))
-        else:
-            name = shard_name(shard, total, ".jsonl.gz")
-            path = FileSystems.join(spec.out_dir, spec.kind, name)
-            index = write_lines_gzip(path, packed, order, name, with_index=bool(spec.index_kind), load=load)
-            if spec.index_kind:
-                write_bytes(FileSystems.join(spec.out_dir, spec.index_kind, shard_name(shard, total, ".parquet")),
-                            parquet_bytes_columns(index, RECORD_INDEX))
-        yield path
+            load = _zipper(self.spec.fields)
+        yield write_shard(self.spec, shard, total, packed, load)
+
+
+def write_shard(spec: ShardSpec, shard: int, total: int, packed: Iterable[Any],
+                load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> str:
+    """One shard of ``spec``'s manifest from its rows (packed rows, or what ``load`` turns into a row), sorted
+    in the manifest's order; returns its path."""
+    fields = spec.fields
+    packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
+    if spec.fmt == "parquet":
+        name = shard_name(shard, total, ".parquet")
+        path = FileSystems.join(spec.out_dir, spec.kind, name)
+        write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[spec.kind], load))
+    else:
+        name = shard_name(shard, total, ".jsonl.gz")
+        path = FileSystems.join(spec.out_dir, spec.kind, name)
+        index = write_lines_gzip(path, packed, order, name, with_index=bool(spec.index_kind), load=load)
+        if spec.index_kind:
+            write_bytes(FileSystems.join(spec.out_dir, spec.index_kind, shard_name(shard, total, ".parquet")),
+                        parquet_bytes_columns(index, RECORD_INDEX))
+    return path
 
 
 def _key_and_pack(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
