@@ -16,6 +16,7 @@ import pytest
 import zstandard
 
 from lazaret.graph import decide as decide_mod
+from lazaret.graph.packing import pack
 from lazaret.io import readers
 from lazaret.io.readers import ReadFile
 
@@ -102,7 +103,8 @@ def test_a_decision_without_its_record_fails_the_mix(tmp_path):
     path.write_text(json.dumps({"text": "one"}) + "\n")
     reader = ReadFile()
     _records, blocks = _first_read(reader, str(path))
-    element = (0, {"block": blocks, "decisions": [("0" * 32, decide_mod.pack_decision(decide_mod.decide([])))]})
+    listed = pack([("0" * 32, decide_mod.dump_decision(decide_mod.decide([])))])
+    element = (0, {"block": blocks, "decisions": [listed]})
     with pytest.raises(decide_mod.InputChanged):
         list(decide_mod.Mix(reader).process(element))
 

@@ -17,9 +17,9 @@ import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.graph.decide import Mix, decide, pack_decision, reject_row
+from lazaret.graph.decide import Mix, decide, dump_decision, reject_row
 from lazaret.graph.join import JoinFindings, WriteAndGather
-from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack
+from lazaret.graph.packing import MIX_BLOCK, PackPerKey, SpreadInBlocks, block_key, pack, unpack
 from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
 from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
@@ -124,12 +124,12 @@ def _cluster_hash(check: str, cluster_id: str) -> bytes:
 
 
 def decision_row(gathered):
-    """(doc_id, block key, [decisive finding]) of a record with decisive findings -> (block key, (doc_id, packed
+    """(doc_id, block key, [decisive finding]) of a record with decisive findings -> (block key, (doc_id, dumped
     decision)); records without are clean and have no row. Also (tagged CLUSTER_MEMBERS) one (cluster hash,
     (raw doc_id, block key, position)) per cluster of the decision."""
     doc_id, at, findings = gathered
     decision = decide(findings)
-    yield at, (doc_id, pack_decision(decision))
+    yield at, (doc_id, dump_decision(decision))
     for i, (check, cluster_id) in enumerate(decision["clusters"]):
         yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
                                                          (bytes.fromhex(doc_id), at, i)))
@@ -190,14 +190,17 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
         beam.pvalue.AsSingleton(finding_shards)).with_outputs(WriteAndGather.DECIDED, main="paths")
     decisions = (written[WriteAndGather.DECIDED]
                  | "Decide" >> beam.FlatMap(decision_row).with_outputs(CLUSTER_MEMBERS, main="decisions"))
+    # listed per bundle and block, compressed together (PackPerKey), on their way to the mix
+    decision_lists = decisions.decisions | "ListDecisions" >> beam.ParDo(PackPerKey())
     # A cluster's evidence: its decided members with the smallest doc_ids, chosen before the mix so that the
     # mix masks and sends only their snippets (not one per member of every cluster).
     evidence = (decisions[CLUSTER_MEMBERS]
                 | "ChooseEvidence" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)
-                | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block))
+                | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block)
+                | "ListEvidence" >> beam.ParDo(PackPerKey()))
     # The mix: each block of each input is read again and its records written under their decisions.
     decided = ({"block": read_blocks | "KeyBlocks" >> beam.Map(block_row),
-                "decisions": decisions.decisions, "evidence": evidence}
+                "decisions": decision_lists, "evidence": evidence}
                | "GroupDecisions" >> beam.CoGroupByKey()
                | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
                                                   plan.custom_recognizers))
