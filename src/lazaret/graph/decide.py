@@ -163,7 +163,7 @@ class Mix(beam.DoFn):
     'evidence': [packed list of (raw doc_id, position in the decision's clusters)]}) -> clean line | quarantine row | held record | counts
     | cluster evidence, for every record of the block. A record's masked snippet is sent only for the
     clusters whose evidence it was chosen to be (``evidence``: the EVIDENCE_PER_CLUSTER smallest doc_ids of a
-    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key, packed
+    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key,
     [(doc_id, snippet)]) per cluster and block.
 
     The block's records are read again from the input (``ReadFile.read_block``); a record without a decision
@@ -269,13 +269,12 @@ class Mix(beam.DoFn):
             yield from self._hold(doc_id, record, decision)
 
     def _send_samples(self) -> Iterator[Any]:
-        """The block's evidence snippets, one packed list per cluster: the snippets of one cluster's members
-        repeat the same text (near-duplicates, one template) and fold together."""
-        from lazaret.graph.packing import pack
-
+        """The block's evidence snippets, one list per cluster: the snippets of one cluster's members repeat the
+        same text (near-duplicates, one template) and fold together in the batches that carry them to the
+        cluster's shard of clusters/ (``lazaret.graph.join.JoinClusterEvidence``)."""
         samples, self.samples, self.pending = self.samples, {}, 0
         for cluster_key in sorted(samples):
-            yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (cluster_key, pack(samples[cluster_key])))
+            yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (cluster_key, samples[cluster_key]))
 
     def _hold(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
         action = decision["action"]

@@ -14,6 +14,7 @@ The shard count is the ``findings/`` row count's, as before (locators are not ro
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -21,7 +22,7 @@ import apache_beam as beam
 
 from lazaret.graph.decide import decisive
 from lazaret.graph.packing import unpack
-from lazaret.io.schemas import FINDINGS
+from lazaret.io.schemas import CLUSTERS, FINDINGS
 from lazaret.io.writers import ShardSpec, _PackBatches, _zipper, shard_count, write_shard
 
 #: a finding's ``findings/`` row values (schema order), then, for a decisive finding, these values too
@@ -108,3 +109,79 @@ class WriteAndGather(beam.DoFn):
         for doc_id in sorted(decisive_of):
             if doc_id in at:
                 yield beam.pvalue.TaggedOutput(self.DECIDED, (doc_id, at[doc_id], decisive_of[doc_id]))
+
+
+#: a cluster row's values as they cross the shuffle: ``clusters/``'s columns but its evidence (filled here)
+CLUSTER_FIELDS = tuple(n for n in CLUSTERS.names if n != "evidence")
+_CLUSTER_AT = {name: i for i, name in enumerate(CLUSTER_FIELDS)}
+assert len(CLUSTER_FIELDS) != 2, "WriteClusterShard tells rows from evidence by their length"
+
+
+def _cluster_hash(cluster_key: str) -> int:
+    # the writers' shard hash of a cluster row (key_field "cluster_key": the sha256 of "check:cluster_id")
+    return int(hashlib.sha256(cluster_key.encode()).hexdigest()[:12], 16)
+
+
+def key_cluster(row: Dict[str, Any]) -> Tuple[int, bytes]:
+    """(shard hash, pickled row values without evidence): a cluster row in ``clusters/``'s shards."""
+    return int(row["cluster_key"][:12], 16), pickle.dumps(tuple(row.get(k) for k in CLUSTER_FIELDS),
+                                                          protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def key_evidence(kv: Tuple[str, List[Tuple[str, str]]]) -> Tuple[int, bytes]:
+    """(shard hash, pickled ("check:cluster_id", [(doc_id, masked snippet)])): a mix's snippets of one cluster,
+    sent to the shard its row is written in. Two values, where a row has len(CLUSTER_FIELDS) (seven)."""
+    return _cluster_hash(kv[0]), pickle.dumps(kv, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class JoinClusterEvidence(beam.PTransform):
+    """{'rows': cluster rows, 'evidence': (cluster key, [(doc_id, snippet)]) from the mix} -> ((shard, [packed
+    batches]) grouped, shard count): a cluster's row and its masked snippets meet in the shuffle that writes
+    ``clusters/`` (before, a join keyed by cluster and then the writer's shuffle: two)."""
+
+    def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
+        super().__init__()
+        self.rows_per_shard = rows_per_shard
+        self.batch_rows = batch_rows
+
+    def expand(self, inputs):
+        keyed = inputs["rows"] | "KeyClusters" >> beam.Map(key_cluster)
+        count = keyed | "Count" >> beam.combiners.Count.Globally()
+        total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
+        evidence = inputs["evidence"] | "KeyEvidence" >> beam.Map(key_evidence)
+        grouped = ((keyed, evidence)
+                   | "Both" >> beam.Flatten()
+                   | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
+                                                 beam.pvalue.AsSingleton(count))
+                   | "GroupShard" >> beam.GroupByKey())
+        return grouped, total
+
+
+class WriteClusterShard(beam.DoFn):
+    """(shard, [packed batches]) -> the ``clusters/`` shard's path: each row with its evidence replaced by the
+    PII-masked snippets of its members from the mix (the EVIDENCE_PER_CLUSTER smallest doc_ids of its decided
+    members; members listed first, then by doc_id). A shard with no rows writes no file, as before."""
+
+    def __init__(self, spec: ShardSpec) -> None:
+        self.spec = spec
+
+    def process(self, element: Tuple[int, Any], total: int) -> Iterator[str]:
+        shard, batches = element
+        rows: List[Tuple[Any, ...]] = []
+        samples: Dict[str, List[Tuple[str, str]]] = {}
+        for batch in batches:
+            for value in unpack(batch):
+                if len(value) == 2:  # (cluster key, snippets); a row has len(CLUSTER_FIELDS) values
+                    samples.setdefault(value[0], []).extend(value[1])
+                else:
+                    rows.append(value)
+        if not rows:
+            return
+        check_at, id_at, members_at = _CLUSTER_AT["check"], _CLUSTER_AT["cluster_id"], _CLUSTER_AT["members"]
+        full = []
+        for values in rows:
+            listed = set(values[members_at])
+            ordered = sorted(samples.get(f"{values[check_at]}:{values[id_at]}", ()),
+                             key=lambda s: (s[0] not in listed, s[0]))
+            full.append(values + ([text for _doc, text in ordered],))
+        yield write_shard(self.spec, shard, total, full, _zipper(CLUSTER_FIELDS + ("evidence",)))

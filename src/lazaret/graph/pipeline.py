@@ -18,8 +18,8 @@ import apache_beam as beam
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
 from lazaret.graph.decide import Mix, decide, dump_decision, reject_row
-from lazaret.graph.join import JoinFindings, WriteAndGather
-from lazaret.graph.packing import MIX_BLOCK, PackPerKey, SpreadInBlocks, block_key, pack, unpack
+from lazaret.graph.join import JoinClusterEvidence, JoinFindings, WriteAndGather, WriteClusterShard
+from lazaret.graph.packing import MIX_BLOCK, PackPerKey, SpreadInBlocks, block_key
 from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
 from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
@@ -99,17 +99,6 @@ def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
                            needed={need: results[need] for need in check.needs if need in results})
         results[check.name] = records | f"Check_{check.name}" >> RunCheck(check, ctx)
     return results
-
-
-def with_masked_evidence(kv):
-    """A cluster row with its evidence replaced by PII-masked snippets of its members from the mix (the
-    EVIDENCE_PER_CLUSTER smallest doc_ids of its decided members; members listed first, then by doc_id)."""
-    _key, grouped = kv
-    samples = [sample for packed in grouped["evidence"] for sample in unpack(packed)]
-    for row in map(unpack, grouped["row"]):
-        listed = set(row["members"])
-        ordered = sorted(samples, key=lambda s: (s[0] not in listed, s[0]))
-        yield dict(row, evidence=[text for _doc, text in ordered])
 
 
 #: the tagged output of "Decide" that lists, per cluster a decided record belongs to, (cluster, (raw doc_id,
@@ -216,13 +205,14 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
                                                       ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
     if cluster_sets:
-        clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
-                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", pack(r))),
-                     "evidence": decided[Mix.CLUSTER_EVIDENCE]}
-                    | "JoinEvidence" >> beam.CoGroupByKey()
-                    | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
-        _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
-                                                      ROWS_PER_SHARD["clusters"], key_field="cluster_key")
+        # a cluster's row and its members' masked snippets from the mix meet in clusters/'s shards (graph/join.py)
+        grouped_clusters, cluster_shards = ({"rows": tuple(cluster_sets) | "AllClusters" >> beam.Flatten(),
+                                             "evidence": decided[Mix.CLUSTER_EVIDENCE]}
+                                            | "JoinEvidence" >> JoinClusterEvidence(ROWS_PER_SHARD["clusters"],
+                                                                                    WRITE_PACK_ROWS))
+        _ = grouped_clusters | "WriteClusters" >> beam.ParDo(
+            WriteClusterShard(ShardSpec(out, "clusters", "parquet", "cluster")),
+            beam.pvalue.AsSingleton(cluster_shards))
     counts = ((decided[Mix.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
               | "AllCounts" >> beam.Flatten()
               | "CountPerKey" >> beam.combiners.Count.PerElement()
