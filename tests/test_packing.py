@@ -104,3 +104,14 @@ def test_pack_per_key_lists_every_value_once_whatever_the_bounds(monkeypatch):
         for key, value in pairs:
             want[key].append(value)
         assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+
+
+def test_pack_columns_gives_back_every_value_in_its_order_within_a_length():
+    from lazaret.io.writers import batch_values, pack_columns
+
+    values = [("a", 1, None, [1, 2]), ("d", 7), ("b", 2.5, ("x",), []), ("e", 8), ("c", -1, "z", None)]
+    got = list(batch_values(pack_columns(values)))
+    assert [v for v in got if len(v) == 4] == [v for v in values if len(v) == 4]
+    assert [v for v in got if len(v) == 2] == [v for v in values if len(v) == 2]
+    assert len(got) == len(values)
+    assert list(batch_values(pack_columns([]))) == []

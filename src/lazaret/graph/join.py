@@ -21,9 +21,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 import apache_beam as beam
 
 from lazaret.graph.decide import decisive
-from lazaret.graph.packing import unpack
 from lazaret.io.schemas import CLUSTERS, FINDINGS
-from lazaret.io.writers import ShardSpec, _PackBatches, _zipper, shard_count, write_shard
+from lazaret.io.writers import ShardSpec, _PackBatches, _zipper, batch_values, shard_count, write_shard
 
 #: a finding's ``findings/`` row values (schema order), then, for a decisive finding, these values too
 ROW_FIELDS = tuple(FINDINGS.names)
@@ -32,6 +31,7 @@ EXTRA_FIELDS = ("action", "cluster_id", "duplicate_of", "spans", "evidence")
 DECISION_FIELDS = ("check", "rule", "side", "score", "detail") + EXTRA_FIELDS
 _ROW_AT = {name: i for i, name in enumerate(ROW_FIELDS)}
 _DOC = _ROW_AT["doc_id"]
+assert len(ROW_FIELDS) + 1 != 2, "WriteAndGather tells findings from locators by their length"
 
 
 def _hash(doc_id: str) -> int:
@@ -40,7 +40,7 @@ def _hash(doc_id: str) -> int:
 
 
 def key_finding(f: Dict[str, Any]) -> Tuple[int, bytes]:
-    """(shard hash, pickled (row values, extra values or None)). Extras only for a decisive finding, and its
+    """(shard hash, pickled row values + (extra values or None,)). Extras only for a decisive finding, and its
     evidence only when it can be a reason (quarantine/ reads the evidence of reasons only)."""
     row = tuple(f.get(k) for k in ROW_FIELDS)
     extras = None
@@ -49,12 +49,12 @@ def key_finding(f: Dict[str, Any]) -> Tuple[int, bytes]:
         if f["action"] not in ("quarantine", "drop_duplicate") and f["check"] != "malformed":
             extras[-1] = None
         extras = tuple(extras)
-    return _hash(f["doc_id"]), pickle.dumps((row, extras), protocol=pickle.HIGHEST_PROTOCOL)
+    return _hash(f["doc_id"]), pickle.dumps(row + (extras,), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def key_locator(doc_id: str, at: int) -> Tuple[int, bytes]:
-    """(shard hash, pickled (doc_id, block key)): where a record lies, for its decision's way to the mix. A
-    string first, where a finding has its row tuple (how :class:`WriteAndGather` tells them apart)."""
+    """(shard hash, pickled (doc_id, block key)): where a record lies, for its decision's way to the mix. Two
+    values, where a finding has eight (how :class:`WriteAndGather` tells them apart)."""
     return _hash(doc_id), pickle.dumps((doc_id, at), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -96,14 +96,15 @@ class WriteAndGather(beam.DoFn):
         at: Dict[str, int] = {}
         decisive_of: Dict[str, List[Dict[str, Any]]] = {}
         for batch in batches:
-            for first, second in unpack(batch):
-                if isinstance(first, str):
-                    at[first] = second
+            for value in batch_values(batch):
+                if len(value) == 2:
+                    at[value[0]] = value[1]
                     continue
-                rows.append(first)
-                if second is not None:
-                    decisive_of.setdefault(first[_DOC], []).append(
-                        dict(zip(DECISION_FIELDS, tuple(first[_ROW_AT[k]] for k in DECISION_FIELDS[:5]) + second)))
+                row, extras = value[:-1], value[-1]
+                rows.append(row)
+                if extras is not None:
+                    decisive_of.setdefault(row[_DOC], []).append(
+                        dict(zip(DECISION_FIELDS, tuple(row[_ROW_AT[k]] for k in DECISION_FIELDS[:5]) + extras)))
         if rows:
             yield write_shard(self.spec, shard, total, rows, _zipper(self.spec.fields))
         for doc_id in sorted(decisive_of):
@@ -170,7 +171,7 @@ class WriteClusterShard(beam.DoFn):
         rows: List[Tuple[Any, ...]] = []
         samples: Dict[str, List[Tuple[str, str]]] = {}
         for batch in batches:
-            for value in unpack(batch):
+            for value in batch_values(batch):
                 if len(value) == 2:  # (cluster key, snippets); a row has len(CLUSTER_FIELDS) values
                     samples.setdefault(value[0], []).extend(value[1])
                 else:

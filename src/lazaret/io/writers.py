@@ -179,7 +179,7 @@ class _WriteShard(beam.DoFn):
         shard, packed = element
         load = None
         if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
-            packed = [values for batch in packed for values in unpack(batch)]
+            packed = [values for batch in packed for values in batch_values(batch)]
             load = _zipper(self.spec.fields)
         yield write_shard(self.spec, shard, total, packed, load)
 
@@ -227,6 +227,23 @@ def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple
     return keyed[0] % total if total > 1 else 0, keyed[1]
 
 
+def pack_columns(values: List[Tuple[Any, ...]]) -> bytes:
+    """Value tuples packed column by column: the values of one field (a check name, a score, a source path)
+    sit side by side and fold, where rows interleave them. Tuples of different lengths (two kinds of values
+    in one shuffle) get their own columns; :func:`batch_values` gives them back in their order within a
+    length, grouped by length."""
+    by_length: Dict[int, List[Tuple[Any, ...]]] = {}
+    for v in values:
+        by_length.setdefault(len(v), []).append(v)
+    return pack([tuple(zip(*same)) for _n, same in sorted(by_length.items())])
+
+
+def batch_values(batch: bytes) -> Iterator[Tuple[Any, ...]]:
+    """The value tuples of a batch made by :func:`pack_columns`."""
+    for columns in unpack(batch):
+        yield from zip(*columns)
+
+
 class _PackBatches(beam.DoFn):
     """(shard hash, pickled row values) -> (shard, packed batch): the rows of one bundle and one shard, as
     value tuples, compressed together, up to ``batch_rows`` per batch.
@@ -261,7 +278,7 @@ class _PackBatches(beam.DoFn):
             del self.open[shard]
             self.pending_rows -= len(batch[0])
             self.pending_bytes -= batch[1]
-            yield shard, pack(batch[0])
+            yield shard, pack_columns(batch[0])
         elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
             yield from self._drain()
 
@@ -269,7 +286,7 @@ class _PackBatches(beam.DoFn):
         open_, self.open = self.open, {}
         self.pending_rows = self.pending_bytes = 0
         for shard in sorted(open_):
-            yield shard, pack(open_[shard][0])
+            yield shard, pack_columns(open_[shard][0])
 
     def finish_bundle(self) -> Iterator[Any]:
         from apache_beam.transforms.window import GlobalWindows
