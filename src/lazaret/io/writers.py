@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from lazaret.graph.packing import pack, unpack
+from lazaret.graph.packing import pack, pack_batch, unpack
 from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
 
 # Rows unpacked at a time by a shard writer: enough for Arrow's per-batch cost to vanish, small next to a
@@ -235,7 +235,7 @@ def pack_columns(values: List[Tuple[Any, ...]]) -> bytes:
     by_length: Dict[int, List[Tuple[Any, ...]]] = {}
     for v in values:
         by_length.setdefault(len(v), []).append(v)
-    return pack([tuple(zip(*same)) for _n, same in sorted(by_length.items())])
+    return pack_batch([tuple(zip(*same)) for _n, same in sorted(by_length.items())])
 
 
 def batch_values(batch: bytes) -> Iterator[Tuple[Any, ...]]:
