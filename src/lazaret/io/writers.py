@@ -246,7 +246,7 @@ def batch_values(batch: bytes) -> Iterator[Tuple[Any, ...]]:
 
 class _PackBatches(beam.DoFn):
     """(shard hash, pickled row values) -> (shard, packed batch): the rows of one bundle and one shard, as
-    value tuples, compressed together, up to ``batch_rows`` per batch.
+    columns of their values (:func:`pack_columns`), compressed together, up to ``batch_rows`` per batch.
 
     Why: a small row packed alone (a ``findings/`` row: doc_id, check, rule, side, score, detail) crosses
     the shuffle as one zstd frame and folds nothing; in a batch the repeated check, rule, side and detail
