@@ -27,9 +27,10 @@ from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 # rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
 # the same check, rule, side and detail values, clean lines the same templates, and fold together. As large as a
-# shard (a bundle's rows of one shard in one batch; what a bundle holds open is bounded by _PackBatches): the
-# 7 findings of a T0 record repeat its doc_id and record_id, and 1,000-row batches rarely held two of them
-# (T0 5k, Join/GroupShard 0.179 -> 0.124 bytes per input byte; WriteClean 0.072 -> 0.061)
+# shard (a bundle's rows of one shard in one batch; what a bundle holds open is bounded by _PackBatches): more
+# rows share one compression window (T0 5k, Join/GroupShard 0.179 -> 0.124 bytes per input byte; WriteClean
+# 0.072 -> 0.061). A record's findings from different checks still never share a batch: the batching runs
+# fused into each producing stage, so each check's findings of a record are batched apart.
 WRITE_PACK_ROWS = 10000
 
 
