@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import pathlib
 
 import apache_beam as beam
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pytest
 import zstandard
 
 from lazaret.graph import decide as decide_mod
+from lazaret.graph.packing import pack
 from lazaret.io import readers
 from lazaret.io.readers import ReadFile
 
@@ -102,7 +104,8 @@ def test_a_decision_without_its_record_fails_the_mix(tmp_path):
     path.write_text(json.dumps({"text": "one"}) + "\n")
     reader = ReadFile()
     _records, blocks = _first_read(reader, str(path))
-    element = (0, {"block": blocks, "decisions": [("0" * 32, decide_mod.pack_decision(decide_mod.decide([])))]})
+    listed = pack([("0" * 32, decide_mod.dump_decision(decide_mod.decide([])))])
+    element = (0, {"block": blocks, "decisions": [listed]})
     with pytest.raises(decide_mod.InputChanged):
         list(decide_mod.Mix(reader).process(element))
 
@@ -258,3 +261,18 @@ def test_gzip_tasks_without_the_index_decompress_from_the_start(tmp_path, monkey
     assert len(tasks) == 3 and all(t["index"] for t in tasks)
     records = [r for t in tasks for r in _outputs(reader.read_task(dict(t, index=None)))["records"]]
     assert [r["source_index"] for r in records] == list(range(10))
+
+
+def test_cluster_rows_get_their_members_masked_evidence(tmp_path):
+    """clusters/ rows and their members' snippets from the mix meet in clusters/'s shuffle (graph/join.py): every
+    cluster is written, each with min(size, 8) snippets (all its members are decided), members first."""
+    from helpers import scan
+
+    out = tmp_path / "out"
+    sample = pathlib.Path(__file__).resolve().parent.parent / "sample_data"
+    assert scan(sample, out, "--checks", "dedup", "--pii-nlp", "none", "--no-report") == 0
+    rows = pq.read_table(out / "clusters").to_pylist()
+    assert len(rows) >= 10
+    for row in rows:
+        assert len(row["evidence"]) == min(len(row["members"]), decide_mod.Mix.EVIDENCE_PER_CLUSTER)
+        assert all(isinstance(text, str) and text for text in row["evidence"])

@@ -80,3 +80,38 @@ def test_spread_in_blocks_keeps_every_record_and_file_order_within_a_block(tmp_p
     assert key("a", 1) != key("b", 1)
     _spread(SpreadInBlocks(block=100), str(tmp_path / "blocks"))
     assert _runs(tmp_path / "blocks") <= 6  # at most one run per block: 2 files x 3 blocks
+
+
+def test_pack_per_key_lists_every_value_once_whatever_the_bounds(monkeypatch):
+    """PackPerKey (decisions and evidence on their way to the mix): every value of a key reaches it in exactly
+    one list, whatever the list size and the bound on what a bundle holds open."""
+    import collections
+
+    from lazaret.graph.packing import PackPerKey
+
+    pairs = [(k % 7, (f"d{k}", k)) for k in range(500)]
+    for max_values, max_pending in ((1, 20000), (3, 20000), (1000, 20000), (1000, 11)):
+        monkeypatch.setattr(PackPerKey, "MAX_PENDING_VALUES", max_pending)
+        fn = PackPerKey(max_values)
+        fn.start_bundle()
+        out = [kv for pair in pairs for kv in fn.process(pair)] + [w.value for w in fn.finish_bundle()]
+        got = collections.defaultdict(list)
+        for key, listed in out:
+            values = unpack(listed)
+            assert 0 < len(values) <= max_values
+            got[key].extend(values)
+        want = collections.defaultdict(list)
+        for key, value in pairs:
+            want[key].append(value)
+        assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+
+
+def test_pack_columns_gives_back_every_value_in_its_order_within_a_length():
+    from lazaret.io.writers import batch_values, pack_columns
+
+    values = [("a", 1, None, [1, 2]), ("d", 7), ("b", 2.5, ("x",), []), ("e", 8), ("c", -1, "z", None)]
+    got = list(batch_values(pack_columns(values)))
+    assert [v for v in got if len(v) == 4] == [v for v in values if len(v) == 4]
+    assert [v for v in got if len(v) == 2] == [v for v in values if len(v) == 2]
+    assert len(got) == len(values)
+    assert list(batch_values(pack_columns([]))) == []

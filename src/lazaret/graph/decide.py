@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import pickle
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -158,11 +159,11 @@ def decide(findings: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 class Mix(beam.DoFn):
-    """(block key, {'block': [block of an input file], 'decisions': [(doc_id, packed decision)], 'evidence':
-    [(raw doc_id, position in the decision's clusters)]}) -> clean line | quarantine row | held record | counts
+    """(block key, {'block': [block of an input file], 'decisions': [packed list of (doc_id, dumped decision)],
+    'evidence': [packed list of (raw doc_id, position in the decision's clusters)]}) -> clean line | quarantine row | held record | counts
     | cluster evidence, for every record of the block. A record's masked snippet is sent only for the
     clusters whose evidence it was chosen to be (``evidence``: the EVIDENCE_PER_CLUSTER smallest doc_ids of a
-    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key, packed
+    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key,
     [(doc_id, snippet)]) per cluster and block.
 
     The block's records are read again from the input (``ReadFile.read_block``); a record without a decision
@@ -204,11 +205,16 @@ class Mix(beam.DoFn):
         self.anonymizer = LazyAnonymizer()
 
     def process(self, element: Tuple[Any, Dict[str, List[Any]]]) -> Iterator[Any]:
+        from lazaret.graph.packing import unpack
+
         _key, grouped = element
-        decisions = dict(grouped["decisions"])
+        decisions: Dict[str, bytes] = {}
+        for listed in grouped["decisions"]:
+            decisions.update(unpack(listed))
         self.evidence = {}
-        for raw_id, i in grouped.get("evidence") or ():
-            self.evidence.setdefault(raw_id.hex(), set()).add(i)
+        for listed in grouped.get("evidence") or ():
+            for raw_id, i in unpack(listed):
+                self.evidence.setdefault(raw_id.hex(), set()).add(i)
         self.samples = {}
         self.pending = 0
         for block in sorted(grouped["block"], key=lambda b: (b["path"], b["first"])):
@@ -218,7 +224,7 @@ class Mix(beam.DoFn):
                 digest.update(doc_id.encode("ascii"))
                 n += 1
                 packed = decisions.pop(doc_id, None)
-                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else unpack_decision(packed))
+                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else load_decision(packed))
             if n != block["records"] or digest.hexdigest() != block["digest"]:
                 raise InputChanged(f"{block['path']} changed during the scan: its block {block['block']} gave {n} "
                                    f"records (or other ones) when read again, {block['records']} when the checks "
@@ -263,13 +269,12 @@ class Mix(beam.DoFn):
             yield from self._hold(doc_id, record, decision)
 
     def _send_samples(self) -> Iterator[Any]:
-        """The block's evidence snippets, one packed list per cluster: the snippets of one cluster's members
-        repeat the same text (near-duplicates, one template) and fold together."""
-        from lazaret.graph.packing import pack
-
+        """The block's evidence snippets, one list per cluster: the snippets of one cluster's members repeat the
+        same text (near-duplicates, one template) and fold together in the batches that carry them to the
+        cluster's shard of clusters/ (``lazaret.graph.join.JoinClusterEvidence``)."""
         samples, self.samples, self.pending = self.samples, {}, 0
         for cluster_key in sorted(samples):
-            yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (cluster_key, pack(samples[cluster_key])))
+            yield beam.pvalue.TaggedOutput(self.CLUSTER_EVIDENCE, (cluster_key, samples[cluster_key]))
 
     def _hold(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
         action = decision["action"]
@@ -342,13 +347,12 @@ CLEAN_DECISION = decide([])
 DECISION_ROW = tuple(CLEAN_DECISION)
 
 
-def pack_decision(decision: Dict[str, Any]) -> bytes:
-    from lazaret.graph.packing import pack
+def dump_decision(decision: Dict[str, Any]) -> bytes:
+    """A decision as the pickled tuple of its DECISION_ROW values: not compressed alone, as decisions cross the
+    shuffle to the mix in lists (``packing.PackPerKey``) compressed together; the mix keeps a block's decisions
+    as these bytes (a fraction of their size as dicts) until it reaches their records."""
+    return pickle.dumps(tuple(decision[k] for k in DECISION_ROW), protocol=pickle.HIGHEST_PROTOCOL)
 
-    return pack(tuple(decision[k] for k in DECISION_ROW))
 
-
-def unpack_decision(data: bytes) -> Dict[str, Any]:
-    from lazaret.graph.packing import unpack
-
-    return dict(zip(DECISION_ROW, unpack(data)))
+def load_decision(data: bytes) -> Dict[str, Any]:
+    return dict(zip(DECISION_ROW, pickle.loads(data)))  # made by dump_decision in the scan, never from a file

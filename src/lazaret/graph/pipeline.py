@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import apache_beam as beam
 
 from lazaret.checks import (RESERVED_FINDING_NAMES, Check, CheckContext, CheckResult,
                             checks as registered_checks)
-from lazaret.graph.decide import Mix, decide, decisive, pack_decision, reject_row
-from lazaret.graph.packing import MIX_BLOCK, SpreadInBlocks, block_key, pack, unpack, unpack_all
+from lazaret.graph.decide import Mix, decide, dump_decision, reject_row
+from lazaret.graph.join import JoinClusterEvidence, JoinFindings, WriteAndGather, WriteClusterShard
+from lazaret.graph.packing import MIX_BLOCK, PackPerKey, SpreadInBlocks, block_key
 from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
-from lazaret.io.writers import WriteJson, WriteShards
+from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 # rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
-# the same check, rule, side and detail values, clean lines the same templates, and fold together
-WRITE_PACK_ROWS = 1000
+# the same check, rule, side and detail values, clean lines the same templates, and fold together. As large as a
+# shard (a bundle's rows of one shard in one batch; what a bundle holds open is bounded by _PackBatches): more
+# rows share one compression window (T0 5k, Join/GroupShard 0.179 -> 0.124 bytes per input byte; WriteClean
+# 0.072 -> 0.061). A record's findings from different checks still never share a batch: the batching runs
+# fused into each producing stage, so each check's findings of a record are batched apart.
+WRITE_PACK_ROWS = 10000
 
 
 @dataclasses.dataclass
@@ -42,10 +47,6 @@ class ScanPlan:
     fmt: str = "auto"
     id_field: str = "id"
     max_record_bytes: int = 8 * 1024 * 1024
-
-
-def finding_row(f: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: f[k] for k in ("doc_id", "record_id", "check", "rule", "side", "score", "detail")}
 
 
 def reject_counts(rej: Dict[str, Any]):
@@ -104,31 +105,6 @@ def run_checks(records, plan: ScanPlan) -> Dict[str, CheckResult]:
     return results
 
 
-def with_masked_evidence(kv):
-    """A cluster row with its evidence replaced by PII-masked snippets of its members from the mix (the
-    EVIDENCE_PER_CLUSTER smallest doc_ids of its decided members; members listed first, then by doc_id)."""
-    _key, grouped = kv
-    samples = [sample for packed in grouped["evidence"] for sample in unpack(packed)]
-    for row in map(unpack, grouped["row"]):
-        listed = set(row["members"])
-        ordered = sorted(samples, key=lambda s: (s[0] not in listed, s[0]))
-        yield dict(row, evidence=[text for _doc, text in ordered])
-
-
-#: what :func:`lazaret.graph.decide.decide` reads of a finding: the values cross the join as a packed tuple
-DECISION_FIELDS = ("check", "rule", "side", "score", "detail", "action", "cluster_id", "duplicate_of", "spans",
-                   "evidence")
-
-
-def for_decision(f: Dict[str, Any]) -> Tuple[str, bytes]:
-    """A decisive finding as it crosses the join: (doc_id, packed values of DECISION_FIELDS). Its evidence
-    only when it can be a reason (quarantine/ reads the evidence of reasons only)."""
-    values = [f.get(k) for k in DECISION_FIELDS]
-    if f["action"] not in ("quarantine", "drop_duplicate") and f["check"] != "malformed":
-        values[-1] = None
-    return f["doc_id"], pack(tuple(values))
-
-
 #: the tagged output of "Decide" that lists, per cluster a decided record belongs to, (cluster, (raw doc_id,
 #: block key, position of the cluster in the decision's clusters)): the candidates for the cluster's evidence.
 #: Compact on purpose (one per cluster member): the cluster as the first 16 bytes of the sha256 of its key,
@@ -140,19 +116,16 @@ def _cluster_hash(check: str, cluster_id: str) -> bytes:
     return hashlib.sha256(f"{check}:{cluster_id}".encode("utf-8")).digest()[:16]
 
 
-def decision_row(kv):
-    """(doc_id, {'at': [block key], 'findings': [packed decisive finding]}) -> (block key, (doc_id, packed
-    decision)) for a record with decisive findings; nothing for the others (their decision is clean). Also
-    (tagged CLUSTER_MEMBERS) one (cluster hash, (raw doc_id, block key, position)) per cluster of the decision."""
-    doc_id, grouped = kv
-    if grouped["at"] and grouped["findings"]:
-        findings = [dict(zip(DECISION_FIELDS, values)) for values in unpack_all(grouped["findings"])]
-        decision = decide(findings)
-        at = grouped["at"][0]
-        yield at, (doc_id, pack_decision(decision))
-        for i, (check, cluster_id) in enumerate(decision["clusters"]):
-            yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
-                                                             (bytes.fromhex(doc_id), at, i)))
+def decision_row(gathered):
+    """(doc_id, block key, [decisive finding]) of a record with decisive findings -> (block key, (doc_id, dumped
+    decision)); records without are clean and have no row. Also (tagged CLUSTER_MEMBERS) one (cluster hash,
+    (raw doc_id, block key, position)) per cluster of the decision."""
+    doc_id, at, findings = gathered
+    decision = decide(findings)
+    yield at, (doc_id, dump_decision(decision))
+    for i, (check, cluster_id) in enumerate(decision["clusters"]):
+        yield beam.pvalue.TaggedOutput(CLUSTER_MEMBERS, (_cluster_hash(check, cluster_id),
+                                                         (bytes.fromhex(doc_id), at, i)))
 
 
 def evidence_to_block(kv):
@@ -198,21 +171,29 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
         findings = p | "NoFindings" >> beam.Create([])
 
     # Decisions from findings alone: a record's decisive findings, with the block of the file it lies in
-    # (its doc_id does not say), become one decision row keyed by that block.
-    decisions = ({"at": located | "Locate" >> beam.Map(lambda r: (r["doc_id"], block_key(r, MIX_BLOCK))),
-                  "findings": findings
-                  | "DecisiveFindings" >> beam.Filter(decisive)
-                  | "KeyFindings" >> beam.Map(for_decision)}
-                 | "Join" >> beam.CoGroupByKey()
+    # (its doc_id does not say), become one decision row keyed by that block. They meet in findings/'s
+    # shards (graph/join.py), whose writer hands each decided record's findings on.
+    out = plan.staging
+    grouped, finding_shards = ({"findings": findings,
+                                "located": located | "Locate" >> beam.Map(lambda r: (r["doc_id"],
+                                                                                    block_key(r, MIX_BLOCK)))}
+                               | "Join" >> JoinFindings(ROWS_PER_SHARD["findings"], WRITE_PACK_ROWS))
+    written = grouped | "WriteFindings" >> beam.ParDo(
+        WriteAndGather(ShardSpec(out, "findings", "parquet", "finding")),
+        beam.pvalue.AsSingleton(finding_shards)).with_outputs(WriteAndGather.DECIDED, main="paths")
+    decisions = (written[WriteAndGather.DECIDED]
                  | "Decide" >> beam.FlatMap(decision_row).with_outputs(CLUSTER_MEMBERS, main="decisions"))
+    # listed per bundle and block, compressed together (PackPerKey), on their way to the mix
+    decision_lists = decisions.decisions | "ListDecisions" >> beam.ParDo(PackPerKey())
     # A cluster's evidence: its decided members with the smallest doc_ids, chosen before the mix so that the
     # mix masks and sends only their snippets (not one per member of every cluster).
     evidence = (decisions[CLUSTER_MEMBERS]
                 | "ChooseEvidence" >> beam.combiners.Top.SmallestPerKey(Mix.EVIDENCE_PER_CLUSTER)
-                | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block))
+                | "EvidenceToBlocks" >> beam.FlatMap(evidence_to_block)
+                | "ListEvidence" >> beam.ParDo(PackPerKey()))
     # The mix: each block of each input is read again and its records written under their decisions.
     decided = ({"block": read_blocks | "KeyBlocks" >> beam.Map(block_row),
-                "decisions": decisions.decisions, "evidence": evidence}
+                "decisions": decision_lists, "evidence": evidence}
                | "GroupDecisions" >> beam.CoGroupByKey()
                | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
                                                   plan.custom_recognizers))
@@ -221,25 +202,21 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     rejects = read_rejects
     quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
                   | "AllQuarantine" >> beam.Flatten())
-    out = plan.staging
     _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
                                                     index_kind="clean_index", batch_rows=WRITE_PACK_ROWS)
     _ = decided[Mix.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
                                                        index_kind="held_index", batch_rows=WRITE_PACK_ROWS)
     _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
                                                       ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
-    _ = (findings
-         | "FindingRows" >> beam.Map(finding_row)
-         | "WriteFindings" >> WriteShards(out, "findings", "parquet", "finding", ROWS_PER_SHARD["findings"],
-                                          batch_rows=WRITE_PACK_ROWS))
     if cluster_sets:
-        clusters = ({"row": tuple(cluster_sets) | "AllClusters" >> beam.Flatten()
-                     | "KeyClusters" >> beam.Map(lambda r: (f"{r['check']}:{r['cluster_id']}", pack(r))),
-                     "evidence": decided[Mix.CLUSTER_EVIDENCE]}
-                    | "JoinEvidence" >> beam.CoGroupByKey()
-                    | "MaskedEvidence" >> beam.FlatMap(with_masked_evidence))
-        _ = clusters | "WriteClusters" >> WriteShards(out, "clusters", "parquet", "cluster",
-                                                      ROWS_PER_SHARD["clusters"], key_field="cluster_key")
+        # a cluster's row and its members' masked snippets from the mix meet in clusters/'s shards (graph/join.py)
+        grouped_clusters, cluster_shards = ({"rows": tuple(cluster_sets) | "AllClusters" >> beam.Flatten(),
+                                             "evidence": decided[Mix.CLUSTER_EVIDENCE]}
+                                            | "JoinEvidence" >> JoinClusterEvidence(ROWS_PER_SHARD["clusters"],
+                                                                                    WRITE_PACK_ROWS))
+        _ = grouped_clusters | "WriteClusters" >> beam.ParDo(
+            WriteClusterShard(ShardSpec(out, "clusters", "parquet", "cluster")),
+            beam.pvalue.AsSingleton(cluster_shards))
     counts = ((decided[Mix.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
               | "AllCounts" >> beam.Flatten()
               | "CountPerKey" >> beam.combiners.Count.PerElement()

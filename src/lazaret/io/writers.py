@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from lazaret.graph.packing import pack, unpack
+from lazaret.graph.packing import pack, pack_batch, unpack
 from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
 
 # Rows unpacked at a time by a shard writer: enough for Arrow's per-batch cost to vanish, small next to a
@@ -176,26 +176,32 @@ class _WriteShard(beam.DoFn):
         self.batched = batched
 
     def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
-        spec = self.spec
         shard, packed = element
-        fields = spec.fields
         load = None
         if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
-            packed = [values for batch in packed for values in unpack(batch)]
-            load = _zipper(fields)
-        packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
-        if spec.fmt == "parquet":
-            name = shard_name(shard, total, ".parquet")
-            path = FileSystems.join(spec.out_dir, spec.kind, name)
-            write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[spec.kind], load))
-        else:
-            name = shard_name(shard, total, ".jsonl.gz")
-            path = FileSystems.join(spec.out_dir, spec.kind, name)
-            index = write_lines_gzip(path, packed, order, name, with_index=bool(spec.index_kind), load=load)
-            if spec.index_kind:
-                write_bytes(FileSystems.join(spec.out_dir, spec.index_kind, shard_name(shard, total, ".parquet")),
-                            parquet_bytes_columns(index, RECORD_INDEX))
-        yield path
+            packed = [values for batch in packed for values in batch_values(batch)]
+            load = _zipper(self.spec.fields)
+        yield write_shard(self.spec, shard, total, packed, load)
+
+
+def write_shard(spec: ShardSpec, shard: int, total: int, packed: Iterable[Any],
+                load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> str:
+    """One shard of ``spec``'s manifest from its rows (packed rows, or what ``load`` turns into a row), sorted
+    in the manifest's order; returns its path."""
+    fields = spec.fields
+    packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
+    if spec.fmt == "parquet":
+        name = shard_name(shard, total, ".parquet")
+        path = FileSystems.join(spec.out_dir, spec.kind, name)
+        write_bytes(path, parquet_bytes_packed(packed, order, SCHEMAS[spec.kind], load))
+    else:
+        name = shard_name(shard, total, ".jsonl.gz")
+        path = FileSystems.join(spec.out_dir, spec.kind, name)
+        index = write_lines_gzip(path, packed, order, name, with_index=bool(spec.index_kind), load=load)
+        if spec.index_kind:
+            write_bytes(FileSystems.join(spec.out_dir, spec.index_kind, shard_name(shard, total, ".parquet")),
+                        parquet_bytes_columns(index, RECORD_INDEX))
+    return path
 
 
 def _key_and_pack(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
@@ -221,9 +227,26 @@ def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple
     return keyed[0] % total if total > 1 else 0, keyed[1]
 
 
+def pack_columns(values: List[Tuple[Any, ...]]) -> bytes:
+    """Value tuples packed column by column: the values of one field (a check name, a score, a source path)
+    sit side by side and fold, where rows interleave them. Tuples of different lengths (two kinds of values
+    in one shuffle) get their own columns; :func:`batch_values` gives them back in their order within a
+    length, grouped by length."""
+    by_length: Dict[int, List[Tuple[Any, ...]]] = {}
+    for v in values:
+        by_length.setdefault(len(v), []).append(v)
+    return pack_batch([tuple(zip(*same)) for _n, same in sorted(by_length.items())])
+
+
+def batch_values(batch: bytes) -> Iterator[Tuple[Any, ...]]:
+    """The value tuples of a batch made by :func:`pack_columns`."""
+    for columns in unpack(batch):
+        yield from zip(*columns)
+
+
 class _PackBatches(beam.DoFn):
     """(shard hash, pickled row values) -> (shard, packed batch): the rows of one bundle and one shard, as
-    value tuples, compressed together, up to ``batch_rows`` per batch.
+    columns of their values (:func:`pack_columns`), compressed together, up to ``batch_rows`` per batch.
 
     Why: a small row packed alone (a ``findings/`` row: doc_id, check, rule, side, score, detail) crosses
     the shuffle as one zstd frame and folds nothing; in a batch the repeated check, rule, side and detail
@@ -255,7 +278,7 @@ class _PackBatches(beam.DoFn):
             del self.open[shard]
             self.pending_rows -= len(batch[0])
             self.pending_bytes -= batch[1]
-            yield shard, pack(batch[0])
+            yield shard, pack_columns(batch[0])
         elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
             yield from self._drain()
 
@@ -263,7 +286,7 @@ class _PackBatches(beam.DoFn):
         open_, self.open = self.open, {}
         self.pending_rows = self.pending_bytes = 0
         for shard in sorted(open_):
-            yield shard, pack(open_[shard][0])
+            yield shard, pack_columns(open_[shard][0])
 
     def finish_bundle(self) -> Iterator[Any]:
         from apache_beam.transforms.window import GlobalWindows
