@@ -13,6 +13,11 @@ Band keys fold each band's ``rows`` values to one signed 64-bit int (8-byte shuf
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import threading
+import types
 from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
@@ -29,13 +34,11 @@ _CHUNK = 1 << 13  # shingles per permutation chunk: bounds memory at _CHUNK * nu
 
 def provenance_info(params: DedupParams | None = None) -> Dict[str, object]:
     """What makes signatures comparable across runs: record it in provenance.json."""
-    import datasketch
-
     from lazaret.checks.near_duplicate.normalise import NORMALISATION_VERSION
 
     info: Dict[str, object] = {
         "library": "datasketch",
-        "datasketch_version": getattr(datasketch, "__version__", "unknown"),
+        "datasketch_version": _datasketch_version(),
         "minhash_scheme": SCHEME,
         "minhash_equivalent_to": "datasketch.MinHash.bulk(shingle_hashes, scheme='affine32', hashfunc=identity)",
         "shingle_hash": SHINGLE_HASH,
@@ -49,12 +52,55 @@ def provenance_info(params: DedupParams | None = None) -> Dict[str, object]:
     return info
 
 
+def _datasketch_version() -> str:
+    """The installed datasketch's version (what its ``__version__`` says), read without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("datasketch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _minhash_class() -> type:
+    """datasketch's ``MinHash`` class, from ``datasketch/minhash.py`` alone when datasketch is not imported yet.
+
+    Why: the package's ``__init__`` imports every sketch it has, and its LSH modules import
+    ``scipy.integrate`` (~0.35 CPU-s and ~20 MB per process on this machine, a tenth of a small scan's
+    start-up); the check reads only MinHash's permutation parameters. The module is datasketch's own code,
+    run under a bare stand-in for its package, and ``sys.modules`` is left as it was: a later ``import
+    datasketch`` loads the package whole, as if this had not run."""
+    with _IMPORT_LOCK:
+        if "datasketch" in sys.modules:
+            from datasketch import MinHash
+
+            return MinHash
+        spec = importlib.util.find_spec("datasketch")
+        if spec is None or not spec.submodule_search_locations:
+            from datasketch import MinHash  # not a package on disk: import it as usual
+
+            return MinHash
+        before = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "datasketch"}
+        stand_in = types.ModuleType("datasketch")
+        stand_in.__path__ = list(spec.submodule_search_locations)
+        stand_in.__spec__ = spec
+        sys.modules["datasketch"] = stand_in
+        try:
+            return importlib.import_module("datasketch.minhash").MinHash
+        finally:
+            for name in [n for n in sys.modules if n.split(".")[0] == "datasketch"]:
+                if name not in before:
+                    del sys.modules[name]
+            sys.modules.update(before)
+
+
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """datasketch's own affine32 permutation parameters (a odd, b) for (num_perm, seed)."""
-    from datasketch import MinHash
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+    a, b = _minhash_class()(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
