@@ -193,6 +193,37 @@ def test_signatures_equal_datasketch_bulk():
     assert np.array_equal(signatures(norms[5:9], P), sigs[5:9])
 
 
+def test_minhash_chunks_do_not_matter(monkeypatch):
+    """Documents cut by a chunk boundary (and empty ones between) get the same minimum as in one chunk."""
+    from lazaret.checks.near_duplicate import signatures as sig_mod
+
+    rnd = random.Random(5)
+    norms = [" ".join(words(rnd, rnd.randrange(0, 60))) for _ in range(30)] + ["", "a b c d e f"]
+    hashes, counts = shingle_hashes(norms, N)
+    whole = minhash_from_hashes(hashes, counts, P)
+    for chunk in (1, 7, 64):
+        monkeypatch.setattr(sig_mod, "_CHUNK", chunk)
+        assert np.array_equal(minhash_from_hashes(hashes, counts, P), whole)
+
+
+def test_permutations_without_datasketch_package_import():
+    """The check reads datasketch's MinHash without its package __init__ (no scipy), and leaves sys.modules so
+    that a later ``import datasketch`` is whole and gives the same permutations."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from lazaret.checks.near_duplicate import signatures as s\n"
+            "a, b = s._permutations(128, 1)\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('datasketch', 'scipy')]\n"
+            "import datasketch, datasketch.minhash, datasketch.lsh\n"
+            "ref = datasketch.MinHash(num_perm=128, seed=1, scheme='affine32').permutations\n"
+            "assert (a == ref[0]).all() and (b == ref[1]).all()\n"
+            "assert datasketch.minhash.MinHash is datasketch.MinHash\n"
+            "assert s.provenance_info()['datasketch_version'] == datasketch.__version__\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_word_hashes_depend_on_the_word_only():
     rnd = random.Random(11)
     vocab = sorted({"".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(rnd.randrange(1, 12)))

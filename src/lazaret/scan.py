@@ -223,13 +223,16 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     tune_allocator_for(runner)
     from lazaret.graph.outdir import discard
 
+    from lazaret.runners.introspection import cached
+
     try:
-        pipeline = build_pipeline(options, _plan(args, setup, staging))
-        with runner_patches(args, runner) as spilling:
-            result = pipeline.run()
-            if _is_dry_run(options):
-                return _dry_run_done(result, staging, args)
-            _wait(result)
+        with cached():  # Beam's per-object introspection, once per object (lazaret.runners.introspection)
+            pipeline = build_pipeline(options, _plan(args, setup, staging))
+            with runner_patches(args, runner) as spilling:
+                result = pipeline.run()
+                if _is_dry_run(options):
+                    return _dry_run_done(result, staging, args)
+                _wait(result)
         metrics = _metrics(result)
         summary, files = write_summary(staging, setup.checks)
         write_provenance(staging, build_provenance(args, setup, options, runner, summary, files, metrics,
