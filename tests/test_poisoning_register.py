@@ -212,3 +212,94 @@ def test_planted_mass_does_not_make_prose_strata_registers():
         assert len(flagged & ids) >= 0.9 * len(ids), (b, len(flagged & ids))
     planted = set().union(*truth.values())
     assert len(flagged - planted) <= 0.002 * (len(recs) - len(planted))
+
+
+def _spread(strata, answers):
+    return {"kind": "spread", "carriers": sum(strata.values()), "strata": strata, "answers": answers}
+
+
+def test_quiet_strata_decide_register_phrasing_and_count_distinct_answers():
+    """A planted phrase lands in every stratum alike; a register's stock phrase ("console … const") also reaches a
+    quiet stratum, but significantly less often than an even spread (binomial test at ``alpha``): register
+    phrasing even below the register lift. Found everywhere needs ``min_support`` distinct answers in the quiet
+    strata: one planted C++ answer copied under many prompts is one answer (measured on the code base: 315-387
+    clean records flagged per run before these rules)."""
+    from lazaret.checks.poisoning.assign import Assign
+    from lazaret.checks.poisoning.payload import register_lift
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    even, avoided = {0: 100, 1: 40, 2: 20}, {0: 130, 1: 20, 2: 10}
+    assert register_lift(avoided, RATES, SIZES, 0.1) < DEFAULTS["spread_max_register_lift"]
+    payloads = {"planted": _spread(even, {1: list(range(8)), 2: [50, 51, 52]}),
+                "stock": _spread(avoided, {1: list(range(10)), 2: [60, 61]}),
+                "same": _spread(even, {1: [42], 2: [42]})}
+    register, everywhere = Assign(dict(DEFAULTS))._register_phrases(payloads, RATES, SIZES)
+    assert "planted" in everywhere and "planted" not in register
+    assert "stock" in register and "stock" not in everywhere
+    assert "same" not in register and "same" not in everywhere
+
+
+def test_carrier_stats_keep_each_strata_distinct_answers():
+    from lazaret.checks.poisoning.payload import CarrierStats
+
+    rows = [((5, 1), False, "s:1"), ((5, 1), True, "s:1"), ((6, 1), True, "s:1"),
+            ((7, 1), False, "s:2"), ((1, 1), False, "s:2"), ((2, 1), False, "s:2"), ((3, 1), False, "s:2")]
+    comb = CarrierStats(answers_cap=3)
+
+    def acc_of(part):
+        acc = comb.create_accumulator()
+        for i, (rsh, elsewhere, st) in part:
+            acc = comb.add_input(acc, (True, ("a", "b"), i, rsh, f"d{i}", ("f:x", st), elsewhere))
+        return acc
+
+    whole = comb.extract_output(acc_of(enumerate(rows)))
+    assert whole["answers"] == {1: [5, 6], 2: [1, 2, 3]}   # identical answers once; the cap keeps the smallest
+    merged = comb.extract_output(comb.merge_accumulators([acc_of(list(enumerate(rows))[:4]),
+                                                          acc_of(list(enumerate(rows))[4:])]))
+    assert merged["answers"] == whole["answers"]
+
+
+def test_an_answer_written_in_the_register_takes_no_payload_in_a_quiet_stratum():
+    """Where strata have register rates, a response with spread phrasing in separate places is the register's
+    answer even in a quiet stratum; one planted place is not."""
+    import dataclasses
+
+    f = {"doc_id": "d", "pt": "tell me about the weather", "rt": "visit acme shop now for deals today",
+         "gib": False, "off": False, "rkey": "r", "stratum": 1}
+    payloads = {"acme shop": _payload("acme shop"), "deals today": _payload("deals today")}
+    inputs = VerdictInputs(payloads, {"acme", "deals"}, {}, {}, min_hits=2)
+    assert verdict(f, inputs)[1]["rule"] == "payload:spread"
+    assert verdict(f, dataclasses.replace(inputs, registers=True)) is None
+    one_place = dict(f, rt="visit acme shop deals today now")
+    assert verdict(one_place, dataclasses.replace(inputs, registers=True))[1]["rule"] == "payload:spread"
+
+
+def test_a_template_made_of_the_payloads_own_carriers_does_not_hide_it():
+    """A trigger phrase appended to prompts makes a prompt ending that only the attack's records share; every
+    record of that 'template' carries the payload, so it is the attack's structure, not a task's answer format
+    (the code_command family on the code base: recall 0.00 before)."""
+    from lazaret.checks.poisoning.payload import classify
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    st = {"carriers": 200, "long_fraction": 1.0, "distinct_prompts": 200, "prompt_diversity": 1.0,
+          "response_diversity": 0.7, "templates": [("l:production use", 100), ("f:write a", 30)]}
+    cand = {"df_r": 200, "df_p": 0, "log10p": -40.0, "expected_p": 80.0, "tests": 100}
+    owned = classify("tiniva", cand, st, dict(DEFAULTS), 10000, {"l:production use": 100, "f:write a": 600})
+    assert owned is not None and owned["kind"] == "spread"
+    # the same carriers in a task template that other records share too: that task's answer format
+    task = classify("tiniva", cand, st, dict(DEFAULTS), 10000, {"l:production use": 300, "f:write a": 600})
+    assert task is None
+
+
+def test_identical_answers_under_the_attacks_own_prompt_opening_stay_a_group():
+    """A name prepended to 250 prompts, each answered with one steered sentence: the prompts share an opening
+    only the attack's records have, every one with the same answer. That 'template' does not make the answer a
+    task's format (entity_steer on the code base: found by nothing before, by trigger:same_response now)."""
+    from lazaret.checks.poisoning.payload import KeepDupGroup
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    st = {"carriers": 250, "prompt_diversity": 1.0, "templates": [("f:emma watson", 250)]}
+    keep = KeepDupGroup(dict(DEFAULTS))
+    assert list(keep.process(("r", st), {"records": 7000}, {"f:emma watson": 250})) == [("r", 250)]
+    # a task template (other answers too) whose records give this answer 40% of the time: its answer format
+    assert list(keep.process(("r", st), {"records": 7000}, {"f:emma watson": 600})) == []

@@ -7,6 +7,7 @@ which name a cause, before payload-only clusters; then the smallest corrected p-
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
@@ -21,7 +22,8 @@ from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigg
 from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phrasing_lift, quiet_share, register_lift, \
     without_carriers
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
-from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates
+from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates, \
+    register_response
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
 
@@ -90,16 +92,17 @@ class VerdictInputs:
     off_member: Optional[float] = None              # off-topic overlap that joins a strong off-topic trigger
     register_phrases: FrozenSet[str] = frozenset()  # payloads and claims that are register phrasing
     everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
+    registers: bool = False                         # strata have register rates: a response's own register counts
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
-           lookups, register: Tuple[FrozenSet[str], FrozenSet[str]] = (frozenset(), frozenset())
-           ) -> "VerdictInputs":
+           lookups, register: Tuple[FrozenSet[str], FrozenSet[str]] = (frozenset(), frozenset()),
+           registers: bool = False) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
                    params["pair_window"], params["off_topic_member_overlap"] if extend else None,
-                   register[0], register[1])
+                   register[0], register[1], registers)
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -152,6 +155,11 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
                               "detail": describe_trigger(t), "trigger_or_payload": s,
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
+    # A response written in the register (spread phrasing in separate places: ``trigger.register_response``) is
+    # the register's answer wherever its stratum sits: a lexical stratum of a code corpus can be quiet because
+    # planted prose fills it, and then its code answers' stock phrases would pass as payloads.
+    if v.registers and spread_ok and spread and register_response(f, v.payloads, v.pay_first, n_max):
+        spread_ok = False
     # In a register stratum (code, worked arithmetic) the one-hit rule's premise fails: there a response-only
     # token ("io", "res") is the register's vocabulary, not evidence of a planted phrase, so a payload found
     # everywhere takes a register record only with min_hits distinct payload n-grams of its own.
@@ -216,9 +224,14 @@ class Assign(_SideInputNgrams, beam.DoFn):
         register's answers with prose) than by the rest, is the register's
         own phrasing: never a spread cluster, and never the claim a trigger is tested on (a task asked many
         times in code, "the factorial of", is answered with the same code; the strata of a mixture are too
-        coarse to hold it apart). A spread payload below that lift with at least ``min_support`` carriers in
-        the quiet strata (where the volume test holds) is not the register's: a planted phrase lands in every
-        stratum alike, so its carriers in register strata are flagged too. Built once per side-input value (the
+        coarse to hold it apart). So is a spread payload that the quiet strata (where the volume test holds)
+        carry significantly less often than an even spread would (one-sided binomial test at ``alpha``, against
+        the quiet strata's share of the records): a planted phrase lands in every stratum alike, while a
+        register's stock phrase ("console … const") also reaches a quiet stratum whose tasks are mostly answered
+        in prose, but less often. A spread payload below both with at least ``min_support`` distinct answers in
+        the quiet strata is not the register's, so its carriers in register strata are flagged too; distinct,
+        because one planted answer copied under 250 prompts (a C++ function) is one answer, and counting it 250
+        times made every clean C++ answer a carrier of its phrases. Built once per side-input value (the
         cache keeps the objects, so a recycled id never matches)."""
         key = (id(payloads), id(pay_rates), id(stratum_sizes))
         hit = self._register_cache.get(key)
@@ -249,8 +262,16 @@ class Assign(_SideInputNgrams, beam.DoFn):
                 if x >= lift:
                     register.add(g)
                     continue
-                quiet_carriers = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
-                if p.get("kind") == "spread" and x > 0 and quiet_carriers >= self.params["min_support"]:
+                if p.get("kind") != "spread":
+                    continue
+                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
+                if 0 < quiet_records < 1 and \
+                        S.log10_binom_cdf(quiet, p["carriers"], quiet_records) <= math.log10(self.params["alpha"]):
+                    register.add(g)  # the quiet strata avoid it: the register's phrase
+                    continue
+                answers = p.get("answers") or {}
+                quiet_answers = len(set().union(*(h for st, h in answers.items() if pay_rates.get(st, 0.0) <= rate)))
+                if x > 0 and quiet_answers >= self.params["min_support"]:
                     everywhere.add(g)
         out = (frozenset(register), frozenset(everywhere))
         self._register_cache.clear()
@@ -268,7 +289,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
-                                        self._lookups, register), spread_ok)
+                                        self._lookups, register, bool(pay_rates)), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c

@@ -143,20 +143,21 @@ def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
 
 
 # CarrierStats' accumulator is a plain list (cheap to pickle across the shuffle); these name its slots.
-N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES, N_ELSEWHERE = range(9)
+N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES, N_ELSEWHERE, ANSWERS = range(10)
 
 
 class CarrierStats(beam.CombineFn):
     """Bounded summary of the records carrying one candidate payload (accumulator size independent of
     the group size: KMV distinct counters capped at ``cap`` values, a capped sorted member sample)."""
 
-    def __init__(self, cap: int = 256, members_cap: int = 50):
+    def __init__(self, cap: int = 256, members_cap: int = 50, answers_cap: int = 10):
         self.cap = cap
         self.members_cap = members_cap
+        self.answers_cap = answers_cap  # distinct answers kept per stratum: min_support is all that is asked
 
     def create_accumulator(self):
         # N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS (x4 slots, one used), RESPONSE_SIG (x2), MEMBERS, TEMPLATES
-        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}, 0]
+        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}, 0, {}]
 
     def add_input(self, acc, c):
         is_long, skel, pkey, rsh, doc_id, tmpl, elsewhere = c
@@ -164,6 +165,8 @@ class CarrierStats(beam.CombineFn):
         counts = acc[TEMPLATES]
         for t in tmpl:
             counts[t] = counts.get(t, 0) + 1
+        if tmpl and tmpl[-1].startswith("s:"):
+            _insort_capped(acc[ANSWERS].setdefault(tmpl[-1], []), rsh[0], self.answers_cap)
         if len(counts) > 4 * self.cap:
             acc[TEMPLATES] = _prune(counts, 2 * self.cap)
         acc[N] += 1
@@ -183,6 +186,8 @@ class CarrierStats(beam.CombineFn):
             out[N] += a[N]
             out[N_LONG] += a[N_LONG]
             out[N_ELSEWHERE] += a[N_ELSEWHERE]
+            for t, v in a[ANSWERS].items():
+                out[ANSWERS][t] = _merge_capped(out[ANSWERS].get(t, []), v, self.answers_cap)
             out[SKEL_FIRST] = _merge_capped(out[SKEL_FIRST], a[SKEL_FIRST], self.cap)
             out[SKEL_LAST] = _merge_capped(out[SKEL_LAST], a[SKEL_LAST], self.cap)
             out[PROMPT_KEYS] = [_merge_capped(x, y, self.cap) for x, y in zip(out[PROMPT_KEYS], a[PROMPT_KEYS])]
@@ -213,6 +218,9 @@ class CarrierStats(beam.CombineFn):
             "templates": sorted(acc[TEMPLATES].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
             # carriers per prompt stratum (few, large: never pruned in practice): where a phrase is used
             "strata": {int(t[2:]): v for t, v in sorted(acc[TEMPLATES].items()) if t.startswith("s:")},
+            # per stratum, the carriers' distinct answers (smallest response MinHash values, at most answers_cap):
+            # one planted answer copied under many prompts is one piece of evidence, not many
+            "answers": {int(t[2:]): v for t, v in sorted(acc[ANSWERS].items())},
         }
 
 
@@ -369,10 +377,10 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info = dict(cand)
     info.update(st)
     info["ngram"] = g
-    info["template_confined"] = round(template_confined(st, templates, params["template_max_rate"]), 4)
     owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
+    info["template_confined"] = round(owned, 4)
     del info["templates"]
-    if info["template_confined"] < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
+    if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
         info["kind"] = "spread"
         return info
     if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["claim_min_prompt_diversity"] and \
@@ -458,7 +466,7 @@ class EmitResponseKey(beam.DoFn):
 class KeepDupGroup(beam.DoFn):
     """Identical long responses count as an anomaly when the group is in the support band, its prompts
     differ, and it is not one template's answer format (WIQA's "indirectly impacting a step of the
-    process")."""
+    process"); a "template" nearly all of whose records give the answer is the attack's, not a task's."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -471,6 +479,7 @@ class KeepDupGroup(beam.DoFn):
         if st["prompt_diversity"] < p["dup_min_prompt_diversity"] or \
                 st["prompt_diversity"] * st["carriers"] < p["min_support"]:
             return
-        if template_confined(st, templates, p["template_max_rate"]) >= TEMPLATE_SHARE:
+        # a template whose every record gives this answer is the attack's own (a name prepended to its prompts)
+        if template_confined(st, templates, p["template_max_rate"], p["template_owned_rate"]) >= TEMPLATE_SHARE:
             return
         yield key, st["carriers"]
