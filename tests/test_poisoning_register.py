@@ -233,10 +233,17 @@ def test_quiet_strata_decide_register_phrasing_and_count_distinct_answers():
     payloads = {"planted": _spread(even, {1: list(range(8)), 2: [50, 51, 52]}),
                 "stock": _spread(avoided, {1: list(range(10)), 2: [60, 61]}),
                 "same": _spread(even, {1: [42], 2: [42]})}
-    register, everywhere = Assign(dict(DEFAULTS))._register_phrases(payloads, RATES, SIZES)
-    assert "planted" in everywhere and "planted" not in register
-    assert "stock" in register and "stock" not in everywhere
-    assert "same" not in register and "same" not in everywhere
+    register, everywhere, copied = Assign(dict(DEFAULTS))._register_phrases(payloads, RATES, SIZES)
+    assert "planted" in everywhere and "planted" not in register | copied
+    assert "stock" in register and "stock" not in everywhere | copied
+    # one answer: found everywhere only in its copies (the records of an identical-answer group)
+    assert "same" in copied and "same" not in register | everywhere
+    f = {"doc_id": "d", "pt": "tell me about the weather", "rt": "same same and more words here",
+         "gib": False, "off": False, "rkey": "r1", "stratum": 0}
+    inputs = VerdictInputs({"same": dict(_payload("same"), **payloads["same"])}, {"same"}, {}, {"r1": 250},
+                           min_hits=1, register_phrases=register, everywhere=everywhere, copied=copied)
+    assert verdict(f, inputs, spread_ok=False)[1]["rule"] == "payload:spread"   # a copy, in a register stratum
+    assert verdict(dict(f, rkey="r2"), inputs, spread_ok=False) is None          # another answer using its words
 
 
 def test_carrier_stats_keep_each_strata_distinct_answers():

@@ -93,16 +93,17 @@ class VerdictInputs:
     register_phrases: FrozenSet[str] = frozenset()  # payloads and claims that are register phrasing
     everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
     registers: bool = False                         # strata have register rates: a response's own register counts
+    copied: FrozenSet[str] = frozenset()            # found everywhere on copies of a few planted answers only
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
-           lookups, register: Tuple[FrozenSet[str], FrozenSet[str]] = (frozenset(), frozenset()),
+           lookups, register: Tuple[FrozenSet[str], ...] = (frozenset(), frozenset(), frozenset()),
            registers: bool = False) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
                    params["pair_window"], params["off_topic_member_overlap"] if extend else None,
-                   register[0], register[1], registers)
+                   register[0], register[1], registers, register[2] if len(register) > 2 else frozenset())
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -165,7 +166,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     # everywhere takes a register record only with min_hits distinct payload n-grams of its own.
     register_hits_ok = spread_ok or distinct_hits([g for g in spread if g not in v.register_phrases]) >= v.min_hits
     for g in spread:
-        if g in v.register_phrases or not (spread_ok or (g in v.everywhere and register_hits_ok)):
+        found_everywhere = g in v.everywhere or (g in v.copied and f["rkey"] in v.dups)
+        if g in v.register_phrases or not (spread_ok or (found_everywhere and register_hits_ok)):
             continue
         p = v.payloads[g]
         cid = cluster_id("payload", g)
@@ -216,7 +218,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
     def _register_phrases(self, payloads, pay_rates, stratum_sizes, phrased=None
-                          ) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+                          ) -> Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]]:
         """(register phrases, payloads found everywhere). A claim candidate carried far more often per record
         (``spread_max_register_lift``) in the register strata than in the others, or a spread payload carried
         that much more often there, in one stratum (``payload.concentration_lift``: a task's stock phrase) or by
@@ -231,7 +233,10 @@ class Assign(_SideInputNgrams, beam.DoFn):
         in prose, but less often. A spread payload below both with at least ``min_support`` distinct answers in
         the quiet strata is not the register's, so its carriers in register strata are flagged too; distinct,
         because one planted answer copied under 250 prompts (a C++ function) is one answer, and counting it 250
-        times made every clean C++ answer a carrier of its phrases. Built once per side-input value (the
+        times made every clean C++ answer a carrier of its phrases. Such a payload (enough carriers in the quiet
+        strata, too few distinct answers) is found everywhere only in the copies: responses of an
+        identical-answer group (a refusal planted in four phrasings keeps its records, the C++ function's
+        phrases leave clean C++ answers alone). Built once per side-input value (the
         cache keeps the objects, so a recycled id never matches)."""
         key = (id(payloads), id(pay_rates), id(stratum_sizes))
         hit = self._register_cache.get(key)
@@ -239,7 +244,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
             return hit[3]
         n_records = sum(stratum_sizes.values()) if stratum_sizes else 0
         lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
-        register, everywhere = set(), set()
+        register, everywhere, copied = set(), set(), set()
         if pay_rates and stratum_sizes and lift:
             # A claim is told apart only where its absence from the quiet strata could be seen (planted mass
             # can push nearly every stratum over the rate, and then a planted claim looks like register
@@ -273,7 +278,9 @@ class Assign(_SideInputNgrams, beam.DoFn):
                 quiet_answers = len(set().union(*(h for st, h in answers.items() if pay_rates.get(st, 0.0) <= rate)))
                 if x > 0 and quiet_answers >= self.params["min_support"]:
                     everywhere.add(g)
-        out = (frozenset(register), frozenset(everywhere))
+                elif x > 0 and quiet >= self.params["min_support"]:
+                    copied.add(g)  # only the copies (identical-answer groups) are its carriers everywhere
+        out = (frozenset(register), frozenset(everywhere), frozenset(copied))
         self._register_cache.clear()
         self._register_cache[key] = (payloads, pay_rates, stratum_sizes, out)
         return out
