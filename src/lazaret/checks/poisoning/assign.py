@@ -157,8 +157,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
                               "statistic": f'{t["k"]}/{t["carriers"]} carriers anomalous vs '
                                            f'{t["background"]:.3g} background'})
     # A response written in the register (spread phrasing in separate places: ``trigger.register_response``) is
-    # the register's answer wherever its stratum sits: a lexical stratum of a code corpus can be quiet because
-    # planted prose fills it, and then its code answers' stock phrases would pass as payloads.
+    # the register's answer wherever its stratum sits: a lexical stratum of a code corpus whose tasks are mostly
+    # answered in prose is quiet, and its few code answers' stock phrases would pass as payloads there.
     if v.registers and spread_ok and spread and register_response(f, v.payloads, v.pay_first, n_max):
         spread_ok = False
     # In a register stratum (code, worked arithmetic) the one-hit rule's premise fails: there a response-only
@@ -219,7 +219,8 @@ class Assign(_SideInputNgrams, beam.DoFn):
 
     def _register_phrases(self, payloads, pay_rates, stratum_sizes, phrased=None
                           ) -> Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]]:
-        """(register phrases, payloads found everywhere). A claim candidate carried far more often per record
+        """(register phrases, payloads found everywhere, payloads found everywhere in their copies only). A claim
+        candidate carried far more often per record
         (``spread_max_register_lift``) in the register strata than in the others, or a spread payload carried
         that much more often there, in one stratum (``payload.concentration_lift``: a task's stock phrase) or by
         responses with response-only phrasing elsewhere (``payload.phrasing_lift``: lexical strata can mix a
