@@ -123,3 +123,19 @@ def test_dataflow_dry_run_translates_every_stage(tmp_path):
     for stage in ("Read", "Check_pii", "Check_toxicity", "Check_dedup", "Check_poisoning", "Join", "Decide", "Mix",
                   "WriteClean", "WriteQuarantine", "WriteFindings", "WriteCounts"):
         assert stage in names, f"{stage} missing from the Dataflow job graph"
+
+
+def test_portable_runs_give_their_job_servers_a_larger_thread_stack(monkeypatch):
+    """The Flink job server once failed sample_data with java.lang.StackOverflowError on the JVM's default stack;
+    portable runs now start their JVMs with JOB_SERVER_STACK unless the user set a stack size."""
+    from lazaret.scan import JOB_SERVER_STACK, java_stack_for
+
+    monkeypatch.delenv("JAVA_TOOL_OPTIONS", raising=False)
+    java_stack_for("FnApiRunner")
+    assert "JAVA_TOOL_OPTIONS" not in os.environ        # in-process runners start no JVM
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Dfoo=1")
+    java_stack_for("FlinkRunner")
+    assert os.environ["JAVA_TOOL_OPTIONS"] == f"-Dfoo=1 {JOB_SERVER_STACK}"
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Xss64m")
+    java_stack_for("SparkRunner")
+    assert os.environ["JAVA_TOOL_OPTIONS"] == "-Xss64m"  # the user's own size stays

@@ -221,6 +221,7 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         log.info("scanning %d file(s) with checks %s on %s; staging in %s", len(setup.inputs),
                  ",".join(setup.checks), runner, staging)
     tune_allocator_for(runner)
+    java_stack_for(runner)
     from lazaret.graph.outdir import discard
 
     from lazaret.runners.introspection import cached
@@ -318,6 +319,26 @@ def tune_allocator_for(runner: Any) -> None:
         from lazaret.runners.memory import tune_allocator
 
         tune_allocator()
+
+
+JOB_SERVER_STACK = "-Xss16m"
+
+
+def java_stack_for(runner: Any) -> None:
+    """A larger default thread stack for the JVMs a portable run starts (the Flink and Spark job servers
+    inherit the environment), unless ``JAVA_TOOL_OPTIONS`` already sets one.
+
+    Why: the job server translates and fuses the pipeline by recursing over its graph, and the scan's graph is
+    deep; once, under load, the Flink 1.19 job server failed sample_data with java.lang.StackOverflowError on
+    the JVM's default stack (the same run passed before and after: interpreted frames, before the JIT compiles
+    the recursion, are larger). 16 MB is reserved address space, paid only where a thread recurses."""
+    from lazaret.runners import spill
+
+    if spill.runs_in_process(runner):
+        return
+    opts = os.environ.get("JAVA_TOOL_OPTIONS", "")
+    if "-Xss" not in opts:
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{opts} {JOB_SERVER_STACK}".strip()
 
 
 def runner_patches(args: argparse.Namespace, runner: Any) -> Any:
