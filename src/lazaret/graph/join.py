@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 
@@ -58,26 +58,44 @@ def key_locator(doc_id: str, at: int) -> Tuple[int, bytes]:
     return _hash(doc_id), pickle.dumps((doc_id, at), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class JoinFindings(beam.PTransform):
-    """{'findings': finding dicts, 'located': (doc_id, block key)} -> ((shard, [packed batches]) grouped,
-    shard count): findings and locators in ``findings/``'s shards, batched per bundle and shard."""
+class JoinInShards(beam.PTransform):
+    """Rows and the values that must meet them, in one writer's shuffle: {main: rows, side: values} -> ((shard,
+    [packed batches]) grouped, shard count). ``key_main`` / ``key_side`` give each its (shard hash, pickled
+    values); the shard count is the rows' (the side values ride along), and the batches are packed per bundle
+    and shard. One transform for both joins below, which differ only in what they key."""
 
-    def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
+    def __init__(self, rows_per_shard: int, batch_rows: int, main: str, side: str,
+                 key_main: Callable[..., Tuple[int, bytes]], key_side: Callable[..., Tuple[int, bytes]],
+                 labels: Tuple[str, str]) -> None:
         super().__init__()
         self.rows_per_shard = rows_per_shard
         self.batch_rows = batch_rows
+        self.main, self.side = main, side
+        self.key_main, self.key_side = key_main, key_side
+        self.labels = labels  # the two keying steps' labels (stage names runners show)
 
     def expand(self, inputs):
-        keyed = inputs["findings"] | "KeyFindings" >> beam.Map(key_finding)
+        keyed = inputs[self.main] | self.labels[0] >> beam.Map(self.key_main)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
         total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
-        located = inputs["located"] | "KeyLocators" >> beam.MapTuple(key_locator)
-        grouped = ((keyed, located)
+        side = inputs[self.side] | self.labels[1] >> beam.Map(self.key_side)
+        grouped = ((keyed, side)
                    | "Both" >> beam.Flatten()
                    | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
                                                  beam.pvalue.AsSingleton(count))
                    | "GroupShard" >> beam.GroupByKey())
         return grouped, total
+
+
+def _key_located(kv: Tuple[str, int]) -> Tuple[int, bytes]:
+    return key_locator(*kv)
+
+
+def JoinFindings(rows_per_shard: int, batch_rows: int) -> JoinInShards:
+    """{'findings': finding dicts, 'located': (doc_id, block key)} -> findings and locators in ``findings/``'s
+    shards (:class:`JoinInShards`)."""
+    return JoinInShards(rows_per_shard, batch_rows, "findings", "located", key_finding,
+                        _key_located, ("KeyFindings", "KeyLocators"))
 
 
 class WriteAndGather(beam.DoFn):
@@ -135,27 +153,12 @@ def key_evidence(kv: Tuple[str, List[Tuple[str, str]]]) -> Tuple[int, bytes]:
     return _cluster_hash(kv[0]), pickle.dumps(kv, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class JoinClusterEvidence(beam.PTransform):
-    """{'rows': cluster rows, 'evidence': (cluster key, [(doc_id, snippet)]) from the mix} -> ((shard, [packed
-    batches]) grouped, shard count): a cluster's row and its masked snippets meet in the shuffle that writes
-    ``clusters/`` (before, a join keyed by cluster and then the writer's shuffle: two)."""
-
-    def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
-        super().__init__()
-        self.rows_per_shard = rows_per_shard
-        self.batch_rows = batch_rows
-
-    def expand(self, inputs):
-        keyed = inputs["rows"] | "KeyClusters" >> beam.Map(key_cluster)
-        count = keyed | "Count" >> beam.combiners.Count.Globally()
-        total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
-        evidence = inputs["evidence"] | "KeyEvidence" >> beam.Map(key_evidence)
-        grouped = ((keyed, evidence)
-                   | "Both" >> beam.Flatten()
-                   | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
-                                                 beam.pvalue.AsSingleton(count))
-                   | "GroupShard" >> beam.GroupByKey())
-        return grouped, total
+def JoinClusterEvidence(rows_per_shard: int, batch_rows: int) -> JoinInShards:
+    """{'rows': cluster rows, 'evidence': (cluster key, [(doc_id, snippet)]) from the mix}: a cluster's row and
+    its masked snippets meet in the shuffle that writes ``clusters/`` (before, a join keyed by cluster and then
+    the writer's shuffle: two) (:class:`JoinInShards`)."""
+    return JoinInShards(rows_per_shard, batch_rows, "rows", "evidence", key_cluster, key_evidence,
+                        ("KeyClusters", "KeyEvidence"))
 
 
 class WriteClusterShard(beam.DoFn):
