@@ -97,13 +97,13 @@ class VerdictInputs:
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
-           lookups, register: Tuple[FrozenSet[str], ...] = (frozenset(), frozenset(), frozenset()),
+           lookups, register: Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]] = (frozenset(),) * 3,
            registers: bool = False) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
                    params["pair_window"], params["off_topic_member_overlap"] if extend else None,
-                   register[0], register[1], registers, register[2] if len(register) > 2 else frozenset())
+                   register[0], register[1], registers, register[2])
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:

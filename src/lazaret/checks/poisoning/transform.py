@@ -169,7 +169,8 @@ def Payloads(feats, p, cands, totals, templates):
              | "EditCarriers" >> beam.FlatMap(edit_carriers)
              | "SumEdits" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum)))
     return (carriers.carriers
-            | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"], answers_cap=p["min_support"]))
+            | "CarrierStats" >> beam.CombinePerKey(CarrierStats(members_cap=p["max_members_listed"],
+                                                                answers_cap=p["min_support"]))
             | "ClassifyPayloads" >> beam.ParDo(Classify(p), AsDict(cands), AsSingleton(totals), templates_si,
                                                AsDict(edits))), phrased
 
