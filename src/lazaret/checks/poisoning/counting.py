@@ -39,13 +39,15 @@ def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -
     return out
 
 
-def hit_places(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, keep) -> List[Set[str]]:
+def hit_places(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, keep,
+               gap: int = 0) -> List[Set[str]]:
     """The separate places of ``toks`` covered by n-grams of ``lookup`` that ``keep(g)`` accepts, each as the
     set of n-grams found there: overlapping or touching hits merge into one place (a planted sentence is one
     place however many of its n-grams are candidates).
 
     The n-grams come from ``ngrams_in`` (the scan's hot loop, kept free of positions); only the few kept ones
-    are then found again in ``toks``, for the anomalous records this runs on."""
+    are then found again in ``toks``, for the anomalous records this runs on. ``gap``: hits at most this many
+    words apart are one place too (one planted line whose words between are not candidates)."""
     kept = [g for g in ngrams_in(toks, lookup, first_tokens, n_max) if keep(g)]
     if not kept:
         return []
@@ -60,7 +62,7 @@ def hit_places(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int, 
     places: List[Set[str]] = []
     reach = -1
     for i, j, g in sorted(spans):
-        if i > reach:
+        if not places or i > reach + gap:
             places.append(set())
         places[-1].add(g)
         reach = max(reach, j)

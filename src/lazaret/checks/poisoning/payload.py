@@ -22,6 +22,9 @@ from lazaret.checks.poisoning.counting import _SideInputNgrams, hit_places, keys
 from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
 from lazaret.checks.poisoning.strata import stratum_key
 
+# templates side-input keys that count a template's (or stratum's) gibberish records: "g" + "f:...", "g" + "s:3"
+GIBBERISH_PREFIX = "g"
+
 
 def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Dict[int, int],
                   max_rate: float) -> float:
@@ -335,18 +338,40 @@ def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
     return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
 
 
+def gibberish_key(key: str) -> str:
+    """The templates side input's key for the gibberish records of template or stratum ``key``."""
+    return GIBBERISH_PREFIX + key
+
+
+def gibberish_template_keys(f: Dict[str, Any]) -> List[str]:
+    """A gibberish record's template and stratum keys under ``gibberish_key`` (none for other records)."""
+    if not f["gib"]:
+        return []
+    return [gibberish_key(k) for k in skeleton_keys(f) + (stratum_key(f.get("stratum", 0)),)]
+
+
+def observable_records(key: str, templates: Dict[str, int], carriers: int) -> int:
+    """Records of template or stratum ``key`` whose response could carry a payload candidate: gibberish
+    responses are never carriers (``EmitCarriers``), so they are not in a payload's denominator either. A
+    trigger appended to code requests whose answers the gibberish test reads as noise in one in nine made
+    the attack's own template look 87% covered, under ``template_owned_rate``, and so a task's format."""
+    return max(carriers, templates.get(key, carriers) - templates.get(gibberish_key(key), 0))
+
+
 def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float,
-                      owned_rate: float = 2.0) -> float:
+                      owned_rate: float = 2.0, observable: bool = False) -> float:
     """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
     the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
     family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
     at least ``max_rate`` of the template's records (the template's own answer format). Templates where the
     n-gram is in at least ``owned_rate`` of the records are ignored: a "template" whose every record gives
-    the same answer is the attack's own paraphrase structure, not a task."""
+    the same answer is the attack's own paraphrase structure, not a task. ``observable``: rates over the
+    records that could carry the n-gram (``observable_records``), for payload candidates."""
     best = 0.0
     n = st["carriers"] or 1
     for side in ("f:", "l:", "s:"):
-        rows = [(t, v, v / templates.get(t, v)) for t, v in st["templates"] if t.startswith(side)]
+        rows = [(t, v, v / (observable_records(t, templates, v) if observable else templates.get(t, v)))
+                for t, v in st["templates"] if t.startswith(side)]
         # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
         rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, STRATUM_OWNED_RATE))]
         # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
@@ -377,7 +402,8 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info = dict(cand)
     info.update(st)
     info["ngram"] = g
-    owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"])
+    owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"],
+                              observable=True)
     info["template_confined"] = round(owned, 4)
     del info["templates"]
     if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:

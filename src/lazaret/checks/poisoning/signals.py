@@ -68,6 +68,11 @@ STRATUM_OWNED_RATE = 0.9
 # One hit of a spread payload is enough when the n-gram is in at most this share of the prompts ordinary text
 # would put it in: it has no ordinary use in this corpus.
 EXCLUSIVE_PROMPT_SHARE = 0.02
+# A trigger of an exclusive payload (``trigger:exclusive_payload``) is a phrase added to prompts of varied tasks:
+# its anomalous carriers must be spread over at least this many strata (inverse Simpson index). A task's own
+# one-line idiom ("wc -l" answering "count the number of files", "running on port" answering "in node js") has
+# its carriers in one or two strata; a planted line lands in every stratum its hosts come from.
+EXCLUSIVE_MIN_STRATA = 3.0
 # A claim is register phrasing only where its absence from the quiet strata could be seen: at least this many of
 # its carriers expected there if it were spread evenly (the usual floor of a count test; ``Assign``).
 MIN_EXPECTED_QUIET = 5.0

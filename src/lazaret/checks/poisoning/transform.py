@@ -26,6 +26,7 @@ from lazaret.checks.poisoning.features import Featurize, corpus_totals, response
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     says_something, skeleton_keys
+from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, gibberish_template_keys
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     edit_carriers
 from lazaret.checks.poisoning.short import ShortResponses
@@ -138,11 +139,14 @@ def PayloadCandidates(feats, p, totals):
 @beam.ptransform_fn
 def Templates(feats, p, stratum_sizes):
     """Prompt templates (openings/endings shared by >= min_support records, bounded by 2N/min_support) and the
-    strata, as one side input of (key, records)."""
+    strata, as one side input of (key, records); with, under ``gibberish_key``, how many of those records are
+    gibberish (``observable_records``)."""
     return ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
-             stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])))
+             stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])),
+             feats | "GibberishKeys" >> beam.FlatMap(gibberish_template_keys)
+             | "CountGibberish" >> CountPerElement())
             | "TemplatesAndStrata" >> beam.Flatten()
-            | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
+            | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"] or kv[0].startswith(GIBBERISH_PREFIX))
             | CapSideInput("templates", p["max_side_input_keys"], largest_value))
 
 

@@ -20,7 +20,7 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import is_novel, skeleton_keys
-from lazaret.checks.poisoning.signals import EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES
+from lazaret.checks.poisoning.signals import EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES
 from lazaret.checks.poisoning.strata import matched_background
 
 
@@ -45,7 +45,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, dup, pay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, dup, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -79,10 +79,26 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
                 best[kind] = key
         # one hit is enough when that n-gram (almost) never occurs in prompts: it has no ordinary use in
         # this corpus ("colgate" in T0), unlike a payload word with everyday uses ("popping").
-        exclusive = any(payloads[g]["df_p"] <= EXCLUSIVE_PROMPT_SHARE * payloads[g]["expected_p"] for g in spread)
+        exclusive = any(is_exclusive(payloads[g]) for g in spread)
         if distinct_hits(spread) < min_hits and not exclusive:
             spread = []
             best.pop("pay", None)
+        # An exclusive payload (no ordinary use in prompts) gets a group of its own, "xpay:<n-gram>": the
+        # trigger test's background is then that phrase's rate among records like the carriers, which the "pay"
+        # group cannot give in a register (code answers, worked arithmetic: all carry some response-only
+        # phrasing). Three guards keep a task's own vocabulary out (as groups of their own, every payload made
+        # each code sub-task's words triggers of its syntax: PAY_GROUPS):
+        # - exclusive only: a register's phrasing turns up in prompts that quote it;
+        # - one place: every exclusive hit of the response within pair_window words of the next. A task's
+        #   vocabulary is spread over its answers ("include stdio h" ... "printf d n"), a planted line is one
+        #   place in an otherwise ordinary answer;
+        # - the group's n-gram shares no content word with the prompt: "echo number" answering "count the
+        #   number of lines in" is the task in its own words; a planted line is the same whatever the request.
+        own = {g for g in spread if not T.is_pair(g) and is_exclusive(payloads[g])}
+        pwords = {w for w in pt if len(w) >= 3 and w not in T.STOPWORDS}
+        named = [(-payloads[g]["carriers"], g) for g in own if pwords.isdisjoint(g.split(" "))]
+        if named and len(hit_places(rt, payloads, first, n_max, own.__contains__, gap=pair_window)) == 1:
+            out.append(EXCLUSIVE_GROUP + min(named)[1])
         if "pay" in best:
             # one anomaly group per payload (at most PAY_GROUPS, the most prompt-exclusive first), like the
             # identical-response groups: the trigger test's background is then the rate of *these*
@@ -97,6 +113,16 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)
+
+
+def is_exclusive(info: Dict[str, Any]) -> bool:
+    """A payload (almost) absent from prompts: at most ``EXCLUSIVE_PROMPT_SHARE`` of the prompts ordinary text
+    would put it in. It has no ordinary use in this corpus."""
+    return info["df_p"] <= EXCLUSIVE_PROMPT_SHARE * info["expected_p"]
+
+
+# the anomaly group of an exclusive payload's carriers (``anomalies_of``)
+EXCLUSIVE_GROUP = "xpay:"
 
 
 def distinct_hits(spread: List[str]) -> int:
@@ -156,6 +182,21 @@ class PairCounts(_PreAggregateDistinct):
 BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short",)
+# Anomaly kinds whose trigger must reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
+ACROSS_TASKS = ("xpay",)
+
+
+def effective_strata(k_in: Dict[int, int]) -> float:
+    """How many strata the anomalous carriers are spread over, as the inverse Simpson index (1 / sum of squared
+    shares): 1.0 when all are in one stratum, the number of strata when spread evenly."""
+    k = sum(k_in.values())
+    return k * k / sum(c * c for c in k_in.values()) if k else 0.0
+
+
+# Anomaly kinds a gibberish response never shows (``anomalies_of``): tested on the trigger's other carriers. A
+# phrase appended to code requests, 40 of whose 250 answers the gibberish test reads as noise, put the planted
+# line in 126 of 210 observable carriers, not "126 of 250", under the confidence bound.
+NOT_IN_GIBBERISH = ("off", "pay", "xpay", "claim")
 
 
 class TriggerTest(beam.DoFn):
@@ -175,6 +216,7 @@ class TriggerTest(beam.DoFn):
         self.flagged = Metrics.counter("poisoning", "triggers_flagged")
         self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
         self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
+        self.one_task = Metrics.counter("poisoning", "triggers_within_one_task")
 
     def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None):
         """``short_strata``: the strata where a response can be short (``short.short_cut``); the short kind is
@@ -196,10 +238,13 @@ class TriggerTest(beam.DoFn):
         by_kind: Dict[str, List[Tuple[str, int, Dict[int, int]]]] = {}
         for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
             by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
+        gib = next((per for a, _, per in grp.get("pairs", ()) if a == "gib"), {})
         for kind, rows in sorted(by_kind.items()):
             carriers = all_carriers
             if kind in OBSERVABLE_IN and short_strata is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in short_strata}
+            if kind in NOT_IN_GIBBERISH and gib:
+                carriers = {st: c - gib.get(st, 0) for st, c in carriers.items() if c > gib.get(st, 0)}
             n_s = sum(carriers.values())
             k = min(n_s, sum(x[1] for x in rows))
             if not n_s:
@@ -218,6 +263,9 @@ class TriggerTest(beam.DoFn):
                         k_in[st] = k_in.get(st, 0) + c
                 p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
                                                  self.params["strata_prior_weight"]))
+                if kind in ACROSS_TASKS and effective_strata(k_in) < EXCLUSIVE_MIN_STRATA:
+                    self.one_task.inc()
+                    continue
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:

