@@ -315,8 +315,31 @@ def test_band_entries_raw_and_text_ids_give_the_same_pairs():
     text_only = merged(pairs([(hexed + texted[:1], np.concatenate([keys[:120], keys[120:121]])),
                               (texted[1:], keys[121:])]))
     assert mixed == text_only and mixed
-    assert pack_shards(hexed[:2], keys[:2], 1).__next__()[1][:1] == b"x"
-    assert pack_shards(texted[:2], keys[:2], 1).__next__()[1][:1] == b"t"
+    assert pack_shards(hexed[:2], keys[:2], 1).__next__()[1][:1] == b"X"  # runs: 2 documents, 8 keys
+    assert pack_shards(texted[:2], keys[:2], 1).__next__()[1][:1] == b"T"
+    assert pack_shards(hexed[:2], keys[:2], 64).__next__()[1][:1] == b"x"  # entries: about a key per blob
+    assert pack_shards(texted[:2], keys[:2], 64).__next__()[1][:1] == b"t"
+
+
+@pytest.mark.parametrize("shards", [1, 3, 64])
+@pytest.mark.parametrize("hex_ids", [True, False])
+def test_band_blobs_hold_every_entry_in_either_form(shards, hex_ids):
+    """``pack_shards``' blobs (runs of doc_ids or plain entries, whichever is smaller) give back exactly the
+    (key, doc_id) entries of the batch, shard by shard, in the batch's order."""
+    from lazaret.checks.near_duplicate.banding import _entries, id_list
+    rnd = random.Random(shards)
+    ids = [did(f"d{i}") if hex_ids else f"doc-{i}" for i in range(50)]
+    keys = np.array([[rnd.randrange(-2**63, 2**63) for _ in range(21)] for _ in ids], dtype=np.int64)
+    got = {}
+    for shard, blob in pack_shards(ids, keys, shards):
+        assert shard not in got
+        e = _entries([blob])
+        got[shard] = list(zip(e["k"].tolist(), id_list(e["d"])))
+    want = {}
+    for doc, row in zip(ids, keys.tolist()):
+        for k in row:
+            want.setdefault((k & 0xFFFFFFFFFFFFFFFF) % shards, []).append((k, doc))
+    assert got == want
 
 
 def test_edge_blocks_round_trip():
