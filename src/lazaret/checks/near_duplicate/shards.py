@@ -131,6 +131,53 @@ def unpack_rows(blob: bytes) -> List[Tuple[Any, ...]]:
     return [tuple(ids[i * n_ids:(i + 1) * n_ids]) + tuple(cols[i]) for i in range(n)]
 
 
+#: input bytes per shard of the stage's packed shuffles when the scan knows its input's size (``shards_for``)
+BYTES_PER_SHARD = 1 << 20
+#: a compressed input file (gzip, zstd, Parquet) counts as this many times its size: about what JSONL
+#: gives (T0: 15.9 MB of gzip for 52 MB of JSONL). Only the shard count reads it.
+COMPRESSED_FACTOR = 4
+_COMPRESSED = (".gz", ".zst", ".zstd", ".parquet")
+
+
+def input_bytes(paths: Sequence[str]) -> Optional[int]:
+    """The scan's input size as ``shards_for`` reads it (compressed files times ``COMPRESSED_FACTOR``), from
+    the files' metadata through Beam's filesystems (no file is opened); None if any path cannot be matched
+    (the stage then keeps ``band_shards``). Runs once, where the graph is built."""
+    from apache_beam.io.filesystems import FileSystems
+
+    total = 0
+    try:
+        results = FileSystems.match(list(paths)) if paths else []
+    except Exception:  # Beam raises BeamIOError for a path it cannot list; the reader reports it
+        return None
+    for path, result in zip(paths, results):
+        if len(result.metadata_list) != 1:
+            return None
+        size = int(result.metadata_list[0].size_in_bytes)
+        total += size * COMPRESSED_FACTOR if path.lower().endswith(_COMPRESSED) else size
+    return total
+
+
+def shards_for(n_bytes: Optional[int], max_shards: int) -> int:
+    """The stage's shard count for an input of ``n_bytes`` (``input_bytes``): a power of two, about
+    ``BYTES_PER_SHARD`` of input per shard, at most ``max_shards`` (the policy's ``band_shards``), which is
+    also the count when the size is unknown (None).
+
+    Why: every packed shuffle of the stage sends one block per (bundle, shard), and a block pays Beam's
+    framing, a zstd frame and a pickle header (~25-40 bytes); with 4,096 shards the 5,000 records of the T0 5k
+    slice were ~1.2 per block, so that overhead and blocks too small for the compressor to fold one
+    template's texts were much of the stage's bytes (docs/shuffles.md, s18-shuf23). Why the input's size,
+    known where the graph is built, and not a count of records at run time: a count is a side input of the
+    first step that shards (``_PrepareFn``), which would hold every record until the read has ended. The
+    count is the same on every runner (it is computed once, on the launcher, and travels pickled), and no
+    output depends on it: shards only decide where a value is grouped, never what is computed there.
+    """
+    if n_bytes is None:
+        return max_shards
+    want = max(1, -(-int(n_bytes) // BYTES_PER_SHARD))
+    return max(1, min(1 << (want - 1).bit_length(), max_shards))
+
+
 def home_of(band_key0: int, shards: int) -> int:
     """A node record's home shard: that of its first LSH band key. Why: near-duplicates often share that key,
     so a home's block gathers them and compresses (a doc_id's shard is random); see transform._AtHomeFn."""

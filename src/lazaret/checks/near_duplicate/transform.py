@@ -26,6 +26,7 @@ shows them. Records with fewer words than ``ngram`` are exact-match only and nev
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
@@ -38,8 +39,8 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, shard_of, unpack,
-                                                  unpack_pairs, unpack_rows)
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, shard_of, shards_for,
+                                                  unpack, unpack_pairs, unpack_rows)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
@@ -475,13 +476,17 @@ class NearDuplicateClusters(beam.PTransform):
     ``section`` is the validated policy ``dedup`` section (plain dict). ``evidence_fn`` (optional, must
     pickle) masks snippets before they leave the transform, e.g. the PII stage's masker. ``snippets=False``
     leaves the summaries' ``evidence`` empty and keeps record text out of the stage's shuffles (what the
-    scan uses: its cluster rows take evidence from the decision step).
+    scan uses: its cluster rows take evidence from the decision step). ``input_bytes`` (``shards.input_bytes``
+    of the scan's inputs) sets the shard count of the stage's shuffles (``shards.shards_for``); without it
+    the count is the policy's ``band_shards``.
     """
 
     def __init__(self, section: Optional[Mapping[str, Any]] = None,
-                 evidence_fn: Optional[Callable[[str], str]] = None, snippets: bool = True) -> None:
+                 evidence_fn: Optional[Callable[[str], str]] = None, snippets: bool = True,
+                 input_bytes: Optional[int] = None) -> None:
         super().__init__()
-        self.params = DedupParams.from_section(section)
+        params = DedupParams.from_section(section)
+        self.params = dataclasses.replace(params, band_shards=shards_for(input_bytes, params.band_shards))
         self.evidence_fn = evidence_fn
         self.snippets = snippets
 
