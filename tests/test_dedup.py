@@ -651,3 +651,22 @@ def test_row_blocks_round_trip():
     texts = [("doc-1", 7, 2)]
     assert pack_rows(texts, 1)[:1] == b"t" and unpack_rows(pack_rows(texts, 1)) == texts
     assert unpack_rows(pack_rows([], 1)) == []
+
+
+def test_shard_count_follows_the_input_size(tmp_path):
+    """A power of two near one shard per MiB of input, at most band_shards; compressed files count 4x; an
+    unknown size (or a path that does not match one file) keeps band_shards."""
+    from lazaret.checks.near_duplicate.shards import BYTES_PER_SHARD, input_bytes, shards_for
+    assert shards_for(None, 4096) == 4096
+    assert shards_for(0, 4096) == 1
+    assert shards_for(BYTES_PER_SHARD, 4096) == 1
+    assert shards_for(BYTES_PER_SHARD + 1, 4096) == 2
+    assert shards_for(5 * BYTES_PER_SHARD, 4096) == 8
+    assert shards_for(10 ** 12, 4096) == 4096
+    assert shards_for(10 ** 12, 1000) == 1000
+    plain, packed = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    plain.write_bytes(b"x" * 100)
+    packed.write_bytes(b"y" * 10)
+    assert input_bytes([str(plain), str(packed)]) == 140
+    assert input_bytes([str(tmp_path / "missing.jsonl")]) is None
+    assert input_bytes([]) == 0
