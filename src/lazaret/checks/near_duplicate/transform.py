@@ -39,8 +39,8 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, shard_of, shards_for,
-                                                  unpack, unpack_pairs, unpack_rows)
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, pack_texts, shard_of,
+                                                  shards_for, unpack, unpack_pairs, unpack_rows)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
@@ -116,7 +116,7 @@ class _PrepareFn(beam.DoFn):
         groups, self.groups = self.groups, {}
         p = self.params
         keys: Dict[str, bytes] = {}
-        nodes = ShardBuffer(p.band_shards, len(groups) + 1)
+        nodes = ShardBuffer(p.band_shards, len(groups) + 1, pack_texts)
         todo = sorted((g[0], g[1], key) for key, g in groups.items() if g[2] >= p.ngram)
         for lo in range(0, len(todo), p.batch_size):
             batch = todo[lo:lo + p.batch_size]
@@ -199,7 +199,7 @@ class _AtHomeFn(beam.DoFn):
         self.out: Optional[ShardBuffer] = None
 
     def start_bundle(self) -> None:
-        self.out = ShardBuffer(self.shards, FLUSH_ITEMS)
+        self.out = ShardBuffer(self.shards, FLUSH_ITEMS, pack_texts)
 
     def process(self, element):
         _shard, values = element
