@@ -140,8 +140,12 @@ def unpack_rows(blob: bytes) -> List[Tuple[Any, ...]]:
     return [tuple(ids[i * n_ids:(i + 1) * n_ids]) + tuple(cols[i]) for i in range(n)]
 
 
-#: input bytes per shard of the stage's packed shuffles when the scan knows its input's size (``shards_for``)
-BYTES_PER_SHARD = 1 << 20
+#: input bytes per shard of the stage's packed shuffles when the scan knows its input's size (``shards_for``).
+#: Why 4 MiB: a shard is then ~1.5 CPU-s of the whole check's work (all of T0, 70 MB: ~25 CPU-s on one core),
+#: a fine grain for a distributed runner, and a shard holds what each of 4,096 shards holds at 16 GiB.
+#: Fewer, larger blocks fold better: T0 5k moves 1.02 / 0.90 / 0.80 / 0.72 bytes per input byte through the
+#: stage at 8 / 4 / 2 / 1 shards (docs/shuffles.md, s18-shuf23).
+BYTES_PER_SHARD = 4 << 20
 #: a compressed input file (gzip, zstd, Parquet) counts as this many times its size: about what JSONL
 #: gives (T0: 15.9 MB of gzip for 52 MB of JSONL). Only the shard count reads it.
 COMPRESSED_FACTOR = 4
@@ -168,7 +172,7 @@ def input_bytes(paths: Sequence[str]) -> Optional[int]:
 
 
 def shards_for(n_bytes: Optional[int], max_shards: int) -> int:
-    """The stage's shard count for an input of ``n_bytes`` (``input_bytes``): a power of two, about
+    """The stage's shard count for an input of ``n_bytes`` (``input_bytes``): a power of two, at most
     ``BYTES_PER_SHARD`` of input per shard, at most ``max_shards`` (the policy's ``band_shards``), which is
     also the count when the size is unknown (None).
 
