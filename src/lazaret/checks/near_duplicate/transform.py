@@ -410,47 +410,51 @@ class _FindingsFn(beam.DoFn):
 
 
 class ClusterSummaryFn(beam.CombineFn):
-    """Per cluster: size, representative, the smallest ``cap`` member doc_ids with snippets (bounded)."""
+    """Per cluster: size, representative, the smallest ``cap`` member doc_ids with snippets (bounded).
+
+    The accumulator is a list [size, dropped, minhash, degraded, converged, members], not a dict: accumulators
+    cross the summaries' shuffle (combiner lifting), and a dict's six key names and the kind's name were
+    pickled with every one of them (T0 5k: Summaries 0.045 -> 0.037 bytes per input byte)."""
 
     def __init__(self, cap: int, evidence_members: int) -> None:
         self.cap = cap
         self.evidence_members = evidence_members
 
     def create_accumulator(self):
-        return {"size": 0, "dropped": 0, "kind": "exact", "degraded": False, "converged": True, "members": []}
+        return [0, 0, False, False, True, []]
 
     def add_input(self, acc, value):
         doc_id, snippet, dropped, kind, degraded, converged = value
-        acc["size"] += 1
-        acc["dropped"] += int(dropped)
-        if kind == "minhash":
-            acc["kind"] = "minhash"
-        acc["degraded"] = acc["degraded"] or degraded
-        acc["converged"] = acc["converged"] and converged
-        acc["members"].append((doc_id, snippet))
-        if len(acc["members"]) > 2 * self.cap:
-            acc["members"] = sorted(acc["members"])[: self.cap]
+        acc[0] += 1
+        acc[1] += int(dropped)
+        acc[2] = acc[2] or kind == "minhash"
+        acc[3] = acc[3] or degraded
+        acc[4] = acc[4] and converged
+        members = acc[5]
+        members.append((doc_id, snippet))
+        if len(members) > 2 * self.cap:
+            acc[5] = sorted(members)[: self.cap]
         return acc
 
     def merge_accumulators(self, accs):
         out = self.create_accumulator()
         for a in accs:
-            out["size"] += a["size"]
-            out["dropped"] += a["dropped"]
-            if a["kind"] == "minhash":
-                out["kind"] = "minhash"
-            out["degraded"] = out["degraded"] or a["degraded"]
-            out["converged"] = out["converged"] and a["converged"]
-            out["members"].extend(a["members"])
-            out["members"] = sorted(out["members"])[: self.cap]
+            out[0] += a[0]
+            out[1] += a[1]
+            out[2] = out[2] or a[2]
+            out[3] = out[3] or a[3]
+            out[4] = out[4] and a[4]
+            out[5].extend(a[5])
+            out[5] = sorted(out[5])[: self.cap]
         return out
 
     def extract_output(self, acc):
-        members = sorted(acc["members"])[: self.cap]
-        return {"size": acc["size"], "dropped": acc["dropped"], "kind": acc["kind"],
-                "degraded": acc["degraded"], "converged": acc["converged"],
+        size, dropped, minhash, degraded, converged, members = acc
+        members = sorted(members)[: self.cap]
+        return {"size": size, "dropped": dropped, "kind": "minhash" if minhash else "exact",
+                "degraded": degraded, "converged": converged,
                 "members": [m[0] for m in members],
-                "members_truncated": acc["size"] > len(members),
+                "members_truncated": size > len(members),
                 "evidence": [{"doc_id": d, "snippet": s} for d, s in members[: self.evidence_members]]}
 
 
