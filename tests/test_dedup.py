@@ -670,3 +670,12 @@ def test_shard_count_follows_the_input_size(tmp_path):
     assert input_bytes([str(plain), str(packed)]) == 140
     assert input_bytes([str(tmp_path / "missing.jsonl")]) is None
     assert input_bytes([]) == 0
+
+
+def test_member_blocks_round_trip():
+    """Members travel with raw hex ids and pickled columns, or as pickled rows when an id is not hex."""
+    from lazaret.checks.near_duplicate.shards import pack_members, unpack_members
+    rows = [(did("k1"), did("a"), "r-1", "", 7), (did("k1"), did("b"), None, "snip", 0)]
+    assert pack_members(rows)[:1] == b"x" and unpack_members(pack_members(rows)) == rows
+    for other in ([("raw text key", did("a"), 1, "", 3)], [(did("k"), "doc-1", "r", "", 2)], []):
+        assert unpack_members(pack_members(other)) == other

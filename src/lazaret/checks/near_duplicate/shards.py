@@ -21,6 +21,8 @@ pipeline, never from user files.
 
 from __future__ import annotations
 
+import pickle
+import struct
 import zlib
 
 import numpy as np
@@ -189,6 +191,31 @@ def shards_for(n_bytes: Optional[int], max_shards: int) -> int:
         return max_shards
     want = max(1, -(-int(n_bytes) // BYTES_PER_SHARD))
     return max(1, min(1 << (want - 1).bit_length(), max_shards))
+
+
+def pack_members(rows: Sequence[Tuple[str, str, Any, str, int]]) -> bytes:
+    """Members (exact key, doc_id, record_id, snippet, n_tokens) for the findings join as one compressed bytes
+    value: the exact keys and doc_ids as 16 raw bytes each when all are 32 lowercase hex digits (what
+    ``normalise.prepare`` and ``lazaret scan`` make), then the other three as pickled columns; else pickled
+    rows. Why: one member per input record crosses JoinRecords, and the two hex strings pickled were most of
+    it (T0 5k: JoinRecords 0.069 -> 0.061 bytes per input byte)."""
+    raw = hex_ids_raw([x for r in rows for x in r[:2]])
+    if raw is None or not rows:
+        return b"t" + packing.pack(tuple(rows))
+    rest = pickle.dumps((tuple(r[2] for r in rows), tuple(r[3] for r in rows), tuple(r[4] for r in rows)),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return b"x" + packing.compress(struct.pack("<I", len(rows)) + raw + rest)
+
+
+def unpack_members(blob: bytes) -> List[Tuple[str, str, Any, str, int]]:
+    """The rows of a ``pack_members`` value."""
+    if blob[:1] == b"t":
+        return list(packing.unpack(blob[1:]))
+    data = packing.decompress(blob[1:])
+    (n,) = struct.unpack_from("<I", data)
+    ids = raw_ids_hex(data[4:4 + 32 * n])
+    record_ids, snippets, n_tokens = pickle.loads(data[4 + 32 * n:])
+    return [(ids[2 * i], ids[2 * i + 1], record_ids[i], snippets[i], n_tokens[i]) for i in range(n)]
 
 
 def home_of(band_key0: int, shards: int) -> int:

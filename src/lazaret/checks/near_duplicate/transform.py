@@ -39,8 +39,9 @@ from lazaret.checks.near_duplicate.components import ConnectedComponents, LocalF
 from lazaret.checks.near_duplicate.exact import SIZE, ExactShardFn, merge_group, pack_groups
 from lazaret.checks.near_duplicate.normalise import prepare
 from lazaret.checks.near_duplicate.params import DedupParams
-from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_pairs, pack_rows, pack_texts, shard_of,
-                                                  shards_for, unpack, unpack_pairs, unpack_rows)
+from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_members, pack_pairs, pack_rows,
+                                                  pack_texts, shard_of, shards_for, unpack, unpack_members,
+                                                  unpack_pairs, unpack_rows)
 from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
                                                       shingle_sets, similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
@@ -90,7 +91,7 @@ class _PrepareFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.groups = {}
-        self.members = ShardBuffer(self.params.band_shards, self.FLUSH_MEMBERS)
+        self.members = ShardBuffer(self.params.band_shards, self.FLUSH_MEMBERS, pack_members)
 
     def process(self, record: Mapping[str, Any]):
         text = record.get("text") or ""
@@ -334,7 +335,7 @@ class _FindingsFn(beam.DoFn):
             if tag == "n":
                 assigned.update((node, dict(zip(ASSIGNMENT, values))) for node, values in unpack(block))
                 continue
-            for key, doc_id, _record_id, _snippet, n_tok in unpack(block):
+            for key, doc_id, _record_id, _snippet, n_tok in unpack_members(block):
                 g = groups.get(key)
                 if g is None:
                     groups[key] = [doc_id, 1, n_tok]
@@ -346,7 +347,7 @@ class _FindingsFn(beam.DoFn):
         for tag, block in values:
             if tag != "m":
                 continue
-            for key, doc_id, record_id, snippet, _ in unpack(block):
+            for key, doc_id, record_id, snippet, _ in unpack_members(block):
                 ex_rep, ex_size, n_tokens = groups[key]
                 yield from self._member(doc_id, record_id, snippet, assigned.get(ex_rep), ex_rep, ex_size, n_tokens)
 
