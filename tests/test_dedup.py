@@ -580,7 +580,8 @@ def test_prepare_flushes_at_fixed_counts_within_a_bundle():
         value = out.value if tagged else out
         value = value.value if isinstance(value, WindowedValue) else value
         blob = value[1][1] if tagged else value[1]
-        counts["members" if tagged else "groups"] += len(unpack_members(blob)) if tagged else len(list(unpack_all([blob])))
+        records = unpack_members(blob) if tagged else list(unpack_all([blob]))
+        counts["members" if tagged else "groups"] += len(records)
 
     fn = _PrepareFn(DedupParams())
     fn.start_bundle()
