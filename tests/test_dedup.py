@@ -671,6 +671,7 @@ def test_shard_count_follows_the_input_size(tmp_path):
     assert input_bytes([str(plain), str(packed)]) == 140
     assert input_bytes([str(tmp_path / "missing.jsonl")]) is None
     assert input_bytes([]) == 0
+    assert input_bytes([str(plain)] * 1001) is None  # too many files to size: band_shards
 
 
 def test_member_blocks_round_trip():

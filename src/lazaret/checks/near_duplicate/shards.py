@@ -152,14 +152,20 @@ BYTES_PER_SHARD = 4 << 20
 #: gives (T0: 15.9 MB of gzip for 52 MB of JSONL). Only the shard count reads it.
 COMPRESSED_FACTOR = 4
 _COMPRESSED = (".gz", ".zst", ".zstd", ".parquet")
+#: inputs of more files than this are not sized (one metadata request per file on a cloud filesystem, where
+#: the graph is built); the stage then keeps ``band_shards``, as a large corpus would get anyway
+MATCH_FILES = 1000
 
 
 def input_bytes(paths: Sequence[str]) -> Optional[int]:
     """The scan's input size as ``shards_for`` reads it (compressed files times ``COMPRESSED_FACTOR``), from
     the files' metadata through Beam's filesystems (no file is opened); None if any path cannot be matched
-    (the stage then keeps ``band_shards``). Runs once, where the graph is built."""
+    (the stage then keeps ``band_shards``), or if there are more than ``MATCH_FILES``. Runs once, where the
+    graph is built."""
     from apache_beam.io.filesystems import FileSystems
 
+    if len(paths) > MATCH_FILES:
+        return None
     total = 0
     try:
         results = FileSystems.match(list(paths)) if paths else []
