@@ -30,7 +30,8 @@ def expand(records: Any, ctx: CheckContext) -> CheckResult:
 
     # no snippets: cluster rows get their evidence from the decision step (checks.clusters.cluster_row);
     # the shard count follows the input's size (shards.shards_for)
-    size = input_bytes(ctx.plan.inputs) if ctx.plan is not None else None
+    inputs = getattr(ctx.plan, "inputs", None)
+    size = input_bytes(inputs) if inputs is not None else None
     out = records | "Clusters" >> NearDuplicateClusters(ctx.policy, snippets=False, input_bytes=size)
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
 

@@ -101,6 +101,8 @@ def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[T
     Random bytes do not compress, so blobs are not compressed.
     """
     n, bands = keys.shape
+    if n == 0 or bands == 0:
+        return
     if bands > 0xFFFF:
         raise ValueError(f"dedup: {bands} bands do not fit the band blobs' uint16 run lengths")
     raw = raw_ids(doc_ids)
