@@ -655,7 +655,7 @@ def test_row_blocks_round_trip():
 
 
 def test_shard_count_follows_the_input_size(tmp_path):
-    """A power of two near one shard per BYTES_PER_SHARD (4 MiB) of input, at most band_shards; compressed
+    """A power of two near one shard per BYTES_PER_SHARD (8 MiB) of input, at most band_shards; compressed
     files count 4x; an unknown size (or a path that does not match one file) keeps band_shards."""
     from lazaret.checks.near_duplicate.shards import BYTES_PER_SHARD, input_bytes, shards_for
     assert shards_for(None, 4096) == 4096

@@ -143,11 +143,12 @@ def unpack_rows(blob: bytes) -> List[Tuple[Any, ...]]:
 
 
 #: input bytes per shard of the stage's packed shuffles when the scan knows its input's size (``shards_for``).
-#: Why 4 MiB: a shard is then ~1.5 CPU-s of the whole check's work (all of T0, 70 MB: ~25 CPU-s on one core),
-#: a fine grain for a distributed runner, and a shard holds what each of 4,096 shards holds at 16 GiB.
-#: Fewer, larger blocks fold better: T0 5k moves 1.02 / 0.90 / 0.80 / 0.72 bytes per input byte through the
-#: stage at 8 / 4 / 2 / 1 shards (docs/shuffles.md, s18-shuf23).
-BYTES_PER_SHARD = 4 << 20
+#: Why 8 MiB: a shard is then ~3 CPU-s of the whole check's work (all of T0, 70 MB: ~25 CPU-s on one core),
+#: still a fine grain for a distributed runner, and a shard holds what each of 4,096 shards holds at 32 GiB.
+#: Fewer, larger blocks fold better: T0 5k moves 1.01 / 0.90 / 0.80 / 0.71 bytes per input byte through the
+#: stage at 8 / 4 / 2 / 1 shards (docs/shuffles.md, s18-shuf23). What it costs: an input under 8 MiB is one
+#: shard, so the stage's steps after the first shuffle run on one worker (~3 CPU-s at most).
+BYTES_PER_SHARD = 8 << 20
 #: a compressed input file (gzip, zstd, Parquet) counts as this many times its size: about what JSONL
 #: gives (T0: 15.9 MB of gzip for 52 MB of JSONL). Only the shard count reads it.
 COMPRESSED_FACTOR = 4
