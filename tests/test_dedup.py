@@ -315,8 +315,31 @@ def test_band_entries_raw_and_text_ids_give_the_same_pairs():
     text_only = merged(pairs([(hexed + texted[:1], np.concatenate([keys[:120], keys[120:121]])),
                               (texted[1:], keys[121:])]))
     assert mixed == text_only and mixed
-    assert pack_shards(hexed[:2], keys[:2], 1).__next__()[1][:1] == b"x"
-    assert pack_shards(texted[:2], keys[:2], 1).__next__()[1][:1] == b"t"
+    assert pack_shards(hexed[:2], keys[:2], 1).__next__()[1][:1] == b"X"  # runs: 2 documents, 8 keys
+    assert pack_shards(texted[:2], keys[:2], 1).__next__()[1][:1] == b"T"
+    assert pack_shards(hexed[:2], keys[:2], 64).__next__()[1][:1] == b"x"  # entries: about a key per blob
+    assert pack_shards(texted[:2], keys[:2], 64).__next__()[1][:1] == b"t"
+
+
+@pytest.mark.parametrize("shards", [1, 3, 64])
+@pytest.mark.parametrize("hex_ids", [True, False])
+def test_band_blobs_hold_every_entry_in_either_form(shards, hex_ids):
+    """``pack_shards``' blobs (runs of doc_ids or plain entries, whichever is smaller) give back exactly the
+    (key, doc_id) entries of the batch, shard by shard, in the batch's order."""
+    from lazaret.checks.near_duplicate.banding import _entries, id_list
+    rnd = random.Random(shards)
+    ids = [did(f"d{i}") if hex_ids else f"doc-{i}" for i in range(50)]
+    keys = np.array([[rnd.randrange(-2**63, 2**63) for _ in range(21)] for _ in ids], dtype=np.int64)
+    got = {}
+    for shard, blob in pack_shards(ids, keys, shards):
+        assert shard not in got
+        e = _entries([blob])
+        got[shard] = list(zip(e["k"].tolist(), id_list(e["d"])))
+    want = {}
+    for doc, row in zip(ids, keys.tolist()):
+        for k in row:
+            want.setdefault((k & 0xFFFFFFFFFFFFFFFF) % shards, []).append((k, doc))
+    assert got == want
 
 
 def test_edge_blocks_round_trip():
@@ -546,7 +569,7 @@ def test_prepare_flushes_at_fixed_counts_within_a_bundle():
     groups and members at fixed counts during the bundle, not only at its end (bounded worker memory)."""
     from apache_beam.utils.windowed_value import WindowedValue
 
-    from lazaret.checks.near_duplicate.shards import unpack_all
+    from lazaret.checks.near_duplicate.shards import unpack_all, unpack_members
     from lazaret.checks.near_duplicate.transform import _PrepareFn
 
     counts = {"groups": 0, "members": 0}
@@ -557,7 +580,8 @@ def test_prepare_flushes_at_fixed_counts_within_a_bundle():
         value = out.value if tagged else out
         value = value.value if isinstance(value, WindowedValue) else value
         blob = value[1][1] if tagged else value[1]
-        counts["members" if tagged else "groups"] += sum(1 for _ in unpack_all([blob]))
+        records = unpack_members(blob) if tagged else list(unpack_all([blob]))
+        counts["members" if tagged else "groups"] += len(records)
 
     fn = _PrepareFn(DedupParams())
     fn.start_bundle()
@@ -628,3 +652,32 @@ def test_row_blocks_round_trip():
     texts = [("doc-1", 7, 2)]
     assert pack_rows(texts, 1)[:1] == b"t" and unpack_rows(pack_rows(texts, 1)) == texts
     assert unpack_rows(pack_rows([], 1)) == []
+
+
+def test_shard_count_follows_the_input_size(tmp_path):
+    """A power of two near one shard per BYTES_PER_SHARD (8 MiB) of input, at most band_shards; compressed
+    files count 4x; an unknown size (or a path that does not match one file) keeps band_shards."""
+    from lazaret.checks.near_duplicate.shards import BYTES_PER_SHARD, input_bytes, shards_for
+    assert shards_for(None, 4096) == 4096
+    assert shards_for(0, 4096) == 1
+    assert shards_for(BYTES_PER_SHARD, 4096) == 1
+    assert shards_for(BYTES_PER_SHARD + 1, 4096) == 2
+    assert shards_for(5 * BYTES_PER_SHARD, 4096) == 8
+    assert shards_for(10 ** 12, 4096) == 4096
+    assert shards_for(10 ** 12, 1000) == 1000
+    plain, packed = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    plain.write_bytes(b"x" * 100)
+    packed.write_bytes(b"y" * 10)
+    assert input_bytes([str(plain), str(packed)]) == 140
+    assert input_bytes([str(tmp_path / "missing.jsonl")]) is None
+    assert input_bytes([]) == 0
+    assert input_bytes([str(plain)] * 1001) is None  # too many files to size: band_shards
+
+
+def test_member_blocks_round_trip():
+    """Members travel with raw hex ids and pickled columns, or as pickled rows when an id is not hex."""
+    from lazaret.checks.near_duplicate.shards import pack_members, unpack_members
+    rows = [(did("k1"), did("a"), "r-1", "", 7), (did("k1"), did("b"), None, "snip", 0)]
+    assert pack_members(rows)[:1] == b"x" and unpack_members(pack_members(rows)) == rows
+    for other in ([("raw text key", did("a"), 1, "", 3)], [(did("k"), "doc-1", "r", "", 2)], []):
+        assert unpack_members(pack_members(other)) == other

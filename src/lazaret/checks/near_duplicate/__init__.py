@@ -25,10 +25,14 @@ def row(summary: Dict[str, Any]) -> Dict[str, Any]:
 def expand(records: Any, ctx: CheckContext) -> CheckResult:
     import apache_beam as beam
 
+    from lazaret.checks.near_duplicate.shards import input_bytes
     from lazaret.checks.near_duplicate.transform import NearDuplicateClusters
 
-    # no snippets: cluster rows get their evidence from the decision step (checks.clusters.cluster_row)
-    out = records | "Clusters" >> NearDuplicateClusters(ctx.policy, snippets=False)
+    # no snippets: cluster rows get their evidence from the decision step (checks.clusters.cluster_row);
+    # the shard count follows the input's size (shards.shards_for)
+    inputs = getattr(ctx.plan, "inputs", None)
+    size = input_bytes(inputs) if inputs is not None else None
+    out = records | "Clusters" >> NearDuplicateClusters(ctx.policy, snippets=False, input_bytes=size)
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
 
 

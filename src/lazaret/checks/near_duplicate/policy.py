@@ -35,7 +35,8 @@ SPEC: Dict[str, F] = {
                             max=10_000_000),
     "batch_size": F("int", 2048, "records per MinHash batch", min=1, max=100000),
     "band_shards": F("int", 4096, "shuffle shards for band keys and every other packed shuffle of the stage "
-                                  "(node values, pairs, components, findings); raise for corpora beyond "
+                                  "(node values, pairs, components, findings), at most: a scan uses a power "
+                                  "of two near one per 8 MiB of input up to this; raise for corpora beyond "
                                   "~100M records", min=1, max=1 << 24),
     "max_exact_shingles": F("int", 2000, "records with at most this many shingles are verified with exact "
                                          "Jaccard on their shingle sets; longer ones with the MinHash estimate",

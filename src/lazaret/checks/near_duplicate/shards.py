@@ -21,6 +21,8 @@ pipeline, never from user files.
 
 from __future__ import annotations
 
+import pickle
+import struct
 import zlib
 
 import numpy as np
@@ -36,6 +38,15 @@ Block = Tuple[int, bytes]  # (shard, packed records)
 def pack(records: Sequence[Any]) -> bytes:
     """Records as one compressed bytes value (see the module doc for why not a tuple, and why compressed)."""
     return packing.pack(tuple(records))
+
+
+def pack_texts(records: Sequence[Any]) -> bytes:
+    """``pack`` at the writers' slower zstd level (``packing.pack_batch``), for the blocks of node records,
+    which carry normalised texts: a home's or a candidate component's block holds hundreds of texts of the
+    same templates when the shards are few (``shards_for``), and level 7 folds them better than level 1 (T0 5k:
+    HomeGroup 0.173 -> 0.149, ClusterGroup 0.100 -> 0.092 bytes per input byte; the other blocks, ids and
+    numbers, gain ~1% or lose). ``unpack`` reads both."""
+    return packing.pack_batch(tuple(records))
 
 
 def unpack(blob: bytes) -> Tuple[Any, ...]:
@@ -129,6 +140,89 @@ def unpack_rows(blob: bytes) -> List[Tuple[Any, ...]]:
     ids = raw_ids_hex(data[:16 * n_ids * n])
     cols = np.frombuffer(data, dtype="<i8", offset=16 * n_ids * n).reshape(n_ints, n).T.tolist()
     return [tuple(ids[i * n_ids:(i + 1) * n_ids]) + tuple(cols[i]) for i in range(n)]
+
+
+#: input bytes per shard of the stage's packed shuffles when the scan knows its input's size (``shards_for``).
+#: Why 8 MiB: a shard is then ~3 CPU-s of the whole check's work (all of T0, 70 MB: ~25 CPU-s on one core),
+#: still a fine grain for a distributed runner, and a shard holds what each of 4,096 shards holds at 32 GiB.
+#: Fewer, larger blocks fold better: T0 5k moves 1.01 / 0.90 / 0.80 / 0.71 bytes per input byte through the
+#: stage at 8 / 4 / 2 / 1 shards (docs/shuffles.md, s18-shuf23). What it costs: an input under 8 MiB is one
+#: shard, so the stage's steps after the first shuffle run on one worker (~3 CPU-s at most).
+BYTES_PER_SHARD = 8 << 20
+#: a compressed input file (gzip, zstd, Parquet) counts as this many times its size: about what JSONL
+#: gives (T0: 15.9 MB of gzip for 52 MB of JSONL). Only the shard count reads it.
+COMPRESSED_FACTOR = 4
+_COMPRESSED = (".gz", ".zst", ".zstd", ".parquet")
+#: inputs of more files than this are not sized (one metadata request per file on a cloud filesystem, where
+#: the graph is built); the stage then keeps ``band_shards``, as a large corpus would get anyway
+MATCH_FILES = 1000
+
+
+def input_bytes(paths: Sequence[str]) -> Optional[int]:
+    """The scan's input size as ``shards_for`` reads it (compressed files times ``COMPRESSED_FACTOR``), from
+    the files' metadata through Beam's filesystems (no file is opened); None if any path cannot be matched
+    (the stage then keeps ``band_shards``), or if there are more than ``MATCH_FILES``. Runs once, where the
+    graph is built."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if len(paths) > MATCH_FILES:
+        return None
+    total = 0
+    try:
+        results = FileSystems.match(list(paths)) if paths else []
+    except Exception:  # Beam raises BeamIOError for a path it cannot list; the reader reports it
+        return None
+    for path, result in zip(paths, results):
+        if len(result.metadata_list) != 1:
+            return None
+        size = int(result.metadata_list[0].size_in_bytes)
+        total += size * COMPRESSED_FACTOR if path.lower().endswith(_COMPRESSED) else size
+    return total
+
+
+def shards_for(n_bytes: Optional[int], max_shards: int) -> int:
+    """The stage's shard count for an input of ``n_bytes`` (``input_bytes``): a power of two, at most
+    ``BYTES_PER_SHARD`` of input per shard, at most ``max_shards`` (the policy's ``band_shards``), which is
+    also the count when the size is unknown (None).
+
+    Why: every packed shuffle of the stage sends one block per (bundle, shard), and a block pays Beam's
+    framing, a zstd frame and a pickle header (~25-40 bytes); with 4,096 shards the 5,000 records of the T0 5k
+    slice were ~1.2 per block, so that overhead and blocks too small for the compressor to fold one
+    template's texts were much of the stage's bytes (docs/shuffles.md, s18-shuf23). Why the input's size,
+    known where the graph is built, and not a count of records at run time: a count is a side input of the
+    first step that shards (``_PrepareFn``), which would hold every record until the read has ended. The
+    count is the same on every runner (it is computed once, on the launcher, and travels pickled), and no
+    output depends on it: shards only decide where a value is grouped, never what is computed there.
+    """
+    if n_bytes is None:
+        return max_shards
+    want = max(1, -(-int(n_bytes) // BYTES_PER_SHARD))
+    return max(1, min(1 << (want - 1).bit_length(), max_shards))
+
+
+def pack_members(rows: Sequence[Tuple[str, str, Any, str, int]]) -> bytes:
+    """Members (exact key, doc_id, record_id, snippet, n_tokens) for the findings join as one compressed bytes
+    value: the exact keys and doc_ids as 16 raw bytes each when all are 32 lowercase hex digits (what
+    ``normalise.prepare`` and ``lazaret scan`` make), then the other three as pickled columns; else pickled
+    rows. Why: one member per input record crosses JoinRecords, and the two hex strings pickled were most of
+    it (T0 5k: JoinRecords 0.069 -> 0.061 bytes per input byte)."""
+    raw = hex_ids_raw([x for r in rows for x in r[:2]])
+    if raw is None or not rows:
+        return b"t" + packing.pack(tuple(rows))
+    rest = pickle.dumps((tuple(r[2] for r in rows), tuple(r[3] for r in rows), tuple(r[4] for r in rows)),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return b"x" + packing.compress(struct.pack("<I", len(rows)) + raw + rest)
+
+
+def unpack_members(blob: bytes) -> List[Tuple[str, str, Any, str, int]]:
+    """The rows of a ``pack_members`` value."""
+    if blob[:1] == b"t":
+        return list(packing.unpack(blob[1:]))
+    data = packing.decompress(blob[1:])
+    (n,) = struct.unpack_from("<I", data)
+    ids = raw_ids_hex(data[4:4 + 32 * n])
+    record_ids, snippets, n_tokens = pickle.loads(data[4 + 32 * n:])
+    return [(ids[2 * i], ids[2 * i + 1], record_ids[i], snippets[i], n_tokens[i]) for i in range(n)]
 
 
 def home_of(band_key0: int, shards: int) -> int:
