@@ -70,6 +70,21 @@ def _first_read(reader, path):
     return records, blocks
 
 
+def _assert_lazy_read_matches(reader, blocks):
+    """``read_block_lazily`` (the mix's read) gives ``read_block``'s records: the same doc_id, path, index and
+    parsed value per record, and the same record when built. Returns how many blocks were read without building
+    their records (those where the first read met no reject and knew the format)."""
+    lazy_blocks = 0
+    for b in blocks:
+        eager = list(reader.quiet().read_block(b))
+        lazy = list(reader.quiet().read_block_lazily(b))
+        assert [(d, p, i, raw) for d, p, i, raw, _build in lazy] == [
+            (r["doc_id"], r["source_path"], r["source_index"], r["raw"]) for r in eager]
+        assert [build() for *_rest, build in lazy] == eager
+        lazy_blocks += not b["rejects"] and b["fmt"] is not None and not b["path"].endswith(".parquet")
+    return lazy_blocks
+
+
 @pytest.mark.parametrize("kind", ["jsonl", "gz", "zst", "parquet"])
 def test_blocks_read_again_yield_the_same_records(tmp_path, monkeypatch, kind):
     monkeypatch.setattr(readers, "BLOCK_RECORDS", 4)
@@ -79,6 +94,8 @@ def test_blocks_read_again_yield_the_same_records(tmp_path, monkeypatch, kind):
     assert len(records) > 12 and len(blocks) >= 4
     again = [r for b in blocks for r in reader.quiet().read_block(b)]
     assert again == records
+    lazy_blocks = _assert_lazy_read_matches(reader, blocks)
+    assert lazy_blocks >= (1 if kind != "parquet" else 0)
     for b in blocks:
         ids = [r["doc_id"] for r in reader.read_block(b)]
         assert len(ids) == b["records"]
@@ -202,6 +219,7 @@ def test_a_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypa
     assert all(b["offset"] is not None for b in blocks)
     assert {b["block"] for b in blocks} == {b["block"] for b in whole[ReadFile.BLOCK]}
     assert [r for b in blocks for r in reader.read_block(b)] == whole["records"]
+    _assert_lazy_read_matches(reader, blocks)
     for b in blocks:
         ids = [r["doc_id"] for r in reader.read_block(b)]
         assert len(ids) == b["records"] and hashlib.sha256("".join(ids).encode()).hexdigest() == b["digest"]

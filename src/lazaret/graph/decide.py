@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.graph.mask import snippet
+from lazaret.graph.records import MalformedRecord
 from lazaret.io.readers import InputChanged  # noqa: F401  (raised here too: a block read again differs)
 
 CLEAN = "clean"
@@ -166,9 +167,10 @@ class Mix(beam.DoFn):
     cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key,
     [(doc_id, snippet)]) per cluster and block.
 
-    The block's records are read again from the input (``ReadFile.read_block``); a record without a decision
-    is clean. The block's record count and the digest of its doc_ids must match what the first read saw: a
-    file changed during the scan fails the run instead of writing records no check has seen."""
+    The block's records are read again from the input (``ReadFile.read_block_lazily``: built only when
+    decided); a record without a decision is clean. The block's record count and the digest of its doc_ids
+    must match what the first read saw: a file changed during the scan fails the run instead of writing
+    records no check has seen."""
 
     QUARANTINE_ROWS = "quarantine"
     HELD = "held"
@@ -219,12 +221,23 @@ class Mix(beam.DoFn):
         self.pending = 0
         for block in sorted(grouped["block"], key=lambda b: (b["path"], b["first"])):
             digest, n = hashlib.sha256(), 0
-            for record in self.reader.read_block(block):
-                doc_id = record["doc_id"]
+            # records are built only when they are decided (ReadFile.read_block_lazily): a clean line is the
+            # parsed value written again
+            for doc_id, path, index, raw, build in self.reader.read_block_lazily(block):
                 digest.update(doc_id.encode("ascii"))
                 n += 1
                 packed = decisions.pop(doc_id, None)
-                yield from self.apply(doc_id, record, CLEAN_DECISION if packed is None else load_decision(packed))
+                if packed is None:  # what apply does with CLEAN_DECISION, without the record
+                    self.counters[CLEAN].inc()
+                    yield beam.pvalue.TaggedOutput(self.COUNTS, ("action", CLEAN))
+                    yield clean_row(doc_id, path, index, raw)
+                    continue
+                try:
+                    record = build()
+                except MalformedRecord as exc:
+                    raise InputChanged(f"{path} changed during the scan: its record {index} is no longer one "
+                                       f"({exc.rule})") from None
+                yield from self.apply(doc_id, record, load_decision(packed))
             if n != block["records"] or digest.hexdigest() != block["digest"]:
                 raise InputChanged(f"{block['path']} changed during the scan: its block {block['block']} gave {n} "
                                    f"records (or other ones) when read again, {block['records']} when the checks "
@@ -262,9 +275,7 @@ class Mix(beam.DoFn):
             raw = redact_spans(record, spans, self.anonymizer) if redacting else record["raw"]
             if redacting:
                 yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "redacted"))
-            line = json.dumps(raw, ensure_ascii=False, sort_keys=False, default=str)
-            yield {"doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
-                   "line": line}
+            yield clean_row(doc_id, record["source_path"], record["source_index"], raw)
         else:
             yield from self._hold(doc_id, record, decision)
 
@@ -315,6 +326,12 @@ class Mix(beam.DoFn):
             scanner._count = lambda entity: None  # not the PII check's counters: it did not run
             self._held_scanner = scanner
         return list(self._held_scanner._analyze([record]))
+
+
+def clean_row(doc_id: str, source_path: str, source_index: int, raw: Any) -> Dict[str, Any]:
+    """A clean/ row: the record's JSON value (redacted or as read) written as one line."""
+    return {"doc_id": doc_id, "source_path": source_path, "source_index": source_index,
+            "line": json.dumps(raw, ensure_ascii=False, sort_keys=False, default=str)}
 
 
 def _cluster(reasons: List[Dict[str, Any]]) -> Optional[str]:

@@ -7,6 +7,7 @@ become reject rows instead of crashing the run, and a single 50 MB line must not
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ import re
 import stat
 import time
 import zlib
-from typing import Any, Dict, Generator, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -550,7 +551,7 @@ class _Blocks:
             return
         yield from self.finish()
         self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "first": idx, "end": idx + BLOCK_RECORDS,
-                        "line": line, "offset": None, "fmt": fmt, "records": 0}
+                        "line": line, "offset": None, "fmt": fmt, "records": 0, "rejects": 0}
         self.digest = hashlib.sha256()
 
     def open(self, idx: int, line: int, offset: int, fmt: Optional[str], index: Optional[str] = None) -> None:
@@ -558,12 +559,18 @@ class _Blocks:
         ``offset`` of the decompressed stream (``index``: a gzip file's seek index); :meth:`finish` with the
         index it ends before."""
         self.current = {"path": self.path, "block": idx // BLOCK_RECORDS, "first": idx, "end": None,
-                        "line": line, "offset": offset, "index": index, "fmt": fmt, "records": 0}
+                        "line": line, "offset": offset, "index": index, "fmt": fmt, "records": 0, "rejects": 0}
         self.digest = hashlib.sha256()
 
     def record(self, doc_id: str) -> None:
         self.current["records"] += 1
         self.digest.update(doc_id.encode("ascii"))
+
+    def reject(self) -> None:
+        """A line of the block that is not a record (:meth:`ReadFile.read_block_lazily` needs to know there was
+        none)."""
+        if self.current is not None:
+            self.current["rejects"] += 1
 
     def finish(self, end: Optional[int] = None) -> Iterator[Dict[str, Any]]:
         if self.current is not None and self.current["records"]:
@@ -634,17 +641,59 @@ class ReadFile(beam.DoFn):
             return
         fmt = block["fmt"]
         try:
-            if block.get("offset") is not None:  # a file read in tasks: go to the block's first line
-                chunks = chunks_at(raw_handle, path, block["offset"], block.get("index"))
-            else:
-                chunks = skip_lines(decompressed_chunks(raw_handle, path), block["line"])
-            reader = RecordLines(line=block["line"], first=first, end=end)
-            for i, body, _size, content_sha, _start in reader.read(iter_lines_at(chunks, self.max_record_bytes)):
+            for i, body, _size, content_sha, _start in self._block_lines(raw_handle, block):
                 if body is None:
                     continue
                 out, fmt = self._parse_line(body, path, i, content_sha, fmt)
                 if not isinstance(out, beam.pvalue.TaggedOutput):
                     yield out
+        except Exception:  # noqa: BLE001 - damage after the block's good records: reported by the first read
+            return
+        finally:
+            raw_handle.close()
+
+    def _block_lines(self, raw_handle: Any,
+                     block: Dict[str, Any]) -> Iterator[Tuple[int, Optional[bytes], int, str, int]]:
+        """The record lines of a JSONL ``block`` (``RecordLines.read``), from the file open as ``raw_handle``."""
+        if block.get("offset") is not None:  # a file read in tasks: go to the block's first line
+            chunks = chunks_at(raw_handle, block["path"], block["offset"], block.get("index"))
+        else:
+            chunks = skip_lines(decompressed_chunks(raw_handle, block["path"]), block["line"])
+        reader = RecordLines(line=block["line"], first=block["first"], end=block["end"])
+        return reader.read(iter_lines_at(chunks, self.max_record_bytes))
+
+    def read_block_lazily(self, block: Dict[str, Any]) -> Iterator[Tuple[str, str, int, Any, Callable[[], Any]]]:
+        """``read_block``'s records as (doc_id, source_path, source_index, parsed JSON value, a function that
+        builds the record), where the first read met no reject in the block and knew the file's format; from
+        ``read_block``'s records otherwise (the value is ``record["raw"]``, the function returns the record).
+
+        Why: the mix writes most records clean, and a clean line needs only the parsed value (``json.dumps`` of
+        ``record["raw"]``, which ``build_record`` does not change) and the doc_id (the block's digest needs it
+        anyway); building each record's fields, sides and text again was ~1 CPU-s of the mix on all of T0.
+        Records are built only for the decided and the evidence. Every line of such a block was a record when
+        it was first read; a line that is not one now (the file changed) is skipped like ``read_block`` skips
+        it, and the block's digest of doc_ids fails the run as before."""
+        fmt = block.get("fmt")
+        if block.get("rejects", 1) or fmt is None or block["path"].lower().endswith(PARQUET_SUFFIXES):
+            for record in self.read_block(block):
+                yield (record["doc_id"], record["source_path"], record["source_index"], record["raw"],
+                       (lambda r=record: r))
+            return
+        path = block["path"]
+        try:
+            raw_handle = FileSystems.open(path, compression_type="uncompressed")
+        except Exception:  # noqa: BLE001 - the caller reports a block it could not read
+            return
+        try:
+            for i, body, _size, content_sha, _start in self._block_lines(raw_handle, block):
+                if body is None:
+                    continue
+                try:
+                    obj = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+                except Exception:  # noqa: BLE001 - not a record now: the block's digest says so
+                    continue
+                yield (make_doc_id(path, i, content_sha), path, i, obj,
+                       functools.partial(self._build, obj, fmt, path, i, content_sha))
         except Exception:  # noqa: BLE001 - damage after the block's good records: reported by the first read
             return
         finally:
@@ -836,12 +885,15 @@ class ReadFile(beam.DoFn):
         recorded in its block; returns the format the next line is read with. Shared by the whole-file read and
         the read of one task, so both give the same rows."""
         if body is None:
+            blocks.reject()
             yield self._reject(
                 path, idx, content_sha, "record_too_large",
                 f"line of {size} bytes exceeds the {self.max_record_bytes}-byte record limit")
             return fmt
         out, fmt = self._parse_line(body, path, idx, content_sha, fmt)
-        if not isinstance(out, beam.pvalue.TaggedOutput):
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            blocks.reject()
+        else:
             blocks.record(out["doc_id"])
         yield out
         return fmt
