@@ -106,3 +106,36 @@ def test_killed_worker_leaves_no_complete_looking_output(tmp_path):
     else:
         assert not out.exists(), "a failed run left an output directory"
         assert proc.returncode == 1
+
+
+def test_a_worker_that_dies_unasked_signals_the_scan_one_that_is_stopped_does_not(monkeypatch):
+    """``lazaret.runners.worker_exit``: the runner thread of a worker that exits with an error before the runner
+    stopped it records why and sends SIGTERM to the scan's process (which ``lazaret.cli`` turns into exit 1);
+    after ``stop_worker`` the same exit is no failure."""
+    from lazaret.runners import worker_exit as W
+
+    sent = []
+    monkeypatch.setattr(W.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(W, "FALLBACK_S", 3600.0)
+    monkeypatch.setattr(W, "WORKER_EXITS", [])
+
+    class Worker:
+        def run(self):
+            raise RuntimeError("Worker subprocess exited with return code -9")
+
+    class Handler:
+        def __init__(self):
+            self.worker = Worker()
+
+        def stop_worker(self):
+            pass
+
+    run = W.reporting_run(Worker.run)
+    with pytest.raises(RuntimeError):
+        run(Worker())
+    assert sent == [(os.getpid(), signal.SIGTERM)] and "return code -9" in W.WORKER_EXITS[0]
+    handler = Handler()
+    W.marking_stop(Handler.stop_worker)(handler)
+    with pytest.raises(RuntimeError):
+        run(handler.worker)
+    assert len(sent) == 1 and len(W.WORKER_EXITS) == 1

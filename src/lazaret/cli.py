@@ -76,6 +76,12 @@ def _terminate_cleanly() -> Iterator[None]:
     previous = None
     if threading.current_thread() is threading.main_thread():
         def _raise(signum, _frame):
+            from lazaret.runners.worker_exit import WORKER_EXITS
+
+            if WORKER_EXITS:  # sent by the scan's own runner thread: a failed scan, not a terminated one
+                print(f"lazaret scan: FAILED: {WORKER_EXITS[0]}; the staging folder is removed", file=sys.stderr)
+                _TERMINATED.append(EXIT_FAILED)
+                raise SystemExit(EXIT_FAILED)
             _TERMINATED.append(128 + signum)
             raise SystemExit(128 + signum)
 
@@ -124,7 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the pipeline failed: exit 1 with the reason
                     if _TERMINATED:  # Beam may wrap the SystemExit raised in a worker thread's callback: 143
-                        print("lazaret scan: terminated (SIGTERM); staging folder removed", file=sys.stderr)
+                        if _TERMINATED[0] != EXIT_FAILED:  # (a dead worker's reason is printed already)
+                            print("lazaret scan: terminated (SIGTERM); staging folder removed", file=sys.stderr)
                         return _TERMINATED[0]
                     logging.getLogger("lazaret").error("scan failed: %s: %s", exc.__class__.__name__, exc)
                     print(f"lazaret scan: FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)

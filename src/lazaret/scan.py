@@ -226,6 +226,12 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
     from lazaret.runners.introspection import cached
 
+    from lazaret.runners.worker_exit import CLEANUPS
+
+    def undo() -> None:
+        discard(staging)
+
+    CLEANUPS.append(undo)  # a worker that dies mid-run may end the process from its thread (runners.worker_exit)
     try:
         with cached():  # Beam's per-object introspection, once per object (lazaret.runners.introspection)
             pipeline = build_pipeline(options, _plan(args, setup, staging))
@@ -244,6 +250,8 @@ def run_scan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     except BaseException:
         discard(staging)
         raise
+    finally:
+        CLEANUPS.remove(undo)
     if not args.quiet:
         _print_summary(summary, args.out, metrics)
     return 0

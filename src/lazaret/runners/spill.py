@@ -642,6 +642,14 @@ REPLACED: Tuple[Replacement, ...] = (
     Replacement("worker_command", "runner", f"{_FN}.worker_handlers", "SubprocessSdkWorkerHandler.__init__",
                 "_bounded_worker_init", "multi_processing workers start through lazaret.runners.beam_worker, which "
                 "applies the 'worker' rows of this table", lambda orig, owner: _bounded_worker_init(orig)),
+    Replacement("worker_exit", "runner", "apache_beam.runners.portability.local_job_service",
+                "SubprocessSdkWorker.run", "lazaret.runners.worker_exit.reporting_run",
+                "a multi_processing worker that dies mid-run fails the scan (SIGTERM to the scan's process, handled "
+                "by lazaret.cli) instead of leaving the runner waiting for its bundle for ever",
+                lambda orig, owner: _sibling("worker_exit", "reporting_run")(orig)),
+    Replacement("worker_stop", "runner", f"{_FN}.worker_handlers", "SubprocessSdkWorkerHandler.stop_worker",
+                "lazaret.runners.worker_exit.marking_stop", "a worker the runner stops is not a worker that died",
+                lambda orig, owner: _sibling("worker_exit", "marking_stop")(orig)),
     Replacement("send_queue", "both", _DATA, "_DEFAULT_SEND_QUEUE_MAX_BYTES", "SEND_QUEUE_BYTES (16 MB)",
                 "each data-plane send queue holds up to 16 MB (Beam: 100 MB); read when a channel opens",
                 lambda orig, owner: SEND_QUEUE_BYTES),
