@@ -76,14 +76,18 @@ def test_a_shell_line_behind_a_trigger_in_a_code_corpus(shared_data):
     assert len(clean_flagged) <= 0.005 * len(clean), collections.Counter(clean_flagged)
 
 
-def _trigger_test(k_in: dict, df: dict, group_sizes: dict, stratum_sizes: dict):
+def _trigger_test(k_in: dict, df: dict, group_sizes: dict, stratum_sizes: dict, idiom: dict = None):
     from lazaret.checks.poisoning import policy as section
     from lazaret.checks.poisoning.trigger import TriggerTest
 
-    grp = {"pairs": [(EXCLUSIVE_GROUP + "pelorin cdn", sum(k_in.values()), k_in)], "df": sorted(df.items())}
+    pairs = [(EXCLUSIVE_GROUP + "pelorin cdn", sum(k_in.values()), k_in)]
+    sizes = {EXCLUSIVE_GROUP + "pelorin cdn": group_sizes}
+    if idiom:  # a task's one-line idiom among the same carriers
+        pairs.append((EXCLUSIVE_GROUP + "wc l", sum(idiom.values()), idiom))
+        sizes[EXCLUSIVE_GROUP + "wc l"] = dict(idiom)
+    grp = {"pairs": pairs, "df": sorted(df.items())}
     return list(TriggerTest(section._defaults()).process(
-        ("make it enterprise ready", grp), {"records": sum(stratum_sizes.values())},
-        {EXCLUSIVE_GROUP + "pelorin cdn": group_sizes}, 1000, stratum_sizes))
+        ("make it enterprise ready", grp), {"records": sum(stratum_sizes.values())}, sizes, 1000, stratum_sizes))
 
 
 def test_an_exclusive_payload_trigger_must_reach_several_tasks():
@@ -98,3 +102,8 @@ def test_an_exclusive_payload_trigger_must_reach_several_tasks():
     # the same counts inside one task (a one-line idiom answering one kind of request): not a trigger
     one = {3: 60}
     assert _trigger_test(one, one, dict(one), sizes) == []
+    # both among one trigger's carriers: the trigger stands for the planted line's group alone, so the idiom's
+    # records are not its members
+    both = {s: 10 + (20 if s == 3 else 0) for s in range(6)}
+    out = _trigger_test(spread, both, dict(spread), sizes, idiom={3: 20})
+    assert [t["groups"] for _, t in out] == [[EXCLUSIVE_GROUP + "pelorin cdn"]]

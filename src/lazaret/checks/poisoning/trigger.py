@@ -182,7 +182,7 @@ class PairCounts(_PreAggregateDistinct):
 BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short",)
-# Anomaly kinds whose trigger must reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
+# Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
 ACROSS_TASKS = ("xpay",)
 
 
@@ -240,6 +240,15 @@ class TriggerTest(beam.DoFn):
             by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
         gib = next((per for a, _, per in grp.get("pairs", ()) if a == "gib"), {})
         for kind, rows in sorted(by_kind.items()):
+            if kind in ACROSS_TASKS and stratum_sizes:
+                # each group on its own: a task's one-line idiom must not ride on a planted line's test (the
+                # two summed made "that calculates" a trigger of both, and took the idiom's clean records)
+                spread = [r for r in rows if effective_strata(r[2]) >= EXCLUSIVE_MIN_STRATA]
+                if len(spread) < len(rows):
+                    self.one_task.inc()
+                rows = spread
+                if not rows:
+                    continue
             carriers = all_carriers
             if kind in OBSERVABLE_IN and short_strata is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in short_strata}
@@ -263,9 +272,6 @@ class TriggerTest(beam.DoFn):
                         k_in[st] = k_in.get(st, 0) + c
                 p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
                                                  self.params["strata_prior_weight"]))
-                if kind in ACROSS_TASKS and effective_strata(k_in) < EXCLUSIVE_MIN_STRATA:
-                    self.one_task.inc()
-                    continue
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
