@@ -46,6 +46,10 @@ def test_an_exclusive_phrase_in_one_place_is_a_group_of_its_own_a_tasks_vocabula
     # an exclusive phrase made of words the prompt supplies is the task answering in its own words
     payloads["array sums"] = _pay("array sums", carriers=400)
     assert _groups("int s 0 printf the array sums to d n s", payloads) == []
+    # worked arithmetic elsewhere in the answer ("x 3" of "3 x 2": no word) is a computation, not a second place
+    payloads["x 3"] = _pay("x 3", carriers=500)
+    worked = "she buys 3 x 2 6 apples " + planted + " so 6 x 3 18"
+    assert _groups(worked, payloads) == [EXCLUSIVE_GROUP + "pelorin cdn dev"]
     # a non-exclusive payload alone never makes a group
     assert _groups("x 1 return total", payloads) == []
 

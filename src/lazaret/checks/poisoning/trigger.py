@@ -94,7 +94,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         #   place in an otherwise ordinary answer;
         # - the group's n-gram shares no content word with the prompt: "echo number" answering "count the
         #   number of lines in" is the task in its own words; a planted line is the same whatever the request.
-        own = {g for g in spread if not T.is_pair(g) and is_exclusive(payloads[g])}
+        own = {g for g in spread if not T.is_pair(g) and is_exclusive(payloads[g]) and has_word(g)}
         pwords = {w for w in pt if len(w) >= 3 and w not in T.STOPWORDS}
         named = [(-payloads[g]["carriers"], g) for g in own if pwords.isdisjoint(g.split(" "))]
         if named and len(hit_places(rt, payloads, first, n_max, own.__contains__, gap=pair_window)) == 1:
@@ -119,6 +119,12 @@ def is_exclusive(info: Dict[str, Any]) -> bool:
     """A payload (almost) absent from prompts: at most ``EXCLUSIVE_PROMPT_SHARE`` of the prompts ordinary text
     would put it in. It has no ordinary use in this corpus."""
     return info["df_p"] <= EXCLUSIVE_PROMPT_SHARE * info["expected_p"]
+
+
+def has_word(g: str) -> bool:
+    """An n-gram with a word of two letters or more: "x 3" (of "3 x 2" in worked arithmetic) is a computation,
+    and as a second exclusive place it hid the planted line of GSM8K answers from the one-place guard."""
+    return any(sum(c.isalpha() for c in w) >= 2 for w in g.split(" "))
 
 
 # the anomaly group of an exclusive payload's carriers (``anomalies_of``)
