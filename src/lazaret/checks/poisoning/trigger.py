@@ -200,8 +200,8 @@ def effective_strata(k_in: Dict[int, int]) -> float:
 
 
 # Anomaly kinds a gibberish response never shows (``anomalies_of``): tested on the trigger's other carriers. A
-# phrase appended to code requests, 40 of whose 250 answers the gibberish test reads as noise, put the planted
-# line in 126 of 210 observable carriers, not "126 of 250", under the confidence bound.
+# phrase appended to code requests (mixture seed 1), 40 of whose carriers' answers the gibberish test reads as
+# noise, had its planted line in 126 carriers: under half of all of them (not flagged), over half of the others.
 NOT_IN_GIBBERISH = ("off", "pay", "xpay", "claim")
 
 
