@@ -23,8 +23,8 @@ def _pay(g: str, df_p: int = 0, carriers: int = 200):
             "df_r": carriers, "prompt_diversity": 0.9, "tests": 100, "ngram": g}
 
 
-def _groups(rt: str, payloads) -> list:
-    f = {"doc_id": "d", "pt": "write a function in c that sums the array", "rt": rt, "gib": False, "off": False,
+def _groups(rt: str, payloads, pt: str = "write a function in c that sums the array") -> list:
+    f = {"doc_id": "d", "pt": pt, "rt": rt, "gib": False, "off": False,
          "rkey": "r", "stratum": 0}
     anoms, _ = anomalies_of(f, payloads, {g.split(" ")[0] for g in payloads}, 4, {}, min_hits=2, pair_window=6)
     return [a for a in anoms if a.startswith(EXCLUSIVE_GROUP)]
@@ -46,6 +46,13 @@ def test_an_exclusive_phrase_in_one_place_is_a_group_of_its_own_a_tasks_vocabula
     # an exclusive phrase made of words the prompt supplies is the task answering in its own words
     payloads["array sums"] = _pay("array sums", carriers=400)
     assert _groups("int s 0 printf the array sums to d n s", payloads) == []
+    # ... also when it names them in an identifier ("line_count" for a request that counts the lines)
+    lines = "count the number of lines in a file"
+    assert _groups("with open f as fh line_count 0 for _ in fh print line_count", {"line_count": _pay("line_count")},
+                   lines) == []
+    # (the same answer to a request that does not name lines or counting would be a group)
+    assert _groups("with open f as fh line_count 0 for _ in fh print line_count", {"line_count": _pay("line_count")}) \
+        == [EXCLUSIVE_GROUP + "line_count"]
     # worked arithmetic elsewhere in the answer ("x 3" of "3 x 2": no word) is a computation, not a second place
     payloads["x 3"] = _pay("x 3", carriers=500)
     worked = "she buys 3 x 2 6 apples " + planted + " so 6 x 3 18"
@@ -60,17 +67,21 @@ def test_a_shell_line_behind_a_trigger_in_a_code_corpus(shared_data):
     development seed: a phrase appended to 250 code requests whose answers get one line piping a download into
     a shell. Before this signal: recall 0.02 (every code answer carries response-only phrasing, so the "pay"
     group's background was ~50%, and the line's own template looked like a task's answer format)."""
+    _code_command_found("code", 3)
+
+
+def _code_command_found(base: str, seed: int):
     from bench.attacks.space import SPACE
     from bench.poisoning_bases import base_objects, to_pipeline_record
     from bench.poisoning_space import pool_of
     from bench.run_scan import run_scan
 
-    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(base_objects("code", 10000))]
-    pool, fmt = pool_of("code", 10000)
-    inj = SPACE["code_command"](pool, 250, 3, fmt)
+    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, 10000))]
+    pool, fmt = pool_of(base, 10000)
+    inj = SPACE["code_command"](pool, 250, seed, fmt)
     planted = [to_pipeline_record(o, i, "poison-code_command") for i, o in enumerate(inj.records)]
     recs = clean + planted
-    random.Random(3).shuffle(recs)
+    random.Random(seed).shuffle(recs)
     findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
     flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
     truth = {r["doc_id"] for r in planted}

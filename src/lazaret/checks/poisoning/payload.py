@@ -359,14 +359,15 @@ def observable_records(key: str, templates: Dict[str, int], carriers: int) -> in
 
 
 def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float,
-                      owned_rate: float = 2.0, observable: bool = False) -> float:
+                      owned_rate: float = 2.0, observable: bool = False, top_two: bool = True) -> float:
     """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
     the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
     family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
     at least ``max_rate`` of the template's records (the template's own answer format). Templates where the
     n-gram is in at least ``owned_rate`` of the records are ignored: a "template" whose every record gives
     the same answer is the attack's own paraphrase structure, not a task. ``observable``: rates over the
-    records that could carry the n-gram (``observable_records``), for payload candidates."""
+    records that could carry the n-gram (``observable_records``), for payload candidates. ``top_two`` False
+    leaves (a) out: a group of a few records is in one or two templates by chance."""
     best = 0.0
     n = st["carriers"] or 1
     for side in ("f:", "l:", "s:"):
@@ -376,7 +377,7 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
         rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, STRATUM_OWNED_RATE))]
         # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
         # single-task corpus may hold half of any random set of records)
-        top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" else 0
+        top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" and top_two else 0
         rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best
@@ -447,10 +448,13 @@ class GroupDiversity(beam.CombineFn):
         # one capped KMV list per prompt MinHash slot: diversity is the mean over slots. A copy of a short
         # prompt with one word changed gets a new 4-slot key most of the time but keeps each single slot
         # with probability ~ its Jaccard similarity, so copies do not pass for different prompts.
-        return [0, [[], [], [], []], {}]
+        # The last entry: {link stem: members whose prompt lacks it} for the stems of the first members,
+        # dropped once two members lack it (``linked``).
+        return [0, [[], [], [], []], {}, {}]
 
     def add_input(self, acc, x):
-        psig, tmpl = x
+        psig, tmpl, links = x
+        n = acc[0]
         acc[0] += 1
         for i, v in enumerate(psig):
             _insort_capped(acc[1][i], v, self.cap)
@@ -458,11 +462,17 @@ class GroupDiversity(beam.CombineFn):
             acc[2][t] = acc[2].get(t, 0) + 1
         if len(acc[2]) > 4 * self.cap:
             acc[2] = _prune(acc[2], 2 * self.cap)
+        miss = {w: m + (w not in links) for w, m in acc[3].items()}
+        for w in links:
+            miss.setdefault(w, n)
+        acc[3] = {w: m for w, m in miss.items() if m <= LINK_MISSES}
         return acc
 
     def merge_accumulators(self, accs):
         out = self.create_accumulator()
         for a in accs:
+            miss = {w: out[3].get(w, out[0]) + a[3].get(w, a[0]) for w in set(out[3]) | set(a[3])}
+            out[3] = {w: m for w, m in miss.items() if m <= LINK_MISSES}
             out[0] += a[0]
             out[1] = [_merge_capped(x, y, self.cap) for x, y in zip(out[1], a[1])]
             for t, v in a[2].items():
@@ -475,24 +485,52 @@ class GroupDiversity(beam.CombineFn):
         n = acc[0]
         d = sum(S.diversity(S.KMV(self.cap, v).estimate(), n) for v in acc[1]) / len(acc[1])
         return {"carriers": n, "prompt_diversity": round(d, 4),
-                "templates": sorted(acc[2].items(), key=lambda kv: (-kv[1], kv[0]))[:32]}
+                "templates": sorted(acc[2].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
+                "linked": bool(acc[3])}
+
+
+# A small identical-response group is one item rendered under several templates (common_gen's concept set, a
+# story's passage asked about twice) when its prompts name what the response is about: a stem of the response
+# that all its members' prompts hold, but at most LINK_MISSES ("write a sentence about the topic eat" answered
+# "the old horse ate grass"). Copies given to unrelated prompts share no such stem.
+LINK_MISSES = 1
+LINK_STEM = 4
+
+
+def link_stems(f: Dict[str, Any]) -> Tuple[str, ...]:
+    """The stems (first LINK_STEM letters) of the content words the response shares with its own prompt."""
+    def stems(side):
+        return {w[:LINK_STEM] for w in toks(f, side) if len(w) >= 3 and w not in T.STOPWORDS}
+    return tuple(sorted(stems("pt") & stems("rt")))
 
 
 class EmitResponseKey(beam.DoFn):
-    """(normalised response hash, (prompt MinHash, template keys)) for responses long enough to matter."""
+    """(normalised response hash, (prompt MinHash, template keys, link stems)) for responses long enough to
+    matter."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
 
     def process(self, f, templates):
         if f["r_len"] >= self.params["min_payload_tokens"]:
-            yield f["rkey"], (tuple(f["psig"]), tuple(k for k in skeleton_keys(f) if k in templates))
+            yield f["rkey"], (tuple(f["psig"]), tuple(k for k in skeleton_keys(f) if k in templates),
+                              link_stems(f))
+
+
+# Key prefix of a small identical-response group (below the support band) in the ``dups`` side input.
+REPEATED_PREFIX = "rep:"
 
 
 class KeepDupGroup(beam.DoFn):
     """Identical long responses count as an anomaly when the group is in the support band, its prompts
     differ, and it is not one template's answer format (WIQA's "indirectly impacting a step of the
-    process"); a "template" nearly all of whose records give the answer is the attack's, not a task's."""
+    process"); a "template" nearly all of whose records give the answer is the attack's, not a task's.
+
+    Groups below the band (``repeat_min_records`` .. ``min_support`` - 1 records, as many distinct prompts) are
+    kept under ``REPEATED_PREFIX``: one group is no evidence, but a backdoor with many target responses (each
+    copied to a handful of triggered prompts) makes many of them, and the trigger test sums its carriers'
+    small groups as one kind (``rep``) against the rate of such records among records like them."""
+    REPEATED = "repeated"
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -500,12 +538,22 @@ class KeepDupGroup(beam.DoFn):
     def process(self, kv, totals, templates):
         key, st = kv
         p = self.params
-        if not in_band(st["carriers"], totals["records"], p):
+        n = st["carriers"]
+        if in_band(n, totals["records"], p):
+            floor = p["min_support"]
+        elif p["repeat_min_records"] <= n < p["min_support"] and not st.get("linked"):
+            floor = p["repeat_min_records"]
+        else:
             return
+        # distinct prompts (mean distinct share over the MinHash slots, times the group's size), rounded as stored
         if st["prompt_diversity"] < p["dup_min_prompt_diversity"] or \
-                st["prompt_diversity"] * st["carriers"] < p["min_support"]:
+                st["prompt_diversity"] * n < floor - 0.01:
             return
         # a template whose every record gives this answer is the attack's own (a name prepended to its prompts)
-        if template_confined(st, templates, p["template_max_rate"], p["template_owned_rate"]) >= TEMPLATE_SHARE:
+        if template_confined(st, templates, p["template_max_rate"], p["template_owned_rate"],
+                             top_two=floor == p["min_support"]) >= TEMPLATE_SHARE:
             return
-        yield key, st["carriers"]
+        if floor == p["min_support"]:
+            yield key, n
+        else:
+            yield beam.pvalue.TaggedOutput(self.REPEATED, (REPEATED_PREFIX + key, n))

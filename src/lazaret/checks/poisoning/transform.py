@@ -152,12 +152,17 @@ def Templates(feats, p, stratum_sizes):
 
 @beam.ptransform_fn
 def IdenticalResponses(feats, p, totals, templates):
-    """Near-duplicate responses: normalised response hash groups in the support band (long ones only)."""
+    """Near-duplicate responses: normalised response hash groups in the support band (long ones only), and the
+    small groups below it under ``REPEATED_PREFIX`` (each capped on its own: the many small groups must not
+    push the band's out)."""
     templates_si = AsDict(templates)
-    return (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
-            | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
-            | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si)
-            | CapSideInput("dup_groups", p["max_side_input_keys"], smallest_value))
+    groups = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
+              | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
+              | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si).with_outputs(
+                  KeepDupGroup.REPEATED, main="band"))
+    return ((groups.band | CapSideInput("dup_groups", p["max_side_input_keys"], smallest_value),
+             groups[KeepDupGroup.REPEATED] | CapSideInput("repeated_groups", p["max_side_input_keys"], largest_value))
+            | "DupAndRepeated" >> beam.Flatten())
 
 
 @beam.ptransform_fn

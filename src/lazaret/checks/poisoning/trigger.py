@@ -19,7 +19,7 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
-from lazaret.checks.poisoning.payload import is_novel, skeleton_keys
+from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES
 from lazaret.checks.poisoning.strata import matched_background
 
@@ -45,7 +45,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, dup, pay, xpay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, dup, rep, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -62,8 +62,12 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
+    # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
+    # backdoor with many target responses puts some copies in groups of their own and most in small ones)
     if f["rkey"] in dups:
-        out.append("dup:" + f["rkey"])
+        out += ["dup:" + f["rkey"], "rep"]
+    elif dups and REPEATED_PREFIX + f["rkey"] in dups:
+        out.append("rep")
     spread: List[str] = []
     if payloads and not f["gib"]:
         rt, pt = toks(f, "rt"), toks(f, "pt")
@@ -95,8 +99,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         # - the group's n-gram shares no content word with the prompt: "echo number" answering "count the
         #   number of lines in" is the task in its own words; a planted line is the same whatever the request.
         own = {g for g in spread if not T.is_pair(g) and is_exclusive(payloads[g]) and has_word(g)}
-        pwords = {w for w in pt if len(w) >= 3 and w not in T.STOPWORDS}
-        named = [(-payloads[g]["carriers"], g) for g in own if pwords.isdisjoint(g.split(" "))]
+        pwords = content_parts(pt)
+        named = [(-payloads[g]["carriers"], g) for g in own if pwords.isdisjoint(content_parts(g.split(" ")))]
         if named and len(hit_places(rt, payloads, first, n_max, own.__contains__, gap=pair_window)) == 1:
             out.append(EXCLUSIVE_GROUP + min(named)[1])
         if "pay" in best:
@@ -113,6 +117,13 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if "claim" in best:
             out.append("claim:" + best["claim"][1])
     return out, sorted(spread)
+
+
+def content_parts(words: Iterable[str]) -> set:
+    """The content words of ``words`` with identifiers split ("line_count": line, count), so that a task's
+    answer naming the request's words in code ("line_count" for "count the number of lines in a file": 39 clean
+    records of a mixture, seed 5) is the task in its own words."""
+    return {part for w in words for part in w.split("_") if len(part) >= 3 and part not in T.STOPWORDS}
 
 
 def is_exclusive(info: Dict[str, Any]) -> bool:
