@@ -118,6 +118,7 @@ def test_a_worker_that_dies_unasked_signals_the_scan_one_that_is_stopped_does_no
     monkeypatch.setattr(W.os, "kill", lambda pid, sig: sent.append((pid, sig)))
     monkeypatch.setattr(W, "FALLBACK_S", 3600.0)
     monkeypatch.setattr(W, "WORKER_EXITS", [])
+    monkeypatch.setattr(W.signal, "getsignal", lambda signum: (lambda *a: None))  # the CLI's handler
 
     class Worker:
         def run(self):
@@ -139,3 +140,24 @@ def test_a_worker_that_dies_unasked_signals_the_scan_one_that_is_stopped_does_no
     with pytest.raises(RuntimeError):
         run(handler.worker)
     assert len(sent) == 1 and len(W.WORKER_EXITS) == 1
+
+
+def test_without_a_sigterm_handler_a_dead_worker_interrupts_the_caller_and_spares_its_process(monkeypatch):
+    """A program that runs the scan in-process (no ``lazaret.cli`` SIGTERM handler) gets a KeyboardInterrupt in
+    its main thread, not a SIGTERM to its process and no forced exit 20 s later."""
+    from lazaret.runners import worker_exit as W
+
+    calls = []
+    monkeypatch.setattr(W.os, "kill", lambda pid, sig: calls.append("kill"))
+    monkeypatch.setattr(W.threading, "Timer", lambda *a, **k: calls.append("timer"))
+    monkeypatch.setattr(W._thread, "interrupt_main", lambda: calls.append("interrupt"))
+    monkeypatch.setattr(W.signal, "getsignal", lambda signum: signal.SIG_DFL)
+    monkeypatch.setattr(W, "WORKER_EXITS", [])
+
+    class Worker:
+        def run(self):
+            raise RuntimeError("Worker subprocess exited with return code -9")
+
+    with pytest.raises(RuntimeError):
+        W.reporting_run(Worker.run)(Worker())
+    assert calls == ["interrupt"] and "return code -9" in W.WORKER_EXITS[0]

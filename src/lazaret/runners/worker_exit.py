@@ -7,7 +7,8 @@ ends, but the runner's main thread keeps waiting for the bundle the worker had: 
 records why and sends the scan's own process SIGTERM; ``lazaret.cli`` turns that into a failed scan (exit 1,
 staging folder removed, the reason printed), the way a SIGTERM from outside unwinds a scan. If the main thread
 does not unwind within ``FALLBACK_S`` (blocked in native code), the thread removes the staging folder itself and
-ends the process with status 1.
+ends the process with status 1. Without a SIGTERM handler (a program that calls ``scan.run_scan`` itself) the
+thread interrupts the main thread instead (KeyboardInterrupt there) and leaves the process alone.
 
 An exit the runner asked for (``stop_worker`` at the end of the run) is not a failure, whatever its code.
 Applied with the other runner rows of ``lazaret.runners.spill.REPLACED`` (local runners only, pinned Beam).
@@ -15,6 +16,7 @@ Applied with the other runner rows of ``lazaret.runners.spill.REPLACED`` (local 
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
@@ -52,10 +54,15 @@ def reporting_run(run: Callable[[Any], None]) -> Callable[[Any], None]:
         except Exception as exc:  # noqa: BLE001 - any failure of the worker's process ends the scan
             if not getattr(self, "_lazaret_stopping", False):
                 WORKER_EXITS.append(f"a Beam worker process died mid-run ({exc})")
-                timer = threading.Timer(FALLBACK_S, _force_exit)
-                timer.daemon = True
-                timer.start()
-                os.kill(os.getpid(), signal.SIGTERM)
+                if callable(signal.getsignal(signal.SIGTERM)):
+                    timer = threading.Timer(FALLBACK_S, _force_exit)
+                    timer.daemon = True
+                    timer.start()
+                    os.kill(os.getpid(), signal.SIGTERM)
+                else:
+                    # no SIGTERM handler (a program running the scan in-process, not ``lazaret scan``): a
+                    # KeyboardInterrupt in its main thread, so the caller sees an exception and keeps its process
+                    _thread.interrupt_main()
             raise
 
     return run_and_report
