@@ -21,7 +21,8 @@ from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
 from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
-    ResponseNgramDf
+    ResponseNgramDf, ResponseNgramsOfHashes
+from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
@@ -124,8 +125,10 @@ def PayloadCandidates(feats, p, totals):
     responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
                  | "OnePerResponse" >> beam.CombinePerKey(MinFn())
                  | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
-    rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
-           | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
+    # df >= min_support, exactly: counted by hash, then the strings of the frequent hashes (hashed_df.py)
+    rdf = responses | "ResponseNgrams" >> HashedDocumentFrequency(
+        ResponseNgramDf(n_max, max_keys, p["pair_window"]), ResponseNgramsOfHashes(n_max, max_keys, p["pair_window"]),
+        p["min_support"], p["max_side_input_keys"], SumFn)
     band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
                                                totals_si)
             | CapSideInput("band", p["max_side_input_keys"], smallest_value))

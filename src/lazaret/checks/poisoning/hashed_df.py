@@ -1,0 +1,258 @@
+"""Document frequencies counted by 8-byte hash, shipped as packed sorted blocks; strings only for the few
+hashes that can be in the support band.
+
+Why: the response n-gram df (``transform.PayloadCandidates``) had n-gram *strings* as shuffle keys, one
+element per distinct n-gram per bundle: on all 55,185 T0 records it was the scan's largest shuffle (0.52
+bytes per input byte, ~35 bytes per n-gram with Beam's framing), although ~99% of those n-grams have a df far
+below ``min_support`` and only the band's strings are ever used. Here a bundle counts blake2b-64 hashes
+(``gram_hash``) in numpy arrays, and sends them per hash shard (``SHARDS``, the hash's top bits) as one
+block: sorted, delta-coded, split in byte planes and zstd-compressed (~6 bytes per distinct hash, most of it
+the random low bytes of the deltas). The shards' sums give the hashes with ``df >= min_support``; a second,
+cheap pass over the responses counts the *strings* of those hashes only, exactly.
+
+Collisions cannot change results: a hash's df is the sum of its strings' dfs, never less than any one
+string's, so every string with ``df >= min_support`` has a candidate hash; the strings' dfs are then counted
+exactly (keyed by string), and the band is filtered on them as before. A collision only adds a string to the
+second pass that is not in the band (cost, not results). With D distinct n-grams, the chance of any collision
+is ~D^2 / 2^65: ~5e-8 for T0's ~1.3 M, ~3e-2 for 10^9 (and even then it costs a few strings, no result).
+
+The hash is blake2b (stdlib, keyed by nothing, the same on every platform and process; Python's ``hash()`` is
+salted per process). ~0.33 µs an n-gram, paid twice (both passes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from lazaret.graph.packing import compress, decompress
+
+LOG = logging.getLogger("lazaret.poisoning")
+
+SHARD_BITS = 6
+SHARDS = 1 << SHARD_BITS  # keys of the df shuffle: the merge of a corpus's hashes is spread over 64 workers
+_SHIFT = np.uint64(64 - SHARD_BITS)
+# occurrences buffered (8 bytes each) before they are sorted into the bundle's table: bounds memory
+_BUFFER_BYTES = 8 << 20
+_HEADER = struct.Struct("<I")
+
+_blake2b = hashlib.blake2b
+
+
+def gram_hash(g: str) -> bytes:
+    """The 8-byte key of an n-gram (read as a little-endian uint64 where arrays are built)."""
+    return _blake2b(g.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+def sum_by_key(keys: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(keys, counts) with repeated keys -> sorted distinct keys and their summed counts."""
+    if not len(keys):
+        return keys.astype("<u8"), counts.astype("<u4")
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(counts, starts).astype("<u4")
+
+
+def pack_counts(keys: np.ndarray, counts: np.ndarray) -> bytes:
+    """Sorted distinct uint64 keys and uint32 counts -> bytes: deltas and counts in byte planes (the zero high
+    bytes of the deltas and of the counts, mostly 1, fold), zstd-compressed."""
+    n = len(keys)
+    deltas = np.diff(keys.astype("<u8"), prepend=np.uint64(0)).astype("<u8")
+    planes = deltas.view(np.uint8).reshape(n, 8).T.tobytes() + \
+        counts.astype("<u4").view(np.uint8).reshape(n, 4).T.tobytes()
+    return _HEADER.pack(n) + compress(planes)
+
+
+def unpack_counts(blob: bytes) -> Tuple[np.ndarray, np.ndarray]:
+    (n,) = _HEADER.unpack_from(blob)
+    raw = np.frombuffer(decompress(blob[_HEADER.size:]), dtype=np.uint8)
+    deltas = raw[:8 * n].reshape(8, n).T.copy().view("<u8").reshape(n)
+    counts = raw[8 * n:].reshape(4, n).T.copy().view("<u4").reshape(n)
+    return np.cumsum(deltas, dtype="<u8"), counts
+
+
+class HashedDf(beam.DoFn):
+    """Base: count the hashes of ``keys_of(element)`` inside a bundle; emit (shard, packed block) pairs whenever
+    the table holds ``max_keys`` distinct hashes, and at the end of the bundle.
+
+    The table is two numpy arrays (12 bytes a distinct hash, against ~150 for a dict of n-gram strings), so
+    ``max_keys`` bounds a worker's memory as it did with strings, and more tightly."""
+
+    def __init__(self, max_keys: int):
+        self.max_keys = max_keys
+        self._reset()
+
+    def keys_of(self, element) -> Iterable[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        self._buf = bytearray()
+        self._keys = np.zeros(0, dtype="<u8")
+        self._counts = np.zeros(0, dtype="<u4")
+
+    def start_bundle(self):
+        self._reset()
+
+    def process(self, element) -> Iterator[Tuple[int, bytes]]:
+        buf = self._buf
+        for k in self.keys_of(element):
+            buf += _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        if len(buf) >= _BUFFER_BYTES:
+            self._compact()
+            if len(self._keys) >= self.max_keys:
+                yield from self._flush()
+
+    def _compact(self) -> None:
+        occ = np.frombuffer(bytes(self._buf), dtype="<u8")
+        self._buf = bytearray()
+        keys, counts = np.unique(occ, return_counts=True)
+        if len(self._keys):
+            keys, counts = sum_by_key(np.concatenate((self._keys, keys)), np.concatenate((self._counts, counts)))
+        self._keys, self._counts = keys, counts.astype("<u4")
+
+    def _flush(self) -> Iterator[Tuple[int, bytes]]:
+        self._compact()
+        keys, counts = self._keys, self._counts
+        self._reset()
+        if not len(keys):
+            return
+        shard_of = (keys >> _SHIFT).astype(np.int64)
+        bounds = np.searchsorted(shard_of, np.arange(SHARDS + 1))
+        for s in range(SHARDS):
+            a, b = bounds[s], bounds[s + 1]
+            if b > a:
+                yield s, pack_counts(keys[a:b], counts[a:b])
+
+    def finish_bundle(self):
+        windows = [GlobalWindow()]
+        for kv in self._flush():
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+def frequent_hashes(kv: Tuple[int, Iterable[bytes]], min_df: int) -> Iterator[bytes]:
+    """(shard, packed blocks) -> the shard's hashes with a summed df >= ``min_df``, as one packed block
+    (nothing when there are none). Blocks are folded in as they are read, so a shard's memory is its
+    distinct hashes, not its blocks."""
+    _, blobs = kv
+    keys = np.zeros(0, dtype="<u8")
+    counts = np.zeros(0, dtype="<u4")
+    pend_k: List[np.ndarray] = []
+    pend_c: List[np.ndarray] = []
+    pending = 0
+    for blob in blobs:
+        k, c = unpack_counts(blob)
+        pend_k.append(k)
+        pend_c.append(c)
+        pending += len(k)
+        if pending >= 4 * max(len(keys), 1 << 20):
+            keys, counts = sum_by_key(np.concatenate([keys] + pend_k), np.concatenate([counts] + pend_c))
+            pend_k, pend_c, pending = [], [], 0
+    if pend_k:
+        keys, counts = sum_by_key(np.concatenate([keys] + pend_k), np.concatenate([counts] + pend_c))
+    keep = counts >= min_df
+    if keep.any():
+        yield pack_counts(keys[keep], counts[keep])
+
+
+class CandidateSet(beam.DoFn):
+    """The shards' frequent-hash blocks -> one ``bytes`` of sorted 8-byte hashes (the side input of the second
+    pass), at most ``cap`` of them: the smallest dfs first, as the band's own cap (``CapSideInput``) ranks.
+    Counted as ``poisoning.band_hashes_entries`` and ``_dropped``; a drop is logged with the weakest df kept."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.kept = Metrics.counter("poisoning", "band_hashes_entries")
+        self.dropped = Metrics.counter("poisoning", "band_hashes_dropped")
+
+    def process(self, blobs: List[bytes]) -> Iterator[bytes]:
+        parts = [unpack_counts(b) for b in blobs]
+        keys = np.concatenate([k for k, _ in parts] + [np.zeros(0, dtype="<u8")])
+        counts = np.concatenate([c for _, c in parts] + [np.zeros(0, dtype="<u4")])
+        if len(keys) > self.cap:
+            order = np.lexsort((keys, counts))[: self.cap]
+            LOG.warning("poisoning: band_hashes side input capped at %d of %d entries (max_side_input_keys); "
+                        "weakest kept df %s; raise the cap or scan the corpus in parts",
+                        self.cap, len(keys), int(counts[order[-1]]))
+            self.dropped.inc(len(keys) - self.cap)
+            keys = keys[order]
+        self.kept.inc(len(keys))
+        yield np.sort(keys).astype("<u8").tobytes()
+
+
+class StringsOfHashes(beam.DoFn):
+    """Base of the second pass: count, per bundle, the strings of ``keys_of(element)`` whose hash is in the
+    side input (``CandidateSet``'s bytes), flushing at ``max_keys`` strings; summed by string downstream."""
+
+    def __init__(self, max_keys: int):
+        self.max_keys = max_keys
+        self._acc: Dict[str, int] = {}
+        self._set: Optional[frozenset] = None
+        self._of: Any = None
+
+    def keys_of(self, element) -> Iterable[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _hashes(self, cands: bytes) -> frozenset:
+        """The side input as a set of 8-byte keys, built once per side-input object (the object is kept, so a
+        recycled ``id`` can never match)."""
+        if self._of is not cands:
+            self._set = frozenset(cands[i:i + 8] for i in range(0, len(cands), 8))
+            self._of = cands
+        return self._set
+
+    def start_bundle(self):
+        self._acc = {}
+
+    def process(self, element, cands: bytes) -> Iterator[Tuple[str, int]]:
+        wanted = self._hashes(cands)
+        if not wanted:
+            return
+        acc = self._acc
+        for k in self.keys_of(element):
+            if _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=8).digest() in wanted:
+                acc[k] = acc.get(k, 0) + 1
+        if len(acc) >= self.max_keys:
+            self._acc = {}
+            yield from acc.items()
+
+    def finish_bundle(self):
+        acc, self._acc = self._acc, {}
+        windows = [GlobalWindow()]
+        for kv in acc.items():
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+class HashedDocumentFrequency(beam.PTransform):
+    """elements -> (string, df) for every string of ``keys_fn``'s outputs whose df is >= ``min_df``, exactly
+    (see the module docstring): counts by hash, then the strings of the frequent hashes.
+
+    ``first`` and ``second`` are the two passes' DoFns (a ``HashedDf`` and a ``StringsOfHashes`` with the same
+    ``keys_of``)."""
+
+    def __init__(self, first: HashedDf, second: StringsOfHashes, min_df: int, cap: int,
+                 sum_fn: Callable[[], beam.CombineFn], label: Optional[str] = None):
+        super().__init__(label)
+        self.first, self.second, self.min_df, self.cap, self.sum_fn = first, second, min_df, cap, sum_fn
+
+    def expand(self, elements):
+        from apache_beam.pvalue import AsSingleton
+
+        min_df = self.min_df
+        cands = (elements | "HashNgrams" >> beam.ParDo(self.first)
+                 | "SumResponseDf" >> beam.GroupByKey()
+                 | "FrequentHashes" >> beam.FlatMap(frequent_hashes, min_df)
+                 | "GatherFrequent" >> beam.combiners.ToList()
+                 | "CandidateSet" >> beam.ParDo(CandidateSet(self.cap)))
+        return (elements | "NgramsOfHashes" >> beam.ParDo(self.second, AsSingleton(cands))
+                | "SumBandDf" >> beam.CombinePerKey(self.sum_fn())
+                | "AtLeastMinDf" >> beam.Filter(lambda kv: kv[1] >= min_df))
