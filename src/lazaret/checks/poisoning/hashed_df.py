@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import struct
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsSingleton
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from lazaret.graph.combine import SumFn
 from lazaret.graph.packing import compress, decompress
 
 LOG = logging.getLogger("lazaret.poisoning")
@@ -44,13 +47,40 @@ _SHIFT = np.uint64(64 - SHARD_BITS)
 # occurrences buffered (8 bytes each) before they are sorted into the bundle's table: bounds memory
 _BUFFER_BYTES = 8 << 20
 _HEADER = struct.Struct("<I")
+# Bytes of blake2b a key keeps: enough that the expected number of distinct keys per hash value is <= 1/256
+# (``digest_bytes``), so the hashes of a 55k-record corpus take 4 bytes and pack to ~2.3 bytes a key.
+MIN_DIGEST, MAX_DIGEST = 3, 8
 
 _blake2b = hashlib.blake2b
 
 
-def gram_hash(g: str) -> bytes:
-    """The 8-byte key of an n-gram (read as a little-endian uint64 where arrays are built)."""
-    return _blake2b(g.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def digest_bytes(keys_bound: int) -> int:
+    """Digest size for at most ``keys_bound`` distinct keys: 2^(8 x bytes) >= 256 x keys_bound.
+
+    Why not always 8: the blocks are sorted and delta-coded, so a key costs about log2(hash values / distinct
+    keys) bits; 8 bytes cost ~6.4 bytes a key on 20k T0 records, 4 bytes ~2.3. Fewer bytes mean more collisions,
+    which cost a few strings in the second pass and never a result (module docstring)."""
+    bits = math.log2(max(int(keys_bound), 1)) + 8
+    return min(MAX_DIGEST, max(MIN_DIGEST, math.ceil(bits / 8)))
+
+
+def gram_hash(g: str, size: int) -> bytes:
+    """The ``size``-byte key of an n-gram."""
+    return _blake2b(g.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+
+
+def digests_to_keys(data: bytes, size: int) -> np.ndarray:
+    """Concatenated ``size``-byte digests -> uint64 keys: the digest's bytes, little-endian, in the key's high
+    bytes (the shard is the top bits of the digest's last byte; the low bytes are 0 and pack to nothing)."""
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, size)
+    wide = np.zeros((len(raw), 8), dtype=np.uint8)
+    wide[:, 8 - size:] = raw
+    return wide.view("<u8").reshape(-1)
+
+
+def keys_to_digests(keys: np.ndarray, size: int) -> bytes:
+    """The inverse of ``digests_to_keys``."""
+    return np.ascontiguousarray(keys, dtype="<u8").view(np.uint8).reshape(-1, 8)[:, 8 - size:].tobytes()
 
 
 def sum_by_key(keys: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -96,6 +126,7 @@ class HashedDf(beam.DoFn):
         raise NotImplementedError
 
     def _reset(self) -> None:
+        self._size = 0
         self._buf = bytearray()
         self._keys = np.zeros(0, dtype="<u8")
         self._counts = np.zeros(0, dtype="<u4")
@@ -103,17 +134,18 @@ class HashedDf(beam.DoFn):
     def start_bundle(self):
         self._reset()
 
-    def process(self, element) -> Iterator[Tuple[int, bytes]]:
+    def process(self, element, keys_bound: int) -> Iterator[Tuple[int, bytes]]:
+        size = self._size = digest_bytes(keys_bound)
         buf = self._buf
         for k in self.keys_of(element):
-            buf += _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            buf += _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=size).digest()
         if len(buf) >= _BUFFER_BYTES:
             self._compact()
             if len(self._keys) >= self.max_keys:
                 yield from self._flush()
 
     def _compact(self) -> None:
-        occ = np.frombuffer(bytes(self._buf), dtype="<u8")
+        occ = digests_to_keys(bytes(self._buf), self._size or MAX_DIGEST)
         self._buf = bytearray()
         keys, counts = np.unique(occ, return_counts=True)
         if len(self._keys):
@@ -174,7 +206,7 @@ class CandidateSet(beam.DoFn):
         self.kept = Metrics.counter("poisoning", "band_hashes_entries")
         self.dropped = Metrics.counter("poisoning", "band_hashes_dropped")
 
-    def process(self, blobs: List[bytes]) -> Iterator[bytes]:
+    def process(self, blobs: List[bytes], keys_bound: int) -> Iterator[Tuple[int, bytes]]:
         parts = [unpack_counts(b) for b in blobs]
         keys = np.concatenate([k for k, _ in parts] + [np.zeros(0, dtype="<u8")])
         counts = np.concatenate([c for _, c in parts] + [np.zeros(0, dtype="<u4")])
@@ -186,7 +218,8 @@ class CandidateSet(beam.DoFn):
             self.dropped.inc(len(keys) - self.cap)
             keys = keys[order]
         self.kept.inc(len(keys))
-        yield np.sort(keys).astype("<u8").tobytes()
+        size = digest_bytes(keys_bound)
+        yield size, keys_to_digests(np.sort(keys), size)
 
 
 class StringsOfHashes(beam.DoFn):
@@ -202,24 +235,26 @@ class StringsOfHashes(beam.DoFn):
     def keys_of(self, element) -> Iterable[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _hashes(self, cands: bytes) -> frozenset:
-        """The side input as a set of 8-byte keys, built once per side-input object (the object is kept, so a
-        recycled ``id`` can never match)."""
+    def _hashes(self, cands: Tuple[int, bytes]) -> frozenset:
+        """The side input (digest size, digests) as a set of digests, built once per side-input object (the
+        object is kept, so a recycled ``id`` can never match)."""
         if self._of is not cands:
-            self._set = frozenset(cands[i:i + 8] for i in range(0, len(cands), 8))
+            size, data = cands
+            self._set = frozenset(data[i:i + size] for i in range(0, len(data), size))
             self._of = cands
         return self._set
 
     def start_bundle(self):
         self._acc = {}
 
-    def process(self, element, cands: bytes) -> Iterator[Tuple[str, int]]:
+    def process(self, element, cands: Tuple[int, bytes]) -> Iterator[Tuple[str, int]]:
         wanted = self._hashes(cands)
         if not wanted:
             return
+        size = cands[0]
         acc = self._acc
         for k in self.keys_of(element):
-            if _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=8).digest() in wanted:
+            if _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=size).digest() in wanted:
                 acc[k] = acc.get(k, 0) + 1
         if len(acc) >= self.max_keys:
             self._acc = {}
@@ -233,26 +268,26 @@ class StringsOfHashes(beam.DoFn):
 
 
 class HashedDocumentFrequency(beam.PTransform):
-    """elements -> (string, df) for every string of ``keys_fn``'s outputs whose df is >= ``min_df``, exactly
-    (see the module docstring): counts by hash, then the strings of the frequent hashes.
+    """elements -> (string, df) for every key of ``keys_of`` whose df is >= ``min_df``, exactly (module
+    docstring): counts by hash, then the strings of the frequent hashes.
 
-    ``first`` and ``second`` are the two passes' DoFns (a ``HashedDf`` and a ``StringsOfHashes`` with the same
-    ``keys_of``)."""
+    ``first`` and ``second``: the two passes' DoFns (a ``HashedDf`` and a ``StringsOfHashes`` with the same
+    ``keys_of``); ``keys_bound``: a singleton PCollection, an upper estimate of the distinct keys (it sets the
+    digest size); ``cap``: most frequent hashes the second pass's side input may hold."""
 
-    def __init__(self, first: HashedDf, second: StringsOfHashes, min_df: int, cap: int,
-                 sum_fn: Callable[[], beam.CombineFn], label: Optional[str] = None):
+    def __init__(self, first: HashedDf, second: StringsOfHashes, min_df: int, cap: int, keys_bound,
+                 label: Optional[str] = None):
         super().__init__(label)
-        self.first, self.second, self.min_df, self.cap, self.sum_fn = first, second, min_df, cap, sum_fn
+        self.first, self.second, self.min_df, self.cap, self.keys_bound = first, second, min_df, cap, keys_bound
 
     def expand(self, elements):
-        from apache_beam.pvalue import AsSingleton
-
         min_df = self.min_df
-        cands = (elements | "HashNgrams" >> beam.ParDo(self.first)
+        bound = AsSingleton(self.keys_bound)
+        cands = (elements | "HashNgrams" >> beam.ParDo(self.first, bound)
                  | "SumResponseDf" >> beam.GroupByKey()
                  | "FrequentHashes" >> beam.FlatMap(frequent_hashes, min_df)
                  | "GatherFrequent" >> beam.combiners.ToList()
-                 | "CandidateSet" >> beam.ParDo(CandidateSet(self.cap)))
+                 | "CandidateSet" >> beam.ParDo(CandidateSet(self.cap), bound))
         return (elements | "NgramsOfHashes" >> beam.ParDo(self.second, AsSingleton(cands))
-                | "SumBandDf" >> beam.CombinePerKey(self.sum_fn())
+                | "SumBandDf" >> beam.CombinePerKey(SumFn())
                 | "AtLeastMinDf" >> beam.Filter(lambda kv: kv[1] >= min_df))

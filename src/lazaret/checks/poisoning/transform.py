@@ -126,9 +126,11 @@ def PayloadCandidates(feats, p, totals):
                  | "OnePerResponse" >> beam.CombinePerKey(MinFn())
                  | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
     # df >= min_support, exactly: counted by hash, then the strings of the frequent hashes (hashed_df.py)
+    # at most ~4 distinct response keys (n-grams, pairs) per response token: it sets the hashes' size
+    keys_bound = totals | "ResponseKeysBound" >> beam.Map(lambda t: 4 * t["response_tokens"])
     rdf = responses | "ResponseNgrams" >> HashedDocumentFrequency(
         ResponseNgramDf(n_max, max_keys, p["pair_window"]), ResponseNgramsOfHashes(n_max, max_keys, p["pair_window"]),
-        p["min_support"], p["max_side_input_keys"], SumFn)
+        p["min_support"], p["max_side_input_keys"], keys_bound)
     band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
                                                totals_si)
             | CapSideInput("band", p["max_side_input_keys"], smallest_value))
