@@ -36,8 +36,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from lazaret.graph.combine import SumFn
-from lazaret.graph.packing import compress, decompress
+from lazaret.graph.packing import compress, decompress, pack, unpack
 
 LOG = logging.getLogger("lazaret.poisoning")
 
@@ -224,7 +223,8 @@ class CandidateSet(beam.DoFn):
 
 class StringsOfHashes(beam.DoFn):
     """Base of the second pass: count, per bundle, the strings of ``keys_of(element)`` whose hash is in the
-    side input (``CandidateSet``'s bytes), flushing at ``max_keys`` strings; summed by string downstream."""
+    side input (``CandidateSet``'s bytes), flushing at ``max_keys`` strings. Sent per hash shard as one packed
+    list sorted by string (neighbours share their first words, which fold), summed by ``sum_strings``."""
 
     def __init__(self, max_keys: int):
         self.max_keys = max_keys
@@ -257,14 +257,32 @@ class StringsOfHashes(beam.DoFn):
             if _blake2b(k.encode("utf-8", "surrogatepass"), digest_size=size).digest() in wanted:
                 acc[k] = acc.get(k, 0) + 1
         if len(acc) >= self.max_keys:
-            self._acc = {}
-            yield from acc.items()
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[Tuple[int, bytes]]:
+        acc, self._acc = self._acc, {}
+        by_shard: Dict[int, list] = {}
+        for k in sorted(acc):
+            shard = gram_hash(k, 1)[0] >> (8 - SHARD_BITS)
+            by_shard.setdefault(shard, []).append((k, acc[k]))
+        for shard in sorted(by_shard):
+            yield shard, pack(by_shard[shard])
 
     def finish_bundle(self):
-        acc, self._acc = self._acc, {}
         windows = [GlobalWindow()]
-        for kv in acc.items():
+        for kv in self._flush():
             yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+def sum_strings(kv: Tuple[int, Iterable[bytes]], min_df: int) -> Iterator[Tuple[str, int]]:
+    """(shard, packed (string, count) lists) -> (string, df) for the shard's strings with df >= ``min_df``."""
+    df: Dict[str, int] = {}
+    for blob in kv[1]:
+        for k, c in unpack(blob):
+            df[k] = df.get(k, 0) + c
+    for k in sorted(df):
+        if df[k] >= min_df:
+            yield k, df[k]
 
 
 class HashedDocumentFrequency(beam.PTransform):
@@ -289,5 +307,5 @@ class HashedDocumentFrequency(beam.PTransform):
                  | "GatherFrequent" >> beam.combiners.ToList()
                  | "CandidateSet" >> beam.ParDo(CandidateSet(self.cap), bound))
         return (elements | "NgramsOfHashes" >> beam.ParDo(self.second, AsSingleton(cands))
-                | "SumBandDf" >> beam.CombinePerKey(SumFn())
-                | "AtLeastMinDf" >> beam.Filter(lambda kv: kv[1] >= min_df))
+                | "SumBandDf" >> beam.GroupByKey()
+                | "AtLeastMinDf" >> beam.FlatMap(sum_strings, min_df))

@@ -16,13 +16,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
-from lazaret.graph.combine import CountPerElement, MaxFn, MinFn, SumFn
+from lazaret.graph.combine import CountPerElement, MaxFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
 from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
     ResponseNgramDf, ResponseNgramsOfHashes
 from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency
+from lazaret.checks.poisoning.one_response import PackSmallest, smallest_per_key
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
@@ -123,7 +124,9 @@ def PayloadCandidates(feats, p, totals):
     n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
     totals_si = AsSingleton(totals)
     responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
-                 | "OnePerResponse" >> beam.CombinePerKey(MinFn())
+                 | "PackResponses" >> beam.ParDo(PackSmallest(), totals_si)
+                 | "OnePerResponse" >> beam.GroupByKey()
+                 | "SmallestPerKey" >> beam.FlatMap(smallest_per_key)
                  | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
     # df >= min_support, exactly: counted by hash, then the strings of the frequent hashes (hashed_df.py)
     # at most ~4 distinct response keys (n-grams, pairs) per response token: it sets the hashes' size
