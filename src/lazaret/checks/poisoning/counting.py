@@ -16,7 +16,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
-from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes
+from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes, pack_by_shard
 
 
 def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
@@ -184,6 +184,22 @@ class PromptNgramDfIn(_CountsInSideInput, _PreAggregate):
         if not lookup:
             return ()
         return keys_in(toks(f, "pt"), lookup, first, self.n_max, self.pair_window)
+
+
+class PromptNgramDfInPacked(PromptNgramDfIn):
+    """``PromptNgramDfIn`` whose counts leave the bundle as packed sorted lists per string shard
+    (``hashed_df.pack_by_shard``): one element per shard, not one per n-gram."""
+
+    def process(self, f, lookup):  # type: ignore[override]
+        flushed = dict(super().process(f, lookup))
+        if flushed:
+            yield from pack_by_shard(flushed)
+
+    def finish_bundle(self):
+        acc, self._acc = self._acc, {}
+        windows = [GlobalWindow()]
+        for kv in pack_by_shard(acc):
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
 
 
 class FirstWords(frozenset):

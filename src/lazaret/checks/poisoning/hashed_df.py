@@ -46,6 +46,7 @@ _SHIFT = np.uint64(64 - SHARD_BITS)
 # occurrences buffered (8 bytes each) before they are sorted into the bundle's table: bounds memory
 _BUFFER_BYTES = 8 << 20
 _HEADER = struct.Struct("<I")
+PACK_STRINGS = 100000  # strings a bundle holds before sending them (PackStrings)
 # Bytes of blake2b a key keeps: enough that the expected number of distinct keys per hash value is <= 1/256
 # (``digest_bytes``), so the hashes of a 55k-record corpus take 4 bytes and pack to ~2.3 bytes a key.
 MIN_DIGEST, MAX_DIGEST = 3, 8
@@ -261,17 +262,28 @@ class StringsOfHashes(beam.DoFn):
 
     def _flush(self) -> Iterator[Tuple[int, bytes]]:
         acc, self._acc = self._acc, {}
-        by_shard: Dict[int, list] = {}
-        for k in sorted(acc):
-            shard = gram_hash(k, 1)[0] >> (8 - SHARD_BITS)
-            by_shard.setdefault(shard, []).append((k, acc[k]))
-        for shard in sorted(by_shard):
-            yield shard, pack(by_shard[shard])
+        yield from pack_by_shard(acc)
 
     def finish_bundle(self):
         windows = [GlobalWindow()]
         for kv in self._flush():
             yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+def string_shard(k: str) -> int:
+    """The shard of a string key in the packed string shuffles (any fixed function of the string would do)."""
+    return gram_hash(k, 1)[0] >> (8 - SHARD_BITS)
+
+
+def pack_by_shard(items: Dict[str, Any]) -> Iterator[Tuple[int, bytes]]:
+    """{string: value} -> (shard, packed [(string, value)] sorted by string) per shard (``string_shard``).
+    Sorted, neighbouring n-grams share their first words, which fold; one element per shard instead of one per
+    string saves Beam's framing."""
+    by_shard: Dict[int, list] = {}
+    for k in sorted(items):
+        by_shard.setdefault(string_shard(k), []).append((k, items[k]))
+    for shard in sorted(by_shard):
+        yield shard, pack(by_shard[shard])
 
 
 def sum_strings(kv: Tuple[int, Iterable[bytes]], min_df: int) -> Iterator[Tuple[str, int]]:
@@ -309,3 +321,54 @@ class HashedDocumentFrequency(beam.PTransform):
         return (elements | "NgramsOfHashes" >> beam.ParDo(self.second, AsSingleton(cands))
                 | "SumBandDf" >> beam.GroupByKey()
                 | "AtLeastMinDf" >> beam.FlatMap(sum_strings, min_df))
+
+
+class PackStrings(beam.DoFn):
+    """(string, value) -> (shard, packed [(string, value)]) per bundle (``pack_by_shard``)."""
+
+    def __init__(self) -> None:
+        self._acc: Dict[str, Any] = {}
+
+    def start_bundle(self):
+        self._acc = {}
+
+    def process(self, kv: Tuple[str, Any]) -> Iterator[Tuple[int, bytes]]:
+        self._acc[kv[0]] = kv[1]
+        if len(self._acc) >= PACK_STRINGS:
+            acc, self._acc = self._acc, {}
+            yield from pack_by_shard(acc)
+
+    def finish_bundle(self):
+        acc, self._acc = self._acc, {}
+        windows = [GlobalWindow()]
+        for kv in pack_by_shard(acc):
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+
+
+def sum_packed(kv: Tuple[int, Iterable[bytes]], tag: str) -> Iterator[Tuple[int, Tuple[str, bytes]]]:
+    """(shard, packed (string, count) lists) -> (shard, (tag, one packed list of the summed counts)). Why a
+    shuffle of its own before ``join_df``'s: the FnApiRunner cannot run a Flatten fed by a stage that reads the
+    band as a side input and by the band's own stage ("watermark-pending bundles did not execute")."""
+    df: Dict[str, int] = {}
+    for blob in kv[1]:
+        for k, c in unpack(blob):
+            df[k] = df.get(k, 0) + c
+    if df:
+        yield kv[0], (tag, pack(sorted(df.items())))
+
+
+def join_df(kv: Tuple[int, Iterable[Tuple[str, bytes]]]) -> Iterator[Tuple[str, Dict[str, List[int]]]]:
+    """(shard, [("r", packed band), ("p", packed prompt counts)]) -> (n-gram, {"r": [df_r], "p": [df_p]}) for
+    every band n-gram of the shard, the form ``payload.VolumeTest`` reads (as ``CoGroupByKey`` gave it; an
+    n-gram in no prompt has df_p 0). Prompt counts exist only for band n-grams (they are counted against the
+    band), so no n-gram is left out."""
+    band: Dict[str, int] = {}
+    pdf: Dict[str, int] = {}
+    for tag, blob in kv[1]:
+        if tag == "r":
+            band.update(unpack(blob))
+        else:
+            for k, c in unpack(blob):
+                pdf[k] = pdf.get(k, 0) + c
+    for g in sorted(band):
+        yield g, {"r": [band[g]], "p": [pdf[g]] if g in pdf else []}

@@ -20,9 +20,9 @@ from lazaret.graph.combine import CountPerElement, MaxFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
-from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
+from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfInPacked, PromptNgramDistinctIn, \
     ResponseNgramDf, ResponseNgramsOfHashes
-from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency
+from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, join_df, sum_packed
 from lazaret.checks.poisoning.one_response import PackSmallest, smallest_per_key
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
@@ -138,9 +138,15 @@ def PayloadCandidates(feats, p, totals):
                                                totals_si)
             | CapSideInput("band", p["max_side_input_keys"], smallest_value))
     n_band = band | "CountBand" >> beam.combiners.Count.Globally()
-    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
-           | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
-    return ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
+    # the prompt df of the band and the band itself meet as packed sorted lists per string shard (JoinDf)
+    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfInPacked(n_max, max_keys, p["pair_window"]), AsDict(band))
+           | "SumPromptDf" >> beam.GroupByKey()
+           | "TagPromptDf" >> beam.FlatMap(sum_packed, "p"))
+    packed_band = (band | "PackBand" >> beam.ParDo(PackStrings())
+                   | "TagBand" >> beam.Map(lambda kv: (kv[0], ("r", kv[1]))))
+    return ((packed_band, pdf) | "BandAndPromptDf" >> beam.Flatten()
+            | "JoinDf" >> beam.GroupByKey()
+            | "DfPerNgram" >> beam.FlatMap(join_df)
             | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
 
 
