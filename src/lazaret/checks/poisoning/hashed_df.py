@@ -1,23 +1,27 @@
-"""Document frequencies counted by 8-byte hash, shipped as packed sorted blocks; strings only for the few
+"""Document frequencies counted by short hash, shipped as packed sorted blocks; strings only for the few
 hashes that can be in the support band.
 
 Why: the response n-gram df (``transform.PayloadCandidates``) had n-gram *strings* as shuffle keys, one
 element per distinct n-gram per bundle: on all 55,185 T0 records it was the scan's largest shuffle (0.52
-bytes per input byte, ~35 bytes per n-gram with Beam's framing), although ~99% of those n-grams have a df far
-below ``min_support`` and only the band's strings are ever used. Here a bundle counts blake2b-64 hashes
-(``gram_hash``) in numpy arrays, and sends them per hash shard (``SHARDS``, the hash's top bits) as one
-block: sorted, delta-coded, split in byte planes and zstd-compressed (~6 bytes per distinct hash, most of it
-the random low bytes of the deltas). The shards' sums give the hashes with ``df >= min_support``; a second,
-cheap pass over the responses counts the *strings* of those hashes only, exactly.
+bytes per input byte, ~35 bytes an n-gram with Beam's framing), although ~99% of those n-grams have a df
+below ``min_support`` and only the band's strings are ever used. Here a bundle counts blake2b hashes of
+``digest_bytes`` bytes (4 on T0) in numpy arrays and sends them per hash shard (``SHARDS``, the hash's top
+bits) as one block: sorted, delta-coded, split in byte planes and zstd-compressed (~2.3 bytes a distinct
+hash on 20k T0 records, most of it the random low bits of the deltas). The shards' sums give the hashes with
+``df >= min_support``; a second pass over the responses counts the *strings* of those hashes only, exactly,
+and sends them as packed sorted lists per string shard (``pack_by_shard``).
 
 Collisions cannot change results: a hash's df is the sum of its strings' dfs, never less than any one
 string's, so every string with ``df >= min_support`` has a candidate hash; the strings' dfs are then counted
-exactly (keyed by string), and the band is filtered on them as before. A collision only adds a string to the
-second pass that is not in the band (cost, not results). With D distinct n-grams, the chance of any collision
-is ~D^2 / 2^65: ~5e-8 for T0's ~1.3 M, ~3e-2 for 10^9 (and even then it costs a few strings, no result).
+exactly (keyed by string) and the band is filtered on them as before. A collision only adds strings to the
+second pass that are not in the band (cost, not results). The digest size keeps the expected number of
+distinct keys per hash value <= 1/256 (``digest_bytes``); on 20k T0 records, 458,143 distinct response keys
+gave 5,839 frequent hashes at 4 bytes, as many as strings with df >= 10 (46 more at 3 bytes). The one way a
+collision could matter: more than ``max_side_input_keys`` frequent hashes, where the cap drops the
+largest-df ones (as the band's own cap does, counted and logged as ``band_hashes_dropped``).
 
-The hash is blake2b (stdlib, keyed by nothing, the same on every platform and process; Python's ``hash()`` is
-salted per process). ~0.33 µs an n-gram, paid twice (both passes).
+The hash is blake2b (stdlib, unkeyed, the same on every platform and process; Python's ``hash()`` is salted
+per process): ~0.33 µs an n-gram, paid in both passes.
 """
 
 from __future__ import annotations

@@ -120,7 +120,11 @@ def PayloadCandidates(feats, p, totals):
 
     Identical responses (normalised word set) given to prompts sharing their first MinHash slot count once:
     copies of a record must not multiply counts the tests treat as independent, while one answer given to
-    unrelated prompts (a planted verdict, a fixed response) still counts per prompt."""
+    unrelated prompts (a planted verdict, a fixed response) still counts per prompt.
+
+    Every shuffle here sends packed blocks, not one element per response or n-gram (docs/shuffles.md,
+    s19-shuf23): responses per bundle (one_response.py), response n-grams by short hash and then the strings
+    of the frequent hashes (hashed_df.py), the band and its prompt df as sorted lists per string shard."""
     n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
     totals_si = AsSingleton(totals)
     responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
