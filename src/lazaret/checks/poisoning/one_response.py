@@ -1,7 +1,7 @@
 """One response per (normalised response, first prompt MinHash slot), chosen in packed blocks.
 
 Why: the response n-gram df counts identical responses given to prompts that share their first MinHash slot
-once (``transform.PayloadCandidates``), with the response of the smallest doc_id. As a ``CombinePerKey(min)``
+once (``transform.PayloadCandidates``), with the response of the smallest doc_id. As a per-key ``MinFn`` combine
 every record crossed the shuffle alone with its key, doc_id and response tokens (~112 bytes a T0 record,
 0.088 bytes per input byte on all of T0): Beam's framing per element, and nothing repeated folds. Here a bundle
 keeps the smallest value per key (the combiner lifting it did before), and sends up to ``BLOCK`` of them per
