@@ -47,6 +47,10 @@ LOG = logging.getLogger("lazaret.poisoning")
 SHARD_BITS = 6
 SHARDS = 1 << SHARD_BITS  # keys of the df shuffle: the merge of a corpus's hashes is spread over 64 workers
 _SHIFT = np.uint64(64 - SHARD_BITS)
+# shards of the packed string lists (pack_by_shard): few, as their lists are short (the band and its prompt df,
+# the frequent hashes' strings): 64 made the T0 5k slice's lists one small frame each (JoinDf 8,995 bytes, 3,798
+# at 8 shards; T0 20k 387,001 and 318,459)
+STRING_SHARD_BITS = 3
 # occurrences buffered (8 bytes each) before they are sorted into the bundle's table: bounds memory
 _BUFFER_BYTES = 8 << 20
 _HEADER = struct.Struct("<I")
@@ -276,7 +280,7 @@ class StringsOfHashes(beam.DoFn):
 
 def string_shard(k: str) -> int:
     """The shard of a string key in the packed string shuffles (any fixed function of the string would do)."""
-    return gram_hash(k, 1)[0] >> (8 - SHARD_BITS)
+    return gram_hash(k, 1)[0] >> (8 - STRING_SHARD_BITS)
 
 
 def pack_by_shard(items: Dict[str, Any]) -> Iterator[Tuple[int, bytes]]:
