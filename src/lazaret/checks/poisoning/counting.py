@@ -16,6 +16,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes, pack_by_shard
 
 
 def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
@@ -106,8 +107,20 @@ class _PreAggregate(beam.DoFn):
             yield WindowedValue(kv, MIN_TIMESTAMP, windows)
 
 
-class ResponseNgramDf(_PreAggregate):
-    """df of every response-side n-gram (responses are short: this is the cheap side)."""
+def response_keys(f, n_max: int, pair_window: int) -> Iterable[str]:
+    """The response-side keys a record's response counts once for: its n-grams and co-occurrence pairs."""
+    if f["gib"]:
+        return ()  # random tokens: their own anomaly; as n-grams they would only add noise
+    rt = toks(f, "rt")
+    grams = T.ngrams(rt, n_max)
+    if pair_window:
+        grams = grams | T.pairs(rt, pair_window)
+    return grams
+
+
+class ResponseNgramDf(HashedDf):
+    """df of every response-side n-gram (responses are short: this is the cheap side), counted by hash
+    (hashed_df.py: only the band's strings are ever needed)."""
 
     def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
         super().__init__(max_keys)
@@ -115,13 +128,19 @@ class ResponseNgramDf(_PreAggregate):
         self.pair_window = pair_window
 
     def keys_of(self, f):
-        if f["gib"]:
-            return ()  # random tokens: their own anomaly; as n-grams they would only add noise
-        rt = toks(f, "rt")
-        grams = T.ngrams(rt, self.n_max)
-        if self.pair_window:
-            grams = grams | T.pairs(rt, self.pair_window)
-        return grams
+        return response_keys(f, self.n_max, self.pair_window)
+
+
+class ResponseNgramsOfHashes(StringsOfHashes):
+    """The second pass of ``ResponseNgramDf``: exact df of the response n-grams whose hash is frequent."""
+
+    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
+        super().__init__(max_keys)
+        self.n_max = n_max
+        self.pair_window = pair_window
+
+    def keys_of(self, f):
+        return response_keys(f, self.n_max, self.pair_window)
 
 
 class _SideInputNgrams:
@@ -165,6 +184,22 @@ class PromptNgramDfIn(_CountsInSideInput, _PreAggregate):
         if not lookup:
             return ()
         return keys_in(toks(f, "pt"), lookup, first, self.n_max, self.pair_window)
+
+
+class PromptNgramDfInPacked(PromptNgramDfIn):
+    """``PromptNgramDfIn`` whose counts leave the bundle as packed sorted lists per string shard
+    (``hashed_df.pack_by_shard``): one element per shard, not one per n-gram."""
+
+    def process(self, f, lookup):  # type: ignore[override]
+        flushed = dict(super().process(f, lookup))
+        if flushed:
+            yield from pack_by_shard(flushed)
+
+    def finish_bundle(self):
+        acc, self._acc = self._acc, {}
+        windows = [GlobalWindow()]
+        for kv in pack_by_shard(acc):
+            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
 
 
 class FirstWords(frozenset):

@@ -16,12 +16,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
-from lazaret.graph.combine import CountPerElement, MaxFn, MinFn, SumFn
+from lazaret.graph.combine import CountPerElement, MaxFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
-from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfIn, PromptNgramDistinctIn, \
-    ResponseNgramDf
+from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfInPacked, PromptNgramDistinctIn, \
+    ResponseNgramDf, ResponseNgramsOfHashes
+from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, join_df, sum_packed
+from lazaret.checks.poisoning.one_response import PackSmallest, smallest_per_key
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
@@ -118,21 +120,37 @@ def PayloadCandidates(feats, p, totals):
 
     Identical responses (normalised word set) given to prompts sharing their first MinHash slot count once:
     copies of a record must not multiply counts the tests treat as independent, while one answer given to
-    unrelated prompts (a planted verdict, a fixed response) still counts per prompt."""
+    unrelated prompts (a planted verdict, a fixed response) still counts per prompt.
+
+    Every shuffle here sends packed blocks, not one element per response or n-gram (docs/shuffles.md,
+    s19-shuf23): responses per bundle (one_response.py), response n-grams by short hash and then the strings
+    of the frequent hashes (hashed_df.py), the band and its prompt df as sorted lists per string shard."""
     n_max, max_keys = p["max_ngram"], p["bundle_max_keys"]
     totals_si = AsSingleton(totals)
     responses = (feats | "ResponseRepKey" >> beam.Map(response_rep_value)
-                 | "OnePerResponse" >> beam.CombinePerKey(MinFn())
+                 | "PackResponses" >> beam.ParDo(PackSmallest(), totals_si)
+                 | "OnePerResponse" >> beam.GroupByKey()
+                 | "SmallestPerKey" >> beam.FlatMap(smallest_per_key)
                  | "ResponseRep" >> beam.Map(lambda kv: {"rt": kv[1][1], "gib": kv[1][2]}))
-    rdf = (responses | "ResponseNgrams" >> beam.ParDo(ResponseNgramDf(n_max, max_keys, p["pair_window"]))
-           | "SumResponseDf" >> beam.CombinePerKey(SumFn()))
+    # df >= min_support, exactly: counted by hash, then the strings of the frequent hashes (hashed_df.py)
+    # at most ~4 distinct response keys (n-grams, pairs) per response token: it sets the hashes' size
+    keys_bound = totals | "ResponseKeysBound" >> beam.Map(lambda t: 4 * t["response_tokens"])
+    rdf = responses | "ResponseNgrams" >> HashedDocumentFrequency(
+        ResponseNgramDf(n_max, max_keys, p["pair_window"]), ResponseNgramsOfHashes(n_max, max_keys, p["pair_window"]),
+        p["min_support"], p["max_side_input_keys"], keys_bound)
     band = (rdf | "SupportBand" >> beam.Filter(lambda kv, t: in_band(kv[1], t["records"], p) and says_something(kv[0]),
                                                totals_si)
             | CapSideInput("band", p["max_side_input_keys"], smallest_value))
     n_band = band | "CountBand" >> beam.combiners.Count.Globally()
-    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfIn(n_max, max_keys, p["pair_window"]), AsDict(band))
-           | "SumPromptDf" >> beam.CombinePerKey(SumFn()))
-    return ({"r": band, "p": pdf} | "JoinDf" >> beam.CoGroupByKey()
+    # the prompt df of the band and the band itself meet as packed sorted lists per string shard (JoinDf)
+    pdf = (feats | "PromptDfOfBand" >> beam.ParDo(PromptNgramDfInPacked(n_max, max_keys, p["pair_window"]), AsDict(band))
+           | "SumPromptDf" >> beam.GroupByKey()
+           | "TagPromptDf" >> beam.FlatMap(sum_packed, "p"))
+    packed_band = (band | "PackBand" >> beam.ParDo(PackStrings())
+                   | "TagBand" >> beam.Map(lambda kv: (kv[0], ("r", kv[1]))))
+    return ((packed_band, pdf) | "BandAndPromptDf" >> beam.Flatten()
+            | "JoinDf" >> beam.GroupByKey()
+            | "DfPerNgram" >> beam.FlatMap(join_df)
             | "VolumeTest" >> beam.ParDo(VolumeTest(p), totals_si, AsSingleton(n_band)))
 
 
