@@ -1,7 +1,9 @@
 """``PoisoningScan``: records -> {findings, clusters}. Wiring of the steps in this package.
 
-Shuffles, in order (each a CombinePerKey / CoGroupByKey, none collecting the corpus on one worker):
- 1. response n-gram df;           2. prompt df of the response n-grams in the support band;
+Shuffles, in order (none collecting the corpus on one worker; most are CombinePerKey; step 1 and its one-response-
+per-prompt-slot pass send packed blocks: ``hashed_df``, ``one_response``):
+ 1. response n-gram df (by hash, then the frequent hashes' strings exactly);
+ 2. prompt df of the response n-grams in the support band;
  3. carrier statistics of the response-only n-grams, and twin groups (edits);   4. (prompt n-gram,
  anomaly) counts over anomalous records;  5. prompt df of the n-grams those pairs name;  6. cluster
  summaries. With the dedup stage's clusters as a second input, claims.py adds three small shuffles.
