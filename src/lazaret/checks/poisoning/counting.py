@@ -16,7 +16,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
-from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes, pack_by_shard
+from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes, first_string_shard, pack_by_shard
 
 
 def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
@@ -239,7 +239,10 @@ def trigger_lookup(ts: List[Dict[str, Any]], cache: Optional[Dict[int, Tuple[Any
 
 class _PreAggregateDistinct(beam.DoFn):
     """Like _PreAggregate but collects the distinct values (prompt keys) per key, capped at ``cap`` smallest
-    (a KMV sketch: the distinct count is exact below ``cap`` and estimated above)."""
+    (a KMV sketch: the distinct count is exact below ``cap`` and estimated above). Keys are tuples whose first
+    element is an n-gram; they leave the bundle as packed sorted lists per shard of that n-gram
+    (``hashed_df.pack_by_shard``), one element per shard instead of one per key, and ``hashed_df.distinct_counts``
+    merges a shard's lists as ``DistinctCount`` merged the per-key accumulators."""
 
     def __init__(self, max_keys: int, cap: int = 256):
         self.max_keys = max_keys
@@ -254,8 +257,8 @@ class _PreAggregateDistinct(beam.DoFn):
 
     def _flush(self):
         acc, self._acc = self._acc, {}
-        for k, vals in acc.items():
-            yield k, sorted(vals)[: self.cap]
+        if acc:
+            yield from pack_by_shard({k: sorted(vals)[: self.cap] for k, vals in acc.items()}, first_string_shard)
 
     def process(self, element):
         acc = self._acc

@@ -283,13 +283,18 @@ def string_shard(k: str) -> int:
     return gram_hash(k, 1)[0] >> (8 - STRING_SHARD_BITS)
 
 
-def pack_by_shard(items: Dict[str, Any]) -> Iterator[Tuple[int, bytes]]:
-    """{string: value} -> (shard, packed [(string, value)] sorted by string) per shard (``string_shard``).
-    Sorted, neighbouring n-grams share their first words, which fold; one element per shard instead of one per
-    string saves Beam's framing."""
+def first_string_shard(k: Tuple[str, Any]) -> int:
+    """The shard of a tuple key by its first element (an n-gram): every key of one n-gram meets in one shard."""
+    return string_shard(k[0])
+
+
+def pack_by_shard(items: Dict[Any, Any], shard_of=string_shard) -> Iterator[Tuple[int, bytes]]:
+    """{key: value} -> (shard, packed [(key, value)] sorted by key) per shard (``shard_of(key)``, ``string_shard``
+    for string keys). Sorted, neighbouring n-grams share their first words, which fold; one element per shard
+    instead of one per string saves Beam's framing."""
     by_shard: Dict[int, list] = {}
     for k in sorted(items):
-        by_shard.setdefault(string_shard(k), []).append((k, items[k]))
+        by_shard.setdefault(shard_of(k), []).append((k, items[k]))
     for shard in sorted(by_shard):
         yield shard, pack(by_shard[shard])
 
@@ -303,6 +308,26 @@ def sum_strings(kv: Tuple[int, Iterable[bytes]], min_df: int) -> Iterator[Tuple[
     for k in sorted(df):
         if df[k] >= min_df:
             yield k, df[k]
+
+
+def distinct_counts(blobs: Iterable[bytes], cap: int) -> Dict[Any, int]:
+    """Packed [(key, sorted capped values)] lists (``counting._PreAggregateDistinct``) -> {key: distinct count}
+    sorted by key, as ``counting.DistinctCount`` gives it: the ``cap`` smallest values of the union (each list
+    already holds its ``cap`` smallest, so the union's smallest are among them), read by a KMV sketch. A key's
+    set is cut back to its ``cap`` smallest whenever it passes 4 x ``cap`` (memory; the result is the same)."""
+    from lazaret.checks.poisoning.stats import KMV
+
+    vals: Dict[Any, set] = {}
+    for blob in blobs:
+        for k, v in unpack(blob):
+            s = vals.get(k)
+            if s is None:
+                vals[k] = set(v)
+            else:
+                s.update(v)
+                if len(s) > 4 * cap:
+                    vals[k] = set(sorted(s)[:cap])
+    return {k: int(round(KMV(cap, sorted(vals[k])[:cap]).estimate())) for k in sorted(vals)}
 
 
 class HashedDocumentFrequency(beam.PTransform):

@@ -13,7 +13,7 @@ capped at ``max_side_input_keys``) and corpus totals, never records.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
@@ -22,9 +22,10 @@ from lazaret.graph.combine import CountPerElement, MaxFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
-from lazaret.checks.poisoning.counting import DistinctCount, PromptNgramDfInPacked, PromptNgramDistinctIn, \
+from lazaret.checks.poisoning.counting import PromptNgramDfInPacked, PromptNgramDistinctIn, \
     ResponseNgramDf, ResponseNgramsOfHashes
-from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, join_df, sum_packed
+from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, distinct_counts, join_df, \
+    sum_packed
 from lazaret.checks.poisoning.one_response import PackSmallest, smallest_per_key
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
@@ -215,6 +216,20 @@ def OffTopicTemplates(feats, p):
             | CapSideInput("off_topic_templates", p["max_side_input_keys"], largest_value))
 
 
+def pair_totals(kv: Tuple[int, Any], cap: int,
+                min_support: int) -> Iterator[Tuple[Tuple[str, str], Tuple[int, Dict[int, int]]]]:
+    """(n-gram shard, packed ((n-gram, anomaly, stratum), prompt keys) lists) -> ((n-gram, anomaly), (distinct
+    prompts, {stratum: distinct prompts})) for the pairs with at least ``min_support``, as the per-key combine
+    and the group by (n-gram, anomaly) gave them."""
+    by_pair: Dict[Tuple[str, str], Dict[int, int]] = {}
+    for (g, an, st), n in distinct_counts(kv[1], cap).items():
+        by_pair.setdefault((g, an), {})[st] = n
+    for pair, strata in by_pair.items():
+        total = sum(strata.values())
+        if total >= min_support:
+            yield pair, (total, dict(sorted(strata.items())))
+
+
 @beam.ptransform_fn
 def Triggers(inputs, p, totals, stratum_sizes, short_strata):
     """4-5: triggers = prompt n-grams associated with anomalies, tested against their strata's rates.
@@ -227,21 +242,23 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata):
              | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
              | "GroupSizes" >> beam.GroupByKey()
              | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
-    pairs = (anomalous | "PairNgrams" >> beam.ParDo(PairCounts(n_max, max_keys))
-             | "DistinctPairs" >> beam.CombinePerKey(DistinctCount())
-             | "PairByNgramAnomaly" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
+    # distinct prompts per (n-gram, anomaly, stratum) and their strata per (n-gram, anomaly) in one shuffle:
+    # packed lists per shard of the n-gram (counting._PreAggregateDistinct), so all of an n-gram's keys meet
+    pair_counts = PairCounts(n_max, max_keys)
+    pairs = (anomalous | "PairNgrams" >> beam.ParDo(pair_counts)
              | "PairStrata" >> beam.GroupByKey()
-             | "PairTotals" >> beam.Map(lambda kv: (kv[0], (sum(c for _, c in kv[1]), dict(sorted(kv[1])))))
-             | "PairSupport" >> beam.Filter(lambda kv: kv[1][0] >= p["min_support"]))
+             | "PairTotals" >> beam.FlatMap(pair_totals, pair_counts.cap, p["min_support"]))
     n_pairs = pairs | "CountPairs" >> beam.combiners.Count.Globally()
     pair_by_ngram = pairs | "ByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
     # n-grams named by the most (n-gram, anomaly) pairs first; the pairs themselves go through the join.
     named = (pair_by_ngram | "NamedSupport" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
              | "MaxNamedSupport" >> beam.CombinePerKey(MaxFn())
              | CapSideInput("named", p["max_side_input_keys"], largest_value))
-    ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(PromptNgramDistinctIn(n_max, max_keys), AsDict(named))
-           | "DistinctNamedDf" >> beam.CombinePerKey(DistinctCount())
-           | "NamedDfByNgram" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+    named_df = PromptNgramDistinctIn(n_max, max_keys)
+    ndf = (feats | "PromptDfOfNamed" >> beam.ParDo(named_df, AsDict(named))
+           | "DistinctNamedDf" >> beam.GroupByKey()
+           | "NamedDfByNgram" >> beam.FlatMap(
+               lambda kv, cap: (((g, (st, n)) for (g, st), n in distinct_counts(kv[1], cap).items())), named_df.cap))
     triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
                 | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
                                               AsDict(stratum_sizes), AsDict(short_strata))
