@@ -1,7 +1,8 @@
 """``PoisoningScan``: records -> {findings, clusters}. Wiring of the steps in this package.
 
 Shuffles, in order (none collecting the corpus on one worker; most are CombinePerKey; step 1 and its one-response-
-per-prompt-slot pass send packed blocks: ``hashed_df``, ``one_response``):
+per-prompt-slot pass send packed blocks: ``hashed_df``, ``one_response``; steps 4 and 5 packed lists of distinct
+prompt keys per n-gram shard, ``counting._PreAggregateDistinct``):
  1. response n-gram df (by hash, then the frequent hashes' strings exactly);
  2. prompt df of the response n-grams in the support band;
  3. carrier statistics of the response-only n-grams, and twin groups (edits);   4. (prompt n-gram,
