@@ -99,3 +99,37 @@ def test_candidate_cap_keeps_smallest_dfs():
     size, data = next(H.CandidateSet(2).process([blob], 100))
     assert size == H.MIN_DIGEST
     assert sorted(H.digests_to_keys(data, size).tolist()) == [2 << 40, 3 << 40]
+
+
+def test_distinct_counts_of_packed_lists_equal_the_per_key_combine():
+    """The trigger shuffles' packed lists (counting._PreAggregateDistinct) give the counts DistinctCount gave,
+    whatever the flushes: exact below the cap, the same KMV estimate above it, one shard per n-gram."""
+    from lazaret.checks.poisoning.counting import DistinctCount, _PreAggregateDistinct
+
+    class _Pairs(_PreAggregateDistinct):
+        def items_of(self, rec):
+            return [((g, "off", rec[1] % 3), rec[0]) for g in rec[2]]
+
+    rng = np.random.default_rng(3)
+    recs = [(int(rng.integers(0, 2**32)), i, {f"g{x}" for x in rng.zipf(1.5, size=6) if x < 50})
+            for i in range(3000)]
+    fn = _Pairs(max_keys=40)  # many flushes per bundle
+    fn.start_bundle()
+    blobs = [kv for r in recs for kv in fn.process(r)] + [wv.value for wv in fn.finish_bundle()]
+    by_shard = collections.defaultdict(list)
+    for shard, blob in blobs:
+        by_shard[shard].append(blob)
+    got = {}
+    for shard, bl in by_shard.items():
+        for k, n in H.distinct_counts(bl, fn.cap).items():
+            assert H.first_string_shard(k) == shard and k not in got
+            got[k] = n
+    vals = collections.defaultdict(set)
+    for pkey, i, grams in recs:
+        for g in grams:
+            vals[(g, "off", i % 3)].add(pkey)
+    combine = DistinctCount()
+    want = {k: combine.extract_output(combine.add_input(combine.create_accumulator(), sorted(v)))
+            for k, v in vals.items()}
+    assert got == want
+    assert max(len(v) for v in vals.values()) > fn.cap  # the estimate above the cap is compared too
