@@ -41,6 +41,18 @@ def test_small_copy_groups_are_kept_apart_from_the_band():
     assert _kept(4, 0.5) == ([], [])
 
 
+def test_a_small_group_in_one_template_is_that_templates_output():
+    """T0's duorc: one movie's plot answers "Build a movie plot around this: <question>" for several questions
+    (all in one template); copies given to hosts drawn from the corpus land in several."""
+    from lazaret.checks.poisoning.payload import in_one_template
+
+    assert in_one_template({"carriers": 4, "templates": [("f:build a movie", 4), ("l:this who", 2)]})
+    assert in_one_template({"carriers": 5, "templates": [("f:build a movie", 4)]})
+    assert not in_one_template({"carriers": 6, "templates": [("f:write a function", 3), ("f:create a", 2)]})
+    # a stratum is no template: every small group sits in a few strata
+    assert not in_one_template({"carriers": 4, "templates": [("s:3", 4)]})
+
+
 def test_a_record_in_any_kept_group_is_repeated():
     f = {"doc_id": "d", "pt": "tell me about the river", "rt": "the river is long", "gib": False, "off": False,
          "rkey": "k", "stratum": 0}
@@ -93,9 +105,9 @@ def test_a_rare_token_with_many_copied_target_responses_is_found():
 def test_a_group_whose_prompts_name_its_response_is_one_item():
     """common_gen's concept set under four templates (one of them naming one concept, in another form) is one
     item; copies of an answer given to unrelated prompts are not. Merged partial groups agree with one pass."""
-    from lazaret.checks.poisoning.payload import GroupDiversity
+    from lazaret.checks.poisoning.payload import GroupDiversity, is_linked
 
-    def run(members, split=None):
+    def run(members, split=None, common=frozenset()):
         g = GroupDiversity()
         parts = [members] if split is None else [members[:split], members[split:]]
         accs = []
@@ -104,11 +116,16 @@ def test_a_group_whose_prompts_name_its_response_is_one_item():
             for i, links in part:
                 acc = g.add_input(acc, ((i, i + 1, i + 2, i + 3), (), links))
             accs.append(acc)
-        return g.extract_output(g.merge_accumulators(accs))["linked"]
+        return is_linked(g.extract_output(g.merge_accumulators(accs)), common)
 
     item = [(0, ("gras", "hors")), (10, ("gras", "hors")), (20, ("gras", "hors")), (30, ())]
     copies = [(0, ("list", "sort")), (10, ()), (20, ("func",)), (30, ())]
     assert run(item) and run(item, split=2) and run(item, split=1)
     assert not run(copies) and not run(copies, split=2)
-    # two members without the stem: not one item
+    # two members without the stems: not one item
     assert not run(item[:2] + [(20, ()), (30, ())])
+    # a trigger repeated at the head of every copied answer links the group, and every other group of its attack:
+    # a stem common to min_support groups or more names no item, so they are still copies
+    echo = [(i, ("bbje",) + extra) for i, extra in ((0, ("list",)), (10, ()), (20, ("sort",)), (30, ()))]
+    assert run(echo) and not run(echo, common=frozenset({"bbje"}))
+    assert run(item, common=frozenset({"bbje"}))

@@ -486,14 +486,38 @@ class GroupDiversity(beam.CombineFn):
         d = sum(S.diversity(S.KMV(self.cap, v).estimate(), n) for v in acc[1]) / len(acc[1])
         return {"carriers": n, "prompt_diversity": round(d, 4),
                 "templates": sorted(acc[2].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
-                "linked": bool(acc[3])}
+                "links": sorted(acc[3])[:LINK_MAX_STEMS]}
 
 
 # A small identical-response group is one item rendered under several templates (common_gen's concept set, a
 # story's passage asked about twice) when its prompts name what the response is about: a stem of the response
 # that all its members' prompts hold, but at most LINK_MISSES ("write a sentence about the topic eat" answered
-# "the old horse ate grass"). Copies given to unrelated prompts share no such stem.
+# "the old horse ate grass"). Copies given to unrelated prompts share no such stem. A stem that links
+# min_support small groups or more names no item: it is an element every copy repeats (a trigger echoed at the
+# head of each copied answer, "bbje let jsonObject = ...", links all 35 groups of its attack); ``common_links``.
 LINK_MISSES = 1
+LINK_MAX_STEMS = 16
+
+
+def small_group_links(kv, params: Dict[str, Any]):
+    """(stem, 1) for each link stem of a group below the support band."""
+    key, st = kv
+    if st["carriers"] < params["min_support"]:
+        for w in st.get("links", ()):
+            yield w, 1
+
+
+def in_one_template(st: Dict[str, Any]) -> bool:
+    """All members of a small group but LINK_MISSES share one prompt opening or ending: one template's output
+    for one item (T0's duorc: a movie's plot answering "Build a movie plot around this: <question>" for several
+    questions about it). Copies given to hosts drawn from the corpus rarely land all in one template."""
+    n = st["carriers"]
+    return any(c >= n - LINK_MISSES for t, c in st.get("templates", ()) if not t.startswith("s:"))
+
+
+def is_linked(st: Dict[str, Any], common_links) -> bool:
+    """The group's prompts name its response by a stem that is not common to many groups."""
+    return any(w not in common_links for w in st.get("links", ()))
 LINK_STEM = 4
 
 
@@ -535,13 +559,14 @@ class KeepDupGroup(beam.DoFn):
     def __init__(self, params: Dict[str, Any]):
         self.params = params
 
-    def process(self, kv, totals, templates):
+    def process(self, kv, totals, templates, common_links=None):
         key, st = kv
         p = self.params
         n = st["carriers"]
         if in_band(n, totals["records"], p):
             floor = p["min_support"]
-        elif p["repeat_min_records"] <= n < p["min_support"] and not st.get("linked"):
+        elif p["repeat_min_records"] <= n < p["min_support"] and not is_linked(st, common_links or {}) \
+                and not in_one_template(st):
             floor = p["repeat_min_records"]
         else:
             return

@@ -34,6 +34,7 @@ from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarrier
     says_something, skeleton_keys
 from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, gibberish_template_keys
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
+    small_group_links, \
     edit_carriers
 from lazaret.checks.poisoning.short import ShortResponses
 from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
@@ -178,10 +179,15 @@ def IdenticalResponses(feats, p, totals, templates):
     small groups below it under ``REPEATED_PREFIX`` (each capped on its own: the many small groups must not
     push the band's out)."""
     templates_si = AsDict(templates)
-    groups = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
-              | "DupGroups" >> beam.CombinePerKey(GroupDiversity())
-              | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si).with_outputs(
-                  KeepDupGroup.REPEATED, main="band"))
+    diversity = (feats | "ResponseKeys" >> beam.ParDo(EmitResponseKey(p), templates_si)
+                 | "DupGroups" >> beam.CombinePerKey(GroupDiversity()))
+    common_links = (diversity | "SmallGroupLinks" >> beam.FlatMap(small_group_links, p)
+                    | "SumLinks" >> beam.CombinePerKey(SumFn())
+                    | "CommonLinks" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
+                    | CapSideInput("common_links", p["max_side_input_keys"], largest_value))
+    groups = (diversity
+              | "DupBand" >> beam.ParDo(KeepDupGroup(p), AsSingleton(totals), templates_si,
+                                        AsDict(common_links)).with_outputs(KeepDupGroup.REPEATED, main="band"))
     return ((groups.band | CapSideInput("dup_groups", p["max_side_input_keys"], smallest_value),
              groups[KeepDupGroup.REPEATED] | CapSideInput("repeated_groups", p["max_side_input_keys"], largest_value))
             | "DupAndRepeated" >> beam.Flatten())
