@@ -118,29 +118,25 @@ def response_keys(f, n_max: int, pair_window: int) -> Iterable[str]:
     return grams
 
 
-class ResponseNgramDf(HashedDf):
+class _ResponseKeys:
+    """Both passes over the response keys (``response_keys``) take the same parameters and keys."""
+
+    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
+        super().__init__(max_keys)
+        self.n_max = n_max
+        self.pair_window = pair_window
+
+    def keys_of(self, f):
+        return response_keys(f, self.n_max, self.pair_window)
+
+
+class ResponseNgramDf(_ResponseKeys, HashedDf):
     """df of every response-side n-gram (responses are short: this is the cheap side), counted by hash
     (hashed_df.py: only the band's strings are ever needed)."""
 
-    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
-        super().__init__(max_keys)
-        self.n_max = n_max
-        self.pair_window = pair_window
 
-    def keys_of(self, f):
-        return response_keys(f, self.n_max, self.pair_window)
-
-
-class ResponseNgramsOfHashes(StringsOfHashes):
+class ResponseNgramsOfHashes(_ResponseKeys, StringsOfHashes):
     """The second pass of ``ResponseNgramDf``: exact df of the response n-grams whose hash is frequent."""
-
-    def __init__(self, n_max: int, max_keys: int, pair_window: int = 0):
-        super().__init__(max_keys)
-        self.n_max = n_max
-        self.pair_window = pair_window
-
-    def keys_of(self, f):
-        return response_keys(f, self.n_max, self.pair_window)
 
 
 class _SideInputNgrams:
