@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
@@ -102,9 +100,7 @@ class _PreAggregate(beam.DoFn):
 
     def finish_bundle(self):
         acc, self._acc = self._acc, {}
-        windows = [GlobalWindow()]
-        for kv in acc.items():
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, acc.items())
 
 
 def response_keys(f, n_max: int, pair_window: int) -> Iterable[str]:
@@ -193,9 +189,7 @@ class PromptNgramDfInPacked(PromptNgramDfIn):
 
     def finish_bundle(self):
         acc, self._acc = self._acc, {}
-        windows = [GlobalWindow()]
-        for kv in pack_by_shard(acc):
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, pack_by_shard(acc))
 
 
 class FirstWords(frozenset):
@@ -271,9 +265,7 @@ class _PreAggregateDistinct(beam.DoFn):
             yield from self._flush()
 
     def finish_bundle(self):
-        windows = [GlobalWindow()]
-        for kv in self._flush():
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, self._flush())
 
 
 class DistinctCount(beam.CombineFn):

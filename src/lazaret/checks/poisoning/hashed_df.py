@@ -36,9 +36,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.graph.packing import compress, decompress, pack, unpack
 
@@ -174,9 +172,7 @@ class HashedDf(beam.DoFn):
                 yield s, pack_counts(keys[a:b], counts[a:b])
 
     def finish_bundle(self):
-        windows = [GlobalWindow()]
-        for kv in self._flush():
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, self._flush())
 
 
 def frequent_hashes(kv: Tuple[int, Iterable[bytes]], min_df: int) -> Iterator[bytes]:
@@ -273,9 +269,7 @@ class StringsOfHashes(beam.DoFn):
         yield from pack_by_shard(acc)
 
     def finish_bundle(self):
-        windows = [GlobalWindow()]
-        for kv in self._flush():
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, self._flush())
 
 
 def string_shard(k: str) -> int:
@@ -373,9 +367,7 @@ class PackStrings(beam.DoFn):
 
     def finish_bundle(self):
         acc, self._acc = self._acc, {}
-        windows = [GlobalWindow()]
-        for kv in pack_by_shard(acc):
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, pack_by_shard(acc))
 
 
 def sum_packed(kv: Tuple[int, Iterable[bytes]], tag: str) -> Iterator[Tuple[int, Tuple[str, bytes]]]:

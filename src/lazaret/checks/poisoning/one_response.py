@@ -19,9 +19,7 @@ import zlib
 from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.graph.packing import pack, unpack
 
@@ -72,9 +70,7 @@ class PackSmallest(beam.DoFn):
             yield s, pack(by_shard[s])
 
     def finish_bundle(self):
-        windows = [GlobalWindow()]
-        for kv in self._flush():
-            yield WindowedValue(kv, MIN_TIMESTAMP, windows)
+        yield from map(GlobalWindows.windowed_value, self._flush())
 
 
 def smallest_per_key(kv: Tuple[int, Iterable[bytes]]) -> Iterator[Tuple[Any, Any]]:

@@ -449,7 +449,7 @@ class GroupDiversity(beam.CombineFn):
         # prompt with one word changed gets a new 4-slot key most of the time but keeps each single slot
         # with probability ~ its Jaccard similarity, so copies do not pass for different prompts.
         # The last entry: {link stem: members whose prompt lacks it} for the stems of the first members,
-        # dropped once two members lack it (``linked``).
+        # dropped once more than LINK_MISSES members lack it (``is_linked``).
         return [0, [[], [], [], []], {}, {}]
 
     def add_input(self, acc, x):
@@ -518,6 +518,9 @@ def in_one_template(st: Dict[str, Any]) -> bool:
 def is_linked(st: Dict[str, Any], common_links) -> bool:
     """The group's prompts name its response by a stem that is not common to many groups."""
     return any(w not in common_links for w in st.get("links", ()))
+
+
+# letters of a content word that stand for it when a response and its prompt are compared (``link_stems``)
 LINK_STEM = 4
 
 

@@ -121,7 +121,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
 
 def content_parts(words: Iterable[str]) -> set:
     """The content words of ``words`` with identifiers split ("line_count": line, count), so that a task's
-    answer naming the request's words in code ("line_count" for "count the number of lines in a file": 39 clean
+    answer naming the request's words in code ("line_count" for "count the number of lines in a file": 66 clean
     records of a mixture, seed 5) is the task in its own words."""
     return {part for w in words for part in w.split("_") if len(part) >= 3 and part not in T.STOPWORDS}
 
