@@ -500,9 +500,11 @@ LINK_MAX_STEMS = 16
 
 
 def small_group_links(kv, params: Dict[str, Any]):
-    """(stem, 1) for each link stem of a group below the support band."""
+    """(stem, 1) for each link stem of a group that ``KeepDupGroup`` could keep below the support band. Pairs
+    of copies (fewer than ``repeat_min_records``) are never kept, and in a corpus of short answers they are
+    common enough to make a real item's stem look common ("calculates": 26 clean records of a mixture kept)."""
     key, st = kv
-    if st["carriers"] < params["min_support"]:
+    if params["repeat_min_records"] <= st["carriers"] < params["min_support"]:
         for w in st.get("links", ()):
             yield w, 1
 
