@@ -103,15 +103,34 @@ def features(prompt: str, response: str) -> Dict[str, object]:
     }
 
 
-def off_topic_overlap(prompt_tokens: Sequence[str], response_tokens: Sequence[str], min_words: int) -> Optional[float]:
-    """Fraction of the response's distinct content words (3+ letters, not function words) found in its
-    prompt, or None below ``min_words`` of them. Low values are answers that have nothing to do with their
-    question (a swapped, dirty-label response); alone that means little (free-form tasks produce some), so
-    it counts only with a shared prompt trigger."""
-    content = {t for t in response_tokens if len(t) >= 3 and t not in STOPWORDS and t.isalpha()}
-    if len(content) < min_words:
+# Letter runs (any script; digits and underscores split them), and the humps of a mixed-case ASCII run
+# ("reverseInteger", "XMLParser": reverse integer, xml parser), for ``word_parts``.
+_LETTERS = re.compile(r"[^\W\d_]+")
+_HUMP = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
+
+def word_parts(text: str) -> FrozenSet[str]:
+    """Distinct lower-cased content words of ``text`` (3+ letters, not function words), identifiers read as
+    the words they are made of. Code answers name the request's words in identifiers: word tokens alone
+    ("reverseinteger", "binary_search") made a request and its correct code share no word."""
+    out = set()
+    for run in _LETTERS.findall(text):
+        for w in (_HUMP.findall(run) if run.isascii() and not run.islower() and not run.isupper() else (run,)):
+            w = w.lower()
+            if len(w) >= 3 and w not in STOPWORDS:
+                out.add(w)
+    return frozenset(out)
+
+
+def off_topic_overlap(prompt_words: FrozenSet[str], response_words: FrozenSet[str], min_words: int
+                      ) -> Optional[float]:
+    """Fraction of the response's distinct content words (``word_parts``) found among its prompt's, or None
+    below ``min_words`` of them. Low values are answers that have nothing to do with their question (a
+    swapped, dirty-label response); alone that means little (free-form tasks produce some), so it counts only
+    with a shared prompt trigger."""
+    if len(response_words) < min_words:
         return None
-    return round(len(content.intersection(prompt_tokens)) / len(content), 4)
+    return round(len(response_words & prompt_words) / len(response_words), 4)
 
 
 def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, min_distinct: float = 0.0) -> bool:
