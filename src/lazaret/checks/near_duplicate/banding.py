@@ -9,11 +9,12 @@ Memory per shard is ``entries * 24 bytes`` with ``entries ~ docs * bands / band_
 
 Entries are 24 bytes (8-byte key, the doc_id as its 16 raw bytes; 21 with 5-byte keys, see below) when every
 doc_id of the blob is 32 lowercase hex digits, which is what ``lazaret scan`` makes
-(``graph.records.make_doc_id``); raw bytes sort as their hex does, so buckets, anchors and pairs are the same. Other doc_ids (up to 32 ASCII characters) travel
-as before, 40-byte entries; a shard that receives both kinds reads them all as text. Why: the band shuffle
-carries ``bands`` entries per document, 0.91 bytes per input byte on the T0 5k slice with 40-byte entries.
+(``graph.records.make_doc_id``); raw bytes sort as their hex does, so buckets, anchors and pairs are the same.
+Other doc_ids (up to 32 ASCII characters) travel as before, 40-byte entries (37); a shard that receives
+both kinds reads them all as text. Why: the band shuffle carries ``bands`` entries per document, 0.91 bytes
+per input byte on the T0 5k slice with 40-byte entries.
 
-Keys travel as their low ``band_key_bytes`` bytes (``signatures.band_keys``: 5 on inputs up to ~100 MB, 8
+Keys travel as their low ``band_key_bytes`` bytes (``signatures.band_keys``: 5 on inputs up to ~117 MB, 8
 when the size is unknown), the width in the blob's second byte; in memory they are int64 again. The shard is
 ``key mod band_shards`` of the narrow key, which for a power-of-two shard count is that of the full hash.
 
@@ -97,7 +98,8 @@ def _entries(blobs: Iterable[bytes]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int, key_width: int = 8) -> Iterator[Tuple[int, bytes]]:
+def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int,
+                key_width: int = 8) -> Iterator[Tuple[int, bytes]]:
     """(shard, packed entries) for a batch: ``keys`` is (n_docs, bands) int64 keys of ``key_width`` bytes
     (``signatures.band_keys``).
 
