@@ -135,11 +135,11 @@ def corpus_file(corpus, tmp_path_factory):
     return str(path)
 
 
-def run_pipeline(path, out_dir, argv, section=None):
+def run_pipeline(path, out_dir, argv, section=None, input_bytes=None):
     opts = PipelineOptions(argv)
     with beam.Pipeline(options=opts) as p:
         res = (p | beam.io.ReadFromText(path) | beam.Map(json.loads)
-               | NearDuplicateClusters(section or {}))
+               | NearDuplicateClusters(section or {}, input_bytes=input_bytes))
         (res["findings"] | "F" >> beam.Map(lambda f: json.dumps(f, sort_keys=True))
          | "WF" >> beam.io.WriteToText(str(out_dir / "findings")))
         (res["clusters"] | "C" >> beam.Map(lambda c: json.dumps(c, sort_keys=True))
@@ -323,15 +323,18 @@ def test_band_entries_raw_and_text_ids_give_the_same_pairs():
 
 @pytest.mark.parametrize("shards", [1, 3, 64])
 @pytest.mark.parametrize("hex_ids", [True, False])
-def test_band_blobs_hold_every_entry_in_either_form(shards, hex_ids):
+@pytest.mark.parametrize("key_width", [8, 5, 1])
+def test_band_blobs_hold_every_entry_in_either_form(shards, hex_ids, key_width):
     """``pack_shards``' blobs (runs of doc_ids or plain entries, whichever is smaller) give back exactly the
-    (key, doc_id) entries of the batch, shard by shard, in the batch's order."""
+    (key, doc_id) entries of the batch, shard by shard, in the batch's order, whatever the keys' width."""
     from lazaret.checks.near_duplicate.banding import _entries, id_list
     rnd = random.Random(shards)
     ids = [did(f"d{i}") if hex_ids else f"doc-{i}" for i in range(50)]
-    keys = np.array([[rnd.randrange(-2**63, 2**63) for _ in range(21)] for _ in ids], dtype=np.int64)
+    lo, hi = (-2**63, 2**63) if key_width == 8 else (0, 2**(8 * key_width))
+    keys = np.array([[rnd.randrange(lo, hi) for _ in range(21)] for _ in ids], dtype=np.int64)
     got = {}
-    for shard, blob in pack_shards(ids, keys, shards):
+    for shard, blob in pack_shards(ids, keys, shards, key_width):
+        assert blob[1] == key_width
         assert shard not in got
         e = _entries([blob])
         got[shard] = list(zip(e["k"].tolist(), id_list(e["d"])))
@@ -564,6 +567,27 @@ def test_same_output_on_multiprocessing_direct_runner(corpus_file, fnapi_out, tm
     assert mp[1] == fnapi_out[1]
 
 
+def test_same_output_with_keys_and_shards_for_a_sized_input(corpus_file, fnapi_out, tmp_path):
+    """With the scan's input size the stage uses 5-byte band keys and 16 shards (what all of T0 gets), not
+    8 bytes and 4,096: the clusters must not change."""
+    from lazaret.checks.near_duplicate.signatures import band_key_bytes_for
+    assert band_key_bytes_for(70_300_000, P.bands) == 5
+    out = run_pipeline(corpus_file, tmp_path, ["--runner=FnApiRunner"], input_bytes=70_300_000)
+    assert out == fnapi_out
+
+
+def test_colliding_band_keys_cost_work_not_results(corpus_file, tmp_path, monkeypatch):
+    """1-byte band keys (256 values a band: distinct bands collide all the time) give the clusters 8-byte keys
+    give, as long as no merged bucket crosses ``max_bucket_size``: each pair is verified on full signatures.
+    Only the candidate count grows."""
+    from lazaret.checks.near_duplicate import transform
+    section = {"max_bucket_size": 100_000}
+    whole = run_pipeline(corpus_file, tmp_path / "whole", ["--runner=FnApiRunner"], section)
+    monkeypatch.setattr(transform, "band_key_bytes_for", lambda n_bytes, bands: 1)
+    narrow = run_pipeline(corpus_file, tmp_path / "narrow", ["--runner=FnApiRunner"], section, input_bytes=1)
+    assert narrow == whole and whole[0]
+
+
 def test_prepare_flushes_at_fixed_counts_within_a_bundle():
     """The read stage is one bundle per worker however large the input, so _PrepareFn must flush its exact
     groups and members at fixed counts during the bundle, not only at its end (bounded worker memory)."""
@@ -672,6 +696,40 @@ def test_shard_count_follows_the_input_size(tmp_path):
     assert input_bytes([str(tmp_path / "missing.jsonl")]) is None
     assert input_bytes([]) == 0
     assert input_bytes([str(plain)] * 1001) is None  # too many files to size: band_shards
+
+
+def test_band_key_width_follows_the_input_size():
+    """5 bytes up to ~117 MB of input (at 1 KiB a record, 1/8 expected colliding pairs of distinct band values),
+    6, 7, then 8 (the whole hash), which is also the width when the size is unknown."""
+    from lazaret.checks.near_duplicate.signatures import band_key_bytes_for
+    assert band_key_bytes_for(None, 21) == 8
+    assert band_key_bytes_for(0, 21) == 5
+    assert band_key_bytes_for(70_300_000, 21) == 5  # all of T0 as JSONL
+    assert band_key_bytes_for(120_000_000, 21) == 6
+    assert band_key_bytes_for(10 ** 10, 21) == 7
+    assert band_key_bytes_for(10 ** 12, 21) == 8
+    assert band_key_bytes_for(117_000_000, 84) == 6  # more bands, more chances to collide
+
+
+@pytest.mark.parametrize("width", [5, 6, 7])
+def test_narrow_band_keys_are_the_low_bytes_of_the_whole_hash(width):
+    """A narrow key is the whole key's low bytes, so its band shard and home (``key mod shards``, shards a
+    power of two) are the whole key's; ``keys_to_bytes`` / ``keys_from_bytes`` round-trip it."""
+    import dataclasses
+
+    from lazaret.checks.near_duplicate.shards import home_of
+    from lazaret.checks.near_duplicate.signatures import band_keys, keys_from_bytes, keys_to_bytes
+    rnd = np.random.default_rng(width)
+    sigs = rnd.integers(0, 2 ** 32, size=(200, P.num_perm), dtype=np.uint64).astype(np.uint32)
+    whole, narrow = band_keys(sigs, P), band_keys(sigs, dataclasses.replace(P, band_key_bytes=width))
+    assert narrow.dtype == np.int64 and narrow.min() >= 0 and narrow.max() < 2 ** (8 * width)
+    assert (narrow == (whole.view(np.uint64) & np.uint64(2 ** (8 * width) - 1)).view(np.int64)).all()
+    for shards in (1, 16, 4096):
+        assert [home_of(k, shards) for k in narrow[:, 0]] == [home_of(k, shards) for k in whole[:, 0]]
+    for keys, w in ((narrow, width), (whole, 8)):
+        data = keys_to_bytes(keys, w)
+        assert data.shape == (keys.size, w)
+        assert (keys_from_bytes(data.tobytes(), w).reshape(keys.shape) == keys).all()
 
 
 def test_member_blocks_round_trip():

@@ -7,11 +7,16 @@ reducer sorts its entries by key and walks the runs of equal keys, which are exa
 Memory per shard is ``entries * 24 bytes`` with ``entries ~ docs * bands / band_shards``: raise
 ``band_shards`` for corpora beyond ~100M records.
 
-Entries are 24 bytes (8-byte key, the doc_id as its 16 raw bytes) when every doc_id of the blob is 32
-lowercase hex digits, which is what ``lazaret scan`` makes (``graph.records.make_doc_id``); raw bytes sort as
-their hex does, so buckets, anchors and pairs are the same. Other doc_ids (up to 32 ASCII characters) travel
-as before, 40-byte entries; a shard that receives both kinds reads them all as text. Why: the band shuffle
-carries ``bands`` entries per document, 0.91 bytes per input byte on the T0 5k slice with 40-byte entries.
+Entries are 24 bytes (8-byte key, the doc_id as its 16 raw bytes; 21 with 5-byte keys, see below) when every
+doc_id of the blob is 32 lowercase hex digits, which is what ``lazaret scan`` makes
+(``graph.records.make_doc_id``); raw bytes sort as their hex does, so buckets, anchors and pairs are the same.
+Other doc_ids (up to 32 ASCII characters) travel as before, 40-byte entries (37); a shard that receives
+both kinds reads them all as text. Why: the band shuffle carries ``bands`` entries per document, 0.91 bytes
+per input byte on the T0 5k slice with 40-byte entries.
+
+Keys travel as their low ``band_key_bytes`` bytes (``signatures.band_keys``: 5 on inputs up to ~117 MB, 8
+when the size is unknown), the width in the blob's second byte; in memory they are int64 again. The shard is
+``key mod band_shards`` of the narrow key, which for a power-of-two shard count is that of the full hash.
 
 Bucket cap: a bucket with m members would give m(m-1)/2 pairs. Up to ``max_bucket_size`` members we emit
 all of them (verification keeps the true ones). Beyond that, every member is paired only with the bucket's
@@ -32,9 +37,10 @@ from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.shards import (Block, ShardBuffer, hex_ids_raw, pack_pairs, raw_ids_hex,
                                                   shard_of)
+from lazaret.checks.near_duplicate.signatures import keys_from_bytes, keys_to_bytes
 from lazaret.checks.near_duplicate.verify import PAIR
 
-ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tags b"t", b"T")
+ENTRY = np.dtype([("k", "<i8"), ("d", "S32")])  # doc_ids as text (tags b"t", b"T"), in memory
 ENTRY_RAW = np.dtype([("k", "<i8"), ("d", "S16")])  # 32-hex-digit doc_ids as 16 raw bytes (tags b"x", b"X")
 TEXT, RAW = b"t", b"x"  # blobs of entries
 TEXT_RUNS, RAW_RUNS = b"T", b"X"  # blobs of doc_id runs and keys (pack_shards)
@@ -60,14 +66,18 @@ def as_text(ids: np.ndarray) -> np.ndarray:
 
 def _block(blob: bytes) -> np.ndarray:
     """One ``pack_shards`` blob back to its (key, doc_id) entries, in the order they were packed."""
-    tag = blob[:1]
+    tag, key_width = blob[:1], blob[1]
+    width = 16 if tag in (RAW, RAW_RUNS) else 32
     if tag in (RAW, TEXT):
-        return np.frombuffer(blob, dtype=ENTRY_RAW if tag == RAW else ENTRY, offset=1)
-    (n_docs,) = struct.unpack_from("<I", blob, 1)
-    width = 16 if tag == RAW_RUNS else 32
-    ids = np.frombuffer(blob, dtype=f"S{width}", count=n_docs, offset=5)
-    runs = np.frombuffer(blob, dtype="<u2", count=n_docs, offset=5 + width * n_docs)
-    keys = np.frombuffer(blob, dtype="<i8", offset=5 + (width + 2) * n_docs)
+        rows = np.frombuffer(blob, dtype=np.uint8, offset=2).reshape(-1, key_width + width)
+        entries = np.empty(len(rows), dtype=ENTRY_RAW if width == 16 else ENTRY)
+        entries["k"] = keys_from_bytes(rows[:, :key_width], key_width)
+        entries["d"] = np.ascontiguousarray(rows[:, key_width:]).view(f"S{width}").reshape(-1)
+        return entries
+    (n_docs,) = struct.unpack_from("<I", blob, 2)
+    ids = np.frombuffer(blob, dtype=f"S{width}", count=n_docs, offset=6)
+    runs = np.frombuffer(blob, dtype="<u2", count=n_docs, offset=6 + width * n_docs)
+    keys = keys_from_bytes(np.frombuffer(blob, dtype=np.uint8, offset=6 + (width + 2) * n_docs), key_width)
     entries = np.empty(len(keys), dtype=ENTRY_RAW if width == 16 else ENTRY)
     entries["k"], entries["d"] = keys, np.repeat(ids, runs)
     return entries
@@ -88,13 +98,16 @@ def _entries(blobs: Iterable[bytes]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[Tuple[int, bytes]]:
-    """(shard, packed entries) for a batch: ``keys`` is (n_docs, bands) int64.
+def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int,
+                key_width: int = 8) -> Iterator[Tuple[int, bytes]]:
+    """(shard, packed entries) for a batch: ``keys`` is (n_docs, bands) int64 keys of ``key_width`` bytes
+    (``signatures.band_keys``).
 
-    A blob holds the entries in the batch's order (doc by doc, so a document's keys that fall in one shard are
-    one run), in the smaller of two forms: runs (tag ``X``, or ``T`` for text ids): the number n of doc_id
-    runs (uint32), their doc_ids (n x 16 raw bytes, or 32 bytes of text), their lengths (n x uint16) and the
-    keys (int64); or entries (tag ``x`` / ``t``): (key, doc_id) each. Why runs: with few shards
+    A blob is its tag, ``key_width`` (one byte), then the entries in the batch's order (doc by doc, so a
+    document's keys that fall in one shard are one run), in the smaller of two forms: runs (tag ``X``, or ``T``
+    for text ids): the number n of doc_id runs (uint32), their doc_ids (n x 16 raw bytes, or 32 bytes of
+    text), their lengths (n x uint16) and the keys (``key_width`` little-endian bytes each); or entries (tag
+    ``x`` / ``t``): (key, doc_id) each. Why runs: with few shards
     (``shards.shards_for``) a document has several keys in each shard's blob, and its doc_id is then sent
     once per blob, not once per key (T0 5k at 8 shards: BandGroup 0.54 -> 0.32 bytes per input byte). With
     thousands of shards a document has about one key per blob, and entries are smaller (no run header).
@@ -111,7 +124,7 @@ def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[T
     flat = keys.reshape(-1).astype("<i8", copy=False)
     shard = (flat.view(np.uint64) % np.uint64(shards)).astype(np.int64)
     order = np.argsort(shard, kind="stable")
-    shard, flat = shard[order], flat[order]
+    shard, narrow = shard[order], keys_to_bytes(flat[order], key_width)
     doc = order // bands  # the document of each entry (order is doc-major within a shard: a stable sort)
     new_shard = np.r_[True, shard[1:] != shard[:-1]]
     run_starts = np.flatnonzero(new_shard | np.r_[True, doc[1:] != doc[:-1]])
@@ -119,15 +132,17 @@ def pack_shards(doc_ids: List[str], keys: np.ndarray, shards: int) -> Iterator[T
     run_ids = ids[doc[run_starts]]
     cuts = np.flatnonzero(np.r_[new_shard, True])
     at = np.searchsorted(run_starts, cuts)
+    head = bytes([key_width])
     for lo, hi, r0, r1 in zip(cuts[:-1].tolist(), cuts[1:].tolist(), at[:-1].tolist(), at[1:].tolist()):
         if 4 + (width + 2) * (r1 - r0) < width * (hi - lo):
-            yield int(shard[lo]), b"".join((RAW_RUNS if raw is not None else TEXT_RUNS,
+            yield int(shard[lo]), b"".join((RAW_RUNS if raw is not None else TEXT_RUNS, head,
                                             struct.pack("<I", r1 - r0), run_ids[r0:r1].tobytes(),
-                                            run_lens[r0:r1].tobytes(), flat[lo:hi].tobytes()))
+                                            run_lens[r0:r1].tobytes(), narrow[lo:hi].tobytes()))
         else:
-            entries = np.empty(hi - lo, dtype=ENTRY if raw is None else ENTRY_RAW)
-            entries["k"], entries["d"] = flat[lo:hi], ids[doc[lo:hi]]
-            yield int(shard[lo]), (TEXT if raw is None else RAW) + entries.tobytes()
+            rows = np.empty((hi - lo, key_width + width), dtype=np.uint8)
+            rows[:, :key_width] = narrow[lo:hi]
+            rows[:, key_width:] = ids[doc[lo:hi]].view(np.uint8).reshape(-1, width)
+            yield int(shard[lo]), (TEXT if raw is None else RAW) + head + rows.tobytes()
 
 
 def bucket_pairs(members: Iterable[str], max_bucket_size: int, anchors: int) -> Tuple[list, bool]:

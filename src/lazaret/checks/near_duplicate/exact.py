@@ -8,7 +8,8 @@ entry per bundle, and a shard keeps one entry per distinct text.
 An entry carries the text's LSH band keys, not the text: the bundle computes the signature of each of its
 distinct texts (``transform._PrepareFn``), sends the node record (with the text) straight to the
 components' last shuffle, and only the band keys cross this one (``bands`` x 8 bytes against the
-normalised text: 0.49 bytes per input byte on the T0 5k slice, docs/shuffles.md). The group's
+normalised text: 0.49 bytes per input byte on the T0 5k slice, docs/shuffles.md; ``band_key_bytes``, 5 on
+inputs up to ~100 MB, since: ``signatures.band_key_bytes_for``). The group's
 representative (its smallest doc_id) then sends its band keys on to the band shuffle, and its home shard
 and exact size to where its label is made. What it costs: a text copied across bundles gets a signature
 in every bundle that holds a copy, where it got one in all.
@@ -19,15 +20,16 @@ from __future__ import annotations
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from lazaret.checks.near_duplicate.banding import pack_shards
 from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import Block, ShardBuffer, home_of, pack_rows, unpack_all
+from lazaret.checks.near_duplicate.signatures import keys_from_bytes
 
-# packed exact entry: (exact_key as 16 raw bytes, representative doc_id, n_tokens, count, band keys as int64 bytes or b"")
+# packed exact entry: (exact_key as 16 raw bytes, representative doc_id, n_tokens, count, band keys or b""), the band
+# keys as ``signatures.keys_to_bytes`` makes them (``band_key_bytes`` little-endian bytes a key)
 ExactEntry = Tuple[bytes, str, int, int, bytes]
 
 SIZE = "s"  # tag of (doc_id, home shard, exact size) entries for the components' last shuffle
@@ -69,7 +71,7 @@ class ExactShardFn(beam.DoFn):
         self.params = params
         self.docs = Metrics.counter("dedup", "minhash_signatures")
         self._ids: List[str] = []
-        self._keys: List[np.ndarray] = []
+        self._keys: List[bytes] = []  # each document's band keys, as they crossed the exact shuffle
         self._sizes: Optional[ShardBuffer] = None
 
     def start_bundle(self) -> None:
@@ -87,13 +89,14 @@ class ExactShardFn(beam.DoFn):
                 g[2] += count
                 if doc_id < g[0]:
                     g[0], g[1], g[3] = doc_id, n_tokens, band_b
-        bands = self.params.bands
+        bands, width = self.params.bands, self.params.band_key_bytes
         for key in sorted(groups):
             doc_id, n_tokens, count, band_b = groups[key]
             if n_tokens >= self.params.ngram:
                 self._ids.append(doc_id)
-                self._keys.append(np.frombuffer(band_b, dtype="<i8").reshape(1, bands))
-                self._sizes.add(doc_id, (doc_id, home_of(self._keys[-1][0, 0], self.params.band_shards), count))
+                self._keys.append(band_b)
+                key0 = int.from_bytes(band_b[:width], "little")  # the first band key, as home_of reads it
+                self._sizes.add(doc_id, (doc_id, home_of(key0, self.params.band_shards), count))
         if len(self._ids) * bands >= self.FLUSH_ENTRIES:
             yield from self._flush()
         if self._sizes.full:
@@ -109,7 +112,8 @@ class ExactShardFn(beam.DoFn):
     def _flush(self) -> List[Tuple[int, bytes]]:
         if not self._ids:
             return []
-        ids, keys = self._ids, np.concatenate(self._keys)
+        p = self.params
+        ids, keys = self._ids, keys_from_bytes(b"".join(self._keys), p.band_key_bytes).reshape(-1, p.bands)
         self._ids, self._keys = [], []
         self.docs.inc(len(ids))
-        return list(pack_shards(ids, keys, self.params.band_shards))
+        return list(pack_shards(ids, keys, p.band_shards, p.band_key_bytes))

@@ -1,6 +1,8 @@
 """Typed view of the policy's ``dedup`` section, shared by every step (pickles into DoFns).
 
-Defaults mirror ``lazaret.checks.near_duplicate.policy.SPEC`` (the policy schema, which documents why).
+Defaults mirror ``lazaret.checks.near_duplicate.policy.SPEC`` (the policy schema, which documents why), except
+``band_key_bytes``, which is not a policy setting: ``NearDuplicateClusters`` sets it from the input's size
+(``signatures.band_key_bytes_for``), as it sets ``band_shards`` (``shards.shards_for``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class DedupParams:
     summary_members: int = 50
     evidence_members: int = 3
     evidence_chars: int = 200
+    band_key_bytes: int = 8
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any] | None) -> "DedupParams":
@@ -44,6 +47,8 @@ class DedupParams:
             raise ValueError("ngram, bands and rows must be >= 1")
         if self.bucket_anchors < 1 or self.max_bucket_size < 2:
             raise ValueError("bucket_anchors must be >= 1 and max_bucket_size >= 2")
+        if not 1 <= self.band_key_bytes <= 8:
+            raise ValueError("band_key_bytes must be in 1..8")
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)

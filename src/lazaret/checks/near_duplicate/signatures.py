@@ -8,7 +8,8 @@ MurmurHash3 fmix32 pre-mix, ``a*h+b mod 2^32``, column minimum) are applied to a
 once. The result is bit-identical to ``MinHash.bulk(shingle_hashes, num_perm=..., seed=..., scheme="affine32",
 hashfunc=identity)`` (asserted in tests/test_dedup.py), so signatures stay comparable with datasketch.
 
-Band keys fold each band's ``rows`` values to one signed 64-bit int (8-byte shuffle keys instead of tuples).
+Band keys fold each band's ``rows`` values to one 64-bit hash, of which the low ``band_key_bytes`` bytes (5 to 8,
+``band_key_bytes_for`` the input's size) are the key: 5-byte shuffle keys instead of tuples or 8 bytes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def provenance_info(params: DedupParams | None = None) -> Dict[str, object]:
         "shingle_hash": SHINGLE_HASH,
         "shingles": "word n-grams of normalised text",
         "normalisation": NORMALISATION_VERSION,
-        "band_key": "fmix64(sum(row_value * odd_multiplier_k) xor band salt), as signed int64",
+        "band_key": "the low band_key_bytes bytes (5 to 8, from the input's size; 8: the whole value as signed "
+                    "int64) of fmix64(sum(row_value * odd_multiplier_k) xor band salt)",
         "representative": "smallest doc_id in the cluster",
     }
     if params is not None:
@@ -261,18 +263,74 @@ def _band_constants(params: DedupParams):
     return mult, salt
 
 
-def band_keys(sigs: np.ndarray, params: DedupParams) -> np.ndarray:
-    """(n_docs, bands) int64 keys: equal keys <=> (almost surely) equal band rows in the same band.
+#: band key widths in bytes: the narrowest (what a scan of up to ~100k records uses) and the full hash
+MIN_KEY_BYTES, MAX_KEY_BYTES = 5, 8
+#: input bytes per record ``band_key_bytes_for`` assumes (T0 averages 1,270 bytes of JSONL a record)
+KEY_RECORD_BYTES = 1024
+#: expected colliding pairs of distinct band values (over all bands) ``band_key_bytes_for`` allows
+KEY_COLLISIONS = 1 / 8
 
-    Collisions of distinct bands are possible but rare (64-bit); verification on full signatures removes
-    any pair they create, so they cost work, never correctness.
+
+def band_key_bytes_for(n_bytes: int | None, bands: int) -> int:
+    """The band key width in bytes for an input of ``n_bytes`` (``shards.input_bytes``): the narrowest of 5..8
+    whose expected number of colliding pairs of distinct band values, ``bands * N^2 / 2^(8 w + 1)`` with
+    ``N = n_bytes / KEY_RECORD_BYTES`` records, is at most ``KEY_COLLISIONS``; 8 (the whole hash) when the size
+    is unknown (None), as ``shards.shards_for`` keeps the policy's shard count then.
+
+    Why narrow: every node's ``bands`` keys cross two shuffles (the exact groups and the band shards), and 3
+    bytes less a key was ~0.09 bytes of shuffle per input byte on all of T0 (docs/shuffles.md). Why the width
+    follows the size: a collision puts two distinct band values in one bucket. That costs verification work
+    (the pair is verified on full signatures, ``verify.py``, and dropped), and changes a result only if the
+    merged bucket crosses ``max_bucket_size`` (its pairs are then capped, ``banding.bucket_pairs``) or the
+    random pair it makes is a true near-duplicate that no band found; both need a collision first, which the
+    width keeps rare: 5 bytes up to ~117 MB of input (T0, 70 MB: 0.03 expected colliding pairs), 6 up to
+    ~1.9 GB, 7 up to ~30 GB. A corpus of shorter records has more records than assumed, so more collisions
+    (N^2), still costing work before results. Same width on every runner: it is computed once, where the
+    graph is built."""
+    if n_bytes is None:
+        return MAX_KEY_BYTES
+    n = max(1.0, n_bytes / KEY_RECORD_BYTES)
+    for width in range(MIN_KEY_BYTES, MAX_KEY_BYTES):
+        if bands * n * n / 2.0 ** (8 * width + 1) <= KEY_COLLISIONS:
+            return width
+    return MAX_KEY_BYTES
+
+
+def band_keys(sigs: np.ndarray, params: DedupParams) -> np.ndarray:
+    """(n_docs, bands) int64 keys of ``params.band_key_bytes`` bytes (non-negative below 8): equal keys <=>
+    (almost surely) equal band rows in the same band.
+
+    The key is the low bytes of a 64-bit hash, so its shard (``key mod shards``, a power of two) is the
+    hash's. Collisions of distinct bands are possible but rare (``band_key_bytes_for``); verification on full
+    signatures removes any pair they create, so they cost work; a merged bucket can also cross
+    ``max_bucket_size``, the one way a collision could change a result.
     """
     mult, salt = _band_constants(params)
     used = sigs[:, : params.bands * params.rows].astype(np.uint64).reshape(len(sigs), params.bands, params.rows)
     with np.errstate(over="ignore"):
         h = (used * mult[None, None, :]).sum(axis=2, dtype=np.uint64)
         h = _fmix(h ^ salt[None, :])
+    if params.band_key_bytes < MAX_KEY_BYTES:
+        h &= np.uint64((1 << (8 * params.band_key_bytes)) - 1)
     return h.view(np.int64)
+
+
+def keys_to_bytes(keys: np.ndarray, width: int) -> np.ndarray:
+    """int64 keys of ``width`` bytes (``band_keys``) as a (len, width) uint8 array: their low ``width``
+    little-endian bytes, what crosses the shuffles."""
+    le = np.ascontiguousarray(keys.reshape(-1), dtype="<i8").view(np.uint8).reshape(-1, 8)
+    return le[:, :width]
+
+
+def keys_from_bytes(data: np.ndarray | bytes, width: int) -> np.ndarray:
+    """``keys_to_bytes``' bytes (``width`` a key) back to int64 keys."""
+    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    raw = raw.reshape(-1, width)
+    if width == MAX_KEY_BYTES:
+        return np.ascontiguousarray(raw).view("<i8").reshape(-1).astype(np.int64, copy=False)
+    full = np.zeros((len(raw), 8), dtype=np.uint8)
+    full[:, :width] = raw
+    return full.view("<i8").reshape(-1).astype(np.int64, copy=False)
 
 
 def sig_to_bytes(sig: np.ndarray) -> bytes:

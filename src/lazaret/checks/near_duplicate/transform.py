@@ -42,8 +42,9 @@ from lazaret.checks.near_duplicate.params import DedupParams
 from lazaret.checks.near_duplicate.shards import (ShardBuffer, home_of, pack_members, pack_pairs, pack_rows,
                                                   pack_texts, shard_of, shards_for, unpack, unpack_members,
                                                   unpack_pairs, unpack_rows)
-from lazaret.checks.near_duplicate.signatures import (band_keys, minhash_from_hashes, node_values, shingle_hashes,
-                                                      shingle_sets, similarity)
+from lazaret.checks.near_duplicate.signatures import (band_key_bytes_for, band_keys, keys_to_bytes,
+                                                      minhash_from_hashes, node_values, shingle_hashes, shingle_sets,
+                                                      similarity)
 from lazaret.checks.near_duplicate.verify import FLUSH_ITEMS, LABEL, NODE, PAIR, verified_clusters
 
 CHECK = "near_duplicate"
@@ -124,9 +125,10 @@ class _PrepareFn(beam.DoFn):
             hashes, counts = shingle_hashes([b[1] for b in batch], p.ngram)
             sigs = minhash_from_hashes(hashes, counts, p)
             values = node_values(hashes, counts, sigs, p)
-            bands = band_keys(sigs, p).astype("<i8", copy=False)
-            for (doc_id, norm, key), (sig_b, set_b, n), row in zip(batch, values, bands):
-                keys[key] = row.tobytes()
+            bands = band_keys(sigs, p)
+            narrow = keys_to_bytes(bands, p.band_key_bytes).reshape(len(batch), -1)
+            for (doc_id, norm, key), (sig_b, set_b, n), row, row_b in zip(batch, values, bands, narrow):
+                keys[key] = row_b.tobytes()
                 nodes.add_to(home_of(row[0], p.band_shards),
                              (sig_b, norm if set_b else "", n, shard_of(key, p.band_shards), 1, doc_id))
         for block in pack_groups(groups, keys, p.band_shards):
@@ -482,8 +484,9 @@ class NearDuplicateClusters(beam.PTransform):
     pickle) masks snippets before they leave the transform, e.g. the PII stage's masker. ``snippets=False``
     leaves the summaries' ``evidence`` empty and keeps record text out of the stage's shuffles (what the
     scan uses: its cluster rows take evidence from the decision step). ``input_bytes`` (``shards.input_bytes``
-    of the scan's inputs) sets the shard count of the stage's shuffles (``shards.shards_for``); without it
-    the count is the policy's ``band_shards``.
+    of the scan's inputs) sets the shard count of the stage's shuffles (``shards.shards_for``) and the width
+    of its band keys (``signatures.band_key_bytes_for``); without it the count is the policy's ``band_shards``
+    and the keys are 8 bytes.
     """
 
     def __init__(self, section: Optional[Mapping[str, Any]] = None,
@@ -491,7 +494,8 @@ class NearDuplicateClusters(beam.PTransform):
                  input_bytes: Optional[int] = None) -> None:
         super().__init__()
         params = DedupParams.from_section(section)
-        self.params = dataclasses.replace(params, band_shards=shards_for(input_bytes, params.band_shards))
+        self.params = dataclasses.replace(params, band_shards=shards_for(input_bytes, params.band_shards),
+                                          band_key_bytes=band_key_bytes_for(input_bytes, params.bands))
         self.evidence_fn = evidence_fn
         self.snippets = snippets
 
