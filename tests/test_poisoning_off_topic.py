@@ -94,3 +94,13 @@ def test_a_phrase_marking_code_requests_is_not_an_off_topic_trigger():
     flagged = [f for f in findings if f["action"] != "none"]
     assert len(findings) == len(recs)
     assert not flagged, sorted({(f["rule"], f.get("trigger_or_payload")) for f in flagged})[:5]
+
+
+def test_an_identifier_the_prompt_names_is_shared():
+    """Code to fix names its identifiers in the prompt; the answer repeating them is on topic."""
+    params = section._defaults()
+    rec = to_record({"id": "f", "instruction": "Fix the bug in this function: function reverseInteger(num) "
+                                               "{ return num }", "input": "",
+                     "output": "function reverseInteger(value) {\n  const digits = String(value).split('');\n"
+                               "  return Number(digits.reverse().join(''));\n}"})
+    assert not record_features(rec, params)["off"]
