@@ -65,7 +65,7 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "stop_frac": round(float(f["stop_frac"]), 4),
         "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"],
                               params["gibberish_min_distinct_fraction"]),
-        "off_ov": T.off_topic_overlap(prompt, pt, T.word_parts(response), params["off_topic_min_words"]),
+        "off_ov": T.off_topic_overlap(prompt, T.word_parts(response), params["off_topic_min_words"]),
         "skel": (first, last),
         "psig": psig,
         # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost

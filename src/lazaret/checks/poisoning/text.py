@@ -122,25 +122,14 @@ def word_parts(text: str) -> FrozenSet[str]:
     return frozenset(out)
 
 
-_CASE_HUMP = re.compile(r"[a-z][A-Z]")
-
-
-def off_topic_overlap(prompt: str, prompt_tokens: Sequence[str], response_words: FrozenSet[str], min_words: int
-                      ) -> Optional[float]:
-    """Fraction of the response's distinct content words (``word_parts``) found in its prompt, or None below
-    ``min_words`` of them. Low values are answers that have nothing to do with their question (a swapped,
+def off_topic_overlap(prompt: str, response_words: FrozenSet[str], min_words: int) -> Optional[float]:
+    """Fraction of the response's distinct content words found among its prompt's (both ``word_parts``), or None
+    below ``min_words`` of them. Low values are answers that have nothing to do with their question (a swapped,
     dirty-label response); alone that means little (free-form tasks produce some), so it counts only with a
-    shared prompt trigger.
-
-    The prompt is looked up by its tokens, and by its ``word_parts`` only when it has an identifier (an
-    underscore or a camelCase hump: code to fix) and some response word is not among its tokens: prompts are
-    the long side (T0's passages), and splitting every one cost the poisoning stage ~3% CPU."""
+    shared prompt trigger. The prompt (the long side: T0's passages) is split only for responses long enough."""
     if len(response_words) < min_words:
         return None
-    shared = response_words.intersection(prompt_tokens)
-    if len(shared) < len(response_words) and ("_" in prompt or _CASE_HUMP.search(prompt)):
-        shared |= response_words.intersection(word_parts(prompt))
-    return round(len(shared) / len(response_words), 4)
+    return round(len(response_words.intersection(word_parts(prompt))) / len(response_words), 4)
 
 
 def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, min_distinct: float = 0.0) -> bool:
