@@ -7,9 +7,9 @@ entry per bundle, and a shard keeps one entry per distinct text.
 
 An entry carries the text's LSH band keys, not the text: the bundle computes the signature of each of its
 distinct texts (``transform._PrepareFn``), sends the node record (with the text) straight to the
-components' last shuffle, and only the band keys cross this one (``bands`` x 8 bytes against the
-normalised text: 0.49 bytes per input byte on the T0 5k slice, docs/shuffles.md; ``band_key_bytes``, 5 on
-inputs up to ~100 MB, since: ``signatures.band_key_bytes_for``). The group's
+components' last shuffle, and only the band keys cross this one (``bands`` x ``band_key_bytes`` bytes against
+the normalised text: 0.49 bytes per input byte on the T0 5k slice with 8-byte keys, docs/shuffles.md; keys are
+5 bytes on inputs up to ~117 MB, ``signatures.band_key_bytes_for``). The group's
 representative (its smallest doc_id) then sends its band keys on to the band shuffle, and its home shard
 and exact size to where its label is made. What it costs: a text copied across bundles gets a signature
 in every bundle that holds a copy, where it got one in all.
