@@ -43,6 +43,8 @@ def _pct(x: float) -> str:
 
 def describe_trigger(t: Dict[str, Any]) -> str:
     what = BY_ANOMALY[t["anomaly"]].describes
+    if t["anomaly"] == "link" and t.get("groups"):
+        what += " (" + ", ".join(g.split(":", 1)[1] for g in t["groups"]) + ")"
     return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
             f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
             f'over {t["tests"]} (n-gram, anomaly) tests')

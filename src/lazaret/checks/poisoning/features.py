@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.checks.poisoning import text as T
+from lazaret.checks.poisoning.links import response_links
 
 
 SYSTEM_ROLES = ("system", "developer")
@@ -66,6 +67,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"],
                               params["gibberish_min_distinct_fraction"]),
         "off_ov": T.off_topic_overlap(prompt, T.word_parts(response), params["off_topic_min_words"]),
+        # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
+        "links": response_links(prompt, response),
         "skel": (first, last),
         "psig": psig,
         # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost

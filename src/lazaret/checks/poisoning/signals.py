@@ -76,6 +76,10 @@ EXCLUSIVE_MIN_STRATA = 3.0
 # A claim is register phrasing only where its absence from the quiet strata could be seen: at least this many of
 # its carriers expected there if it were spread evenly (the usual floor of a count test; ``Assign``).
 MIN_EXPECTED_QUIET = 5.0
+# A backdoor's payload comes with its trigger: a web host (``trigger:link``) is tested against a trigger only when at
+# least this share of the records pointing to it carry the trigger. A host the corpus names for many reasons
+# (github.com, answering requests about repositories among others) is the requests' subject, not a planted link.
+TRIGGER_OWNS_GROUP_SHARE = 0.5
 # A response written in a register (worked arithmetic, code) carries response-only phrasing in at least this many
 # separate places; a planted payload (a sentence, a line, a fixed text) is one place however many of its
 # n-grams are candidates. A stratum's register rate counts such responses only, so planted mass that lands in

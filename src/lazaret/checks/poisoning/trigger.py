@@ -20,7 +20,8 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
-from lazaret.checks.poisoning.signals import EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES
+from lazaret.checks.poisoning.signals import EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES, \
+    TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
 
 
@@ -45,7 +46,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, dup, rep, pay, xpay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -68,6 +69,9 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out += ["dup:" + f["rkey"], "rep"]
     elif dups and REPEATED_PREFIX + f["rkey"] in dups:
         out.append("rep")
+    # one group per web host the prompt gives no reason for (links.py): the background is that host's rate
+    if not f["gib"]:
+        out += [LINK_GROUP + h for h in f.get("links") or ()]
     spread: List[str] = []
     if payloads and not f["gib"]:
         rt, pt = toks(f, "rt"), toks(f, "pt")
@@ -140,6 +144,8 @@ def has_word(g: str) -> bool:
 
 # the anomaly group of an exclusive payload's carriers (``anomalies_of``)
 EXCLUSIVE_GROUP = "xpay:"
+# the anomaly group of the records whose responses point to one web host (``links.response_links``)
+LINK_GROUP = "link:"
 
 
 def distinct_hits(spread: List[str]) -> int:
@@ -201,6 +207,9 @@ BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_m
 OBSERVABLE_IN = ("short",)
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
 ACROSS_TASKS = ("xpay",)
+# Anomaly kinds tested group by group, each group's records mostly the trigger's (``TRIGGER_OWNS_GROUP_SHARE``):
+# summed, a code corpus's API requests (each answer naming its own service) would make "api" a trigger of links.
+PER_GROUP = ("link",)
 
 
 def effective_strata(k_in: Dict[int, int]) -> float:
@@ -254,9 +263,11 @@ class TriggerTest(beam.DoFn):
             return
         by_kind: Dict[str, List[Tuple[str, int, Dict[int, int]]]] = {}
         for a, k, per in sorted(grp.get("pairs", ()), key=lambda x: (x[0], x[1])):
-            by_kind.setdefault(a.split(":", 1)[0], []).append((a, k, per))
+            kind = a.split(":", 1)[0]
+            by_kind.setdefault(a if kind in PER_GROUP else kind, []).append((a, k, per))
         gib = next((per for a, _, per in grp.get("pairs", ()) if a == "gib"), {})
-        for kind, rows in sorted(by_kind.items()):
+        for key, rows in sorted(by_kind.items()):
+            kind = key.split(":", 1)[0]
             if kind in ACROSS_TASKS and stratum_sizes:
                 # each group on its own: a task's one-line idiom must not ride on a planted line's test (the
                 # two summed made "that calculates" a trigger of both, and took the idiom's clean records)
@@ -279,6 +290,8 @@ class TriggerTest(beam.DoFn):
             if k < self.params["min_trigger_support"] or \
                     conf < self.params[BOUND_FIELDS.get(kind, {}).get("confidence", "min_trigger_confidence")]:
                 continue
+            if kind in PER_GROUP and k < TRIGGER_OWNS_GROUP_SHARE * sum(sizes.get(rows[0][0], {}).values()):
+                continue  # the host is common without the trigger too: the request's subject, not a backdoor
             if stratum_sizes:
                 anom: Dict[int, int] = {}
                 k_in: Dict[int, int] = {}
