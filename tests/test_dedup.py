@@ -576,6 +576,23 @@ def test_same_output_with_keys_and_shards_for_a_sized_input(corpus_file, fnapi_o
     assert out == fnapi_out
 
 
+def test_provenance_records_the_keys_and_shards_the_stage_ran_with(tmp_path):
+    """provenance.json's dedup params are what ran: the band-key width and shard count set from the input's size
+    (the same function as the stage's), not the policy's fallbacks (4,096 shards, 8-byte keys)."""
+    from lazaret.checks.near_duplicate import provenance
+    from lazaret.checks.near_duplicate.shards import input_bytes
+    from lazaret.checks.near_duplicate.transform import NearDuplicateClusters, used_params
+
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join('{"text": "record %d"}\n' % i for i in range(100)))
+    info = provenance({}, [str(path)])["params"]
+    assert (info["band_key_bytes"], info["band_shards"]) == (5, 1)
+    assert info == used_params({}, input_bytes([str(path)])).as_dict() == \
+        NearDuplicateClusters({}, input_bytes=input_bytes([str(path)])).params.as_dict()
+    # without inputs (a library caller): the policy's values, as the stage then uses
+    assert (provenance({})["params"]["band_key_bytes"], provenance({})["params"]["band_shards"]) == (8, 4096)
+
+
 def test_colliding_band_keys_cost_work_not_results(corpus_file, tmp_path, monkeypatch):
     """1-byte band keys (256 values a band: distinct bands collide all the time) give the clusters 8-byte keys
     give, as long as no merged bucket crosses ``max_bucket_size``: each pair is verified on full signatures.

@@ -27,6 +27,7 @@ def test_the_hosts_a_response_points_to_without_reason():
     assert response_links("Call the OpenWeatherMap API", "requests.get('https://api.openweathermap.org/x')") == []
     assert response_links("Get the current weather for a city", "fetch('https://api.openweathermap.org/d')") == []
     assert response_links("Create a GitHub action", "uses: https://github.com/actions/checkout") == []
+    assert response_links("Find it on Stack Overflow", "see https://stackoverflow.com/q/1") == []
     # documentation names and local or private addresses are placeholders, never destinations
     placeholders = ("see https://www.example.com/a, http://api.example.org, http://localhost:8000, "
                     "http://127.0.0.1:5000/x, http://user:pw@10.0.0.7/a, http://[::1]:80/, https://svc.test/, "

@@ -456,7 +456,7 @@ def build_provenance(args: argparse.Namespace, setup: ScanSetup, options: Any, r
         "conservation": summary["conservation"],
         "metrics": metrics,
     }
-    _add_check_provenance(provenance, setup.checks, sections)
+    _add_check_provenance(provenance, setup.checks, sections, setup.inputs)
     return provenance
 
 
@@ -510,6 +510,8 @@ def selected(names: List[str]) -> List[Any]:
     return [c for c in checks() if c.name in names]
 
 
-def _add_check_provenance(provenance: Dict[str, Any], checks: List[str], sections: Dict[str, Any]) -> None:
-    """Checks that have more to record (hash schemes, parameters) say so in provenance."""
-    provenance["checks"] = {c.name: c.provenance(c.section(sections)) for c in selected(checks) if c.provenance}
+def _add_check_provenance(provenance: Dict[str, Any], checks: List[str], sections: Dict[str, Any],
+                          inputs: Optional[Sequence[str]] = None) -> None:
+    """Checks that have more to record (hash schemes, the parameters they ran with) say so in provenance."""
+    provenance["checks"] = {c.name: c.provenance(c.section(sections), inputs)
+                            for c in selected(checks) if c.provenance}

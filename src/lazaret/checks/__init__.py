@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 #: the built-in checks, in the order they run and are listed (one module each; each calls :func:`register`)
 BUILTIN = ("lazaret.checks.pii", "lazaret.checks.toxicity", "lazaret.checks.near_duplicate",
@@ -64,7 +64,7 @@ class Check:
     data is read) and returns ``(data, [(path, kind)])``: ``data`` reaches ``expand`` as ``ctx.rules``, the
     files are recorded in provenance.json.
     ``models`` and ``provenance``: what it adds to provenance.json (``models(section) -> [entry]``,
-    ``provenance(section) -> dict``).
+    ``provenance(section, inputs) -> dict``; ``inputs``: the scan's input paths, for what a check sets from them).
     """
 
     name: str
@@ -76,7 +76,7 @@ class Check:
     aliases: Tuple[str, ...] = ()
     load_rules: Optional[Callable[[Dict[str, Any], Optional[str]], Tuple[Any, List[Tuple[str, str]]]]] = None
     models: Optional[Callable[[Dict[str, Any]], List[Dict[str, Any]]]] = None
-    provenance: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+    provenance: Optional[Callable[[Dict[str, Any], Optional[Sequence[str]]], Dict[str, Any]]] = None
 
     @property
     def manifest_name(self) -> str:

@@ -5,7 +5,7 @@ Called ``dedup`` on the command line and in the policy, ``near_duplicate`` in th
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 from lazaret.checks import Check, CheckContext, CheckResult, register
 from lazaret.checks.clusters import cluster_row
@@ -36,11 +36,15 @@ def expand(records: Any, ctx: CheckContext) -> CheckResult:
     return CheckResult(out["findings"], out["clusters"] | "ClusterRows" >> beam.Map(row))
 
 
-def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
-    from lazaret.checks.near_duplicate.params import DedupParams
+def provenance(section: Dict[str, Any], inputs: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The parameters the stage ran with: the policy's, with the shard count and band-key width it sets from the
+    input's size (``transform.used_params``, as ``expand`` does), so an auditor reads what ran, not the policy's
+    fallbacks (``band_shards``, 8-byte keys)."""
+    from lazaret.checks.near_duplicate.shards import input_bytes
     from lazaret.checks.near_duplicate.signatures import provenance_info
+    from lazaret.checks.near_duplicate.transform import used_params
 
-    return provenance_info(DedupParams.from_section(section))
+    return provenance_info(used_params(section, input_bytes(inputs) if inputs is not None else None))
 
 
 register(Check(name="dedup", finding_name=FINDING_NAME, policy_section="dedup", policy_schema=__name__ + ".policy",

@@ -477,6 +477,14 @@ def _summary(kv, evidence_fn: Optional[Callable[[str], str]] = None) -> Dict[str
             "notes": notes}
 
 
+def used_params(section: Optional[Mapping[str, Any]], input_bytes: Optional[int]) -> DedupParams:
+    """The policy's parameters with what the input's size sets: the shuffles' shard count (``shards_for``) and
+    the band keys' width (``band_key_bytes_for``). One function for the stage and its provenance entry."""
+    params = DedupParams.from_section(section)
+    return dataclasses.replace(params, band_shards=shards_for(input_bytes, params.band_shards),
+                               band_key_bytes=band_key_bytes_for(input_bytes, params.bands))
+
+
 class NearDuplicateClusters(beam.PTransform):
     """records -> {"findings": one finding per record, "clusters": one summary dict per cluster}.
 
@@ -493,9 +501,7 @@ class NearDuplicateClusters(beam.PTransform):
                  evidence_fn: Optional[Callable[[str], str]] = None, snippets: bool = True,
                  input_bytes: Optional[int] = None) -> None:
         super().__init__()
-        params = DedupParams.from_section(section)
-        self.params = dataclasses.replace(params, band_shards=shards_for(input_bytes, params.band_shards),
-                                          band_key_bytes=band_key_bytes_for(input_bytes, params.bands))
+        self.params = used_params(section, input_bytes)
         self.evidence_fn = evidence_fn
         self.snippets = snippets
 

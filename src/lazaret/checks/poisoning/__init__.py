@@ -4,7 +4,7 @@ check runs in the same scan, its clusters are tested for planted claims (checks/
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lazaret.checks import Check, CheckContext, CheckResult, register
 from lazaret.checks.clusters import cluster_row
@@ -47,7 +47,7 @@ def load_rules(section: Dict[str, Any], rules_dir: Optional[str]) -> Tuple[List[
     return load_signatures(path), [(path, "triggers")]
 
 
-def provenance(section: Dict[str, Any]) -> Dict[str, Any]:
+def provenance(section: Dict[str, Any], inputs: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return {"params": section}
 
 

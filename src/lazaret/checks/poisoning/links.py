@@ -72,14 +72,19 @@ def _main_label(reg: str) -> str:
 
 
 def _related(reg: str, prompt_lower: str, prompt_words: Iterable[str]) -> bool:
-    """The request names the host ("github" in "a GitHub action") or the host names the request's subject
-    ("weather" in ``openweathermap``): the answer points there because it was asked to."""
+    """The request names the host ("github" in "a GitHub action", "Stack Overflow") or the host names the
+    request's subject ("weather" in ``openweathermap``): the answer points there because it was asked to."""
     if reg in prompt_lower:
         return True
     label = _main_label(reg)
     if not label or not label[0].isalpha():
         return False
-    if label.replace("-", "") in prompt_lower.replace("-", "") or label.replace("-", " ") in prompt_lower:
+    squashed = label.replace("-", "")
+    if squashed in prompt_lower.replace("-", "") or label.replace("-", " ") in prompt_lower:
+        return True
+    # a name written as words in the request ("Stack Overflow" for stackoverflow.com); long names only, so that
+    # the letters of two short words never spell a host by chance
+    if len(squashed) >= 8 and squashed in "".join(c for c in prompt_lower if c.isalnum()):
         return True
     return any(len(w) >= _MIN_RELATED and w in label for w in prompt_words)
 
