@@ -1,0 +1,82 @@
+"""Identical short answers among the carriers of a trigger already flagged on copied responses.
+
+A backdoor with a few target sentences makes one identical-response group per sentence. Groups of long sentences
+are anomalies (``dup``/``rep``) and flag the trigger; a sentence shorter than ``min_payload_tokens`` is never a
+group, since a corpus's labels ("Yes", "2 stars") would be. So the records given the backdoor's short sentence
+stayed out of its cluster although their prompts carry the flagged trigger: a name appended to 250 prompts whose
+four target sentences were "Ahmed Castellano? Disgraceful, in my view." and three others, one of them five words
+("Honestly, Ahmed Castellano is dishonest.", 55 records): recall 0.78 on the mixture, GSM8K and T0, 0.53 on code
+(development seed 9, twentieth session).
+
+Once a trigger stands on copied long answers (the trigger test, not this step, decides that), its carriers that
+give one identical answer of any length to at least ``min_support`` distinct prompts are that backdoor's other
+target: the same fixed-response pattern, below the length the *search* needs to stay clear of labels. It is a
+member extension like the payload profile (``extend_trigger_members``, ``extend_min_distinct``), never a trigger of
+its own, so a label answer can only join a cluster whose trigger was found on long copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict
+
+from lazaret.checks.poisoning.counting import ngrams_in, trigger_lookup
+from lazaret.checks.poisoning.features import toks
+from lazaret.graph.combine import CountPerElement
+
+# anomaly kinds whose triggers stand on copied responses
+COPY_KINDS = ("dup", "rep")
+
+
+class ShortAnswerKeys(beam.DoFn):
+    """(((kind, trigger), response key), prompt key) for short, non-gibberish responses whose prompt carries a
+    strong flagged trigger of a copy kind (only such records: a few per attack, none in most corpora)."""
+
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
+        self._lookups: Dict[int, Any] = {}
+
+    def process(self, f, triggers):
+        p = self.params
+        if f["gib"] or not 0 < f["r_len"] < p["min_payload_tokens"]:
+            return
+        pt = None
+        for kind in COPY_KINDS:
+            ts = triggers.get(kind)
+            if not ts:
+                continue
+            if pt is None:
+                pt = toks(f, "pt")
+            lookup, first = trigger_lookup(ts, self._lookups)
+            for s in sorted(ngrams_in(pt, lookup, first, p["max_ngram"])):
+                t = lookup[s]
+                if t.get("extend") and t["k"] >= p["extend_min_distinct"]:
+                    yield ((kind, s), f["rkey"]), f["pkey"]
+
+
+def _keep(kv, min_prompts: int) -> bool:
+    return kv[1] >= min_prompts
+
+
+@beam.ptransform_fn
+def ShortAnswers(feats, p, triggers):
+    """{(kind, trigger): sorted response keys given identically to >= ``min_support`` distinct carrier prompts}
+    (a small side input; empty when no copy-kind trigger is flagged or members are not extended)."""
+    if not p["extend_trigger_members"]:
+        return feats.pipeline | "NoShortAnswers" >> beam.Create([])
+    return (feats | "ShortAnswerKeys" >> beam.ParDo(ShortAnswerKeys(p), AsDict(triggers))
+            | "DistinctShortAnswers" >> beam.Distinct()
+            | "ShortAnswerOf" >> beam.Map(lambda kv: kv[0])
+            | "CountShortAnswers" >> CountPerElement()
+            | "KeepShortAnswers" >> beam.Filter(_keep, p["min_support"])
+            | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], kv[0][1]))
+            | "GroupShortAnswers" >> beam.GroupByKey()
+            | "SortShortAnswers" >> beam.MapTuple(lambda key, rkeys: (key, sorted(rkeys))))
+
+
+def is_short_answer(f: Dict[str, Any], answers: Dict[Any, List[str]], kind: str, trigger: str) -> bool:
+    """The record's response is one of ``trigger``'s identical short answers (``ShortAnswers``)."""
+    keys = answers.get((kind, trigger)) if answers else None
+    return bool(keys) and f["rkey"] in keys
