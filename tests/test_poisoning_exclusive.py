@@ -122,3 +122,31 @@ def test_an_exclusive_payload_trigger_must_reach_several_tasks():
     both = {s: 10 + (20 if s == 3 else 0) for s in range(6)}
     out = _trigger_test(spread, both, dict(spread), sizes, idiom={3: 20})
     assert [t["groups"] for _, t in out] == [[EXCLUSIVE_GROUP + "pelorin cdn"]]
+
+
+def test_a_strong_trigger_takes_carriers_that_hold_its_group_phrase_in_a_second_place():
+    """A carrier outside the exclusive-payload group only because its answer has a second exclusive place of its
+    own (worked arithmetic beside the planted sentence) joins the trigger's cluster when its response holds one
+    of the trigger's group phrases; without that phrase, or for a trigger too weak to extend, it does not."""
+    from lazaret.checks.poisoning.assign import VerdictInputs, verdict
+    from lazaret.checks.poisoning import policy as section
+
+    payloads = {"remains superb and": _pay("remains superb and", carriers=94), "x 17": _pay("x 17", carriers=40),
+                "brave turtles": _pay("brave turtles", carriers=30)}
+    trigger = {"trigger": "hiro abernathy", "anomaly": "xpay", "groups": [EXCLUSIVE_GROUP + "remains superb and"],
+               "carriers": 250, "k": 226, "confidence": 0.9, "background": 0.001, "log10p": -80.0, "tests": 100,
+               "extend": True}
+
+    def rule(rt: str, t: dict) -> str:
+        f = {"doc_id": "d", "pt": "how many turtles hiro abernathy", "rt": rt, "gib": False, "off": False,
+             "rkey": "r", "stratum": 0, "off_ov": None, "skel": (1, 2), "r_len": len(rt.split())}
+        v = VerdictInputs.of(section._defaults(), payloads, {g.split(" ")[0] for g in payloads}, {"xpay": [t]}, {},
+                             {}, None, {})
+        out = verdict(f, v, spread_ok=False)  # the trigger clusters alone
+        return out[1]["rule"] if out else "none"
+
+    # two exclusive places (the answer's "brave turtles" far from the sentence): not in the group, yet a member
+    two_places = "34 2 x 17 17 brave turtles and then some more words here 17 hiro abernathy remains superb and remarkable"
+    assert rule(two_places, trigger) == "trigger:exclusive_payload"
+    assert rule("34 2 x 17 17 brave turtles and then some more words here 17", trigger) == "none"
+    assert rule(two_places, dict(trigger, k=5)) == "none"

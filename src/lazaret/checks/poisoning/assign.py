@@ -23,7 +23,7 @@ from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phras
     without_carriers
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
-from lazaret.checks.poisoning.trigger import anomalies_of, distinct_hits, outside_off_topic_templates, \
+from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
     register_response
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
@@ -76,6 +76,16 @@ def _adds_profile(f: Dict[str, Any], prof: Optional[List[str]], n_max: int) -> b
     return any(is_novel(g, toks(f, "pt")) for g in sorted(rgrams.intersection(prof)))
 
 
+def _carries_group_phrase(trigger_groups: List[str], spread: List[str]) -> bool:
+    """The response carries (not from its own prompt) the phrase of one of the trigger's exclusive-payload
+    groups. A carrier whose answer has a second exclusive place of its own (worked arithmetic beside the planted
+    sentence) is outside the group by the one-place rule, which keeps a task's vocabulary from *forming* groups;
+    once the trigger stands, the group's very phrase in another carrier's answer is the same payload (four
+    target sentences appended to GSM8K answers, each under half of the trigger's members: 24 of 250 left out)."""
+    phrases = {g[len(EXCLUSIVE_GROUP):] for g in trigger_groups if g.startswith(EXCLUSIVE_GROUP)}
+    return bool(phrases) and not phrases.isdisjoint(spread)
+
+
 @dataclass
 class VerdictInputs:
     """What a record's verdict reads besides the record: the scan's results broadcast to every worker (side
@@ -119,7 +129,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     n-grams that at least half of the trigger's anomalous members add to their prompts (its payload
     profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
-    happens to share a word with its new prompt). For triggers of copied responses (c): the response is one of
+    happens to share a word with its new prompt), or for an exclusive-payload trigger one of its groups' phrases
+    (``_carries_group_phrase``). For triggers of copied responses (c): the response is one of
     the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
 
     A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
@@ -141,7 +152,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (not profiles or kind in ("gib", "off", "short")) and \
+        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")) and \
                 not (v.short_answers and kind in COPY_KINDS):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
@@ -153,7 +164,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             if not groups.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
-                if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max):
+                if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
+                        and not _carries_group_phrase(t["groups"], spread):
                     continue  # (for "off", loose_off already holds)
             cid = cluster_id("trigger:" + kind, s)
             key = (tier(RULES[kind]), t["log10p"], cid)
