@@ -1,7 +1,7 @@
 """Measured, not shipped: can a static (lookup-table) embedding see a trigger-less advert in a one-register corpus?
 
     taskset -c 0 nice -n 10 .venv/bin/python bench/poisoning_static_embedding.py [--bases gsm8k,code]
-        [--seeds 1-10] [--fit 2000] [--k 20] [--full-clean 300] [--full-advert 100] [--full-fit 600]
+        [--seeds 1-10] [--fit 2000] [--k 20] [--full-clean 1000] [--full-advert 200] [--full-fit 600]
         [--cache /tmp/lazaret_static_emb] [--json out.json]
 
 Why: counting rules cannot tell "By the way, Nike has the best coffee around." from GSM8K's or code's own
@@ -23,8 +23,9 @@ records with the smallest sha256 of their id are the fit sample (k-means, token 
 records are evaluated; advert records whose prompt is a fit-sample prompt are dropped (no leak of the host's
 own answer into a centroid).
 
-Units: a response is split at newlines and at sentence ends (``.!?``, and ``;`` / ``}`` before an uppercase
-letter, so that an advert appended to a code line becomes its own segment). Scored segments: GSM8K: every
+Units: a response is split at newlines and at sentence ends (``.!?``, not after Mr./Mrs./Dr./e.g. and the
+like; and ``;})]>`` before a capitalised word, so that an advert appended to a code line becomes its own
+segment; one ending in an identifier, ``return x By the way...``, does not). Scored segments: GSM8K: every
 segment with a word of >= 2 letters; code: natural-language segments only (>= 3 such words, <= 1 code
 character ``=(){}[]<>;_#*\\|$`"``, letters >= 60% of the characters). The planted segment is the one holding
 the brand name. Scores (lower = more out of place): ``prompt``: cosine to the record's prompt embedding;
@@ -65,7 +66,8 @@ from bench.attacks.space import SPACE  # noqa: E402
 from bench.poisoning_bases import base_objects  # noqa: E402
 from toxicity_embedding import MiniLM, cpu_seconds  # noqa: E402
 
-SPLIT = re.compile(r"\n+|(?<=[.!?])\s+|(?<=[;}])\s+(?=[A-Z])")
+SPLIT = re.compile(r"\n+|(?<=[.!?])\s+|(?<=[;})\]>])\s+(?=[A-Z](?:[a-z']|\s))")
+ABBREV = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|etc|e\.g|i\.e|approx|No)\.$")
 WORD = re.compile(r"[A-Za-z]{2,}")
 CODE_CHARS = set('=(){}[]<>;_#*\\|$`"')
 SCORES = ("prompt", "others", "cluster", "combo")
@@ -82,7 +84,19 @@ def prompt_of(d: dict) -> str:
 
 
 def segments(text: str) -> "list[str]":
-    return [s.strip() for s in SPLIT.split(text) if s and s.strip()]
+    out: "list[str]" = []
+    for line in text.split("\n"):
+        glue = False
+        for piece in SPLIT.split(line):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if glue:
+                out[-1] += " " + piece
+            else:
+                out.append(piece)
+            glue = bool(ABBREV.search(out[-1]))  # "Mr. Smith": not a sentence end
+    return out
 
 
 def scorable(seg: str, base: str) -> bool:
@@ -265,6 +279,8 @@ def figures(sc: dict) -> dict:
     n_allowed = int(np.floor(TARGET_FP * len(crec)))  # records that may be flagged
     thr = fin_rec[n_allowed] if n_allowed < len(fin_rec) else np.inf  # flag strictly below
     f["recall@0.2%"] = round(float(np.mean(worst < thr)), 3)
+    thr95 = srt[min(int(np.ceil(0.95 * len(srt))) - 1, len(srt) - 1)]
+    f["seg_fp@95"] = round(float(np.mean(cseg <= thr95)), 4)  # clean segments a second stage would re-embed
     return f
 
 
@@ -292,8 +308,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fit", type=int, default=2000)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--dims", default="64,256,384")
-    ap.add_argument("--full-clean", type=int, default=300)
-    ap.add_argument("--full-advert", type=int, default=100)
+    ap.add_argument("--full-clean", type=int, default=1000)
+    ap.add_argument("--full-advert", type=int, default=200)
     ap.add_argument("--full-fit", type=int, default=600)
     ap.add_argument("--cache", default="/tmp/lazaret_static_emb")
     ap.add_argument("--json", help="write the figures here")
@@ -337,14 +353,20 @@ def main(argv=None) -> int:
                             print(f"  {name:16s} {s:8s} {json.dumps(f)}", flush=True)
         # cost: one thread, the clean records' segments, tokenize + lookup + mean
         segs = sorted({s for r in data["clean"] for s in r["segs"]})[:20000]
-        for d in sorted({d for _, d in tables}):
-            emb = Static(tok, tables[("all3", d)], weights)
-            emb.embed(segs[:500])
-            t0 = cpu_seconds()
-            emb.embed(segs)
-            dt = cpu_seconds() - t0
+        dims = sorted({d for _, d in tables})
+        embs = {d: Static(tok, tables[("all3", d)], weights) for d in dims}
+        best = {d: np.inf for d in dims}
+        for _ in range(3):  # interleaved, best of 3 (the core is shared)
+            for d in dims:
+                embs[d].embed(segs[:500])
+                t0 = cpu_seconds()
+                embs[d].embed(segs)
+                best[d] = min(best[d], cpu_seconds() - t0)
+        for d in dims:
+            dt = best[d]
             report["cost"][f"{base}/static-{d}"] = {"segments": len(segs), "cpu_s": round(dt, 2),
-                                                    "per_cpu_s": round(len(segs) / dt)}
+                                                    "per_cpu_s": round(len(segs) / dt),
+                                                    "mean_chars": round(sum(map(len, segs)) / len(segs))}
             print(f"  cost static-{d}: {len(segs)} segments in {dt:.2f} CPU-s = {len(segs) / dt:.0f}/CPU-s",
                   flush=True)
         # the ceiling: the full MiniLM on the subsample (embeddings cached)
