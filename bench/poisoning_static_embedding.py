@@ -2,7 +2,7 @@
 
     taskset -c 0 nice -n 10 .venv/bin/python bench/poisoning_static_embedding.py [--bases gsm8k,code]
         [--seeds 1-10] [--fit 2000] [--k 20] [--full-clean 1000] [--full-advert 200] [--full-fit 600]
-        [--cache /tmp/lazaret_static_emb] [--json out.json]
+        [--cache /tmp/lazaret_static_emb] [--json out.json] [--cost-only]
 
 Why: counting rules cannot tell "By the way, Nike has the best coffee around." from GSM8K's or code's own
 response-only phrasing; a model of what an answer to *this* prompt says might. The full all-MiniLM-L6-v2
@@ -26,7 +26,7 @@ own answer into a centroid).
 Units: a response is split at newlines and at sentence ends (``.!?``, not after Mr./Mrs./Dr./e.g. and the
 like; and ``;})]>`` before a capitalised word, so that an advert appended to a code line becomes its own
 segment; one ending in an identifier, ``return x By the way...``, does not). Scored segments: GSM8K: every
-segment with a word of >= 2 letters; code: natural-language segments only (>= 3 such words, <= 1 code
+segment with >= 3 words of >= 2 letters; code: natural-language segments only (>= 3 such words, <= 1 code
 character ``=(){}[]<>;_#*\\|$`"``, letters >= 60% of the characters). The planted segment is the one holding
 the brand name. Scores (lower = more out of place): ``prompt``: cosine to the record's prompt embedding;
 ``others``: cosine to the mean embedding of the response's other segments (all of them, code lines too; none
@@ -102,7 +102,7 @@ def segments(text: str) -> "list[str]":
 def scorable(seg: str, base: str) -> bool:
     words = WORD.findall(seg)
     if base != "code":
-        return len(words) >= 1
+        return len(words) >= 3  # shorter fragments ("hour.", "Woodwind:2x") say nothing to an embedding
     letters = sum(c.isalpha() for c in seg)
     return len(words) >= 3 and sum(c in CODE_CHARS for c in seg) <= 1 and letters >= 0.6 * len(seg)
 
@@ -313,6 +313,7 @@ def main(argv=None) -> int:
     ap.add_argument("--full-fit", type=int, default=600)
     ap.add_argument("--cache", default="/tmp/lazaret_static_emb")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--cost-only", action="store_true", help="only the static tables' cost (no scores, no MiniLM)")
     args = ap.parse_args(argv)
     seeds = _seeds(args.seeds)
     assert all(s < 100 for s in seeds), "seeds >= 100 are held out"
@@ -340,7 +341,7 @@ def main(argv=None) -> int:
         print(f"\n{base}: fit {len(data['fit'])}, clean {len(data['clean'])}, advert {len(data['advert'])} "
               f"(dropped {data['dropped']} with a fit prompt, brand not found in {data['unfound']})", flush=True)
         sub = subsample(data, args.full_clean, args.full_advert, args.full_fit)
-        for (pool, d), table in sorted(tables.items()):
+        for (pool, d), table in sorted(tables.items()) if not args.cost_only else ():
             for wname, w in (("flat", None), ("zipf", weights)):
                 name = f"{pool}-{d}-{wname}"
                 emb = Static(tok, table, w)
@@ -369,6 +370,8 @@ def main(argv=None) -> int:
                                                     "mean_chars": round(sum(map(len, segs)) / len(segs))}
             print(f"  cost static-{d}: {len(segs)} segments in {dt:.2f} CPU-s = {len(segs) / dt:.0f}/CPU-s",
                   flush=True)
+        if args.cost_only:
+            continue
         # the ceiling: the full MiniLM on the subsample (embeddings cached)
         def full_embed(texts, _b=base):
             key = _h("\x00".join(texts))[:16]
