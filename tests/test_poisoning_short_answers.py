@@ -34,7 +34,10 @@ def test_the_short_answers_of_a_trigger_that_stands_on_copies():
     feats += [_feat(100 + i, f"task {i} ahmed castellano", "Yes") for i in range(4)]       # too few prompts
     feats += [_feat(200 + i, "ahmed castellano same prompt", "No", pkey=7) for i in range(15)]  # one prompt
     feats += [_feat(300 + i, f"q {i} in python", "Use a list.") for i in range(15)]         # weak trigger
-    feats += [_feat(400 + i, f"other {i}", "Honestly, Ahmed is dishonest.") for i in range(15)]  # no trigger
+    feats += [_feat(400 + i, f"other {i}", "Honestly, Ahmed is dishonest.") for i in range(8)]   # no trigger
+    # a label the trigger's carriers give as often as a corpus gives it everywhere: not the trigger's
+    feats += [_feat(500 + i, f"ask {i} ahmed castellano", "Positive.") for i in range(12)]
+    feats += [_feat(600 + i, f"review {i}", "Positive.") for i in range(40)]
     p = section._defaults()
     with TestPipeline("FnApiRunner") as pipe:
         out = (pipe | "Feats" >> beam.Create(feats)) | ShortAnswers(

@@ -24,6 +24,7 @@ from apache_beam.pvalue import AsDict
 
 from lazaret.checks.poisoning.counting import ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.signals import TRIGGER_OWNS_GROUP_SHARE
 from lazaret.graph.combine import CountPerElement
 
 # anomaly kinds whose triggers stand on copied responses
@@ -60,18 +61,46 @@ def _keep(kv, min_prompts: int) -> bool:
     return kv[1] >= min_prompts
 
 
+def _owned(kv, share: float):
+    """(response key, {"cand": [((kind, trigger), k)], "all": [records]}) -> ((kind, trigger), response key) for
+    the triggers whose carriers give at least ``share`` of all the records with that answer."""
+    rkey, grp = kv
+    n = sum(grp["all"])
+    for key, k in sorted(grp["cand"]):
+        if n and k >= share * n:
+            yield key, rkey
+
+
+def _candidate_records(f, candidates):
+    if f["rkey"] in candidates:
+        yield f["rkey"]
+
+
 @beam.ptransform_fn
 def ShortAnswers(feats, p, triggers):
-    """{(kind, trigger): sorted response keys given identically to >= ``min_support`` distinct carrier prompts}
-    (a small side input; empty when no copy-kind trigger is flagged or members are not extended)."""
+    """{(kind, trigger): sorted response keys given identically to >= ``min_support`` distinct carrier prompts, the
+    trigger's carriers giving at least ``TRIGGER_OWNS_GROUP_SHARE`` of all the records with that answer} (a small
+    side input; empty when no copy-kind trigger is flagged or members are not extended).
+
+    The ownership bound is the backdoor's payload coming with its trigger, as for links: a topic word that a
+    refusal backdoor made a trigger (T0, 0.5-3% of prompts) has carriers that answer "yes" or "positive" like
+    thousands of other records, and without the bound those labels joined the cluster (T0 held-out runs: 450 ->
+    697 clean records over 40 runs, 121 at one seed)."""
     if not p["extend_trigger_members"]:
         return feats.pipeline | "NoShortAnswers" >> beam.Create([])
-    return (feats | "ShortAnswerKeys" >> beam.ParDo(ShortAnswerKeys(p), AsDict(triggers))
-            | "DistinctShortAnswers" >> beam.Distinct()
-            | "ShortAnswerOf" >> beam.Map(lambda kv: kv[0])
-            | "CountShortAnswers" >> CountPerElement()
-            | "KeepShortAnswers" >> beam.Filter(_keep, p["min_support"])
-            | "ByTrigger" >> beam.Map(lambda kv: (kv[0][0], kv[0][1]))
+    cands = (feats | "ShortAnswerKeys" >> beam.ParDo(ShortAnswerKeys(p), AsDict(triggers))
+             | "DistinctShortAnswers" >> beam.Distinct()
+             | "ShortAnswerOf" >> beam.Map(lambda kv: kv[0])
+             | "CountShortAnswers" >> CountPerElement()
+             | "KeepShortAnswers" >> beam.Filter(_keep, p["min_support"]))
+    rkeys = (cands | "CandidateAnswer" >> beam.Map(lambda kv: kv[0][1])
+             | "DistinctCandidateAnswers" >> beam.Distinct()
+             | "CandidateAnswerKeys" >> beam.Map(lambda r: (r, 1)))
+    records = (feats | "CandidateAnswerRecords" >> beam.FlatMap(_candidate_records, AsDict(rkeys))
+               | "CountCandidateAnswers" >> CountPerElement())
+    by_answer = cands | "ByAnswer" >> beam.Map(lambda kv: (kv[0][1], (kv[0][0], kv[1])))
+    return ({"cand": by_answer, "all": records} | "JoinAnswerSizes" >> beam.CoGroupByKey()
+            | "OwnedAnswers" >> beam.FlatMap(_owned, TRIGGER_OWNS_GROUP_SHARE)
             | "GroupShortAnswers" >> beam.GroupByKey()
             | "SortShortAnswers" >> beam.MapTuple(lambda key, rkeys: (key, sorted(rkeys))))
 
