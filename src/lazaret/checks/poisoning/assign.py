@@ -22,7 +22,6 @@ from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigg
 from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phrasing_lift, quiet_share, register_lift, \
     without_carriers
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
-from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
     register_response
 from lazaret.checks.findings import make_finding
@@ -107,17 +106,16 @@ class VerdictInputs:
     everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
     registers: bool = False                         # strata have register rates: a response's own register counts
     copied: FrozenSet[str] = frozenset()            # found everywhere on copies of a few planted answers only
-    short_answers: Optional[Dict[Tuple[str, str], List[str]]] = None  # (kind, trigger) -> its identical short answers
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
            lookups, register: Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]] = (frozenset(),) * 3,
-           registers: bool = False, short_answers=None) -> "VerdictInputs":
+           registers: bool = False) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
                    params["pair_window"], params["off_topic_member_overlap"] if extend else None,
-                   register[0], register[1], registers, register[2], short_answers if extend else None)
+                   register[0], register[1], registers, register[2])
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -130,8 +128,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt), or for an exclusive-payload trigger one of its groups' phrases
-    (``_carries_group_phrase``). For triggers of copied responses (c): the response is one of
-    the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
+    (``_carries_group_phrase``).
 
     A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
     where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
@@ -152,8 +149,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")) and \
-                not (v.short_answers and kind in COPY_KINDS):
+        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
@@ -161,7 +157,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             t = lookup[s]
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
                 continue  # every claim of the trigger is register phrasing: no profile extension either
-            if not groups.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
+            if not groups.intersection(t["groups"]):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
@@ -305,7 +301,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         return out
 
     def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
-                pay_rates=None, stratum_sizes=None, phrased=None, short_answers=None):
+                pay_rates=None, stratum_sizes=None, phrased=None):
         first = self._first_of(payloads)
         # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
@@ -315,7 +311,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
-                                        self._lookups, register, bool(pay_rates), short_answers), spread_ok)
+                                        self._lookups, register, bool(pay_rates)), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c
