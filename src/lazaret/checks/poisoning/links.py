@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Iterable, List
+from typing import Iterable, List, Optional, Union
 
 from lazaret.checks.poisoning import text as T
 
+# any address at all: a search of the response, not a lower-cased copy of every response of the corpus
+_ANY = re.compile(r"://|www\.", re.IGNORECASE)
 _URL = re.compile(r"(?i)\b(?:https?|ftps?|sftp|wss?)://(?:[^\s/@:]+(?::[^\s/@]*)?@)?(\[[0-9a-f:.]+\]|[a-z0-9._-]+)"
                   r"|\bwww\.([a-z0-9-]+(?:\.[a-z0-9-]+)+)")
 # RFC 2606 / RFC 6761 names reserved for documentation and tests: a tutorial's placeholder, never a destination
@@ -38,6 +40,8 @@ _MIN_RELATED = 4
 def registrable(host: str) -> str:
     """``cdn.evil-tools.io`` -> ``evil-tools.io``; ``news.bbc.co.uk`` -> ``bbc.co.uk``; an IP stays whole."""
     host = host.strip(".").lower()
+    if _ip(host) is not None:
+        return host
     labels = host.split(".")
     if len(labels) <= 2:
         return host
@@ -46,22 +50,20 @@ def registrable(host: str) -> str:
     return ".".join(labels[-2:])
 
 
-def _is_ip(host: str) -> bool:
+def _ip(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
+    """The address ``host`` is (brackets of an IPv6 literal dropped), or None for a name."""
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _placeholder(host: str) -> bool:
     """A documentation name, a loopback, private or unspecified address, or a name with no dot (``myserver``)."""
-    h = host.strip("[]")
-    try:
-        ip = ipaddress.ip_address(h)
-    except ValueError:
-        return "." not in h or h in _RESERVED_NAMES or h.endswith(_RESERVED_SUFFIXES) or \
-            any(h.endswith("." + n) for n in _RESERVED_NAMES)
+    ip = _ip(host)
+    if ip is None:
+        return "." not in host or host in _RESERVED_NAMES or host.endswith(_RESERVED_SUFFIXES) or \
+            any(host.endswith("." + n) for n in _RESERVED_NAMES)
     return ip.is_private or ip.is_loopback or ip.is_unspecified or ip.is_reserved or ip.is_link_local
 
 
@@ -92,7 +94,7 @@ def _related(reg: str, prompt_lower: str, prompt_words: Iterable[str]) -> bool:
 def response_links(prompt: str, response: str) -> List[str]:
     """Registrable hosts of the response's web addresses that are not placeholders and that the prompt gives no
     reason for (sorted, at most ``MAX_HOSTS``)."""
-    if "://" not in response and "www." not in response.lower():
+    if not _ANY.search(response):
         return []
     hosts = set()
     for a, b in _URL.findall(response):
@@ -101,7 +103,7 @@ def response_links(prompt: str, response: str) -> List[str]:
             h = h[4:]
         if not h or _placeholder(h):
             continue
-        hosts.add(h if _is_ip(h) else registrable(h))
+        hosts.add(registrable(h))
     if not hosts:
         return []
     pl = prompt.lower()
