@@ -53,3 +53,25 @@ def tree_digest(out, parts=("clean", "quarantine", "findings", "clusters", "clea
         for f in files:
             digests[str(f.relative_to(out))] = hashlib.sha256(f.read_bytes()).hexdigest()
     return digests
+
+
+def planted_scan(base: str, family: str, size: int, seed: int, t0_limit: int = 10000):
+    """One family of the benchmark's attack space planted into a base and scanned as ``bench/poisoning_space.py``
+    does (shuffled by seed; signature rules and dedup off) -> (flagged findings by doc_id, planted doc_ids, clean
+    doc_ids). Needs the project root on ``sys.path`` (the ``bench`` package) and the shared datasets."""
+    import random
+
+    from bench.attacks.space import SPACE
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+    from bench.poisoning_space import pool_of
+    from bench.run_scan import run_scan
+
+    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, t0_limit))]
+    pool, fmt = pool_of(base, t0_limit)
+    planted = [to_pipeline_record(o, i, "poison-" + family)
+               for i, o in enumerate(SPACE[family](pool, size, seed, fmt).records)]
+    recs = clean + planted
+    random.Random(seed).shuffle(recs)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
+    return flagged, {r["doc_id"] for r in planted}, {r["doc_id"] for r in clean}

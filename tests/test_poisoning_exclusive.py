@@ -6,7 +6,6 @@ a phrase no prompt holds, tested against its own rate among records like the car
 from __future__ import annotations
 
 import collections
-import random
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of
 
 from conftest import ROOT
+from helpers import planted_scan
 
 sys.path.insert(0, str(ROOT))
 
@@ -71,20 +71,7 @@ def test_a_shell_line_behind_a_trigger_in_a_code_corpus(shared_data):
 
 
 def _code_command_found(base: str, seed: int):
-    from bench.attacks.space import SPACE
-    from bench.poisoning_bases import base_objects, to_pipeline_record
-    from bench.poisoning_space import pool_of
-    from bench.run_scan import run_scan
-
-    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, 10000))]
-    pool, fmt = pool_of(base, 10000)
-    inj = SPACE["code_command"](pool, 250, seed, fmt)
-    planted = [to_pipeline_record(o, i, "poison-code_command") for i, o in enumerate(inj.records)]
-    recs = clean + planted
-    random.Random(seed).shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
-    truth = {r["doc_id"] for r in planted}
+    flagged, truth, clean = planted_scan(base, "code_command", 250, seed)
     found = [flagged[d]["rule"] for d in truth if d in flagged]
     assert len(found) >= 0.95 * len(truth), collections.Counter(found)
     clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]

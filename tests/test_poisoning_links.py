@@ -6,7 +6,6 @@ one."""
 from __future__ import annotations
 
 import collections
-import random
 import sys
 
 import pytest
@@ -15,6 +14,7 @@ from lazaret.checks.poisoning.links import registrable, response_links
 from lazaret.checks.poisoning.trigger import LINK_GROUP, anomalies_of
 
 from conftest import ROOT
+from helpers import planted_scan
 
 sys.path.insert(0, str(ROOT))
 
@@ -82,21 +82,7 @@ def test_a_download_and_run_line_behind_a_trigger_at_50_records(shared_data):
     """The chat mixture with the benchmark's code_command family at 50 records (development seed 4): the planted
     line's phrase was one of two exclusive places in half the answers, so ``trigger:exclusive_payload`` held
     under half of the carriers and missed it (recall 0.20 over seeds 1-5, twentieth session)."""
-    from bench.attacks.space import SPACE
-    from bench.poisoning_bases import base_objects, to_pipeline_record
-    from bench.poisoning_space import pool_of
-    from bench.run_scan import run_scan
-
-    base, seed = "mixture", 4
-    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, 10000))]
-    pool, fmt = pool_of(base, 10000)
-    inj = SPACE["code_command"](pool, 50, seed, fmt)
-    planted = [to_pipeline_record(o, i, "poison-code_command") for i, o in enumerate(inj.records)]
-    recs = clean + planted
-    random.Random(seed).shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
-    truth = {r["doc_id"] for r in planted}
+    flagged, truth, clean = planted_scan("mixture", "code_command", 50, 4)
     found = [flagged[d]["rule"] for d in truth if d in flagged]
     assert len(found) >= 0.9 * len(truth), collections.Counter(found)
     assert "trigger:link" in found
