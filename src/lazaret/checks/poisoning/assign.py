@@ -19,9 +19,11 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.claims import novel_grams
 from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in, trigger_lookup
+from lazaret.checks.poisoning.names import is_named, record_name_state
 from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phrasing_lift, quiet_share, register_lift, \
     without_carriers
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
+from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
     register_response
 from lazaret.checks.findings import make_finding
@@ -56,7 +58,14 @@ def describe_payload(p: Dict[str, Any]) -> str:
     return (f'response {what} in {p["carriers"]} responses over unrelated prompts '
             f'(prompt diversity {p["prompt_diversity"]:.2f}) but in only {p["df_p"]} prompts where ordinary '
             f'text would put ~{p["expected_p"]:.0f}; {S.fmt_p(p["log10p"])} after Bonferroni over {p["tests"]} '
-            f'n-grams')
+            f'n-grams' + (f'; a proper name in {p["named"]} of them' if is_named(p) else ''))
+
+
+def _names_it(f: Dict[str, Any], g: str, p: Dict[str, Any]) -> bool:
+    """The payload is a proper name (``names.is_named``: established by how most of its carriers write it) and
+    this response writes it Titlecase (an advert glued to an indented code line is not prose, but it is the same
+    name): a name is no register's phrasing, so it is flagged in register strata too (names.py)."""
+    return is_named(p) and record_name_state(g, f, T.PAIR_SEP) >= 0
 
 
 def loosely_off_topic(f: Dict[str, Any], max_overlap: Optional[float], off_templates) -> bool:
@@ -106,16 +115,17 @@ class VerdictInputs:
     everywhere: FrozenSet[str] = frozenset()        # spread payloads as common in the quiet strata as in the register
     registers: bool = False                         # strata have register rates: a response's own register counts
     copied: FrozenSet[str] = frozenset()            # found everywhere on copies of a few planted answers only
+    short_answers: Optional[Dict[Tuple[str, str], List[str]]] = None  # (kind, trigger) -> its identical short answers
 
     @classmethod
     def of(cls, params: Dict[str, Any], payloads, pay_first, triggers, dups, profiles, off_templates,
            lookups, register: Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]] = (frozenset(),) * 3,
-           registers: bool = False) -> "VerdictInputs":
+           registers: bool = False, short_answers=None) -> "VerdictInputs":
         extend = params["extend_trigger_members"]
         return cls(payloads, pay_first, triggers, dups, profiles if extend else None, off_templates, lookups,
                    params["max_ngram"], params["min_payload_hits"], params["extend_min_distinct"],
                    params["pair_window"], params["off_topic_member_overlap"] if extend else None,
-                   register[0], register[1], registers, register[2])
+                   register[0], register[1], registers, register[2], short_answers if extend else None)
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -128,7 +138,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt), or for an exclusive-payload trigger one of its groups' phrases
-    (``_carries_group_phrase``).
+    (``_carries_group_phrase``). For triggers of copied responses (c): the response is one of
+    the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
 
     A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
     where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
@@ -149,7 +160,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")):
+        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")) and \
+                not (v.short_answers and kind in COPY_KINDS):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
@@ -157,7 +169,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             t = lookup[s]
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
                 continue  # every claim of the trigger is register phrasing: no profile extension either
-            if not groups.intersection(t["groups"]):
+            if not groups.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
@@ -181,7 +193,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     register_hits_ok = spread_ok or distinct_hits([g for g in spread if g not in v.register_phrases]) >= v.min_hits
     for g in spread:
         found_everywhere = g in v.everywhere or (g in v.copied and f["rkey"] in v.dups)
-        if g in v.register_phrases or not (spread_ok or (found_everywhere and register_hits_ok)):
+        if g in v.register_phrases or not (spread_ok or (found_everywhere and register_hits_ok) or
+                                           _names_it(f, g, v.payloads[g])):
             continue
         p = v.payloads[g]
         cid = cluster_id("payload", g)
@@ -274,6 +287,11 @@ class Assign(_SideInputNgrams, beam.DoFn):
                 # in many phrasings can fill a stratum of its own and make it look like a register
                 if claim:
                     x = register_lift(strata, without_carriers(pay_rates, strata, stratum_sizes), stratum_sizes, rate)
+                elif is_named(p):
+                    # a name is no register's phrasing; only a task's own name sits in its stratum ("Python"
+                    # answers). The other lifts would read the name's own sentence as its register: an advert
+                    # in code answers gives its carriers a second response-only place (phrasing_lift 4.1 at 50)
+                    x = concentration_lift(strata, stratum_sizes, self.params["min_support"])
                 else:
                     x = max(register_lift(strata, pay_rates, stratum_sizes, rate),
                             concentration_lift(strata, stratum_sizes, self.params["min_support"]))
@@ -301,7 +319,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         return out
 
     def process(self, f, payloads, triggers, dups, profiles, claims=None, claim_members=None, off_templates=None,
-                pay_rates=None, stratum_sizes=None, phrased=None):
+                pay_rates=None, stratum_sizes=None, phrased=None, short_answers=None):
         first = self._first_of(payloads)
         # The volume test's null (a phrase people use shows up in prompts too) fails in strata whose responses
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
@@ -311,7 +329,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
         register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
-                                        self._lookups, register, bool(pay_rates)), spread_ok)
+                                        self._lookups, register, bool(pay_rates), short_answers), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])
         if c is not None and (v is None or c[0] < v[0]):
             v = c

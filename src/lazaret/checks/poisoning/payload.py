@@ -20,6 +20,7 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _SideInputNgrams, hit_places, keys_in, ngrams_in
 from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
+from lazaret.checks.poisoning.names import record_name_state
 from lazaret.checks.poisoning.strata import stratum_key
 
 # templates side-input keys that count a template's (or stratum's) gibberish records: "g" + "f:...", "g" + "s:3"
@@ -146,7 +147,8 @@ def _merge_capped(a: List[int], b: List[int], cap: int) -> List[int]:
 
 
 # CarrierStats' accumulator is a plain list (cheap to pickle across the shuffle); these name its slots.
-N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES, N_ELSEWHERE, ANSWERS = range(10)
+N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS, RESPONSE_SIG, MEMBERS, TEMPLATES, N_ELSEWHERE, ANSWERS, N_NAMED, \
+    N_PROSE, N_LOWER = range(13)
 
 
 class CarrierStats(beam.CombineFn):
@@ -160,11 +162,14 @@ class CarrierStats(beam.CombineFn):
 
     def create_accumulator(self):
         # N, N_LONG, SKEL_FIRST, SKEL_LAST, PROMPT_KEYS (x4 slots, one used), RESPONSE_SIG (x2), MEMBERS, TEMPLATES
-        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}, 0, {}]
+        return [0, 0, [], [], [[], [], [], []], [[], []], [], {}, 0, {}, 0, 0, 0]
 
     def add_input(self, acc, c):
-        is_long, skel, pkey, rsh, doc_id, tmpl, elsewhere = c
+        is_long, skel, pkey, rsh, doc_id, tmpl, elsewhere, name = c
         acc[N_ELSEWHERE] += 1 if elsewhere else 0
+        acc[N_NAMED] += 1 if name == 2 else 0
+        acc[N_PROSE] += 1 if name >= 1 else 0
+        acc[N_LOWER] += 1 if name < 0 else 0
         counts = acc[TEMPLATES]
         for t in tmpl:
             counts[t] = counts.get(t, 0) + 1
@@ -189,6 +194,9 @@ class CarrierStats(beam.CombineFn):
             out[N] += a[N]
             out[N_LONG] += a[N_LONG]
             out[N_ELSEWHERE] += a[N_ELSEWHERE]
+            out[N_NAMED] += a[N_NAMED]
+            out[N_PROSE] += a[N_PROSE]
+            out[N_LOWER] += a[N_LOWER]
             for t, v in a[ANSWERS].items():
                 out[ANSWERS][t] = _merge_capped(out[ANSWERS].get(t, []), v, self.answers_cap)
             out[SKEL_FIRST] = _merge_capped(out[SKEL_FIRST], a[SKEL_FIRST], self.cap)
@@ -213,6 +221,11 @@ class CarrierStats(beam.CombineFn):
             "long_fraction": round(acc[N_LONG] / n, 4) if n else 0.0,
             # carriers whose response has response-only phrasing in another place (``phrasing_lift``)
             "phrased_elsewhere": acc[N_ELSEWHERE],
+            # carriers writing it as a proper name inside prose, writing it in prose at all (a name at a sentence
+            # start too), and writing it in lower case (names.py)
+            "named": acc[N_NAMED],
+            "in_prose": acc[N_PROSE],
+            "lowercase": acc[N_LOWER],
             "skeleton_diversity": round(min(d(acc[SKEL_FIRST]), d(acc[SKEL_LAST])), 4),
             "prompt_diversity": round(d(acc[PROMPT_KEYS][0]), 4),
             "distinct_prompts": int(round(S.KMV(self.cap, acc[PROMPT_KEYS][0]).estimate())),
@@ -289,16 +302,18 @@ class EmitCarriers(_SideInputNgrams, beam.DoFn):
         for g in novel:
             # the response has response-only phrasing somewhere else than where it carries g
             elsewhere = any(g not in pl for pl in places)
-            yield g, carrier_value(f, self.params, tmpl, elsewhere)
+            yield g, carrier_value(f, self.params, tmpl, elsewhere, g)
 
 
 def carrier_value(f: Dict[str, Any], params: Dict[str, Any], tmpl: Tuple[str, ...] = (),
-                  elsewhere: bool = False) -> tuple:
+                  elsewhere: bool = False, g: str = "") -> tuple:
     """What one carrier adds to :class:`CarrierStats`: long response?, prompt skeleton, prompt key, the
-    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum, and whether the
-    response has response-only phrasing in another place than the candidate's (written in a register)."""
+    response's 3-gram MinHash (near-identity of responses), doc id, its templates and stratum, whether the
+    response has response-only phrasing in another place than the candidate's (written in a register), and
+    whether it writes ``g`` as a proper name (``names.name_state``)."""
+    name = record_name_state(g, f, T.PAIR_SEP) if g else 0
     return (f["r_len"] >= params["min_payload_tokens"], f["skel"], f["pkey"], f["rsh"], f["doc_id"], tmpl,
-            elsewhere)
+            elsewhere, name)
 
 
 class TwinGroup(beam.CombineFn):

@@ -42,6 +42,7 @@ from lazaret.checks.poisoning.signatures import SignatureScan
 from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_vocab, sample_columns, sample_cut, \
     sample_key, sample_vocab, sample_words, shared_rows, stratum_key
 from lazaret.checks.guard import Guarded
+from lazaret.checks.poisoning.trigger_answers import ShortAnswers
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, template_off_topic
 from lazaret.checks.poisoning.policy import DEFAULTS
@@ -332,6 +333,7 @@ class PoisoningScan(beam.PTransform):
                                                       AsDict(off_templates))
         triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes, short_strata)
         profiles = anomalous | "Profiles" >> Profiles(p, triggers)
+        short_answers = feats | "ShortAnswers" >> ShortAnswers(p, triggers)
 
         # near-duplicate clusters (dedup stage) that over-represent one claim.
         if near is not None and p["near_duplicate_claims"]:
@@ -346,7 +348,8 @@ class PoisoningScan(beam.PTransform):
         out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),
                                              AsDict(profiles), AsDict(claims), AsDict(claim_members),
                                              AsDict(off_templates), AsSingleton(pay_rates),
-                                             AsDict(stratum_sizes), AsSingleton(phrased)).with_outputs(
+                                             AsDict(stratum_sizes), AsSingleton(phrased),
+                                             AsDict(short_answers)).with_outputs(
             Assign.CLUSTER_TAG, main="findings")
         findings = out.findings
         if self.signatures:
