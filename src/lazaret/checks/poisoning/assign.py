@@ -264,8 +264,10 @@ class Assign(_SideInputNgrams, beam.DoFn):
         times made every clean C++ answer a carrier of its phrases. Such a payload (enough carriers in the quiet
         strata, too few distinct answers) is found everywhere only in the copies: responses of an
         identical-answer group (a refusal planted in four phrasings keeps its records, the C++ function's
-        phrases leave clean C++ answers alone). Built once per side-input value (the
-        cache keeps the objects, so a recycled id never matches)."""
+        phrases leave clean C++ answers alone). A proper name (``names.is_named``) is the register's only when
+        concentrated in one stratum (a task's own name); the register and phrasing lifts would read the name's
+        own sentence as its register. Built once per side-input value (the cache keeps the objects, so a
+        recycled id never matches)."""
         key = (id(payloads), id(pay_rates), id(stratum_sizes))
         hit = self._register_cache.get(key)
         if hit is not None and hit[0] is payloads and hit[1] is pay_rates and hit[2] is stratum_sizes:
