@@ -256,14 +256,17 @@ def test_carrier_stats_keep_each_strata_distinct_answers():
     def acc_of(part):
         acc = comb.create_accumulator()
         for i, (rsh, elsewhere, st) in part:
-            acc = comb.add_input(acc, (True, ("a", "b"), i, rsh, f"d{i}", ("f:x", st), elsewhere))
+            name = (2, 1, 0, -1)[i % 4]  # names.name_state: named, prose sentence start, code only, lower case
+            acc = comb.add_input(acc, (True, ("a", "b"), i, rsh, f"d{i}", ("f:x", st), elsewhere, name))
         return acc
 
     whole = comb.extract_output(acc_of(enumerate(rows)))
     assert whole["answers"] == {1: [5, 6], 2: [1, 2, 3]}   # identical answers once; the cap keeps the smallest
+    assert (whole["named"], whole["in_prose"], whole["lowercase"]) == (2, 4, 1)
     merged = comb.extract_output(comb.merge_accumulators([acc_of(list(enumerate(rows))[:4]),
                                                           acc_of(list(enumerate(rows))[4:])]))
     assert merged["answers"] == whole["answers"]
+    assert (merged["named"], merged["in_prose"], merged["lowercase"]) == (2, 4, 1)
 
 
 def test_an_answer_written_in_the_register_takes_no_payload_in_a_quiet_stratum():
