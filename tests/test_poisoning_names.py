@@ -9,7 +9,10 @@ import sys
 
 import pytest
 
-from lazaret.checks.poisoning.names import is_named, name_state, response_names
+from lazaret.checks.poisoning import policy as section
+from lazaret.checks.poisoning.features import record_features
+from lazaret.checks.poisoning.names import is_named, name_state, record_name_state, response_names
+from lazaret.checks.poisoning.text import PAIR_SEP
 
 from conftest import ROOT
 from helpers import planted_scan
@@ -50,6 +53,18 @@ def test_name_state_and_the_majority_rule():
     # a namespace that code answers also mention in prose: most carriers write it in code only
     assert not is_named({"named": 15, "lowercase": 0, "in_prose": 15, "carriers": 107})
     assert not is_named({"named": 1, "lowercase": 0, "in_prose": 1, "carriers": 1}) and not is_named({})
+
+
+def test_a_record_name_state_reads_only_words_the_prompt_does_not_hold():
+    f = record_features({"doc_id": "d", "prompt": "How long does James paint?",
+                         "response": "First find the total time James spends. Visit Tebur Labs today."},
+                        section._defaults())
+    assert record_name_state("tebur labs", f, PAIR_SEP) == 2
+    assert record_name_state("find" + PAIR_SEP + "james", f, PAIR_SEP) == -1    # James is the request's
+    # a symbol-wrapped token holding the pair separator (C++ "&input)") splits into an empty word: never a name
+    g = record_features({"doc_id": "e", "prompt": "Reverse a string in C++",
+                         "response": "void f(const std::string &input) {}"}, section._defaults())
+    assert record_name_state(PAIR_SEP + "input)", g, PAIR_SEP) == -1
 
 
 @pytest.mark.slow

@@ -105,9 +105,9 @@ def record_name_state(g: str, f: Dict[str, str], pair_sep: str) -> int:
     answer brings in (GSM8K: "First find the total time James spends ..." under a problem about James made the
     pair "find … james" a name)."""
     words = g.split(pair_sep) if pair_sep in g else g.split(" ")
-    prompt = set((f.get("pt") or "").split(" "))
-    words = [w for w in words if w not in prompt]
-    return name_state(words, *((f.get(k) or "").split(" ") for k in ("nm", "ni", "ti"))) if words else -1
+    prompt = set((f.get("pt") or "").split())
+    words = [w for w in words if w and w not in prompt]
+    return name_state(words, *((f.get(k) or "").split() for k in ("nm", "ni", "ti"))) if words else -1
 
 
 def is_named(p: Dict[str, int]) -> bool:
