@@ -38,8 +38,9 @@ COPY_KINDS = ("dup", "rep")
 
 
 class ShortAnswerKeys(beam.DoFn):
-    """(((kind, trigger), response key), prompt key) for short, non-gibberish responses whose prompt carries a
-    strong flagged trigger of a copy kind (only such records: a few per attack, none in most corpora)."""
+    """(((kind, trigger), response key), prompt key) for short, non-gibberish responses (``short_view``: ones the
+    request did not offer) whose prompt carries a strong flagged trigger of a copy kind (only such records: a few
+    per attack, none in most corpora)."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -50,8 +51,6 @@ class ShortAnswerKeys(beam.DoFn):
         if f["gib"] or not 0 < f["r_len"] < p["min_payload_tokens"]:
             return
         pt = None
-        if chosen_from_prompt(f):
-            return
         for kind in COPY_KINDS:
             ts = triggers.get(kind)
             if not ts:
@@ -65,11 +64,16 @@ class ShortAnswerKeys(beam.DoFn):
                     yield ((kind, s), f["rkey"]), f["pkey"]
 
 
-def short_view(f: Dict[str, Any], max_len: int):
-    """The fields this module reads, for responses shorter than ``max_len`` tokens."""
+def _short_key(f: Dict[str, Any], max_len: int):
     if 0 < f["r_len"] < max_len:
-        yield {"rkey": f["rkey"], "pkey": f["pkey"], "pt": f["pt"], "rt": f["rt"], "r_len": f["r_len"],
-               "gib": f["gib"]}
+        yield f["rkey"], 1
+
+
+def short_view(f: Dict[str, Any], max_len: int):
+    """The fields ``ShortAnswerKeys`` reads, for responses shorter than ``max_len`` tokens, not gibberish, that
+    say something the request did not offer (``chosen_from_prompt``)."""
+    if 0 < f["r_len"] < max_len and not f["gib"] and not chosen_from_prompt(f):
+        yield {"rkey": f["rkey"], "pkey": f["pkey"], "pt": f["pt"], "r_len": f["r_len"], "gib": False}
 
 
 def _is_word(token: str) -> bool:
@@ -108,16 +112,17 @@ def ShortAnswers(feats, p, triggers):
     697 clean records over 40 runs, 121 at one seed)."""
     if not p["extend_trigger_members"]:
         return feats.pipeline | "NoShortAnswers" >> beam.Create([])
-    # short responses only (a record sharing a short answer's key is short too), as a small view made in the
-    # featurising stage, and one shuffle per count: two side-input passes over every record's features and six
-    # shuffles cost 12% of the stage on 20,000 T0 records
-    shorts = feats | "ShortResponses" >> beam.FlatMap(short_view, p["min_payload_tokens"])
-    cands = (shorts | "ShortAnswerKeys" >> beam.ParDo(ShortAnswerKeys(p), AsDict(triggers))
+    # Both inputs are views made in the featurising stage (no side input, so they fuse there): every short
+    # response's key (the ownership bound counts all records giving the answer), and the few fields the trigger
+    # lookup reads for short answers a request did not offer (most short answers are offered labels or spans of
+    # the prompt: T0). Reading every record's features in a side-input pass cost 12% of the stage.
+    sizes = (feats | "ShortAnswerRecords" >> beam.FlatMap(_short_key, p["min_payload_tokens"])
+             | "CountShortAnswers" >> beam.CombinePerKey(SumFn()))
+    cands = (feats | "UnofferedShortAnswers" >> beam.FlatMap(short_view, p["min_payload_tokens"])
+             | "ShortAnswerKeys" >> beam.ParDo(ShortAnswerKeys(p), AsDict(triggers))
              | "ShortAnswerPrompts" >> beam.CombinePerKey(DistinctCount())
              | "KeepShortAnswers" >> beam.Filter(_keep, p["min_support"])
              | "ByAnswer" >> beam.Map(lambda kv: (kv[0][1], (kv[0][0], kv[1]))))
-    sizes = (shorts | "ShortAnswerRecords" >> beam.Map(lambda f: (f["rkey"], 1))
-             | "CountShortAnswers" >> beam.CombinePerKey(SumFn()))
     return ({"cand": cands, "all": sizes} | "JoinAnswerSizes" >> beam.CoGroupByKey()
             | "OwnedAnswers" >> beam.FlatMap(_owned, TRIGGER_OWNS_GROUP_SHARE)
             | "GroupShortAnswers" >> beam.GroupByKey()
