@@ -49,9 +49,13 @@ def test_name_state_and_the_majority_rule():
     assert name_state(["i", "think"], *sets) == -1             # a one-letter "I" is no Titlecase word
     assert name_state(["pepsi"], *response_names("Pepsi has the best soft drinks around.")) == 1
     assert is_named({"named": 12, "lowercase": 3, "in_prose": 20, "carriers": 25})
-    assert not is_named({"named": 3, "lowercase": 12, "in_prose": 20, "carriers": 25})
+    assert not is_named({"named": 12, "lowercase": 4, "in_prose": 20, "carriers": 25})
+    # mostly at sentence starts, but never in lower case: a brand in frames that mostly open with it
+    assert is_named({"named": 2, "lowercase": 0, "in_prose": 182, "carriers": 250})
     # a namespace that code answers also mention in prose: most carriers write it in code only
     assert not is_named({"named": 15, "lowercase": 0, "in_prose": 15, "carriers": 107})
+    # a word written in prose at sentence starts ("Let x be ..."), inside a sentence about as often as in lower case
+    assert not is_named({"named": 9, "lowercase": 8, "in_prose": 97, "carriers": 170})
     assert not is_named({"named": 1, "lowercase": 0, "in_prose": 1, "carriers": 1}) and not is_named({})
 
 

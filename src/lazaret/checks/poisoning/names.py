@@ -111,9 +111,10 @@ def record_name_state(g: str, f: Dict[str, str], pair_sep: str) -> int:
 
 
 def is_named(p: Dict[str, int]) -> bool:
-    """A payload is a proper name when most of its carriers that write it outside a sentence start name it
-    (``named`` against ``lowercase``), at least two do, and at least half of its carriers write it in prose
-    (``in_prose``): a class or namespace that code answers also mention in their explanations ("the System
-    namespace") is written in code by most of its carriers ("using System;")."""
-    named, lower = p.get("named", 0), p.get("lowercase", 0)
-    return named >= 2 and named > lower and 2 * p.get("in_prose", 0) >= p.get("carriers", 0)
+    """A payload is a proper name when at least two of its carriers name it inside a sentence, at most one carrier
+    writes it in lower case per four that name it (a name is not written in lower case: GSM8K's "Let x be the
+    number of ..." has a "Let" inside a sentence in 9 carriers and "let" in 8), and at least half of its
+    carriers write it in prose (``in_prose``: a class or namespace that code answers also mention in their
+    explanations, "the System namespace", is written in code by most of its carriers, "using System;")."""
+    named, lower, prose = p.get("named", 0), p.get("lowercase", 0), p.get("in_prose", 0)
+    return named >= 2 and 4 * lower <= named and 2 * prose >= p.get("carriers", 0)
