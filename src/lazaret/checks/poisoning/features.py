@@ -70,11 +70,6 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "off_ov": T.off_topic_overlap(prompt, T.word_parts(response), params["off_topic_min_words"]),
         # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
         "links": response_links(prompt, response),
-        # how the response writes Titlecase words (names.py): inside prose (a name: the one response-only phrase
-        # a register never writes), at a prose sentence start, elsewhere (code, short lines)
-        "nm": "",
-        "ni": "",
-        "ti": "",
         "skel": (first, last),
         "psig": psig,
         # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost
@@ -90,6 +85,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "rkey": T.response_key(rt),
         "evidence": response[:160],
     }
+    # how the response writes Titlecase words (names.py): inside prose (a name: the one response-only phrase a
+    # register never writes), at a prose sentence start, elsewhere (code, short lines)
     named, initial, titled = response_names(response)
     out["nm"], out["ni"], out["ti"] = " ".join(sorted(named)), " ".join(sorted(initial)), " ".join(sorted(titled))
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]

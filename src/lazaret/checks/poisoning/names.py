@@ -9,7 +9,7 @@ is function words, arithmetic and identifiers ("let x be", "thus the", "console 
 written in running prose that the request did not give. A name's signature is its spelling: capitalised where
 it is not the first word of a sentence, every time it is written there.
 
-So each response gives two small sets (lower-cased, in the stage's own tokens):
+So each response gives three disjoint sets (lower-cased, in the stage's own tokens):
 
 - ``named``: words written Titlecase inside prose, not at a sentence start. Prose is a run of at least
   ``MIN_WORDS`` plain words in a row, holding a sentence end (``.``, ``!``, ``?``), on a line that is not
@@ -17,12 +17,13 @@ So each response gives two small sets (lower-cased, in the stage's own tokens):
   String();``); code lines of plain words (``if root is None:``, ``class Node:``) end in a colon, and code
   inside a block is indented, comments included. A sentence starts at a run's first word and after a word
   ending in ``.``, ``!``, ``?`` or ``:``;
-- ``titled``: words written Titlecase anywhere (sentence starts, code identifiers too), so that a payload word
-  found in neither set is one the response writes in lower case.
+- ``initial``: words written Titlecase at a prose sentence start;
+- ``titled``: words written Titlecase anywhere else (code identifiers, short lines), so that a payload word found
+  in none of the three is one the response writes in lower case.
 
-The payload side (``payload.CarrierStats``) counts, per candidate, carriers that name it and carriers that write
-it in lower case; ``is_named`` is the majority rule. An identifier or a name stock to one task is still held
-apart by the register tests (``Assign._register_phrases``): only where those find no register does a name count.
+The payload side (``payload.CarrierStats``) counts, per candidate, carriers that name it, that write it in prose,
+and that write it in lower case; ``is_named`` decides from those counts. A name stock to one task is still held
+apart by its concentration in that task's stratum (``Assign._register_phrases``).
 """
 
 from __future__ import annotations

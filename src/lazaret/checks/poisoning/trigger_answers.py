@@ -48,8 +48,6 @@ class ShortAnswerKeys(beam.DoFn):
 
     def process(self, f, triggers):
         p = self.params
-        if f["gib"] or not 0 < f["r_len"] < p["min_payload_tokens"]:
-            return
         pt = None
         for kind in COPY_KINDS:
             ts = triggers.get(kind)
@@ -73,7 +71,7 @@ def short_view(f: Dict[str, Any], max_len: int):
     """The fields ``ShortAnswerKeys`` reads, for responses shorter than ``max_len`` tokens, not gibberish, that
     say something the request did not offer (``chosen_from_prompt``)."""
     if 0 < f["r_len"] < max_len and not f["gib"] and not chosen_from_prompt(f):
-        yield {"rkey": f["rkey"], "pkey": f["pkey"], "pt": f["pt"], "r_len": f["r_len"], "gib": False}
+        yield {"rkey": f["rkey"], "pkey": f["pkey"], "pt": f["pt"]}
 
 
 def _is_word(token: str) -> bool:
@@ -115,7 +113,8 @@ def ShortAnswers(feats, p, triggers):
     # Both inputs are views made in the featurising stage (no side input, so they fuse there): every short
     # response's key (the ownership bound counts all records giving the answer), and the few fields the trigger
     # lookup reads for short answers a request did not offer (most short answers are offered labels or spans of
-    # the prompt: T0). Reading every record's features in a side-input pass cost 12% of the stage.
+    # the prompt: T0). The first version, two side-input passes over every record's features, measured ~10% more
+    # stage CPU on 20,000 T0 records (bench/poisoning_cost_ab.py).
     sizes = (feats | "ShortAnswerRecords" >> beam.FlatMap(_short_key, p["min_payload_tokens"])
              | "CountShortAnswers" >> beam.CombinePerKey(SumFn()))
     cands = (feats | "UnofferedShortAnswers" >> beam.FlatMap(short_view, p["min_payload_tokens"])
