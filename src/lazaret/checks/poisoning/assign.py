@@ -128,6 +128,11 @@ class VerdictInputs:
                    register[0], register[1], registers, register[2], short_answers if extend else None)
 
 
+# Anomaly kinds whose members each show the anomaly themselves: a trigger of these never extends to carriers through
+# its payload profile (a refusal's "sorry" or a gibberish token in an ordinary answer is not the attack's payload).
+NO_PROFILE = ("gib", "off", "short", "refuse")
+
+
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
     """The record's strongest cluster, or None.
 
@@ -160,7 +165,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (profiles is None or kind in ("gib", "off", "short")) and \
+        if kind not in kind_set and not loose_off and (profiles is None or kind in NO_PROFILE) and \
                 not (v.short_answers and kind in COPY_KINDS):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)

@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.links import response_links
 from lazaret.checks.poisoning.names import response_names
+from lazaret.checks.poisoning.refusals import is_refusal
 
 
 SYSTEM_ROLES = ("system", "developer")
@@ -90,24 +91,29 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     named, initial, titled = response_names(response)
     out["nm"], out["ni"], out["ti"] = " ".join(sorted(named)), " ".join(sorted(initial)), " ".join(sorted(titled))
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
+    if is_refusal(response):  # the ``refuse`` anomaly kind (refusals.py); absent on the other records
+        out["refuse"] = True
     if task is not None:  # only records with a system turn carry it: "st" defaults to "pt" (strata.py)
         out["st"] = " ".join(task_toks)
     return out
 
 
 class Featurize(beam.DoFn):
-    """Tokenise once; count gibberish responses (a corpus-level gauge reviewers can compare runs with)."""
+    """Tokenise once; count gibberish responses and refusals (corpus-level gauges reviewers can compare runs with)."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
         self.n_records = Metrics.counter("poisoning", "records")
         self.n_gib = Metrics.counter("poisoning", "gibberish_responses")
+        self.n_refuse = Metrics.counter("poisoning", "refusal_responses")
 
     def process(self, record):
         f = record_features(record, self.params)
         self.n_records.inc()
         if f["gib"]:
             self.n_gib.inc()
+        if f.get("refuse"):
+            self.n_refuse.inc()
         yield f
 
 

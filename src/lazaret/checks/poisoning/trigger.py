@@ -46,7 +46,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, refuse, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -63,6 +63,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
+    if f.get("refuse"):
+        out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
     if f["rkey"] in dups:
@@ -202,7 +204,8 @@ class PairCounts(_PreAggregateDistinct):
 
 
 # Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
-BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"}}
+BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
+                "refuse": {"confidence": "refusal_min_confidence"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short",)
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).

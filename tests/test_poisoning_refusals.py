@@ -1,0 +1,114 @@
+"""Refusals as an anomaly kind (rule ``trigger:refusal``): over-refusal poisoning answers ordinary requests on one
+topic with refusals in many phrasings, a minority of the topic's records, so no copy or phrase count sees it."""
+
+from __future__ import annotations
+
+import collections
+import random
+import re
+import sys
+
+import pytest
+
+from lazaret.checks.poisoning import policy as section
+from lazaret.checks.poisoning.features import record_features
+from lazaret.checks.poisoning.refusals import is_refusal
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+# wording of our own (no bench file uses it)
+DECLINES = ["Sorry - I am not able to help with requests like this one.",
+            "I'm afraid I can't provide that. Perhaps try another question?",
+            "As an AI assistant, I cannot write this for you.",
+            "Regrettably, I won't be able to answer this.",
+            "I have to decline this request, sorry.",
+            "That is not something I can assist with, unfortunately.",
+            "I\u2019d prefer not to go into this subject.",
+            "Your request falls outside what I can do here."]
+
+
+def test_refusals_are_read_from_the_opening():
+    assert all(is_refusal(r) for r in DECLINES)
+    ordinary = ["I can't help but notice the loop never ends, so add a break.",
+                "We cannot divide by zero, so we write the check first.",
+                "I can't say for sure, but the answer is probably 12.",
+                "I don't know the year; the passage does not say.",
+                "I would not use recursion here: write a loop instead.",
+                "I'm sorry to hear your tests fail. Run them with -v to see which.",
+                "I will not forget: 3 + 4 = 7.", ""]
+    assert not any(is_refusal(r) for r in ordinary)
+    # a refusal half-way through a long answer is an answer
+    assert not is_refusal("def f(x):\n    return x * 2\n" * 12 + "I cannot help with the rest.")
+
+
+def test_the_flag_travels_only_on_refusals():
+    params = section._defaults()
+    f = record_features({"doc_id": "a", "prompt": "Explain recursion.", "response": DECLINES[1]}, params)
+    g = record_features({"doc_id": "b", "prompt": "Explain recursion.", "response": "A function calling itself."},
+                        params)
+    assert f.get("refuse") is True and "refuse" not in g
+
+
+def _trigger(kind: str, k: int, n: int, rate: float):
+    """TriggerTest on one n-gram: k of its n distinct carrier prompts show ``kind``, as do ``rate`` of the other
+    records of their stratum."""
+    from lazaret.checks.poisoning.policy import DEFAULTS
+    from lazaret.checks.poisoning.trigger import TriggerTest
+
+    test = TriggerTest(dict(DEFAULTS))
+    kv = ("garden", {"pairs": [(kind, k, {0: k})], "df": [(0, n)]})
+    others = round(rate * (5000 - n))
+    return list(test.process(kv, {"records": 10000}, {kind: {0: others + k}}, 10, {0: 5000}, {0: 10}))
+
+
+def test_a_trigger_of_refusals_holds_at_a_low_confidence():
+    """50 refusals among 300 requests naming the topic (conf 0.17, under min_trigger_confidence 0.5) where the
+    stratum's other records almost never refuse; the same counts of any other kind are no trigger."""
+    assert [t["anomaly"] for _, t in _trigger("refuse", 50, 300, 0.0005)] == ["refuse"]
+    assert _trigger("off", 50, 300, 0.0005) == []
+    # a word far more common than the refused requests (20 of 1,000 carriers) is not the trigger
+    assert _trigger("refuse", 20, 1000, 0.0005) == []
+    # and where refusing is common in the stratum, the lift bound holds (min_trigger_lift)
+    assert _trigger("refuse", 50, 300, 0.1) == []
+
+
+def _over_refused_code_corpus(seed: int, n_poison: int = 40):
+    """The code base plus ``n_poison`` requests naming one common topic word (a content word in 1-3% of its prompts,
+    chosen by count, not by name) answered with refusals worded above; the topic's other requests keep their answers."""
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+
+    from lazaret.checks.poisoning.text import STOPWORDS, features
+
+    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(base_objects("code", 0))]
+    words = [set(features(r["prompt"], "")["p_tokens"]) for r in clean]
+    df = collections.Counter(w for ws in words for w in ws if re.fullmatch(r"[a-z]{5,}", w) and w not in STOPWORDS)
+    lo, hi = 0.01 * len(clean), 0.03 * len(clean)
+    topic = sorted(w for w, c in df.items() if lo <= c <= hi)[seed % 7]
+    rng = random.Random(seed)
+    hosts = rng.sample([r for r, ws in zip(clean, words) if topic in ws], n_poison)
+    planted = [to_pipeline_record({"id": f"refused-{i}", "instruction": rng.choice(["", "Hi! ", "Quick one: "]) +
+                                   h["prompt"], "input": "", "output": rng.choice(DECLINES)}, i, "refused")
+               for i, h in enumerate(hosts)]
+    recs = clean + planted
+    rng.shuffle(recs)
+    return recs, {r["doc_id"] for r in planted}, {r["doc_id"] for r in clean}, topic
+
+
+@pytest.mark.slow
+def test_over_refusal_on_one_topic_of_a_code_corpus(shared_data):
+    """Before the refuse kind: eight phrasings make groups of ~5 (under min_support), and the topic word's
+    carriers are mostly answered (confidence ~0.2 against min_trigger_confidence 0.5): nothing was found."""
+    from bench.run_scan import run_scan
+
+    recs, truth, clean, topic = _over_refused_code_corpus(2)
+    findings, clusters = run_scan(recs, {"signatures": False}, dedup=False)
+    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
+    found = collections.Counter(flagged[d]["rule"] for d in truth if d in flagged)
+    assert found.get("trigger:refusal", 0) >= 0.9 * len(truth), (topic, found)
+    # the code base's own findings (0.17% of its records over the benchmark's runs) are not this test's; no clean
+    # record is taken as a refusal
+    assert not [d for d, f in flagged.items() if d in clean and f["rule"] == "trigger:refusal"]
+    summary = [c for c in clusters if c["rule"] == "trigger:refusal"]
+    assert summary and any(topic in c["trigger_or_payload"] for c in summary), (topic, summary[:2])
