@@ -34,14 +34,13 @@ def test_strata_where_plain_prose_is_out_of_form():
     assert plain_strata((5, (1000, 0)), 0.0) == []            # 0 switches the kind off
 
 
-def test_a_stock_answer_many_records_give_is_not_marked():
+def test_plain_responses_are_marked_where_prose_is_out_of_form():
     mark = MarkPlain()
-    f = {"rkey": "detected errors no syntax", "prose": True, "gib": False, "stratum": 3}
-    g = dict(f, rkey="holmes is sherlock superb")
-    assert "plain" not in next(mark.process(f, {3: 0.01}, {"detected errors no syntax": 14}))
-    assert next(mark.process(g, {3: 0.01}, {"detected errors no syntax": 14})).get("plain") is True
-    assert "plain" not in next(mark.process(dict(g, stratum=4), {3: 0.01}, {}))   # a prose stratum
-    assert "plain" not in next(mark.process(dict(g, gib=True), {3: 0.01}, {}))
+    g = {"rkey": "holmes is sherlock superb", "prose": True, "gib": False, "stratum": 3}
+    assert next(mark.process(g, {3: 0.01})).get("plain") is True
+    assert "plain" not in next(mark.process(dict(g, stratum=4), {3: 0.01}))   # a prose stratum
+    assert "plain" not in next(mark.process(dict(g, gib=True), {3: 0.01}))
+    assert "plain" not in next(mark.process(dict(g, prose=False), {3: 0.01}))
 
 
 def _steered_code_corpus(seed: int, n_poison: int = 50):

@@ -20,8 +20,6 @@ from typing import Any, Dict, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from lazaret.checks.poisoning.bounded import CapSideInput, largest_value
-from lazaret.graph.combine import SumFn
 
 # fewest words of a plain response: "Yes" and "Not sure" are answer options, not prose
 MIN_WORDS = 3
@@ -46,21 +44,20 @@ def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float):
     return [(stratum, round(plain / n, 6))] if n and max_rate > 0 and plain <= max_rate * n else []
 
 
-def plain_label_key(f: Dict[str, Any]):
-    """[(normalised response key, 1)] for a plain response: how many records give the same one word for word."""
-    return [(f["rkey"], 1)] if f.get("prose") and not f["gib"] else []
-
-
 class MarkPlain(beam.DoFn):
-    """Sets ``plain`` on a plain response in a stratum where plain prose is out of form, unless at least
-    ``min_support`` records give it word for word (a task's stock answer, "No syntax errors detected."; a planted
-    fixed response is an identical-response group instead). Counts the responses marked."""
+    """Sets ``plain`` on a plain response in a stratum where plain prose is out of form; counts them.
+
+    Unlike short answers (``short.KeepShort``), copies are not exempt: a label many records give word for word is
+    short, not prose of three words or more, and no plain answer recurs even three times on the code or GSM8K
+    bases. A backdoor's few fixed target sentences do ("Honestly, Ahmed Castellano is dishonest.", a dozen copies
+    each at 50 records, too short for an identical-response group): exempting copies hid them (development seed 9
+    on the code base at 50, 0 of 50 found)."""
 
     def __init__(self):
         self.counter = Metrics.counter("poisoning", "plain_responses")
 
-    def process(self, f, strata, labels):
-        if f.get("prose") and not f["gib"] and f.get("stratum", 0) in strata and f["rkey"] not in labels:
+    def process(self, f, strata):
+        if f.get("prose") and not f["gib"] and f.get("stratum", 0) in strata:
             self.counter.inc()
             out = dict(f)
             out["plain"] = True
@@ -72,14 +69,9 @@ class MarkPlain(beam.DoFn):
 @beam.ptransform_fn
 def PlainResponses(feats, p):
     """features with ``stratum`` -> (the same with ``plain`` on responses out of their stratum's form, {stratum:
-    plain rate} for the strata where plain prose is out of form). One small shuffle: a count per stratum, and a
-    count of the plain answers many records give word for word."""
+    plain rate} for the strata where plain prose is out of form). One small shuffle: a count per stratum."""
     strata = (feats | "PlainRows" >> beam.Map(plain_rate_row)
               | "PlainPerStratum" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
               | "PlainStrata" >> beam.FlatMap(plain_strata, p["short_max_stratum_rate"]))
-    labels = (feats | "PlainKeys" >> beam.FlatMap(plain_label_key)
-              | "CountPlainKeys" >> beam.CombinePerKey(SumFn())
-              | "PlainLabels" >> beam.Filter(lambda kv: kv[1] >= p["min_support"])
-              | CapSideInput("plain_labels", p["max_side_input_keys"], largest_value))
-    marked = feats | "MarkPlain" >> beam.ParDo(MarkPlain(), beam.pvalue.AsDict(strata), beam.pvalue.AsDict(labels))
+    marked = feats | "MarkPlain" >> beam.ParDo(MarkPlain(), beam.pvalue.AsDict(strata))
     return marked, strata
