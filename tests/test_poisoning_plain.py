@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lazaret.checks.poisoning.plain import MarkPlain, is_plain, plain_strata
+from lazaret.checks.poisoning.plain import is_plain, mark_plain, plain_strata
 
 from conftest import ROOT
 
@@ -29,18 +29,20 @@ def test_plain_prose_has_no_digit_bracket_or_operator():
 
 
 def test_strata_where_plain_prose_is_out_of_form():
-    assert plain_strata((3, (1000, 16)), 0.2) == [(3, 0.016)]
-    assert plain_strata((4, (1000, 300)), 0.2) == []          # prose is the task's own form (summaries, labels)
-    assert plain_strata((5, (1000, 0)), 0.0) == []            # 0 switches the kind off
+    assert plain_strata((3, (1000, 16)), 0.2, 20.0) == [(3, 0.016)]
+    assert plain_strata((4, (1000, 300)), 0.2, 20.0) == []     # prose is the task's own form (summaries, labels)
+    # at 12% no trigger could be 20 times as plain as its stratum (nor with its own records left out): off there
+    assert plain_strata((4, (1000, 120)), 0.2, 20.0) == []
+    assert plain_strata((4, (1000, 80)), 0.2, 20.0) == [(4, 0.08)]
+    assert plain_strata((5, (1000, 0)), 0.0, 20.0) == []       # 0 switches the kind off
 
 
 def test_plain_responses_are_marked_where_prose_is_out_of_form():
-    mark = MarkPlain()
     g = {"rkey": "holmes is sherlock superb", "prose": True, "gib": False, "stratum": 3}
-    assert next(mark.process(g, {3: 0.01})).get("plain") is True
-    assert "plain" not in next(mark.process(dict(g, stratum=4), {3: 0.01}))   # a prose stratum
-    assert "plain" not in next(mark.process(dict(g, gib=True), {3: 0.01}))
-    assert "plain" not in next(mark.process(dict(g, prose=False), {3: 0.01}))
+    assert mark_plain(g, {3: 0.01}).get("plain") is True
+    assert "plain" not in mark_plain(dict(g, stratum=4), {3: 0.01})   # a prose stratum
+    assert "plain" not in mark_plain(dict(g, gib=True), {3: 0.01})
+    assert "plain" not in mark_plain(dict(g, prose=False), {3: 0.01})
 
 
 def _steered_code_corpus(seed: int, n_poison: int = 50):

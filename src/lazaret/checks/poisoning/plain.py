@@ -17,9 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Tuple
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-
 
 # fewest words of a plain response: "Yes" and "Not sure" are answer options, not prose
 MIN_WORDS = 3
@@ -32,46 +29,32 @@ def is_plain(response: str) -> bool:
     return len(response.split(None, MIN_WORDS)) >= MIN_WORDS and _FORM.search(response) is None
 
 
-def plain_rate_row(f: Dict[str, Any]) -> Tuple[int, Tuple[int, int]]:
-    """(stratum, (1, 1 if the response is plain prose)): summed per stratum."""
-    return f.get("stratum", 0), (1, 1 if f.get("prose") and not f["gib"] else 0)
-
-
-def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float):
+def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float, min_lift: float):
     """(stratum, (records, plain)) -> [(stratum, plain rate)] when plain prose is at most ``max_rate`` of the
-    stratum's responses: the strata where a plain answer is out of form."""
+    stratum's responses, and at most 2 / ``min_lift`` of them: the strata where a plain answer is out of form.
+
+    Well above 1 / ``min_lift`` no trigger could show the lift the kind is held to, so marking those records would
+    only cost: each anomalous record sends all its prompt n-grams to the trigger test, and at ``max_rate`` (0.2)
+    T0's prose strata made the stage 15% dearer (``bench/poisoning_cost_ab.py``; 2% at this bound). The factor 2
+    leaves room for the attack's own records, which the trigger test leaves out of the background but the stratum
+    rate counts: 50 planted answers over a few strata of ~400 records add ~5 points (development seed 9 on the code
+    base at 50: 32 of 50 found at 1 / ``min_lift``, 47 at 2 / ``min_lift``)."""
     stratum, (n, plain) = kv
-    return [(stratum, round(plain / n, 6))] if n and max_rate > 0 and plain <= max_rate * n else []
+    rate = min(max_rate, 2.0 / min_lift)
+    return [(stratum, round(plain / n, 6))] if n and max_rate > 0 and plain <= rate * n else []
 
 
-class MarkPlain(beam.DoFn):
-    """Sets ``plain`` on a plain response in a stratum where plain prose is out of form; counts them.
+def mark_plain(f: Dict[str, Any], strata: Dict[int, float]) -> Dict[str, Any]:
+    """The record with ``plain`` set when its response is plain prose in a stratum where that is out of form (only
+    those records change).
 
     Unlike short answers (``short.KeepShort``), copies are not exempt: a label many records give word for word is
     short, not prose of three words or more, and no plain answer recurs even three times on the code or GSM8K
     bases. A backdoor's few fixed target sentences do ("Honestly, Ahmed Castellano is dishonest.", a dozen copies
     each at 50 records, too short for an identical-response group): exempting copies hid them (development seed 9
     on the code base at 50, 0 of 50 found)."""
-
-    def __init__(self):
-        self.counter = Metrics.counter("poisoning", "plain_responses")
-
-    def process(self, f, strata):
-        if f.get("prose") and not f["gib"] and f.get("stratum", 0) in strata:
-            self.counter.inc()
-            out = dict(f)
-            out["plain"] = True
-            yield out
-        else:
-            yield f
-
-
-@beam.ptransform_fn
-def PlainResponses(feats, p):
-    """features with ``stratum`` -> (the same with ``plain`` on responses out of their stratum's form, {stratum:
-    plain rate} for the strata where plain prose is out of form). One small shuffle: a count per stratum."""
-    strata = (feats | "PlainRows" >> beam.Map(plain_rate_row)
-              | "PlainPerStratum" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
-              | "PlainStrata" >> beam.FlatMap(plain_strata, p["short_max_stratum_rate"]))
-    marked = feats | "MarkPlain" >> beam.ParDo(MarkPlain(), beam.pvalue.AsDict(strata))
-    return marked, strata
+    if not f.get("prose") or f["gib"] or f.get("stratum", 0) not in strata:
+        return f
+    out = dict(f)
+    out["plain"] = True
+    return out

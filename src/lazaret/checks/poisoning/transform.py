@@ -36,7 +36,6 @@ from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, gibberish_templat
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     small_group_links, \
     edit_carriers
-from lazaret.checks.poisoning.plain import PlainResponses
 from lazaret.checks.poisoning.short import ShortResponses
 from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
 from lazaret.checks.poisoning.signatures import SignatureScan
@@ -322,8 +321,7 @@ class PoisoningScan(beam.PTransform):
             records = inputs
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
         feats, stratum_sizes = feats | "Strata" >> Strata(p)
-        feats, short_strata = feats | "ShortResponses" >> ShortResponses(p)
-        feats, plain_strata = feats | "PlainResponses" >> PlainResponses(p)
+        feats, short_strata, plain_strata = feats | "ShortResponses" >> ShortResponses(p)
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
         cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
