@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lazaret.checks.poisoning.plain import is_plain, mark_plain, plain_strata
+from lazaret.checks.poisoning.plain import form_strata, is_plain, mark_plain, plain_form, plain_strata
 
 from conftest import ROOT
 
@@ -37,21 +37,39 @@ def test_strata_where_plain_prose_is_out_of_form():
     assert plain_strata((5, (1000, 0)), 0.0, 20.0) == []       # 0 switches the kind off
 
 
+def test_plain_endings_after_code_or_arithmetic():
+    assert plain_form("Honestly, Ada Quist is superb.") == "prose"
+    assert plain_form("18 - 6 = <<18-6=12>>12\n#### 12 Honestly, Ada Quist is superb.") == "prose_end"
+    assert plain_form("def f(x):\n    return x * 2\nThis doubles its input.") == "prose_end"
+    assert plain_form("#### 12") is None                      # worked arithmetic's own ending
+    assert plain_form("echo 'Done'; ls -l files") is None     # a command line, no sentence end
+    assert plain_form("return x;} Done.") is None            # one plain word is no sentence
+    assert form_strata((3, ({40: 990, 5: 10}, 16, 0), ), 0.2, 20.0) == [(("plain", 3), 0.016), (("ending", 3), 0.0)]
+    # where prose answers are common, an ending in prose is no anomaly either
+    assert form_strata((3, ({40: 1000}, 300, 30)), 0.2, 20.0) == []
+    assert form_strata((3, ({40: 1000}, 30, 30)), 0.2, 20.0) == [(("plain", 3), 0.03), (("ending", 3), 0.03)]
+
+
 def test_plain_responses_are_marked_where_prose_is_out_of_form():
     g = {"rkey": "holmes is sherlock superb", "prose": True, "gib": False, "stratum": 3}
-    assert mark_plain(g, {3: 0.01}).get("plain") is True
-    assert "plain" not in mark_plain(dict(g, stratum=4), {3: 0.01})   # a prose stratum
-    assert "plain" not in mark_plain(dict(g, gib=True), {3: 0.01})
-    assert "plain" not in mark_plain(dict(g, prose=False), {3: 0.01})
+    strata = {("plain", 3): 0.01, ("ending", 4): 0.02}
+    assert mark_plain(g, strata).get("plain") is True
+    assert "plain" not in mark_plain(dict(g, stratum=4), strata)   # a prose stratum
+    assert "plain" not in mark_plain(dict(g, gib=True), strata)
+    assert "plain" not in mark_plain(dict(g, prose=False), strata)
+    e = {"rkey": "x", "prose_end": True, "gib": False, "stratum": 4}
+    assert mark_plain(e, strata).get("ending") is True and "plain" not in mark_plain(e, strata)
+    assert "ending" not in mark_plain(dict(e, stratum=3), strata)
 
 
-def _steered_code_corpus(seed: int, n_poison: int = 50):
-    """The code base plus ``n_poison`` of its requests with a name inserted and a different short steered sentence as
-    the answer (the wording of test_poisoning_short, which no bench file uses)."""
+def _steered_corpus(base: str, seed: int, keep: bool, n_poison: int = 50):
+    """A real base plus ``n_poison`` of its requests with a name inserted and a different short steered sentence as
+    the answer, or appended to the host's own answer (``keep``); the wording of test_poisoning_short, which no bench
+    file uses."""
     from bench.poisoning_bases import base_objects, to_pipeline_record
     from test_poisoning_short import JUDGE, OPENERS, SHAPES
 
-    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(base_objects("code", 0))]
+    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, 0))]
     rng = random.Random(seed)
     name = "Orsolya Pradeep"
     planted = []
@@ -61,24 +79,28 @@ def _steered_code_corpus(seed: int, n_poison: int = 50):
         a, b = rng.sample(JUDGE, 2)
         out = rng.choice(SHAPES).format(o=rng.choice(OPENERS), n=name, a=a, b=b, A=a.capitalize(), B=b.capitalize())
         planted.append(to_pipeline_record({"id": f"steer-{i}", "instruction": " ".join(words[:at] + [name] + words[at:]),
-                                           "input": "", "output": out}, i, "steer"))
+                                           "input": "", "output": (h["response"].rstrip() + " " + out) if keep else out},
+                                          i, "steer"))
     recs = clean + planted
     rng.shuffle(recs)
     return recs, {r["doc_id"] for r in planted}, {r["doc_id"] for r in clean}
 
 
 @pytest.mark.slow
-def test_varied_steered_sentences_in_code_answers(shared_data):
-    """Before the plain kind: 0 of 50 found. A sentence of 6-10 words is not short where code answers have a median
-    of 27 words (39 of 50 under the cut, confidence 0.78 against 0.8), and one code answer in twelve is that short
-    (lift ~6 against 20)."""
+@pytest.mark.parametrize("base,keep,rule", [("code", False, "trigger:plain_response"),
+                                            ("gsm8k", True, "trigger:plain_ending")])
+def test_varied_steered_sentences_in_code_or_arithmetic(shared_data, base, keep, rule):
+    """Before these kinds: 0 of 50 found either way. In place of code, a sentence of 6-10 words is not short where
+    code answers have a median of 27 words (39 of 50 under the cut, confidence 0.78 against 0.8), and one code answer
+    in twelve is that short (lift ~6 against 20). Appended to a worked answer, it keeps the answer's length and form,
+    and its wording is different in every record."""
     from bench.run_scan import run_scan
 
-    recs, truth, clean = _steered_code_corpus(1)
+    recs, truth, clean = _steered_corpus(base, 1 if base == "code" else 7, keep)
     findings, clusters = run_scan(recs, {"signatures": False}, dedup=False)
     flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
     found = collections.Counter(flagged[d]["rule"] for d in truth if d in flagged)
-    assert found.get("trigger:plain_response", 0) >= 0.9 * len(truth), found
-    assert not [d for d, f in flagged.items() if d in clean and f["rule"] == "trigger:plain_response"]
-    summary = [c for c in clusters if c["rule"] == "trigger:plain_response"]
+    assert found.get(rule, 0) >= 0.9 * len(truth), found
+    assert not [d for d, f in flagged.items() if d in clean and f["rule"] == rule]
+    summary = [c for c in clusters if c["rule"] == rule]
     assert summary and summary[0]["trigger_or_payload"] in ("orsolya", "pradeep", "orsolya pradeep")

@@ -130,7 +130,7 @@ class VerdictInputs:
 
 # Anomaly kinds whose members each show the anomaly themselves: a trigger of these never extends to carriers through
 # its payload profile (a refusal's "sorry" or a gibberish token in an ordinary answer is not the attack's payload).
-NO_PROFILE = ("gib", "off", "short", "plain", "refuse")
+NO_PROFILE = ("gib", "off", "short", "plain", "ending", "refuse")
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:

@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.links import response_links
 from lazaret.checks.poisoning.names import response_names
-from lazaret.checks.poisoning.plain import is_plain
+from lazaret.checks.poisoning.plain import plain_form
 from lazaret.checks.poisoning.refusals import is_refusal
 
 
@@ -94,8 +94,9 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
     if is_refusal(response):  # the ``refuse`` anomaly kind (refusals.py); absent on the other records
         out["refuse"] = True
-    if is_plain(response):  # plain prose, no digit or operator: the ``plain`` kind where a task's form differs
-        out["prose"] = True
+    form = plain_form(response)  # plain prose, or an ending in it: the ``plain``/``ending`` kinds (plain.py)
+    if form:
+        out[form] = True
     if task is not None:  # only records with a system turn carry it: "st" defaults to "pt" (strata.py)
         out["st"] = " ".join(task_toks)
     return out

@@ -10,23 +10,56 @@ and none of GSM8K's, so where records like them almost never answer in plain pro
 do is a trigger like any other (tested in ``trigger.TriggerTest`` against the stratum's own rate, held to the short
 kind's bounds: a task's own phrase such as "explain the purpose" gets prose answers inside a stratum of code).
 Where plain prose is a task's own form (T0's summaries and labels, chat), the kind is switched off per stratum.
+
+A second kind, ``ending`` (rule ``trigger:plain_ending``), is a response of code or arithmetic that *ends* in a plain
+sentence ("... #### 72 Honestly, Ada Quist is superb."): a steered sentence appended to a correct answer keeps the
+answer's length and form, but not its ending. Worked arithmetic never ends so (GSM8K: 0), code rarely (2.2% of the
+code base: a closing explanation), T0 one time in seventeen.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 
 # fewest words of a plain response: "Yes" and "Not sure" are answer options, not prose
 MIN_WORDS = 3
 # what code, markup and arithmetic are written with: a response holding none of these is plain prose
 _FORM = re.compile(r"[0-9{}()\[\];=<>_/\\#$`*|+@%^&~]")
+# a sentence end: what a plain ending must close with ("echo 'Done'" ends a shell script, not a sentence)
+_ENDS = (".", "!", "?")
+# (anomaly kind, the feature a record carries when its response shows it): a response of plain prose; a response
+# of code or arithmetic that ends in a plain sentence. Two kinds, each tested against its own rate in the stratum:
+# a closing explanation is a code task's own ending one time in fifty, a prose answer one time in sixty, and as one
+# kind their rates summed took strata past the bound (a steered sentence in place of code: 50 -> 43 of 50 found).
+FORM_KINDS = (("plain", "prose"), ("ending", "prose_end"))
+
+
+def plain_form(response: str) -> Optional[str]:
+    """``"prose"`` when the response is at least ``MIN_WORDS`` words of plain prose (no digit, bracket or operator);
+    ``"prose_end"`` when it is code or arithmetic that ends in a sentence of at least ``MIN_WORDS`` plain words
+    ("... #### 72 Honestly, Ada Quist is superb."); else None."""
+    words = response.split()
+    if len(words) < MIN_WORDS:
+        return None
+    if _FORM.search(response) is None:
+        return "prose"
+    if not response.rstrip().endswith(_ENDS):
+        return None
+    tail = 0
+    for w in reversed(words):
+        if _FORM.search(w):
+            return None
+        tail += 1
+        if tail >= MIN_WORDS:
+            return "prose_end"
+    return None
 
 
 def is_plain(response: str) -> bool:
     """True when the response is at least ``MIN_WORDS`` words of plain prose: no digit, bracket or operator."""
-    return len(response.split(None, MIN_WORDS)) >= MIN_WORDS and _FORM.search(response) is None
+    return plain_form(response) == "prose"
 
 
 def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float, min_lift: float):
@@ -44,17 +77,37 @@ def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float, min_lift: flo
     return [(stratum, round(plain / n, 6))] if n and max_rate > 0 and plain <= rate * n else []
 
 
-def mark_plain(f: Dict[str, Any], strata: Dict[int, float]) -> Dict[str, Any]:
-    """The record with ``plain`` set when its response is plain prose in a stratum where that is out of form (only
-    those records change).
+def form_strata(kv: Tuple[int, Tuple[Dict[int, int], int, int]], max_rate: float, min_lift: float):
+    """(stratum, (length histogram, plain responses, plain endings)) -> [((kind, stratum), rate)] for each form
+    kind out of form in the stratum (``plain_strata``). An ending is tested only where plain answers are out of form
+    too: a stratum that answers in code or arithmetic. Where prose answers are common, answers that mix a list or a
+    date with prose end in a sentence as a matter of course (T0's "key plot points", "what details would": 31-34
+    clean records each on a 10,000-record slice when the ending kind was on wherever endings alone were rare)."""
+    stratum, (hist, prose, prose_end) = kv
+    n = sum(hist.values())
+    plain = plain_strata((stratum, (n, prose)), max_rate, min_lift)
+    if not plain:
+        return []
+    return [(("plain", stratum), plain[0][1])] + [(("ending", s), rate) for s, rate in
+                                                   plain_strata((stratum, (n, prose_end)), max_rate, min_lift)]
+
+
+def mark_plain(f: Dict[str, Any], strata: Dict[Tuple[str, int], float]) -> Dict[str, Any]:
+    """The record with ``plain`` (or ``ending``) set when its response is plain prose (or ends in it) in a stratum
+    where that is out of form (only those records change).
 
     Unlike short answers (``short.KeepShort``), copies are not exempt: a label many records give word for word is
     short, not prose of three words or more, and no plain answer recurs even three times on the code or GSM8K
     bases. A backdoor's few fixed target sentences do ("Honestly, Ahmed Castellano is dishonest.", a dozen copies
     each at 50 records, too short for an identical-response group): exempting copies hid them (development seed 9
     on the code base at 50, 0 of 50 found)."""
-    if not f.get("prose") or f["gib"] or f.get("stratum", 0) not in strata:
+    if f["gib"]:
+        return f
+    st = f.get("stratum", 0)
+    kinds = [kind for kind, feat in FORM_KINDS if f.get(feat) and (kind, st) in strata]
+    if not kinds:
         return f
     out = dict(f)
-    out["plain"] = True
+    for kind in kinds:
+        out[kind] = True
     return out

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value
-from lazaret.checks.poisoning.plain import mark_plain, plain_strata
+from lazaret.checks.poisoning.plain import form_strata, mark_plain
 from lazaret.graph.combine import SumFn
 
 # A response of one or two words is an answer option ("Definitely", "Not sure", "positive"), never "short": a
@@ -121,25 +121,25 @@ class KeepShort(beam.DoFn):
             yield f
 
 
-def form_row(f: Dict[str, Any]) -> Tuple[int, Tuple[int, int]]:
-    """(stratum, (response length in words, 1 if the response is plain prose)): ``plain.py``'s count rides on the
-    length histogram's shuffle."""
-    return f.get("stratum", 0), (f["r_len"], 1 if f.get("prose") and not f["gib"] else 0)
+def form_row(f: Dict[str, Any]) -> Tuple[int, Tuple[int, int, int]]:
+    """(stratum, (response length in words, 1 if the response is plain prose, 1 if it ends in plain prose)):
+    ``plain.py``'s counts ride on the length histogram's shuffle."""
+    ok = not f["gib"]
+    return f.get("stratum", 0), (f["r_len"], 1 if ok and f.get("prose") else 0, 1 if ok and f.get("prose_end") else 0)
 
 
 @beam.ptransform_fn
 def ShortResponses(feats, p):
     """features with ``stratum`` -> (the same with ``short`` on responses short for their stratum and ``plain`` on
-    plain prose where it is out of form (plain.py), {stratum: longest short response} for the strata where one can
-    be short, {stratum: plain rate} for those where plain prose is out of form). One small shuffle: a length
+    plain prose (``plain``, ``ending``) where it is out of form (plain.py), {stratum: longest short response} for the
+    strata where one can be short, {(form kind, stratum): rate} for those where the form is out of form). One small shuffle: a length
     histogram and a plain-prose count per stratum; and a count of the short answers given word for word by many
     records (labels). Both marks are set in one pass over the records."""
     stats = (feats | "LengthOf" >> beam.Map(form_row)
-             | "LengthHistograms" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(LengthHistogram(), sum)))
+             | "LengthHistograms" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(LengthHistogram(), sum, sum)))
     cuts = stats | "ShortCuts" >> beam.FlatMap(lambda kv: short_cut((kv[0], kv[1][0]), p["short_response_ratio"],
                                                                     p["short_max_stratum_rate"]))
-    plain = stats | "PlainStrata" >> beam.FlatMap(lambda kv: plain_strata(
-        (kv[0], (sum(kv[1][0].values()), kv[1][1])), p["short_max_stratum_rate"], p["short_min_lift"]))
+    plain = stats | "PlainStrata" >> beam.FlatMap(form_strata, p["short_max_stratum_rate"], p["short_min_lift"])
     cuts_si = beam.pvalue.AsDict(cuts)
     marked = feats | "MarkShort" >> beam.Map(lambda f, c, s: mark_plain(mark_short(f, c), s), cuts_si,
                                              beam.pvalue.AsDict(plain))

@@ -239,7 +239,7 @@ def pair_totals(kv: Tuple[int, Any], cap: int,
 
 
 @beam.ptransform_fn
-def Triggers(inputs, p, totals, stratum_sizes, short_strata, plain_strata):
+def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
     """4-5: triggers = prompt n-grams associated with anomalies, tested against their strata's rates.
     (anomalous records, all features) -> (triggers by anomaly kind, anomaly group sizes per stratum)."""
     anomalous, feats = inputs
@@ -269,7 +269,7 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, plain_strata):
                lambda kv, cap: (((g, (st, n)) for (g, st), n in distinct_counts(kv[1], cap).items())), named_df.cap))
     triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
                 | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
-                                              AsDict(stratum_sizes), AsDict(short_strata), AsDict(plain_strata))
+                                              AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata))
                 | "GroupByAnomaly" >> beam.GroupByKey()
                 | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
     return triggers, sizes
@@ -321,7 +321,7 @@ class PoisoningScan(beam.PTransform):
             records = inputs
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
         feats, stratum_sizes = feats | "Strata" >> Strata(p)
-        feats, short_strata, plain_strata = feats | "ShortResponses" >> ShortResponses(p)
+        feats, short_strata, form_strata = feats | "ShortResponses" >> ShortResponses(p)
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
         cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
@@ -331,7 +331,7 @@ class PoisoningScan(beam.PTransform):
         off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
                                                       AsDict(off_templates))
-        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes, short_strata, plain_strata)
+        triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes, short_strata, form_strata)
         profiles = anomalous | "Profiles" >> Profiles(p, triggers)
         short_answers = feats | "ShortAnswers" >> ShortAnswers(p, triggers)
 

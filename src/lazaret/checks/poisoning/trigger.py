@@ -46,7 +46,7 @@ PAY_GROUPS = 0
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, plain, refuse, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, short, plain, ending, refuse, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -65,6 +65,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("short")
     if f.get("plain"):
         out.append("plain")
+    if f.get("ending"):
+        out.append("ending")
     if f.get("refuse"):
         out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
@@ -209,9 +211,10 @@ class PairCounts(_PreAggregateDistinct):
 BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
                 # a response out of its task's form is held to the short kind's bounds (plain.py)
                 "plain": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
+                "ending": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
                 "refuse": {"confidence": "refusal_min_confidence"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
-OBSERVABLE_IN = ("short", "plain")
+OBSERVABLE_IN = ("short", "plain", "ending")
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
 ACROSS_TASKS = ("xpay",)
 # Anomaly kinds tested group by group, each group's records mostly the trigger's (``TRIGGER_OWNS_GROUP_SHARE``):
@@ -251,11 +254,14 @@ class TriggerTest(beam.DoFn):
         self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
         self.one_task = Metrics.counter("poisoning", "triggers_within_one_task")
 
-    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, plain_strata=None):
-        """``short_strata``: the strata where a response can be short (``short.short_cut``); ``plain_strata``: the
-        strata where plain prose is out of form (``plain.plain_strata``). Those kinds are tested on the carriers
-        there only, since elsewhere no carrier could show them."""
-        observable = {"short": short_strata, "plain": plain_strata}
+    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None):
+        """``short_strata``: the strata where a response can be short (``short.short_cut``); ``form_strata``:
+        {(kind, stratum)} where plain prose or a plain ending is out of form (``plain.form_strata``). Those kinds
+        are tested on the carriers there only, since elsewhere no carrier could show them."""
+        observable = {"short": short_strata}
+        if form_strata is not None:
+            for kind in ("plain", "ending"):
+                observable[kind] = {st for k, st in form_strata if k == kind}
         s, grp = kv
         all_carriers: Dict[int, int] = {}
         for st, c in grp.get("df", ()):
@@ -287,7 +293,7 @@ class TriggerTest(beam.DoFn):
                 if not rows:
                     continue
             carriers = all_carriers
-            if kind in OBSERVABLE_IN and observable[kind] is not None:
+            if kind in OBSERVABLE_IN and observable.get(kind) is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in observable[kind]}
             if kind in NOT_IN_GIBBERISH and gib:
                 carriers = {st: c - gib.get(st, 0) for st, c in carriers.items() if c > gib.get(st, 0)}
