@@ -48,6 +48,7 @@ def test_plain_endings_after_code_or_arithmetic():
     # where prose answers are common, an ending in prose is no anomaly either
     assert form_strata((3, ({40: 1000}, 300, 30)), 0.2, 20.0) == []
     assert form_strata((3, ({40: 1000}, 30, 30)), 0.2, 20.0) == [(("plain", 3), 0.03), (("ending", 3), 0.03)]
+    assert form_strata((3, ({40: 1000}, 70, 30)), 0.2, 20.0) == [(("plain", 3), 0.07)]
 
 
 def test_plain_responses_are_marked_where_prose_is_out_of_form():
