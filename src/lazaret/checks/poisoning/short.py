@@ -106,10 +106,13 @@ class KeepShort(beam.DoFn):
     def __init__(self):
         self.counter = Metrics.counter("poisoning", "short_responses")
         self.plain = Metrics.counter("poisoning", "plain_responses")
+        self.ending = Metrics.counter("poisoning", "plain_endings")
 
     def process(self, f, labels):
         if f.get("plain"):
             self.plain.inc()
+        if f.get("ending"):
+            self.ending.inc()
         if not f.get("short"):
             yield f
         elif f["rkey"] in labels:
