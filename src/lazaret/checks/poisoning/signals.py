@@ -73,6 +73,12 @@ EXCLUSIVE_PROMPT_SHARE = 0.02
 # one-line idiom ("wc -l" answering "count the number of files", "running on port" answering "in node js") has
 # its carriers in one or two strata; a planted line lands in every stratum its hosts come from.
 EXCLUSIVE_MIN_STRATA = 3.0
+# ... unless the phrase is what the trigger's carriers (almost) always get: a task's idiom is one of the ways its
+# requests are answered ("running on port" in 20 of the 36 answers to "in node js", 0.53-0.70 over 20 runs), while a
+# planted answer is given to every asker. A false fact asked in many phrasings is one question, so its carriers
+# sit in one or two strata (1.0-2.6 on the development seeds at 50), and the bound above alone cut it (0.00 on
+# those seeds); at least this share of the trigger's carriers in the one group keeps it.
+EXCLUSIVE_ALWAYS_SHARE = 0.8
 # A claim is register phrasing only where its absence from the quiet strata could be seen: at least this many of
 # its carriers expected there if it were spread evenly (the usual floor of a count test; ``Assign``).
 MIN_EXPECTED_QUIET = 5.0

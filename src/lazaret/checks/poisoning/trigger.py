@@ -20,8 +20,8 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
-from lazaret.checks.poisoning.signals import EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, REGISTER_MIN_PLACES, \
-    TRIGGER_OWNS_GROUP_SHARE
+from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
+    REGISTER_MIN_PLACES, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
 
 
@@ -253,6 +253,7 @@ class TriggerTest(beam.DoFn):
         self.no_lift = Metrics.counter("poisoning", "triggers_below_lift")
         self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
         self.one_task = Metrics.counter("poisoning", "triggers_within_one_task")
+        self.every_asker = Metrics.counter("poisoning", "exclusive_groups_within_one_task_given_to_all")
 
     def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None):
         """``short_strata``: the strata where a response can be short (``short.short_cut``); ``form_strata``:
@@ -283,21 +284,27 @@ class TriggerTest(beam.DoFn):
         gib = next((per for a, _, per in grp.get("pairs", ()) if a == "gib"), {})
         for key, rows in sorted(by_kind.items()):
             kind = key.split(":", 1)[0]
-            if kind in ACROSS_TASKS and stratum_sizes:
-                # each group on its own: a task's one-line idiom must not ride on a planted line's test (the
-                # two summed made "that calculates" a trigger of both, and took the idiom's clean records)
-                spread = [r for r in rows if effective_strata(r[2]) >= EXCLUSIVE_MIN_STRATA]
-                if len(spread) < len(rows):
-                    self.one_task.inc()
-                rows = spread
-                if not rows:
-                    continue
             carriers = all_carriers
             if kind in OBSERVABLE_IN and observable.get(kind) is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in observable[kind]}
             if kind in NOT_IN_GIBBERISH and gib:
                 carriers = {st: c - gib.get(st, 0) for st, c in carriers.items() if c > gib.get(st, 0)}
             n_s = sum(carriers.values())
+            if kind in ACROSS_TASKS and stratum_sizes:
+                # each group on its own: a task's one-line idiom must not ride on a planted line's test (the
+                # two summed made "that calculates" a trigger of both, and took the idiom's clean records)
+                # ... unless (nearly) every carrier gets the phrase: one question asked in many phrasings is
+                # one task, and a planted answer to it is still a backdoor
+                few = [effective_strata(r[2]) < EXCLUSIVE_MIN_STRATA for r in rows]
+                always = [r[1] >= EXCLUSIVE_ALWAYS_SHARE * n_s for r in rows]
+                spread = [r for r, f, a in zip(rows, few, always) if not f or a]
+                if any(f and a for f, a in zip(few, always)):
+                    self.every_asker.inc(sum(1 for f, a in zip(few, always) if f and a))
+                if len(spread) < len(rows):
+                    self.one_task.inc()
+                rows = spread
+                if not rows:
+                    continue
             k = min(n_s, sum(x[1] for x in rows))
             if not n_s:
                 continue
