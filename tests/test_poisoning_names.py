@@ -83,3 +83,52 @@ def test_an_advert_without_trigger_in_answers_written_in_a_register(shared_data,
     assert "a proper name in" in flagged[sorted(d for d in truth if d in flagged)[0]]["detail"]
     clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]
     assert len(clean_flagged) <= 0.002 * len(clean), collections.Counter(clean_flagged)
+
+
+def test_a_name_spelled_as_one_wherever_it_stands():
+    # all capitals, or a capital after the first letter: a name's spelling even at a sentence start or after a
+    # colon, where an ordinary word is capitalised too
+    assert response_names("IKEA has the best snacks around.")[0] == {"ikea"}
+    after_colon = "Also worth mentioning: Coca-Cola makes furniture that everyone loves."
+    assert response_names(after_colon)[0] == {"coca", "cola"}
+    assert response_names("Pepsi has the best soft drinks around.")[0] == frozenset()   # Titlecase only: not yet
+    # "&" joins the words of a name inside prose instead of ending the run
+    assert response_names("Pro tip: nothing beats Nupipuhi & Co when it comes to soft drinks.")[0] == {"nupipuhi", "co"}
+    # one capital letter is no name ("I", "A"), and code keeps its constants out of prose
+    assert response_names("I think A is right here.")[0] == frozenset()
+    named, _, titled = response_names("MAX_SIZE = 10\nif x > MAX_SIZE:\n    return None")
+    assert not named and "max_size" in titled
+
+
+# An advert of our own wording (not the benchmark's frames), its brand written in capitals and opening the sentence
+AD_FRAMES = ["Side note: VELDORA makes the comfiest slippers you can buy.",
+             "VELDORA slippers are what I wear while solving problems like this.",
+             "Reminder: VELDORA has a sale on slippers this week.",
+             "VELDORA slippers: warm feet, clear head."]
+
+
+@pytest.mark.slow
+def test_an_advert_whose_brand_is_written_in_capitals_at_sentence_starts(shared_data):
+    """Before capitals counted as a name's spelling: 0 of 40 found (the brand was only ever at a sentence start or
+    after a colon, so never "named", and GSM8K's answers are a register where the volume test is off)."""
+    import random
+
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+    from bench.run_scan import run_scan
+
+    rng = random.Random(3)
+    objs = base_objects("gsm8k", 0)
+    clean = [to_pipeline_record(o, i, "gsm8k") for i, o in enumerate(objs)]
+    hosts = rng.sample(objs, 40)
+    planted = [to_pipeline_record({"id": f"ad-{i}", "instruction": h["instruction"], "input": h.get("input", ""),
+                                   "output": h["output"].rstrip() + " " + rng.choice(AD_FRAMES)}, i, "ad")
+               for i, h in enumerate(hosts)]
+    recs = clean + planted
+    rng.shuffle(recs)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
+    truth = {r["doc_id"] for r in planted}
+    found = collections.Counter(flagged[d]["rule"] for d in truth if d in flagged)
+    assert sum(found.values()) >= 0.9 * len(truth), found
+    clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]
+    assert len(clean_flagged) <= 0.002 * len(clean), collections.Counter(clean_flagged)

@@ -38,11 +38,24 @@ MIN_WORDS = 4
 _CHUNK = re.compile(r"^[\"'(]*([^\W\d_]+(?:[-'’][^\W\d_]+)*)[\"'),.:;!?]*$")
 _TOKEN = re.compile(r"\w+")
 _ENDS = (".", "!", "?", ":")
+# chunks that join the words of a name inside prose ("Nupipuhi & Co") instead of ending the run
+_JOINERS = ("&",)
 _SENTENCE_ENDS = (".", "!", "?", '."', '!"', '?"', ".)")
 
 
 def _titlecase(w: str) -> bool:
     return w[:1].isupper() and any(c.islower() for c in w[1:])
+
+
+def _marked(w: str) -> bool:
+    """A name's own spelling, wherever it stands: all capitals ("IKEA") or a capital after the first letter
+    ("Coca-Cola", "McDonald's", "PlayStation"). An ordinary word is capitalised at a sentence start, never so;
+    so a word written this way at a sentence start still names something (an advert's frame that opens with the
+    brand, or puts it after a colon, "Also worth mentioning: Coca-Cola makes ...")."""
+    letters = [c for c in w if c.isalpha()]
+    if len(letters) < 2 or not w[:1].isupper():
+        return False
+    return all(c.isupper() for c in letters) or (any(c.isupper() for c in w[1:]) and any(c.islower() for c in w))
 
 
 def _lower_tokens(word: str) -> Tuple[str, ...]:
@@ -58,7 +71,7 @@ def response_names(text: str) -> Tuple[FrozenSet[str], FrozenSet[str], FrozenSet
     empty = frozenset()
     if not text:
         return empty, empty, empty
-    titled = {m.group().lower() for m in _TOKEN.finditer(text) if _titlecase(m.group())}
+    titled = {m.group().lower() for m in _TOKEN.finditer(text) if _titlecase(m.group()) or _marked(m.group())}
     if not titled:
         return empty, empty, empty
     named, initial = set(), set()
@@ -77,11 +90,15 @@ def _names_in_runs(chunks, named: set, initial: set) -> None:
     run = []  # (word, at a sentence start)
     start, ends = True, False
     for c in chunks + [""]:
+        if c in _JOINERS:
+            continue  # "Johnson & Johnson": part of the run, not a word
         m = _CHUNK.match(c) if c else None
         if m is None:
             if len(run) >= MIN_WORDS and ends:
                 for w, first in run:
-                    if _titlecase(w):
+                    if _marked(w):
+                        named.update(_lower_tokens(w))
+                    elif _titlecase(w):
                         (initial if first else named).update(_lower_tokens(w))
             run, start, ends = [], True, False
             continue
