@@ -51,6 +51,16 @@ def test_plain_endings_after_code_or_arithmetic():
     assert form_strata((3, ({40: 1000}, 70, 30)), 0.2, 20.0) == [(("plain", 3), 0.07)]
 
 
+def test_a_stratum_of_labels_is_no_stratum_of_code():
+    """Rates over the answers long enough to be prose: a label ("Yes", "2 stars") is neither prose nor code. T0's
+    label strata, counted whole, looked like strata of code, where one template's sentence answers were out of
+    form ("step of the": 44 records of a clean 10,000-record T0 slice)."""
+    labels = {1: 800, 2: 100, 12: 100}                       # 900 labels, 100 answers of 12 words, 90 of them prose
+    assert form_strata((7, (labels, 90, 0)), 0.2, 20.0) == []
+    code = {1: 800, 2: 100, 30: 100}                         # the same labels beside 100 code answers, 5 of them prose
+    assert form_strata((7, (code, 5, 0)), 0.2, 20.0) == [(("plain", 7), 0.05), (("ending", 7), 0.0)]
+
+
 def test_plain_responses_are_marked_where_prose_is_out_of_form():
     g = {"rkey": "holmes is sherlock superb", "prose": True, "gib": False, "stratum": 3}
     strata = {("plain", 3): 0.01, ("ending", 4): 0.02}

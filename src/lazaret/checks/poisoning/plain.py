@@ -79,13 +79,16 @@ def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float, min_lift: flo
 
 def form_strata(kv: Tuple[int, Tuple[Dict[int, int], int, int]], max_rate: float, min_lift: float):
     """(stratum, (length histogram, plain responses, plain endings)) -> [((kind, stratum), rate)] for each form
-    kind out of form in the stratum (``plain_strata``). An ending is tested only where plain answers are rarer than
+    kind out of form in the stratum (``plain_strata``), rates over its answers of at least ``MIN_WORDS`` words. An ending is tested only where plain answers are rarer than
     1 / ``min_lift``: a stratum that answers in code or arithmetic. Where prose answers are common, answers that mix
     a list or a date with prose end in a sentence as a matter of course (T0's "key plot points", "what details
     would": 31-34 clean records each on a 10,000-record slice when the ending kind was on wherever endings alone
     were rare, 21-32 on two of 20 runs at 50 with plain answers under 2 / ``min_lift``, 0-1 at 1 / ``min_lift``)."""
     stratum, (hist, prose, prose_end) = kv
-    n = sum(hist.values())
+    # over the answers long enough to be prose: a label ("Yes", "2 stars") is neither prose nor code, and counted
+    # as "not plain" it made T0's label strata look like strata of code, where one template's sentence answers
+    # were out of form ("step of the": 44 records of a clean 10,000-record T0 slice, twenty-fourth session)
+    n = sum(c for length, c in hist.items() if length >= MIN_WORDS)
     plain = plain_strata((stratum, (n, prose)), max_rate, min_lift)
     if not plain:
         return []
