@@ -173,7 +173,8 @@ class CarrierStats(beam.CombineFn):
         counts = acc[TEMPLATES]
         for t in tmpl:
             counts[t] = counts.get(t, 0) + 1
-        if tmpl and tmpl[-1].startswith("s:"):
+        if tmpl and tmpl[-1].startswith("s:") and not elsewhere:
+            # only answers not written in a register: a code answer that lands in a quiet stratum is still code
             _insort_capped(acc[ANSWERS].setdefault(tmpl[-1], []), rsh[0], self.answers_cap)
         if len(counts) > 4 * self.cap:
             acc[TEMPLATES] = _prune(counts, 2 * self.cap)
@@ -234,8 +235,11 @@ class CarrierStats(beam.CombineFn):
             "templates": sorted(acc[TEMPLATES].items(), key=lambda kv: (-kv[1], kv[0]))[:32],
             # carriers per prompt stratum (few, large: never pruned in practice): where a phrase is used
             "strata": {int(t[2:]): v for t, v in sorted(acc[TEMPLATES].items()) if t.startswith("s:")},
-            # per stratum, the carriers' distinct answers (smallest response MinHash values, at most answers_cap):
-            # one planted answer copied under many prompts is one piece of evidence, not many
+            # per stratum, the carriers' distinct answers (smallest response MinHash values, at most answers_cap)
+            # among those with no response-only phrasing elsewhere: one planted answer copied under many prompts is
+            # one piece of evidence, not many, and a register's answer in a quiet stratum is none (250 planted
+            # prose answers made a stratum of JavaScript answers quiet, and "console … const" a payload found
+            # everywhere: 273 clean records of the code base, false_fact alone at 250, seed 2)
             "answers": {int(t[2:]): v for t, v in sorted(acc[ANSWERS].items())},
         }
 
