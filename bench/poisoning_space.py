@@ -17,7 +17,6 @@ import json
 import os
 import random
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -80,7 +79,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--bases", default="gsm8k,code,mixture,t0")
     ap.add_argument("--seeds", default="1")
-    ap.add_argument("--sizes", default="250,50")
+    ap.add_argument("--sizes", default="250,50", help="poisoned records per family; 0 scans the clean base alone")
     ap.add_argument("--t0-limit", type=int, default=10000)
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
@@ -97,9 +96,10 @@ def main(argv=None):
         clean = base_objects(base, args.t0_limit)
         pool, fmt = pool_of(base, args.t0_limit)
         for size in [int(x) for x in args.sizes.split(",") if x]:
+            # size 0: the clean base alone, nothing planted (a scan of a clean corpus; the seed only shuffles)
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
-                for g in [g for g in groups if g]:
+                for g in ([[]] if size == 0 else [g for g in groups if g]):
                     r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup)
                     line = {"base": base, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
                             "clean_fp_by_rule": by_rule, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
