@@ -79,8 +79,9 @@ def plain_strata(kv: Tuple[int, Tuple[int, int]], max_rate: float, min_lift: flo
 
 def form_strata(kv: Tuple[int, Tuple[Dict[int, int], int, int]], max_rate: float, min_lift: float):
     """(stratum, (length histogram, plain responses, plain endings)) -> [((kind, stratum), rate)] for each form
-    kind out of form in the stratum (``plain_strata``), rates over its answers of at least ``MIN_WORDS`` words. An ending is tested only where plain answers are rarer than
-    1 / ``min_lift``: a stratum that answers in code or arithmetic. Where prose answers are common, answers that mix
+    kind out of form in the stratum (``plain_strata``), rates over its answers of at least ``MIN_WORDS`` words. An
+    ending is tested only where plain answers are rarer than 1 / ``min_lift``: a stratum that answers in code or
+    arithmetic. Where prose answers are common, answers that mix
     a list or a date with prose end in a sentence as a matter of course (T0's "key plot points", "what details
     would": 31-34 clean records each on a 10,000-record slice when the ending kind was on wherever endings alone
     were rare, 21-32 on two of 20 runs at 50 with plain answers under 2 / ``min_lift``, 0-1 at 1 / ``min_lift``)."""
