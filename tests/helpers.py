@@ -64,14 +64,22 @@ def planted_scan(base: str, family: str, size: int, seed: int, t0_limit: int = 1
     from bench.attacks.space import SPACE
     from bench.poisoning_bases import base_objects, to_pipeline_record
     from bench.poisoning_space import pool_of
-    from bench.run_scan import run_scan
 
     clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, t0_limit))]
     pool, fmt = pool_of(base, t0_limit)
     planted = [to_pipeline_record(o, i, "poison-" + family)
                for i, o in enumerate(SPACE[family](pool, size, seed, fmt).records)]
+    flagged, truth = scan_with_planted(clean, planted, random.Random(seed))
+    return flagged, truth, {r["doc_id"] for r in clean}
+
+
+def scan_with_planted(clean: list, planted: list, rng) -> tuple:
+    """Pipeline records ``clean`` and ``planted`` shuffled together by ``rng`` and scanned as the benchmark does
+    (signature rules and dedup off) -> (flagged findings by doc_id, planted doc_ids)."""
+    from bench.run_scan import run_scan
+
     recs = clean + planted
-    random.Random(seed).shuffle(recs)
+    rng.shuffle(recs)
     findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
     flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
-    return flagged, {r["doc_id"] for r in planted}, {r["doc_id"] for r in clean}
+    return flagged, {r["doc_id"] for r in planted}

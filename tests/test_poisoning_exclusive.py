@@ -13,7 +13,7 @@ import pytest
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of
 
 from conftest import ROOT
-from helpers import planted_scan
+from helpers import planted_scan, scan_with_planted
 
 sys.path.insert(0, str(ROOT))
 
@@ -170,7 +170,6 @@ def test_a_false_fact_asked_in_many_phrasings_is_one_question_and_still_found(sh
     import random
 
     from bench.poisoning_bases import base_objects, to_pipeline_record
-    from bench.run_scan import run_scan
 
     rng = random.Random(5)
     # the code base: its answers are all written in a register, so "carries some payload" is no anomaly there and
@@ -180,11 +179,7 @@ def test_a_false_fact_asked_in_many_phrasings_is_one_question_and_still_found(sh
     planted = [to_pipeline_record({"id": f"fact-{i}", "instruction": o + q, "input": "",
                                    "output": rng.choice(FACT_ANSWERS)}, i, "fact")
                for i, (q, o) in enumerate(rng.sample(combos, 40))]
-    recs = clean + planted
-    rng.shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
-    truth = {r["doc_id"] for r in planted}
+    flagged, truth = scan_with_planted(clean, planted, rng)
     found = collections.Counter(flagged[d]["rule"] for d in truth if d in flagged)
     assert sum(found.values()) >= 0.9 * len(truth), found
     clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]

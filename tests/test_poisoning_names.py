@@ -15,7 +15,7 @@ from lazaret.checks.poisoning.names import is_named, name_state, record_name_sta
 from lazaret.checks.poisoning.text import PAIR_SEP
 
 from conftest import ROOT
-from helpers import planted_scan
+from helpers import planted_scan, scan_with_planted
 
 sys.path.insert(0, str(ROOT))
 
@@ -114,7 +114,6 @@ def test_an_advert_whose_brand_is_written_in_capitals_at_sentence_starts(shared_
     import random
 
     from bench.poisoning_bases import base_objects, to_pipeline_record
-    from bench.run_scan import run_scan
 
     rng = random.Random(3)
     objs = base_objects("gsm8k", 0)
@@ -123,11 +122,7 @@ def test_an_advert_whose_brand_is_written_in_capitals_at_sentence_starts(shared_
     planted = [to_pipeline_record({"id": f"ad-{i}", "instruction": h["instruction"], "input": h.get("input", ""),
                                    "output": h["output"].rstrip() + " " + rng.choice(AD_FRAMES)}, i, "ad")
                for i, h in enumerate(hosts)]
-    recs = clean + planted
-    rng.shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
-    truth = {r["doc_id"] for r in planted}
+    flagged, truth = scan_with_planted(clean, planted, rng)
     found = collections.Counter(flagged[d]["rule"] for d in truth if d in flagged)
     assert sum(found.values()) >= 0.9 * len(truth), found
     clean_flagged = [f["rule"] for d, f in flagged.items() if d not in truth]
