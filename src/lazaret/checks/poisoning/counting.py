@@ -292,6 +292,36 @@ class DistinctCount(beam.CombineFn):
         return int(round(KMV(self.cap, acc).estimate()))
 
 
+class DistinctPrompts(beam.CombineFn):
+    """Distinct 32-bit prompt keys per key (a stratum): exact below ``cap``, a KMV estimate above. The set is
+    trimmed to its ``cap`` smallest whenever it doubles, so memory is bounded whatever the stratum's size."""
+
+    def __init__(self, cap: int = 1 << 14):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return set()
+
+    def _trim(self, acc: set) -> set:
+        return set(sorted(acc)[: self.cap]) if len(acc) > 2 * self.cap else acc
+
+    def add_input(self, acc, v):
+        acc.add(v)
+        return self._trim(acc)
+
+    def merge_accumulators(self, accs):
+        out: set = set()
+        for a in accs:
+            out |= a
+            out = self._trim(out)
+        return out
+
+    def extract_output(self, acc):
+        from lazaret.checks.poisoning.stats import KMV
+
+        return int(round(KMV(self.cap, acc).estimate()))
+
+
 class PromptNgramDistinctIn(_CountsInSideInput, _PreAggregateDistinct):
     """Distinct prompts (near-duplicates collapsed) containing each n-gram of a side-input set, per prompt
     stratum (key (n-gram, stratum))."""

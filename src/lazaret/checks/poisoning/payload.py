@@ -19,7 +19,7 @@ from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _SideInputNgrams, hit_places, keys_in, ngrams_in
-from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE, TEMPLATE_SHARE
+from lazaret.checks.poisoning.signals import TEMPLATE_SHARE
 from lazaret.checks.poisoning.names import record_name_state
 from lazaret.checks.poisoning.strata import stratum_key
 
@@ -386,17 +386,19 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     n-gram is in at least ``owned_rate`` of the records are ignored: a "template" whose every record gives
     the same answer is the attack's own paraphrase structure, not a task. ``observable``: rates over the
     records that could carry the n-gram (``observable_records``), for payload candidates. ``top_two`` False
-    leaves (a) out: a group of a few records is in one or two templates by chance."""
+    leaves (a) out: a group of a few records is in one or two templates by chance.
+
+    Prompt strata are not templates here: a stratum is fitted on common words, and a planted question asked
+    in many phrasings fills a large part of one (78% of one, or 28% and 35% of two, on the code base), so its
+    answer read as that "task's" answer format and was never tested. A task's answer format is judged where
+    the strata are the background (the trigger test), not by confining the payload."""
     best = 0.0
     n = st["carriers"] or 1
-    for side in ("f:", "l:", "s:"):
+    for side in ("f:", "l:"):
         rows = [(t, v, v / (observable_records(t, templates, v) if observable else templates.get(t, v)))
                 for t, v in st["templates"] if t.startswith(side)]
-        # a stratum almost all of whose records carry the n-gram is the candidate's own group, not a task
-        rows = [r for r in rows if r[2] < (owned_rate if side != "s:" else min(owned_rate, STRATUM_OWNED_RATE))]
-        # prompt strata (tasks) are few and large: only the rate rule applies to them (two strata of a
-        # single-task corpus may hold half of any random set of records)
-        top2 = sum(v for _, v, _ in rows[:2]) if side != "s:" and top_two else 0
+        rows = [r for r in rows if r[2] < owned_rate]
+        top2 = sum(v for _, v, _ in rows[:2]) if top_two else 0
         rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best

@@ -62,9 +62,10 @@ ANOMALY_KINDS: Tuple[str, ...] = tuple(s.anomaly for s in SIGNALS if s.anomaly)
 # Named constants (not policy fields: each is a majority or a ratio that the fields above are stated against).
 # A candidate is a task's structure, not an attack, when templates explain at least this share of its carriers.
 TEMPLATE_SHARE = 0.5
-# A prompt stratum in which at least this share of records carries an n-gram is the candidate's own group,
-# not a task (strata are few and large; see ``payload.template_confined``).
-STRATUM_OWNED_RATE = 0.9
+# A prompt stratum at least this share of whose distinct prompts are one candidate trigger's carriers is the
+# candidate's own (250 phrasings of one planted question share a mix of common words no task has, and k-means
+# gives them a centroid), never its control (``strata.matched_background``).
+STRATUM_OWNED_RATE = 0.5
 # One hit of a spread payload is enough when the n-gram is in at most this share of the prompts ordinary text
 # would put it in: it has no ordinary use in this corpus.
 EXCLUSIVE_PROMPT_SHARE = 0.02

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE
 
 MAX_VOCAB = 1000
 SAMPLE_TOKENS = 200  # the opening of a long prompt says which task it is; the rest is the passage
@@ -267,23 +269,42 @@ class AssignStratum:
 
 def smoothed_rate(anomalous: int, size: int, k_in: int, n_in: int, prior: float, weight: float) -> float:
     """Anomaly rate of a stratum's records *without* the candidate (leave-out), shrunk towards ``prior``
-    (the stratum's own rate) with ``weight`` pseudo-records, so that a stratum made almost entirely of the
-    candidate's carriers falls back to its own rate instead of an empty control."""
+    (the stratum's own rate) with ``weight`` pseudo-records, so that a small leave-out does not swing the
+    expectation (a stratum mostly made of the carriers takes another background: ``matched_background``)."""
     a = max(anomalous - k_in, 0)
     m = max(size - n_in, 0)
     return (a + weight * prior) / (m + weight)
 
 
 def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum: Dict[int, int],
-                       stratum_sizes: Dict[int, int], k_by_stratum: Dict[int, int], weight: float = 10.0
-                       ) -> float:
+                       stratum_sizes: Dict[int, int], k_by_stratum: Dict[int, int], weight: float = 10.0,
+                       stratum_prompts: Optional[Dict[int, int]] = None) -> float:
     """Expected anomaly rate of a candidate trigger's carriers if the n-gram did not matter: the carriers'
-    strata's leave-out rates, weighted by how many carriers each stratum holds."""
+    strata's leave-out rates, weighted by how many carriers each stratum holds.
+
+    A stratum whose distinct prompts (``stratum_prompts``, the carriers' unit; records would count a planted
+    question's copies as a control) are at least ``STRATUM_OWNED_RATE`` the candidate's carriers is the
+    candidate's own: its leave-out is empty or the carriers' copies, and its own rate is the carriers' rate, so
+    a planted answer to a question asked 250 times was its own background. Its carriers take the leave-out
+    rate of every other stratum instead. A task's marker keeps its stratum as control: the task's other
+    records outnumber the marker's carriers."""
     n = sum(carriers_by_stratum.values())
     if not n:
         return 0.0
+    carved = {s for s, n_s in carriers_by_stratum.items()
+              if stratum_prompts and n_s >= STRATUM_OWNED_RATE * max(stratum_prompts.get(s, n_s), n_s)}
+    out_a = out_m = 0
+    if carved:
+        for s, size in stratum_sizes.items():
+            if s not in carved:
+                out_a += max(anomalous_by_stratum.get(s, 0) - k_by_stratum.get(s, 0), 0)
+                out_m += max(size - carriers_by_stratum.get(s, 0), 0)
+    outside = out_a / out_m if out_m else 1.0
     exp = 0.0
     for s, n_s in sorted(carriers_by_stratum.items()):
+        if s in carved:
+            exp += n_s * outside
+            continue
         size = max(stratum_sizes.get(s, n_s), n_s)
         a_s = anomalous_by_stratum.get(s, 0)
         prior = a_s / size if size else 0.0

@@ -23,7 +23,7 @@ from lazaret.graph.combine import CountPerElement, MaxFn, SumFn
 from lazaret.checks.poisoning.assign import Assign, ClusterSummary, summary
 from lazaret.checks.poisoning.claims import NearDuplicateClaims
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value, smallest_value
-from lazaret.checks.poisoning.counting import PromptNgramDfInPacked, PromptNgramDistinctIn, \
+from lazaret.checks.poisoning.counting import DistinctPrompts, PromptNgramDfInPacked, PromptNgramDistinctIn, \
     ResponseNgramDf, ResponseNgramsOfHashes
 from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, distinct_counts, join_df, \
     sum_packed
@@ -267,9 +267,14 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
            | "DistinctNamedDf" >> beam.GroupByKey()
            | "NamedDfByNgram" >> beam.FlatMap(
                lambda kv, cap: (((g, (st, n)) for (g, st), n in distinct_counts(kv[1], cap).items())), named_df.cap))
+    # distinct prompts per stratum, the unit the carriers are counted in: a stratum made mostly of one
+    # candidate's carriers is no control for it (strata.matched_background)
+    stratum_prompts = (feats | "StratumPromptKeys" >> beam.Map(lambda f: (f["stratum"], f["pkey"]))
+                       | "StratumPrompts" >> beam.CombinePerKey(DistinctPrompts()))
     triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
                 | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
-                                              AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata))
+                                              AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
+                                              AsDict(stratum_prompts))
                 | "GroupByAnomaly" >> beam.GroupByKey()
                 | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
     return triggers, sizes

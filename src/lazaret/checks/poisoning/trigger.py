@@ -255,7 +255,8 @@ class TriggerTest(beam.DoFn):
         self.one_task = Metrics.counter("poisoning", "triggers_within_one_task")
         self.every_asker = Metrics.counter("poisoning", "exclusive_groups_within_one_task_given_to_all")
 
-    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None):
+    def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None,
+                stratum_prompts=None):
         """``short_strata``: the strata where a response can be short (``short.short_cut``); ``form_strata``:
         {(kind, stratum)} where plain prose or a plain ending is out of form (``plain.form_strata``). Those kinds
         are tested on the carriers there only, since elsewhere no carrier could show them."""
@@ -323,7 +324,7 @@ class TriggerTest(beam.DoFn):
                     for st, c in per.items():
                         k_in[st] = k_in.get(st, 0) + c
                 p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
-                                                 self.params["strata_prior_weight"]))
+                                                 self.params["strata_prior_weight"], stratum_prompts))
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
