@@ -67,6 +67,8 @@ def test_a_stratum_made_of_the_carriers_is_no_control():
     assert carved == pytest.approx(50 / 10000)
     # counted in records, the copies looked like a control that shares the anomaly (the earlier background)
     assert matched_background({3: 150}, anom, sizes, {3: 150}, 10.0) > 0.9
+    # a stratum the count does not hold is never taken for the candidate's own
+    assert matched_background({3: 150}, anom, sizes, {3: 150}, 10.0, {0: 4800, 1: 4900}) > 0.9
     # a task's answer format: the candidate's 40 carriers are a tenth of a stratum that always answers that way,
     # so the stratum stays their control
     sizes[3], prompts[3], anom[3] = 420, 400, 418

@@ -291,8 +291,9 @@ def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum
     n = sum(carriers_by_stratum.values())
     if not n:
         return 0.0
+    prompts = stratum_prompts or {}
     carved = {s for s, n_s in carriers_by_stratum.items()
-              if stratum_prompts and n_s >= STRATUM_OWNED_RATE * max(stratum_prompts.get(s, n_s), n_s)}
+              if s in prompts and n_s >= STRATUM_OWNED_RATE * max(prompts[s], n_s)}
     out_a = out_m = 0
     if carved:
         for s, size in stratum_sizes.items():
