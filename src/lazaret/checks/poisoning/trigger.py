@@ -296,11 +296,15 @@ class TriggerTest(beam.DoFn):
                 # two summed made "that calculates" a trigger of both, and took the idiom's clean records)
                 # ... unless (nearly) every carrier gets the phrase: one question asked in many phrasings is
                 # one task, and a planted answer to it is still a backdoor
-                few = [effective_strata(r[2]) < EXCLUSIVE_MIN_STRATA for r in rows]
-                always = [r[1] >= EXCLUSIVE_ALWAYS_SHARE * n_s for r in rows]
-                spread = [r for r, f, a in zip(rows, few, always) if not f or a]
-                if any(f and a for f, a in zip(few, always)):
-                    self.every_asker.inc(sum(1 for f, a in zip(few, always) if f and a))
+                spread, given_to_all = [], 0
+                for r in rows:
+                    if effective_strata(r[2]) >= EXCLUSIVE_MIN_STRATA:
+                        spread.append(r)
+                    elif r[1] >= EXCLUSIVE_ALWAYS_SHARE * n_s:
+                        spread.append(r)
+                        given_to_all += 1
+                if given_to_all:
+                    self.every_asker.inc(given_to_all)
                 if len(spread) < len(rows):
                     self.one_task.inc()
                 rows = spread
