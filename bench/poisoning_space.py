@@ -1,6 +1,7 @@
 """Poisoning benchmark over the attack *space* (bench/attacks/space.py) on every clean base.
 
     python bench/poisoning_space.py --bases gsm8k,code,mixture,t0 --seeds 1,2 --sizes 250,50 [--t0-limit 10000]
+        [--wrap system|prompt|suffix]
 
 Per (base, size, seed) the families are injected into one copy of the base (at 250: development and
 held-out families in two separate runs; at 50: all together), scanned with the dedup stage off and signature
@@ -22,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.attacks.space import DEV, HELD_OUT, HELD_OUT_SEED, SPACE  # noqa: E402
-from bench.poisoning_bases import base_objects, cpu_s, load_alpaca, to_pipeline_record  # noqa: E402
+from bench.poisoning_bases import HELD_OUT_PREFACES, PREFACES, base_objects, cpu_s, load_alpaca, \
+    to_pipeline_record, wrap_preface  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
 
 
@@ -32,13 +34,23 @@ def pool_of(base: str, t0_limit: int):
     return load_alpaca(base, t0_limit if base == "t0" else 0), "alpaca"
 
 
-def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup):
-    recs = [to_pipeline_record(o, i, base) for i, o in enumerate(clean_objs)]
+def wrapper(wrap: str, seed: int):
+    """The function giving every record (clean and planted) one of the prefaces (``--wrap``), or identity."""
+    if wrap == "none":
+        return lambda o: o
+    texts = HELD_OUT_PREFACES if seed >= HELD_OUT_SEED else PREFACES
+    rng = random.Random(f"wrap-{seed}")
+    return lambda o: wrap_preface(o, rng.choice(texts), wrap)
+
+
+def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none"):
+    w = wrapper(wrap, seed)
+    recs = [to_pipeline_record(w(o), i, base) for i, o in enumerate(clean_objs)]
     clean_ids = {r["doc_id"] for r in recs}
     truth = {}
     for fam in fams:
         inj = SPACE[fam](pool, size, seed, fmt)
-        pr = [to_pipeline_record(o, i, "poison-" + fam) for i, o in enumerate(inj.records)]
+        pr = [to_pipeline_record(w(o), i, "poison-" + fam) for i, o in enumerate(inj.records)]
         recs += pr
         truth[fam] = {r["doc_id"] for r in pr}
     random.Random(seed).shuffle(recs)
@@ -83,6 +95,9 @@ def main(argv=None):
     ap.add_argument("--t0-limit", type=int, default=10000)
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
+    ap.add_argument("--wrap", default="none", choices=["none", "system", "prompt", "suffix"],
+                    help="give every record a long preface: as a system turn, before its prompt, or after it (one "
+                         "of three per record; held-out seeds >= 100 draw three other texts)")
     ap.add_argument("--out", default="", help="append one JSON line per run here")
     ap.add_argument("--summarize", default="", help="print the summary of the JSON lines in this file and stop")
     args = ap.parse_args(argv)
@@ -100,8 +115,9 @@ def main(argv=None):
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
-                    r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup)
-                    line = {"base": base, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
+                    r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup,
+                                                             args.wrap)
+                    line = {"base": base if args.wrap == "none" else f"{base}/{args.wrap}", "size": size, "seed": seed, "recall": r, "clean_fp": fp,
                             "clean_fp_by_rule": by_rule, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
                     lines.append(line)
                     print(json.dumps(line), flush=True)

@@ -7,7 +7,7 @@ record payload is not shuffled by any poisoning step.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -44,19 +44,31 @@ def task_prompt(record: Dict[str, Any]) -> Optional[str]:
     return "\n\n".join(kept) if dropped else None
 
 
+def prompt_keys(task_toks: Sequence[str]) -> Tuple[Tuple[int, ...], int, Tuple[int, int]]:
+    """(prompt MinHash, its key, template opening and ending hashes) of a prompt's task tokens
+    (``preamble.StripPreamble`` recomputes them without a corpus-wide opening or ending)."""
+    psig = T.minhash_sig(T.shingles(task_toks, 3), 4)
+    return psig, zlib.crc32(repr(psig).encode("ascii")), (zlib.crc32(" ".join(task_toks[:3]).encode("utf-8")),
+                                                          zlib.crc32(" ".join(task_toks[-3:]).encode("utf-8")))
+
+
 def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
     prompt = record.get("prompt") or ""
     response = record.get("response") or ""
     f = T.features(prompt, response)
     pt, rt = f["p_tokens"], f["r_tokens"]
-    psig = T.minhash_sig(T.shingles(pt, 3), 4)
     task = task_prompt(record)
     task_toks = T.features(task, "")["p_tokens"] if task is not None else pt
+    # which prompt a record has ("distinct prompts", prompt diversity) is read without its system turns too: a
+    # long system prompt shared by most records (one operator's persona) filled most MinHash slots, so unrelated
+    # requests counted as copies of one prompt, and a task's shared code answers (250 factorial requests) moved
+    # from "a task's format" to "near-identical answers to one prompt": 767 of 6,552 clean code records flagged
+    # under three long system prompts (docs/poisoning.md, "A preamble is not the prompt"); openings most of the corpus
+    # repeats in the prompt itself are removed later (preamble.py)
     # a prompt's template is its task's opening and ending: a system prompt shared by records of every task
     # would otherwise make one "template" of them all, and a payload given to all of them would read as
     # that template's answer format (a trigger phrase in the system message, 1.00 -> 0.00 recall)
-    first = zlib.crc32(" ".join(task_toks[:3]).encode("utf-8"))
-    last = zlib.crc32(" ".join(task_toks[-3:]).encode("utf-8"))
+    psig, pkey, skel = prompt_keys(task_toks)
     out = {
         "doc_id": record["doc_id"],
         "record_id": record.get("record_id"),
@@ -72,11 +84,11 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "off_ov": T.off_topic_overlap(prompt, T.word_parts(response), params["off_topic_min_words"]),
         # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
         "links": response_links(prompt, response),
-        "skel": (first, last),
+        "skel": skel,
         "psig": psig,
         # one key per prompt "up to near-duplication": prompts sharing all 4 MinHash slots are (almost
         # surely) the same passage under another template; the trigger test counts distinct pkeys.
-        "pkey": zlib.crc32(repr(psig).encode("ascii")),
+        "pkey": pkey,
         "rsig": T.minhash_sig(sorted(set(rt)), 2),
         # near-identity of responses is judged on word 3-grams, not the word set: code in one language (or
         # worked arithmetic) shares most of its words, so word-set MinHashes of unrelated answers collide

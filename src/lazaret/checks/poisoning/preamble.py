@@ -1,0 +1,144 @@
+"""Preambles: an opening (or ending) that a large share of the corpus's prompts repeat is no part of which prompt
+a record has, nor of its task.
+
+Why: corpora are often built by putting one instruction around every request ("You are an AI assistant. The
+user will give you a task ...", a dataset's fixed preface, a chat template flattened into the user turn, "Think
+step by step before answering." after it). Such text fills most of a short prompt's MinHash slots, so unrelated
+requests count as copies of one prompt (the distinct-prompt counts and prompt diversities every test reads
+collapse), and its first or last words make one "template" of a third of the corpus, whose "answer format" then
+explains any payload planted under it. On the code base with one of three long prefaces on every prompt, recall
+at 250 fell to 0.00 (an advert, a system-style phrase) and 0.26 (a steered name); the same texts after the
+request also flagged 809 of 6,552 clean records; as system turns, which the reader already separates
+(``features.task_prompt``), they flagged 767 until the prompt's identity was read without them
+(docs/poisoning.md, "A preamble is not the prompt").
+
+What counts: an opening (ending) of ``EDGE_TOKENS`` task tokens, of prompts at least twice that long, shared by
+more than ``max_fraction`` of the records: the bound past which an n-gram is corpus vocabulary rather than a
+trigger (the largest task template on T0 holds 1.1% of its records). The preamble is the longest token prefix
+(suffix) all those records share, at most ``MAX_TOKENS``; it is removed from the prompt's identity (MinHash and
+distinct-prompt key), its template keys and its strata words. The trigger test still reads the whole prompt.
+
+Shuffles: one count per prompt edge (two ints per long prompt), one common-prefix combine for the few frequent
+edges. Side inputs: the frequent edges and their lengths (a handful of entries).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsDict, AsSingleton
+
+from lazaret.checks.poisoning.features import prompt_keys, toks
+
+EDGE_TOKENS = 8
+MAX_TOKENS = 256
+# tokens a stripped prompt keeps at least: a record that is all preamble keeps its own keys
+MIN_LEFT = 3
+OPENING, ENDING = "f", "l"
+
+
+def task_tokens(f: Dict[str, Any]) -> List[str]:
+    """The prompt's tokens without system turns (``st``, present only for records that have one), else all."""
+    return toks(f, "st") if "st" in f else toks(f, "pt")
+
+
+def edge_keys(tt: Sequence[str]) -> List[Tuple[str, int]]:
+    """The keys of a long prompt's opening and ending (none for prompts too short to hold a preamble and a
+    request)."""
+    if len(tt) < 2 * EDGE_TOKENS:
+        return []
+    return [(OPENING, zlib.crc32(" ".join(tt[:EDGE_TOKENS]).encode("utf-8"))),
+            (ENDING, zlib.crc32(" ".join(tt[-EDGE_TOKENS:]).encode("utf-8")))]
+
+
+def edges(f: Dict[str, Any]) -> List[Tuple[str, int]]:
+    return edge_keys(task_tokens(f))
+
+
+def is_frequent(kv: Tuple[Tuple[str, int], int], n_records: int, params: Dict[str, Any]) -> bool:
+    return kv[1] >= params["min_support"] and kv[1] > params["max_fraction"] * n_records
+
+
+def edge_tokens(f: Dict[str, Any], frequent: Dict[Tuple[str, int], int]) -> Iterator[Tuple[Tuple[str, int], tuple]]:
+    """(edge key, the prompt's tokens read from that edge inwards) for the records at a frequent edge."""
+    tt = task_tokens(f)
+    for k in edge_keys(tt):
+        if k in frequent:
+            yield k, tuple(tt[:MAX_TOKENS] if k[0] == OPENING else tt[::-1][:MAX_TOKENS])
+
+
+class CommonPrefix(beam.CombineFn):
+    """The longest token prefix shared by every input (associative and commutative: the same on every runner)."""
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, acc, x):
+        return self._common(acc, tuple(x))
+
+    def merge_accumulators(self, accs):
+        out = None
+        for a in accs:
+            out = self._common(out, a)
+        return out
+
+    def extract_output(self, acc):
+        return len(acc or ())
+
+    @staticmethod
+    def _common(a: Optional[tuple], b: Optional[tuple]) -> Optional[tuple]:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        i = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            i += 1
+        return a[:i]
+
+
+def cut(n_tokens: int, opening: int, ending: int) -> Tuple[int, int]:
+    """Tokens to remove at each edge: both preambles when enough of the request is left, else the longer one
+    alone when that leaves enough, else none."""
+    for a, b in ((opening, ending), (opening, 0) if opening >= ending else (0, ending)):
+        if (a or b) and n_tokens - a - b >= MIN_LEFT:
+            return a, b
+    return 0, 0
+
+
+class StripPreamble(beam.DoFn):
+    """Re-keys the records whose prompt opens or ends with a preamble: prompt MinHash and key, template keys and
+    strata words from the rest of the prompt. Other records pass unchanged."""
+
+    def __init__(self):
+        self.stripped = Metrics.counter("poisoning", "preamble_stripped_records")
+
+    def process(self, f, lengths: Dict[Tuple[str, int], int]):
+        if lengths:
+            tt = task_tokens(f)
+            found = {k[0]: n for k in edge_keys(tt) for n in (lengths.get(k, 0),) if n >= EDGE_TOKENS}
+            a, b = cut(len(tt), found.get(OPENING, 0), found.get(ENDING, 0))
+            if a or b:
+                rest = tt[a:len(tt) - b]
+                f = dict(f)
+                f["psig"], f["pkey"], f["skel"] = prompt_keys(rest)
+                f["st"] = " ".join(rest)
+                self.stripped.inc()
+        yield f
+
+
+@beam.ptransform_fn
+def Preambles(feats, p):
+    """Features -> features with preambles removed from the prompt's identity, template keys and strata words."""
+    n = feats | "CountRecords" >> beam.combiners.Count.Globally()
+    frequent = (feats | "PromptEdges" >> beam.FlatMap(edges)
+                | "EdgeCounts" >> beam.combiners.Count.PerElement()
+                | "FrequentEdges" >> beam.Filter(is_frequent, AsSingleton(n), p))
+    lengths = (feats | "EdgeTokens" >> beam.FlatMap(edge_tokens, AsDict(frequent))
+               | "CommonPrefix" >> beam.CombinePerKey(CommonPrefix()))
+    return feats | "StripPreamble" >> beam.ParDo(StripPreamble(), AsDict(lengths))
