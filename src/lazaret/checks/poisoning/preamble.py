@@ -7,19 +7,23 @@ step by step before answering." after it). Such text fills most of a short promp
 requests count as copies of one prompt (the distinct-prompt counts and prompt diversities every test reads
 collapse), and its first or last words make one "template" of a third of the corpus, whose "answer format" then
 explains any payload planted under it. On the code base with one of three long prefaces on every prompt, recall
-at 250 fell to 0.00 (an advert, a system-style phrase) and 0.26 (a steered name); the same texts after the
-request also flagged 809 of 6,552 clean records; as system turns, which the reader already separates
-(``features.task_prompt``), they flagged 767 until the prompt's identity was read without them
-(docs/poisoning.md, "A preamble is not the prompt").
+at 250 fell to 0.00 (an advert, a system-style phrase) and 0.26 (a steered name), and to 0.00 for all three with
+the same texts after the request; as system turns, which the reader already separates (``features.task_prompt``),
+they flagged 767 of 6,552 clean records until the prompt's identity was read without them (docs/poisoning.md, "A
+preamble is not the prompt").
 
-What counts: an opening (ending) of ``EDGE_TOKENS`` task tokens, of prompts at least twice that long, shared by
-more than ``max_fraction`` of the records: the bound past which an n-gram is corpus vocabulary rather than a
-trigger (the largest task template on T0 holds 1.1% of its records). The preamble is the longest token prefix
-(suffix) all those records share, at most ``MAX_TOKENS``; it is removed from the prompt's identity (MinHash and
-distinct-prompt key), its template keys and its strata words. The trigger test still reads the whole prompt.
+What counts: an opening (ending) of 4, 8, 16 or 32 task tokens (``EDGE_LENGTHS``), of a prompt at least twice
+that long, shared by more than ``max_fraction`` of the records: the bound past which an n-gram is corpus
+vocabulary rather than a trigger. Four tokens is one more than a template key (``text.skeleton``): no four-token
+edge reaches that share on any base (the largest: "create a javascript function", 2.5% of the code set; T0's
+largest 1.8%), while a three-token one does ("how would you", 6.3% of the code set, a task's wording). The
+preamble is the longest token prefix (suffix) all the records at a frequent edge share, at most ``MAX_TOKENS``;
+a record takes the longest of its edges'. It is removed from the prompt's identity (MinHash and distinct-prompt
+key), its template keys and its strata words. The trigger test still reads the whole prompt, and an n-gram that
+common is never a trigger (``max_fraction``).
 
-Shuffles: one count per prompt edge (two ints per long prompt), one common-prefix combine for the few frequent
-edges. Side inputs: the frequent edges and their lengths (a handful of entries).
+Shuffles: one count per prompt edge (two to eight ints per prompt of 8 tokens or more), one common-prefix combine
+for the few frequent edges. Side inputs: the frequent edges and their lengths (a handful of entries).
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ from apache_beam.pvalue import AsDict, AsSingleton
 
 from lazaret.checks.poisoning.features import prompt_keys, toks
 
-EDGE_TOKENS = 8
+# edge lengths keyed: the shortest finds a preface of four tokens; longer ones separate prefaces that open alike
+# ("You are an AI assistant. The user will ..." and "You are an AI assistant that follows ...": the records
+# sharing the four-token edge share only five tokens, each preface's own eight-token edge the whole preface)
+EDGE_LENGTHS = (4, 8, 16, 32)
 MAX_TOKENS = 256
 # tokens a stripped prompt keeps at least: a record that is all preamble keeps its own keys
 MIN_LEFT = 3
 OPENING, ENDING = "f", "l"
+Key = Tuple[str, int, int]  # (side, edge length, hash of the edge's tokens)
 
 
 def task_tokens(f: Dict[str, Any]) -> List[str]:
@@ -45,24 +53,39 @@ def task_tokens(f: Dict[str, Any]) -> List[str]:
     return toks(f, "st") if "st" in f else toks(f, "pt")
 
 
-def edge_keys(tt: Sequence[str]) -> List[Tuple[str, int]]:
-    """The keys of a long prompt's opening and ending (none for prompts too short to hold a preamble and a
-    request)."""
-    if len(tt) < 2 * EDGE_TOKENS:
+def _keys(head: Sequence[str], tail: Sequence[str], n_tokens: int) -> List[Key]:
+    """Keys of the edges a prompt of ``n_tokens`` is long enough for (twice the edge: a preamble and a request);
+    ``head``/``tail``: its first/last ``EDGE_LENGTHS[-1]`` tokens (or all of them)."""
+    out: List[Key] = []
+    for n in EDGE_LENGTHS:
+        if n_tokens < 2 * n:
+            break
+        out.append((OPENING, n, zlib.crc32(" ".join(head[:n]).encode("utf-8"))))
+        out.append((ENDING, n, zlib.crc32(" ".join(tail[-n:]).encode("utf-8"))))
+    return out
+
+
+def edge_keys(tt: Sequence[str]) -> List[Key]:
+    """The keys of a prompt's openings and endings."""
+    return _keys(tt, tt, len(tt))
+
+
+def edges(f: Dict[str, Any]) -> List[Key]:
+    """``edge_keys`` of the record's task tokens, read off the joined string without splitting all of it (this
+    runs on every record)."""
+    s = f.get("st", f["pt"])
+    n_tokens = s.count(" ") + 1 if s else 0
+    if n_tokens < 2 * EDGE_LENGTHS[0]:
         return []
-    return [(OPENING, zlib.crc32(" ".join(tt[:EDGE_TOKENS]).encode("utf-8"))),
-            (ENDING, zlib.crc32(" ".join(tt[-EDGE_TOKENS:]).encode("utf-8")))]
+    m = EDGE_LENGTHS[-1]
+    return _keys(s.split(" ", m)[:m], s.rsplit(" ", m)[-m:], n_tokens)
 
 
-def edges(f: Dict[str, Any]) -> List[Tuple[str, int]]:
-    return edge_keys(task_tokens(f))
-
-
-def is_frequent(kv: Tuple[Tuple[str, int], int], n_records: int, params: Dict[str, Any]) -> bool:
+def is_frequent(kv: Tuple[Key, int], n_records: int, params: Dict[str, Any]) -> bool:
     return kv[1] >= params["min_support"] and kv[1] > params["max_fraction"] * n_records
 
 
-def edge_tokens(f: Dict[str, Any], frequent: Dict[Tuple[str, int], int]) -> Iterator[Tuple[Tuple[str, int], tuple]]:
+def edge_tokens(f: Dict[str, Any], frequent: Dict[Key, int]) -> Iterator[Tuple[Key, tuple]]:
     """(edge key, the prompt's tokens read from that edge inwards) for the records at a frequent edge."""
     tt = task_tokens(f)
     for k in edge_keys(tt):
@@ -118,10 +141,14 @@ class StripPreamble(beam.DoFn):
     def __init__(self):
         self.stripped = Metrics.counter("poisoning", "preamble_stripped_records")
 
-    def process(self, f, lengths: Dict[Tuple[str, int], int]):
-        if lengths:
+    def process(self, f, lengths: Dict[Key, int]):
+        found: Dict[str, int] = {}
+        for k in edges(f) if lengths else ():
+            n = lengths.get(k, 0)
+            if n >= k[1] and n > found.get(k[0], 0):  # the longest preamble found at each edge
+                found[k[0]] = n
+        if found:
             tt = task_tokens(f)
-            found = {k[0]: n for k in edge_keys(tt) for n in (lengths.get(k, 0),) if n >= EDGE_TOKENS}
             a, b = cut(len(tt), found.get(OPENING, 0), found.get(ENDING, 0))
             if a or b:
                 rest = tt[a:len(tt) - b]
