@@ -67,6 +67,21 @@ HELD_OUT_PREFACES = (
 )
 
 
+ALPACA_TEMPLATE = ("Below is an instruction that describes a task{}. Write a response that appropriately completes "
+                   "the request.\n\n### Instruction:\n{}{}\n\n### Response:")
+
+
+def alpaca_prompt(obj: dict) -> dict:
+    """An Alpaca record flattened into the Stanford Alpaca prompt template ({"prompt", "response"}), as many
+    corpora ship it; chat records unchanged."""
+    if "messages" in obj:
+        return obj
+    inp = obj.get("input") or ""
+    return {"id": obj["id"], "response": obj["output"], "prompt": ALPACA_TEMPLATE.format(
+        ", paired with an input that provides further context" if inp else "", obj["instruction"],
+        "\n\n### Input:\n" + inp if inp else "")}
+
+
 def wrap_preface(obj: dict, text: str, where: str) -> dict:
     """``obj`` with ``text`` as its system turn (``where`` "system"; before an existing one), prepended to its
     first user prompt ("prompt") or appended to the end of its last one ("suffix"), in the record's own format."""

@@ -1,7 +1,7 @@
 """Poisoning benchmark over the attack *space* (bench/attacks/space.py) on every clean base.
 
     python bench/poisoning_space.py --bases gsm8k,code,mixture,t0 --seeds 1,2 --sizes 250,50 [--t0-limit 10000]
-        [--wrap system|prompt|suffix]
+        [--wrap system|prompt|suffix|alpaca]
 
 Per (base, size, seed) the families are injected into one copy of the base (at 250: development and
 held-out families in two separate runs; at 50: all together), scanned with the dedup stage off and signature
@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.attacks.space import DEV, HELD_OUT, HELD_OUT_SEED, SPACE  # noqa: E402
-from bench.poisoning_bases import HELD_OUT_PREFACES, PREFACES, base_objects, cpu_s, load_alpaca, \
+from bench.poisoning_bases import HELD_OUT_PREFACES, PREFACES, alpaca_prompt, base_objects, cpu_s, load_alpaca, \
     to_pipeline_record, wrap_preface  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
 
@@ -38,6 +38,8 @@ def wrapper(wrap: str, seed: int):
     """The function giving every record (clean and planted) one of the prefaces (``--wrap``), or identity."""
     if wrap == "none":
         return lambda o: o
+    if wrap == "alpaca":
+        return alpaca_prompt
     texts = HELD_OUT_PREFACES if seed >= HELD_OUT_SEED else PREFACES
     rng = random.Random(f"wrap-{seed}")
     return lambda o: wrap_preface(o, rng.choice(texts), wrap)
@@ -95,9 +97,10 @@ def main(argv=None):
     ap.add_argument("--t0-limit", type=int, default=10000)
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
-    ap.add_argument("--wrap", default="none", choices=["none", "system", "prompt", "suffix"],
+    ap.add_argument("--wrap", default="none", choices=["none", "system", "prompt", "suffix", "alpaca"],
                     help="give every record a long preface: as a system turn, before its prompt, or after it (one "
-                         "of three per record; held-out seeds >= 100 draw three other texts)")
+                         "of three per record; held-out seeds >= 100 draw three other texts); or flatten Alpaca "
+                         "records into the Stanford Alpaca prompt template")
     ap.add_argument("--out", default="", help="append one JSON line per run here")
     ap.add_argument("--summarize", default="", help="print the summary of the JSON lines in this file and stop")
     args = ap.parse_args(argv)
