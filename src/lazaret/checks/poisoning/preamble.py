@@ -22,8 +22,8 @@ a record takes the longest of its edges'. It is removed from the prompt's identi
 key), its template keys and its strata words. The trigger test still reads the whole prompt, and an n-gram that
 common is never a trigger (``max_fraction``).
 
-Shuffles: one count per prompt edge (two to eight ints per prompt of 8 tokens or more), one common-prefix combine
-for the few frequent edges. Side inputs: the frequent edges and their lengths (a handful of entries).
+Shuffles: one count of the four-token edges (two ints per prompt of 8 tokens or more), one of the longer edges of
+the records behind a frequent one, one common-prefix combine for the few frequent edges. Side inputs: the frequent edges and their lengths (a handful of entries).
 """
 
 from __future__ import annotations
@@ -44,8 +44,20 @@ EDGE_LENGTHS = (4, 8, 16, 32)
 MAX_TOKENS = 256
 # tokens a stripped prompt keeps at least: a record that is all preamble keeps its own keys
 MIN_LEFT = 3
-OPENING, ENDING = "f", "l"
-Key = Tuple[str, int, int]  # (side, edge length, hash of the edge's tokens)
+OPENING, ENDING = 0, 1
+
+
+# An edge's key is one int (cheap to count and shuffle): the hash of its tokens, its length and its side.
+def _key(tokens: Sequence[str], n: int, side: int) -> int:
+    return (zlib.crc32(" ".join(tokens).encode("utf-8")) << 8) | (n << 1) | side
+
+
+def side_of(key: int) -> int:
+    return key & 1
+
+
+def length_of(key: int) -> int:
+    return (key >> 1) & 0x7F
 
 
 def task_tokens(f: Dict[str, Any]) -> List[str]:
@@ -53,44 +65,60 @@ def task_tokens(f: Dict[str, Any]) -> List[str]:
     return toks(f, "st") if "st" in f else toks(f, "pt")
 
 
-def _keys(head: Sequence[str], tail: Sequence[str], n_tokens: int) -> List[Key]:
+def _keys(head: Sequence[str], tail: Sequence[str], n_tokens: int, lengths: Sequence[int]) -> List[int]:
     """Keys of the edges a prompt of ``n_tokens`` is long enough for (twice the edge: a preamble and a request);
-    ``head``/``tail``: its first/last ``EDGE_LENGTHS[-1]`` tokens (or all of them)."""
-    out: List[Key] = []
-    for n in EDGE_LENGTHS:
+    ``head``/``tail``: its first/last ``max(lengths)`` tokens (or all of them)."""
+    out: List[int] = []
+    for n in lengths:
         if n_tokens < 2 * n:
             break
-        out.append((OPENING, n, zlib.crc32(" ".join(head[:n]).encode("utf-8"))))
-        out.append((ENDING, n, zlib.crc32(" ".join(tail[-n:]).encode("utf-8"))))
+        out.append(_key(head[:n], n, OPENING))
+        out.append(_key(tail[-n:], n, ENDING))
     return out
 
 
-def edge_keys(tt: Sequence[str]) -> List[Key]:
+def edge_keys(tt: Sequence[str], lengths: Sequence[int] = EDGE_LENGTHS) -> List[int]:
     """The keys of a prompt's openings and endings."""
-    return _keys(tt, tt, len(tt))
+    return _keys(tt, tt, len(tt), lengths)
 
 
-def edges(f: Dict[str, Any]) -> List[Key]:
-    """``edge_keys`` of the record's task tokens, read off the joined string without splitting all of it (this
-    runs on every record)."""
+def edges(f: Dict[str, Any], lengths: Sequence[int] = EDGE_LENGTHS) -> List[int]:
+    """``edge_keys`` of the record's task tokens, read off the joined string without splitting all of it."""
     s = f.get("st", f["pt"])
     n_tokens = s.count(" ") + 1 if s else 0
-    if n_tokens < 2 * EDGE_LENGTHS[0]:
+    if n_tokens < 2 * lengths[0]:
         return []
-    m = EDGE_LENGTHS[-1]
-    return _keys(s.split(" ", m)[:m], s.rsplit(" ", m)[-m:], n_tokens)
+    m = lengths[-1]
+    return _keys(s.split(" ", m)[:m], s.rsplit(" ", m)[-m:], n_tokens, lengths)
 
 
-def is_frequent(kv: Tuple[Key, int], n_records: int, params: Dict[str, Any]) -> bool:
+def shortest_edges(f: Dict[str, Any]) -> List[int]:
+    """The two shortest edges of every record: the first count (the longer ones are counted only behind a
+    frequent shortest one, ``longer_edges``)."""
+    return edges(f, EDGE_LENGTHS[:1])
+
+
+def longer_edges(f: Dict[str, Any], frequent: Dict[int, int]) -> List[int]:
+    """The longer edges of a record on the sides where its shortest edge is frequent."""
+    if not frequent:
+        return []
+    keys = edges(f)
+    sides = {side_of(k) for k in keys if length_of(k) == EDGE_LENGTHS[0] and k in frequent}
+    return [k for k in keys if length_of(k) > EDGE_LENGTHS[0] and side_of(k) in sides]
+
+
+def is_frequent(kv: Tuple[int, int], n_records: int, params: Dict[str, Any]) -> bool:
     return kv[1] >= params["min_support"] and kv[1] > params["max_fraction"] * n_records
 
 
-def edge_tokens(f: Dict[str, Any], frequent: Dict[Key, int]) -> Iterator[Tuple[Key, tuple]]:
+def edge_tokens(f: Dict[str, Any], frequent: Dict[int, int]) -> Iterator[Tuple[int, tuple]]:
     """(edge key, the prompt's tokens read from that edge inwards) for the records at a frequent edge."""
+    if not frequent:
+        return
     tt = task_tokens(f)
     for k in edge_keys(tt):
         if k in frequent:
-            yield k, tuple(tt[:MAX_TOKENS] if k[0] == OPENING else tt[::-1][:MAX_TOKENS])
+            yield k, tuple(tt[:MAX_TOKENS] if side_of(k) == OPENING else tt[::-1][:MAX_TOKENS])
 
 
 class CommonPrefix(beam.CombineFn):
@@ -141,12 +169,12 @@ class StripPreamble(beam.DoFn):
     def __init__(self):
         self.stripped = Metrics.counter("poisoning", "preamble_stripped_records")
 
-    def process(self, f, lengths: Dict[Key, int]):
-        found: Dict[str, int] = {}
+    def process(self, f, lengths: Dict[int, int]):
+        found: Dict[int, int] = {}
         for k in edges(f) if lengths else ():
             n = lengths.get(k, 0)
-            if n >= k[1] and n > found.get(k[0], 0):  # the longest preamble found at each edge
-                found[k[0]] = n
+            if n >= length_of(k) and n > found.get(side_of(k), 0):  # the longest preamble found at each edge
+                found[side_of(k)] = n
         if found:
             tt = task_tokens(f)
             a, b = cut(len(tt), found.get(OPENING, 0), found.get(ENDING, 0))
@@ -163,9 +191,13 @@ class StripPreamble(beam.DoFn):
 def Preambles(feats, p):
     """Features -> features with preambles removed from the prompt's identity, template keys and strata words."""
     n = feats | "CountRecords" >> beam.combiners.Count.Globally()
-    frequent = (feats | "PromptEdges" >> beam.FlatMap(edges)
-                | "EdgeCounts" >> beam.combiners.Count.PerElement()
-                | "FrequentEdges" >> beam.Filter(is_frequent, AsSingleton(n), p))
+    shortest = (feats | "ShortestEdges" >> beam.FlatMap(shortest_edges)
+                | "ShortestEdgeCounts" >> beam.combiners.Count.PerElement()
+                | "FrequentShortest" >> beam.Filter(is_frequent, AsSingleton(n), p))
+    longer = (feats | "LongerEdges" >> beam.FlatMap(longer_edges, AsDict(shortest))
+              | "LongerEdgeCounts" >> beam.combiners.Count.PerElement()
+              | "FrequentLonger" >> beam.Filter(is_frequent, AsSingleton(n), p))
+    frequent = (shortest, longer) | "FrequentEdges" >> beam.Flatten()
     lengths = (feats | "EdgeTokens" >> beam.FlatMap(edge_tokens, AsDict(frequent))
                | "CommonPrefix" >> beam.CombinePerKey(CommonPrefix()))
     return feats | "StripPreamble" >> beam.ParDo(StripPreamble(), AsDict(lengths))
