@@ -35,6 +35,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsSingleton
 
+from lazaret.graph.combine import CountPerElement
 from lazaret.checks.poisoning.features import prompt_keys, toks
 
 # edge lengths keyed: the shortest finds a preface of four tokens; longer ones separate prefaces that open alike
@@ -192,10 +193,10 @@ def Preambles(feats, p):
     """Features -> features with preambles removed from the prompt's identity, template keys and strata words."""
     n = feats | "CountRecords" >> beam.combiners.Count.Globally()
     shortest = (feats | "ShortestEdges" >> beam.FlatMap(shortest_edges)
-                | "ShortestEdgeCounts" >> beam.combiners.Count.PerElement()
+                | "ShortestEdgeCounts" >> CountPerElement()
                 | "FrequentShortest" >> beam.Filter(is_frequent, AsSingleton(n), p))
     longer = (feats | "LongerEdges" >> beam.FlatMap(longer_edges, AsDict(shortest))
-              | "LongerEdgeCounts" >> beam.combiners.Count.PerElement()
+              | "LongerEdgeCounts" >> CountPerElement()
               | "FrequentLonger" >> beam.Filter(is_frequent, AsSingleton(n), p))
     frequent = (shortest, longer) | "FrequentEdges" >> beam.Flatten()
     lengths = (feats | "EdgeTokens" >> beam.FlatMap(edge_tokens, AsDict(frequent))
