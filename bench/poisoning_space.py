@@ -120,7 +120,8 @@ def main(argv=None):
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
                     r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup,
                                                              args.wrap)
-                    line = {"base": base if args.wrap == "none" else f"{base}/{args.wrap}", "size": size, "seed": seed, "recall": r, "clean_fp": fp,
+                    label = base if args.wrap == "none" else f"{base}/{args.wrap}"
+                    line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
                             "clean_fp_by_rule": by_rule, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
                     lines.append(line)
                     print(json.dumps(line), flush=True)

@@ -23,7 +23,8 @@ key), its template keys and its strata words. The trigger test still reads the w
 common is never a trigger (``max_fraction``).
 
 Shuffles: one count of the four-token edges (two ints per prompt of 8 tokens or more), one of the longer edges of
-the records behind a frequent one, one common-prefix combine for the few frequent edges. Side inputs: the frequent edges and their lengths (a handful of entries).
+the records behind a frequent one, one common-prefix combine for the few frequent edges. Side inputs: the frequent
+edges and their lengths (a handful of entries).
 """
 
 from __future__ import annotations
