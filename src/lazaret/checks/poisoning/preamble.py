@@ -22,9 +22,10 @@ a record takes the longest of its edges'. It is removed from the prompt's identi
 key), its template keys and its strata words. The trigger test still reads the whole prompt, and an n-gram that
 common is never a trigger (``max_fraction``).
 
-Shuffles: one count of the four-token edges (two ints per prompt of 8 tokens or more), one of the longer edges of
-the records behind a frequent one, one common-prefix combine for the few frequent edges. Side inputs: the frequent
-edges and their lengths (a handful of entries).
+Shuffles: one count of the edges (two to eight ints per prompt of 8 tokens or more), one common-prefix combine for
+the few frequent edges. Side inputs: the frequent edges and their lengths (a handful of entries). (Counting the
+longer edges only behind a frequent four-token one, a Flatten of two counts with one the other's side input, left
+the Flink runner's job translation serialising for over ten minutes on `sample_data/`.)
 """
 
 from __future__ import annotations
@@ -92,21 +93,6 @@ def edges(f: Dict[str, Any], lengths: Sequence[int] = EDGE_LENGTHS) -> List[int]
         return []
     m = lengths[-1]
     return _keys(s.split(" ", m)[:m], s.rsplit(" ", m)[-m:], n_tokens, lengths)
-
-
-def shortest_edges(f: Dict[str, Any]) -> List[int]:
-    """The two shortest edges of every record: the first count (the longer ones are counted only behind a
-    frequent shortest one, ``longer_edges``)."""
-    return edges(f, EDGE_LENGTHS[:1])
-
-
-def longer_edges(f: Dict[str, Any], frequent: Dict[int, int]) -> List[int]:
-    """The longer edges of a record on the sides where its shortest edge is frequent."""
-    if not frequent:
-        return []
-    keys = edges(f)
-    sides = {side_of(k) for k in keys if length_of(k) == EDGE_LENGTHS[0] and k in frequent}
-    return [k for k in keys if length_of(k) > EDGE_LENGTHS[0] and side_of(k) in sides]
 
 
 def is_frequent(kv: Tuple[int, int], n_records: int, params: Dict[str, Any]) -> bool:
@@ -193,13 +179,9 @@ class StripPreamble(beam.DoFn):
 def Preambles(feats, p):
     """Features -> features with preambles removed from the prompt's identity, template keys and strata words."""
     n = feats | "CountRecords" >> beam.combiners.Count.Globally()
-    shortest = (feats | "ShortestEdges" >> beam.FlatMap(shortest_edges)
-                | "ShortestEdgeCounts" >> CountPerElement()
-                | "FrequentShortest" >> beam.Filter(is_frequent, AsSingleton(n), p))
-    longer = (feats | "LongerEdges" >> beam.FlatMap(longer_edges, AsDict(shortest))
-              | "LongerEdgeCounts" >> CountPerElement()
-              | "FrequentLonger" >> beam.Filter(is_frequent, AsSingleton(n), p))
-    frequent = (shortest, longer) | "FrequentEdges" >> beam.Flatten()
+    frequent = (feats | "PromptEdges" >> beam.FlatMap(edges)
+                | "EdgeCounts" >> CountPerElement()
+                | "FrequentEdges" >> beam.Filter(is_frequent, AsSingleton(n), p))
     lengths = (feats | "EdgeTokens" >> beam.FlatMap(edge_tokens, AsDict(frequent))
                | "CommonPrefix" >> beam.CombinePerKey(CommonPrefix()))
     return feats | "StripPreamble" >> beam.ParDo(StripPreamble(), AsDict(lengths))
