@@ -45,8 +45,7 @@ def task_prompt(record: Dict[str, Any]) -> Optional[str]:
 
 
 def prompt_keys(task_toks: Sequence[str]) -> Tuple[Tuple[int, ...], int, Tuple[int, int]]:
-    """(prompt MinHash, its key, template opening and ending hashes) of a prompt's task tokens
-    (``preamble.StripPreamble`` recomputes them without a corpus-wide opening or ending)."""
+    """(prompt MinHash, its key, template opening and ending hashes) of a prompt's task tokens."""
     psig = T.minhash_sig(T.shingles(task_toks, 3), 4)
     return psig, zlib.crc32(repr(psig).encode("ascii")), (zlib.crc32(" ".join(task_toks[:3]).encode("utf-8")),
                                                           zlib.crc32(" ".join(task_toks[-3:]).encode("utf-8")))
@@ -63,8 +62,7 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     # long system prompt shared by most records (one operator's persona) filled most MinHash slots, so unrelated
     # requests counted as copies of one prompt, and a task's shared code answers (250 factorial requests) moved
     # from "a task's format" to "near-identical answers to one prompt": 767 of 6,552 clean code records flagged
-    # under three long system prompts (docs/poisoning.md, "A preamble is not the prompt"); openings most of the corpus
-    # repeats in the prompt itself are removed later (preamble.py)
+    # under three long system prompts (docs/poisoning.md, "A preamble is not the prompt")
     # a prompt's template is its task's opening and ending: a system prompt shared by records of every task
     # would otherwise make one "template" of them all, and a payload given to all of them would read as
     # that template's answer format (a trigger phrase in the system message, 1.00 -> 0.00 recall)

@@ -28,7 +28,6 @@ from lazaret.checks.poisoning.counting import DistinctPrompts, PromptNgramDfInPa
 from lazaret.checks.poisoning.hashed_df import HashedDocumentFrequency, PackStrings, distinct_counts, join_df, \
     sum_packed
 from lazaret.checks.poisoning.one_response import PackSmallest, smallest_per_key
-from lazaret.checks.poisoning.preamble import Preambles
 from lazaret.checks.poisoning.features import Featurize, corpus_totals, response_rep_value, sum_tuples, \
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
@@ -326,7 +325,6 @@ class PoisoningScan(beam.PTransform):
         else:
             records = inputs
         feats = records | "Featurize" >> beam.ParDo(Featurize(p))
-        feats = feats | "Preambles" >> Preambles(p)
         feats, stratum_sizes = feats | "Strata" >> Strata(p)
         feats, short_strata, form_strata = feats | "ShortResponses" >> ShortResponses(p)
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
