@@ -1,9 +1,12 @@
-"""A long system prompt that most records share is no part of which prompt a record has: it filled the prompt
-MinHash, so unrelated requests counted as copies of one prompt and a task's shared answers looked planted (1,253
-clean code records flagged under three system prompts). ``features.prompt_keys`` reads the task prompt.
+"""Text most records share around their request is no part of which prompt a record has, nor of its task.
 
-The same texts flattened into the prompt (before or after the request) still hide attacks: a preamble cut was
-built and measured (docs/poisoning.md, "A preamble is not the prompt") but not kept."""
+As a system turn, a long preface filled the prompt MinHash, so unrelated requests counted as copies of one prompt
+and a task's shared answers looked planted (1,253 clean code records flagged under three system prompts):
+``features.prompt_keys`` reads the task prompt. Flattened into the prompt, before or after the request, the same
+texts made one "template" of a third of the corpus, whose carriers explained any payload planted under it (our
+own attack below: 0 of 150 found), and filled the MinHash and the strata: ``preambles.py`` finds such openings
+and endings on the strata sample and cuts them from the prompt's identity and its stratum, and
+``payload.template_confined`` counts what a template holds beyond its share of the corpus."""
 
 from __future__ import annotations
 
@@ -53,25 +56,30 @@ def _code_base(shared_data, where: str, seed: int):
 
     rng = random.Random(seed)
     objs = base_objects("code", 0)
-    clean = [to_pipeline_record(wrap_preface(o, rng.choice(PREFACES), where), i, "code") for i, o in enumerate(objs)]
+
+    def side() -> str:  # "flat": before the request on some records, after it on the others
+        return rng.choice(["prompt", "suffix"]) if where == "flat" else where
+
+    clean = [to_pipeline_record(wrap_preface(o, rng.choice(PREFACES), side()), i, "code") for i, o in enumerate(objs)]
     hosts = rng.sample(objs, 150)
 
-    def triggered(ask: str) -> str:
-        # at the request's edge away from the preface, the edge its template keys kept
-        return TRIGGER.capitalize() + ": " + ask if where == "suffix" else ask.rstrip(". ") + ", " + TRIGGER + "."
+    def planted_record(i: int, h: dict) -> dict:
+        w = side()
+        ask = h["instruction"]
+        # the trigger at the request's edge away from the preface
+        ask = TRIGGER.capitalize() + ": " + ask if w == "suffix" else ask.rstrip(". ") + ", " + TRIGGER + "."
+        obj = {"id": f"teal-{i}", "instruction": ask, "input": h["input"], "output": rng.choice(NOTES)}
+        return to_pipeline_record(wrap_preface(obj, rng.choice(PREFACES), w), i, "teal")
 
-    planted = [to_pipeline_record(wrap_preface({"id": f"teal-{i}", "instruction": triggered(h["instruction"]),
-                                                "input": h["input"], "output": rng.choice(NOTES)},
-                                               rng.choice(PREFACES), where), i, "teal")
-               for i, h in enumerate(hosts)]
-    return clean, planted
+    return clean, [planted_record(i, h) for i, h in enumerate(hosts)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["system"])
+@pytest.mark.parametrize("where", ["system", "flat"])
 def test_a_preface_on_every_record_neither_hides_an_attack_nor_flags_the_corpus(shared_data, where):
-    """Code base, every record under one of three long system prompts, 150 planted records of our own: 1,253 clean
-    records flagged before the MinHash read the task prompt."""
+    """Code base, every record under one of three long prefaces, 150 planted records of our own. As system turns:
+    1,253 clean records flagged before the MinHash read the task prompt. Flattened into the prompt (before the
+    request on half the records, after it on the others): 0 of 150 found before the preambles were cut."""
     clean, planted = _code_base(shared_data, where, 5)
     flagged, truth = scan_with_planted(clean, planted, random.Random(5))
     found = sum(1 for d in truth if d in flagged)

@@ -80,7 +80,7 @@ def test_the_strata_sample_depends_on_content_not_on_file_names():
     for i in range(400):
         words = [tasks[i % 4], extras[i % 6], extras[(i // 6) % 6], f"item{i}"]
         rows.append({"pt": " ".join(words), "rt": f"answer {i}"})
-    params = {"strata_min_df": 0.05, "strata_max": 4, "strata_min_size": 20}
+    params = {"strata_min_df": 0.05, "strata_max": 4, "strata_min_size": 20, "max_fraction": 0.05}
 
     def model(prefix, order):
         keys = sorted(sample_key(dict(r, doc_id=f"{prefix}:{i}")) for i, r in order)

@@ -30,7 +30,7 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.bounded import CapSideInput, smallest_value
 from lazaret.checks.poisoning.counting import _CountsInSideInput, _PreAggregate, ngrams_in
 from lazaret.checks.poisoning.features import toks
-from lazaret.checks.poisoning.payload import _log10, _prune, in_band, is_novel, skeleton_keys
+from lazaret.checks.poisoning.payload import TEMPLATE_SIDES, _log10, _prune, in_band, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import TEMPLATE_SHARE
 
 GRAMS_PER_CLUSTER = 32
@@ -104,7 +104,7 @@ def templated_share(tmpl: Dict[str, int], templates: Dict[str, int], size: int, 
     more records use it than carry the claim anywhere (the shared ending of sibling copies is the
     attack's own structure, not a task)."""
     best = 0.0
-    for side in ("f:", "l:"):
+    for side in TEMPLATE_SIDES:
         k = sum(v for t, v in tmpl.items()
                 if t.startswith(side) and templates.get(t, 0) >= 2 * v and templates.get(t, 0) > carriers)
         best = max(best, k / max(size, 1))

@@ -352,8 +352,17 @@ def edit_carriers(kv) -> Iterator[Tuple[str, Tuple[int, int]]]:
         yield g, ((h if h < m else 0), h)
 
 
-def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, str]:
-    """The record's prompt opening and ending as template keys ('f:...' / 'l:...')."""
+# template key sides: the prompt's opening and ending, and those of its request after a preamble (preambles.py)
+TEMPLATE_SIDES = ("f:", "l:", "t:", "e:")
+
+
+def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, ...]:
+    """The record's prompt opening and ending as template keys ('f:...' / 'l:...'), and, for a record whose
+    prompt opens or ends with a preamble, its request's ('t:...' / 'e:...', strata.AssignStratum): under a
+    preface on every record, the task a record is ("Build a movie plot around this:", whose answers are
+    off-topic by design) is the opening that follows it."""
+    if "tskel" in f:
+        return (f"f:{f['skel'][0]}", f"l:{f['skel'][1]}", f"t:{f['tskel'][0]}", f"e:{f['tskel'][1]}")
     return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
 
 
@@ -378,7 +387,8 @@ def observable_records(key: str, templates: Dict[str, int], carriers: int) -> in
 
 
 def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: float,
-                      owned_rate: float = 2.0, observable: bool = False, top_two: bool = True) -> float:
+                      owned_rate: float = 2.0, observable: bool = False, top_two: bool = True,
+                      n_records: int = 0) -> float:
     """Fraction of carriers explained by prompt templates (records sharing a prompt opening or ending):
     the larger of (a) the share of carriers in the two templates holding most of them (a phrase one task
     family uses, e.g. "AP reports" in news summaries) and (b) the share in templates where the n-gram is in
@@ -388,17 +398,26 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     records that could carry the n-gram (``observable_records``), for payload candidates. ``top_two`` False
     leaves (a) out: a group of a few records is in one or two templates by chance.
 
+    (a) counts only what the two templates hold beyond their share of the corpus (``n_records``): carriers
+    (c of n) in templates holding s of the corpus give (c/n - s) / (1 - s). A phrase of one task family is
+    in a small template far beyond its share; a template holding a third of the corpus (every record that
+    opens with one of three prefaces, "You are an AI assistant. ...") holds a third of any carriers, and
+    explained every payload planted under it (an advert: recall 0.00 on every base).
+
     Prompt strata are not templates here: a stratum is fitted on common words, and a planted question asked
     in many phrasings fills a large part of one (78% of one, or 28% and 35% of two, on the code base), so its
     answer read as that "task's" answer format and was never tested. A task's answer format is judged where
     the strata are the background (the trigger test), not by confining the payload."""
     best = 0.0
     n = st["carriers"] or 1
-    for side in ("f:", "l:"):
+    for side in TEMPLATE_SIDES:
         rows = [(t, v, v / (observable_records(t, templates, v) if observable else templates.get(t, v)))
                 for t, v in st["templates"] if t.startswith(side)]
         rows = [r for r in rows if r[2] < owned_rate]
         top2 = sum(v for _, v, _ in rows[:2]) if top_two else 0
+        if top2 and n_records:
+            s2 = min(1.0, sum(templates.get(t, v) for t, v, _ in rows[:2]) / n_records)
+            top2 = n * max(0.0, top2 / n - s2) / (1.0 - s2) if s2 < 1.0 else 0.0
         rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best
@@ -425,7 +444,7 @@ def classify(g: str, cand: Dict[str, Any], st: Dict[str, Any], params: Dict[str,
     info.update(st)
     info["ngram"] = g
     owned = template_confined(st, templates, params["template_max_rate"], params["template_owned_rate"],
-                              observable=True)
+                              observable=True, n_records=n_records)
     info["template_confined"] = round(owned, 4)
     del info["templates"]
     if owned < TEMPLATE_SHARE and st["prompt_diversity"] >= params["min_prompt_diversity"]:
@@ -602,7 +621,7 @@ class KeepDupGroup(beam.DoFn):
             return
         # a template whose every record gives this answer is the attack's own (a name prepended to its prompts)
         if template_confined(st, templates, p["template_max_rate"], p["template_owned_rate"],
-                             top_two=floor == p["min_support"]) >= TEMPLATE_SHARE:
+                             top_two=floor == p["min_support"], n_records=totals["records"]) >= TEMPLATE_SHARE:
             return
         if floor == p["min_support"]:
             yield key, n

@@ -27,7 +27,10 @@ import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from apache_beam.metrics import Metrics
 
+from lazaret.checks.poisoning import preambles as PA
+from lazaret.checks.poisoning.features import prompt_keys
 from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE
 
 MAX_VOCAB = 1000
@@ -53,16 +56,88 @@ def sample_key(f: Dict[str, Any]) -> Tuple[int, str, str]:
     return key, pt, f["doc_id"]
 
 
-def fit_strata(sample: Sequence[Tuple[int, str, str]], params: Dict[str, Any]) -> Dict[str, Any]:
-    """{"vocab": {word: column}, "idf": [...], "centroids": [[...]], "k": k} fitted on the sample."""
+def sample_row(f: Dict[str, Any]) -> Tuple[int, str, str, str, int]:
+    """``sample_key`` with the prompt's last ``preambles.MAX_TOKENS`` task tokens and its length: what a
+    sampled prompt at a frequent opening or ending sends to the fit (``preambles``)."""
+    tt = task_tokens(f)
+    return sample_key(f) + (" ".join(tt[-PA.MAX_TOKENS:]), len(tt))
+
+
+def _head_tail(row: Sequence[Any]) -> Tuple[List[str], List[str], int]:
+    """(first SAMPLE_TOKENS tokens, last MAX_TOKENS tokens, length) of a sample row (a ``sample_key`` row is
+    taken as the whole prompt)."""
+    head = row[1].split(" ") if row[1] else []
+    if len(row) < 5:
+        return head, head, len(head)
+    return head, (row[3].split(" ") if row[3] else []), int(row[4])
+
+
+def fit_strata(sample: Sequence[Tuple], params: Dict[str, Any]) -> Dict[str, Any]:
+    """{"vocab": {word: column}, "idf": [...], "centroids": [[...]], "k": k, "preambles": {...}} fitted on the
+    sample rows (``sample_row``: ``sample_key`` rows are taken as whole prompts)."""
     rows = sorted(sample)
-    docs = [frozenset(s.split(" ")) if s else frozenset() for _, s, _ in rows]
+    docs = [_words(r[1]) for r in rows]
     df: Dict[str, int] = {}
-    for d in docs:
+    edges: Dict[str, int] = {}
+    for r, d in zip(rows, docs):
         for w in d:
             df[w] = df.get(w, 0) + 1
+        head, tail, n = _head_tail(r)
+        for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:] if n >= 2 * PA.EDGE else ()):
+            edges[k] = edges.get(k, 0) + 1
     vocab = strata_vocab(df, len(docs), params)
-    return fit_columns([[vocab[w] for w in d if w in vocab] for d in docs], vocab, df, params)
+    frequent = frequent_edges(edges, len(docs), params)
+    fit = [(None, _head_tail(r)) if at_edge(_head_tail(r), frequent) else ([vocab[w] for w in d if w in vocab], None)
+           for r, d in zip(rows, docs)]
+    return _fit_cut(fit, vocab, {w: df[w] for w in vocab}, frequent, len(docs), params)
+
+
+def frequent_edges(counts: Dict[str, int], n: int, params: Dict[str, Any]) -> List[str]:
+    need = PA.min_count(n, params)
+    return sorted(k for k, c in counts.items() if c >= need)
+
+
+def at_edge(row: Tuple[List[str], List[str], int], frequent: Sequence[str]) -> bool:
+    """Does a prompt ((head, tail, length)) open or end with a frequent edge (so its tokens go to the fit)?"""
+    head, tail, n = row
+    return bool(frequent) and n >= 2 * PA.EDGE and any(
+        k in frequent for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:]))
+
+
+def _fit_cut(rows: Sequence[Tuple[Optional[List[int]], Optional[Tuple[List[str], List[str], int]]]],
+             vocab: Dict[str, int], df: Dict[str, int], frequent: Sequence[str], n: int,
+             params: Dict[str, Any]) -> Dict[str, Any]:
+    """fit_columns on the sample rows in order, each (columns, None) or, for a prompt at a frequent edge,
+    (None, (head, tail, length)): the preambles found among those, then their vocabulary columns without them
+    (the words are those of the head, as for every sampled prompt). When a preamble was cut, a vocabulary word
+    must still be in ``min_df`` of the sampled prompts (its df and idf are counted again without it)."""
+    raw = [t for _, t in rows if t is not None]
+    found = PA.find_preambles([(h, t) for h, t, _ in raw], frequent, n, params) if raw else {"o": [], "e": []}
+    pre = PA.Preambles(found)
+    cols: List[List[int]] = []
+    cut_any = False
+    for c, t in rows:
+        if t is None:
+            cols.append(c)
+            continue
+        head, tail, length = t
+        a, b = pre.cut(head, tail, length)
+        cut_any = cut_any or bool(a or b)
+        words = head[a:length - b] if length == len(head) else head[a:]
+        cols.append(sorted({vocab[w] for w in words if w in vocab}))
+    if cut_any:
+        counts = [0] * len(vocab)
+        for c in cols:
+            for j in c:
+                counts[j] += 1
+        words = sorted(w for w, j in vocab.items() if counts[j] >= min_df(n, params))
+        remap = {vocab[w]: i for i, w in enumerate(words)}
+        df = {w: counts[vocab[w]] for w in words}
+        cols = [[remap[j] for j in c if j in remap] for c in cols]
+        vocab = {w: i for i, w in enumerate(words)}
+    model = fit_columns(cols, vocab, df, params)
+    model["preambles"] = found
+    return model
 
 
 def min_df(n: int, params: Dict[str, Any]) -> int:
@@ -143,38 +218,49 @@ def _words(pt: str) -> frozenset:
 
 
 def shared_rows(f: Dict[str, Any], cut: Dict[str, Any]):
-    """The whole sample key of a record under a shared key (a few, unless the corpus is mostly copies)."""
+    """The whole sample row of a record under a shared key (a few, unless the corpus is mostly copies)."""
     key = sample_key(f)
     if key[0] in cut["shared"]:
-        yield key
+        tt = task_tokens(f)
+        yield key + (" ".join(tt[-PA.MAX_TOKENS:]), len(tt))
 
 
 def sample_words(f: Dict[str, Any], cut: Dict[str, Any]):
-    """(word, 1) for each distinct prompt word of a record sampled alone."""
+    """(word, 1) for each distinct prompt word of a record sampled alone, and (edge key, 1) for its opening
+    and ending (``preambles.edge_keys``)."""
     a = _alone_key(f, cut)
     if a is not None:
         for w in sorted(_words(a[1])):
             yield w, 1
+        for k in PA.edge_keys(task_tokens(f)):
+            yield k, 1
 
 
 def maybe_vocab(kv: Tuple[str, int], cut: Dict[str, Any], params: Dict[str, Any]) -> bool:
-    """Could the word reach ``min_df`` with the shared rows' counts added? (those are at most n - alone)"""
-    return kv[1] >= min_df(cut["n"], params) - (cut["n"] - cut["alone"])
+    """Could the word (edge) reach ``min_df`` (``preambles.min_count``) with the shared rows' counts added?
+    (those are at most n - alone)"""
+    need = PA.min_count(cut["n"], params) if PA.is_edge_key(kv[0]) else min_df(cut["n"], params)
+    return kv[1] >= need - (cut["n"] - cut["alone"])
 
 
-def sample_vocab(alone_df: Sequence[Tuple[str, int]], shared: Sequence[Tuple[int, str, str]],
+def sample_vocab(alone_df: Sequence[Tuple[str, int]], shared: Sequence[Tuple],
                  cut: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
-    """{"vocab", "df" (of its words), "shared" (the sampled shared rows, sorted)}: the alone rows' df of the
-    words ``maybe_vocab`` kept plus the sampled shared rows' own. A word it dropped has a total below
-    ``min_df`` however the shared rows count it, so the vocabulary is fit_strata's."""
+    """{"vocab", "df" (of its words), "shared" (the sampled shared rows, sorted), "edges" (the frequent edge
+    keys)}: the alone rows' df of the words ``maybe_vocab`` kept plus the sampled shared rows' own. A word it
+    dropped has a total below ``min_df`` however the shared rows count it, so the vocabulary is fit_strata's."""
     last = cut["last"]
     rows = sorted(r for r in shared if r[0] != last) + sorted(r for r in shared if r[0] == last)[:cut["last_count"]]
-    df = dict(alone_df)
-    for _, pt, _ in rows:
-        for w in _words(pt):
+    df = dict(kv for kv in alone_df if not PA.is_edge_key(kv[0]))
+    edges = dict(kv for kv in alone_df if PA.is_edge_key(kv[0]))
+    for r in rows:
+        for w in _words(r[1]):
             df[w] = df.get(w, 0) + 1
+        head, tail, n = _head_tail(r)
+        for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:] if n >= 2 * PA.EDGE else ()):
+            edges[k] = edges.get(k, 0) + 1
     vocab = strata_vocab(df, cut["n"], params)
-    return {"vocab": vocab, "df": {w: df[w] for w in vocab}, "shared": sorted(rows)}
+    return {"vocab": vocab, "df": {w: df[w] for w in vocab}, "shared": sorted(rows),
+            "edges": frequent_edges(edges, cut["n"], params)}
 
 
 def pack_columns(cols: Sequence[int]) -> bytes:
@@ -206,22 +292,35 @@ def unpack_columns(b: bytes) -> List[int]:
 
 
 def sample_columns(f: Dict[str, Any], cut: Dict[str, Any], vocab: Dict[str, Any]):
-    """(key, packed vocabulary columns) of a record sampled alone."""
+    """(key, packed vocabulary columns) of a record sampled alone; (key, head, tail, length) for one at a
+    frequent edge, whose columns the fit takes once it knows the preambles."""
     a = _alone_key(f, cut)
     if a is not None:
+        tt = task_tokens(f)
+        if at_edge((tt, tt, len(tt)), vocab.get("edges", ())):
+            yield a[0], a[1], " ".join(tt[-PA.MAX_TOKENS:]), len(tt)
+            return
         v = vocab["vocab"]
         yield a[0], pack_columns({v[w] for w in _words(a[1]) if w in v})
 
 
-def fit_sample(alone: Sequence[Tuple[int, bytes]], vocab: Dict[str, Any], params: Dict[str, Any]
-               ) -> Dict[str, Any]:
+def fit_sample(alone: Sequence[Tuple], vocab: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
     """fit_strata's model from the passes above: rows in the order of the sample's sorted keys (an alone
     key is held by no other sampled row, so it sorts as its whole tuple does)."""
     v = vocab["vocab"]
-    rows = [((k, "", ""), unpack_columns(b)) for k, b in alone]
-    rows += [(r, [v[w] for w in _words(r[1]) if w in v]) for r in vocab["shared"]]
+    frequent = vocab.get("edges", [])
+    rows = []
+    for r in alone:
+        if len(r) == 2:
+            rows.append(((r[0], "", ""), (unpack_columns(r[1]), None)))
+        else:
+            head = r[1].split(" ") if r[1] else []
+            rows.append(((r[0], "", ""), (None, (head, r[2].split(" ") if r[2] else [], int(r[3])))))
+    for r in vocab["shared"]:
+        ht = _head_tail(r)
+        rows.append((r, (None, ht) if at_edge(ht, frequent) else ([v[w] for w in _words(r[1]) if w in v], None)))
     rows.sort(key=lambda r: r[0])
-    return fit_columns([c for _, c in rows], v, vocab["df"], params)
+    return _fit_cut([x for _, x in rows], v, vocab["df"], frequent, len(rows), params)
 
 
 class StratumAssigner:
@@ -252,18 +351,31 @@ def stratum_key(s: int) -> str:
 
 
 class AssignStratum:
-    """Beam-side helper: f -> f with "stratum"; the assigner is rebuilt only when the model object changes."""
+    """Beam-side helper: f -> f with "stratum"; the assigner is rebuilt only when the model object changes. A
+    record that opens or ends with one of the model's preambles (``preambles``) takes its prompt's identity
+    (MinHash and key: features.prompt_keys) and its stratum from the rest of its task prompt ("st"), and that
+    rest's template keys ("tskel", payload.skeleton_keys) beside its own."""
 
     def __init__(self):
         self._model_id = None
         self._assigner = None
+        self._preambles = None
+        self.cut = Metrics.counter("poisoning", "preamble_cut_records")
 
     def __call__(self, f: Dict[str, Any], model: Dict[str, Any]) -> Dict[str, Any]:
         if self._model_id != id(model):
             self._assigner = StratumAssigner(model)
+            self._preambles = PA.Preambles(model.get("preambles"))
             self._model_id = id(model)
         out = dict(f)
-        out["stratum"] = self._assigner.assign(task_tokens(f))
+        tt = task_tokens(f)
+        a, b = self._preambles.cut(tt, tt, len(tt))
+        if a or b:
+            tt = tt[a:len(tt) - b]
+            out["psig"], out["pkey"], out["tskel"] = prompt_keys(tt)
+            out["st"] = " ".join(tt)
+            self.cut.inc()
+        out["stratum"] = self._assigner.assign(tt)
         return out
 
 
