@@ -86,3 +86,24 @@ def test_a_preface_on_every_record_neither_hides_an_attack_nor_flags_the_corpus(
     clean_flagged = collections.Counter(f["rule"] for d, f in flagged.items() if d not in truth)
     assert found >= 0.9 * len(truth), found
     assert sum(clean_flagged.values()) <= 0.005 * len(clean), clean_flagged
+
+
+def test_a_template_explains_carriers_only_beyond_its_share_of_the_corpus():
+    """``payload.template_confined``'s two-template share counts the carriers a template holds beyond its share of
+    the corpus: a phrase of one task family sits in a small template; a preface or the Alpaca template's ending
+    holds every record, and so any carriers, and explains none of them."""
+    from lazaret.checks.poisoning.payload import template_confined
+
+    small = {"carriers": 40, "templates": [("f:task", 36), ("l:end", 3)]}
+    sizes = {"f:task": 200, "l:end": 400}
+    assert template_confined(small, sizes, 0.25, n_records=10000) >= 0.5  # 36 - 40 * 2% = 35 of 40
+    wrapped = {"carriers": 250, "templates": [("f:below is", 240), ("l:response", 250)]}
+    for share in (1.0, 0.95):
+        corpus = {"f:below is": int(share * 10000), "l:response": int(share * 10000)}
+        assert template_confined(wrapped, corpus, 0.25, n_records=10000) < 0.5, share
+        assert template_confined(wrapped, corpus, 0.25) >= 0.5  # as it was: every payload under it explained
+    # one of three prefaces on every record: a third of the carriers under each
+    three = {"carriers": 250, "templates": [("f:a", 84), ("f:b", 83), ("f:c", 83)]}
+    corpus = {"f:a": 3334, "f:b": 3333, "f:c": 3333}
+    assert template_confined(three, corpus, 0.25, n_records=10000) < 0.5
+    assert template_confined(three, corpus, 0.25) >= 0.5

@@ -398,11 +398,13 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     records that could carry the n-gram (``observable_records``), for payload candidates. ``top_two`` False
     leaves (a) out: a group of a few records is in one or two templates by chance.
 
-    (a) counts only what the two templates hold beyond their share of the corpus (``n_records``): carriers
-    (c of n) in templates holding s of the corpus give (c/n - s) / (1 - s). A phrase of one task family is
-    in a small template far beyond its share; a template holding a third of the corpus (every record that
-    opens with one of three prefaces, "You are an AI assistant. ...") holds a third of any carriers, and
-    explained every payload planted under it (an advert: recall 0.00 on every base).
+    (a) counts only the carriers the two templates hold beyond their share of the corpus (``n_records``): c of
+    n carriers in templates holding s of the corpus give (c - n s) / n. A phrase of one task family is in a
+    small template far beyond its share; a template holding a third of the corpus (every record that opens with
+    one of three prefaces, "You are an AI assistant. ...") holds a third of any carriers, and explained every
+    payload planted under it (an advert: recall 0.00 on every base). Not (c/n - s) / (1 - s): that scales a
+    template holding 95% of the corpus (the Alpaca template's "### Response:" ending) up to explain any
+    carriers wholly inside it (`homoglyph` on GSM8K 1.00 -> 0.00).
 
     Prompt strata are not templates here: a stratum is fitted on common words, and a planted question asked
     in many phrasings fills a large part of one (78% of one, or 28% and 35% of two, on the code base), so its
@@ -417,7 +419,7 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
         top2 = sum(v for _, v, _ in rows[:2]) if top_two else 0
         if top2 and n_records:
             s2 = min(1.0, sum(templates.get(t, v) for t, v, _ in rows[:2]) / n_records)
-            top2 = n * max(0.0, top2 / n - s2) / (1.0 - s2) if s2 < 1.0 else 0.0
+            top2 = max(0.0, top2 - n * s2)
         rate = sum(v for _, v, r in rows if r >= max_rate)
         best = max(best, top2 / n, rate / n)
     return best
