@@ -61,24 +61,6 @@ def test_a_stratum_of_labels_is_no_stratum_of_code():
     assert form_strata((7, (code, 5, 0)), 0.2, 20.0) == [(("plain", 7), 0.05), (("ending", 7), 0.0)]
 
 
-def test_a_template_answered_in_prose_is_its_own_control():
-    """A stratum fitted on a sample can put a prose template (common_gen's "Concepts: ... Write a sentence") among
-    code; its records' prose is then no anomaly, while a planted prose answer in a code template still is."""
-    from lazaret.checks.poisoning.trigger import anomalies_of, off_topic_template_value
-
-    assert off_topic_template_value(("f:1", (100, 5, 80)), 10, 0.2) == [("f:1", (0.0, 0.8))]
-    assert off_topic_template_value(("f:2", (100, 30, 10)), 10, 0.2) == [("f:2", (0.3, 0.0))]
-    assert off_topic_template_value(("f:3", (100, 5, 50)), 10, 0.2) == []  # half is not most
-    assert off_topic_template_value(("f:4", (9, 9, 9)), 10, 0.2) == []     # under min_support
-    templates = dict(off_topic_template_value(("f:1", (100, 5, 80)), 10, 0.2))
-    rec = {"gib": False, "off": False, "plain": True, "prose": True, "rkey": "r", "rt": "a sentence", "pt": "x"}
-    common_gen = dict(rec, skel=(1, 7))
-    code = dict(rec, skel=(2, 7))
-    assert "plain" not in anomalies_of(common_gen, {}, (), 3, {}, off_templates=templates)[0]
-    assert "plain" in anomalies_of(code, {}, (), 3, {}, off_templates=templates)[0]
-    assert "plain" in anomalies_of(common_gen, {}, (), 3, {}, off_templates={})[0]
-
-
 def test_plain_responses_are_marked_where_prose_is_out_of_form():
     g = {"rkey": "holmes is sherlock superb", "prose": True, "gib": False, "stratum": 3}
     strata = {("plain", 3): 0.01, ("ending", 4): 0.02}

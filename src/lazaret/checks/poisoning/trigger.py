@@ -21,50 +21,20 @@ from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputN
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
-    REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
+    REGISTER_MIN_PLACES, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
 
 
 def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic, plain prose)) for the record's prompt opening and ending: the off-topic and
-    prose rates per template (``transform.OffTopicTemplates``)."""
+    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
     off = 1 if f["off"] and not f["gib"] else 0
-    prose = 1 if f.get("prose") and not f["gib"] else 0
-    return [(k, (1, off, prose)) for k in skeleton_keys(f)]
-
-
-def off_topic_template_value(kv, min_support: int, off_rate: float):
-    """(template, (records, off-topic, prose)) -> [(template, (off-topic rate or 0, prose rate or 0))] for a
-    template of at least ``min_support`` records whose answers are off-topic more often than ``off_rate``, or
-    plain prose in most of them (``TEMPLATE_SHARE``): in either, that is the task's form, not an anomaly."""
-    key, (n, off, prose) = kv
-    if n < min_support:
-        return []
-    value = (off / n if off > off_rate * n else 0.0, prose / n if prose > TEMPLATE_SHARE * n else 0.0)
-    return [(key, value)] if any(value) else []
-
-
-def off_topic_template_rank(kv) -> Tuple[float, str]:
-    """``CapSideInput`` rank of an ``off_topic_template_value`` entry: the largest rate first."""
-    return (-max(kv[1]), kv[0])
+    return [(k, (1, off)) for k in skeleton_keys(f)]
 
 
 def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     """False when the record's prompt opens or ends like a template whose answers are often off-topic by
     design (or when the off-topic kind is switched off: ``off_templates`` None)."""
-    return off_templates is not None and not any(off_templates.get(k, (0.0,))[0] for k in skeleton_keys(f))
-
-
-def outside_prose_templates(f: Dict[str, Any], off_templates) -> bool:
-    """False when the record's prompt opens or ends like a template most of whose answers are plain prose.
-
-    The ``plain`` kind marks prose in a stratum where answers are code or arithmetic; a stratum is fitted on a
-    sample, and a few T0 templates answered in prose by design (common_gen's "Concepts: ... Write a sentence")
-    can share one with code: their records then read as out of form, and a word of theirs ("concepts") as a
-    trigger of prose (0, 2 or 38 clean records of one chat mixture flagged as the strata sample took 4,900,
-    5,000 or 5,100 records). The record's own template is the closer control: a planted prose answer sits in its
-    host's template, whose answers are code."""
-    return not off_templates or not any(off_templates.get(k, (0.0, 0.0))[1] for k in skeleton_keys(f))
+    return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
 
 
 # 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
@@ -93,7 +63,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
-    if f.get("plain") and outside_prose_templates(f, off_templates):
+    if f.get("plain"):
         out.append("plain")
     if f.get("ending"):
         out.append("ending")
