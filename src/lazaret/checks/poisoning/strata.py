@@ -77,19 +77,25 @@ def fit_strata(sample: Sequence[Tuple], params: Dict[str, Any]) -> Dict[str, Any
     sample rows (``sample_row``: ``sample_key`` rows are taken as whole prompts)."""
     rows = sorted(sample)
     docs = [_words(r[1]) for r in rows]
+    hts = [_head_tail(r) for r in rows]
     df: Dict[str, int] = {}
     edges: Dict[str, int] = {}
-    for r, d in zip(rows, docs):
+    for ht, d in zip(hts, docs):
         for w in d:
             df[w] = df.get(w, 0) + 1
-        head, tail, n = _head_tail(r)
-        for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:] if n >= 2 * PA.EDGE else ()):
+        for k in row_edges(ht):
             edges[k] = edges.get(k, 0) + 1
     vocab = strata_vocab(df, len(docs), params)
     frequent = frequent_edges(edges, len(docs), params)
-    fit = [(None, _head_tail(r)) if at_edge(_head_tail(r), frequent) else ([vocab[w] for w in d if w in vocab], None)
-           for r, d in zip(rows, docs)]
+    fit = [(None, ht) if at_edge(ht, frequent) else ([vocab[w] for w in d if w in vocab], None)
+           for ht, d in zip(hts, docs)]
     return _fit_cut(fit, vocab, {w: df[w] for w in vocab}, frequent, len(docs), params)
+
+
+def row_edges(row: Tuple[List[str], List[str], int]) -> List[str]:
+    """``preambles.edge_keys`` of a prompt given as (head, tail, length)."""
+    head, tail, n = row
+    return PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:]) if n >= 2 * PA.EDGE else []
 
 
 def frequent_edges(counts: Dict[str, int], n: int, params: Dict[str, Any]) -> List[str]:
@@ -99,9 +105,7 @@ def frequent_edges(counts: Dict[str, int], n: int, params: Dict[str, Any]) -> Li
 
 def at_edge(row: Tuple[List[str], List[str], int], frequent: Sequence[str]) -> bool:
     """Does a prompt ((head, tail, length)) open or end with a frequent edge (so its tokens go to the fit)?"""
-    head, tail, n = row
-    return bool(frequent) and n >= 2 * PA.EDGE and any(
-        k in frequent for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:]))
+    return bool(frequent) and any(k in frequent for k in row_edges(row))
 
 
 def _fit_cut(rows: Sequence[Tuple[Optional[List[int]], Optional[Tuple[List[str], List[str], int]]]],
@@ -255,8 +259,7 @@ def sample_vocab(alone_df: Sequence[Tuple[str, int]], shared: Sequence[Tuple],
     for r in rows:
         for w in _words(r[1]):
             df[w] = df.get(w, 0) + 1
-        head, tail, n = _head_tail(r)
-        for k in PA.edge_keys(head[:PA.EDGE] + tail[-PA.EDGE:] if n >= 2 * PA.EDGE else ()):
+        for k in row_edges(_head_tail(r)):
             edges[k] = edges.get(k, 0) + 1
     vocab = strata_vocab(df, cut["n"], params)
     return {"vocab": vocab, "df": {w: df[w] for w in vocab}, "shared": sorted(rows),
@@ -296,10 +299,11 @@ def sample_columns(f: Dict[str, Any], cut: Dict[str, Any], vocab: Dict[str, Any]
     frequent edge, whose columns the fit takes once it knows the preambles."""
     a = _alone_key(f, cut)
     if a is not None:
-        tt = task_tokens(f)
-        if at_edge((tt, tt, len(tt)), vocab.get("edges", ())):
-            yield a[0], a[1], " ".join(tt[-PA.MAX_TOKENS:]), len(tt)
-            return
+        if vocab.get("edges"):  # no prompt's tokens are needed where no edge is frequent
+            tt = task_tokens(f)
+            if at_edge((tt, tt, len(tt)), vocab["edges"]):
+                yield a[0], a[1], " ".join(tt[-PA.MAX_TOKENS:]), len(tt)
+                return
         v = vocab["vocab"]
         yield a[0], pack_columns({v[w] for w in _words(a[1]) if w in v})
 
