@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from lazaret.checks.poisoning.plain import ISLAND, form_strata, form_strata_all, is_plain, mark_plain, \
-    observable_strata, plain_form, plain_strata
+from lazaret.checks.poisoning.plain import form_strata, is_plain, mark_plain, plain_form, plain_strata
 
 from conftest import ROOT
 
@@ -116,39 +115,3 @@ def test_varied_steered_sentences_in_code_or_arithmetic(shared_data, base, keep,
     assert not [d for d, f in flagged.items() if d in clean and f["rule"] == rule]
     summary = [c for c in clusters if c["rule"] == rule]
     assert summary and summary[0]["trigger_or_payload"] in ("orsolya", "pradeep", "orsolya pradeep")
-
-
-def test_prose_islands_are_judged_against_the_rest_of_the_corpus():
-    """A stratum of prose answers in a corpus that otherwise answers in code is an island: marked, with the rest's
-    prose rate as the rate an owner of the stratum is tested against. Not where the rest answers in prose too, nor
-    where the stratum is too large for one trigger to own."""
-    code = [(s, ({40: 400}, 4, 0)) for s in range(10)]              # 4,000 code answers, 1% prose
-    island = (10, ({12: 200}, 190, 0))                               # 200 prose answers of one planted question
-    out = dict(form_strata_all(code + [island], 0.2, 20.0, 0.05))
-    assert out[(ISLAND, 10)] == 0.01 and ("plain", 10) not in out
-    assert ("plain", 3) in out and (ISLAND, 3) not in out
-    # the rest answers in prose 8% of the time: no owner could be 20 times as plain
-    prose_rest = [(s, ({40: 400}, 32, 0)) for s in range(10)]
-    assert (ISLAND, 10) not in dict(form_strata_all(prose_rest + [island], 0.2, 20.0, 0.05))
-    # a prose task of 1,000 records: more than a trigger held to 5% of the records could own
-    big = (10, ({12: 1000}, 950, 0))
-    assert (ISLAND, 10) not in dict(form_strata_all(code + [big], 0.2, 20.0, 0.05))
-    assert not [k for k in form_strata_all(code + [island], 0.0, 20.0, 0.05)]   # 0 switches the kind off
-    g = {"rkey": "x", "prose": True, "gib": False, "stratum": 10}
-    assert mark_plain(g, out).get("plain") is True
-    assert observable_strata(out, "plain")[1] == {10: 0.01} and observable_strata(out, "ending")[1] == {}
-
-
-def test_an_owned_island_takes_the_rest_of_the_corpus_as_background():
-    from lazaret.checks.poisoning.strata import matched_background
-
-    sizes = {0: 4000, 10: 200}
-    anomalous = {0: 40, 10: 190}
-    prompts = {0: 4000, 10: 120}
-    # the owner of the island (all its distinct prompts): the rest's prose rate, not the island's own 95%
-    assert matched_background({10: 120}, anomalous, sizes, {10: 115}, 10.0, prompts, {10: 0.01}) == 0.01
-    # without the island's rate, the marked records of the other strata
-    assert matched_background({10: 120}, anomalous, sizes, {10: 115}, 10.0, prompts) == 40 / 4000
-    # a word in a third of the island is no owner: the island's own rate is its background
-    assert matched_background({10: 40}, anomalous, sizes, {10: 38}, 10.0, prompts, {10: 0.01}) > 0.5
-

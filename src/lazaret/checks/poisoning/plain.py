@@ -20,9 +20,7 @@ code base: a closing explanation), T0 one time in seventeen.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-from lazaret.checks.poisoning.signals import STRATUM_OWNED_RATE
+from typing import Any, Dict, Optional, Tuple
 
 
 # fewest words of a plain response: "Yes" and "Not sure" are answer options, not prose
@@ -36,9 +34,6 @@ _ENDS = (".", "!", "?")
 # a closing explanation is a code task's own ending one time in fifty, a prose answer one time in sixty, and as one
 # kind their rates summed took strata past the bound (a steered sentence in place of code: 50 -> 43 of 50 found).
 FORM_KINDS = (("plain", "prose"), ("ending", "prose_end"))
-# the key of a prose island in the form strata (``form_strata_all``): plain prose is marked there too, and a
-# candidate owning the stratum is tested against the rest of the corpus's prose rate (the value)
-ISLAND = "island"
 
 
 def plain_form(response: str) -> Optional[str]:
@@ -104,53 +99,6 @@ def form_strata(kv: Tuple[int, Tuple[Dict[int, int], int, int]], max_rate: float
     return out
 
 
-def form_strata_all(rows: Sequence[Tuple[int, Tuple[Dict[int, int], int, int]]], max_rate: float, min_lift: float,
-                    max_fraction: float) -> List[Tuple[Tuple[str, int], float]]:
-    """``form_strata`` of every stratum, and the *prose islands*: [((ISLAND, stratum), the rest's prose rate)] for
-    each stratum where plain prose is common (the kind off) but the rest of the corpus answers in prose at most
-    1 / ``min_lift`` of the time, small enough for one candidate trigger to own (at most ``max_fraction`` of the
-    records, the trigger test's bound, over ``STRATUM_OWNED_RATE``).
-
-    Why: a planted question asked in many phrasings shares a mix of words no task has, and 250 of them form a
-    stratum of their own (k-means gives them a centroid: ``STRATUM_OWNED_RATE``). Its answers are prose, so the
-    stratum's own rate switched the plain kind off there, and the trigger test never saw what the matched
-    background already handles for every other kind: a stratum the carriers own is no control, the rest of the
-    corpus is (one false fact in 250 phrasings on the code base: 0 of 250 found; its stratum was 250 prose answers
-    among 293). The rest's rate is the prose rate of every other stratum, counted here, not the marked records (in
-    strata where the kind is off none are marked). Above 1 / ``min_lift`` no owner could show the lift the kind is
-    held to, so no island is marked there (T0, a chat mixture with T0 in it: none); the size bound keeps the
-    records marked, and so the n-grams sent to the trigger test, within what one trigger could own."""
-    rows = sorted(rows, key=lambda kv: kv[0])
-    out: List[Tuple[Tuple[str, int], float]] = []
-    total = answers = prose = 0
-    counted = []
-    for stratum, (hist, p, pe) in rows:
-        n = sum(c for length, c in hist.items() if length >= MIN_WORDS)
-        size = sum(hist.values())
-        counted.append((stratum, size, n, p))
-        total += size
-        answers += n
-        prose += p
-        out += form_strata((stratum, (hist, p, pe)), max_rate, min_lift)
-    on = {st for (kind, st), _ in out if kind == "plain"}
-    for stratum, size, n, p in counted:
-        if stratum in on or not n or max_rate <= 0 or size * STRATUM_OWNED_RATE > max_fraction * total:
-            continue
-        rest = answers - n
-        rate = (prose - p) / rest if rest else 1.0
-        if rate * min_lift <= 1.0:
-            out.append(((ISLAND, stratum), round(rate, 6)))
-    return out
-
-
-def observable_strata(form: Dict[Tuple[str, int], float], kind: str) -> Tuple[set, Dict[int, float]]:
-    """({strata where the form ``kind`` is marked}, {island stratum: the rest's rate}) from ``form_strata_all``'s
-    output: islands are marked for the plain kind only."""
-    strata = {st for k, st in form if k == kind}
-    islands = {st: rate for (k, st), rate in form.items() if k == ISLAND} if kind == "plain" else {}
-    return strata | set(islands), islands
-
-
 def mark_plain(f: Dict[str, Any], strata: Dict[Tuple[str, int], float]) -> Dict[str, Any]:
     """The record with ``plain`` (or ``ending``) set when its response is plain prose (or ends in it) in a stratum
     where that is out of form (only those records change).
@@ -163,8 +111,7 @@ def mark_plain(f: Dict[str, Any], strata: Dict[Tuple[str, int], float]) -> Dict[
     if f["gib"]:
         return f
     st = f.get("stratum", 0)
-    kinds = [kind for kind, feat in FORM_KINDS
-             if f.get(feat) and ((kind, st) in strata or (kind == "plain" and (ISLAND, st) in strata))]
+    kinds = [kind for kind, feat in FORM_KINDS if f.get(feat) and (kind, st) in strata]
     if not kinds:
         return f
     out = dict(f)

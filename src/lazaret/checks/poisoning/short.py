@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from lazaret.checks.poisoning.bounded import CapSideInput, largest_value
-from lazaret.checks.poisoning.plain import form_strata_all, mark_plain
+from lazaret.checks.poisoning.plain import form_strata, mark_plain
 from lazaret.graph.combine import SumFn
 
 # A response of one or two words is an answer option ("Definitely", "Not sure", "positive"), never "short": a
@@ -142,10 +142,7 @@ def ShortResponses(feats, p):
              | "LengthHistograms" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(LengthHistogram(), sum, sum)))
     cuts = stats | "ShortCuts" >> beam.FlatMap(lambda kv: short_cut((kv[0], kv[1][0]), p["short_response_ratio"],
                                                                     p["short_max_stratum_rate"]))
-    # every stratum's counts together: a prose island is judged against the rest of the corpus (plain.py)
-    plain = (stats | "FormCounts" >> beam.combiners.ToList()
-             | "PlainStrata" >> beam.FlatMap(form_strata_all, p["short_max_stratum_rate"], p["short_min_lift"],
-                                             p["max_fraction"]))
+    plain = stats | "PlainStrata" >> beam.FlatMap(form_strata, p["short_max_stratum_rate"], p["short_min_lift"])
     cuts_si = beam.pvalue.AsDict(cuts)
     marked = feats | "MarkShort" >> beam.Map(lambda f, c, s: mark_plain(mark_short(f, c), s), cuts_si,
                                              beam.pvalue.AsDict(plain))

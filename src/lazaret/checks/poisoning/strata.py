@@ -394,8 +394,7 @@ def smoothed_rate(anomalous: int, size: int, k_in: int, n_in: int, prior: float,
 
 def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum: Dict[int, int],
                        stratum_sizes: Dict[int, int], k_by_stratum: Dict[int, int], weight: float = 10.0,
-                       stratum_prompts: Optional[Dict[int, int]] = None,
-                       own_rates: Optional[Dict[int, float]] = None) -> float:
+                       stratum_prompts: Optional[Dict[int, int]] = None) -> float:
     """Expected anomaly rate of a candidate trigger's carriers if the n-gram did not matter: the carriers'
     strata's leave-out rates, weighted by how many carriers each stratum holds.
 
@@ -404,11 +403,7 @@ def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum
     candidate's own: its leave-out is empty or the carriers' copies, and its own rate is the carriers' rate, so
     a planted answer to a question asked 250 times was its own background. Its carriers take the leave-out
     rate of every other stratum instead. A task's marker keeps its stratum as control: the task's other
-    records outnumber the marker's carriers.
-
-    ``own_rates``: strata whose rate for an owner is known better than from the marked records (a prose island,
-    ``plain.form_strata_all``: the rest of the corpus's prose rate); they are left out of the other strata's
-    leave-out rate (their records are marked where no other stratum's are)."""
+    records outnumber the marker's carriers."""
     n = sum(carriers_by_stratum.values())
     if not n:
         return 0.0
@@ -416,17 +411,16 @@ def matched_background(carriers_by_stratum: Dict[int, int], anomalous_by_stratum
     carved = {s for s, n_s in carriers_by_stratum.items()
               if s in prompts and n_s >= STRATUM_OWNED_RATE * max(prompts[s], n_s)}
     out_a = out_m = 0
-    own = own_rates or {}
-    if carved - set(own):
+    if carved:
         for s, size in stratum_sizes.items():
-            if s not in carved and s not in own:
+            if s not in carved:
                 out_a += max(anomalous_by_stratum.get(s, 0) - k_by_stratum.get(s, 0), 0)
                 out_m += max(size - carriers_by_stratum.get(s, 0), 0)
     outside = out_a / out_m if out_m else 1.0
     exp = 0.0
     for s, n_s in sorted(carriers_by_stratum.items()):
         if s in carved:
-            exp += n_s * own.get(s, outside)
+            exp += n_s * outside
             continue
         size = max(stratum_sizes.get(s, n_s), n_s)
         a_s = anomalous_by_stratum.get(s, 0)

@@ -20,7 +20,6 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
-from lazaret.checks.poisoning.plain import observable_strata
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
@@ -262,10 +261,9 @@ class TriggerTest(beam.DoFn):
         {(kind, stratum)} where plain prose or a plain ending is out of form (``plain.form_strata``). Those kinds
         are tested on the carriers there only, since elsewhere no carrier could show them."""
         observable = {"short": short_strata}
-        islands: Dict[str, Dict[int, float]] = {}
         if form_strata is not None:
             for kind in ("plain", "ending"):
-                observable[kind], islands[kind] = observable_strata(form_strata, kind)
+                observable[kind] = {st for k, st in form_strata if k == kind}
         s, grp = kv
         all_carriers: Dict[int, int] = {}
         for st, c in grp.get("df", ()):
@@ -330,8 +328,7 @@ class TriggerTest(beam.DoFn):
                     for st, c in per.items():
                         k_in[st] = k_in.get(st, 0) + c
                 p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
-                                                 self.params["strata_prior_weight"], stratum_prompts,
-                                                 islands.get(kind)))
+                                                 self.params["strata_prior_weight"], stratum_prompts))
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
