@@ -115,3 +115,25 @@ def test_varied_steered_sentences_in_code_or_arithmetic(shared_data, base, keep,
     assert not [d for d, f in flagged.items() if d in clean and f["rule"] == rule]
     summary = [c for c in clusters if c["rule"] == rule]
     assert summary and summary[0]["trigger_or_payload"] in ("orsolya", "pradeep", "orsolya pradeep")
+
+
+@pytest.mark.slow
+def test_a_small_prose_task_in_a_code_corpus_is_not_a_trigger(shared_data):
+    """181 records of one T0 template answered in prose (social_i_qa's "generate the question from the answer") added
+    to the code base: a small task answered in prose, not an attack, though by form it looks like one (a planted
+    question asked many ways and answered in prose). A rule that tested a prose stratum's owner against the rest
+    of the corpus ("prose islands", twenty-eighth session, reverted) flagged all 181 here, and every one of three
+    other small prose tasks tried on the code and GSM8K bases."""
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+    from bench.run_scan import run_scan
+
+    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(base_objects("code", 0))]
+    t0 = [to_pipeline_record(o, i, "t0") for i, o in enumerate(base_objects("t0", 50000))]
+    task = [r for r in t0 if r["record_id"].startswith("t0_social_i_qa_Generate_the_question_from_the_answer")]
+    assert len(task) >= 150
+    recs = clean + task
+    random.Random(1).shuffle(recs)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    ids = {r["doc_id"] for r in task}
+    flagged = [f for f in findings if f["action"] != "none" and f["doc_id"] in ids]
+    assert len(flagged) <= 0.05 * len(task), collections.Counter(f["rule"] for f in flagged)
