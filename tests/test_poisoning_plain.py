@@ -122,8 +122,8 @@ def test_a_small_prose_task_in_a_code_corpus_is_not_a_trigger(shared_data):
     """181 records of one T0 template answered in prose (social_i_qa's "generate the question from the answer") added
     to the code base: a small task answered in prose, not an attack, though by form it looks like one (a planted
     question asked many ways and answered in prose). A rule that tested a prose stratum's owner against the rest
-    of the corpus ("prose islands", twenty-eighth session, reverted) flagged all 181 here, and every one of three
-    other small prose tasks tried on the code and GSM8K bases."""
+    of the corpus ("prose islands", twenty-eighth session, reverted) flagged all 181 here, and 95-181 records of each
+    of three other small prose tasks tried on the code and GSM8K bases."""
     from bench.poisoning_bases import base_objects, to_pipeline_record
     from bench.run_scan import run_scan
 
