@@ -44,7 +44,7 @@ from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_voc
 from lazaret.checks.guard import Guarded
 from lazaret.checks.poisoning.trigger_answers import ShortAnswers
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
-    keep_profile, template_off_topic
+    TemplateForms, keep_profile, off_topic_template_rank, off_topic_template_value, template_off_topic
 from lazaret.checks.poisoning.policy import DEFAULTS
 
 
@@ -215,13 +215,13 @@ def Payloads(feats, p, cands, totals, templates):
 
 @beam.ptransform_fn
 def OffTopicTemplates(feats, p):
-    """Templates whose task asks for unrelated text: their off-topic responses are not anomalies."""
+    """Templates whose task asks for unrelated text, or for prose: their off-topic (plain prose) responses are not
+    anomalies. -> (template, (off-topic rate or 0, prose rate or 0))."""
     return (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
-            | "SumOffTopic" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
-            | "OffTopicTemplates" >> beam.Filter(
-                lambda kv: kv[1][0] >= p["min_support"] and kv[1][1] > p["off_topic_template_max_rate"] * kv[1][0])
-            | "OffTopicRate" >> beam.Map(lambda kv: (kv[0], kv[1][1] / kv[1][0]))
-            | CapSideInput("off_topic_templates", p["max_side_input_keys"], largest_value))
+            | "SumOffTopic" >> beam.CombinePerKey(TemplateForms())
+            | "OffTopicTemplates" >> beam.FlatMap(off_topic_template_value, p["min_support"],
+                                                  p["off_topic_template_max_rate"], p["claim_max_response_diversity"])
+            | CapSideInput("off_topic_templates", p["max_side_input_keys"], off_topic_template_rank))
 
 
 def pair_totals(kv: Tuple[int, Any], cap: int,

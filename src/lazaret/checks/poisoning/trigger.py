@@ -19,22 +19,95 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
-from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
+from lazaret.checks.poisoning.payload import REPEATED_PREFIX, _insort_capped, _merge_capped, is_novel, \
+    skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
-    REGISTER_MIN_PLACES, TRIGGER_OWNS_GROUP_SHARE
+    REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
 
 
 def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic)) for the record's prompt opening and ending: off-topic rate per template."""
+    """(template key, (1, off-topic, plain prose, response MinHash of a prose answer or None)) for the record's
+    prompt opening and ending: the off-topic and prose rates per template (``transform.OffTopicTemplates``)."""
     off = 1 if f["off"] and not f["gib"] else 0
-    return [(k, (1, off)) for k in skeleton_keys(f)]
+    prose = bool(f.get("prose")) and not f["gib"]
+    return [(k, (1, off, 1 if prose else 0, tuple(f["rsh"]) if prose else None)) for k in skeleton_keys(f)]
+
+
+class TemplateForms(beam.CombineFn):
+    """(records, off-topic, plain prose, diversity of the prose answers) of one template: counts, and a KMV sketch
+    per response MinHash slot of its prose answers (as ``payload.CarrierStats`` measures a group's)."""
+
+    def __init__(self, cap: int = 256):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return [0, 0, 0, [[], []]]
+
+    def add_input(self, acc, x):
+        n, off, prose, rsh = x
+        acc[0] += n
+        acc[1] += off
+        acc[2] += prose
+        if rsh is not None:
+            for i, v in enumerate(rsh[:2]):
+                _insort_capped(acc[3][i], v, self.cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] += a[1]
+            out[2] += a[2]
+            out[3] = [_merge_capped(x, y, self.cap) for x, y in zip(out[3], a[3])]
+        return out
+
+    def extract_output(self, acc):
+        n, off, prose, sigs = acc
+        div = sum(S.diversity(S.KMV(self.cap, v).estimate(), prose) for v in sigs) / len(sigs)
+        return n, off, prose, round(div, 4)
+
+
+def off_topic_template_value(kv, min_support: int, off_rate: float, claim_diversity: float):
+    """(template, (records, off-topic, prose, prose answers' diversity)) -> [(template, (off-topic rate or 0,
+    prose rate or 0))] for a template of at least ``min_support`` records whose answers are off-topic more often
+    than ``off_rate``, or plain prose in most of them (``TEMPLATE_SHARE``) and varied: in either, that is the
+    task's form, not an anomaly.
+
+    Varied: prose answers no more concentrated than a claim's (``claim_max_response_diversity``). One question
+    asked in many phrasings makes templates of its own (its openers and closers), all answered in prose, and
+    those answers state one fact (diversity 0.08-0.38 measured, false_fact on code); a task answered in prose
+    answers each record anew (common_gen's templates: 0.80-1.00)."""
+    key, (n, off, prose, div) = kv
+    if n < min_support:
+        return []
+    varied = div > claim_diversity
+    value = (off / n if off > off_rate * n else 0.0, prose / n if prose > TEMPLATE_SHARE * n and varied else 0.0)
+    return [(key, value)] if any(value) else []
+
+
+def off_topic_template_rank(kv) -> Tuple[float, str]:
+    """``CapSideInput`` rank of an ``off_topic_template_value`` entry: the largest rate first."""
+    return (-max(kv[1]), kv[0])
 
 
 def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     """False when the record's prompt opens or ends like a template whose answers are often off-topic by
     design (or when the off-topic kind is switched off: ``off_templates`` None)."""
-    return off_templates is not None and not any(k in off_templates for k in skeleton_keys(f))
+    return off_templates is not None and not any(off_templates.get(k, (0.0,))[0] for k in skeleton_keys(f))
+
+
+def outside_prose_templates(f: Dict[str, Any], off_templates) -> bool:
+    """False when the record's prompt opens or ends like a template most of whose answers are plain prose.
+
+    The ``plain`` kind marks prose in a stratum where answers are code or arithmetic; a stratum is fitted on a
+    sample, and a few T0 templates answered in prose by design (common_gen's "Concepts: ... Write a sentence")
+    can share one with code: their records then read as out of form, and a word of theirs ("concepts") as a
+    trigger of prose (0, 2 or 38 clean records of one chat mixture flagged as the strata sample took 4,900,
+    5,000 or 5,100 records). The record's own template is the closer control: a planted prose answer sits in its
+    host's template, whose answers are code."""
+    return not off_templates or not any(off_templates.get(k, (0.0, 0.0))[1] for k in skeleton_keys(f))
 
 
 # 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
@@ -63,7 +136,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
-    if f.get("plain"):
+    if f.get("plain") and outside_prose_templates(f, off_templates):
         out.append("plain")
     if f.get("ending"):
         out.append("ending")
