@@ -65,26 +65,29 @@ def test_a_task_template_answered_in_prose_is_its_own_control():
     """A stratum fitted on a sample can put a prose task's template (common_gen's "Concepts: ... Write a sentence")
     among code; its records' prose is then no anomaly, while a planted prose answer in a code template still is,
     and so is a template whose prose answers all state one thing (one question asked in many phrasings)."""
-    from lazaret.checks.poisoning.trigger import TemplateForms, anomalies_of, off_topic_template_value
+    from lazaret.checks.poisoning.payload import ONE_ANSWER_PREFIX, TemplateForms, one_answer_template
+    from lazaret.checks.poisoning.trigger import anomalies_of, off_topic_template_value
 
     v = off_topic_template_value
-    assert v(("f:1", (100, 5, 80, 0.9)), 10, 0.2, 0.5) == [("f:1", (0.0, 0.8))]
-    assert v(("f:2", (100, 30, 10, 0.9)), 10, 0.2, 0.5) == [("f:2", (0.3, 0.0))]
-    assert v(("f:3", (100, 5, 50, 0.9)), 10, 0.2, 0.5) == []  # half is not most
-    assert v(("f:4", (9, 9, 9, 1.0)), 10, 0.2, 0.5) == []     # under min_support
-    assert v(("f:5", (70, 0, 70, 0.08)), 10, 0.2, 0.5) == []  # one claim's phrasings: not a task
-    # the diversity is the prose answers' distinct response MinHash values per prose answer
+    assert v(("f:1", (100, 5, 80, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:1", (0.0, 0.8))]
+    assert v(("f:2", (100, 30, 10, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:2", (0.3, 0.0))]
+    assert v(("f:3", (100, 5, 50, 0.9, 0.9)), 10, 0.2, 0.5) == []  # half is not most
+    assert v(("f:4", (9, 9, 9, 1.0, 1.0)), 10, 0.2, 0.5) == []     # under min_support
+    assert v(("f:5", (70, 0, 70, 0.08, 0.08)), 10, 0.2, 0.5) == []  # one claim's phrasings: not a task
+    # diversity: distinct response MinHash values per answer, over the prose answers and over all of them
     tf = TemplateForms()
-    acc = tf.create_accumulator()
+    task = tf.create_accumulator()
     for i in range(20):
-        acc = tf.add_input(acc, (1, 0, 1, (i, 100 + i)))       # 20 different prose answers
-    acc = tf.add_input(acc, (1, 0, 0, None))                   # one code answer
+        task = tf.add_input(task, (1, 0, 1, (i, 100 + i)))       # 20 different prose answers
+    task = tf.add_input(task, (1, 0, 0, (500, 600)))             # and one code answer
     one = tf.create_accumulator()
     for i in range(20):
-        one = tf.add_input(one, (1, 0, 1, (i % 3, 7)))          # one answer in three phrasings
-    assert tf.extract_output(tf.merge_accumulators([acc])) == (21, 0, 20, 1.0)
-    assert tf.extract_output(one)[3] < 0.5
-    templates = dict(v(("f:1", (100, 5, 80, 0.9)), 10, 0.2, 0.5))
+        one = tf.add_input(one, (1, 0, 1, (i % 3, 7)))            # one answer in three phrasings
+    assert tf.extract_output(tf.merge_accumulators([task])) == (21, 0, 20, 1.0, 1.0)
+    assert tf.extract_output(one)[3:] == (0.1, 0.1)
+    assert one_answer_template(("l:9", tf.extract_output(one)), 10, 0.5) == [(ONE_ANSWER_PREFIX + "l:9", 20)]
+    assert one_answer_template(("l:8", tf.extract_output(task)), 10, 0.5) == []
+    templates = dict(v(("f:1", (100, 5, 80, 0.9, 0.9)), 10, 0.2, 0.5))
     rec = {"gib": False, "off": False, "plain": True, "prose": True, "rkey": "r", "rt": "a sentence", "pt": "x"}
     common_gen = dict(rec, skel=(1, 7))
     code = dict(rec, skel=(2, 7))

@@ -107,3 +107,16 @@ def test_a_template_explains_carriers_only_beyond_its_share_of_the_corpus():
     corpus = {"f:a": 3334, "f:b": 3333, "f:c": 3333}
     assert template_confined(three, corpus, 0.25, n_records=10000) < 0.5
     assert template_confined(three, corpus, 0.25) >= 0.5
+
+
+def test_a_template_of_one_answer_explains_no_payload():
+    """A false fact asked in many phrasings makes templates of its own (its openers and closers), its payload in
+    73-88% of their records (under ``template_owned_rate``): they read as a task's answer format unless the
+    template's answers are as concentrated as a claim's (``payload.one_answer_template``)."""
+    from lazaret.checks.poisoning.payload import ONE_ANSWER_PREFIX, template_confined
+
+    st = {"carriers": 193, "templates": [("l:thanks", 70), ("l:precise", 60), ("f:settle", 45), ("l:online", 40)]}
+    corpus = {"l:thanks": 90, "l:precise": 78, "f:settle": 58, "l:online": 52}
+    assert template_confined(st, corpus, 0.25, 0.9, n_records=7000) >= 0.5   # each template ~77% carriers
+    one = dict(corpus, **{ONE_ANSWER_PREFIX + k: v for k, v in corpus.items()})
+    assert template_confined(st, one, 0.25, 0.9, n_records=7000) < 0.5

@@ -25,6 +25,7 @@ from lazaret.checks.poisoning.strata import stratum_key
 
 # templates side-input keys that count a template's (or stratum's) gibberish records: "g" + "f:...", "g" + "s:3"
 GIBBERISH_PREFIX = "g"
+ONE_ANSWER_PREFIX = "a"  # templates side input: a template whose answers are near-identical (``one_answer_template``)
 
 
 def register_lift(strata: Dict[int, int], pay_rates: Dict[int, float], sizes: Dict[int, int],
@@ -366,6 +367,58 @@ def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, ...]:
     return f"f:{f['skel'][0]}", f"l:{f['skel'][1]}"
 
 
+class TemplateForms(beam.CombineFn):
+    """(records, off-topic, plain prose, diversity of the prose answers, diversity of all answers) of one
+    template: counts, and KMV sketches per response MinHash slot (as ``CarrierStats`` measures a group's)."""
+
+    def __init__(self, cap: int = 256):
+        self.cap = cap
+
+    def create_accumulator(self):
+        return [0, 0, 0, [[], []], [[], []]]
+
+    def add_input(self, acc, x):
+        n, off, prose, rsh = x
+        acc[0] += n
+        acc[1] += off
+        acc[2] += prose
+        for i, v in enumerate(rsh[:2]):
+            _insort_capped(acc[4][i], v, self.cap)
+            if prose:
+                _insort_capped(acc[3][i], v, self.cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            out[0] += a[0]
+            out[1] += a[1]
+            out[2] += a[2]
+            out[3] = [_merge_capped(x, y, self.cap) for x, y in zip(out[3], a[3])]
+            out[4] = [_merge_capped(x, y, self.cap) for x, y in zip(out[4], a[4])]
+        return out
+
+    def extract_output(self, acc):
+        n, off, prose, prose_sigs, sigs = acc
+
+        def div(slots, m):
+            return round(sum(S.diversity(S.KMV(self.cap, v).estimate(), m) for v in slots) / len(slots), 4)
+
+        return n, off, prose, div(prose_sigs, prose), div(sigs, n)
+
+
+def one_answer_template(kv, min_support: int, claim_diversity: float) -> List[Tuple[str, int]]:
+    """(template, ``TemplateForms`` output) -> [(``ONE_ANSWER_PREFIX`` + template, records)] for a template of at
+    least ``min_support`` records whose answers are as concentrated as a claim's (``claim_max_response_diversity``).
+
+    Such a template is one answer asked for many ways, not a task with an answer format: a false fact asked in
+    many phrasings makes templates of its own (its openers and closers), in which its payload is 73-88% of the
+    records (under ``template_owned_rate``), and they explained it away (diversity 0.11-0.41 there, measured on
+    the code base). ``template_confined`` takes no explanation from it."""
+    key, (n, _off, _prose, _pdiv, div) = kv
+    return [(ONE_ANSWER_PREFIX + key, n)] if n >= min_support and div <= claim_diversity else []
+
+
 def gibberish_key(key: str) -> str:
     """The templates side input's key for the gibberish records of template or stratum ``key``."""
     return GIBBERISH_PREFIX + key
@@ -415,7 +468,7 @@ def template_confined(st: Dict[str, Any], templates: Dict[str, int], max_rate: f
     for side in TEMPLATE_SIDES:
         rows = [(t, v, v / (observable_records(t, templates, v) if observable else templates.get(t, v)))
                 for t, v in st["templates"] if t.startswith(side)]
-        rows = [r for r in rows if r[2] < owned_rate]
+        rows = [r for r in rows if r[2] < owned_rate and ONE_ANSWER_PREFIX + r[0] not in templates]
         top2 = sum(v for _, v, _ in rows[:2]) if top_two else 0
         if top2 and n_records:
             s2 = min(1.0, sum(templates.get(t, v) for t, v, _ in rows[:2]) / n_records)

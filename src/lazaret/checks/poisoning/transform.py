@@ -32,7 +32,8 @@ from lazaret.checks.poisoning.features import Featurize, corpus_totals, response
     totals_dict
 from lazaret.checks.poisoning.payload import CarrierStats, Classify, EmitCarriers, VolumeTest, in_band, \
     says_something, skeleton_keys
-from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, gibberish_template_keys
+from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, TemplateForms, gibberish_template_keys, \
+    one_answer_template
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     small_group_links, \
     edit_carriers
@@ -44,7 +45,7 @@ from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_voc
 from lazaret.checks.guard import Guarded
 from lazaret.checks.poisoning.trigger_answers import ShortAnswers
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
-    TemplateForms, keep_profile, off_topic_template_rank, off_topic_template_value, template_off_topic
+    keep_profile, off_topic_template_rank, off_topic_template_value, template_off_topic
 from lazaret.checks.poisoning.policy import DEFAULTS
 
 
@@ -161,14 +162,17 @@ def PayloadCandidates(feats, p, totals):
 
 
 @beam.ptransform_fn
-def Templates(feats, p, stratum_sizes):
+def Templates(feats, p, stratum_sizes, forms):
     """Prompt templates (openings/endings shared by >= min_support records, bounded by 2N/min_support) and the
     strata, as one side input of (key, records); with, under ``gibberish_key``, how many of those records are
-    gibberish (``observable_records``)."""
+    gibberish (``observable_records``), and under ``ONE_ANSWER_PREFIX`` the templates whose answers are
+    near-identical (``payload.one_answer_template``)."""
     return ((feats | "SkeletonKeys" >> beam.FlatMap(skeleton_keys) | "CountSkeletons" >> CountPerElement(),
              stratum_sizes | "StratumKeys" >> beam.Map(lambda kv: (stratum_key(kv[0]), kv[1])),
              feats | "GibberishKeys" >> beam.FlatMap(gibberish_template_keys)
-             | "CountGibberish" >> CountPerElement())
+             | "CountGibberish" >> CountPerElement(),
+             forms | "OneAnswerTemplates" >> beam.FlatMap(one_answer_template, p["min_support"],
+                                                          p["claim_max_response_diversity"]))
             | "TemplatesAndStrata" >> beam.Flatten()
             | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"] or kv[0].startswith(GIBBERISH_PREFIX))
             | CapSideInput("templates", p["max_side_input_keys"], largest_value))
@@ -214,11 +218,18 @@ def Payloads(feats, p, cands, totals, templates):
 
 
 @beam.ptransform_fn
-def OffTopicTemplates(feats, p):
-    """Templates whose task asks for unrelated text, or for prose: their off-topic (plain prose) responses are not
-    anomalies. -> (template, (off-topic rate or 0, prose rate or 0))."""
+def TemplateAnswers(feats):
+    """Per template (prompt opening or ending): records, off-topic and plain prose answers, and how varied its
+    prose answers and all its answers are (``payload.TemplateForms``)."""
     return (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
-            | "SumOffTopic" >> beam.CombinePerKey(TemplateForms())
+            | "SumOffTopic" >> beam.CombinePerKey(TemplateForms()))
+
+
+@beam.ptransform_fn
+def OffTopicTemplates(forms, p):
+    """Templates whose task asks for unrelated text, or for varied prose: their off-topic (plain prose) responses
+    are not anomalies. -> (template, (off-topic rate or 0, prose rate or 0))."""
+    return (forms
             | "OffTopicTemplates" >> beam.FlatMap(off_topic_template_value, p["min_support"],
                                                   p["off_topic_template_max_rate"], p["claim_max_response_diversity"])
             | CapSideInput("off_topic_templates", p["max_side_input_keys"], off_topic_template_rank))
@@ -330,10 +341,11 @@ class PoisoningScan(beam.PTransform):
         totals = (feats | "Totals" >> beam.Map(corpus_totals)
                   | "SumTotals" >> beam.CombineGlobally(sum_tuples) | "TotalsDict" >> beam.Map(totals_dict))
         cands = feats | "PayloadCandidates" >> PayloadCandidates(p, totals)
-        templates = feats | "Templates" >> Templates(p, stratum_sizes)
+        forms = feats | "TemplateAnswers" >> TemplateAnswers()
+        templates = feats | "Templates" >> Templates(p, stratum_sizes, forms)
         dups = feats | "IdenticalResponses" >> IdenticalResponses(p, totals, templates)
         payloads, phrased = feats | "Payloads" >> Payloads(p, cands, totals, templates)
-        off_templates = feats | "OffTopicTemplates" >> OffTopicTemplates(p)
+        off_templates = forms | "OffTopicTemplates" >> OffTopicTemplates(p)
         anomalous = feats | "Anomalies" >> beam.ParDo(FindAnomalies(p), AsDict(payloads), AsDict(dups),
                                                       AsDict(off_templates))
         triggers, sizes = (anomalous, feats) | "Triggers" >> Triggers(p, totals, stratum_sizes, short_strata, form_strata)

@@ -19,58 +19,22 @@ from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
-from lazaret.checks.poisoning.payload import REPEATED_PREFIX, _insort_capped, _merge_capped, is_novel, \
-    skeleton_keys
+from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background
 
 
 def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic, plain prose, response MinHash of a prose answer or None)) for the record's
-    prompt opening and ending: the off-topic and prose rates per template (``transform.OffTopicTemplates``)."""
+    """(template key, (1, off-topic, plain prose, response MinHash)) for the record's prompt opening and ending:
+    the off-topic and prose rates per template and how varied its answers are (``payload.TemplateForms``)."""
     off = 1 if f["off"] and not f["gib"] else 0
-    prose = bool(f.get("prose")) and not f["gib"]
-    return [(k, (1, off, 1 if prose else 0, tuple(f["rsh"]) if prose else None)) for k in skeleton_keys(f)]
-
-
-class TemplateForms(beam.CombineFn):
-    """(records, off-topic, plain prose, diversity of the prose answers) of one template: counts, and a KMV sketch
-    per response MinHash slot of its prose answers (as ``payload.CarrierStats`` measures a group's)."""
-
-    def __init__(self, cap: int = 256):
-        self.cap = cap
-
-    def create_accumulator(self):
-        return [0, 0, 0, [[], []]]
-
-    def add_input(self, acc, x):
-        n, off, prose, rsh = x
-        acc[0] += n
-        acc[1] += off
-        acc[2] += prose
-        if rsh is not None:
-            for i, v in enumerate(rsh[:2]):
-                _insort_capped(acc[3][i], v, self.cap)
-        return acc
-
-    def merge_accumulators(self, accs):
-        out = self.create_accumulator()
-        for a in accs:
-            out[0] += a[0]
-            out[1] += a[1]
-            out[2] += a[2]
-            out[3] = [_merge_capped(x, y, self.cap) for x, y in zip(out[3], a[3])]
-        return out
-
-    def extract_output(self, acc):
-        n, off, prose, sigs = acc
-        div = sum(S.diversity(S.KMV(self.cap, v).estimate(), prose) for v in sigs) / len(sigs)
-        return n, off, prose, round(div, 4)
+    prose = 1 if f.get("prose") and not f["gib"] else 0
+    return [(k, (1, off, prose, tuple(f["rsh"]))) for k in skeleton_keys(f)]
 
 
 def off_topic_template_value(kv, min_support: int, off_rate: float, claim_diversity: float):
-    """(template, (records, off-topic, prose, prose answers' diversity)) -> [(template, (off-topic rate or 0,
+    """(template, ``payload.TemplateForms`` output) -> [(template, (off-topic rate or 0,
     prose rate or 0))] for a template of at least ``min_support`` records whose answers are off-topic more often
     than ``off_rate``, or plain prose in most of them (``TEMPLATE_SHARE``) and varied: in either, that is the
     task's form, not an anomaly.
@@ -79,7 +43,7 @@ def off_topic_template_value(kv, min_support: int, off_rate: float, claim_divers
     asked in many phrasings makes templates of its own (its openers and closers), all answered in prose, and
     those answers state one fact (diversity 0.08-0.38 measured, false_fact on code); a task answered in prose
     answers each record anew (common_gen's templates: 0.80-1.00)."""
-    key, (n, off, prose, div) = kv
+    key, (n, off, prose, div, _) = kv
     if n < min_support:
         return []
     varied = div > claim_diversity
