@@ -69,25 +69,29 @@ def test_a_task_template_answered_in_prose_is_its_own_control():
     from lazaret.checks.poisoning.trigger import anomalies_of, off_topic_template_value
 
     v = off_topic_template_value
-    assert v(("f:1", (100, 5, 80, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:1", (0.0, 0.8))]
-    assert v(("f:2", (100, 30, 10, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:2", (0.3, 0.0))]
-    assert v(("f:3", (100, 5, 50, 0.9, 0.9)), 10, 0.2, 0.5) == []  # half is not most
-    assert v(("f:4", (9, 9, 9, 1.0, 1.0)), 10, 0.2, 0.5) == []     # under min_support
-    assert v(("f:5", (70, 0, 70, 0.08, 0.08)), 10, 0.2, 0.5) == []  # one claim's phrasings: not a task
+    assert v(("f:1", (100, 5, 80, 0.9, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:1", (0.0, 0.8))]
+    assert v(("f:2", (100, 30, 10, 0.9, 0.9, 0.9)), 10, 0.2, 0.5) == [("f:2", (0.3, 0.0))]
+    assert v(("f:3", (100, 5, 50, 0.9, 0.9, 0.9)), 10, 0.2, 0.5) == []  # half is not most
+    assert v(("f:4", (9, 9, 9, 1.0, 1.0, 1.0)), 10, 0.2, 0.5) == []     # under min_support
+    assert v(("f:5", (70, 0, 70, 0.08, 0.08, 0.2)), 10, 0.2, 0.5) == []  # one claim's phrasings: not a task
     # diversity: distinct response MinHash values per answer, over the prose answers and over all of them
     tf = TemplateForms()
     task = tf.create_accumulator()
     for i in range(20):
-        task = tf.add_input(task, (1, 0, 1, (i, 100 + i)))       # 20 different prose answers
-    task = tf.add_input(task, (1, 0, 0, (500, 600)))             # and one code answer
+        task = tf.add_input(task, (1, 0, 1, (i, 100 + i), (i, i, i, i)))          # 20 prose answers to 20 requests
+    task = tf.add_input(task, (1, 0, 0, (500, 600), (50, 50, 50, 50)))           # and one code answer
     one = tf.create_accumulator()
     for i in range(20):
-        one = tf.add_input(one, (1, 0, 1, (i % 3, 7)))            # one answer in three phrasings
-    assert tf.extract_output(tf.merge_accumulators([task])) == (21, 0, 20, 1.0, 1.0)
-    assert tf.extract_output(one)[3:] == (0.1, 0.1)
-    assert one_answer_template(("l:9", tf.extract_output(one)), 10, 0.5) == [(ONE_ANSWER_PREFIX + "l:9", 20)]
-    assert one_answer_template(("l:8", tf.extract_output(task)), 10, 0.5) == []
-    templates = dict(v(("f:1", (100, 5, 80, 0.9, 0.9)), 10, 0.2, 0.5))
+        one = tf.add_input(one, (1, 0, 1, (i % 3, 7), (i % 4, 1, 1, 1)))          # one question, three phrasings
+    labels = tf.create_accumulator()
+    for i in range(20):
+        labels = tf.add_input(labels, (1, 0, 0, (i % 3, 7), (i, i, i, i)))      # three labels for 20 passages
+    assert tf.extract_output(tf.merge_accumulators([task])) == (21, 0, 20, 1.0, 1.0, 1.0)
+    assert tf.extract_output(one)[3:] == (0.1, 0.1, 0.0875)
+    assert one_answer_template(("l:9", tf.extract_output(one)), 10, 0.5, 0.45) == [(ONE_ANSWER_PREFIX + "l:9", 20)]
+    assert one_answer_template(("l:8", tf.extract_output(task)), 10, 0.5, 0.45) == []
+    assert one_answer_template(("l:7", tf.extract_output(labels)), 10, 0.5, 0.45) == []  # a label task
+    templates = dict(v(("f:1", (100, 5, 80, 0.9, 0.9, 0.9)), 10, 0.2, 0.5))
     rec = {"gib": False, "off": False, "plain": True, "prose": True, "rkey": "r", "rt": "a sentence", "pt": "x"}
     common_gen = dict(rec, skel=(1, 7))
     code = dict(rec, skel=(2, 7))

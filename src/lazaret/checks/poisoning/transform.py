@@ -172,7 +172,8 @@ def Templates(feats, p, stratum_sizes, forms):
              feats | "GibberishKeys" >> beam.FlatMap(gibberish_template_keys)
              | "CountGibberish" >> CountPerElement(),
              forms | "OneAnswerTemplates" >> beam.FlatMap(one_answer_template, p["min_support"],
-                                                          p["claim_max_response_diversity"]))
+                                                          p["claim_max_response_diversity"],
+                                                          p["claim_min_prompt_diversity"]))
             | "TemplatesAndStrata" >> beam.Flatten()
             | "Templates" >> beam.Filter(lambda kv: kv[1] >= p["min_support"] or kv[0].startswith(GIBBERISH_PREFIX))
             | CapSideInput("templates", p["max_side_input_keys"], largest_value))

@@ -26,11 +26,12 @@ from lazaret.checks.poisoning.strata import matched_background
 
 
 def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic, plain prose, response MinHash)) for the record's prompt opening and ending:
-    the off-topic and prose rates per template and how varied its answers are (``payload.TemplateForms``)."""
+    """(template key, (1, off-topic, plain prose, response MinHash, prompt MinHash)) for the record's prompt opening
+    and ending: the off-topic and prose rates per template and how varied its answers and prompts are
+    (``payload.TemplateForms``)."""
     off = 1 if f["off"] and not f["gib"] else 0
     prose = 1 if f.get("prose") and not f["gib"] else 0
-    return [(k, (1, off, prose, tuple(f["rsh"]))) for k in skeleton_keys(f)]
+    return [(k, (1, off, prose, tuple(f["rsh"]), tuple(f["psig"]))) for k in skeleton_keys(f)]
 
 
 def off_topic_template_value(kv, min_support: int, off_rate: float, claim_diversity: float):
@@ -43,7 +44,7 @@ def off_topic_template_value(kv, min_support: int, off_rate: float, claim_divers
     asked in many phrasings makes templates of its own (its openers and closers), all answered in prose, and
     those answers state one fact (diversity 0.08-0.38 measured, false_fact on code); a task answered in prose
     answers each record anew (common_gen's templates: 0.80-1.00)."""
-    key, (n, off, prose, div, _) = kv
+    key, (n, off, prose, div, _, _) = kv
     if n < min_support:
         return []
     varied = div > claim_diversity
