@@ -26,7 +26,7 @@ scan: setup
 	@echo "Outputs: $(OUT)/ (clean/, quarantine/, findings/, provenance.json, summary.json, report.html)"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
