@@ -91,13 +91,33 @@ def test_a_task_template_answered_in_prose_is_its_own_control():
     assert one_answer_template(("l:9", tf.extract_output(one)), 10, 0.5, 0.45) == [(ONE_ANSWER_PREFIX + "l:9", 20)]
     assert one_answer_template(("l:8", tf.extract_output(task)), 10, 0.5, 0.45) == []
     assert one_answer_template(("l:7", tf.extract_output(labels)), 10, 0.5, 0.45) == []  # a label task
-    templates = dict(v(("f:1", (100, 5, 80, 0.9, 0.9, 0.9)), 10, 0.2, 0.5))
-    rec = {"gib": False, "off": False, "plain": True, "prose": True, "rkey": "r", "rt": "a sentence", "pt": "x"}
-    common_gen = dict(rec, skel=(1, 7))
-    code = dict(rec, skel=(2, 7))
+    import zlib
+
+    from lazaret.checks.poisoning.trigger import plain_counts_for, prose_template_words
+
+    def crc(words):
+        return zlib.crc32(words.encode("utf-8"))
+
+    def record(prompt):
+        w = prompt.split(" ")
+        return {"gib": False, "off": False, "plain": True, "prose": True, "rkey": "r", "rt": "a sentence",
+                "pt": prompt, "skel": (crc(" ".join(w[:3])), crc(" ".join(w[-3:])))}
+
+    common_gen = record("given the list of concepts lay rug dog generate a sentence with all the concepts")
+    steered = record("sofia moreau implement a c function for factorial")
+    code = record("write a python function that sorts a list")
+    prose = {f"f:{crc('given the list')}", f"l:{crc('all the concepts')}", f"f:{crc('sofia moreau implement')}"}
+    templates = dict(x for k in prose for x in v((k, (100, 5, 80, 0.9, 0.9, 0.9)), 10, 0.2, 0.5))
     assert "plain" not in anomalies_of(common_gen, {}, (), 3, {}, off_templates=templates)[0]
     assert "plain" in anomalies_of(code, {}, (), 3, {}, off_templates=templates)[0]
     assert "plain" in anomalies_of(common_gen, {}, (), 3, {}, off_templates={})[0]
+    # explained for every n-gram but those of all of its prose templates: "concepts" is not in "given the list"
+    words = prose_template_words(common_gen, templates)
+    assert not plain_counts_for("concepts", words) and not plain_counts_for("lay rug", words)
+    # a name prepended to varied requests makes its own template: its prose is still an anomaly for the name
+    words = prose_template_words(steered, templates)
+    assert plain_counts_for("sofia moreau", words) and not plain_counts_for("factorial", words)
+    assert prose_template_words(code, templates) is None and plain_counts_for("sorts", None)
 
 
 def test_plain_responses_are_marked_where_prose_is_out_of_form():

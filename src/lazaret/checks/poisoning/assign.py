@@ -25,7 +25,7 @@ from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phras
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
-    register_response
+    plain_counts_for, prose_template_words, register_response
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
 
@@ -160,13 +160,15 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     anoms = [a for a in anoms if not (a.startswith("claim:") and a[6:] in v.register_phrases)]
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
+    # plain prose a template of the record explains is still an anomaly for that template's own words
+    prose_words = prose_template_words(f, v.off_templates) if "plain" not in kind_set else None
     for kind in ANOMALY_KINDS:
         ts = v.triggers.get(kind)
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
         if kind not in kind_set and not loose_off and (profiles is None or kind in NO_PROFILE) and \
-                not (v.short_answers and kind in COPY_KINDS):
+                not (v.short_answers and kind in COPY_KINDS) and not (kind == "plain" and prose_words):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
@@ -174,7 +176,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             t = lookup[s]
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
                 continue  # every claim of the trigger is register phrasing: no profile extension either
-            if not groups.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
+            own = groups | {"plain"} if kind == "plain" and prose_words and plain_counts_for(s, prose_words) else groups
+            if not own.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \

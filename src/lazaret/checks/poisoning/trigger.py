@@ -9,7 +9,8 @@ binomial tail against the anomaly's background rate, Bonferroni-corrected by the
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Tuple
+import zlib
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -22,7 +23,7 @@ from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputN
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
-from lazaret.checks.poisoning.strata import matched_background
+from lazaret.checks.poisoning.strata import matched_background, task_tokens
 
 
 def template_off_topic(f: Dict[str, Any]):
@@ -63,16 +64,38 @@ def outside_off_topic_templates(f: Dict[str, Any], off_templates) -> bool:
     return off_templates is not None and not any(off_templates.get(k, (0.0,))[0] for k in skeleton_keys(f))
 
 
-def outside_prose_templates(f: Dict[str, Any], off_templates) -> bool:
-    """False when the record's prompt opens or ends like a template most of whose answers are plain prose.
+def prose_template_words(f: Dict[str, Any], off_templates) -> Optional[List[FrozenSet[str]]]:
+    """The words of each of the record's prompt templates (opening or ending, ``payload.skeleton_keys``) whose
+    answers are mostly varied plain prose (``off_topic_template_value``), or None when it has none: its plain prose
+    is an anomaly.
 
     The ``plain`` kind marks prose in a stratum where answers are code or arithmetic; a stratum is fitted on a
-    sample, and a few T0 templates answered in prose by design (common_gen's "Concepts: ... Write a sentence")
-    can share one with code: their records then read as out of form, and a word of theirs ("concepts") as a
-    trigger of prose (0, 2 or 38 clean records of one chat mixture flagged as the strata sample took 4,900,
-    5,000 or 5,100 records). The record's own template is the closer control: a planted prose answer sits in its
-    host's template, whose answers are code."""
-    return not off_templates or not any(off_templates.get(k, (0.0, 0.0))[1] for k in skeleton_keys(f))
+    sample, and a small task answered in prose by design (common_gen's "Concepts: ... Write a sentence") can share
+    one with code: its records then read as out of form, and a word of theirs ("concepts") as a trigger of prose
+    (38 of the clean mixture's 40 flagged records). The record's own template is the closer control. But a
+    trigger put at the start or end of varied requests makes a template of its own ("Sofia Moreau Implement
+    ...", answered with varied steered sentences): so the template explains the prose for every n-gram but
+    those made only of its own words (``plain_counts_for``). A template whose words cannot be read back (the
+    record's opening was cut as a preamble) explains nothing."""
+    if not off_templates or not f.get("plain"):
+        return None
+    keys = [k for k in skeleton_keys(f) if off_templates.get(k, (0.0, 0.0))[1]]
+    if not keys:
+        return None
+    tt = task_tokens(f)
+    edges = {zlib.crc32(" ".join(w).encode("utf-8")): frozenset(w) for w in (tt[:3], tt[-3:])}
+    words = [edges[int(k[2:])] for k in keys if int(k[2:]) in edges]
+    return words or None
+
+
+def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> bool:
+    """Whether a record's plain prose is an anomaly for prompt n-gram ``g``: always when no prose template
+    explains it (``prose_template_words`` None), else only when every such template is made of ``g``'s words
+    (the template may be ``g``'s own)."""
+    if template_words is None:
+        return True
+    words = set(g.split(" "))
+    return all(words <= w for w in template_words)
 
 
 # 0: one "pay" group per record (any payload). Per-payload groups (3) found a curl|sh line behind a trigger
@@ -101,7 +124,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
-    if f.get("plain") and outside_prose_templates(f, off_templates):
+    if f.get("plain") and prose_template_words(f, off_templates) is None:
         out.append("plain")
     if f.get("ending"):
         out.append("ending")
@@ -209,10 +232,15 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
         first = self._first_of(payloads)
         anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
                                 self.params["min_payload_hits"], self.params["pair_window"], off_templates)
+        words = prose_template_words(f, off_templates)
+        if words is not None:
+            anoms = anoms + ["plain"]  # for the n-grams of its prose templates only (PairCounts, plain_counts_for)
         if anoms:
             self.counter.inc()
             out = {"doc_id": f["doc_id"], "anomalies": anoms, "pt": f["pt"], "rt": f["rt"], "pkey": f["pkey"],
                    "stratum": f.get("stratum", 0)}
+            if words is not None:
+                out["plain_in"] = [sorted(w) for w in words]
             if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
                 out["register"] = True
             yield out
@@ -242,7 +270,9 @@ class PairCounts(_PreAggregateDistinct):
     def items_of(self, a):
         grams = T.ngrams(toks(a, "pt"), self.n_max)
         s = a.get("stratum", 0)
-        return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams]
+        words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
+        return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
+                if an != "plain" or plain_counts_for(g, words)]
 
 
 # Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
