@@ -118,6 +118,14 @@ def test_a_task_template_answered_in_prose_is_its_own_control():
     words = prose_template_words(steered, templates)
     assert plain_counts_for("sofia moreau", words) and not plain_counts_for("factorial", words)
     assert prose_template_words(code, templates) is None and plain_counts_for("sorts", None)
+    # the trigger test's pair counts: such a record counts as plain for its template's own n-grams only
+    from lazaret.checks.poisoning.trigger import PairCounts
+
+    a = {"pt": "sofia moreau implement sort", "anomalies": ["plain", "short"], "pkey": 1, "stratum": 0,
+         "plain_in": [sorted(words[0])]}
+    pairs = {k[:2] for k, _ in PairCounts(3, 100).items_of(a)}
+    assert ("sofia moreau", "plain") in pairs and ("sort", "short") in pairs
+    assert ("sort", "plain") not in pairs and ("implement sort", "plain") not in pairs
 
 
 def test_plain_responses_are_marked_where_prose_is_out_of_form():

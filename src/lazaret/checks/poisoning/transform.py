@@ -221,7 +221,7 @@ def Payloads(feats, p, cands, totals, templates):
 @beam.ptransform_fn
 def TemplateAnswers(feats):
     """Per template (prompt opening or ending): records, off-topic and plain prose answers, and how varied its
-    prose answers and all its answers are (``payload.TemplateForms``)."""
+    prose answers, all its answers and its prompts are (``payload.TemplateForms``)."""
     return (feats | "TemplateOffTopic" >> beam.FlatMap(template_off_topic)
             | "SumOffTopic" >> beam.CombinePerKey(TemplateForms()))
 
