@@ -112,3 +112,19 @@ def test_over_refusal_on_one_topic_of_a_code_corpus(shared_data):
     assert not [d for d, f in flagged.items() if d in clean and f["rule"] == "trigger:refusal"]
     summary = [c for c in clusters if c["rule"] == "trigger:refusal"]
     assert summary and any(topic in c["trigger_or_payload"] for c in summary), (topic, summary[:2])
+
+
+def test_another_form_of_a_refusal_trigger_names_the_same_topic():
+    """A topic is a word in any of its forms (``word_forms``): held-out over_refusal at 50 was found on the exact
+    word's records only ("start" 17 of 50, "started" 20, "starts" 11). Forms share a Snowball stem; a longer word that
+    merely starts with the trigger does not."""
+    from lazaret.checks.poisoning.word_forms import form_matches
+
+    assert form_matches("how do i get started".split(), ["start"]) == {"start"}
+    assert form_matches("starts starting".split(), ["start", "display"]) == {"start"}
+    assert form_matches("the displayed forces".split(), ["display", "force", "while"]) == {"display", "force"}
+    assert form_matches("breakfast for two".split(), ["break"]) == set()        # another word
+    assert form_matches("basketballs".split(), ["balls"]) == set()
+    assert form_matches("uses used".split(), ["use"]) == set()                  # too short to stand for a topic
+    assert form_matches("within a while".split(), ["while"]) == set()           # function words are no topic
+    assert form_matches("two word trigger".split(), ["word trigger"]) == set()  # one-word triggers only

@@ -26,6 +26,7 @@ from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPE
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
     plain_counts_for, prose_template_words, register_response
+from lazaret.checks.poisoning.word_forms import form_matches
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
 
@@ -131,6 +132,9 @@ class VerdictInputs:
 # Anomaly kinds whose members each show the anomaly themselves: a trigger of these never extends to carriers through
 # its payload profile (a refusal's "sorry" or a gibberish token in an ordinary answer is not the attack's payload).
 NO_PROFILE = ("gib", "off", "short", "plain", "ending", "refuse")
+# anomaly kinds whose trigger words take their other forms too (``word_forms``): a refusal of a benign request is
+# rare enough that a topic, in any form, is what its records share
+FORM_KINDS = ("refuse",)
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -172,6 +176,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
         present = ngrams_in(toks(f, "pt"), lookup, first, n_max)
+        if kind in FORM_KINDS and kind in kind_set:  # another form of a trigger word names the same topic
+            present = present | form_matches(toks(f, "pt"), lookup)
         for s in sorted(present):
             t = lookup[s]
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
