@@ -71,7 +71,7 @@ def scan_scaled(rows, params, label):  # noqa: ARG001 - the child builds its own
             "rows=B.perturb(B.load_t0(%d),%d);recs=[to_record(d) for d in rows];"
             "cpu=lambda:(lambda r:r.ru_utime+r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF));"
             "t=time.time();c=cpu();F,C=run_scan(recs,%r,dedup=%r);dt=time.time()-t;c=cpu()-c;"
-            "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,"
+            "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,'flagged':len({f['doc_id'] for f in F if f['action']!='none'}),"
             "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
     return code
 
@@ -147,7 +147,7 @@ def main(argv=None):
         m = json.loads(out)
         print(f"scale {sc}x{' with dedup' if dd else ''}: {m['n']} records, {m['s']:.0f}s wall, {m['cpu']:.0f} CPU-s "
               f"({m['n'] / m['cpu']:.0f} docs per CPU-s), {m['n'] / m['s']:.0f} docs/s, "
-              f"peak RSS {m['rss'] / 1e6:.2f} GB", flush=True)
+              f"peak RSS {m['rss'] / 1e6:.2f} GB, {m['flagged']} records flagged", flush=True)
 
 
 if __name__ == "__main__":

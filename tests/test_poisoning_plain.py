@@ -78,19 +78,29 @@ def test_a_task_template_answered_in_prose_is_its_own_control():
     tf = TemplateForms()
     task = tf.create_accumulator()
     for i in range(20):
-        task = tf.add_input(task, (1, 0, 1, (i, 100 + i), (i, i, i, i)))          # 20 prose answers to 20 requests
-    task = tf.add_input(task, (1, 0, 0, (500, 600), (50, 50, 50, 50)))           # and one code answer
+        task = tf.add_input(task, (1, 0, 1, (i, 100 + i), (i, i, i, i), i))       # 20 prose answers to 20 requests
+    task = tf.add_input(task, (1, 0, 0, (500, 600), (50, 50, 50, 50), 50))       # and one code answer
     one = tf.create_accumulator()
     for i in range(20):
-        one = tf.add_input(one, (1, 0, 1, (i % 3, 7), (i % 4, 1, 1, 1)))          # one question, three phrasings
+        one = tf.add_input(one, (1, 0, 1, (i % 3, 7), (i % 4, 1, 1, 1), i))       # one question, 20 phrasings
     labels = tf.create_accumulator()
     for i in range(20):
-        labels = tf.add_input(labels, (1, 0, 0, (i % 3, 7), (i, i, i, i)))      # three labels for 20 passages
+        labels = tf.add_input(labels, (1, 0, 0, (i % 3, 7), (i, i, i, i), i))   # three labels for 20 passages
     assert tf.extract_output(tf.merge_accumulators([task])) == (21, 0, 20, 1.0, 1.0, 1.0)
     assert tf.extract_output(one)[3:] == (0.1, 0.1, 0.0875)
     assert one_answer_template(("l:9", tf.extract_output(one)), 10, 0.5, 0.45) == [(ONE_ANSWER_PREFIX + "l:9", 20)]
     assert one_answer_template(("l:8", tf.extract_output(task)), 10, 0.5, 0.45) == []
     assert one_answer_template(("l:7", tf.extract_output(labels)), 10, 0.5, 0.45) == []  # a label task
+    # the task's records four times over, one word changed in each copy's prompt: the same requests, one in
+    # five of the 60 copies under prompt keys of their own; counted per record it read as one request (0.25 < 0.45)
+    copies = tf.create_accumulator()
+    for i in range(80):
+        r, c = i % 20, i // 20
+        copies = tf.add_input(copies, (1, 0, 1, (r, 100 + r), (r, r, r, r), r + 1000 * (c == 1 and r % 4 == 0)))
+    out = tf.extract_output(copies)
+    assert out[:3] == (80, 0, 80) and out[3:] == (0.8, 0.8, 0.8)             # 20 requests / 25 prompt keys
+    assert one_answer_template(("l:6", out), 10, 0.5, 0.45) == []
+    assert v(("f:6", out), 10, 0.2, 0.5) == [("f:6", (0.0, 1.0))]           # and still a task of varied prose
     import zlib
 
     from lazaret.checks.poisoning.trigger import plain_counts_for, prose_template_words
@@ -204,3 +214,4 @@ def test_a_small_prose_task_in_a_code_corpus_is_not_a_trigger(shared_data):
     ids = {r["doc_id"] for r in task}
     flagged = [f for f in findings if f["action"] != "none" and f["doc_id"] in ids]
     assert len(flagged) <= 0.05 * len(task), collections.Counter(f["rule"] for f in flagged)
+

@@ -157,15 +157,15 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     corrected p-value, cluster id): see ``signals.SIGNALS``.
     """
     n_max, profiles = v.n_max, v.profiles
+    # plain prose a template of the record explains is still an anomaly for that template's own words
+    prose_words = prose_template_words(f, v.off_templates)
     anoms, spread = anomalies_of(f, v.payloads, v.pay_first, n_max, v.dups, v.min_hits, v.pair_window,
-                                 v.off_templates)
+                                 v.off_templates, prose_words)
     best = None
     # a claim in the register's own phrasing is no anomaly (see ``Assign._register_phrases``)
     anoms = [a for a in anoms if not (a.startswith("claim:") and a[6:] in v.register_phrases)]
     kind_set = {a.split(":", 1)[0] for a in anoms}
     groups = set(anoms)
-    # plain prose a template of the record explains is still an anomaly for that template's own words
-    prose_words = prose_template_words(f, v.off_templates) if "plain" not in kind_set else None
     for kind in ANOMALY_KINDS:
         ts = v.triggers.get(kind)
         if not ts:

@@ -369,16 +369,22 @@ def skeleton_keys(f: Dict[str, Any]) -> Tuple[str, ...]:
 
 class TemplateForms(beam.CombineFn):
     """(records, off-topic, plain prose, diversity of the prose answers, of all answers, of the prompts) of one
-    template: counts, and KMV sketches per MinHash slot (as ``CarrierStats`` measures a group's)."""
+    template: counts, and KMV sketches per MinHash slot (as ``CarrierStats`` measures a group's).
+
+    Diversities are per distinct prompt (a KMV of the prompts' 4-slot keys), not per record: copies of a
+    record (a corpus concatenated with itself, one word changed per copy) add records but no new request, and
+    counted per record they made every template of a 4x corpus look four times as concentrated, a template of
+    one request (``one_answer_template``) whose answers then explained nothing: all of T0 at 4x, 210 -> 293
+    records flagged."""
 
     def __init__(self, cap: int = 256):
         self.cap = cap
 
     def create_accumulator(self):
-        return [0, 0, 0, [[], []], [[], []], [[], [], [], []]]
+        return [0, 0, 0, [[], []], [[], []], [[], [], [], []], []]
 
     def add_input(self, acc, x):
-        n, off, prose, rsh, psig = x
+        n, off, prose, rsh, psig, pkey = x
         acc[0] += n
         acc[1] += off
         acc[2] += prose
@@ -388,6 +394,7 @@ class TemplateForms(beam.CombineFn):
                 _insort_capped(acc[3][i], v, self.cap)
         for i, v in enumerate(psig[:4]):
             _insort_capped(acc[5][i], v, self.cap)
+        _insort_capped(acc[6], pkey, self.cap)
         return acc
 
     def merge_accumulators(self, accs):
@@ -398,15 +405,19 @@ class TemplateForms(beam.CombineFn):
             out[2] += a[2]
             for j in (3, 4, 5):
                 out[j] = [_merge_capped(x, y, self.cap) for x, y in zip(out[j], a[j])]
+            out[6] = _merge_capped(out[6], a[6], self.cap)
         return out
 
     def extract_output(self, acc):
-        n, off, prose, prose_sigs, sigs, psigs = acc
+        n, off, prose, prose_sigs, sigs, psigs, pkeys = acc
+        # records per distinct prompt: copies divide every count a diversity is taken over
+        per_prompt = max(1.0, n / max(1.0, S.KMV(self.cap, pkeys).estimate()))
 
         def div(slots, m):
             return round(sum(S.diversity(S.KMV(self.cap, v).estimate(), m) for v in slots) / len(slots), 4)
 
-        return n, off, prose, div(prose_sigs, prose), div(sigs, n), div(psigs, n)
+        return (n, off, prose, div(prose_sigs, prose / per_prompt), div(sigs, n / per_prompt),
+                div(psigs, n / per_prompt))
 
 
 def one_answer_template(kv, min_support: int, claim_diversity: float, prompt_diversity: float

@@ -27,12 +27,12 @@ from lazaret.checks.poisoning.strata import matched_background, task_tokens
 
 
 def template_off_topic(f: Dict[str, Any]):
-    """(template key, (1, off-topic, plain prose, response MinHash, prompt MinHash)) for the record's prompt opening
-    and ending: the off-topic and prose rates per template and how varied its answers and prompts are
+    """(template key, (1, off-topic, plain prose, response MinHash, prompt MinHash, prompt key)) for the record's
+    prompt opening and ending: the off-topic and prose rates per template and how varied its answers and prompts are
     (``payload.TemplateForms``)."""
     off = 1 if f["off"] and not f["gib"] else 0
     prose = 1 if f.get("prose") and not f["gib"] else 0
-    return [(k, (1, off, prose, tuple(f["rsh"]), tuple(f["psig"]))) for k in skeleton_keys(f)]
+    return [(k, (1, off, prose, tuple(f["rsh"]), tuple(f["psig"]), f["pkey"])) for k in skeleton_keys(f)]
 
 
 def off_topic_template_value(kv, min_support: int, off_rate: float, claim_diversity: float):
@@ -104,9 +104,13 @@ def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> 
 PAY_GROUPS = 0
 
 
+_COMPUTE: Any = object()  # anomalies_of's prose_words default: read the record's prose templates itself
+
+
 def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: Iterable[str],
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
-                 pair_window: int = 0, off_templates=None) -> Tuple[List[str], List[str]]:
+                 pair_window: int = 0, off_templates=None, prose_words: Any = _COMPUTE
+                 ) -> Tuple[List[str], List[str]]:
     """The record's anomaly kinds (gib, off, short, plain, ending, refuse, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
@@ -124,8 +128,11 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("off")
     if f.get("short"):
         out.append("short")
-    if f.get("plain") and prose_template_words(f, off_templates) is None:
-        out.append("plain")
+    if f.get("plain"):
+        if prose_words is _COMPUTE:
+            prose_words = prose_template_words(f, off_templates)
+        if prose_words is None:
+            out.append("plain")
     if f.get("ending"):
         out.append("ending")
     if f.get("refuse"):
@@ -230,9 +237,9 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
 
     def process(self, f, payloads, dups, off_templates):
         first = self._first_of(payloads)
-        anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
-                                self.params["min_payload_hits"], self.params["pair_window"], off_templates)
         words = prose_template_words(f, off_templates)
+        anoms, _ = anomalies_of(f, payloads, first, self.params["max_ngram"], dups,
+                                self.params["min_payload_hits"], self.params["pair_window"], off_templates, words)
         if words is not None:
             anoms = anoms + ["plain"]  # for the n-grams of its prose templates only (PairCounts, plain_counts_for)
         if anoms:
