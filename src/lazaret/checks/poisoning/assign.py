@@ -147,7 +147,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     profile: catches paraphrases that fell short of their own group). For off-topic triggers (b) is a
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt), or for an exclusive-payload trigger one of its groups' phrases
-    (``_carries_group_phrase``). For triggers of copied responses (c): the response is one of
+    (``_carries_group_phrase``); for a plain-ending trigger, an answer of code or arithmetic that ends in a sentence
+    in a stratum where the kind is not tested (``loose_end``). For triggers of copied responses (c): the response is one of
     the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
 
     A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
@@ -171,7 +172,11 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
         if not ts:
             continue
         loose_off = kind == "off" and loosely_off_topic(f, v.off_member, v.off_templates)
-        if kind not in kind_set and not loose_off and (profiles is None or kind in NO_PROFILE) and \
+        # an answer of code or arithmetic that ends in a sentence, in a stratum where endings are not tested
+        # (answered in prose as often as not): the strata gate the trigger test's background, not what its
+        # strong triggers' records show (``loose_end``: ``extend`` triggers only, as ``loose_off``)
+        loose_end = kind == "ending" and kind not in kind_set and bool(f.get("prose_end")) and not f["gib"]
+        if kind not in kind_set and not loose_off and not loose_end and (profiles is None or kind in NO_PROFILE) and \
                 not (v.short_answers and kind in COPY_KINDS) and not (kind == "plain" and prose_words):
             continue
         lookup, first = trigger_lookup(ts, v.lookups)
@@ -186,9 +191,10 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             if not own.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
                 if not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
-                if kind != "off" and not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
+                if kind != "off" and not loose_end and \
+                        not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
                         and not _carries_group_phrase(t["groups"], spread):
-                    continue  # (for "off", loose_off already holds)
+                    continue  # (for "off", loose_off already holds; for "ending", loose_end)
             cid = cluster_id("trigger:" + kind, s)
             key = (tier(RULES[kind]), t["log10p"], cid)
             if best is None or key < best[0]:
