@@ -32,7 +32,7 @@ def main(argv):
         recs += [(to_pipeline_record(o, i, "poison"), True)
                  for i, o in enumerate(SPACE[argv[1]](pool, 50, int(argv[2]), fmt).records)]
     carriers, off, off_without, planted = (collections.Counter() for _ in range(4))
-    n = n_off = 0
+    n = n_off = n_one = 0
     for r, is_planted in recs:
         pw, rw = T.word_parts(r.get("prompt") or ""), T.word_parts(r.get("response") or "")
         if len(rw) < MIN_WORDS:
@@ -41,6 +41,7 @@ def main(argv):
         n += 1
         is_off = len(shared) / len(rw) <= MAX_OVERLAP
         n_off += is_off
+        n_one += is_off or (len(shared) - 1) / len(rw) <= MAX_OVERLAP  # off-topic but for one shared word
         for w in pw:
             carriers[w] += 1
             planted[w] += is_planted
@@ -48,7 +49,8 @@ def main(argv):
                 off[w] += 1
             elif w in shared and len(shared - {w}) / len(rw) <= MAX_OVERLAP:
                 off_without[w] += 1
-    print(f"{base}: {n} records with {MIN_WORDS}+ answer words, off-topic as they are {n_off / max(n, 1):.3f}")
+    print(f"{base}: {n} records with {MIN_WORDS}+ answer words, off-topic as they are {n_off / max(n, 1):.3f}, "
+          f"but for one shared word {n_one / max(n, 1):.3f}")
     rows = sorted(((off[w] + off_without[w]) / c, off[w] / c, c, w, planted[w])
                   for w, c in carriers.items() if c >= MIN_CARRIERS)[::-1]
     print("word             carriers  off as is  off without w  planted carriers")
