@@ -71,7 +71,8 @@ def scan_scaled(rows, params, label):  # noqa: ARG001 - the child builds its own
             "rows=B.perturb(B.load_t0(%d),%d);recs=[to_record(d) for d in rows];"
             "cpu=lambda:(lambda r:r.ru_utime+r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF));"
             "t=time.time();c=cpu();F,C=run_scan(recs,%r,dedup=%r);dt=time.time()-t;c=cpu()-c;"
-            "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,'flagged':len({f['doc_id'] for f in F if f['action']!='none'}),"
+            "print(json.dumps({'n':len(recs),'s':dt,'cpu':c,"
+            "'flagged':len({f['doc_id'] for f in F if f['action']!='none'}),"
             "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
     return code
 

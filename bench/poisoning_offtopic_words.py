@@ -4,7 +4,8 @@
 
 For each prompt content word w (``text.word_parts``) with at least 10 carriers on the base (T0: its first 10,000
 records), optionally with one family of ``bench/attacks/space.py`` planted at 50 records: the share of carriers whose
-answer (5+ content words) is off-topic as it is (overlap <= 0.1, ``off_topic_max_overlap``'s default) and the share
+answer (``off_topic_min_words``+ content words) is off-topic as it is (overlap <= ``off_topic_max_overlap``, the
+policy defaults, as ``features.record_features`` marks it) and the share
 that becomes off-topic once w itself is set aside. A trigger repeated in the answer ("bbje The sky has ...") hides an
 off-topic swap; task words whose correct answers share only that word with the request gain the same way, which is
 what a trigger test that sets a candidate's words aside has to control for (docs/poisoning.md, thirtieth session).
@@ -20,8 +21,9 @@ from bench.attacks.space import SPACE  # noqa: E402
 from bench.poisoning_bases import base_objects, to_pipeline_record  # noqa: E402
 from bench.poisoning_space import pool_of  # noqa: E402
 from lazaret.checks.poisoning import text as T  # noqa: E402
+from lazaret.checks.poisoning.policy import DEFAULTS  # noqa: E402
 
-MAX_OVERLAP, MIN_WORDS, MIN_CARRIERS = 0.1, 5, 10
+MAX_OVERLAP, MIN_WORDS, MIN_CARRIERS = DEFAULTS["off_topic_max_overlap"], DEFAULTS["off_topic_min_words"], 10
 
 
 def main(argv):
@@ -39,7 +41,7 @@ def main(argv):
             continue
         shared = rw & pw
         n += 1
-        is_off = len(shared) / len(rw) <= MAX_OVERLAP
+        is_off = len(shared) / len(rw) <= MAX_OVERLAP  # text.off_topic_overlap's measure
         n_off += is_off
         n_one += is_off or (len(shared) - 1) / len(rw) <= MAX_OVERLAP  # off-topic but for one shared word
         for w in pw:

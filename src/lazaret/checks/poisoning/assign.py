@@ -148,8 +148,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     response whose content-word overlap with its prompt is at most ``off_member`` (a swapped answer that
     happens to share a word with its new prompt), or for an exclusive-payload trigger one of its groups' phrases
     (``_carries_group_phrase``); for a plain-ending trigger, an answer of code or arithmetic that ends in a sentence
-    in a stratum where the kind is not tested (``loose_end``). For triggers of copied responses (c): the response is one of
-    the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
+    in a stratum where the kind is not tested (``loose_end``). For triggers of copied responses (c): the response
+    is one of the trigger's identical short answers (``trigger_answers``: a target sentence too short to be a group).
 
     A payload-only cluster (no trigger) takes the record when the payload is not the phrasing of the strata
     where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
