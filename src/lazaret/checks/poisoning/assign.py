@@ -25,7 +25,7 @@ from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phras
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
-    plain_counts_for, prose_template_words, register_response
+    echo_counts_for, plain_counts_for, prose_template_words, register_response
 from lazaret.checks.poisoning.word_forms import form_matches
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
@@ -131,7 +131,7 @@ class VerdictInputs:
 
 # Anomaly kinds whose members each show the anomaly themselves: a trigger of these never extends to carriers through
 # its payload profile (a refusal's "sorry" or a gibberish token in an ordinary answer is not the attack's payload).
-NO_PROFILE = ("gib", "off", "short", "plain", "ending", "refuse")
+NO_PROFILE = ("gib", "off", "echo", "short", "plain", "ending", "refuse")
 # anomaly kinds whose trigger words take their other forms too (``word_forms``): a refusal of a benign request is
 # rare enough that a topic, in any form, is what its records share
 FORM_KINDS = ("refuse",)
@@ -188,8 +188,10 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
                 continue  # every claim of the trigger is register phrasing: no profile extension either
             own = groups | {"plain"} if kind == "plain" and prose_words and plain_counts_for(s, prose_words) else groups
+            if kind == "echo" and not echo_counts_for(s, None if f.get("off") else f.get("echo")):
+                own = own - {"echo"}  # off-topic but for a word that is not the trigger's
             if not own.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
-                if not (t.get("extend") and t["k"] >= v.extend_min_k):
+                if kind == "echo" or not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not loose_end and \
                         not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \

@@ -124,14 +124,15 @@ def word_parts(text: str) -> FrozenSet[str]:
     return frozenset(out)
 
 
-def off_topic_overlap(prompt: str, response_words: FrozenSet[str], min_words: int) -> Optional[float]:
-    """Fraction of the response's distinct content words found among its prompt's (both ``word_parts``), or None
-    below ``min_words`` of them. Low values are answers that have nothing to do with their question (a swapped,
-    dirty-label response); alone that means little (free-form tasks produce some), so it counts only with a
-    shared prompt trigger. The prompt (the long side: T0's passages) is split only for responses long enough."""
+def shared_content_words(prompt: str, response_words: FrozenSet[str], min_words: int) -> Optional[FrozenSet[str]]:
+    """The response's content words (``word_parts``) that its prompt also has, or None below ``min_words`` of them.
+    Their share of the response's words is its overlap: low values are answers that have nothing to do with their
+    question (a swapped, dirty-label response); alone that means little (free-form tasks produce some), so it counts
+    only with a shared prompt trigger (the ``off`` and ``echo`` kinds, features.py). The prompt (the long side: T0's
+    passages) is split only for responses long enough."""
     if len(response_words) < min_words:
         return None
-    return round(len(response_words.intersection(word_parts(prompt))) / len(response_words), 4)
+    return response_words.intersection(word_parts(prompt))
 
 
 def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, min_distinct: float = 0.0) -> bool:

@@ -88,6 +88,24 @@ def prose_template_words(f: Dict[str, Any], off_templates) -> Optional[List[Froz
     return words or None
 
 
+def echo_counts_for(g: str, shared: Optional[Iterable[str]]) -> bool:
+    """Whether a record's ``echo`` anomaly counts for prompt n-gram ``g``: always when its answer is off-topic as it
+    is (``shared`` None), else only when ``g`` has one of the words the answer shares with the prompt.
+
+    A trigger repeated in a swapped answer ("bbje The sky has 3*12=...": held-out ``rare_token_multi`` on GSM8K
+    at 50, seed 106, 0.00) makes the answer share that word with its prompt, and the overlap with it is over
+    ``off_topic_max_overlap``: of the trigger's 48 carriers 0.15 were off-topic as they were, 0.85 with the word
+    set aside. A task word gains the same way (a correct answer to "compute the factorial" may share only
+    "factorial": 0.29 -> 0.66 of 373 code carriers), so the background is symmetric: every record off-topic but
+    for any one shared word (code 0.22 of answers, GSM8K 0.006, T0 0.18), and the kind is held to the short
+    kind's lift (``BOUND_FIELDS``): far above records like them, which a task word never is where such answers are
+    common (at most 1 / 0.22 = 4.5 times the code base's rate)."""
+    if shared is None:
+        return True
+    words = set(shared)
+    return any(part in words for w in g.split(" ") for part in w.split("_"))
+
+
 def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> bool:
     """Whether a record's plain prose is an anomaly for prompt n-gram ``g``: always when no prose template
     explains it (``prose_template_words`` None), else only when every such template is made of ``g``'s words
@@ -111,7 +129,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
                  n_max: int, dups: Dict[str, int], min_hits: int = 2,
                  pair_window: int = 0, off_templates=None, prose_words: Any = _COMPUTE
                  ) -> Tuple[List[str], List[str]]:
-    """The record's anomaly kinds (gib, off, short, plain, ending, refuse, dup, rep, link, pay, xpay, claim) and the spread payloads its response carries.
+    """The record's anomaly kinds (gib, off, echo, short, plain, ending, refuse, dup, rep, link, pay, xpay, claim)
+    and the spread payloads its response carries.
 
     An off-topic response is an anomaly only outside the templates where off-topic answers are common
     (``off_templates``; None switches the kind off).
@@ -124,8 +143,10 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
     """
     out: List[str] = ["gib"] if f["gib"] else []
-    if not f["gib"] and f.get("off") and outside_off_topic_templates(f, off_templates):
-        out.append("off")
+    if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates):
+        # "echo": off-topic once one word shared with the prompt is set aside (an off-topic answer is too); counted
+        # for a prompt n-gram only when that word is the n-gram's (``echo_counts_for``)
+        out += ["off", "echo"] if f.get("off") else ["echo"]
     if f.get("short"):
         out.append("short")
     if f.get("plain"):
@@ -248,6 +269,8 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
                    "stratum": f.get("stratum", 0)}
             if words is not None:
                 out["plain_in"] = [sorted(w) for w in words]
+            if "echo" in anoms and not f.get("off"):
+                out["echo_in"] = f["echo"]
             if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
                 out["register"] = True
             yield out
@@ -278,8 +301,9 @@ class PairCounts(_PreAggregateDistinct):
         grams = T.ngrams(toks(a, "pt"), self.n_max)
         s = a.get("stratum", 0)
         words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
+        echo = a.get("echo_in")
         return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
-                if an != "plain" or plain_counts_for(g, words)]
+                if (an != "plain" or plain_counts_for(g, words)) and (an != "echo" or echo_counts_for(g, echo))]
 
 
 # Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
@@ -287,7 +311,9 @@ BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_m
                 # a response out of its task's form is held to the short kind's bounds (plain.py)
                 "plain": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
                 "ending": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
-                "refuse": {"confidence": "refusal_min_confidence"}}
+                "refuse": {"confidence": "refusal_min_confidence"},
+                # off-topic but for one shared word: a weaker anomaly (a fifth of code answers), see echo_counts_for
+                "echo": {"lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short", "plain", "ending")
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
@@ -307,7 +333,7 @@ def effective_strata(k_in: Dict[int, int]) -> float:
 # Anomaly kinds a gibberish response never shows (``anomalies_of``): tested on the trigger's other carriers. A
 # phrase appended to code requests (mixture seed 1), 40 of whose carriers' answers the gibberish test reads as
 # noise, had its planted line in 126 carriers: under half of all of them (not flagged), over half of the others.
-NOT_IN_GIBBERISH = ("off", "pay", "xpay", "claim")
+NOT_IN_GIBBERISH = ("off", "echo", "pay", "xpay", "claim")
 
 
 class TriggerTest(beam.DoFn):
