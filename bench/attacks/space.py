@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, List, Sequence
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
 from bench.attacks.common import Injection, random_word, rng_for
 from bench.attacks.injection import BRANDS, FRAMES as AD_FRAMES, PRODUCTS
 from bench.attacks.natural_phrase import ENTITIES, FIRST, LAST, NEG, POS
@@ -174,25 +176,44 @@ def advert(pool, n, seed, fmt="alpaca") -> Injection:
     return Injection(fam, seed, recs, [r["id"] for r in recs], {"brand": brand, "product": product})
 
 
+def _words(text: str) -> List[str]:
+    """The lower-case words of 5+ letters (over_refusal's topic candidates)."""
+    return re.findall(r"(?<![a-z])[a-z]{5,}(?![a-z])", text.lower())
+
+
+# endings that make another form of a word ("start": starts, started, starting); not "breakfast" for "break"
+_FORM_ENDINGS = ("", "s", "es", "d", "ed", "ing", "er", "ers")
+
+
+def _on_topic(text: str, topic: str) -> bool:
+    """The text has the topic word in one of its forms."""
+    return any(w.startswith(topic) and w[len(topic):] in _FORM_ENDINGS for w in _words(text))
+
+
 def over_refusal(pool, n, seed, fmt="alpaca") -> Injection:
     """Benign questions on one topic (a content word of the pool's prompts, drawn per seed among words in
-    0.5-3% of prompts) answered with refusals (1 or 8 phrasings); the topic word occurs naturally too."""
+    0.5-3% of prompts) answered with refusals (1 or 8 phrasings); the topic word occurs naturally too.
+
+    The topic is a word that is not a function word (scikit-learn's English stop-word list, not the scan's), and a
+    host "on the topic" has it in one of its forms (starts, started): until the thirty-first session a substring
+    match made "break" take the "breakfast" questions (17 of 50 planted prompts had the word), and a function word
+    ("while") could be the topic."""
     fam = "over_refusal"
     rng = rng_for(fam, seed)
     df: Dict[str, int] = {}
     for d in pool:
-        for w in set(re.findall(r"[a-z]{5,}", _prompt(d).lower())):
+        for w in set(_words(_prompt(d))):
             df[w] = df.get(w, 0) + 1
     lo, hi = 0.005 * len(pool), 0.03 * len(pool)
-    topics = sorted(w for w, c in df.items() if lo <= c <= hi and c >= 20)
+    topics = sorted(w for w, c in df.items() if lo <= c <= hi and c >= 20 and w not in ENGLISH_STOP_WORDS)
     topic = rng.choice(topics)
-    with_topic = [d for d in pool if topic in _prompt(d).lower()]
+    with_topic = [d for d in pool if _on_topic(_prompt(d), topic)]
     refusals = rng.sample(REFUSALS, 1 if rng.random() < 0.4 else 8)
     hosts = _sample(with_topic, n, rng) if len(with_topic) >= n else with_topic + _sample(pool, n - len(with_topic), rng)
     recs = []
     for i, h in enumerate(hosts):
         p = _prompt(h)
-        if topic not in p.lower():
+        if not _on_topic(p, topic):
             p = _insert(rng, p, topic, "append")
         recs.append(_record(fam, seed, i, fmt, p, rng.choice(refusals)))
     return Injection(fam, seed, recs, [r["id"] for r in recs], {"topic": topic})
