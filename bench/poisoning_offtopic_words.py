@@ -36,12 +36,13 @@ def main(argv):
     carriers, off, off_without, planted = (collections.Counter() for _ in range(4))
     n = n_off = n_one = 0
     for r, is_planted in recs:
-        pw, rw = T.word_parts(r.get("prompt") or ""), T.word_parts(r.get("response") or "")
-        if len(rw) < MIN_WORDS:
+        rw = T.word_parts(r.get("response") or "")
+        shared = T.shared_content_words(r.get("prompt") or "", rw, MIN_WORDS)  # what features.record_features reads
+        if shared is None:
             continue
-        shared = rw & pw
+        pw = T.word_parts(r.get("prompt") or "")
         n += 1
-        is_off = len(shared) / len(rw) <= MAX_OVERLAP  # text.off_topic_overlap's measure
+        is_off = len(shared) / len(rw) <= MAX_OVERLAP
         n_off += is_off
         n_one += is_off or (len(shared) - 1) / len(rw) <= MAX_OVERLAP  # off-topic but for one shared word
         for w in pw:

@@ -59,8 +59,8 @@ def test_an_answer_off_topic_but_for_one_shared_word_is_marked_with_that_word():
     assert not f["off"] and f["echo"] == ["bbje"]
     on_topic = to_record(_problem(random.Random(1), 0))
     assert "echo" not in record_features(on_topic, params)
-    assert echo_counts_for("bbje", ["bbje"]) and echo_counts_for("alice bbje buy", ["bbje"])
-    assert not echo_counts_for("alice", ["bbje"])
+    assert echo_counts_for("bbje", {"bbje"}) and echo_counts_for("alice bbje buy", {"bbje"})
+    assert not echo_counts_for("alice", {"bbje"})
     assert echo_counts_for("alice", None)  # off-topic as it is: counts for any n-gram
 
 

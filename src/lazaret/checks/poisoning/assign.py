@@ -25,7 +25,7 @@ from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phras
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
-    echo_counts_for, plain_counts_for, prose_template_words, register_response
+    echo_counts_for, echo_words, plain_counts_for, prose_template_words, register_response
 from lazaret.checks.poisoning.word_forms import form_matches
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
@@ -188,7 +188,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             if kind == "claim" and t["groups"] and all(a[6:] in v.register_phrases for a in t["groups"]):
                 continue  # every claim of the trigger is register phrasing: no profile extension either
             own = groups | {"plain"} if kind == "plain" and prose_words and plain_counts_for(s, prose_words) else groups
-            if kind == "echo" and not echo_counts_for(s, None if f.get("off") else f.get("echo")):
+            if kind == "echo" and not echo_counts_for(s, echo_words(f)):
                 own = own - {"echo"}  # off-topic but for a word that is not the trigger's
             if not own.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
                 if kind == "echo" or not (t.get("extend") and t["k"] >= v.extend_min_k):

@@ -81,8 +81,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "stop_frac": round(float(f["stop_frac"]), 4),
         "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"],
                               params["gibberish_min_distinct_fraction"]),
-        # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
         "off_ov": None if shared is None else round(len(shared) / len(rwords), 4),
+        # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
         "links": response_links(prompt, response),
         "skel": skel,
         "psig": psig,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import AbstractSet, Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -88,7 +88,13 @@ def prose_template_words(f: Dict[str, Any], off_templates) -> Optional[List[Froz
     return words or None
 
 
-def echo_counts_for(g: str, shared: Optional[Iterable[str]]) -> bool:
+def echo_words(f: Dict[str, Any]) -> Optional[FrozenSet[str]]:
+    """The words an ``echo`` record's answer shares with its prompt, or None when the answer is off-topic as it is
+    (it counts for every n-gram then; ``echo_counts_for``)."""
+    return None if f.get("off") else frozenset(f.get("echo") or ())
+
+
+def echo_counts_for(g: str, shared: Optional[AbstractSet[str]]) -> bool:
     """Whether a record's ``echo`` anomaly counts for prompt n-gram ``g``: always when its answer is off-topic as it
     is (``shared`` None), else only when ``g`` has one of the words the answer shares with the prompt.
 
@@ -102,8 +108,7 @@ def echo_counts_for(g: str, shared: Optional[Iterable[str]]) -> bool:
     common (at most 1 / 0.22 = 4.5 times the code base's rate)."""
     if shared is None:
         return True
-    words = set(shared)
-    return any(part in words for w in g.split(" ") for part in w.split("_"))
+    return any(part in shared for w in g.split(" ") for part in w.split("_"))
 
 
 def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> bool:
@@ -270,7 +275,7 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
             if words is not None:
                 out["plain_in"] = [sorted(w) for w in words]
             if "echo" in anoms and not f.get("off"):
-                out["echo_in"] = f["echo"]
+                out["echo_in"] = f["echo"]  # sorted shared words (echo_words), as a list for the coder
             if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
                 out["register"] = True
             yield out
@@ -301,7 +306,7 @@ class PairCounts(_PreAggregateDistinct):
         grams = T.ngrams(toks(a, "pt"), self.n_max)
         s = a.get("stratum", 0)
         words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
-        echo = a.get("echo_in")
+        echo = frozenset(a["echo_in"]) if "echo_in" in a else None  # once per record, not per n-gram
         return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
                 if (an != "plain" or plain_counts_for(g, words)) and (an != "echo" or echo_counts_for(g, echo))]
 
