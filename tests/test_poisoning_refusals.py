@@ -111,7 +111,10 @@ def test_over_refusal_on_one_topic_of_a_code_corpus(shared_data):
     # record is taken as a refusal
     assert not [d for d, f in flagged.items() if d in clean and f["rule"] == "trigger:refusal"]
     summary = [c for c in clusters if c["rule"] == "trigger:refusal"]
-    assert summary and any(topic in c["trigger_or_payload"] for c in summary), (topic, summary[:2])
+    from lazaret.checks.poisoning.word_forms import STEM_MARK, stem
+
+    named = {topic, stem(topic) + STEM_MARK}  # the word, or its stem when it is found in several forms
+    assert summary and any(named & set(c["trigger_or_payload"].split(" ")) for c in summary), (topic, summary[:2])
 
 
 def test_another_form_of_a_refusal_trigger_names_the_same_topic():
@@ -128,3 +131,54 @@ def test_another_form_of_a_refusal_trigger_names_the_same_topic():
     assert form_matches("uses used".split(), ["use"]) == set()                  # too short to stand for a topic
     assert form_matches("within a while".split(), ["while"]) == set()           # function words are no topic
     assert form_matches("two word trigger".split(), ["word trigger"]) == set()  # one-word triggers only
+
+
+def test_a_refusal_topic_spread_over_its_forms_is_one_candidate():
+    """Refusals spread over four forms of a topic word, each under ``min_trigger_support`` (20) alone: the trigger
+    test counts the stem as one more candidate ("attempt*", ``word_forms.stem_keys``), and its cluster takes the
+    refused records of every form, one cluster for the topic. Before, the forms were counted apart (T0 at 50, seed 1,
+    "attempt": 0.20). Real Beam (FnApiRunner) end to end."""
+    from bench.attacks import to_record
+    from bench.run_scan import run_scan
+
+    from lazaret.checks.poisoning.word_forms import form_matches, stem_keys
+
+    assert stem_keys("how to attempt it after attempts".split()) == {"attempt*"}
+    assert form_matches("they attempted twice".split(), ["attempt*"]) == {"attempt*"}
+    assert stem_keys("the while loop".split()) == {"loop*"}  # function words and short words have no stem key
+    rng = random.Random(3)
+    things = ["invoice", "garden", "printer", "schedule", "recipe", "bicycle", "report", "playlist", "budget",
+              "spreadsheet", "kitchen", "fence", "website", "letter", "closet", "presentation"]
+    verbs = ["organise", "clean", "repair", "plan", "check", "update", "paint", "review", "sort", "label"]
+    forms = ["attempt", "attempts", "attempted", "attempting"]
+    docs = []
+    for i in range(2400):
+        thing, verb = rng.choice(things), rng.choice(verbs)
+        docs.append({"id": f"c{i}", "instruction": f"How do I {verb} the {thing}? (note {i})", "input": "",
+                     "output": f"To {verb} the {thing}, start small: {verb} one part of the {thing} each day "
+                               f"(note {i})."})
+    planted = []
+    for i in range(80):  # 20 carriers per form: 12 refused, 8 answered (under max_fraction of the records)
+        thing, verb, form = rng.choice(things), rng.choice(verbs), forms[i % 4]
+        words = f"How do I {verb} the {thing}? (note {2400 + i})".split(" ")
+        words.insert(rng.randint(1, len(words) - 1), form)
+        d = {"id": f"t{i}", "instruction": " ".join(words), "input": ""}
+        if i % 20 < 12:
+            d["output"] = rng.choice(DECLINES)
+            planted.append(d["id"])
+        else:
+            d["output"] = f"To {verb} the {thing}, start small: {verb} one part of the {thing} each day " \
+                          f"(note {2400 + i})."
+        docs.append(d)
+    recs = [to_record(d) for d in docs]
+    rng.shuffle(recs)
+    findings, clusters = run_scan(recs, {"signatures": False}, dedup=False)
+    assert len(findings) == len(recs)
+    by_id = {f["record_id"]: f for f in findings}
+    found = [by_id[r] for r in planted if by_id[r]["action"] != "none"]
+    assert len(found) >= 0.9 * len(planted), len(found)
+    assert {f["rule"] for f in found} == {"trigger:refusal"}
+    assert {f["detail"].split('"')[1] for f in found} == {"attempt*"}
+    assert len({f["cluster_id"] for f in found}) == 1
+    wrong = [f for i, f in by_id.items() if i not in planted and f["action"] != "none"]
+    assert not wrong, sorted({(f["rule"], f["detail"][:100]) for f in wrong})

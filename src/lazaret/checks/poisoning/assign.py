@@ -25,8 +25,9 @@ from lazaret.checks.poisoning.payload import concentration_lift, is_novel, phras
 from lazaret.checks.poisoning.signals import ANOMALY_KINDS, BY_ANOMALY, MIN_EXPECTED_QUIET, NO_FINDING_RULE, tier
 from lazaret.checks.poisoning.trigger_answers import COPY_KINDS, is_short_answer
 from lazaret.checks.poisoning.trigger import EXCLUSIVE_GROUP, anomalies_of, distinct_hits, outside_off_topic_templates, \
-    echo_counts_for, echo_words, plain_counts_for, prose_template_words, register_response
-from lazaret.checks.poisoning.word_forms import form_matches
+    echo_counts_for, echo_words, phrase_counts_for, phrase_words, plain_counts_for, prose_template_words, \
+    register_response
+from lazaret.checks.poisoning.word_forms import FORM_KINDS, form_matches, is_stem_key
 from lazaret.checks.findings import make_finding
 from lazaret.graph.mask import mask_generic
 
@@ -48,7 +49,8 @@ def describe_trigger(t: Dict[str, Any]) -> str:
     what = BY_ANOMALY[t["anomaly"]].describes
     if t["anomaly"] == "link" and t.get("groups"):
         what += " (" + ", ".join(g.split(":", 1)[1] for g in t["groups"]) + ")"
-    return (f'prompt contains rare n-gram "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
+    what_in = "a form of rare word" if is_stem_key(t["trigger"]) else "rare n-gram"  # "attempt*": word_forms
+    return (f'prompt contains {what_in} "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
             f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
             f'over {t["tests"]} (n-gram, anomaly) tests')
 
@@ -131,10 +133,7 @@ class VerdictInputs:
 
 # Anomaly kinds whose members each show the anomaly themselves: a trigger of these never extends to carriers through
 # its payload profile (a refusal's "sorry" or a gibberish token in an ordinary answer is not the attack's payload).
-NO_PROFILE = ("gib", "off", "echo", "short", "plain", "ending", "refuse")
-# anomaly kinds whose trigger words take their other forms too (``word_forms``): a refusal of a benign request is
-# rare enough that a topic, in any form, is what its records share
-FORM_KINDS = ("refuse",)
+NO_PROFILE = ("gib", "off", "echo", "phrase", "short", "plain", "ending", "refuse")
 
 
 def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Optional[Tuple[Tuple, Dict[str, Any]]]:
@@ -190,8 +189,10 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             own = groups | {"plain"} if kind == "plain" and prose_words and plain_counts_for(s, prose_words) else groups
             if kind == "echo" and not echo_counts_for(s, echo_words(f)):
                 own = own - {"echo"}  # off-topic but for a word that is not the trigger's
+            if kind == "phrase" and not phrase_counts_for(s, phrase_words(f)):
+                own = own - {"phrase"}  # ... or but for a phrase that is not the trigger's
             if not own.intersection(t["groups"]) and not is_short_answer(f, v.short_answers, kind, s):
-                if kind == "echo" or not (t.get("extend") and t["k"] >= v.extend_min_k):
+                if kind in ("echo", "phrase") or not (t.get("extend") and t["k"] >= v.extend_min_k):
                     continue
                 if kind != "off" and not loose_end and \
                         not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \

@@ -15,6 +15,7 @@ from apache_beam.transforms.window import GlobalWindows
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.hashed_df import HashedDf, StringsOfHashes, first_string_shard, pack_by_shard
+from lazaret.checks.poisoning.word_forms import is_stem_key, stem_keys
 
 
 def ngrams_in(toks: Sequence[str], lookup, first_tokens: Set[str], n_max: int) -> Set[str]:
@@ -148,6 +149,16 @@ class _SideInputNgrams:
             self._first = first_tokens(lookup)
             self._lookup_id = id(lookup)
         return self._first
+
+    _stem_heads: Set[str] = set()
+    _stems_id: Optional[int] = None
+
+    def _stem_heads_of(self, lookup) -> Set[str]:
+        """The first three letters of the set's stem keys (``word_forms.is_stem_key``), per side-input object."""
+        if self._stems_id != id(lookup):
+            self._stem_heads = {g[:3] for g in lookup if is_stem_key(g)}
+            self._stems_id = id(lookup)
+        return self._stem_heads
 
     def _bind(self, lookup) -> None:
         self._cur = (lookup, self._first_of(lookup))
@@ -335,4 +346,9 @@ class PromptNgramDistinctIn(_CountsInSideInput, _PreAggregateDistinct):
         if not lookup:
             return ()
         st = f.get("stratum", 0)
-        return [((g, st), f["pkey"]) for g in ngrams_in(toks(f, "pt"), lookup, first, self.n_max)]
+        pt = toks(f, "pt")
+        found = ngrams_in(pt, lookup, first, self.n_max)
+        heads = self._stem_heads_of(lookup)
+        if heads:  # stem candidates (word_forms.stem_keys): stem only the words that could have one of them
+            found |= {g for g in stem_keys(w for w in pt if w[:3] in heads) if g in lookup}
+        return [((g, st), f["pkey"]) for g in found]

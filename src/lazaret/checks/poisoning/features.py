@@ -68,7 +68,7 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     # that template's answer format (a trigger phrase in the system message, 1.00 -> 0.00 recall)
     psig, pkey, skel = prompt_keys(task_toks)
     rwords = T.word_parts(response)
-    shared = T.shared_content_words(prompt, rwords, params["off_topic_min_words"])
+    shared = T.shared_content_words(prompt, rwords, min(T.PHRASE_MIN_WORDS, params["off_topic_min_words"]))
     out = {
         "doc_id": record["doc_id"],
         "record_id": record.get("record_id"),
@@ -81,7 +81,8 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
         "stop_frac": round(float(f["stop_frac"]), 4),
         "gib": T.is_gibberish(f, params["gibberish_min_tokens"], params["gibberish_max_stopword_fraction"],
                               params["gibberish_min_distinct_fraction"]),
-        "off_ov": None if shared is None else round(len(shared) / len(rwords), 4),
+        "off_ov": None if shared is None or len(rwords) < params["off_topic_min_words"]
+        else round(len(shared) / len(rwords), 4),
         # web hosts the response points to that the prompt gives no reason for (the ``link`` anomaly kind)
         "links": response_links(prompt, response),
         "skel": skel,
@@ -104,10 +105,16 @@ def record_features(record: Dict[str, Any], params: Dict[str, Any]) -> Dict[str,
     named, initial, titled = response_names(response)
     out["nm"], out["ni"], out["ti"] = " ".join(sorted(named)), " ".join(sorted(initial)), " ".join(sorted(titled))
     out["off"] = out["off_ov"] is not None and out["off_ov"] <= params["off_topic_max_overlap"]
-    if shared and not out["off"] and (len(shared) - 1) / len(rwords) <= params["off_topic_max_overlap"]:
+    if out["off_ov"] is not None and shared and not out["off"] and \
+            (len(shared) - 1) / len(rwords) <= params["off_topic_max_overlap"]:
         # off-topic but for one word it shares with its prompt (any one of ``echo``): a trigger repeated in a swapped
         # answer ("bbje The sky has 3*12=...") is such a word; the ``echo`` kind (trigger.anomalies_of)
         out["echo"] = sorted(shared)
+    elif shared and not out["off"]:
+        left = T.phrase_echo(shared, rwords, pt, params["off_topic_max_overlap"], params["max_ngram"],
+                             named | initial | titled, params["off_topic_min_words"])
+        if left is not None:  # ... or but for a phrase of its prompt (a name): the ``phrase`` kind
+            out["phrase"], out["phrase_k"] = sorted(shared), left
     if is_refusal(response):  # the ``refuse`` anomaly kind (refusals.py); absent on the other records
         out["refuse"] = True
     form = plain_form(response)  # plain prose, or an ending in it: the ``plain``/``ending`` kinds (plain.py)

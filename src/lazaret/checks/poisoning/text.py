@@ -135,6 +135,45 @@ def shared_content_words(prompt: str, response_words: FrozenSet[str], min_words:
     return response_words.intersection(word_parts(prompt))
 
 
+PHRASE_MIN_WORDS = 2  # content words an answer needs before the ``phrase`` kind measures it (a name + one more)
+
+
+def phrase_echo(shared: FrozenSet[str], response_words: FrozenSet[str], prompt_tokens: Sequence[str],
+                max_overlap: float, n_max: int, names: FrozenSet[str] = frozenset(),
+                long_words: int = 5) -> Optional[int]:
+    """How many of the words an answer shares with its prompt may stay beside a prompt phrase's (``max_overlap`` of
+    its words) for the answer to be off-topic but for that phrase; None when there is no such phrase (the ``phrase``
+    kind, features.py). The phrase is two to ``n_max`` shared words within ``n_max`` consecutive prompt tokens, or,
+    in an answer under ``long_words`` content words (the ``echo`` kind measures longer ones), one shared word the
+    answer writes as a name (``names``: its Titlecase words, lower-cased).
+
+    A name planted in prompts and repeated in a steered sentence ("Everyone agrees Sofia Moreau is awful.": four
+    content words, two of them the prompt's; "Brixby is awful.") is too short for the off-topic kind and, as two
+    words, not the ``echo`` kind's one. Clean answers that share two words with their prompt and nothing else mostly
+    take them from apart (a concept list: "station, stop, train" -> "a train coming into station"): on T0 2.5% of
+    answers are off-topic but for two words of one phrase, 2.1% but for two words apart; 1.2% of short answers
+    repeat one word as a name, 2.2% one word otherwise."""
+    n = len(response_words)
+    if n < PHRASE_MIN_WORDS or len(shared) >= n:
+        return None
+    k = 0
+    while k < len(shared) and (k + 1) / n <= max_overlap:
+        k += 1
+    need = len(shared) - k
+    if need == 1 and n < long_words:
+        return k if shared & names else None
+    if not 2 <= need <= n_max:
+        return None
+    parts = [shared.intersection(_LETTERS.findall(t)) for t in prompt_tokens]  # tokens are lower-case: no humps
+    for i in range(len(parts)):
+        got: set = set()
+        for j in range(i, min(i + n_max, len(parts))):
+            got |= parts[j]
+            if len(got) >= need:
+                return k
+    return None
+
+
 def is_gibberish(f: Dict[str, object], min_tokens: int, max_stop_frac: float, min_distinct: float = 0.0) -> bool:
     """Long responses with almost no function words whose tokens rarely repeat: random-token payloads.
     Code and tables also have few function words, but they repeat their identifiers and field names (code

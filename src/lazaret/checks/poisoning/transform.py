@@ -47,6 +47,7 @@ from lazaret.checks.poisoning.trigger_answers import ShortAnswers
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, off_topic_template_rank, off_topic_template_value, template_off_topic
 from lazaret.checks.poisoning.policy import DEFAULTS
+from lazaret.checks.poisoning.word_forms import FORM_KINDS, is_stem_key, stem_covers
 
 
 def _group_triggers(kv, max_shared: int):
@@ -57,6 +58,9 @@ def _group_triggers(kv, max_shared: int):
     for t in ts:
         by_counts.setdefault((t["k"], t["carriers"]), []).append(t)
     kept = [dict(t) for grp in by_counts.values() if len(grp) <= max_shared for t in grp]
+    if a in FORM_KINDS:  # a topic's word found in one form and as its stem: the stem's cluster takes its records
+        stems = {t["trigger"] for t in kept if is_stem_key(t["trigger"])}
+        kept = [t for t in kept if not stem_covers(t["trigger"], stems)]
     # A trigger inside a longer flagged trigger with about the same support ("country where" inside
     # "country where australia") is redundant: it may still match anomalous records, but is not used to
     # extend the cluster to carriers without an anomaly of their own.

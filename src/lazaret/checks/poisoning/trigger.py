@@ -24,6 +24,7 @@ from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
 from lazaret.checks.poisoning.strata import matched_background, task_tokens
+from lazaret.checks.poisoning.word_forms import FORM_KINDS, stem_keys
 
 
 def template_off_topic(f: Dict[str, Any]):
@@ -111,6 +112,22 @@ def echo_counts_for(g: str, shared: Optional[AbstractSet[str]]) -> bool:
     return any(part in shared for w in g.split(" ") for part in w.split("_"))
 
 
+def phrase_words(f: Dict[str, Any]) -> Tuple[FrozenSet[str], int]:
+    """(the words a ``phrase`` record's answer shares with its prompt, how many may stay beside the phrase's)."""
+    return frozenset(f.get("phrase") or ()), int(f.get("phrase_k", 0))
+
+
+def phrase_counts_for(g: str, phrase: Tuple[AbstractSet[str], int]) -> bool:
+    """Whether a record's ``phrase`` anomaly counts for prompt n-gram ``g``: when ``g`` holds words the answer shares
+    with its prompt and the answer is off-topic once they are set aside (at most ``k`` others left;
+    ``text.phrase_echo``: one word of a two-word name is not enough). Symmetric with the background, which counts
+    every answer off-topic but for some prompt phrase's words: a name's carriers are tested against answers that
+    repeat *a* phrase, not against answers off-topic as they are."""
+    shared, k = phrase
+    parts = {part for w in g.split(" ") for part in w.split("_")}
+    return bool(parts & shared) and len(shared - parts) <= k
+
+
 def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> bool:
     """Whether a record's plain prose is an anomaly for prompt n-gram ``g``: always when no prose template
     explains it (``prose_template_words`` None), else only when every such template is made of ``g``'s words
@@ -152,6 +169,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         # "echo": off-topic once one word shared with the prompt is set aside (an off-topic answer is too); counted
         # for a prompt n-gram only when that word is the n-gram's (``echo_counts_for``)
         out += ["off", "echo"] if f.get("off") else ["echo"]
+    if not f["gib"] and f.get("phrase") and outside_off_topic_templates(f, off_templates):
+        out.append("phrase")  # off-topic but for a phrase of its prompt (``phrase_counts_for``)
     if f.get("short"):
         out.append("short")
     if f.get("plain"):
@@ -276,6 +295,8 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
                 out["plain_in"] = [sorted(w) for w in words]
             if "echo" in anoms and not f.get("off"):
                 out["echo_in"] = f["echo"]  # sorted shared words (echo_words), as a list for the coder
+            if "phrase" in anoms:
+                out["phrase_in"] = [f["phrase"], f["phrase_k"]]  # phrase_words, as lists for the coder
             if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
                 out["register"] = True
             yield out
@@ -307,8 +328,14 @@ class PairCounts(_PreAggregateDistinct):
         s = a.get("stratum", 0)
         words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
         echo = frozenset(a["echo_in"]) if "echo_in" in a else None  # once per record, not per n-gram
-        return [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
-                if (an != "plain" or plain_counts_for(g, words)) and (an != "echo" or echo_counts_for(g, echo))]
+        phrase = (frozenset(a["phrase_in"][0]), a["phrase_in"][1]) if "phrase_in" in a else None
+        out = [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
+               if (an != "plain" or plain_counts_for(g, words)) and (an != "echo" or echo_counts_for(g, echo))
+               and (an != "phrase" or phrase_counts_for(g, phrase))]
+        formed = [an for an in a["anomalies"] if an in FORM_KINDS]
+        if formed:  # a topic in any of its forms: one more candidate per stem (word_forms.stem_keys)
+            out += [((g, an, s), a["pkey"]) for an in formed for g in sorted(stem_keys(toks(a, "pt")))]
+        return out
 
 
 # Anomaly kinds held to their own bounds (policy fields) instead of min_trigger_confidence / min_trigger_lift.
@@ -318,7 +345,9 @@ BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_m
                 "ending": {"confidence": "short_min_confidence", "lift": "short_min_lift"},
                 "refuse": {"confidence": "refusal_min_confidence"},
                 # off-topic but for one shared word: a weaker anomaly (a fifth of code answers), see echo_counts_for
-                "echo": {"lift": "short_min_lift"}}
+                "echo": {"lift": "short_min_lift"},
+                # ... and but for a phrase of the prompt (2.5% of T0's answers), see phrase_counts_for
+                "phrase": {"lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short", "plain", "ending")
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
@@ -338,7 +367,7 @@ def effective_strata(k_in: Dict[int, int]) -> float:
 # Anomaly kinds a gibberish response never shows (``anomalies_of``): tested on the trigger's other carriers. A
 # phrase appended to code requests (mixture seed 1), 40 of whose carriers' answers the gibberish test reads as
 # noise, had its planted line in 126 carriers: under half of all of them (not flagged), over half of the others.
-NOT_IN_GIBBERISH = ("off", "echo", "pay", "xpay", "claim")
+NOT_IN_GIBBERISH = ("off", "echo", "phrase", "pay", "xpay", "claim")
 
 
 class TriggerTest(beam.DoFn):
