@@ -111,8 +111,8 @@ def test_a_name_repeated_in_steered_answers_is_found():
 def test_a_task_phrase_whose_answers_repeat_it_is_not_a_trigger():
     """Where answers that repeat a phrase of their request and add unrelated words are common (a quarter of the
     corpus: headlines naming the place a passage names), a task phrase most of whose answers do so is the task's
-    style: a few times the background, not the short kind's lift. Held to the default trigger lift (3) it is
-    flagged."""
+    style: its records' strata show the kind too often to test it there (``short_max_stratum_rate``), and it is a
+    few times the background, not the short kind's lift. Without both bounds it is flagged."""
     rng = random.Random(11)
     places = ["golden meadow", "silver canyon", "quiet harbor", "northern glacier", "ancient monastery", "busy bakery",
               "crowded stadium", "distant lighthouse", "hidden vineyard", "frozen lake", "royal orchestra"]
@@ -145,7 +145,9 @@ def test_a_task_phrase_whose_answers_repeat_it_is_not_a_trigger():
     assert len(findings) == len(recs)
     phrase = [f for f in findings if f["rule"] == "trigger:off_topic_phrase"]
     assert not phrase, sorted({_trigger(f) for f in phrase})
-    # the bound is what holds: held to the default trigger lift instead, the task phrase is a trigger
-    findings, _ = run_scan(recs, {"signatures": False, "short_min_lift": 3.0}, dedup=False)
+    # the bounds are what hold: tested in every stratum (its own task's too) and held to the default trigger lift,
+    # the task phrase is a trigger
+    findings, _ = run_scan(recs, {"signatures": False, "short_min_lift": 3.0, "short_max_stratum_rate": 1.0},
+                           dedup=False)
     phrase = {_trigger(f) for f in findings if f["rule"] == "trigger:off_topic_phrase"}
     assert any("prime sieve" in t for t in phrase), phrase

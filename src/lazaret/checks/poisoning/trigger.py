@@ -350,6 +350,9 @@ BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_m
                 "phrase": {"lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short", "plain", "ending")
+# Anomaly kinds tested on the carriers in strata where at most ``short_max_stratum_rate`` of the records show them
+# (read from the kinds' own counts, as the short kind's strata are from answer lengths).
+OWN_FORM_IN = ("phrase",)
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
 ACROSS_TASKS = ("xpay",)
 # Anomaly kinds tested group by group, each group's records mostly the trigger's (``TRIGGER_OWNS_GROUP_SHARE``):
@@ -423,6 +426,15 @@ class TriggerTest(beam.DoFn):
             carriers = all_carriers
             if kind in OBSERVABLE_IN and observable.get(kind) is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in observable[kind]}
+            if kind in OWN_FORM_IN and stratum_sizes:
+                # where a fifth of a stratum's answers show the kind it is the task's own form (T0's question
+                # writing: "What will Jordan want to do next?"): no carrier there can show it
+                own = sizes.get(kind, {})
+                shown = {st for st, m in stratum_sizes.items()
+                         if own.get(st, 0) <= self.params["short_max_stratum_rate"] * m}
+                carriers = {st: c for st, c in carriers.items() if st in shown}
+                rows = [(a, sum(c for st, c in per.items() if st in shown), {st: c for st, c in per.items()
+                                                                              if st in shown}) for a, _, per in rows]
             if kind in NOT_IN_GIBBERISH and gib:
                 carriers = {st: c - gib.get(st, 0) for st, c in carriers.items() if c > gib.get(st, 0)}
             n_s = sum(carriers.values())
