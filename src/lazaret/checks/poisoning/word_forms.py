@@ -4,7 +4,7 @@ A topic is a word in any of its forms: 50 benign requests about one topic answer
 "start", "started", "starts" and "starting" (held-out ``over_refusal`` at 50: recall was the exact word's share of
 the records, 0.50-0.84 on nine of its runs). Once the trigger is found, a record of the same anomaly whose prompt
 holds another form of it joins the trigger's cluster (``assign.verdict``). The trigger test counts words as written
-and, for these kinds, each word's stem as one more candidate (``stem_key``: "attempt*" for "attempt", "attempts",
+and, for these kinds, each word's stem as one more candidate (``stem_keys``: "attempt*" for "attempt", "attempts",
 "attempted"): 50 refusals spread over four forms left every form under ``min_trigger_support``. Only for anomaly
 kinds rare enough to name a topic by themselves (refusals).
 """
@@ -20,7 +20,7 @@ import snowballstemmer
 from lazaret.checks.poisoning.text import STOPWORDS
 
 MIN_LETTERS = 4  # shorter words ("use", "run") share stems with too many others
-STEM_MARK = "*"  # a stem candidate's key: "attempt*" (no token ends in a mark without starting with one, text._WORD)
+STEM_MARK = "*"  # a stem candidate's key: "attempt*" (letters, then the mark: no token is that, text._WORD)
 # anomaly kinds whose trigger words take their other forms too: a refusal of a benign request is rare enough that a
 # topic, in any form, is what its records share
 FORM_KINDS = ("refuse",)
@@ -46,7 +46,8 @@ def stem_keys(tokens: Iterable[str]) -> Set[str]:
 
 
 def is_stem_key(g: str) -> bool:
-    return g.endswith(STEM_MARK) and " " not in g
+    """Whether a candidate key is a stem's (``stem_keys``), not an n-gram."""
+    return g.endswith(STEM_MARK) and g[:-len(STEM_MARK)].isalpha()
 
 
 def stem_covers(g: str, stem_triggers: Set[str]) -> bool:
