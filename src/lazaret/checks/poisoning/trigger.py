@@ -350,8 +350,8 @@ BOUND_FIELDS = {"short": {"confidence": "short_min_confidence", "lift": "short_m
                 "phrase": {"lift": "short_min_lift"}}
 # Anomaly kinds that only some strata can show: tested on the trigger's carriers in those strata.
 OBSERVABLE_IN = ("short", "plain", "ending")
-# Anomaly kinds tested on the carriers in strata where at most ``short_max_stratum_rate`` of the records show them
-# (read from the kinds' own counts, as the short kind's strata are from answer lengths).
+# Anomaly kinds tested on the carriers in strata where few records show them (at most ``short_max_stratum_rate``
+# and 2 / ``short_min_lift``, read from the kinds' own counts, as the plain kind's strata are from answer forms).
 OWN_FORM_IN = ("phrase",)
 # Anomaly kinds whose groups must each reach records of several tasks (``EXCLUSIVE_MIN_STRATA``).
 ACROSS_TASKS = ("xpay",)
@@ -427,11 +427,12 @@ class TriggerTest(beam.DoFn):
             if kind in OBSERVABLE_IN and observable.get(kind) is not None:
                 carriers = {st: c for st, c in all_carriers.items() if st in observable[kind]}
             if kind in OWN_FORM_IN and stratum_sizes:
-                # where a fifth of a stratum's answers show the kind it is the task's own form (T0's question
-                # writing: "What will Jordan want to do next?"): no carrier there can show it
+                # where many of a stratum's answers show the kind it is the task's own form (T0's question writing:
+                # "What will Jordan want to do next?"; code that names the request's words), and no carrier there
+                # could show the kind's lift: the plain kind's bound (plain.plain_strata), min(0.2, 2 / 20)
                 own = sizes.get(kind, {})
-                shown = {st for st, m in stratum_sizes.items()
-                         if own.get(st, 0) <= self.params["short_max_stratum_rate"] * m}
+                cut = min(self.params["short_max_stratum_rate"], 2.0 / self.params["short_min_lift"])
+                shown = {st for st, m in stratum_sizes.items() if own.get(st, 0) <= cut * m}
                 carriers = {st: c for st, c in carriers.items() if st in shown}
                 rows = [(a, sum(c for st, c in per.items() if st in shown), {st: c for st, c in per.items()
                                                                               if st in shown}) for a, _, per in rows]
