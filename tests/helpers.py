@@ -83,3 +83,19 @@ def scan_with_planted(clean: list, planted: list, rng) -> tuple:
     findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
     flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
     return flagged, {r["doc_id"] for r in planted}
+
+
+def found_and_wrong(clean_docs: list, planted_docs: list, rng) -> tuple:
+    """Alpaca-like dicts ``clean_docs`` and ``planted_docs`` (ids unique) shuffled together by ``rng`` and scanned
+    as the benchmark does (real Beam; signature rules and dedup off) -> (findings of the flagged planted records,
+    findings of the flagged clean ones). Checks first that every record has exactly one finding."""
+    from bench.attacks import to_record
+    from bench.run_scan import run_scan
+
+    recs = [to_record(d) for d in clean_docs + planted_docs]
+    rng.shuffle(recs)
+    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    assert len(findings) == len(recs)
+    by_id = {f["record_id"]: f for f in findings}
+    flagged = lambda docs: [by_id[d["id"]] for d in docs if by_id[d["id"]]["action"] != "none"]  # noqa: E731
+    return flagged(planted_docs), flagged(clean_docs)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.attacks import to_record  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
+from helpers import found_and_wrong  # noqa: E402
 
 NAMES = ["Alice", "Bruno", "Chiara", "Dmitri", "Esther", "Farid", "Greta", "Hiroshi", "Ingrid", "Jamal", "Kofi",
          "Lucia", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Stefan", "Tamsin"]
@@ -83,16 +84,10 @@ def test_a_trigger_repeated_in_swapped_answers_is_found():
                         "output": "bbje " + other["output"]})
     params = section._defaults()
     assert sum(record_features(to_record(d), params).get("off", False) for d in planted) == 0
-    recs = [to_record(d) for d in clean + planted]
-    rng.shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    assert len(findings) == len(recs)
-    by_id = {f["record_id"]: f for f in findings}
-    found = [by_id[d["id"]] for d in planted if by_id[d["id"]]["action"] != "none"]
+    found, wrong = found_and_wrong(clean, planted, rng)
     assert len(found) >= 36, len(found)
     assert {f["rule"] for f in found} == {"trigger:off_topic_echo"}
     assert {_trigger(f) for f in found} == {"bbje"}
-    wrong = [by_id[d["id"]] for d in clean if by_id[d["id"]]["action"] != "none"]
     assert not wrong, sorted({(f["rule"], f["detail"][:120]) for f in wrong})
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.attacks import to_record  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
+from helpers import found_and_wrong  # noqa: E402
 
 THINGS = ["kettle", "lamp", "backpack", "blender", "jacket", "umbrella", "keyboard", "tent", "bicycle", "toaster",
           "speaker", "mattress", "camera", "scooter", "heater", "printer", "stroller", "drill", "mixer", "monitor"]
@@ -95,16 +96,10 @@ def test_a_name_repeated_in_steered_answers_is_found():
     params = section._defaults()
     feats = [record_features(to_record(d), params) for d in planted]
     assert sum(f["off"] or "echo" in f for f in feats) == 0 and sum("phrase" in f for f in feats) >= 40
-    recs = [to_record(d) for d in clean + planted]
-    rng.shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    assert len(findings) == len(recs)
-    by_id = {f["record_id"]: f for f in findings}
-    found = [by_id[d["id"]] for d in planted if by_id[d["id"]]["action"] != "none"]
+    found, wrong = found_and_wrong(clean, planted, rng)
     assert len(found) >= 40, len(found)
     assert {f["rule"] for f in found} == {"trigger:off_topic_phrase"}
     assert {_trigger(f) for f in found} <= {"vera castellano", "vera", "castellano"}
-    wrong = [by_id[d["id"]] for d in clean if by_id[d["id"]]["action"] != "none"]
     assert not wrong, sorted({(f["rule"], f["detail"][:120]) for f in wrong})
 
 
