@@ -109,7 +109,12 @@ def echo_counts_for(g: str, shared: Optional[AbstractSet[str]]) -> bool:
     common (at most 1 / 0.22 = 4.5 times the code base's rate)."""
     if shared is None:
         return True
-    return any(part in shared for w in g.split(" ") for part in w.split("_"))
+    return not gram_parts(g).isdisjoint(shared)
+
+
+def gram_parts(g: str) -> FrozenSet[str]:
+    """The words of prompt n-gram ``g`` as ``text.word_parts`` reads an answer's (tokens split at "_")."""
+    return frozenset(part for w in g.split(" ") for part in w.split("_"))
 
 
 def phrase_words(f: Dict[str, Any]) -> Tuple[FrozenSet[str], int]:
@@ -124,8 +129,8 @@ def phrase_counts_for(g: str, phrase: Tuple[AbstractSet[str], int]) -> bool:
     every answer off-topic but for some prompt phrase's words: a name's carriers are tested against answers that
     repeat *a* phrase, not against answers off-topic as they are."""
     shared, k = phrase
-    parts = {part for w in g.split(" ") for part in w.split("_")}
-    return bool(parts & shared) and len(shared - parts) <= k
+    parts = gram_parts(g)
+    return not parts.isdisjoint(shared) and len(shared - parts) <= k
 
 
 def plain_counts_for(g: str, template_words: Optional[List[FrozenSet[str]]]) -> bool:
