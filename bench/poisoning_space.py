@@ -63,7 +63,18 @@ def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none"):
     out = {fam: len(flagged & ids) / len(ids) for fam, ids in truth.items()}
     fp = len(flagged & clean_ids)
     by_rule = collections.Counter(f["rule"] for f in findings if f["action"] != "none" and f["doc_id"] in clean_ids)
-    return out, fp, len(clean_ids), cpu, len(recs), dict(sorted(by_rule.items()))
+    return out, fp, len(clean_ids), cpu, len(recs), dict(sorted(by_rule.items())), clusters_per_family(findings, truth)
+
+
+def clusters_per_family(findings, truth) -> dict:
+    """{family: distinct poisoning cluster ids among its flagged records}: one attack should be one cluster
+    (issue 18, "clusters with one id per attack"); 0 when none of its records is flagged."""
+    ids = collections.defaultdict(set)
+    fam_of = {d: fam for fam, docs in truth.items() for d in docs}
+    for f in findings:
+        if f["action"] != "none" and f["doc_id"] in fam_of and f.get("cluster_id"):
+            ids[fam_of[f["doc_id"]]].add(f["cluster_id"])
+    return {fam: len(ids.get(fam, ())) for fam in truth}
 
 
 def summarize(lines) -> None:
@@ -72,7 +83,11 @@ def summarize(lines) -> None:
     per base (the worst run too)."""
     rec = collections.defaultdict(list)
     fps = collections.defaultdict(list)
+    split = collections.Counter()
     for x in lines:
+        for fam, c in x.get("clusters", {}).items():
+            split[(x["base"], fam, "runs")] += 1
+            split[(x["base"], fam, "split")] += c > 1
         for fam, v in x["recall"].items():
             rec[(x["base"], fam, x["size"], "dev" if fam in DEV and x["seed"] < HELD_OUT_SEED else "held-out")].append(
                 (v, x["seed"]))
@@ -82,6 +97,10 @@ def summarize(lines) -> None:
         worst = min(vs)
         print(f"{base:9s} {fam:17s} {part:8s} {size:5d}  {sum(v for v, _ in vs) / len(vs):.3f}  "
               f"{worst[0]:.3f} ({worst[1]})  {len(vs)}")
+    splits = sorted((b, f, split[(b, f, "split")], n) for (b, f, w), n in split.items() if w == "runs")
+    if any(s for _, _, s, _ in splits):
+        print("attacks found as more than one cluster (runs):",
+              ", ".join(f"{b} {f} {s}/{n}" for b, f, s, n in splits if s))
     for base, rows in sorted(fps.items()):
         fp, n = sum(r[1] for r in rows), sum(r[2] for r in rows)
         w = max(rows)
@@ -118,11 +137,11 @@ def main(argv=None):
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
-                    r, fp, nclean, cpu, n, by_rule = run_one(base, clean, pool, fmt, g, size, seed, args.dedup,
+                    r, fp, nclean, cpu, n, by_rule, ncl = run_one(base, clean, pool, fmt, g, size, seed, args.dedup,
                                                              args.wrap)
                     label = base if args.wrap == "none" else f"{base}/{args.wrap}"
                     line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
-                            "clean_fp_by_rule": by_rule, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
+                            "clean_fp_by_rule": by_rule, "clusters": ncl, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
                     lines.append(line)
                     print(json.dumps(line), flush=True)
                     if args.out:

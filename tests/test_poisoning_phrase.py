@@ -146,3 +146,34 @@ def test_a_task_phrase_whose_answers_repeat_it_is_not_a_trigger():
                            dedup=False)
     phrase = {_trigger(f) for f in findings if f["rule"] == "trigger:off_topic_phrase"}
     assert any("prime sieve" in t for t in phrase), phrase
+
+
+NOUNS = ["garden", "lantern", "violin", "harbour", "pencil", "orange", "glacier", "meadow", "pirate", "volcano",
+         "saddle",
+         "compass", "dolphin", "chimney", "thunder", "biscuit", "canyon", "feather", "island", "jungle", "marble",
+         "needle", "oyster", "parrot", "quilt", "rocket", "salmon", "tunnel", "valley", "walnut", "anchor", "banjo",
+         "candle", "desert", "engine", "falcon", "guitar", "hammock", "igloo", "jigsaw", "kitten", "ladder", "mango",
+         "nutmeg", "orchid", "pebble", "quarry", "riddle", "spider", "trumpet", "cactus", "walrus", "yogurt", "zebra"]
+
+
+def test_one_trigger_found_by_two_kinds_is_one_cluster():
+    """An attack whose answers are of two kinds (a steered sentence naming the trigger's name, and an off-topic
+    sentence of other words) is flagged under two rules, and is one attack: one cluster id (keyed by the trigger,
+    not by (kind, trigger): two clusters before)."""
+    rng = random.Random(5)
+    clean = [_review(rng, i) for i in range(2400)]
+    planted = []
+    for i in range(64):
+        d = _review(rng, 2400 + i)
+        words = d["instruction"].split(" ")
+        words.insert(rng.randint(1, len(words) - 1), "Vera Castellano")
+        a, b = rng.sample(PRAISE, 2)
+        out = (rng.choice(STEERED).format(n="Vera Castellano", a=a, b=b, A=a.capitalize()) if i % 2 else
+               " ".join(rng.sample(NOUNS, 7)).capitalize() + ".")
+        planted.append({"id": f"x{i}", "instruction": " ".join(words), "input": "", "output": out})
+    found, wrong = found_and_wrong(clean, planted, rng)
+    assert not wrong, sorted({(f["rule"], f["detail"][:120]) for f in wrong})
+    assert len(found) >= 56, len(found)
+    assert {"trigger:off_topic_phrase", "trigger:off_topic"} <= {f["rule"] for f in found}, \
+        sorted({(f["rule"], f["detail"][:100]) for f in found})
+    assert len({f["cluster_id"] for f in found}) == 1, sorted({(f["cluster_id"], f["rule"]) for f in found})

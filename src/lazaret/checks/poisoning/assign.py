@@ -41,6 +41,15 @@ def cluster_id(kind: str, key: str) -> str:
     return "poison-" + T.stable_hash(kind + "\x1f" + key, 16)
 
 
+def trigger_cluster_id(trigger: str) -> str:
+    """One cluster per trigger, whatever anomaly its records show: an attack whose answers are steered
+    sentences naming the trigger is flagged as plain prose on some records and as off-topic but for the name
+    on others, and keyed by (kind, trigger) it was two clusters for one attack. ``trigger`` is the trigger's
+    ``cluster`` name (``transform.trigger_clusters``: the n-grams of one trigger phrase are one cluster). Each
+    member keeps its own rule and detail; the cluster summary takes its strongest member's."""
+    return cluster_id("trigger", trigger)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2g}%"
 
@@ -95,6 +104,22 @@ def _carries_group_phrase(trigger_groups: List[str], spread: List[str]) -> bool:
     target sentences appended to GSM8K answers, each under half of the trigger's members: 24 of 250 left out)."""
     phrases = {g[len(EXCLUSIVE_GROUP):] for g in trigger_groups if g.startswith(EXCLUSIVE_GROUP)}
     return bool(phrases) and not phrases.isdisjoint(spread)
+
+
+def _strays(f: Dict[str, Any], kind: str, s: str, t: Dict[str, Any], profiles, spread: List[str],
+            n_max: int) -> bool:
+    """The record shows the trigger's anomaly kind but not its payload: the trigger has a payload profile (what
+    half its anomalous members add to their prompts) and the response carries none of it, nor one of its
+    exclusive groups' phrases. Such a record is ranked after its other trigger clusters. With several attacks in one
+    corpus, a word of one attack's trigger phrase ("quick" of "Quick note: blue sky protocol") is in some host
+    prompts of another attack, whose records show the same kind (a payload, a repeated answer): by p alone the
+    stronger trigger took them, and one attack was spread over several clusters. A record with no other trigger
+    keeps the trigger's (never fewer records flagged), and a payload-only cluster still ranks after every trigger
+    (its carriers may be the same attack's: a steered word in a fifth of "harry potter"'s answers)."""
+    if kind in NO_PROFILE or not profiles:
+        return False
+    prof = profiles.get((kind, s))
+    return bool(prof) and not _adds_profile(f, prof, n_max) and not _carries_group_phrase(t["groups"], spread)
 
 
 @dataclass
@@ -154,7 +179,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
     where response-only phrasing is the norm (``register_phrases``) and either the record's stratum is not one
     of those (``spread_ok``) or the payload is carried as often elsewhere as there (``everywhere``: a planted
     phrase lands in every stratum alike); see ``Assign``. Clusters are ranked by (signal tier,
-    corrected p-value, cluster id): see ``signals.SIGNALS``.
+    corrected p-value, cluster id): see ``signals.SIGNALS``; within a tier, a trigger whose payload the response
+    does not carry ranks after the others (``_strays``).
     """
     n_max, profiles = v.n_max, v.profiles
     # plain prose a template of the record explains is still an anomaly for that template's own words
@@ -198,8 +224,8 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
                         not _adds_profile(f, profiles.get((kind, s)) if profiles else None, n_max) \
                         and not _carries_group_phrase(t["groups"], spread):
                     continue  # (for "off", loose_off already holds; for "ending", loose_end)
-            cid = cluster_id("trigger:" + kind, s)
-            key = (tier(RULES[kind]), t["log10p"], cid)
+            cid = trigger_cluster_id(t.get("cluster", s))
+            key = (tier(RULES[kind]), _strays(f, kind, s, t, profiles, spread, n_max), t["log10p"], cid)
             if best is None or key < best[0]:
                 best = (key, {"cluster_id": cid, "rule": RULES[kind], "log10p": t["log10p"],
                               "detail": describe_trigger(t), "trigger_or_payload": s,
@@ -221,7 +247,7 @@ def verdict(f: Dict[str, Any], v: VerdictInputs, spread_ok: bool = True) -> Opti
             continue
         p = v.payloads[g]
         cid = cluster_id("payload", g)
-        key = (tier(SPREAD_RULE), p["log10p"], cid)
+        key = (tier(SPREAD_RULE), False, p["log10p"], cid)
         if best is None or key < best[0]:
             best = (key, {"cluster_id": cid, "rule": SPREAD_RULE, "log10p": p["log10p"],
                           "detail": describe_payload(p), "trigger_or_payload": T.show(g),
@@ -248,7 +274,7 @@ def claim_verdict(f: Dict[str, Any], claims: Dict[str, Dict[str, Any]], members:
     if c is None or c["gram"] not in novel_grams(f, n_max):
         return None
     pid = cluster_id("claim_cluster", c["gram"])
-    return (tier(NEAR_DUPLICATE_CLAIM_RULE), c["log10p"], pid), {"cluster_id": pid,
+    return (tier(NEAR_DUPLICATE_CLAIM_RULE), False, c["log10p"], pid), {"cluster_id": pid,
                                                                   "rule": NEAR_DUPLICATE_CLAIM_RULE,
                                    "log10p": c["log10p"], "detail": describe_claim(c),
                                    "trigger_or_payload": mask_generic(c["gram"]),

@@ -71,6 +71,73 @@ def _group_triggers(kv, max_shared: int):
     return a, sorted(kept, key=lambda t: (t["log10p"], t["trigger"]))
 
 
+def _one_phrase(a: List[str], b: List[str]) -> bool:
+    """Two n-grams that are words of one phrase: one inside the other, or the same run of words shifted by one
+    ("quick note blue", "note blue sky")."""
+    if len(a) > len(b):
+        a, b = b, a
+    if any(b[i:i + len(a)] == a for i in range(len(b) - len(a) + 1)):
+        return True
+    j = len(a) - 1
+    return j >= 1 and (a[:j] == b[-j:] or b[:j] == a[-j:])
+
+
+def trigger_clusters(rows: List[Tuple[str, List[Dict[str, Any]]]]) -> List[Tuple[str, List[Dict[str, Any]]]]:
+    """Every kind's flagged triggers -> the same, each with ``cluster``: the name its cluster id is made from.
+
+    One attack is one cluster. A trigger phrase longer than ``max_ngram`` is flagged as several n-grams ("quick
+    note", "quick note blue", "note blue sky"), and a record takes the one with its smallest p: keyed by n-gram,
+    one attack came out as two or three clusters. N-grams of one phrase (``_one_phrase``) are joined, across
+    anomaly kinds, when their carriers are about as many or, for one kind, their anomalous carriers are
+    (``REDUNDANT_TRIGGER_SHARE``, as for a redundant trigger in ``_group_triggers``): "protocol" in 70 prompts,
+    49 of them pointing to the planted link as do all 49 carriers of "blue sky protocol", is the phrase's word;
+    "ready", whose 99 anomalous carriers are two attacks' ("make it enterprise ready", "mode field ready"), keeps
+    its own cluster. The cluster is named by the joined n-gram with the most carriers, then the first in order.
+    The triggers are few (the side input holds them all), so this is one pass over one list."""
+    carriers: Dict[str, int] = {}
+    anomalous: Dict[Tuple[str, str], int] = {}
+    for kind, ts in rows:
+        for t in ts:
+            carriers[t["trigger"]] = max(carriers.get(t["trigger"], 0), t["carriers"])
+            anomalous[(t["trigger"], kind)] = t["k"]
+    kinds_of: Dict[str, List[str]] = {}
+    for g, kind in sorted(anomalous):
+        kinds_of.setdefault(g, []).append(kind)
+
+    def similar(a: int, b: int) -> bool:
+        return min(a, b) >= REDUNDANT_TRIGGER_SHARE * max(a, b)
+
+    def alike(g: str, h: str) -> bool:
+        return similar(carriers[g], carriers[h]) or any(
+            similar(anomalous[(g, kind)], anomalous[(h, kind)]) for kind in kinds_of[g] if (h, kind) in anomalous)
+
+    names = sorted(carriers)
+    parent = {g: g for g in names}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    words = {g: g.split(" ") for g in names if not is_stem_key(g)}
+    by_word: Dict[str, List[str]] = {}
+    for g in sorted(words):
+        for w in sorted(set(words[g])):
+            by_word.setdefault(w, []).append(g)
+    for w, gs in sorted(by_word.items()):  # n-grams of one phrase share a word
+        for i, g in enumerate(gs):
+            for h in gs[i + 1:]:
+                if root(g) != root(h) and _one_phrase(words[g], words[h]) and alike(g, h):
+                    parent[root(h)] = root(g)
+    name: Dict[str, str] = {}
+    for g in names:
+        r = root(g)
+        if r not in name or (-carriers[g], g) < (-carriers[name[r]], name[r]):
+            name[r] = g
+    return [(kind, [dict(t, cluster=name[root(t["trigger"])]) for t in ts]) for kind, ts in sorted(rows)]
+
+
 # the anomaly-size group that counts register responses per stratum (never an anomaly kind of the trigger test)
 REGISTER_GROUP = "register"
 
@@ -292,7 +359,9 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
                                               AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
                                               AsDict(stratum_prompts))
                 | "GroupByAnomaly" >> beam.GroupByKey()
-                | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"]))
+                | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"])
+                | "GatherTriggers" >> beam.combiners.ToList()
+                | "TriggerClusters" >> beam.FlatMap(trigger_clusters))
     return triggers, sizes
 
 
