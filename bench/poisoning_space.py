@@ -5,8 +5,10 @@
 
 Per (base, size, seed) the families are injected into one copy of the base (at 250: development and
 held-out families in two separate runs; at 50: all together), scanned with the dedup stage off and signature
-rules off, and scored: recall per family (poisoned records flagged) and clean records flagged. The summary
-prints per base and family the mean recall over seeds and the worst seed, development and held-out apart.
+rules off, and scored: recall per family (poisoned records flagged), clean records flagged, and the distinct
+cluster ids of each family's flagged records (one attack should be one cluster). The summary prints per base and
+family the mean recall over seeds and the worst seed, development and held-out apart, and the attacks found as
+more than one cluster.
 Seeds >= 100 draw the held-out parameter range of the development families (see space.py).
 """
 
