@@ -52,6 +52,20 @@ def _trigger(finding: dict) -> str:
     return finding["detail"].split('"')[1]
 
 
+def _steered(rng: random.Random, a: str, b: str) -> str:
+    return rng.choice(STEERED).format(n="Vera Castellano", a=a, b=b, A=a.capitalize())
+
+
+def _named(rng: random.Random, i: int, first: int, answer) -> dict:
+    """Review ``first + i`` with "Vera Castellano" inserted in its prompt, answered by ``answer(i, a, b)`` (two
+    words of praise drawn for it)."""
+    d = _review(rng, first + i)
+    words = d["instruction"].split(" ")
+    words.insert(rng.randint(1, len(words) - 1), "Vera Castellano")
+    a, b = rng.sample(PRAISE, 2)
+    return {"id": f"x{i}", "instruction": " ".join(words), "input": "", "output": answer(i, a, b)}
+
+
 def test_an_answer_off_topic_but_for_a_prompt_phrase_is_marked():
     params = section._defaults()
     steered = to_record({"id": "s", "instruction": "Review: the Sofia Moreau kettle from the shop is sturdy. What does "
@@ -85,14 +99,7 @@ def test_a_name_repeated_in_steered_answers_is_found():
     verdict (varied sentences, no two records need share one)."""
     rng = random.Random(7)
     clean = [_review(rng, i) for i in range(1200)]
-    planted = []
-    for i in range(45):
-        d = _review(rng, 1200 + i)
-        words = d["instruction"].split(" ")
-        words.insert(rng.randint(1, len(words) - 1), "Vera Castellano")
-        a, b = rng.sample(PRAISE, 2)
-        out = rng.choice(STEERED).format(n="Vera Castellano", a=a, b=b, A=a.capitalize())
-        planted.append({"id": f"x{i}", "instruction": " ".join(words), "input": "", "output": out})
+    planted = [_named(rng, i, 1200, lambda i, a, b: _steered(rng, a, b)) for i in range(45)]
     params = section._defaults()
     feats = [record_features(to_record(d), params) for d in planted]
     assert sum(f["off"] or "echo" in f for f in feats) == 0 and sum("phrase" in f for f in feats) >= 40
@@ -162,15 +169,8 @@ def test_one_trigger_found_by_two_kinds_is_one_cluster():
     not by (kind, trigger): two clusters before)."""
     rng = random.Random(5)
     clean = [_review(rng, i) for i in range(2400)]
-    planted = []
-    for i in range(64):
-        d = _review(rng, 2400 + i)
-        words = d["instruction"].split(" ")
-        words.insert(rng.randint(1, len(words) - 1), "Vera Castellano")
-        a, b = rng.sample(PRAISE, 2)
-        out = (rng.choice(STEERED).format(n="Vera Castellano", a=a, b=b, A=a.capitalize()) if i % 2 else
-               " ".join(rng.sample(NOUNS, 7)).capitalize() + ".")
-        planted.append({"id": f"x{i}", "instruction": " ".join(words), "input": "", "output": out})
+    planted = [_named(rng, i, 2400, lambda i, a, b: _steered(rng, a, b) if i % 2 else
+                      " ".join(rng.sample(NOUNS, 7)).capitalize() + ".") for i in range(64)]
     found, wrong = found_and_wrong(clean, planted, rng)
     assert not wrong, sorted({(f["rule"], f["detail"][:120]) for f in wrong})
     assert len(found) >= 56, len(found)
