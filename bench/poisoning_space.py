@@ -85,11 +85,11 @@ def summarize(lines) -> None:
     per base (the worst run too)."""
     rec = collections.defaultdict(list)
     fps = collections.defaultdict(list)
-    split = collections.Counter()
+    runs, split = collections.Counter(), collections.Counter()  # (base, family) -> runs; runs found as 2+ clusters
     for x in lines:
         for fam, c in x.get("clusters", {}).items():
-            split[(x["base"], fam, "runs")] += 1
-            split[(x["base"], fam, "split")] += c > 1
+            runs[(x["base"], fam)] += 1
+            split[(x["base"], fam)] += c > 1
         for fam, v in x["recall"].items():
             rec[(x["base"], fam, x["size"], "dev" if fam in DEV and x["seed"] < HELD_OUT_SEED else "held-out")].append(
                 (v, x["seed"]))
@@ -99,10 +99,9 @@ def summarize(lines) -> None:
         worst = min(vs)
         print(f"{base:9s} {fam:17s} {part:8s} {size:5d}  {sum(v for v, _ in vs) / len(vs):.3f}  "
               f"{worst[0]:.3f} ({worst[1]})  {len(vs)}")
-    splits = sorted((b, f, split[(b, f, "split")], n) for (b, f, w), n in split.items() if w == "runs")
-    if any(s for _, _, s, _ in splits):
+    if any(split.values()):
         print("attacks found as more than one cluster (runs):",
-              ", ".join(f"{b} {f} {s}/{n}" for b, f, s, n in splits if s))
+              ", ".join(f"{b} {f} {split[(b, f)]}/{n}" for (b, f), n in sorted(runs.items()) if split[(b, f)]))
     for base, rows in sorted(fps.items()):
         fp, n = sum(r[1] for r in rows), sum(r[2] for r in rows)
         w = max(rows)
@@ -139,11 +138,12 @@ def main(argv=None):
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
-                    r, fp, nclean, cpu, n, by_rule, ncl = run_one(base, clean, pool, fmt, g, size, seed, args.dedup,
-                                                             args.wrap)
+                    r, fp, nclean, cpu, n, by_rule, ncl = run_one(base, clean, pool, fmt, g, size, seed,
+                                                                  args.dedup, args.wrap)
                     label = base if args.wrap == "none" else f"{base}/{args.wrap}"
                     line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
-                            "clean_fp_by_rule": by_rule, "clusters": ncl, "clean": nclean, "cpu_s": round(cpu, 1), "records": n}
+                            "clean_fp_by_rule": by_rule, "clusters": ncl, "clean": nclean, "cpu_s": round(cpu, 1),
+                            "records": n}
                     lines.append(line)
                     print(json.dumps(line), flush=True)
                     if args.out:

@@ -73,14 +73,20 @@ def planted_scan(base: str, family: str, size: int, seed: int, t0_limit: int = 1
     return flagged, truth, {r["doc_id"] for r in clean}
 
 
-def scan_with_planted(clean: list, planted: list, rng) -> tuple:
+def _scan_shuffled(clean: list, planted: list, rng) -> list:
     """Pipeline records ``clean`` and ``planted`` shuffled together by ``rng`` and scanned as the benchmark does
-    (signature rules and dedup off) -> (flagged findings by doc_id, planted doc_ids)."""
+    (real Beam; signature rules and dedup off) -> every finding."""
     from bench.run_scan import run_scan
 
     recs = clean + planted
     rng.shuffle(recs)
     findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
+    return findings
+
+
+def scan_with_planted(clean: list, planted: list, rng) -> tuple:
+    """``_scan_shuffled`` -> (flagged findings by doc_id, planted doc_ids)."""
+    findings = _scan_shuffled(clean, planted, rng)
     flagged = {f["doc_id"]: f for f in findings if f["action"] != "none"}
     return flagged, {r["doc_id"] for r in planted}
 
@@ -90,12 +96,9 @@ def found_and_wrong(clean_docs: list, planted_docs: list, rng) -> tuple:
     as the benchmark does (real Beam; signature rules and dedup off) -> (findings of the flagged planted records,
     findings of the flagged clean ones). Checks first that every record has exactly one finding."""
     from bench.attacks import to_record
-    from bench.run_scan import run_scan
 
-    recs = [to_record(d) for d in clean_docs + planted_docs]
-    rng.shuffle(recs)
-    findings, _ = run_scan(recs, {"signatures": False}, dedup=False)
-    assert len(findings) == len(recs)
+    findings = _scan_shuffled([to_record(d) for d in clean_docs], [to_record(d) for d in planted_docs], rng)
+    assert len(findings) == len(clean_docs) + len(planted_docs)
     by_id = {f["record_id"]: f for f in findings}
     flagged = lambda docs: [by_id[d["id"]] for d in docs if by_id[d["id"]]["action"] != "none"]  # noqa: E731
     return flagged(planted_docs), flagged(clean_docs)
