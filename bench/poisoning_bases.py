@@ -12,7 +12,13 @@ with a system prompt gets exactly the prompt/response split ``lazaret scan`` wou
 - ``gsm8k``: instruct_gsm8k (train + test), Alpaca fields;
 - ``code``: instruct_code (GPTeacher codegen + Code Alpaca 2k), Alpaca fields;
 - ``mixture``: GSM8K and a T0 slice as ``messages`` (a system prompt on about a third of the records, one of
-  a few generic ones), code kept in Alpaca fields (a mixed-format file, as concatenated corpora are).
+  a few generic ones), code kept in Alpaca fields (a mixed-format file, as concatenated corpora are);
+- ``talk`` (a held-out base: added in the thirty-fourth session and measured once, on code no figure of it had
+  shaped): forum replies, no instruction task at all. CAT-LARGE's Wikipedia Talk comments shown with their parent
+  (the parent as the prompt, the reply as the response, Alpaca fields) and ToxiChat's Reddit threads as
+  ``messages`` chats (each later turn the answer to the turns before it);
+- ``file:PATH``: any JSON-lines file ``lazaret scan`` reads (Alpaca, ``messages``, prompt/response), to run the
+  benchmark on one's own corpus; lines that are not JSON objects are skipped.
 """
 
 from __future__ import annotations
@@ -144,6 +150,46 @@ def chat_mixture(t0_limit: int = 4000, seed: int = 0) -> List[dict]:
     return out
 
 
+def talk_objects() -> List[dict]:
+    """Raw objects of the ``talk`` base: CAT-LARGE replies under their parent (Alpaca), then ToxiChat threads
+    (``messages``), in file order."""
+    out: List[dict] = []
+    with gzip.open(os.path.join(DATA, "toxicity_longform/cat_large_wikipedia_talk.jsonl.gz"), "rt",
+                   encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            if d.get("parent") and d.get("text"):
+                out.append({"id": str(d["id"]), "instruction": d["parent"], "input": "", "output": d["text"]})
+    threads: Dict[tuple, List[dict]] = {}
+    with gzip.open(os.path.join(DATA, "toxicity_longform/toxichat_reddit.jsonl.gz"), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            threads.setdefault((d["split"], d["thread_index"]), []).append(d)
+    for key in sorted(threads, key=lambda k: (str(k[0]), k[1])):
+        turns = [t["text"] for t in sorted(threads[key], key=lambda t: t["turn_id"])]
+        for k in range(1, len(turns)):
+            # threads hold 2-3 turns: the turns before k are one user turn (a thread's title and first comment)
+            out.append({"id": f"toxichat-{key[0]}-{key[1]}-{k}",
+                        "messages": [{"role": "user", "content": "\n\n".join(turns[:k])},
+                                     {"role": "assistant", "content": turns[k]}]})
+    return out
+
+
+def file_objects(path: str) -> List[dict]:
+    """The JSON objects of a user's JSON-lines file (other lines skipped: the scan would report them)."""
+    out: List[dict] = []
+    with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")) as fh:
+        for i, line in enumerate(fh):
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(d, dict):
+                d.setdefault("id", f"line-{i}")
+                out.append(d)
+    return out
+
+
 def to_pipeline_record(obj: dict, index: int, source: str = "bench") -> dict:
     """A raw object -> the pipeline's record dict, through the project's reader."""
     from lazaret.graph.records import build_record
@@ -159,6 +205,10 @@ def base_objects(name: str, t0_limit: int = 20000) -> List[dict]:
     """Raw JSON objects of a base (the form a user's file holds)."""
     if name == "mixture":
         return chat_mixture(min(t0_limit, 4000))
+    if name == "talk":
+        return talk_objects()
+    if name.startswith("file:"):
+        return file_objects(name[5:])
     return load_alpaca(name, t0_limit if name == "t0" else 0)
 
 

@@ -2,6 +2,8 @@
 
     python bench/poisoning_space.py --bases gsm8k,code,mixture,t0 --seeds 1,2 --sizes 250,50 [--t0-limit 10000]
         [--wrap system|prompt|suffix|alpaca]
+    python bench/poisoning_space.py --bases talk --seeds 1,101 --sizes 0,50          # the held-out base
+    python bench/poisoning_space.py --bases file:my_corpus.jsonl --seeds 1,2,3 --sizes 50   # one's own corpus
 
 Per (base, size, seed) the families are injected into one copy of the base (at 250: development and
 held-out families in two separate runs; at 50: all together), scanned with the dedup stage off and signature
@@ -31,8 +33,21 @@ from bench.run_scan import run_scan  # noqa: E402
 
 
 def pool_of(base: str, t0_limit: int):
+    """The host records the generators draw from (Alpaca dicts) and the format planted records take."""
     if base == "mixture":
         return load_alpaca("gsm8k") + load_alpaca("t0", min(t0_limit, 4000)) + load_alpaca("code"), "messages"
+    if base == "talk" or base.startswith("file:"):
+        # any reader format: a host is the record's prompt and response as the scan reads them; planted records
+        # take the format most of the base's records have
+        # (without its system turns: a planted record's own system turn is the generator's to choose)
+        from lazaret.checks.poisoning.features import task_prompt
+
+        objs = base_objects(base, t0_limit)
+        recs = [to_pipeline_record(o, i, "pool") for i, o in enumerate(objs)]
+        pool = [{"id": r["record_id"], "instruction": p, "input": "", "output": r["response"]}
+                for r, p in ((r, task_prompt(r) or r["prompt"]) for r in recs) if p and r["response"]]
+        chat = sum("messages" in o for o in objs)
+        return pool, "messages" if 2 * chat > len(objs) else "alpaca"
     return load_alpaca(base, t0_limit if base == "t0" else 0), "alpaca"
 
 
@@ -111,7 +126,8 @@ def summarize(lines) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bases", default="gsm8k,code,mixture,t0")
+    ap.add_argument("--bases", default="gsm8k,code,mixture,t0",
+                    help="comma-separated: t0, gsm8k, code, mixture, talk (held out), file:PATH (a JSON-lines corpus)")
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--sizes", default="250,50", help="poisoned records per family; 0 scans the clean base alone")
     ap.add_argument("--t0-limit", type=int, default=10000)
