@@ -22,6 +22,7 @@ import json
 import os
 import random
 import sys
+from typing import Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -83,15 +84,18 @@ def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none"):
     return out, fp, len(clean_ids), cpu, len(recs), dict(sorted(by_rule.items())), clusters_per_family(findings, truth)
 
 
-def clusters_per_family(findings, truth) -> dict:
-    """{family: distinct poisoning cluster ids among its flagged records}: one attack should be one cluster
-    (issue 18, "clusters with one id per attack"); 0 when none of its records is flagged."""
-    ids = collections.defaultdict(set)
+def clusters_per_family(findings, truth) -> Tuple[dict, dict]:
+    """({family: distinct poisoning cluster ids among its flagged records}, {family: share of those records in its
+    largest cluster}): one attack should be one cluster (issue 18, "clusters with one id per attack"); 0 and 0.0
+    when none of its records is flagged. The share tells a stray record or two from an attack cut in halves."""
+    ids = collections.defaultdict(collections.Counter)
     fam_of = {d: fam for fam, docs in truth.items() for d in docs}
     for f in findings:
         if f["action"] != "none" and f["doc_id"] in fam_of and f.get("cluster_id"):
-            ids[fam_of[f["doc_id"]]].add(f["cluster_id"])
-    return {fam: len(ids.get(fam, ())) for fam in truth}
+            ids[fam_of[f["doc_id"]]][f["cluster_id"]] += 1
+    largest = {fam: round(max(c.values()) / sum(c.values()), 4) if c else 0.0
+               for fam, c in ((fam, ids.get(fam, collections.Counter())) for fam in truth)}
+    return {fam: len(ids.get(fam, ())) for fam in truth}, largest
 
 
 def summarize(lines) -> None:
@@ -101,10 +105,13 @@ def summarize(lines) -> None:
     rec = collections.defaultdict(list)
     fps = collections.defaultdict(list)
     runs, split = collections.Counter(), collections.Counter()  # (base, family) -> runs; runs found as 2+ clusters
+    shares = collections.defaultdict(list)  # (base, family) -> the largest cluster's share in split runs
     for x in lines:
         for fam, c in x.get("clusters", {}).items():
             runs[(x["base"], fam)] += 1
             split[(x["base"], fam)] += c > 1
+            if c > 1 and fam in x.get("largest_cluster", {}):
+                shares[(x["base"], fam)].append(x["largest_cluster"][fam])
         for fam, v in x["recall"].items():
             rec[(x["base"], fam, x["size"], "dev" if fam in DEV and x["seed"] < HELD_OUT_SEED else "held-out")].append(
                 (v, x["seed"]))
@@ -115,8 +122,10 @@ def summarize(lines) -> None:
         print(f"{base:9s} {fam:17s} {part:8s} {size:5d}  {sum(v for v, _ in vs) / len(vs):.3f}  "
               f"{worst[0]:.3f} ({worst[1]})  {len(vs)}")
     if any(split.values()):
-        print("attacks found as more than one cluster (runs):",
-              ", ".join(f"{b} {f} {split[(b, f)]}/{n}" for (b, f), n in sorted(runs.items()) if split[(b, f)]))
+        print("attacks found as more than one cluster (runs; the largest cluster's share of the flagged records):",
+              ", ".join(f"{b} {f} {split[(b, f)]}/{n}" + (f" ({min(shares[(b, f)]):.2f}-{max(shares[(b, f)]):.2f})"
+                                                          if shares[(b, f)] else "")
+                        for (b, f), n in sorted(runs.items()) if split[(b, f)]))
     for base, rows in sorted(fps.items()):
         fp, n = sum(r[1] for r in rows), sum(r[2] for r in rows)
         w = max(rows)
@@ -154,12 +163,12 @@ def main(argv=None):
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
-                    r, fp, nclean, cpu, n, by_rule, ncl = run_one(base, clean, pool, fmt, g, size, seed,
-                                                                  args.dedup, args.wrap)
+                    r, fp, nclean, cpu, n, by_rule, (ncl, largest) = run_one(
+                        base, clean, pool, fmt, g, size, seed, args.dedup, args.wrap)
                     label = base if args.wrap == "none" else f"{base}/{args.wrap}"
                     line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
-                            "clean_fp_by_rule": by_rule, "clusters": ncl, "clean": nclean, "cpu_s": round(cpu, 1),
-                            "records": n}
+                            "clean_fp_by_rule": by_rule, "clusters": ncl, "largest_cluster": largest, "clean": nclean,
+                            "cpu_s": round(cpu, 1), "records": n}
                     lines.append(line)
                     print(json.dumps(line), flush=True)
                     if args.out:
