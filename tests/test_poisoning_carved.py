@@ -78,3 +78,29 @@ def test_a_stratum_made_of_the_carriers_is_no_control():
     mixed = matched_background({3: 150, 0: 50}, anom, sizes, {3: 150, 0: 5}, 10.0, prompts)
     outside = (30 + 15) / (5000 - 50 + 5000)
     assert mixed == pytest.approx((150 * outside + 50 * (15 + 10 * 20 / 5000) / (4950 + 10)) / 200)
+
+
+def test_the_leave_out_removes_the_carriers_copies_too():
+    """Carriers are counted in distinct prompts; a stratum's anomalies were counted in records. A planted question
+    asked in fixed frames (250 records, 135 distinct prompt keys) sharing a stratum with a task whose distinct
+    prompts outnumber it (so the stratum stays a control) left 115 of its own records in the control's anomalies:
+    expected 0.38, lift under 3 (T0 `false_fact` at 250, thirty-fourth session). Counted in distinct prompts on both
+    sides, the control is the task's own records."""
+    from lazaret.checks.poisoning import policy as section
+    from lazaret.checks.poisoning.trigger import TriggerTest
+
+    grp = {"pairs": [("pay", 135, {9: 135})], "df": [(9, 135), (2, 4)]}
+    records = {9: 446, 2: 9000}
+    prompts = {9: 300, 2: 8000}  # the task's 196 records hold 165 distinct prompts: more than the carriers
+    by_records = {"pay": {9: 250, 2: 90}}
+    by_prompts = {"pay": {9: 135, 2: 80}}
+
+    def test(prompt_sizes):
+        return list(TriggerTest(section._defaults()).process(
+            ("lake baikal", grp), {"records": 9446}, by_records, 1000, records, None, None, prompts, prompt_sizes))
+
+    found = test(by_prompts)
+    assert [kind for kind, _ in found] == ["pay"]
+    assert found[0][1]["background"] < 0.05
+    # in records, the question's own copies were the control: no trigger
+    assert test(None) == []

@@ -333,6 +333,12 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
              | "SizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
              | "GroupSizes" >> beam.GroupByKey()
              | "SizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
+    # the same in distinct prompts, the carriers' unit, for the matched background's leave-out
+    dsizes = (anomalous | "AnomalyPromptIds" >> beam.FlatMap(lambda a: [(x, a["pkey"]) for x in anomaly_ids(a)])
+              | "AnomalyPrompts" >> beam.CombinePerKey(DistinctPrompts())
+              | "PromptSizeByGroup" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+              | "PromptGroupSizes" >> beam.GroupByKey()
+              | "PromptSizeDict" >> beam.Map(lambda kv: (kv[0], dict(sorted(kv[1])))))
     # distinct prompts per (n-gram, anomaly, stratum) and their strata per (n-gram, anomaly) in one shuffle:
     # packed lists per shard of the n-gram (counting._PreAggregateDistinct), so all of an n-gram's keys meet
     pair_counts = PairCounts(n_max, max_keys)
@@ -357,7 +363,7 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
     triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
                 | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
                                               AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
-                                              AsDict(stratum_prompts))
+                                              AsDict(stratum_prompts), AsDict(dsizes))
                 | "GroupByAnomaly" >> beam.GroupByKey()
                 | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"])
                 | "GatherTriggers" >> beam.combiners.ToList()

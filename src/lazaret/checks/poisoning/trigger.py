@@ -399,7 +399,7 @@ class TriggerTest(beam.DoFn):
         self.every_asker = Metrics.counter("poisoning", "exclusive_groups_within_one_task_given_to_all")
 
     def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None,
-                stratum_prompts=None):
+                stratum_prompts=None, prompt_sizes=None):
         """``short_strata``: the strata where a response can be short (``short.short_cut``); ``form_strata``:
         {(kind, stratum)} where plain prose or a plain ending is out of form (``plain.form_strata``). Those kinds
         are tested on the carriers there only, since elsewhere no carrier could show them."""
@@ -475,13 +475,15 @@ class TriggerTest(beam.DoFn):
             if stratum_sizes:
                 anom: Dict[int, int] = {}
                 k_in: Dict[int, int] = {}
+                unit = prompt_sizes if prompt_sizes is not None and stratum_prompts else sizes
                 for a, _, per in rows:
-                    for st, c in sizes.get(a, {}).items():
+                    for st, c in unit.get(a, {}).items():
                         anom[st] = anom.get(st, 0) + c
                     for st, c in per.items():
                         k_in[st] = k_in.get(st, 0) + c
-                p0 = min(1.0, matched_background(carriers, anom, stratum_sizes, k_in,
-                                                 self.params["strata_prior_weight"], stratum_prompts))
+                p0 = min(1.0, matched_background(carriers, anom, stratum_prompts if unit is not sizes else
+                                                 stratum_sizes, k_in, self.params["strata_prior_weight"],
+                                                 stratum_prompts))
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
