@@ -383,7 +383,8 @@ class TriggerTest(beam.DoFn):
 
     k and n count distinct prompts (near-duplicates collapsed). Per anomaly kind, k sums the trigger's
     groups of that kind. The background is *matched*: for each stratum holding carriers, the rate of those
-    groups among the stratum's records that do not carry the n-gram (``strata.matched_background``), so a
+    groups among the stratum's prompts that do not carry the n-gram (``strata.matched_background``; distinct
+    prompts, ``prompt_sizes`` and ``stratum_prompts``, the unit k and n are counted in), so a
     task's own response style (worked arithmetic for math questions, code for code requests) is the
     expectation, not the signal. Besides the binomial test, the carriers' rate must be at least
     ``min_trigger_lift`` times that background: with thousands of carriers a 3-point excess over a 95%
@@ -475,15 +476,16 @@ class TriggerTest(beam.DoFn):
             if stratum_sizes:
                 anom: Dict[int, int] = {}
                 k_in: Dict[int, int] = {}
-                unit = prompt_sizes if prompt_sizes is not None and stratum_prompts else sizes
+                # the leave-out in the carriers' unit, distinct prompts: in records, a planted question's own
+                # near-duplicate records stayed in its control (T0 false_fact at 250: expected 0.38, no lift)
+                distinct = prompt_sizes is not None and bool(stratum_prompts)
                 for a, _, per in rows:
-                    for st, c in unit.get(a, {}).items():
+                    for st, c in (prompt_sizes if distinct else sizes).get(a, {}).items():
                         anom[st] = anom.get(st, 0) + c
                     for st, c in per.items():
                         k_in[st] = k_in.get(st, 0) + c
-                p0 = min(1.0, matched_background(carriers, anom, stratum_prompts if unit is not sizes else
-                                                 stratum_sizes, k_in, self.params["strata_prior_weight"],
-                                                 stratum_prompts))
+                p0 = min(1.0, matched_background(carriers, anom, stratum_prompts if distinct else stratum_sizes, k_in,
+                                                 self.params["strata_prior_weight"], stratum_prompts))
             else:
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
