@@ -93,8 +93,7 @@ def clusters_per_family(findings, truth) -> Tuple[dict, dict]:
     for f in findings:
         if f["action"] != "none" and f["doc_id"] in fam_of and f.get("cluster_id"):
             ids[fam_of[f["doc_id"]]][f["cluster_id"]] += 1
-    largest = {fam: round(max(c.values()) / sum(c.values()), 4) if c else 0.0
-               for fam, c in ((fam, ids.get(fam, collections.Counter())) for fam in truth)}
+    largest = {fam: round(max(c.values()) / sum(c.values()), 4) if (c := ids.get(fam)) else 0.0 for fam in truth}
     return {fam: len(ids.get(fam, ())) for fam in truth}, largest
 
 
