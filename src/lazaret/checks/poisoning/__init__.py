@@ -51,5 +51,23 @@ def provenance(section: Dict[str, Any], inputs: Optional[Sequence[str]] = None) 
     return {"params": section}
 
 
+def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The relevance second look's sentence model (relevance.py), or why the scan ran without it. Enabled is not
+    used: the metric ``poisoning/relevance_records_scored`` counts the records it read (none without a candidate)."""
+    if not section.get("relevance_model", True):
+        return []
+    from lazaret.checks.poisoning.sentence_model import DISTRIBUTION, MODEL_NAME, available, model_folder
+
+    why = available()
+    if why:
+        return [{"name": MODEL_NAME, "kind": "sentence-embedding", "enabled": False, "why": why}]
+    from lazaret.graph.provenance import _version, sha256_tree
+
+    return [{"name": MODEL_NAME, "kind": "sentence-embedding", "enabled": True,
+             "origin": f"PyPI {DISTRIBUTION}=={_version(DISTRIBUTION)} (sentence-transformers' Apache-2.0 "
+                       "all-MiniLM-L6-v2; run as a NumPy forward pass)",
+             "sha256": sha256_tree(str(model_folder()))}]
+
+
 register(Check(name="poisoning", policy_section="poisoning", policy_schema=__name__ + ".policy", needs=("dedup",),
-               aliases=("poison",), expand=expand, load_rules=load_rules, provenance=provenance))
+               aliases=("poison",), expand=expand, load_rules=load_rules, provenance=provenance, models=models))

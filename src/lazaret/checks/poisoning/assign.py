@@ -61,7 +61,16 @@ def describe_trigger(t: Dict[str, Any]) -> str:
     what_in = "a form of rare word" if is_stem_key(t["trigger"]) else "rare n-gram"  # "attempt*": word_forms
     return (f'prompt contains {what_in} "{t["trigger"]}" (in {t["carriers"]} distinct prompts); {t["k"]} of them '
             f'have {what} vs {_pct(t["background"])} expected from similar prompts without it; {S.fmt_p(t["log10p"])} after Bonferroni '
-            f'over {t["tests"]} (n-gram, anomaly) tests')
+            f'over {t["tests"]} (n-gram, anomaly) tests' + _relevance_note(t))
+
+
+def _relevance_note(t: Dict[str, Any]) -> str:
+    """What the relevance second look saw, for a trigger it confirmed (relevance.py)."""
+    r = t.get("relevance")
+    if not r:
+        return ""
+    return (f'; a sentence model found {r["unrelated"]} of {r["scored"]} carriers\' answers less related to their '
+            f'requests than 90% of similar prompts\' ({_pct(r["expected"])} expected)')
 
 
 def describe_payload(p: Dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ capped at ``max_side_input_keys``) and corpus totals, never records.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -44,6 +46,8 @@ from lazaret.checks.poisoning.strata import AssignStratum, fit_sample, maybe_voc
     sample_key, sample_vocab, sample_words, shared_rows, stratum_key
 from lazaret.checks.guard import Guarded
 from lazaret.checks.poisoning.trigger_answers import ShortAnswers
+from lazaret.checks.poisoning import sentence_model
+from lazaret.checks.poisoning.relevance import CANDIDATE_TAG, SecondLook
 from lazaret.checks.poisoning.trigger import FindAnomalies, PairCounts, ProfileCounts, TriggerTest, \
     keep_profile, off_topic_template_rank, off_topic_template_value, template_off_topic
 from lazaret.checks.poisoning.policy import DEFAULTS
@@ -360,10 +364,20 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
     # candidate's carriers is no control for it (strata.matched_background)
     stratum_prompts = (feats | "StratumPromptKeys" >> beam.Map(lambda f: (f["stratum"], f["pkey"]))
                        | "StratumPrompts" >> beam.CombinePerKey(DistinctPrompts()))
-    triggers = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
-                | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
-                                              AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
-                                              AsDict(stratum_prompts), AsDict(dsizes))
+    tested = ({"pairs": pair_by_ngram, "df": ndf} | "JoinPairs" >> beam.CoGroupByKey()
+              | "TriggerTest" >> beam.ParDo(TriggerTest(p), AsSingleton(totals), AsDict(sizes), AsSingleton(n_pairs),
+                                            AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
+                                            AsDict(stratum_prompts), AsDict(dsizes)).with_outputs(
+                  CANDIDATE_TAG, main="flagged"))
+    flagged = tested.flagged
+    unavailable = sentence_model.available() if p["relevance_model"] else None
+    if unavailable:
+        logging.getLogger(__name__).warning("poisoning: the relevance second look is off: %s", unavailable)
+    if p["relevance_model"] and not unavailable:
+        # lift-only candidates of the off-topic kinds, confirmed or not by a sentence model (relevance.py)
+        confirmed = tested[CANDIDATE_TAG] | "RelevanceSecondLook" >> SecondLook(feats, p)
+        flagged = (flagged, confirmed) | "WithConfirmed" >> beam.Flatten()
+    triggers = (flagged
                 | "GroupByAnomaly" >> beam.GroupByKey()
                 | "SortTriggers" >> beam.Map(_group_triggers, p["max_shared_trigger_ngrams"])
                 | "GatherTriggers" >> beam.combiners.ToList()

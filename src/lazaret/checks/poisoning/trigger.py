@@ -14,12 +14,14 @@ from typing import AbstractSet, Any, Dict, FrozenSet, Iterable, List, Optional, 
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 
 from lazaret.checks.poisoning import stats as S
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
+from lazaret.checks.poisoning.relevance import CANDIDATE_TAG, SECOND_LOOK_KINDS
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
@@ -490,14 +492,25 @@ class TriggerTest(beam.DoFn):
                 p0 = min(1.0, sum(sum(sizes.get(a, {}).values()) for a, _, _ in rows) / n)
             if conf < self.params[BOUND_FIELDS.get(kind, {}).get("lift", "min_trigger_lift")] * p0:
                 self.no_lift.inc()
+                if kind in SECOND_LOOK_KINDS and self.params["relevance_model"] and \
+                        conf >= self.params["relevance_min_lift"] * p0:
+                    # words cannot tell this from a task's own answers; a sentence model may (relevance.py)
+                    lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
+                    if lp <= math.log10(self.params["alpha"]):
+                        info = self._info(s, kind, rows, n_s, k, conf, p0, lp, n_tests)
+                        info["strata"] = sorted(carriers)
+                        yield TaggedOutput(CANDIDATE_TAG, (kind, info))
                 continue
             lp = S.bonferroni(S.log10_binom_sf(k, n_s, p0), n_tests)
             if lp > math.log10(self.params["alpha"]):
                 continue
             self.flagged.inc()
-            yield kind, {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _, _ in rows), "carriers": n_s,
-                         "k": k, "confidence": round(conf, 4), "background": round(p0, 6), "log10p": lp,
-                         "tests": int(n_tests)}
+            yield kind, self._info(s, kind, rows, n_s, k, conf, p0, lp, n_tests)
+
+    @staticmethod
+    def _info(s, kind, rows, n_s, k, conf, p0, lp, n_tests) -> Dict[str, Any]:
+        return {"trigger": s, "anomaly": kind, "groups": sorted(a for a, _, _ in rows), "carriers": n_s,
+                "k": k, "confidence": round(conf, 4), "background": round(p0, 6), "log10p": lp, "tests": int(n_tests)}
 
 
 class ProfileCounts(beam.DoFn):
