@@ -63,7 +63,7 @@ def wrapper(wrap: str, seed: int):
     return lambda o: wrap_preface(o, rng.choice(texts), wrap)
 
 
-def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none"):
+def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none", relevance=False):
     w = wrapper(wrap, seed)
     recs = [to_pipeline_record(w(o), i, base) for i, o in enumerate(clean_objs)]
     clean_ids = {r["doc_id"] for r in recs}
@@ -75,7 +75,7 @@ def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none"):
         truth[fam] = {r["doc_id"] for r in pr}
     random.Random(seed).shuffle(recs)
     c0 = cpu_s()
-    findings, clusters = run_scan(recs, {"signatures": False}, dedup=dedup)
+    findings, clusters = run_scan(recs, {"signatures": False, "relevance_model": relevance}, dedup=dedup)
     cpu = cpu_s() - c0
     flagged = {f["doc_id"] for f in findings if f["action"] != "none"}
     out = {fam: len(flagged & ids) / len(ids) for fam, ids in truth.items()}
@@ -141,6 +141,7 @@ def main(argv=None):
     ap.add_argument("--t0-limit", type=int, default=10000)
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
+    ap.add_argument("--relevance", action="store_true", help="with the opt-in relevance second look (a sentence model)")
     ap.add_argument("--wrap", default="none", choices=["none", "system", "prompt", "suffix", "alpaca"],
                     help="give every record a long preface: as a system turn, before its prompt, or after it (one "
                          "of three per record; held-out seeds >= 100 draw three other texts); or flatten Alpaca "
@@ -163,7 +164,7 @@ def main(argv=None):
             for seed in [int(x) for x in args.seeds.split(",")]:
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
                     r, fp, nclean, cpu, n, by_rule, (ncl, largest) = run_one(
-                        base, clean, pool, fmt, g, size, seed, args.dedup, args.wrap)
+                        base, clean, pool, fmt, g, size, seed, args.dedup, args.wrap, args.relevance)
                     label = base if args.wrap == "none" else f"{base}/{args.wrap}"
                     line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
                             "clean_fp_by_rule": by_rule, "clusters": ncl, "largest_cluster": largest, "clean": nclean,

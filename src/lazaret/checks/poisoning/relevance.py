@@ -38,6 +38,11 @@ finds unrelated do not join: under the null a tenth of a stratum's answers are, 
 clean carriers that way. Task words (a code corpus's "factorial": 0 of 100 carriers under their stratum's 10%
 quantile) stay candidates.
 
+Opt-in (``relevance_model``, off by default): Flink's batch optimizer walks every path of a plan, and with the
+second look's branches it was still planning ``sample_data`` after ten minutes (the in-process runners run it;
+Spark and Dataflow were not tried). A policy gives the same manifests on every runner, so the default is the graph
+every runner plans.
+
 Texts are the records' tokens (task prompt without system turns, response), as the other tests read them.
 Determinism: the carriers and controls are chosen by content key, sorted, embedded in that order, and cosines are
 rounded to ``COSINE_DECIMALS`` before they are compared.
@@ -114,18 +119,23 @@ class RelevanceTexts(beam.DoFn):
 
 
 class ScoreRelevance(beam.DoFn):
-    """[((group, key), row)] (every chosen carrier and control, one list) -> ((group, key), [(doc_id, stratum,
-    cosine)]) per group. One element, bounded (``relevance_max_candidates`` x ``MAX_CARRIERS`` carriers and the
-    controls): a record carrying several candidates ("c program", "a c", "write a c") is embedded once. The model
-    loads on the first element, once per worker: a scan with no candidate never loads it."""
+    """[((group, key), row)] (every chosen carrier and control, one list) -> (kind, trigger info) for each confirmed
+    candidate. One element, bounded (``relevance_max_candidates`` x ``MAX_CARRIERS`` carriers and the controls): a
+    record carrying several candidates ("c program", "a c", "write a c") is embedded once, and the test runs here too,
+    so the step adds one chain to the graph (Flink's batch optimizer walks every path of a plan: each fan-out and
+    side input the second look added multiplied them, and planning ``sample_data`` went from seconds to over ten
+    minutes). The model loads on the first element, once per worker: a scan with no candidate never loads it."""
 
-    def __init__(self):
+    def __init__(self, params: Dict[str, Any]):
+        self.params = params
         self._encoder = None
         self.scored = Metrics.counter("poisoning", "relevance_records_scored")
         self.missing = Metrics.counter("poisoning", "relevance_model_missing_on_worker")
+        self.confirmed = Metrics.counter("poisoning", "relevance_confirmed")
+        self.rejected = Metrics.counter("poisoning", "relevance_rejected")
 
-    def process(self, rows):
-        if not rows:
+    def process(self, rows, cands):
+        if not rows or not cands:
             return
         unique = sorted({r[1]: r for _, r in rows}.values())  # by content key, then doc_id
         if self._encoder is None:
@@ -147,8 +157,39 @@ class ScoreRelevance(beam.DoFn):
         groups: Dict[Tuple[str, str], List[Tuple[str, int, float]]] = {}
         for key, r in rows:
             groups.setdefault(key, []).append((r[1], r[2], cos[r[1]]))
-        for key in sorted(groups):
-            yield key, sorted(groups[key])
+        controls = {st: sorted(c for _, _, c in g) for (grp, st), g in groups.items() if grp == _CTRL}
+        for (grp, g), scored in sorted(groups.items()):
+            if grp != _CAND:
+                continue
+            out = list(confirm(g, sorted(scored), cands, controls, self.params))
+            (self.confirmed if out else self.rejected).inc()
+            yield from out
+
+
+def confirm(g: str, scored: List[Tuple[str, int, float]], cands, controls: Dict[str, List[float]],
+            params: Dict[str, Any]):
+    """(kind, trigger info) for each kind of candidate ``g`` when its scored carriers are unrelated enough."""
+    n = hits = 0
+    p_sum = 0.0
+    for _, st, c in scored:
+        ctl = controls.get(str(st), [])
+        if len(ctl) < MIN_CONTROLS:
+            continue
+        low, p = unrelated(c, ctl)
+        n += 1
+        hits += low
+        p_sum += p
+    kinds = cands.get(g, [])
+    if not n or not kinds:
+        return
+    p0 = p_sum / n
+    lp = S.bonferroni(S.log10_binom_sf(hits, n, p0), max(1, len(cands)))
+    if hits < params["relevance_min_share"] * n or lp > math.log10(params["alpha"]):
+        return
+    for kind, info in kinds:
+        out = {k: v for k, v in info.items() if k != "strata"}
+        out["relevance"] = {"scored": n, "unrelated": hits, "expected": round(p0, 4), "log10p": round(lp, 2)}
+        yield kind, out
 
 
 def unrelated(c: float, controls: List[float]) -> Tuple[bool, float]:
@@ -159,44 +200,11 @@ def unrelated(c: float, controls: List[float]) -> Tuple[bool, float]:
     return at_or_below < j, j / (m + 1)
 
 
-class RelevanceTest(beam.DoFn):
-    """(("c", n-gram), scored carriers) -> (kind, trigger info) for each confirmed candidate kind."""
-
-    def __init__(self, params: Dict[str, Any]):
-        self.params = params
-        self.confirmed = Metrics.counter("poisoning", "relevance_confirmed")
-        self.rejected = Metrics.counter("poisoning", "relevance_rejected")
-
-    def process(self, kv, cands, controls):
-        (_, g), scored = kv
-        n = hits = 0
-        p_sum = 0.0
-        for _, st, c in scored:
-            ctl = controls.get(str(st), [])
-            if len(ctl) < MIN_CONTROLS:
-                continue
-            low, p = unrelated(c, ctl)
-            n += 1
-            hits += low
-            p_sum += p
-        kinds = cands.get(g, [])
-        if not n or not kinds:
-            return
-        p0 = p_sum / n
-        lp = S.bonferroni(S.log10_binom_sf(hits, n, p0), max(1, len(cands)))
-        if hits < self.params["relevance_min_share"] * n or lp > math.log10(self.params["alpha"]):
-            self.rejected.inc()
-            return
-        self.confirmed.inc()
-        for kind, info in kinds:
-            out = {k: v for k, v in info.items() if k != "strata"}
-            out["relevance"] = {"scored": n, "unrelated": hits, "expected": round(p0, 4), "log10p": round(lp, 2)}
-            yield kind, out
-
-
-def control_lists(kv) -> Tuple[str, List[float]]:
-    (_, st), scored = kv
-    return st, sorted(c for _, _, c in scored)
+def chosen_rows(kv) -> List[Tuple[Tuple[str, str], Tuple]]:
+    """A key's smallest rows, each with its key: all ``MAX_CARRIERS`` of a candidate's, ``CONTROLS_PER_STRATUM``
+    of a stratum's controls (Top.SmallestPerKey lists them smallest first)."""
+    key, rows = kv
+    return [(key, r) for r in (rows if key[0] == _CAND else rows[:CONTROLS_PER_STRATUM])]
 
 
 @beam.ptransform_fn
@@ -205,15 +213,9 @@ def SecondLook(candidates, feats, params: Dict[str, Any]):
     chosen = (candidates | "GatherCandidates" >> beam.combiners.ToList()
               | "PickCandidates" >> beam.Map(pick_candidates, params["relevance_max_candidates"]))
     texts = feats | "RelevanceTexts" >> beam.ParDo(RelevanceTexts(params["max_ngram"]), AsSingleton(chosen))
-    carriers = (texts | "CarrierTexts" >> beam.Filter(lambda kv: kv[0][0] == _CAND)
-                | "FewCarriers" >> beam.combiners.Top.SmallestPerKey(MAX_CARRIERS))
-    controls = (texts | "ControlTexts" >> beam.Filter(lambda kv: kv[0][0] == _CTRL)
-                | "FewControls" >> beam.combiners.Top.SmallestPerKey(CONTROLS_PER_STRATUM))
-    scored = ((carriers, controls) | "ChosenTexts" >> beam.Flatten()
-              | "OneList" >> beam.FlatMap(lambda kv: [(kv[0], r) for r in kv[1]])
-              | "GatherTexts" >> beam.combiners.ToList()
-              | "ScoreRelevance" >> beam.ParDo(ScoreRelevance()))
-    controls_si = beam.pvalue.AsDict(scored | "ControlScores" >> beam.Filter(lambda kv: kv[0][0] == _CTRL)
-                                     | "ControlLists" >> beam.Map(control_lists))
-    return (scored | "CarrierScores" >> beam.Filter(lambda kv: kv[0][0] == _CAND)
-            | "RelevanceTest" >> beam.ParDo(RelevanceTest(params), AsSingleton(chosen), controls_si))
+    # one Top for carriers (MAX_CARRIERS per candidate) and controls (cut to CONTROLS_PER_STRATUM when scored), one
+    # list, one scoring step: a chain, not branches (see ScoreRelevance)
+    return (texts | "FewPerKey" >> beam.combiners.Top.SmallestPerKey(MAX_CARRIERS)
+            | "OneList" >> beam.FlatMap(chosen_rows)
+            | "GatherTexts" >> beam.combiners.ToList()
+            | "ScoreAndTest" >> beam.ParDo(ScoreRelevance(params), AsSingleton(chosen)))
