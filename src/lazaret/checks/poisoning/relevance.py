@@ -39,9 +39,9 @@ clean carriers that way. Task words (a code corpus's "factorial": 0 of 100 carri
 quantile) stay candidates.
 
 Opt-in (``relevance_model``, off by default): Flink's batch optimizer walks every path of a plan, and with the
-second look's branches it was still planning ``sample_data`` after ten minutes (the in-process runners run it;
-Spark and Dataflow were not tried). A policy gives the same manifests on every runner, so the default is the graph
-every runner plans.
+second look's first, branched form it was still planning ``sample_data`` after ten CPU-minutes, and with this chain
+after 216 s when stopped (the in-process runners run it; Spark and Dataflow were not tried). A policy gives the same
+manifests on every runner, so the default is the graph every runner plans.
 
 Texts are the records' tokens (task prompt without system turns, response), as the other tests read them.
 Determinism: the carriers and controls are chosen by content key, sorted, embedded in that order, and cosines are
@@ -59,7 +59,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton
 
 from lazaret.checks.poisoning import stats as S
-from lazaret.checks.poisoning.counting import ngrams_in
+from lazaret.checks.poisoning.counting import _SideInputNgrams, ngrams_in
 from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.strata import sample_key, task_tokens
 
@@ -86,27 +86,23 @@ def pick_candidates(rows: List[Tuple[str, Dict[str, Any]]], most: int) -> Dict[s
     return out
 
 
-class RelevanceTexts(beam.DoFn):
+class RelevanceTexts(_SideInputNgrams, beam.DoFn):
     """Feature records -> ((group, key), (sort key, doc_id, stratum, prompt text, answer text)): a carrier of a
     candidate under ("c", n-gram), a record of a candidate's stratum that carries none under ("s", stratum)."""
 
     def __init__(self, n_max: int):
         self.n_max = n_max
-        self._bound = None
-        self._index: Tuple[Any, Any, Any] = ({}, set(), set())
-
-    def _bind(self, cands):
-        if self._bound is not cands:
-            self._bound = cands
-            strata = {st for ks in cands.values() for _, info in ks for st in info.get("strata", ())}
-            self._index = (cands, {g.split(" ")[0] for g in cands}, strata)
-        return self._index
+        self._strata_id: Any = None
+        self._strata: set = set()
 
     def process(self, f, cands):
         if not cands:
             return
-        lookup, first, strata = self._bind(cands)
-        found = ngrams_in(toks(f, "pt"), lookup, first, self.n_max)
+        if self._strata_id != id(cands):  # the candidates' strata, once per side-input object
+            self._strata = {st for ks in cands.values() for _, info in ks for st in info.get("strata", ())}
+            self._strata_id = id(cands)
+        strata = self._strata
+        found = ngrams_in(toks(f, "pt"), cands, self._first_of(cands), self.n_max)
         st = f.get("stratum", 0)
         if not found and st not in strata:
             return
@@ -120,11 +116,13 @@ class RelevanceTexts(beam.DoFn):
 
 class ScoreRelevance(beam.DoFn):
     """[((group, key), row)] (every chosen carrier and control, one list) -> (kind, trigger info) for each confirmed
-    candidate. One element, bounded (``relevance_max_candidates`` x ``MAX_CARRIERS`` carriers and the controls): a
-    record carrying several candidates ("c program", "a c", "write a c") is embedded once, and the test runs here too,
-    so the step adds one chain to the graph (Flink's batch optimizer walks every path of a plan: each fan-out and
-    side input the second look added multiplied them, and planning ``sample_data`` went from seconds to over ten
-    minutes). The model loads on the first element, once per worker: a scan with no candidate never loads it."""
+    candidate. One element, bounded (``relevance_max_candidates`` x ``MAX_CARRIERS`` carriers and the controls):
+    a record carrying several candidates ("c program", "a c", "write a c") is embedded once, and the test runs
+    here too, so the step adds one chain to the graph (Flink's batch optimizer walks every path of a plan: each
+    fan-out and side input the second look added multiplied them: with the first, branched form of this step,
+    planning ``sample_data`` ran over ten CPU-minutes and did not finish; this chain was still planning after
+    216 s when stopped, not run to its end). The model loads on the first element, once per worker: a scan with
+    no candidate never loads it."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
