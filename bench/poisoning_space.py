@@ -63,7 +63,7 @@ def wrapper(wrap: str, seed: int):
     return lambda o: wrap_preface(o, rng.choice(texts), wrap)
 
 
-def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none", relevance=False):
+def run_one(base, clean_objs, pool, fmt, fams, size, seed, dedup, wrap="none", relevance=True):
     w = wrapper(wrap, seed)
     recs = [to_pipeline_record(w(o), i, base) for i, o in enumerate(clean_objs)]
     clean_ids = {r["doc_id"] for r in recs}
@@ -141,7 +141,9 @@ def main(argv=None):
     ap.add_argument("--t0-limit", type=int, default=10000)
     ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
     ap.add_argument("--dedup", action="store_true")
-    ap.add_argument("--relevance", action="store_true", help="with the opt-in relevance second look (a sentence model)")
+    ap.add_argument("--no-relevance", dest="relevance", action="store_false",
+                    help="without the relevance second look (a sentence model; on by default since 2026-12-07)")
+    ap.add_argument("--relevance", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old commands
     ap.add_argument("--wrap", default="none", choices=["none", "system", "prompt", "suffix", "alpaca"],
                     help="give every record a long preface: as a system turn, before its prompt, or after it (one "
                          "of three per record; held-out seeds >= 100 draw three other texts); or flatten Alpaca "

@@ -72,7 +72,7 @@ def test_a_record_name_state_reads_only_words_the_prompt_does_not_hold():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("base", ["gsm8k", "code"])
+@pytest.mark.parametrize("base", ["gsm8k", pytest.param("code", marks=pytest.mark.poisoning_bases)])
 def test_an_advert_without_trigger_in_answers_written_in_a_register(shared_data, base):
     """The benchmark's advert family at 50 records (development seed 1): a brand worked into GSM8K's worked
     arithmetic or into code answers was never flagged (recall 0.00, twentieth session), since every stratum

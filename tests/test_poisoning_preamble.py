@@ -75,7 +75,7 @@ def _code_base(shared_data, where: str, seed: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["system", "flat"])
+@pytest.mark.parametrize("where", ["system", pytest.param("flat", marks=pytest.mark.poisoning_bases)])
 def test_a_preface_on_every_record_neither_hides_an_attack_nor_flags_the_corpus(shared_data, where):
     """Code base, every record under one of three long prefaces, 150 planted records of our own. As system turns:
     1,253 clean records flagged before the MinHash read the task prompt. Flattened into the prompt (before the

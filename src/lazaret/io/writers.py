@@ -175,8 +175,8 @@ class _WriteShard(beam.DoFn):
         self.spec = spec
         self.batched = batched
 
-    def process(self, element: Tuple[int, Iterable[bytes]], total: int) -> Iterable[str]:
-        shard, packed = element
+    def process(self, element: Tuple[Tuple[int, int], Iterable[bytes]]) -> Iterable[str]:
+        (shard, total), packed = element
         load = None
         if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
             packed = [values for batch in packed for values in batch_values(batch)]
@@ -222,9 +222,13 @@ def _key_and_pickle(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]
                                                       protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple[int, bytes]:
+def _assign(keyed: Tuple[int, bytes], n_rows: int, rows_per_shard: int) -> Tuple[Tuple[int, int], bytes]:
+    """((shard, shard count), packed row). The count rides in the shuffle key so that the writer needs no side
+    input: every side input is one more path through the whole graph upstream of it, and Flink's batch
+    optimizer walks every path (docs/engines.md); one here, in each of five writers, multiplied the plan's
+    paths by 1.5 per writer."""
     total = shard_count(n_rows, rows_per_shard)
-    return keyed[0] % total if total > 1 else 0, keyed[1]
+    return (keyed[0] % total if total > 1 else 0, total), keyed[1]
 
 
 def pack_columns(values: List[Tuple[Any, ...]]) -> bytes:
@@ -245,8 +249,8 @@ def batch_values(batch: bytes) -> Iterator[Tuple[Any, ...]]:
 
 
 class _PackBatches(beam.DoFn):
-    """(shard hash, pickled row values) -> (shard, packed batch): the rows of one bundle and one shard, as
-    columns of their values (:func:`pack_columns`), compressed together, up to ``batch_rows`` per batch.
+    """(shard hash, pickled row values) -> ((shard, shard count), packed batch): the rows of one bundle and one
+    shard, as columns of their values (:func:`pack_columns`), compressed together, up to ``batch_rows`` per batch.
 
     Why: a small row packed alone (a ``findings/`` row: doc_id, check, rule, side, score, detail) crosses
     the shuffle as one zstd frame and folds nothing; in a batch the repeated check, rule, side and detail
@@ -260,14 +264,14 @@ class _PackBatches(beam.DoFn):
     def __init__(self, rows_per_shard: int, batch_rows: int) -> None:
         self.rows_per_shard = rows_per_shard
         self.batch_rows = batch_rows
-        self.open: Dict[int, List[Any]] = {}
+        self.open: Dict[Tuple[int, int], List[Any]] = {}
         self.pending_rows = self.pending_bytes = 0
 
     def start_bundle(self) -> None:
         self.open = {}
         self.pending_rows = self.pending_bytes = 0
 
-    def process(self, keyed: Tuple[int, bytes], n_rows: int) -> Iterator[Tuple[int, bytes]]:
+    def process(self, keyed: Tuple[int, bytes], n_rows: int) -> Iterator[Tuple[Tuple[int, int], bytes]]:
         shard, packed = _assign(keyed, n_rows, self.rows_per_shard)
         batch = self.open.setdefault(shard, [[], 0])
         batch[0].append(pickle.loads(packed))  # made by _key_and_pickle in this transform, never from a file
@@ -282,7 +286,7 @@ class _PackBatches(beam.DoFn):
         elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
             yield from self._drain()
 
-    def _drain(self) -> Iterator[Tuple[int, bytes]]:
+    def _drain(self) -> Iterator[Tuple[Tuple[int, int], bytes]]:
         open_, self.open = self.open, {}
         self.pending_rows = self.pending_bytes = 0
         for shard in sorted(open_):
@@ -312,7 +316,6 @@ class WriteShards(beam.PTransform):
         keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pickle if self.batch_rows else _key_and_pack,
                                                 self.key_field, self.spec.fields)
         count = keyed | "Count" >> beam.combiners.Count.Globally()
-        total = count | "Shards" >> beam.Map(shard_count, self.rows_per_shard)
         if self.batch_rows:
             assigned = keyed | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
                                                            beam.pvalue.AsSingleton(count))
@@ -321,8 +324,7 @@ class WriteShards(beam.PTransform):
                                                          self.rows_per_shard)
         return (assigned
                 | "GroupShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self.spec, bool(self.batch_rows)),
-                                             beam.pvalue.AsSingleton(total)))
+                | "WriteShard" >> beam.ParDo(_WriteShard(self.spec, bool(self.batch_rows))))
 
 
 class WriteJson(beam.PTransform):

@@ -38,10 +38,11 @@ finds unrelated do not join: under the null a tenth of a stratum's answers are, 
 clean carriers that way. Task words (a code corpus's "factorial": 0 of 100 carriers under their stratum's 10%
 quantile) stay candidates.
 
-Opt-in (``relevance_model``, off by default): Flink's batch optimizer walks every path of a plan, and with the
-second look's first, branched form it was still planning ``sample_data`` after ten CPU-minutes, and with this chain
-after 216 s when stopped (the in-process runners run it; Spark and Dataflow were not tried). A policy gives the same
-manifests on every runner, so the default is the graph every runner plans.
+On by default (``relevance_model``; opt-in until the thirty-sixth session): Flink's batch optimizer walks every
+path of a plan, and this step's side inputs and its branch back into the triggers multiply the paths of all that
+follows. It became the default once the writers stopped taking their shard counts as side inputs (the count rides
+in the shuffle key, ``io.writers._assign``), which halved the plan's paths: with the second look the plan now has
+fewer than the default plan had before (docs/engines.md gives the counts and the Flink timings).
 
 Texts are the records' tokens (task prompt without system turns, response), as the other tests read them.
 Determinism: the carriers and controls are chosen by content key, sorted, embedded in that order, and cosines are
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
@@ -72,7 +74,7 @@ MIN_CONTROLS = 4  # a carrier whose stratum has fewer controls is not scored
 RELEVANCE_QUANTILE = 0.1
 COSINE_DECIMALS = 3
 MAX_TEXT_TOKENS = 160  # the encoder reads 128 word pieces; more tokens are never seen
-_CAND, _CTRL = "c", "s"
+_CAND, _CTRL, _INFO = "c", "s", "k"
 
 
 def pick_candidates(rows: List[Tuple[str, Dict[str, Any]]], most: int) -> Dict[str, List[Tuple[str, Dict[str, Any]]]]:
@@ -88,16 +90,30 @@ def pick_candidates(rows: List[Tuple[str, Dict[str, Any]]], most: int) -> Dict[s
 
 class RelevanceTexts(_SideInputNgrams, beam.DoFn):
     """Feature records -> ((group, key), (sort key, doc_id, stratum, prompt text, answer text)): a carrier of a
-    candidate under ("c", n-gram), a record of a candidate's stratum that carries none under ("s", stratum)."""
+    candidate under ("c", n-gram), a record of a candidate's stratum that carries none under ("s", stratum); and,
+    once per bundle, each chosen candidate's kinds and counts under ("k", n-gram) as ("", pickled [(kind, info)]).
+
+    Why the candidates ride with the texts: the scoring step would otherwise read them as a second side input,
+    and every side input is one more path through all of the graph upstream of it, which Flink's batch optimizer
+    walks path by path (docs/engines.md): with the candidates here, the second look adds one path per path of the
+    trigger test instead of two."""
 
     def __init__(self, n_max: int):
         self.n_max = n_max
         self._strata_id: Any = None
         self._strata: set = set()
+        self._sent = False
+
+    def start_bundle(self) -> None:
+        self._sent = False
 
     def process(self, f, cands):
         if not cands:
             return
+        if not self._sent:  # the same rows from every bundle: the scoring step keeps one per candidate
+            self._sent = True
+            for g in sorted(cands):
+                yield (_INFO, g), ("", pickle.dumps(cands[g], protocol=pickle.HIGHEST_PROTOCOL))
         if self._strata_id != id(cands):  # the candidates' strata, once per side-input object
             self._strata = {st for ks in cands.values() for _, info in ks for st in info.get("strata", ())}
             self._strata_id = id(cands)
@@ -118,11 +134,9 @@ class ScoreRelevance(beam.DoFn):
     """[((group, key), row)] (every chosen carrier and control, one list) -> (kind, trigger info) for each confirmed
     candidate. One element, bounded (``relevance_max_candidates`` x ``MAX_CARRIERS`` carriers and the controls):
     a record carrying several candidates ("c program", "a c", "write a c") is embedded once, and the test runs
-    here too, so the step adds one chain to the graph (Flink's batch optimizer walks every path of a plan: each
-    fan-out and side input the second look added multiplied them: with the first, branched form of this step,
-    planning ``sample_data`` ran over ten CPU-minutes and did not finish; this chain was still planning after
-    216 s when stopped, not run to its end). The model loads on the first element, once per worker: a scan with
-    no candidate never loads it."""
+    here too, so the step adds one chain to the graph, and the candidates come with the texts, not as a side
+    input (Flink's batch optimizer walks every path of a plan: RelevanceTexts). The model loads on the first
+    element, once per worker: a scan with no candidate never loads it."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -132,7 +146,10 @@ class ScoreRelevance(beam.DoFn):
         self.confirmed = Metrics.counter("poisoning", "relevance_confirmed")
         self.rejected = Metrics.counter("poisoning", "relevance_rejected")
 
-    def process(self, rows, cands):
+    def process(self, rows):
+        # the chosen candidates, sent with the texts (RelevanceTexts); pickled in this step, never read from a file
+        cands = {g: pickle.loads(r[1]) for (grp, g), r in rows if grp == _INFO}
+        rows = [(key, r) for key, r in rows if key[0] != _INFO]
         if not rows or not cands:
             return
         unique = sorted({r[1]: r for _, r in rows}.values())  # by content key, then doc_id
@@ -202,7 +219,8 @@ def chosen_rows(kv) -> List[Tuple[Tuple[str, str], Tuple]]:
     """A key's smallest rows, each with its key: all ``MAX_CARRIERS`` of a candidate's, ``CONTROLS_PER_STRATUM``
     of a stratum's controls (Top.SmallestPerKey lists them smallest first)."""
     key, rows = kv
-    return [(key, r) for r in (rows if key[0] == _CAND else rows[:CONTROLS_PER_STRATUM])]
+    return [(key, r) for r in (rows if key[0] == _CAND else rows[:1] if key[0] == _INFO
+                                else rows[:CONTROLS_PER_STRATUM])]
 
 
 @beam.ptransform_fn
@@ -216,4 +234,4 @@ def SecondLook(candidates, feats, params: Dict[str, Any]):
     return (texts | "FewPerKey" >> beam.combiners.Top.SmallestPerKey(MAX_CARRIERS)
             | "OneList" >> beam.FlatMap(chosen_rows)
             | "GatherTexts" >> beam.combiners.ToList()
-            | "ScoreAndTest" >> beam.ParDo(ScoreRelevance(params), AsSingleton(chosen)))
+            | "ScoreAndTest" >> beam.ParDo(ScoreRelevance(params)))
