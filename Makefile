@@ -27,8 +27,12 @@ scan: setup
 	$(BIN)/lazaret scan sample_data --out $(OUT) --overwrite
 	@echo "Outputs: $(OUT)/ (clean/, quarantine/, findings/, provenance.json, summary.json, report.html)"
 
+# both cores: most tests run one in-process Beam pipeline on one core; one file per worker (--dist loadfile), so a
+# module's shared fixture (an in-process reference scan) is built once
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
