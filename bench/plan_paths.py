@@ -10,7 +10,7 @@ chain of steps with the most paths (docs/engines.md, "Planning time").
     .venv/bin/python bench/plan_paths.py                       # sample_data/, the default rules and policy
     .venv/bin/python bench/plan_paths.py --policy FILE --checks dedup,poisoning
 
-The graph is built, never run; nothing is read but the rule files (the counts do not depend on the data).
+The graph is built, never run: the inputs are listed, not read, and the counts do not depend on the data.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ from typing import Dict, List, Tuple
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def graph_of(scan_args: List[str]):
-    """(leaf transforms by id, their producers' ids by input) of the scan ``lazaret scan`` would build."""
+def graph_of(scan_args: List[str], out_dir: str):
+    """(leaf transforms by id, their producers' ids by input) of the scan ``lazaret scan`` would build (its staging
+    folder under ``out_dir``)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from lazaret import scan as S
 
     parser = argparse.ArgumentParser()
     S.add_scan_arguments(parser)
-    out = pathlib.Path(tempfile.mkdtemp(prefix="lazaret-plan-")) / "out"
+    out = pathlib.Path(out_dir) / "out"
     args = parser.parse_args([str(ROOT / "sample_data"), "--out", str(out), *scan_args])
     setup = S.configure(args, dt.datetime.now(dt.timezone.utc), time.time())
     staging = S._prepare_out(args.out, True)
@@ -60,7 +61,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--top", type=int, default=12, help="fan-outs and chain steps to print")
     known, scan_args = ap.parse_known_args()
-    leaves, preds = graph_of(scan_args)
+    with tempfile.TemporaryDirectory(prefix="lazaret-plan-") as tmp:
+        leaves, preds = graph_of(scan_args, tmp)
     paths = path_counts(preds)
     consumers = collections.Counter(s for ps in preds.values() for s in ps)
     sinks = [t for t in leaves if not consumers[t]]

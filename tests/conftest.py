@@ -30,13 +30,17 @@ def shared_data() -> pathlib.Path:
 POISONING_BASES_ENABLE = "LAZARET_POISONING_BASES"
 
 
+def opted_in(config, marker: str, env: str) -> bool:
+    """An opt-in group of tests is asked for: its variable set to 1, or its marker selected with ``-m``."""
+    markexpr = config.getoption("markexpr") or ""
+    return os.environ.get(env) == "1" or (marker in markexpr and f"not {marker}" not in markexpr)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``poisoning_bases`` (one planted attack on a whole shared-data base, 40-80 s each) run only
     when asked for: ``make test`` must stay under 20 minutes on 2 cores, and each of them repeats, on another
     base or family, a mechanism a test that stays in the suite already covers end to end."""
-    markexpr = config.getoption("markexpr") or ""
-    if os.environ.get(POISONING_BASES_ENABLE) == "1" or ("poisoning_bases" in markexpr
-                                                         and "not poisoning_bases" not in markexpr):
+    if opted_in(config, "poisoning_bases", POISONING_BASES_ENABLE):
         return
     skip = pytest.mark.skip(reason=f"opt-in: set {POISONING_BASES_ENABLE}=1 or run with -m poisoning_bases")
     for item in items:

@@ -18,6 +18,7 @@ import threading
 
 import pytest
 
+from conftest import opted_in
 from helpers import scan, tree_digest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -75,8 +76,7 @@ T0_ENABLE = "LAZARET_ENGINES_T0"
 
 
 def t0_enabled(config) -> bool:
-    markexpr = config.getoption("markexpr") or ""
-    return os.environ.get(T0_ENABLE) == "1" or ("engines_t0" in markexpr and "not engines_t0" not in markexpr)
+    return opted_in(config, "engines_t0", T0_ENABLE)
 
 
 def cli_scan(inputs, out, *extra: str) -> None:

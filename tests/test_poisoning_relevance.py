@@ -184,4 +184,6 @@ def test_a_worker_without_the_model_confirms_nothing_and_goes_on(monkeypatch):
     monkeypatch.setattr(sentence_model, "available", lambda: "not installed here")
     row = (1, "d1", 0, "sum a list", "def total(xs): return sum(xs)")
     info = ("", pickle.dumps([_candidate("zqx")]))  # the candidate as RelevanceTexts sends it with the texts
-    assert list(ScoreRelevance(dict(DEFAULTS)).process([(("k", "zqx"), info), (("c", "zqx"), row)])) == []
+    fn = ScoreRelevance(dict(DEFAULTS))
+    assert list(fn.process([(("k", "zqx"), info), (("c", "zqx"), row)])) == []
+    assert fn._encoder is None  # it went on without the model (with it, the first element would have loaded it)
