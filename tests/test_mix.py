@@ -151,6 +151,52 @@ def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch)
     assert digests[1:] == digests[:1] * 3
 
 
+def test_one_writer_for_several_manifests_writes_what_a_writer_each_wrote(tmp_path, monkeypatch):
+    """clean/, held/ and quarantine/ cross one shuffle (io.writers.WriteManifests, to cut the paths Flink's
+    optimizer walks): each manifest still gets its own shard count and the very bytes a writer of its own
+    (WriteShards) gives it, and a manifest with no row gets no shard."""
+    from lazaret.graph.decide import reject_row
+    from lazaret.io import writers
+    from lazaret.io.writers import WriteManifests, WriteShards
+
+    monkeypatch.setattr(writers._PackBatches, "MAX_PENDING_ROWS", 7)
+
+    def doc(i: int) -> str:
+        return hashlib.sha256(str(i).encode()).hexdigest()[:32]
+
+    lines = {kind: [{"doc_id": doc(i), "source_path": f"in/{kind}.jsonl", "source_index": i,
+                     "line": json.dumps({"text": f"{kind} record {i % 7}"})} for i in range(n)]
+             for kind, n in (("clean", 95), ("held", 0))}
+    rejects = [reject_row({"doc_id": doc(1000 + i), "source_path": "in/q.jsonl", "source_index": i,
+                           "content_sha256": doc(2000 + i), "rule": "not_json", "detail": "line 1"})
+               for i in range(23)]
+    manifests = {"clean": ("jsonl", "source", 20, "clean_index"), "held": ("jsonl", "source", 20, "held_index"),
+                 "quarantine": ("parquet", "source", 10, None)}
+    rows = {"clean": lines["clean"], "held": lines["held"], "quarantine": rejects}
+
+    def files(out):
+        return {str(f.relative_to(out)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(out.rglob("*")) if f.is_file()}
+
+    one, apart = tmp_path / "one", tmp_path / "apart"
+    for out in (one, apart):
+        for kind in ("clean", "held", "quarantine", "clean_index", "held_index"):
+            (out / kind).mkdir(parents=True)
+    tagged = [(kind, r) for kind in sorted(rows) for r in rows[kind]]
+    with beam.Pipeline() as p:
+        _ = p | beam.Create(tagged) | WriteManifests(str(one), manifests, 5)
+    with beam.Pipeline() as p:
+        for kind, (fmt, order, per_shard, index) in manifests.items():
+            _ = (p | f"C{kind}" >> beam.Create(rows[kind])
+                 | f"W{kind}" >> WriteShards(str(apart), kind, fmt, order, per_shard, index_kind=index, batch_rows=5))
+    written = files(one)
+    assert written == files(apart)
+    assert sorted(n for n in written if n.startswith("clean/")) == [f"clean/part-{i:05d}-of-00005.jsonl.gz"
+                                                                   for i in range(5)]
+    assert len([n for n in written if n.startswith("quarantine/")]) == 3
+    assert not [n for n in written if n.startswith("held")]
+
+
 def _outputs(outs):
     """(records, rejects, file rows, blocks, tasks) of a reader's outputs."""
     found = {"records": [], ReadFile.REJECT: [], ReadFile.FILE: [], ReadFile.BLOCK: [], ReadFile.TASK: []}
@@ -224,8 +270,10 @@ def test_a_file_read_in_tasks_gives_what_the_whole_read_gives(tmp_path, monkeypa
         ids = [r["doc_id"] for r in reader.read_block(b)]
         assert len(ids) == b["records"] and hashlib.sha256("".join(ids).encode()).hexdigest() == b["digest"]
     mix = decide_mod.Mix(reader)
-    clean = [o for o in mix.process((0, {"block": blocks, "decisions": []}))
-             if not isinstance(o, beam.pvalue.TaggedOutput)]
+    main = [o for o in mix.process((0, {"block": blocks, "decisions": []}))
+            if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert {kind for kind, _row in main} == {decide_mod.Mix.CLEAN}
+    clean = [row for _kind, row in main]
     assert [c["doc_id"] for c in clean] == [r["doc_id"] for r in whole["records"]]
 
 

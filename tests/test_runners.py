@@ -121,7 +121,7 @@ def test_dataflow_dry_run_translates_every_stage(tmp_path):
     graph = json.loads((out / "job_graph.json").read_text())
     names = set(graph["transforms"])
     for stage in ("Read", "Check_pii", "Check_toxicity", "Check_dedup", "Check_poisoning", "Join", "Decide", "Mix",
-                  "WriteClean", "WriteQuarantine", "WriteFindings", "WriteCounts"):
+                  "WriteRecords", "WriteFindings", "WriteCounts"):
         assert stage in names, f"{stage} missing from the Dataflow job graph"
 
 

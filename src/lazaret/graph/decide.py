@@ -161,17 +161,21 @@ def decide(findings: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 class Mix(beam.DoFn):
     """(block key, {'block': [block of an input file], 'decisions': [packed list of (doc_id, dumped decision)],
-    'evidence': [packed list of (raw doc_id, position in the decision's clusters)]}) -> clean line | quarantine row | held record | counts
-    | cluster evidence, for every record of the block. A record's masked snippet is sent only for the
-    clusters whose evidence it was chosen to be (``evidence``: the EVIDENCE_PER_CLUSTER smallest doc_ids of a
-    cluster's decided members, chosen in ``lazaret.graph.pipeline`` before the mix), as (cluster key,
-    [(doc_id, snippet)]) per cluster and block.
+    'evidence': [packed list of (raw doc_id, position in the decision's clusters)]}) -> (manifest, row) for a clean
+    line, a quarantine row or a held record | counts | cluster evidence, for every record of the block. A record's
+    masked snippet is sent only for the clusters whose evidence it was chosen to be (``evidence``: the
+    EVIDENCE_PER_CLUSTER smallest doc_ids of a cluster's decided members, chosen in ``lazaret.graph.pipeline``
+    before the mix), as (cluster key, [(doc_id, snippet)]) per cluster and block.
 
     The block's records are read again from the input (``ReadFile.read_block_lazily``: built only when
     decided); a record without a decision is clean. The block's record count and the digest of its doc_ids
     must match what the first read saw: a file changed during the scan fails the run instead of writing
     records no check has seen."""
 
+    # The main output is (manifest, row) for clean/, quarantine/ and held/ alike, written by one writer
+    # (io.writers.WriteManifests): three outputs were three writers, each reached by every path of the plan up
+    # to here, and Flink's optimizer walks each path (docs/engines.md, "Planning time").
+    CLEAN = "clean"
     QUARANTINE_ROWS = "quarantine"
     HELD = "held"
     COUNTS = "counts"
@@ -230,7 +234,7 @@ class Mix(beam.DoFn):
                 if packed is None:  # what apply does with CLEAN_DECISION, without the record
                     self.counters[CLEAN].inc()
                     yield beam.pvalue.TaggedOutput(self.COUNTS, ("action", CLEAN))
-                    yield clean_row(doc_id, path, index, raw)
+                    yield self.CLEAN, clean_row(doc_id, path, index, raw)
                     continue
                 try:
                     record = build()
@@ -275,7 +279,7 @@ class Mix(beam.DoFn):
             raw = redact_spans(record, spans, self.anonymizer) if redacting else record["raw"]
             if redacting:
                 yield beam.pvalue.TaggedOutput(self.COUNTS, ("other", "redacted"))
-            yield clean_row(doc_id, record["source_path"], record["source_index"], raw)
+            yield self.CLEAN, clean_row(doc_id, record["source_path"], record["source_index"], raw)
         else:
             yield from self._hold(doc_id, record, decision)
 
@@ -289,7 +293,7 @@ class Mix(beam.DoFn):
 
     def _hold(self, doc_id: str, record: Dict[str, Any], decision: Dict[str, Any]) -> Iterator[Any]:
         action = decision["action"]
-        yield beam.pvalue.TaggedOutput(self.QUARANTINE_ROWS, {
+        yield self.QUARANTINE_ROWS, {
             "doc_id": doc_id,
             "record_id": record.get("record_id"),
             "source_path": record["source_path"],
@@ -300,7 +304,7 @@ class Mix(beam.DoFn):
             "reasons": decision["reasons"],
             "cluster_id": decision["cluster_id"],
             "evidence": decision["evidence"] or evidence_of(record, decision["spans"]),
-        })
+        }
         if action == QUARANTINE:
             # A held record may be released by a reviewer; the values that got it held (a card number, a key)
             # are redacted as well as the ones the policy redacts everywhere.
@@ -309,10 +313,10 @@ class Mix(beam.DoFn):
                 spans = spans + all_spans(self._held_patterns(record))
             raw = redact_spans(record, spans, self.anonymizer, actions=("redact", "quarantine"))
             redacted = raw is not record["raw"]
-            yield beam.pvalue.TaggedOutput(self.HELD, {
+            yield self.HELD, {
                 "doc_id": doc_id, "source_path": record["source_path"], "source_index": record["source_index"],
                 "line": json.dumps({"doc_id": doc_id, "redacted": redacted, "record": raw}, ensure_ascii=False,
-                                   default=str)})
+                                   default=str)}
 
     def _held_patterns(self, record: Dict[str, Any]) -> List[Dict[str, Any]]:
         """PII findings (patterns only) for one held record when the scan's checks exclude PII."""

@@ -23,7 +23,7 @@ from lazaret.graph.packing import (MIX_BLOCK, PackPerKey, SpreadInBlocks, block_
                                    load_record)
 from lazaret.graph.outdir import SEEK_DIR
 from lazaret.io.readers import ReadFile, ReadTask
-from lazaret.io.writers import ShardSpec, WriteJson, WriteShards
+from lazaret.io.writers import ShardSpec, WriteJson, WriteManifests
 
 ROWS_PER_SHARD = {"clean": 5000, "held": 5000, "quarantine": 10000, "findings": 10000, "clusters": 10000}
 # rows cross their writer's shuffle in batches of up to this many (io.writers._PackBatches): findings/ rows repeat
@@ -207,17 +207,17 @@ def build(p: beam.Pipeline, plan: ScanPlan) -> None:
                | "GroupDecisions" >> beam.CoGroupByKey()
                | "Mix" >> beam.ParDo(Mix.for_scan(reader, plan.checks, plan.sections["pii"],
                                                   plan.custom_recognizers))
-               .with_outputs(Mix.QUARANTINE_ROWS, Mix.HELD, Mix.COUNTS, Mix.CLUSTER_EVIDENCE, main="clean"))
+               .with_outputs(Mix.COUNTS, Mix.CLUSTER_EVIDENCE, main="manifests"))
 
     rejects = read_rejects
-    quarantine = ((decided[Mix.QUARANTINE_ROWS], rejects | "RejectRows" >> beam.Map(reject_row))
-                  | "AllQuarantine" >> beam.Flatten())
-    _ = decided.clean | "WriteClean" >> WriteShards(out, "clean", "jsonl", "source", ROWS_PER_SHARD["clean"],
-                                                    index_kind="clean_index", batch_rows=WRITE_PACK_ROWS)
-    _ = decided[Mix.HELD] | "WriteHeld" >> WriteShards(out, "held", "jsonl", "source", ROWS_PER_SHARD["held"],
-                                                       index_kind="held_index", batch_rows=WRITE_PACK_ROWS)
-    _ = quarantine | "WriteQuarantine" >> WriteShards(out, "quarantine", "parquet", "source",
-                                                      ROWS_PER_SHARD["quarantine"], batch_rows=WRITE_PACK_ROWS)
+    # clean/, quarantine/ (read-time rejects too) and held/: one writer (io.writers.WriteManifests says why)
+    manifests = ((decided.manifests,
+                  rejects | "RejectRows" >> beam.Map(lambda rej: (Mix.QUARANTINE_ROWS, reject_row(rej))))
+                 | "AllManifestRows" >> beam.Flatten())
+    _ = manifests | "WriteRecords" >> WriteManifests(out, {
+        Mix.CLEAN: ("jsonl", "source", ROWS_PER_SHARD["clean"], "clean_index"),
+        Mix.HELD: ("jsonl", "source", ROWS_PER_SHARD["held"], "held_index"),
+        Mix.QUARANTINE_ROWS: ("parquet", "source", ROWS_PER_SHARD["quarantine"], None)}, WRITE_PACK_ROWS)
     if cluster_sets:
         # a cluster's row and its members' masked snippets from the mix meet in clusters/'s shards (graph/join.py)
         grouped_clusters = ({"rows": tuple(cluster_sets) | "AllClusters" >> beam.Flatten(),

@@ -271,8 +271,8 @@ class _PackBatches(beam.DoFn):
         self.open = {}
         self.pending_rows = self.pending_bytes = 0
 
-    def process(self, keyed: Tuple[int, bytes], n_rows: int) -> Iterator[Tuple[Tuple[int, int], bytes]]:
-        shard, packed = _assign(keyed, n_rows, self.rows_per_shard)
+    def process(self, keyed: Tuple[Any, bytes], n_rows: Any) -> Iterator[Tuple[Tuple[Any, ...], bytes]]:
+        shard, packed = self._assign(keyed, n_rows)
         batch = self.open.setdefault(shard, [[], 0])
         batch[0].append(pickle.loads(packed))  # made by _key_and_pickle in this transform, never from a file
         batch[1] += len(packed)
@@ -286,7 +286,10 @@ class _PackBatches(beam.DoFn):
         elif self.pending_rows >= self.MAX_PENDING_ROWS or self.pending_bytes >= self.MAX_PENDING_BYTES:
             yield from self._drain()
 
-    def _drain(self) -> Iterator[Tuple[Tuple[int, int], bytes]]:
+    def _assign(self, keyed: Tuple[Any, bytes], n_rows: Any) -> Tuple[Tuple[Any, ...], bytes]:
+        return _assign(keyed, n_rows, self.rows_per_shard)
+
+    def _drain(self) -> Iterator[Tuple[Tuple[Any, ...], bytes]]:
         open_, self.open = self.open, {}
         self.pending_rows = self.pending_bytes = 0
         for shard in sorted(open_):
@@ -325,6 +328,94 @@ class WriteShards(beam.PTransform):
         return (assigned
                 | "GroupShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(_WriteShard(self.spec, bool(self.batch_rows))))
+
+
+def _key_kind_and_pickle(tagged: Tuple[str, Dict[str, Any]], key_field: str,
+                         fields: Dict[str, Tuple[str, ...]]) -> Tuple[Tuple[str, int], bytes]:
+    """((manifest, shard hash), pickled values): ``_key_and_pickle`` for a row of one of several manifests."""
+    kind, row = tagged
+    h, packed = _key_and_pickle(row, key_field, fields[kind])
+    return (kind, h), packed
+
+
+class _CountPerManifest(beam.CombineFn):
+    """{manifest: rows} over the rows of several manifests; every manifest of the writer is listed, 0 when it
+    has no row (one CombineFn, not a count per key: a global combine gives one value even for no input)."""
+
+    def __init__(self, kinds: Tuple[str, ...]) -> None:
+        self.kinds = kinds
+
+    def create_accumulator(self) -> Dict[str, int]:
+        return dict.fromkeys(self.kinds, 0)
+
+    def add_input(self, acc: Dict[str, int], keyed: Tuple[Tuple[str, int], bytes]) -> Dict[str, int]:
+        acc[keyed[0][0]] += 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[Dict[str, int]]) -> Dict[str, int]:
+        out = self.create_accumulator()
+        for acc in accs:
+            for k, n in acc.items():
+                out[k] += n
+        return out
+
+    def extract_output(self, acc: Dict[str, int]) -> Dict[str, int]:
+        return acc
+
+
+class _PackManifestBatches(_PackBatches):
+    """``_PackBatches`` for rows of several manifests: ((manifest, shard hash), pickled values) and the rows per
+    manifest -> ((manifest, shard, shard count), packed batch), each manifest sharded by its own count and
+    ``rows_per_shard``."""
+
+    def __init__(self, rows_per_shard: Dict[str, int], batch_rows: int) -> None:
+        super().__init__(0, batch_rows)
+        self.per_manifest = dict(rows_per_shard)
+
+    def _assign(self, keyed: Tuple[Tuple[str, int], bytes], n_rows: Dict[str, int]) -> Tuple[Tuple[Any, ...], bytes]:
+        (kind, h), packed = keyed
+        (shard, total), packed = _assign((h, packed), n_rows[kind], self.per_manifest[kind])
+        return (kind, shard, total), packed
+
+
+class _WriteManifestShard(beam.DoFn):
+    def __init__(self, specs: Dict[str, ShardSpec]) -> None:
+        self.specs = specs
+
+    def process(self, element: Tuple[Tuple[str, int, int], Iterable[bytes]]) -> Iterable[str]:
+        (kind, shard, total), batches = element
+        spec = self.specs[kind]
+        packed = [values for batch in batches for values in batch_values(batch)]
+        yield write_shard(spec, shard, total, packed, _zipper(spec.fields))
+
+
+class WriteManifests(beam.PTransform):
+    """(manifest, row) -> each manifest's shards, exactly as :class:`WriteShards` (batched) writes them, through
+    one count, one shuffle and one writer for all of them.
+
+    Why one writer for several manifests: the scan's mix gives clean/, quarantine/ and held/ rows; written by a
+    writer each, every path of the plan up to the mix reached three writers and, through each writer's count
+    (its side input), twice: Flink's batch optimizer walks every path, and those six were 112 of the 159 million
+    paths of the default scan's plan (docs/engines.md, "Planning time"). Here they are two."""
+
+    def __init__(self, out_dir: str, manifests: Dict[str, Tuple[str, str, int, Optional[str]]],
+                 batch_rows: int, key_field: str = "doc_id") -> None:
+        """``manifests``: {kind: (format, order, rows per shard, index kind or None)}."""
+        super().__init__()
+        self.specs = {k: ShardSpec(out_dir, k, fmt, order, index) for k, (fmt, order, _n, index) in manifests.items()}
+        self.rows_per_shard = {k: m[2] for k, m in manifests.items()}
+        self.batch_rows = batch_rows
+        self.key_field = key_field
+
+    def expand(self, tagged):
+        fields = {k: spec.fields for k, spec in self.specs.items()}
+        keyed = tagged | "KeyAndPack" >> beam.Map(_key_kind_and_pickle, self.key_field, fields)
+        counts = keyed | "Count" >> beam.CombineGlobally(_CountPerManifest(tuple(sorted(self.specs))))
+        return (keyed
+                | "PackBatches" >> beam.ParDo(_PackManifestBatches(self.rows_per_shard, self.batch_rows),
+                                              beam.pvalue.AsSingleton(counts))
+                | "GroupShard" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteManifestShard(self.specs)))
 
 
 class WriteJson(beam.PTransform):
