@@ -187,3 +187,22 @@ def test_a_worker_without_the_model_confirms_nothing_and_goes_on(monkeypatch):
     fn = ScoreRelevance(dict(DEFAULTS))
     assert list(fn.process([(("k", "zqx"), info), (("c", "zqx"), row)])) == []
     assert fn._encoder is None  # it went on without the model (with it, the first element would have loaded it)
+
+
+def test_the_scan_summary_warns_when_a_worker_skipped_the_second_look():
+    """A worker without the model changes what the run finds (its candidates go unconfirmed): the end of the scan
+    says so in words, not only as one counter among the stage counters."""
+    import io
+
+    from lazaret.scan import SECOND_LOOK_SKIPPED, _print_summary
+
+    summary = {"records_in": 1, "actions": {"clean": 1}, "flagged": 0, "redacted": 0, "reasons": {},
+               "conservation": {"equation": "records_in 1 == clean 1", "holds": True}}
+    said = {}
+    for skipped in (0, 3):
+        stream = io.StringIO()
+        _print_summary(summary, "out", {SECOND_LOOK_SKIPPED: skipped}, stream=stream)
+        said[skipped] = stream.getvalue()
+    assert "WARNING" not in said[0]
+    assert "WARNING: the poisoning scan's relevance second look was skipped 3 time(s)" in said[3]
+    assert "pipelines/requirements-worker.txt" in said[3]

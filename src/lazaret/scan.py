@@ -155,6 +155,11 @@ def summarise(counts_rows: List[List[Any]], files: List[Dict[str, Any]], checks:
     }
 
 
+#: the counter a worker without the poisoning scan's sentence model raises (checks/poisoning/relevance.py): its
+#: candidates are then confirmed by no one, so the manifests can differ from a run with the model on every worker
+SECOND_LOOK_SKIPPED = "poisoning.relevance_model_missing_on_worker"
+
+
 def _print_summary(summary: Dict[str, Any], out: str, metrics: Dict[str, int], stream=sys.stderr) -> None:
     w = stream.write
     w("\nLazaret scan summary\n")
@@ -170,6 +175,11 @@ def _print_summary(summary: Dict[str, Any], out: str, metrics: Dict[str, int], s
         w("  stage counters (Beam metrics):\n")
         for key, n in sorted(metrics.items()):
             w(f"    {key:<40} {n:>8}\n")
+    skipped = metrics.get(SECOND_LOOK_SKIPPED, 0)
+    if skipped:
+        w(f"  WARNING: the poisoning scan's relevance second look was skipped {skipped} time(s): a worker lacked "
+          "its sentence model, so this run's manifests may differ from a run where every worker has it; give "
+          "the workers pipelines/requirements-worker.txt\n")
     w(f"  conservation: {summary['conservation']['equation']} "
       f"[{'OK' if summary['conservation']['holds'] else 'MISMATCH'}]\n")
     w(f"\nOutputs in {out}/: clean/ quarantine/ findings/ provenance.json summary.json report.html\n")
