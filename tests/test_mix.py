@@ -131,33 +131,33 @@ def test_findings_packed_in_batches_write_the_same_shards(tmp_path, monkeypatch)
     """Rows packed per bundle and shard (io.writers._PackBatches) give the same files as rows packed one by one,
     whatever the batch size and the bound on what a bundle holds."""
     from lazaret.io import writers
-    from lazaret.io.writers import WriteShards
+    from lazaret.io.writers import WriteManifests
 
     monkeypatch.setattr(writers._PackBatches, "MAX_PENDING_ROWS", 7)
 
-    rows = [{"doc_id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "record_id": f"r{i}", "check": "toxicity",
-             "rule": "toxic", "side": side, "score": i / 100, "detail": ""}
+    rows = [("findings", {"doc_id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "record_id": f"r{i}",
+                          "check": "toxicity", "rule": "toxic", "side": side, "score": i / 100, "detail": ""})
             for i in range(57) for side in ("prompt", "response")]
     digests = []
-    for batch_rows in (0, 1, 5, 1000):
+    for batch_rows in (1, 5, 1000):
         out = tmp_path / f"b{batch_rows}"
         (out / "findings").mkdir(parents=True)
         with beam.Pipeline() as p:
             _ = (p | beam.Create(rows)
-                 | WriteShards(str(out), "findings", "parquet", "finding", 40, batch_rows=batch_rows))
+                 | WriteManifests(str(out), {"findings": ("parquet", "finding", 40, None)}, batch_rows))
         files = sorted((out / "findings").iterdir())
         assert len(files) == 3
         digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
-    assert digests[1:] == digests[:1] * 3
+    assert digests[1:] == digests[:1] * 2
 
 
 def test_one_writer_for_several_manifests_writes_what_a_writer_each_wrote(tmp_path, monkeypatch):
     """clean/, held/ and quarantine/ cross one shuffle (io.writers.WriteManifests, to cut the paths Flink's
     optimizer walks): each manifest still gets its own shard count and the very bytes a writer of its own
-    (WriteShards) gives it, and a manifest with no row gets no shard."""
+    gives it, and a manifest with no row gets no shard."""
     from lazaret.graph.decide import reject_row
     from lazaret.io import writers
-    from lazaret.io.writers import WriteManifests, WriteShards
+    from lazaret.io.writers import WriteManifests
 
     monkeypatch.setattr(writers._PackBatches, "MAX_PENDING_ROWS", 7)
 
@@ -186,9 +186,9 @@ def test_one_writer_for_several_manifests_writes_what_a_writer_each_wrote(tmp_pa
     with beam.Pipeline() as p:
         _ = p | beam.Create(tagged) | WriteManifests(str(one), manifests, 5)
     with beam.Pipeline() as p:
-        for kind, (fmt, order, per_shard, index) in manifests.items():
-            _ = (p | f"C{kind}" >> beam.Create(rows[kind])
-                 | f"W{kind}" >> WriteShards(str(apart), kind, fmt, order, per_shard, index_kind=index, batch_rows=5))
+        for kind, manifest in manifests.items():
+            _ = (p | f"C{kind}" >> beam.Create([(kind, r) for r in rows[kind]])
+                 | f"W{kind}" >> WriteManifests(str(apart), {kind: manifest}, 5))
     written = files(one)
     assert written == files(apart)
     assert sorted(n for n in written if n.startswith("clean/")) == [f"clean/part-{i:05d}-of-00005.jsonl.gz"

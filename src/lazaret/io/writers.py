@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from lazaret.graph.packing import pack, pack_batch, unpack
+from lazaret.graph.packing import pack_batch, unpack
 from lazaret.io.schemas import RECORD_INDEX, SCHEMAS
 
 # Rows unpacked at a time by a shard writer: enough for Arrow's per-batch cost to vanish, small next to a
@@ -58,55 +58,39 @@ def write_bytes(path: str, data: bytes) -> None:
 LINE_FIELDS = ("doc_id", "source_path", "source_index", "line")
 
 
-def pack_row(row: Dict[str, Any], fields: Tuple[str, ...]) -> bytes:
-    """A row as the packed tuple of its ``fields`` values: the field names, the same in every row, travel once
-    with the writer instead of with every row through the shuffle (findings/ rows: ~1/4 of their bytes)."""
-    return pack(tuple(row.get(f) for f in fields))
-
-
-def unpack_row(data: bytes, fields: Tuple[str, ...]) -> Dict[str, Any]:
-    return dict(zip(fields, unpack(data)))
-
-
-def sorted_order(packed: Iterable[Any], key: Any, fields: Tuple[str, ...],
-                 load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Tuple[List[Any], List[int]]:
+def sorted_order(packed: Iterable[Any], key: Any,
+                 load: Callable[[Any], Dict[str, Any]]) -> Tuple[List[Any], List[int]]:
     """The shard's packed rows and the positions that put them in output order.
 
     Why not sort unpacked rows: a shard holds up to ROWS_PER_SHARD rows (20,000 clean lines, 50,000
     findings), and as Python dicts they cost ~10x their packed size, so a shard writer's memory grew with the
     input until the shard was full. Only the sort keys are kept; rows are unpacked again, a batch at a time,
     when written. The sort is stable, like ``sorted(rows, key=...)``, so ties keep the same order.
-    ``load``: how a value becomes a row (default: a packed row, :func:`unpack_row`)."""
-    load = load or _unpacker(fields)
+    ``load``: how a value becomes a row."""
     values = packed if isinstance(packed, list) else list(packed)
     keys = [key(load(v)) for v in values]
     order = sorted(range(len(values)), key=keys.__getitem__)
     return values, order
 
 
-def _unpacker(fields: Tuple[str, ...]) -> Callable[[bytes], Dict[str, Any]]:
-    return lambda v: unpack_row(v, fields)
-
-
 def _zipper(fields: Tuple[str, ...]) -> Callable[[Tuple[Any, ...]], Dict[str, Any]]:
     return lambda values: dict(zip(fields, values))
 
 
-def _batches(packed: List[Any], order: List[int], fields: Tuple[str, ...],
-             load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Iterator[List[Dict[str, Any]]]:
-    load = load or _unpacker(fields)
+def _batches(packed: List[Any], order: List[int],
+             load: Callable[[Any], Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
     for start in range(0, len(order), WRITE_BATCH_ROWS):
         yield [load(packed[i]) for i in order[start:start + WRITE_BATCH_ROWS]]
 
 
 def parquet_bytes_packed(packed: List[Any], order: List[int], schema: pa.Schema,
-                         load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> bytes:
+                         load: Callable[[Any], Dict[str, Any]]) -> bytes:
     """``parquet_bytes`` of the rows in ``order``, converted to Arrow a batch at a time.
 
     The batches are joined into one contiguous table before writing, so the file (one row group, same
     pages) is byte-identical to ``parquet_bytes`` of the whole list: only the Python dicts are bounded."""
     batches = [pa.RecordBatch.from_pylist(rows, schema=schema)
-               for rows in _batches(packed, order, tuple(schema.names), load)]
+               for rows in _batches(packed, order, load)]
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks() if batches else schema.empty_table()
     return _table_bytes(table)
 
@@ -116,7 +100,7 @@ def parquet_bytes_columns(columns: Dict[str, List[Any]], schema: pa.Schema) -> b
 
 
 def write_lines_gzip(path: str, packed: List[Any], order: List[int], shard: str,
-                     with_index: bool, load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> Dict[str, List[Any]]:
+                     with_index: bool, load: Callable[[Any], Dict[str, Any]]) -> Dict[str, List[Any]]:
     """The rows' ``line`` values, in ``order``, gzipped straight into ``path`` (the same bytes as gzipping
     the whole shard at once: deflate output does not depend on how the input is split into writes), and the record
     index columns of the shard when asked. Nothing the size of the shard is built in memory but the index."""
@@ -126,7 +110,7 @@ def write_lines_gzip(path: str, packed: List[Any], order: List[int], shard: str,
     line_no = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            for rows in _batches(packed, order, LINE_FIELDS, load):
+            for rows in _batches(packed, order, load):
                 gz.write(b"".join(r["line"].encode("utf-8", "surrogatepass") + b"\n" for r in rows))
                 if with_index:
                     for r in rows:
@@ -156,8 +140,9 @@ ORDERS = {"source": _source_order, "finding": _finding_order, "cluster": _cluste
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """Where and how one manifest's shards are written: held once by :class:`WriteShards` and handed to the
-    DoFn that writes them, so the two cannot disagree."""
+    """Where and how one manifest's shards are written: held once by the transform that writes them
+    (:class:`WriteManifests`, the joins of ``lazaret.graph.join``) and handed to its DoFn, so the two cannot
+    disagree."""
 
     out_dir: str
     kind: str
@@ -170,26 +155,11 @@ class ShardSpec:
         return tuple(SCHEMAS[self.kind].names) if self.fmt == "parquet" else LINE_FIELDS
 
 
-class _WriteShard(beam.DoFn):
-    def __init__(self, spec: ShardSpec, batched: bool = False) -> None:
-        self.spec = spec
-        self.batched = batched
-
-    def process(self, element: Tuple[Tuple[int, int], Iterable[bytes]]) -> Iterable[str]:
-        (shard, total), packed = element
-        load = None
-        if self.batched:  # batches of value tuples (_PackBatches): the shard's rows as tuples
-            packed = [values for batch in packed for values in batch_values(batch)]
-            load = _zipper(self.spec.fields)
-        yield write_shard(self.spec, shard, total, packed, load)
-
-
 def write_shard(spec: ShardSpec, shard: int, total: int, packed: Iterable[Any],
-                load: Optional[Callable[[Any], Dict[str, Any]]] = None) -> str:
-    """One shard of ``spec``'s manifest from its rows (packed rows, or what ``load`` turns into a row), sorted
-    in the manifest's order; returns its path."""
-    fields = spec.fields
-    packed, order = sorted_order(packed, ORDERS[spec.order], fields, load)
+                load: Callable[[Any], Dict[str, Any]]) -> str:
+    """One shard of ``spec``'s manifest from its values (what ``load`` turns into a row), sorted in the
+    manifest's order; returns its path."""
+    packed, order = sorted_order(packed, ORDERS[spec.order], load)
     if spec.fmt == "parquet":
         name = shard_name(shard, total, ".parquet")
         path = FileSystems.join(spec.out_dir, spec.kind, name)
@@ -204,15 +174,9 @@ def write_shard(spec: ShardSpec, shard: int, total: int, packed: Iterable[Any],
     return path
 
 
-def _key_and_pack(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
-    """(shard hash, packed row). Rows wait, packed, for the row count the shard assignment needs (a side
-    input, so local runners buffer the whole collection); lazaret.graph.packing says why bytes."""
-    return int(row[key_field][:12], 16), pack_row(row, fields)
-
-
 def _key_and_pickle(row: Dict[str, Any], key_field: str, fields: Tuple[str, ...]) -> Tuple[int, bytes]:
-    """(shard hash, pickled tuple of ``fields`` values): ``_key_and_pack`` for rows that :class:`_PackBatches`
-    compresses in batches next.
+    """(shard hash, pickled tuple of ``fields`` values), for rows that :class:`_PackBatches` compresses in
+    batches next.
 
     Why not compressed here too: each row was compressed alone, decompressed by ``_PackBatches`` and
     compressed again in its batch; on the 55,185 rows of T0's clean/ that first round trip cost 0.87 CPU-s
@@ -302,34 +266,6 @@ class _PackBatches(beam.DoFn):
             yield GlobalWindows.windowed_value(batch)
 
 
-class WriteShards(beam.PTransform):
-    """rows -> ``out_dir/kind/part-SSSSS-of-NNNNN.{parquet|jsonl.gz}``, deterministic bytes and names."""
-
-    def __init__(self, out_dir: str, kind: str, fmt: str, order: str, rows_per_shard: int,
-                 key_field: str = "doc_id", index_kind: Optional[str] = None, batch_rows: int = 0) -> None:
-        """``batch_rows``: cross the shuffle in batches of up to this many rows (:class:`_PackBatches`)
-        instead of one packed row per element; 0: one per element."""
-        super().__init__()
-        self.spec = ShardSpec(out_dir, kind, fmt, order, index_kind)
-        self.batch_rows = batch_rows
-        self.rows_per_shard = rows_per_shard
-        self.key_field = key_field
-
-    def expand(self, rows):
-        keyed = rows | "KeyAndPack" >> beam.Map(_key_and_pickle if self.batch_rows else _key_and_pack,
-                                                self.key_field, self.spec.fields)
-        count = keyed | "Count" >> beam.combiners.Count.Globally()
-        if self.batch_rows:
-            assigned = keyed | "PackBatches" >> beam.ParDo(_PackBatches(self.rows_per_shard, self.batch_rows),
-                                                           beam.pvalue.AsSingleton(count))
-        else:
-            assigned = keyed | "AssignShard" >> beam.Map(_assign, beam.pvalue.AsSingleton(count),
-                                                         self.rows_per_shard)
-        return (assigned
-                | "GroupShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self.spec, bool(self.batch_rows))))
-
-
 def _key_kind_and_pickle(tagged: Tuple[str, Dict[str, Any]], key_field: str,
                          fields: Dict[str, Tuple[str, ...]]) -> Tuple[Tuple[str, int], bytes]:
     """((manifest, shard hash), pickled values): ``_key_and_pickle`` for a row of one of several manifests."""
@@ -390,8 +326,8 @@ class _WriteManifestShard(beam.DoFn):
 
 
 class WriteManifests(beam.PTransform):
-    """(manifest, row) -> each manifest's shards, exactly as :class:`WriteShards` (batched) writes them, through
-    one count, one shuffle and one writer for all of them.
+    """(manifest, row) -> each manifest's shards, each sharded by its own row count, through one count, one
+    shuffle and one writer for all of them.
 
     Why one writer for several manifests: the scan's mix gives clean/, quarantine/ and held/ rows; written by a
     writer each, every path of the plan up to the mix reached three writers and, through each writer's count
