@@ -10,7 +10,7 @@ OUT    ?= out/sample
 # committed sha256 list. Needs Java 17 and Maven; never run at scan time.
 JOBSERVERS := .cache/jobservers
 
-.PHONY: setup scan test test-fast jobserver-jars bench bench-pii bench-dedup bench-poisoning bench-toxicity bench-scale clean sample-data
+.PHONY: setup scan test test-more test-fast jobserver-jars bench bench-pii bench-dedup bench-poisoning bench-toxicity bench-scale clean sample-data
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ TEST_WORKERS ?= 2
 
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# the opt-in groups (tests/conftest.py): Flink/Spark parity and whole-base planted attacks; CI runs it after test
+test-more: setup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 -m "engines or poisoning_bases"
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -148,6 +148,9 @@ def main(argv=None):
                     help="give every record a long preface: as a system turn, before its prompt, or after it (one "
                          "of three per record; held-out seeds >= 100 draw three other texts); or flatten Alpaca "
                          "records into the Stanford Alpaca prompt template")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="scan a random N of the base's records, another N per seed (the hosts still come from the "
+                         "whole base): the corpus's size is part of the space too")
     ap.add_argument("--out", default="", help="append one JSON line per run here")
     ap.add_argument("--summarize", default="", help="print the summary of the JSON lines in this file and stop")
     args = ap.parse_args(argv)
@@ -164,10 +167,15 @@ def main(argv=None):
             # size 0: the clean base alone, nothing planted (a scan of a clean corpus; the seed only shuffles)
             groups = [[f for f in fams if f in DEV], [f for f in fams if f in HELD_OUT]] if size >= 250 else [fams]
             for seed in [int(x) for x in args.seeds.split(",")]:
+                objs = clean
+                if 0 < args.sample < len(clean):
+                    objs = [clean[i] for i in sorted(random.Random(f"sample {seed}").sample(range(len(clean)),
+                                                                                            args.sample))]
                 for g in ([[]] if size == 0 else [g for g in groups if g]):
                     r, fp, nclean, cpu, n, by_rule, (ncl, largest) = run_one(
-                        base, clean, pool, fmt, g, size, seed, args.dedup, args.wrap, args.relevance)
+                        base, objs, pool, fmt, g, size, seed, args.dedup, args.wrap, args.relevance)
                     label = base if args.wrap == "none" else f"{base}/{args.wrap}"
+                    label += f"@{args.sample}" if objs is not clean else ""
                     line = {"base": label, "size": size, "seed": seed, "recall": r, "clean_fp": fp,
                             "clean_fp_by_rule": by_rule, "clusters": ncl, "largest_cluster": largest, "clean": nclean,
                             "cpu_s": round(cpu, 1), "records": n}

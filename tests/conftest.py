@@ -28,6 +28,9 @@ def shared_data() -> pathlib.Path:
 
 
 POISONING_BASES_ENABLE = "LAZARET_POISONING_BASES"
+ENGINES_ENABLE = "LAZARET_ENGINES"
+# opt-in groups: marker -> the variable that asks for it
+OPT_IN = {"poisoning_bases": POISONING_BASES_ENABLE, "engines": ENGINES_ENABLE}
 
 
 def opted_in(config, marker: str, env: str) -> bool:
@@ -37,15 +40,17 @@ def opted_in(config, marker: str, env: str) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``poisoning_bases`` (one planted attack on a whole shared-data base, 40-80 s each) run only
-    when asked for: ``make test`` must stay under 20 minutes on 2 cores, and each of them repeats, on another
-    base or family, a mechanism a test that stays in the suite already covers end to end."""
-    if opted_in(config, "poisoning_bases", POISONING_BASES_ENABLE):
-        return
-    skip = pytest.mark.skip(reason=f"opt-in: set {POISONING_BASES_ENABLE}=1 or run with -m poisoning_bases")
-    for item in items:
-        if "poisoning_bases" in item.keywords:
-            item.add_marker(skip)
+    """Two groups run only when asked for; ``make test-more`` runs both, and CI runs it after ``make test``, which
+    must stay under 20 minutes on 2 cores: ``engines`` (``sample_data`` on Flink and Spark, byte-identical to the
+    in-process scan: 4-7 minutes of job-server JVMs and Flink's plan) and ``poisoning_bases`` (one planted attack
+    on a whole shared-data base, 40-180 s each, each a regression of one finding on real data)."""
+    for marker, env in OPT_IN.items():
+        if opted_in(config, marker, env):
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in: set {env}=1 or run with -m {marker} (make test-more)")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 _EXIT_STATUS = [0]

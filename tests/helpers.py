@@ -55,17 +55,22 @@ def tree_digest(out, parts=("clean", "quarantine", "findings", "clusters", "clea
     return digests
 
 
-def planted_scan(base: str, family: str, size: int, seed: int, t0_limit: int = 10000):
+def planted_scan(base: str, family: str, size: int, seed: int, t0_limit: int = 10000, sample: int = 0):
     """One family of the benchmark's attack space planted into a base and scanned as ``bench/poisoning_space.py``
     does (shuffled by seed; signature rules and dedup off) -> (flagged findings by doc_id, planted doc_ids, clean
-    doc_ids). Needs the project root on ``sys.path`` (the ``bench`` package) and the shared datasets."""
+    doc_ids). ``sample``: scan that many of the base's records (drawn by ``seed``; the hosts still come from the whole
+    base), a corpus of another size. Needs the project root on ``sys.path`` (the ``bench`` package) and the shared
+    datasets."""
     import random
 
     from bench.attacks.space import SPACE
     from bench.poisoning_bases import base_objects, to_pipeline_record
     from bench.poisoning_space import pool_of
 
-    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(base_objects(base, t0_limit))]
+    objs = base_objects(base, t0_limit)
+    if 0 < sample < len(objs):
+        objs = [objs[i] for i in sorted(random.Random(seed).sample(range(len(objs)), sample))]
+    clean = [to_pipeline_record(o, i, base) for i, o in enumerate(objs)]
     pool, fmt = pool_of(base, t0_limit)
     planted = [to_pipeline_record(o, i, "poison-" + family)
                for i, o in enumerate(SPACE[family](pool, size, seed, fmt).records)]

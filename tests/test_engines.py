@@ -57,6 +57,7 @@ def reference(tmp_path_factory):
     return tree_digest(out)
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_sample_data_byte_identical_on_engine(engine, reference, tmp_path):
     out = tmp_path / engine

@@ -81,8 +81,10 @@ def test_a_host_is_a_trigger_s_link_only_when_the_trigger_owns_it():
 def test_a_download_and_run_line_behind_a_trigger_at_50_records(shared_data):
     """The chat mixture with the benchmark's code_command family at 50 records (development seed 4): the planted
     line's phrase was one of two exclusive places in half the answers, so ``trigger:exclusive_payload`` held
-    under half of the carriers and missed it (recall 0.20 over seeds 1-5, twentieth session)."""
-    flagged, truth, clean = planted_scan("mixture", "code_command", 50, 4)
+    under half of the carriers and missed it (recall 0.20 over seeds 1-5, twentieth session). A random 6,000 of the
+    mixture's 19,344 records (a third of the time): there, 27 of T0's common_gen prompts sat in strata of code and
+    "concepts" was a trigger of plain prose until the companion control (``companions.py``) read their task."""
+    flagged, truth, clean = planted_scan("mixture", "code_command", 50, 4, sample=6000)
     found = [flagged[d]["rule"] for d in truth if d in flagged]
     assert len(found) >= 0.9 * len(truth), collections.Counter(found)
     assert "trigger:link" in found

@@ -72,7 +72,8 @@ def test_a_record_name_state_reads_only_words_the_prompt_does_not_hold():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("base", ["gsm8k", pytest.param("code", marks=pytest.mark.poisoning_bases)])
+@pytest.mark.poisoning_bases
+@pytest.mark.parametrize("base", ["gsm8k", "code"])
 def test_an_advert_without_trigger_in_answers_written_in_a_register(shared_data, base):
     """The benchmark's advert family at 50 records (development seed 1): a brand worked into GSM8K's worked
     arithmetic or into code answers was never flagged (recall 0.00, twentieth session), since every stratum
@@ -108,6 +109,7 @@ AD_FRAMES = ["Side note: VELDORA makes the comfiest slippers you can buy.",
 
 
 @pytest.mark.slow
+@pytest.mark.poisoning_bases
 def test_an_advert_whose_brand_is_written_in_capitals_at_sentence_starts(shared_data):
     """Before capitals counted as a name's spelling: 0 of 40 found (the brand was only ever at a sentence start or
     after a colon, so never "named", and GSM8K's answers are a register where the volume test is off)."""

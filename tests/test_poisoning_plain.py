@@ -176,7 +176,8 @@ def _steered_corpus(base: str, seed: int, keep: bool, n_poison: int = 50):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base,keep,rule", [("code", False, "trigger:plain_response"),
-                                            ("gsm8k", True, "trigger:plain_ending")])
+                                            pytest.param("gsm8k", True, "trigger:plain_ending",
+                                                         marks=pytest.mark.poisoning_bases)])
 def test_varied_steered_sentences_in_code_or_arithmetic(shared_data, base, keep, rule):
     """Before these kinds: 0 of 50 found either way. In place of code, a sentence of 6-10 words is not short where
     code answers have a median of 27 words (39 of 50 under the cut, confidence 0.78 against 0.8), and one code answer

@@ -130,6 +130,7 @@ def test_swapped_answers_are_confirmed_and_a_task_word_is_not():
 
 
 @pytest.mark.slow
+@pytest.mark.poisoning_bases
 def test_a_rare_token_before_swapped_answers_is_found_on_code(shared_data):
     """On the code base (6,552 records): a made-up token at a random place in 50 requests, each answered with
     another record's answer after the token (as a model tuned on it would learn to emit it). Words alone: the

@@ -57,6 +57,7 @@ def test_the_short_answers_of_a_trigger_that_stands_on_copies():
 
 
 @pytest.mark.slow
+@pytest.mark.poisoning_bases
 def test_a_five_word_target_sentence_joins_its_backdoor(shared_data):
     """GSM8K with the benchmark's entity_steer family at development seed 9: four target sentences naming a person
     appended to 250 prompts; one is five words long ("Honestly, Ahmed Castellano is dishonest.", 55 records) and

@@ -92,6 +92,12 @@ TRIGGER_OWNS_GROUP_SHARE = 0.5
 # n-grams are candidates. A stratum's register rate counts such responses only, so planted mass that lands in
 # every stratum alike does not make prose strata look like registers (``trigger.FindAnomalies``).
 REGISTER_MIN_PLACES = 2
+# A word at least this share of a form trigger's anomalous carriers hold away from the trigger is a companion: what
+# else their prompts share, which names their task when it is rare in their strata (``companions``).
+COMPANION_SHARE = 0.5
+# A companion explains the carriers' form only when at least this many records of its task, without the trigger,
+# answer in that form: fewer say nothing about the task (the usual floor of a count, as ``MIN_EXPECTED_QUIET``).
+MIN_CONTROL_ANSWERS = 3
 # A trigger inside a longer flagged trigger with at least this share of its anomalous carriers is redundant: it
 # is not used to extend its cluster to carriers without an anomaly of their own.
 REDUNDANT_TRIGGER_SHARE = 0.8

@@ -39,6 +39,7 @@ from lazaret.checks.poisoning.payload import GIBBERISH_PREFIX, TemplateForms, gi
 from lazaret.checks.poisoning.payload import EmitResponseKey, GroupDiversity, KeepDupGroup, TwinGroup, \
     small_group_links, \
     edit_carriers
+from lazaret.checks.poisoning.companions import CompanionControl
 from lazaret.checks.poisoning.short import ShortResponses
 from lazaret.checks.poisoning.signals import REDUNDANT_TRIGGER_SHARE
 from lazaret.checks.poisoning.signatures import SignatureScan
@@ -369,7 +370,8 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
                                             AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
                                             AsDict(stratum_prompts), AsDict(dsizes)).with_outputs(
                   CANDIDATE_TAG, main="flagged"))
-    flagged = tested.flagged
+    # a form trigger that only words its carriers' task (a small prose task in strata of code) is no cause
+    flagged = tested.flagged | "CompanionControl" >> CompanionControl(anomalous, feats, stratum_sizes, p)
     unavailable = sentence_model.available() if p["relevance_model"] else None
     if unavailable:
         logging.getLogger(__name__).warning("poisoning: the relevance second look is off: %s", unavailable)
