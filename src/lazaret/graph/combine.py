@@ -32,6 +32,26 @@ class SumFn(beam.CombineFn):
         return acc
 
 
+class SumTuplesFn(beam.CombineFn):
+    """Element-wise sum of equal-length tuples of numbers (None for none)."""
+
+    def create_accumulator(self) -> Any:
+        return None
+
+    def add_input(self, acc: Any, x: Any) -> Any:
+        return tuple(x) if acc is None else tuple(a + b for a, b in zip(acc, x))
+
+    def merge_accumulators(self, accs: Iterable[Any]) -> Any:
+        out = None
+        for a in accs:
+            if a is not None:
+                out = self.add_input(out, a)
+        return out
+
+    def extract_output(self, acc: Any) -> Any:
+        return acc
+
+
 class _Extreme(beam.CombineFn):
     """Least or greatest input. ``None`` marks "no input yet" (it survives encoding between stages, unlike
     a sentinel object), so None itself is not a valid input. Subclasses set ``pick``."""

@@ -4,7 +4,7 @@ own task, named by the other words they share.
 Why: the ``plain`` and ``ending`` kinds (plain.py) mark prose in a stratum whose answers are code or arithmetic. A
 stratum is fitted on a sample, and a small task answered in prose by design can share one with code: a random
 6,000 records of the chat mixture hold ~26 of T0's common_gen prompts ("From the concepts mentioned below, generate
-a sentence", "Put the concepts together to form a sentence"), k-means put them in two strata of code, and "concepts"
+a sentence", "Put the concepts together to form a sentence"), k-means put them in strata of code, and "concepts"
 was a trigger of plain prose (27 clean records flagged, 0.45%). The full mixture holds enough of them for their
 templates to explain their prose (``trigger.prose_template_words``); a slice of it does not, and a user's corpus is
 any size. Records like the carriers are better named by the carriers themselves: what else do their prompts share?
@@ -40,7 +40,7 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.plain import FORM_KINDS
 from lazaret.checks.poisoning.signals import COMPANION_SHARE, MIN_CONTROL_ANSWERS
 from lazaret.checks.poisoning.trigger import BOUND_FIELDS, plain_counts_for
-from lazaret.graph.combine import CountPerElement
+from lazaret.graph.combine import CountPerElement, SumTuplesFn
 
 # anomaly kind -> the record feature that shows it wherever the record sits (plain.py: "prose", "prose_end")
 COMPANION_KINDS: Dict[str, str] = dict(FORM_KINDS)
@@ -193,26 +193,6 @@ def entry_dict(t: Tuple) -> Dict[str, Any]:
     return {"k": k, "confidence": confidence, "strata": dict(strata), "words": dict(words)}
 
 
-class TupleSumFn(beam.CombineFn):
-    """Element-wise sum of equal-length tuples of numbers."""
-
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, acc, x):
-        return tuple(x) if acc is None else tuple(a + b for a, b in zip(acc, x))
-
-    def merge_accumulators(self, accs):
-        out = None
-        for a in accs:
-            if a is not None:
-                out = a if out is None else tuple(x + y for x, y in zip(out, a))
-        return out
-
-    def extract_output(self, acc):
-        return acc
-
-
 def explained_by(key: Key, entry: Dict[str, Any], counts: Dict[Tuple[str, int], Tuple[int, int, int]],
                  stratum_sizes: Dict[int, int], params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The first companion (most carriers first) that explains trigger ``key``'s carriers, as {"word", "share",
@@ -276,15 +256,14 @@ def CompanionControl(flagged, anomalous, feats, stratum_sizes, params: Dict[str,
     explains. A chain: each singleton is read by the next step alone and carries what later steps need, since every
     extra consumer of a step multiplies the paths Flink's optimizer walks through everything after it (all of the
     scan's findings depend on ``flagged``; docs/engines.md, "Planning time")."""
-    cands = (flagged | "CompanionKinds" >> beam.Filter(lambda kv: kv[0] in COMPANION_KINDS)
-             | "GatherFormTriggers" >> beam.combiners.ToList()
+    cands = (flagged | "GatherFormTriggers" >> beam.combiners.ToList()
              | "PickFormTriggers" >> beam.Map(pick_candidates))
     comp = (anomalous | "CarrierWords" >> beam.ParDo(CarrierWords(params), AsSingleton(cands))
             | "CountCarrierWords" >> CountPerElement()
             | "GatherCarrierWords" >> beam.combiners.ToList()
             | "ChooseCompanions" >> beam.Map(choose_companions))
     explained = (feats | "ControlCounts" >> beam.ParDo(ControlCounts(params), AsSingleton(comp))
-                 | "SumControls" >> beam.CombinePerKey(TupleSumFn())
+                 | "SumControls" >> beam.CombinePerKey(SumTuplesFn())
                  | "GatherControls" >> beam.combiners.ToList()
                  | "Explained" >> beam.ParDo(ExplainedTriggers(params), AsDict(stratum_sizes)))
     return flagged | "NotExplained" >> beam.Filter(lambda kv, ex: (kv[0], kv[1]["trigger"]) not in ex,
