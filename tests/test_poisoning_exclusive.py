@@ -107,6 +107,11 @@ def test_an_exclusive_payload_trigger_must_reach_several_tasks():
     # inside one task, in 57 of the 60 (an answer every asker gets: a false fact asked in many phrasings is
     # one question, so its carriers sit in one stratum): a trigger
     assert [kind for kind, _ in _trigger_test({3: 57}, {3: 60}, {3: 57}, sizes)] == ["xpay"]
+    # ... but not when the phrase also goes to many askers without the trigger: a task's stock line ("#!/bin/bash",
+    # given to 23 of 28 "write a shell" requests and to 22 other shell requests of a 3,000-record mixture slice)
+    # is the task's answer to all its phrasings, not one question's planted answer
+    assert _trigger_test({3: 57}, {3: 60}, {3: 110}, sizes) == []
+    assert _trigger_test({3: 57}, {3: 60}, {3: 68}, sizes) != []
     # both among one trigger's carriers: the trigger stands for the planted line's group alone, so the idiom's
     # records are not its members
     both = {s: 10 + (20 if s == 3 else 0) for s in range(6)}

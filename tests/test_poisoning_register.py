@@ -246,6 +246,56 @@ def test_quiet_strata_decide_register_phrasing_and_count_distinct_answers():
     assert verdict(dict(f, rkey="r2"), inputs, spread_ok=False) is None          # another answer using its words
 
 
+def test_a_spread_payload_needs_its_support_in_the_quiet_strata():
+    """The volume test's counts hold in the quiet strata only; a payload whose carriers are mostly register answers
+    (code syntax, "const … log") and only a few quiet ones is register phrasing, even where the quiet strata are
+    too small for the binomial test to see them avoid it (a 2,000-record slice of the code base: one quiet
+    stratum of 314 records; 9-13 clean records flagged per run before this rule). A planted phrase that lands in
+    every stratum alike keeps its support there."""
+    from lazaret.checks.poisoning.assign import Assign
+    from lazaret.checks.poisoning.policy import DEFAULTS
+
+    rates, sizes = {0: 0.5, 1: 0.3, 2: 0.05}, {0: 800, 1: 800, 2: 300}
+    payloads = {"stock": _spread({0: 40, 1: 30, 2: 8}, {2: list(range(8))}),
+                "landed": _spread({0: 20, 1: 20, 2: 12}, {2: list(range(12))})}
+    register, everywhere, copied = Assign(dict(DEFAULTS))._register_phrases(payloads, rates, sizes)
+    assert "stock" in register
+    assert "landed" not in register and "landed" in everywhere
+
+
+def test_a_stratum_answered_in_code_is_a_register_whatever_its_rate():
+    """The response-only rate counts phrases that passed the volume test; a small corpus has few, so strata of code
+    can read as quiet. A stratum where plain prose is out of form (``plain.form_strata``) is a register for the
+    spread payloads; the claims keep the rates alone."""
+    from lazaret.checks.poisoning.assign import Assign, with_form
+    from lazaret.checks.poisoning.policy import DEFAULTS
+    from lazaret.checks.poisoning.transform import pay_rate_dict
+
+    assert pay_rate_dict([(0, 5), (0, -100), (1, 2), (1, -100), (0, None)]) == ({0: 0.05, 1: 0.02}, frozenset({0}))
+    assert with_form({0: 0.05, 1: 0.02}, frozenset({0})) == {0: 1.0, 1: 0.02}
+    rates, sizes = {0: 0.05, 1: 0.02, 2: 0.03}, {0: 1000, 1: 500, 2: 500}
+    payloads = {"split": _spread({0: 40, 1: 3, 2: 2}, {0: list(range(40)), 1: [1, 2, 3], 2: [4, 5]})}
+    assert "split" not in Assign(dict(DEFAULTS))._register_phrases(payloads, rates, sizes)[0]
+    assert "split" in Assign(dict(DEFAULTS))._register_phrases(payloads, rates, sizes, form=frozenset({0}))[0]
+
+
+@pytest.mark.slow
+def test_a_small_code_corpus_is_not_read_as_prose(shared_data):
+    """1,000 records of the code base (``bench/poisoning_space.py --bases code --sample 1000 --sizes 0 --seeds 11``'s
+    draw), nothing planted: four strata, response-only rates 1-21%, so code's own words ("split", "char",
+    "const … function") were spread payloads found everywhere (76 clean records flagged before the form rule)."""
+    import random
+
+    from bench.poisoning_bases import base_objects, to_pipeline_record
+    from helpers import scan_with_planted
+
+    objs = base_objects("code", 10000)
+    objs = [objs[i] for i in sorted(random.Random("sample 11").sample(range(len(objs)), 1000))]
+    clean = [to_pipeline_record(o, i, "code") for i, o in enumerate(objs)]
+    flagged, _ = scan_with_planted(clean, [], random.Random(11))
+    assert len(flagged) <= 0.002 * len(clean), sorted(f["rule"] for f in flagged.values())
+
+
 def test_carrier_stats_keep_each_strata_distinct_answers():
     from lazaret.checks.poisoning.payload import CarrierStats
 

@@ -37,6 +37,11 @@ SPREAD_RULE = "payload:spread"
 NEAR_DUPLICATE_CLAIM_RULE = "claim:near_duplicate_cluster"
 
 
+def with_form(pay_rates: Dict[int, float], form: FrozenSet[int]) -> Dict[int, float]:
+    """The response-only rates with each stratum of ``form`` (answers of code or arithmetic) at 1.0: a register."""
+    return {s: 1.0 if s in form else r for s, r in pay_rates.items()} if form else pay_rates
+
+
 def cluster_id(kind: str, key: str) -> str:
     return "poison-" + T.stable_hash(kind + "\x1f" + key, 16)
 
@@ -302,7 +307,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         self._register_cache: Dict[Tuple[int, int, int], Any] = {}
         self.flagged = Metrics.counter("poisoning", "records_in_clusters")
 
-    def _register_phrases(self, payloads, pay_rates, stratum_sizes, phrased=None
+    def _register_phrases(self, payloads, pay_rates, stratum_sizes, phrased=None, form=frozenset()
                           ) -> Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str]]:
         """(register phrases, payloads found everywhere, payloads found everywhere in their copies only). A claim
         candidate carried far more often per record
@@ -325,7 +330,19 @@ class Assign(_SideInputNgrams, beam.DoFn):
         phrases leave clean C++ answers alone). A proper name (``names.is_named``) is the register's only when
         concentrated in one stratum (a task's own name); the register and phrasing lifts would read the name's
         own sentence as its register. Built once per side-input value (the cache keeps the objects, so a
-        recycled id never matches)."""
+        recycled id never matches).
+
+        A spread payload with carriers in the register strata and fewer than ``min_support`` in the quiet strata is
+        register phrasing too (a name excepted): the volume test holds in the quiet strata only, so there the
+        payload must have the support it is tested with (a 2,000-record slice of the code base: "const … log" in 87
+        answers, 8 of them in its one quiet stratum of 314 records, too few for the binomial test above; those 8
+        were flagged).
+
+        For the spread payloads, a stratum in ``form`` (its answers are code or arithmetic by their characters:
+        ``plain.form_strata``) is a register stratum whatever its response-only rate: that rate counts phrases
+        that passed the volume test, and a small corpus has too few of them (a 1,000-record slice of the code
+        base: four strata of code at 1-21%, so code's own words were spread payloads in three "quiet" ones). The
+        claims keep the rates alone: their leave-out subtracts a claim's own carriers from a rate."""
         key = (id(payloads), id(pay_rates), id(stratum_sizes))
         hit = self._register_cache.get(key)
         if hit is not None and hit[0] is payloads and hit[1] is pay_rates and hit[2] is stratum_sizes:
@@ -334,6 +351,8 @@ class Assign(_SideInputNgrams, beam.DoFn):
         lift, rate = self.params["spread_max_register_lift"], self.params["spread_max_stratum_rate"]
         register, everywhere, copied = set(), set(), set()
         if pay_rates and stratum_sizes and lift:
+            spread_rates = with_form(pay_rates, form)
+            quiet_spread = quiet_share(spread_rates, stratum_sizes, rate)
             # A claim is told apart only where its absence from the quiet strata could be seen (planted mass
             # can push nearly every stratum over the rate, and then a planted claim looks like register
             # phrasing too): at least MIN_EXPECTED_QUIET carriers expected there if it were spread evenly.
@@ -353,7 +372,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
                     # in code answers gives its carriers a second response-only place (phrasing_lift 4.1 at 50)
                     x = concentration_lift(strata, stratum_sizes, self.params["min_support"])
                 else:
-                    x = max(register_lift(strata, pay_rates, stratum_sizes, rate),
+                    x = max(register_lift(strata, spread_rates, stratum_sizes, rate),
                             concentration_lift(strata, stratum_sizes, self.params["min_support"]))
                     if phrased is not None:
                         x = max(x, phrasing_lift(p.get("phrased_elsewhere", 0), p["carriers"], phrased, n_records))
@@ -362,13 +381,17 @@ class Assign(_SideInputNgrams, beam.DoFn):
                     continue
                 if p.get("kind") != "spread":
                     continue
-                quiet = sum(c for st, c in strata.items() if pay_rates.get(st, 0.0) <= rate)
-                if 0 < quiet_records < 1 and \
-                        S.log10_binom_cdf(quiet, p["carriers"], quiet_records) <= math.log10(self.params["alpha"]):
+                quiet = sum(c for st, c in strata.items() if spread_rates.get(st, 0.0) <= rate)
+                if quiet < min(p["carriers"], self.params["min_support"]) and not is_named(p):
+                    register.add(g)  # too few carriers where the volume test holds: see the docstring
+                    continue
+                if 0 < quiet_spread < 1 and \
+                        S.log10_binom_cdf(quiet, p["carriers"], quiet_spread) <= math.log10(self.params["alpha"]):
                     register.add(g)  # the quiet strata avoid it: the register's phrase
                     continue
                 answers = p.get("answers") or {}
-                quiet_answers = len(set().union(*(h for st, h in answers.items() if pay_rates.get(st, 0.0) <= rate)))
+                quiet_answers = len(set().union(*(h for st, h in answers.items()
+                                                  if spread_rates.get(st, 0.0) <= rate)))
                 if x > 0 and quiet_answers >= self.params["min_support"]:
                     everywhere.add(g)
                 elif x > 0 and quiet >= self.params["min_support"]:
@@ -385,9 +408,11 @@ class Assign(_SideInputNgrams, beam.DoFn):
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
         # "response-only" n-gram. A payload with no trigger is then indistinguishable from the task's phrasing
         # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
-        spread_ok = not pay_rates or pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"]
+        pay_rates, form = pay_rates if isinstance(pay_rates, tuple) else (pay_rates, frozenset())
+        spread_ok = not pay_rates or (f.get("stratum", 0) not in form and
+                                      pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"])
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
-        register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased)
+        register = self._register_phrases(payloads, pay_rates, stratum_sizes, phrased, form)
         v = verdict(f, VerdictInputs.of(self.params, payloads, first, triggers, dups, profiles, off_templates,
                                         self._lookups, register, bool(pay_rates), short_answers), spread_ok)
         c = claim_verdict(f, claims or {}, claim_members or {}, self.params["max_ngram"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
@@ -158,17 +158,21 @@ def anomaly_ids(a: Dict[str, Any]):
     return out
 
 
-def pay_rate_dict(rows) -> Dict[int, float]:
-    """[(stratum, payload carriers) and (stratum, -records)] -> {stratum: share of records carrying a payload
-    candidate}. One small list: one pair of entries per stratum."""
+def pay_rate_dict(rows) -> Tuple[Dict[int, float], FrozenSet[int]]:
+    """[(stratum, payload carriers), (stratum, -records) and (stratum, None) for a stratum whose answers are out
+    of plain prose form] -> ({stratum: share of records carrying a payload candidate}, those strata). One small
+    list: two or three entries per stratum."""
     pay: Dict[int, int] = {}
     size: Dict[int, int] = {}
+    form = set()
     for s, c in rows:
-        if c < 0:
+        if c is None:
+            form.add(s)
+        elif c < 0:
             size[s] = -c
         else:
             pay[s] = c
-    return {s: round(pay.get(s, 0) / n, 6) for s, n in sorted(size.items()) if n}
+    return {s: round(pay.get(s, 0) / n, 6) for s, n in sorted(size.items()) if n}, frozenset(form)
 
 
 # Named steps of the scan (each a composite transform: the graph reads as the list in the module docstring).
@@ -399,12 +403,14 @@ def Profiles(anomalous, p, triggers):
 
 
 @beam.ptransform_fn
-def PayRates(sizes, stratum_sizes):
+def PayRates(sizes, stratum_sizes, form_strata):
     """Share of each stratum's records whose response is written in a register: spread-payload n-grams in
-    separate places (``trigger.register_response``; one small dict)."""
+    separate places (``trigger.register_response``; one small dict), and the strata where plain prose is out of
+    form (``plain.form_strata``: answers of code or arithmetic, whatever phrases passed the volume test)."""
     return ((sizes | "PaySizes" >> beam.Filter(lambda kv: kv[0] == REGISTER_GROUP)
              | "PayPerStratum" >> beam.FlatMap(lambda kv: sorted(kv[1].items())),
-             stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1])))
+             stratum_sizes | "StratumTotals" >> beam.Map(lambda kv: (kv[0], -kv[1])),
+             form_strata | "FormStrata" >> beam.FlatMap(lambda kv: [(kv[0][1], None)] if kv[0][0] == "plain" else []))
             | "PayAndSizes" >> beam.Flatten() | "PayRates" >> beam.combiners.ToList()
             | "PayRateDict" >> beam.Map(pay_rate_dict))
 
@@ -455,7 +461,7 @@ class PoisoningScan(beam.PTransform):
         else:
             claims = feats.pipeline | "NoClaims" >> beam.Create([])
             claim_members = feats.pipeline | "NoClaimMembers" >> beam.Create([])
-        pay_rates = sizes | "PayRates" >> PayRates(stratum_sizes)
+        pay_rates = sizes | "PayRates" >> PayRates(stratum_sizes, form_strata)
 
         # 6: one finding per record; cluster summaries.
         out = feats | "Assign" >> beam.ParDo(Assign(p), AsDict(payloads), AsDict(triggers), AsDict(dups),

@@ -400,6 +400,7 @@ class TriggerTest(beam.DoFn):
         self.vocabulary = Metrics.counter("poisoning", "trigger_candidates_above_max_fraction")
         self.one_task = Metrics.counter("poisoning", "triggers_within_one_task")
         self.every_asker = Metrics.counter("poisoning", "exclusive_groups_within_one_task_given_to_all")
+        self.not_owned = Metrics.counter("poisoning", "exclusive_groups_given_to_all_not_owned_by_trigger")
 
     def process(self, kv, totals, sizes, n_tests, stratum_sizes=None, short_strata=None, form_strata=None,
                 stratum_prompts=None, prompt_sizes=None):
@@ -457,6 +458,12 @@ class TriggerTest(beam.DoFn):
                     if effective_strata(r[2]) >= EXCLUSIVE_MIN_STRATA:
                         spread.append(r)
                     elif r[1] >= EXCLUSIVE_ALWAYS_SHARE * n_s:
+                        # ... and only to them: a planted answer comes with its question, while a task's stock line
+                        # ("#!/bin/bash" for "write a shell") also goes to the task's other phrasings, which lack
+                        # the trigger (23 of the 45 such answers in a 3,000-record slice of the mixture)
+                        if r[1] < EXCLUSIVE_ALWAYS_SHARE * sum((prompt_sizes or sizes).get(r[0], {}).values()):
+                            self.not_owned.inc()
+                            continue
                         spread.append(r)
                         given_to_all += 1
                 if given_to_all:
