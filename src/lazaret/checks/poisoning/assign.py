@@ -335,8 +335,8 @@ class Assign(_SideInputNgrams, beam.DoFn):
         A spread payload with carriers in the register strata and fewer than ``min_support`` in the quiet strata is
         register phrasing too (a name excepted): the volume test holds in the quiet strata only, so there the
         payload must have the support it is tested with (a 2,000-record slice of the code base: "const … log" in 87
-        answers, 8 of them in its one quiet stratum of 314 records, too few for the binomial test above; those 8
-        were flagged).
+        answers, 8 of them in its one quiet stratum of 314 records, too few for the binomial test above; the quiet
+        carriers of eight such payloads, 9 records, were flagged).
 
         For the spread payloads, a stratum in ``form`` (its answers are code or arithmetic by their characters:
         ``plain.form_strata``) is a register stratum whatever its response-only rate: that rate counts phrases
@@ -408,7 +408,7 @@ class Assign(_SideInputNgrams, beam.DoFn):
         # are written in a register prompts never use (worked arithmetic, code): there, many records carry a
         # "response-only" n-gram. A payload with no trigger is then indistinguishable from the task's phrasing
         # by counting, so it is not flagged there (triggers still are, against the stratum's own rates).
-        pay_rates, form = pay_rates if isinstance(pay_rates, tuple) else (pay_rates, frozenset())
+        pay_rates, form = pay_rates or ({}, frozenset())  # (rates, form strata): ``transform.pay_rate_dict``
         spread_ok = not pay_rates or (f.get("stratum", 0) not in form and
                                       pay_rates.get(f.get("stratum", 0), 0.0) <= self.params["spread_max_stratum_rate"])
         rec = {"doc_id": f["doc_id"], "record_id": f.get("record_id")}
