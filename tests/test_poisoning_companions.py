@@ -88,3 +88,38 @@ def test_the_control_drops_a_prose_task_s_word_and_keeps_it_when_the_task_answer
     _run(control_prose=0)   # they answer in code: prose behind "concepts" is the trigger's doing
     # their prose answers come with a trigger of prose of their own: one attack's records, not the task's
     _run(control_prose=12, control_trigger="brazil")
+
+
+def _run_pay(control_pay: int, expect_kept: bool):
+    """20 answers carrying a spread payload behind "reads a" prompts that also say "csv" (further on); 30 other "csv" prompts,
+    ``control_pay`` of them answered with a payload too; 300 other code requests. The payload is an anomaly found on
+    the corpus (``FindAnomalies``), not a feature of the record: the control reads it from the anomalous records."""
+    feats, anomalous = [], []
+    for i in range(20):
+        f = {"doc_id": f"c{i}", "pt": f"write a script that reads a file w{i} and then prints each row of the csv", "stratum": 0}
+        feats.append(f)
+        anomalous.append(dict(f, anomalies=["pay"]))
+    for i in range(30):
+        f = {"doc_id": f"s{i}", "pt": f"load the csv table item{i} into memory", "stratum": 0}
+        feats.append(f)
+        if i < control_pay:
+            anomalous.append(dict(f, anomalies=["pay", "rep"]))
+        elif i < 15:
+            anomalous.append(dict(f, anomalies=["rep"]))  # anomalous, but for another kind: no payload answer
+    feats += [{"doc_id": f"k{i}", "pt": f"sort list number {i} in python", "stratum": 0} for i in range(300)]
+    info = {"trigger": "reads a", "confidence": 1.0, "log10p": -30.0}
+    with BeamTestPipeline() as p:
+        flagged = p | "Flagged" >> beam.Create([("pay", info)])
+        anom = p | "Anomalous" >> beam.Create(anomalous)
+        fs = p | "Feats" >> beam.Create(feats)
+        sizes = p | "Sizes" >> beam.Create([(0, len(feats))])
+        out = flagged | CompanionControl(anom, fs, sizes, dict(DEFAULTS))
+        assert_that(out | beam.Map(lambda kv: (kv[0], kv[1]["trigger"])), equal_to([("pay", "reads a")] if expect_kept else []))
+
+
+def test_a_payload_trigger_is_explained_by_a_task_whose_other_answers_carry_payloads():
+    # "csv" prompts without "reads a": 12 of 30 answered with a payload, 1.0 < 3 x 0.4: the task's own phrasing
+    _run_pay(control_pay=12, expect_kept=False)
+    # 5 of 30 (1.0 > 3 x 0.17), and none: the payload behind "reads a" is the phrase's doing
+    _run_pay(control_pay=5, expect_kept=True)
+    _run_pay(control_pay=0, expect_kept=True)

@@ -8,6 +8,9 @@ a sentence", "Put the concepts together to form a sentence"), k-means put them i
 was a trigger of plain prose (27 clean records flagged, 0.45%). The full mixture holds enough of them for their
 templates to explain their prose (``trigger.prose_template_words``); a slice of it does not, and a user's corpus is
 any size. Records like the carriers are better named by the carriers themselves: what else do their prompts share?
+The ``pay`` kind (an answer carrying a payload found on the corpus) has the same confound: in 700 records of code,
+requests to read a CSV file answered with file-reading code made "a python script" a payload trigger (21 of 30
+requests, 27 clean records flagged) where "csv" without it was answered with a payload half the time.
 
 How: for each flagged trigger of those kinds, the words that at least ``COMPANION_SHARE`` of its anomalous
 carriers hold away from the trigger (not within ``max_ngram`` words of it: those are the trigger's own phrase) are
@@ -23,7 +26,8 @@ half of them; hosts drawn from one task ("sort a list" with a name appended) sha
 that task without the name answer in code: the control keeps the trigger.
 
 Cost: three small passes, only when a trigger of these kinds was flagged: the anomalous carriers (their words), then
-every record holding a companion (one set intersection per record), then one decision over a few counts.
+every record holding a companion (one set intersection per record; for ``pay``, the anomalous records' answers after a
+shuffle), then one decision over a few counts.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ from lazaret.checks.poisoning.signals import COMPANION_SHARE, MIN_CONTROL_ANSWER
 from lazaret.checks.poisoning.trigger import BOUND_FIELDS, plain_counts_for
 from lazaret.graph.combine import CountPerElement, SumTuplesFn
 
-# anomaly kind -> the record feature that shows it wherever the record sits (plain.py: "prose", "prose_end")
-COMPANION_KINDS: Dict[str, str] = dict(FORM_KINDS)
+# anomaly kind -> the record feature that shows it wherever the record sits (plain.py: "prose", "prose_end"); None: the
+# anomaly itself (FindAnomalies), read from the anomalous records, since it needs the payloads found on the corpus
+COMPANION_KINDS: Dict[str, Optional[str]] = dict(FORM_KINDS)
+COMPANION_KINDS["pay"] = None
 # at most this many candidates, and companions per candidate, travel as side inputs (the strongest first)
 MAX_CANDIDATES = 500
 MAX_COMPANIONS = 8
@@ -142,7 +148,11 @@ class ControlCounts(beam.DoFn):
     """Every record holding a candidate's companion in one of the candidate's carrier strata -> ((kind, trigger,
     entry, word, stratum), (records, records without any flagged trigger of the kind, of those the ones whose answer
     shows the kind's form)). ``entry`` is the candidate's ``choose_companions`` entry as a tuple, so that the decision
-    reads everything from these rows (one consumer per singleton: see ``CompanionControl``)."""
+    reads everything from these rows (one consumer per singleton: see ``CompanionControl``).
+
+    Reads the features and the anomalous records flattened into one input: a record's features count it (and its
+    form, for the form kinds); its anomalous record, when it has one, counts its answer for the kinds that are an
+    anomaly found on the corpus (``pay``: no feature of the record alone says which answers carry a payload)."""
 
     def __init__(self, params: Dict[str, Any]):
         self.n_max = params["max_ngram"]
@@ -164,6 +174,9 @@ class ControlCounts(beam.DoFn):
         if self._cache[0] is not comp:
             self._cache = (comp, self._index(comp))
         by_word, by_g, first, entries = self._cache[1]
+        anomalous = "anomalies" in f
+        if anomalous and not any(COMPANION_KINDS.get(k, "") is None for k in f["anomalies"]):
+            return
         pt = toks(f, "pt")
         held = by_word.keys() & set(pt)
         if not held:
@@ -172,15 +185,27 @@ class ControlCounts(beam.DoFn):
         flagged_kinds: Optional[Set[str]] = None
         for w in sorted(held):
             for key in by_word[w]:
-                if st not in comp[key]["strata"]:
+                feature = COMPANION_KINDS[key[0]]
+                if st not in comp[key]["strata"] or (anomalous and (feature is not None or key[0] not in f["anomalies"])):
                     continue
                 if flagged_kinds is None:
                     flagged_kinds = {k for g in ngrams_in(pt, by_g, first, self.n_max) for k in by_g[g]}
                 # the control holds no trigger of the kind at all: a planted question asked in many phrasings has
                 # records without one of its words but with another, and those are the attack, not its task
                 without = key[0] not in flagged_kinds
-                shows = bool(f.get(COMPANION_KINDS[key[0]])) and without
-                yield key + (entries[key], w, st), (1, int(without), int(shows))
+                if anomalous:
+                    yield key + (entries[key], w, st), (0, 0, int(without))
+                else:
+                    shows = feature is not None and bool(f.get(feature)) and without
+                    yield key + (entries[key], w, st), (1, int(without), int(shows))
+
+
+def control_answer(a: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    """An anomalous record whose anomalies include a kind read from the anomalous records (``COMPANION_KINDS`` None)
+    -> those kinds, its prompt and stratum (all ``ControlCounts`` reads of it)."""
+    kinds = [k for k in a["anomalies"] if k in COMPANION_KINDS and COMPANION_KINDS[k] is None]
+    if kinds:
+        yield {"anomalies": kinds, "pt": a["pt"], "stratum": a.get("stratum", 0)}
 
 
 def entry_tuple(e: Dict[str, Any]) -> Tuple:
@@ -262,7 +287,12 @@ def CompanionControl(flagged, anomalous, feats, stratum_sizes, params: Dict[str,
             | "CountCarrierWords" >> CountPerElement()
             | "GatherCarrierWords" >> beam.combiners.ToList()
             | "ChooseCompanions" >> beam.Map(choose_companions))
-    explained = (feats | "ControlCounts" >> beam.ParDo(ControlCounts(params), AsSingleton(comp))
+    # the anomalous records' answers cross a shuffle before they meet the companions: they come from the stage whose
+    # output the companions are counted from, and a stage fused with its own side input's source never runs
+    answers = (anomalous | "ControlAnswers" >> beam.FlatMap(control_answer)
+               | "ControlAnswersApart" >> beam.Reshuffle())
+    explained = ((feats, answers) | "ControlRecords" >> beam.Flatten()
+                 | "ControlCounts" >> beam.ParDo(ControlCounts(params), AsSingleton(comp))
                  | "SumControls" >> beam.CombinePerKey(SumTuplesFn())
                  | "GatherControls" >> beam.combiners.ToList()
                  | "Explained" >> beam.ParDo(ExplainedTriggers(params), AsDict(stratum_sizes)))
