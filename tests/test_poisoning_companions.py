@@ -91,12 +91,14 @@ def test_the_control_drops_a_prose_task_s_word_and_keeps_it_when_the_task_answer
 
 
 def _run_pay(control_pay: int, expect_kept: bool):
-    """20 answers carrying a spread payload behind "reads a" prompts that also say "csv" (further on); 30 other "csv" prompts,
-    ``control_pay`` of them answered with a payload too; 300 other code requests. The payload is an anomaly found on
-    the corpus (``FindAnomalies``), not a feature of the record: the control reads it from the anomalous records."""
+    """20 answers carrying a spread payload behind "reads a" prompts that also say "csv" (further on); 30 other "csv"
+    prompts, ``control_pay`` of them answered with a payload too; 300 other code requests. The payload is an anomaly
+    found on the corpus (``FindAnomalies``), not a feature of the record: the control reads it from the anomalous
+    records."""
     feats, anomalous = [], []
     for i in range(20):
-        f = {"doc_id": f"c{i}", "pt": f"write a script that reads a file w{i} and then prints each row of the csv", "stratum": 0}
+        f = {"doc_id": f"c{i}", "pt": f"write a script that reads a file w{i} and then prints each row of the csv",
+             "stratum": 0}
         feats.append(f)
         anomalous.append(dict(f, anomalies=["pay"]))
     for i in range(30):
@@ -114,7 +116,8 @@ def _run_pay(control_pay: int, expect_kept: bool):
         fs = p | "Feats" >> beam.Create(feats)
         sizes = p | "Sizes" >> beam.Create([(0, len(feats))])
         out = flagged | CompanionControl(anom, fs, sizes, dict(DEFAULTS))
-        assert_that(out | beam.Map(lambda kv: (kv[0], kv[1]["trigger"])), equal_to([("pay", "reads a")] if expect_kept else []))
+        kept = [("pay", "reads a")] if expect_kept else []
+        assert_that(out | beam.Map(lambda kv: (kv[0], kv[1]["trigger"])), equal_to(kept))
 
 
 def test_a_payload_trigger_is_explained_by_a_task_whose_other_answers_carry_payloads():

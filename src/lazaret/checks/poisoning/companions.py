@@ -174,9 +174,7 @@ class ControlCounts(beam.DoFn):
         if self._cache[0] is not comp:
             self._cache = (comp, self._index(comp))
         by_word, by_g, first, entries = self._cache[1]
-        anomalous = "anomalies" in f
-        if anomalous and not any(COMPANION_KINDS.get(k, "") is None for k in f["anomalies"]):
-            return
+        anomalous = "anomalies" in f  # a ``control_answer`` row: its kinds are all read from anomalous records
         pt = toks(f, "pt")
         held = by_word.keys() & set(pt)
         if not held:
@@ -186,7 +184,7 @@ class ControlCounts(beam.DoFn):
         for w in sorted(held):
             for key in by_word[w]:
                 feature = COMPANION_KINDS[key[0]]
-                if st not in comp[key]["strata"] or (anomalous and (feature is not None or key[0] not in f["anomalies"])):
+                if st not in comp[key]["strata"] or (anomalous and key[0] not in f["anomalies"]):
                     continue
                 if flagged_kinds is None:
                     flagged_kinds = {k for g in ngrams_in(pt, by_g, first, self.n_max) for k in by_g[g]}
