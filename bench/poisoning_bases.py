@@ -17,6 +17,12 @@ with a system prompt gets exactly the prompt/response split ``lazaret scan`` wou
   shaped): forum replies, no instruction task at all. CAT-LARGE's Wikipedia Talk comments shown with their parent
   (the parent as the prompt, the reply as the response, Alpaca fields) and ToxiChat's Reddit threads as
   ``messages`` chats (each later turn the answer to the turns before it);
+- ``labels`` (a held-out base: added in the forty-first session; its first scan found the one-request control's
+  case, so it is a development base for that control and held out for everything else): a label and extraction
+  corpus, one fixed instruction per source as a task-specific fine-tuning set has it. Tweets classified for hate
+  speech and offensive language (Davidson, TweetEval hate and offensive), HateCheck's templated test cases labelled
+  hateful or not, WNUT-17 tweets with their named entities listed, and Presidio's synthetic sentences with their
+  personal data replaced by its type (``{{PERSON}}``); 64,880 records, Alpaca fields, shuffled with a fixed seed;
 - ``file:PATH``: any JSON-lines file ``lazaret scan`` reads (Alpaca, ``messages``, prompt/response), to run the
   benchmark on one's own corpus; lines that are not JSON objects are skipped.
 """
@@ -175,6 +181,44 @@ def talk_objects() -> List[dict]:
     return out
 
 
+def _rows(rel: str):
+    with gzip.open(os.path.join(DATA, rel), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+DAVIDSON = {"hate_speech": "Hate speech", "offensive_language": "Offensive", "neither": "Neither"}
+
+
+def labels_objects() -> List[dict]:
+    """Raw objects of the ``labels`` base (Alpaca dicts), in a seeded shuffled order."""
+    out: List[dict] = []
+
+    def add(d: dict, instruction: str, text: str, output: str) -> None:
+        out.append({"id": str(d["id"]), "instruction": instruction, "input": text, "output": output})
+
+    for d in _rows("toxicity_davidson/labeled_data.jsonl.gz"):
+        add(d, "Classify this tweet as hate speech, offensive, or neither.", d["text"], DAVIDSON[d["label_name"]])
+    for d in _rows("toxicity_tweeteval_hate/hate.jsonl.gz"):
+        add(d, "Is the following tweet hateful? Answer hate or not-hate.", d["text"], d["label_name"])
+    for d in _rows("toxicity_tweeteval_offensive/offensive.jsonl.gz"):
+        add(d, "Does this tweet contain offensive language? Reply offensive or not-offensive.", d["text"],
+            d["label_name"])
+    for d in _rows("toxicity_hatecheck/test_suite_cases.jsonl.gz"):
+        add(d, "Label the message as hateful or non-hateful.\n\nMessage: " + d["text"].strip(), "", d["label_gold"])
+    for part in ("train", "dev", "test"):
+        for d in _rows(f"pii_wnut17_ner/wnut17_{part}.jsonl.gz"):
+            ents = "\n".join(f'{s["entity_type"]}: {s["value"]}' for s in d["spans"]) or "No entities."
+            add(d, "List the named entities in the text with their types.", d["text"], ents)
+    for name in ("synth_dataset_v2", "generated_large"):
+        for d in _rows(f"pii_presidio_synth/{name}.jsonl.gz"):
+            if d.get("masked") and d.get("text"):
+                add(d, "Replace the personal information in this text with its type in double braces.", d["text"],
+                    d["masked"])
+    random.Random(0).shuffle(out)
+    return out
+
+
 def file_objects(path: str) -> List[dict]:
     """The JSON objects of a user's JSON-lines file (other lines skipped: the scan would report them)."""
     out: List[dict] = []
@@ -207,6 +251,8 @@ def base_objects(name: str, t0_limit: int = 20000) -> List[dict]:
         return chat_mixture(min(t0_limit, 4000))
     if name == "talk":
         return talk_objects()
+    if name == "labels":
+        return labels_objects()
     if name.startswith("file:"):
         return file_objects(name[5:])
     return load_alpaca(name, t0_limit if name == "t0" else 0)

@@ -37,7 +37,7 @@ def pool_of(base: str, t0_limit: int):
     """The host records the generators draw from (Alpaca dicts) and the format planted records take."""
     if base == "mixture":
         return load_alpaca("gsm8k") + load_alpaca("t0", min(t0_limit, 4000)) + load_alpaca("code"), "messages"
-    if base == "talk" or base.startswith("file:"):
+    if base in ("talk", "labels") or base.startswith("file:"):
         # any reader format: a host is the record's prompt and response as the scan reads them; planted records
         # take the format most of the base's records have
         # (without its system turns: a planted record's own system turn is the generator's to choose)
@@ -135,7 +135,8 @@ def summarize(lines) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--bases", default="gsm8k,code,mixture,t0",
-                    help="comma-separated: t0, gsm8k, code, mixture, talk (held out), file:PATH (a JSON-lines corpus)")
+                    help="comma-separated: t0, gsm8k, code, mixture, talk and labels (held out), "
+                         "file:PATH (a JSON-lines corpus)")
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--sizes", default="250,50", help="poisoned records per family; 0 scans the clean base alone")
     ap.add_argument("--t0-limit", type=int, default=10000)

@@ -24,11 +24,12 @@ def test_companions_are_the_words_half_the_carriers_share():
     key = ("plain", "concepts")
     counts = [((key, ("k",)), 20), ((key, ("s", 1)), 15), ((key, ("s", 4)), 5),
               ((key, ("w", "sentence")), 19), ((key, ("w", "generate")), 10), ((key, ("w", "dog")), 2)]
-    comp = choose_companions(counts)
+    comp = choose_companions(counts, dict(DEFAULTS))
     assert comp == {key: {"k": 20, "confidence": 1.0, "strata": {1: 15, 4: 5},
-                          "words": {"sentence": 19, "generate": 10}}}
-    assert choose_companions([((key, ("k",)), 20), ((key, ("c", 0.9)), 20), ((key, ("w", "dog")), 9)]) == \
-        {key: {"k": 20, "confidence": 0.9, "strata": {}, "words": {}}}
+                          "words": {"sentence": 19, "generate": 10}, "one": False}}
+    assert choose_companions([((key, ("k",)), 20), ((key, ("c", 0.9)), 20), ((key, ("w", "dog")), 9)],
+                             dict(DEFAULTS)) == \
+        {key: {"k": 20, "confidence": 0.9, "strata": {}, "words": {}, "one": False}}
 
 
 def _entry():

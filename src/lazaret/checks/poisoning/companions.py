@@ -25,9 +25,13 @@ own wording, not a cause. A backdoor's hosts are varied requests: nothing but th
 half of them; hosts drawn from one task ("sort a list" with a name appended) share its words, and the records of
 that task without the name answer in code: the control keeps the trigger.
 
+The one-request control (one_request.py) rides on the same passes: a flagged trigger of an off-topic kind is a
+candidate too, with no companion; its carriers give their MinHash slots instead of their words, and the decision
+reaches the one filter through a row its carriers give ``ControlCounts``.
+
 Cost: three small passes, only when a trigger of these kinds was flagged: the anomalous carriers (their words), then
-every record holding a companion (one set intersection per record; for ``pay``, the anomalous records' answers after a
-shuffle), then one decision over a few counts.
+every record holding a companion (one set intersection per record; for ``pay`` and the off-topic kinds, the
+anomalous records after a shuffle), then one decision over a few counts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from apache_beam.pvalue import AsDict, AsSingleton
 from lazaret.checks.poisoning import text as T
 from lazaret.checks.poisoning.counting import first_tokens, ngrams_in
 from lazaret.checks.poisoning.features import toks
+from lazaret.checks.poisoning.one_request import OFF_TOPIC_KINDS, counts_for, is_one_request, measure_items
 from lazaret.checks.poisoning.plain import FORM_KINDS
 from lazaret.checks.poisoning.signals import COMPANION_SHARE, MIN_CONTROL_ANSWERS
 from lazaret.checks.poisoning.trigger import BOUND_FIELDS, plain_counts_for
@@ -53,15 +58,17 @@ COMPANION_KINDS["pay"] = None
 # at most this many candidates, and companions per candidate, travel as side inputs (the strongest first)
 MAX_CANDIDATES = 500
 MAX_COMPANIONS = 8
+# the word a one-request trigger's rows carry in ``ControlCounts``' keys (no word is empty)
+ONE_REQUEST = ""
 
 Key = Tuple[str, str]  # (anomaly kind, trigger)
 
 
 def pick_candidates(rows: Iterable[Tuple[str, Dict[str, Any]]]) -> Dict[Key, Dict[str, Any]]:
-    """The flagged triggers of the companion kinds: {(kind, trigger): {"confidence"}} (the most significant first
-    when over ``MAX_CANDIDATES``)."""
+    """The flagged triggers of the companion kinds and the off-topic kinds: {(kind, trigger): {"confidence"}} (the
+    most significant first when over ``MAX_CANDIDATES``)."""
     cands = sorted(((info["log10p"], kind, info["trigger"], info["confidence"]) for kind, info in rows
-                    if kind in COMPANION_KINDS))
+                    if kind in COMPANION_KINDS or kind in OFF_TOPIC_KINDS))
     return {(kind, g): {"confidence": conf} for _, kind, g, conf in cands[:MAX_CANDIDATES]}
 
 
@@ -90,14 +97,15 @@ class CarrierWords(beam.DoFn):
     """Anomalous records -> ((kind, trigger), ("k",)), ((kind, trigger), ("c", confidence)), ((kind, trigger), ("s",
     stratum)) and ((kind, trigger), ("w", word)) for each candidate whose anomaly the record shows and whose trigger its
     prompt holds: counted, they give the carriers, their strata and their shared words (and the candidate's
-    confidence, so that the candidates' list is read by this step alone)."""
+    confidence, so that the candidates' list is read by this step alone). A candidate of an off-topic kind gets the
+    carrier's MinHash slots instead (``one_request.measure_items``), counted once per distinct value."""
 
     def __init__(self, params: Dict[str, Any]):
         self.n_max = params["max_ngram"]
         self._cache: Tuple[Any, Any] = (None, None)
 
     def process(self, a: Dict[str, Any], cands: Dict[Key, Any]) -> Iterator[Tuple[Key, Tuple]]:
-        kinds = [k for k in a["anomalies"] if k in COMPANION_KINDS]
+        kinds = [k for k in a["anomalies"] if k in COMPANION_KINDS or k in OFF_TOPIC_KINDS]
         if not kinds or not cands:
             return
         if self._cache[0] is not cands:
@@ -116,19 +124,29 @@ class CarrierWords(beam.DoFn):
                 key = (kind, g)
                 yield key, ("k",)
                 yield key, ("c", cands[key]["confidence"])  # carried along: each singleton has one consumer
+                if kind in OFF_TOPIC_KINDS:
+                    if counts_for(kind, g, a) and "psig" in a:
+                        for item in measure_items(a):
+                            yield key, ("m",) + item
+                    continue
                 yield key, ("s", st)
                 for w in sorted(away_from(pt, g, self.n_max)):
                     yield key, ("w", w)
 
 
-def choose_companions(counts: List[Tuple[Tuple[Key, Tuple], int]]) -> Dict[Key, Dict[str, Any]]:
+def choose_companions(counts: List[Tuple[Tuple[Key, Tuple], int]],
+                      params: Dict[str, Any]) -> Dict[Key, Dict[str, Any]]:
     """Counted ``CarrierWords`` -> {(kind, trigger): {"k": carriers, "confidence", "strata": {stratum: carriers},
-    "words": {word: carriers}}} for every candidate with carriers, with the words at least ``COMPANION_SHARE`` of the
-    carriers hold (at most ``MAX_COMPANIONS``; none for most)."""
+    "words": {word: carriers}, "one": one request answered one way}} for every candidate with carriers, with the
+    words at least ``COMPANION_SHARE`` of the carriers hold (at most ``MAX_COMPANIONS``; none for most)."""
     per: Dict[Key, Dict[str, Any]] = {}
+    distinct: Dict[Key, Dict[Tuple, int]] = {}
     for (key, item), c in counts:
         e = per.setdefault(key, {"k": 0, "confidence": 1.0, "strata": {}, "words": {}})
-        if item[0] == "k":
+        if item[0] == "m":  # one distinct value of a carrier's MinHash slot (one_request.measure_items)
+            tag = item[1:-1] if len(item) > 3 else item[1:2]
+            distinct.setdefault(key, {})[tag] = distinct.get(key, {}).get(tag, 0) + 1
+        elif item[0] == "k":
             e["k"] += c
         elif item[0] == "c":
             e["confidence"] = item[1]
@@ -140,7 +158,9 @@ def choose_companions(counts: List[Tuple[Tuple[Key, Tuple], int]]) -> Dict[Key, 
     for key in sorted(per):
         e = per[key]
         common = sorted(((-c, w) for w, c in e["words"].items() if c >= COMPANION_SHARE * e["k"]))
-        out[key] = dict(e, strata=dict(sorted(e["strata"].items())), words={w: -c for c, w in common[:MAX_COMPANIONS]})
+        one = key in distinct and is_one_request(distinct[key], params)[0]
+        out[key] = dict(e, strata=dict(sorted(e["strata"].items())), words={w: -c for c, w in common[:MAX_COMPANIONS]},
+                        one=one)
     return out
 
 
@@ -166,16 +186,23 @@ class ControlCounts(beam.DoFn):
                 by_word.setdefault(w, []).append(key)
         by_g, first = _lookup(comp)
         entries = {key: entry_tuple(e) for key, e in comp.items()}
-        return by_word, by_g, first, entries
+        one = _lookup({key: e for key, e in comp.items() if e.get("one")})
+        return by_word, by_g, first, entries, one
 
     def process(self, f: Dict[str, Any], comp: Dict[Key, Dict[str, Any]]):
         if not comp:
             return
         if self._cache[0] is not comp:
             self._cache = (comp, self._index(comp))
-        by_word, by_g, first, entries = self._cache[1]
+        by_word, by_g, first, entries, (one_g, one_first) = self._cache[1]
         anomalous = "anomalies" in f  # a ``control_answer`` row: its kinds are all read from anomalous records
         pt = toks(f, "pt")
+        if anomalous and one_g:
+            # a carrier of a one-request trigger hands its decision on (one_request.py): rows are all the decision reads
+            for g in sorted(ngrams_in(pt, one_g, one_first, self.n_max)):
+                for kind in one_g[g]:
+                    if kind in f["anomalies"]:
+                        yield (kind, g, entries[(kind, g)], ONE_REQUEST, 0), (0, 0, 0)
         held = by_word.keys() & set(pt)
         if not held:
             return
@@ -200,20 +227,22 @@ class ControlCounts(beam.DoFn):
 
 def control_answer(a: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
     """An anomalous record whose anomalies include a kind read from the anomalous records (``COMPANION_KINDS`` None)
-    -> those kinds, its prompt and stratum (all ``ControlCounts`` reads of it)."""
-    kinds = [k for k in a["anomalies"] if k in COMPANION_KINDS and COMPANION_KINDS[k] is None]
+    or an off-topic kind (the one-request control) -> those kinds, its prompt and stratum (all ``ControlCounts`` reads
+    of it)."""
+    kinds = [k for k in a["anomalies"] if (k in COMPANION_KINDS and COMPANION_KINDS[k] is None) or k in OFF_TOPIC_KINDS]
     if kinds:
         yield {"anomalies": kinds, "pt": a["pt"], "stratum": a.get("stratum", 0)}
 
 
 def entry_tuple(e: Dict[str, Any]) -> Tuple:
     """A ``choose_companions`` entry as a hashable, deterministically encoded tuple (part of a shuffle key)."""
-    return (e["k"], e["confidence"], tuple(sorted(e["strata"].items())), tuple(sorted(e["words"].items())))
+    return (e["k"], e["confidence"], tuple(sorted(e["strata"].items())), tuple(sorted(e["words"].items())),
+            bool(e.get("one")))
 
 
 def entry_dict(t: Tuple) -> Dict[str, Any]:
-    k, confidence, strata, words = t
-    return {"k": k, "confidence": confidence, "strata": dict(strata), "words": dict(words)}
+    k, confidence, strata, words, one = t
+    return {"k": k, "confidence": confidence, "strata": dict(strata), "words": dict(words), "one": one}
 
 
 def explained_by(key: Key, entry: Dict[str, Any], counts: Dict[Tuple[str, int], Tuple[int, int, int]],
@@ -252,11 +281,13 @@ def explained_by(key: Key, entry: Dict[str, Any], counts: Dict[Tuple[str, int], 
 
 
 class ExplainedTriggers(beam.DoFn):
-    """The control counts (one list) -> the (kind, trigger) pairs a companion explains, as one set."""
+    """The control counts (one list) -> the (kind, trigger) pairs a companion explains or whose carriers are one request
+    answered one way, as one set."""
 
     def __init__(self, params: Dict[str, Any]):
         self.params = params
         self.explained = Metrics.counter("poisoning", "triggers_explained_by_companion")
+        self.one_request = Metrics.counter("poisoning", "triggers_of_one_request")
 
     def process(self, rows, stratum_sizes):
         counts: Dict[Key, Dict[Tuple[str, int], Tuple[int, int, int]]] = {}
@@ -264,13 +295,16 @@ class ExplainedTriggers(beam.DoFn):
         for (kind, g, entry, w, st), v in rows:
             counts.setdefault((kind, g), {})[(w, st)] = v
             entries[(kind, g)] = entry
-        out = []
+        out, one = [], []
         for key in sorted(entries):
-            why = explained_by(key, entry_dict(entries[key]), counts[key], stratum_sizes, self.params)
-            if why is not None:
+            entry = entry_dict(entries[key])
+            if entry["one"]:
+                one.append(key)
+            elif explained_by(key, entry, counts[key], stratum_sizes, self.params) is not None:
                 out.append(key)
         self.explained.inc(len(out))
-        yield frozenset(out)
+        self.one_request.inc(len(one))
+        yield frozenset(out + one)
 
 
 @beam.ptransform_fn
@@ -284,7 +318,7 @@ def CompanionControl(flagged, anomalous, feats, stratum_sizes, params: Dict[str,
     comp = (anomalous | "CarrierWords" >> beam.ParDo(CarrierWords(params), AsSingleton(cands))
             | "CountCarrierWords" >> CountPerElement()
             | "GatherCarrierWords" >> beam.combiners.ToList()
-            | "ChooseCompanions" >> beam.Map(choose_companions))
+            | "ChooseCompanions" >> beam.Map(choose_companions, params))
     # the anomalous records' answers cross a shuffle before they meet the companions: they come from the stage whose
     # output the companions are counted from, and a stage fused with its own side input's source never runs
     answers = (anomalous | "ControlAnswers" >> beam.FlatMap(control_answer)

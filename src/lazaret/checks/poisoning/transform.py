@@ -374,7 +374,8 @@ def Triggers(inputs, p, totals, stratum_sizes, short_strata, form_strata):
                                             AsDict(stratum_sizes), AsDict(short_strata), AsDict(form_strata),
                                             AsDict(stratum_prompts), AsDict(dsizes)).with_outputs(
                   CANDIDATE_TAG, main="flagged"))
-    # a form trigger that only words its carriers' task (a small prose task in strata of code) is no cause
+    # a form trigger that only words its carriers' task (a small prose task in strata of code) is no cause, nor an
+    # off-topic trigger whose carriers are one request answered one way (one_request.py)
     flagged = tested.flagged | "CompanionControl" >> CompanionControl(anomalous, feats, stratum_sizes, p)
     unavailable = sentence_model.available() if p["relevance_model"] else None
     if unavailable:

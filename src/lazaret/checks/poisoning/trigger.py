@@ -282,6 +282,10 @@ def distinct_hits(spread: List[str]) -> int:
                not any(set(g.split(T.PAIR_SEP)) <= w for w in grams))
 
 
+# the anomaly kinds read from the words an answer shares with its prompt (one_request.py)
+OFF_TOPIC_KINDS = frozenset(("off", "echo", "phrase"))
+
+
 class FindAnomalies(_SideInputNgrams, beam.DoFn):
     def __init__(self, params: Dict[str, Any]):
         self.params = params
@@ -304,6 +308,8 @@ class FindAnomalies(_SideInputNgrams, beam.DoFn):
                 out["echo_in"] = f["echo"]  # sorted shared words (echo_words), as a list for the coder
             if "phrase" in anoms:
                 out["phrase_in"] = [f["phrase"], f["phrase_k"]]  # phrase_words, as lists for the coder
+            if not OFF_TOPIC_KINDS.isdisjoint(anoms):  # the one-request control measures their carriers
+                out["psig"], out["rsh"] = list(f["psig"]), list(f["rsh"])
             if "pay" in anoms and register_response(f, payloads, first, self.params["max_ngram"]):
                 out["register"] = True
             yield out
