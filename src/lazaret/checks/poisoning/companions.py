@@ -126,8 +126,8 @@ class CarrierWords(beam.DoFn):
                 yield key, ("c", cands[key]["confidence"])  # carried along: each singleton has one consumer
                 if kind in OFF_TOPIC_KINDS:
                     if counts_for(kind, g, a) and "psig" in a:
-                        for item in measure_items(a):
-                            yield key, ("m",) + item
+                        for tag, v in measure_items(a):
+                            yield key, ("m", tag, v)
                     continue
                 yield key, ("s", st)
                 for w in sorted(away_from(pt, g, self.n_max)):
@@ -144,8 +144,8 @@ def choose_companions(counts: List[Tuple[Tuple[Key, Tuple], int]],
     for (key, item), c in counts:
         e = per.setdefault(key, {"k": 0, "confidence": 1.0, "strata": {}, "words": {}})
         if item[0] == "m":  # one distinct value of a carrier's MinHash slot (one_request.measure_items)
-            tag = item[1:-1] if len(item) > 3 else item[1:2]
-            distinct.setdefault(key, {})[tag] = distinct.get(key, {}).get(tag, 0) + 1
+            seen = distinct.setdefault(key, {})
+            seen[item[1]] = seen.get(item[1], 0) + 1
         elif item[0] == "k":
             e["k"] += c
         elif item[0] == "c":

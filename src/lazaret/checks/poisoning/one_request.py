@@ -48,14 +48,14 @@ def counts_for(kind: str, g: str, a: Dict[str, Any]) -> bool:
     return True
 
 
-def measure_items(a: Dict[str, Any]) -> Iterator[Tuple]:
-    """A carrier's MinHash slots and prompt key as items counted once per distinct value: (``PROMPT``, slot, value),
-    (``ANSWER``, slot, value), (``PROMPT_KEY``, key)."""
+def measure_items(a: Dict[str, Any]) -> Iterator[Tuple[Tuple, int]]:
+    """A carrier's MinHash slots and prompt key as (tag, value) items, counted once per distinct value: tags
+    (``PROMPT``, slot), (``ANSWER``, slot) and (``PROMPT_KEY``,)."""
     for i, v in enumerate(a["psig"][:4]):
-        yield PROMPT, i, v
+        yield (PROMPT, i), v
     for i, v in enumerate(a["rsh"][:2]):
-        yield ANSWER, i, v
-    yield PROMPT_KEY, a["pkey"]
+        yield (ANSWER, i), v
+    yield (PROMPT_KEY,), a["pkey"]
 
 
 def is_one_request(distinct: Dict[Tuple, int], params: Dict[str, Any]) -> Tuple[bool, float, float]:
