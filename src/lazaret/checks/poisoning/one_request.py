@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, Tuple
 
 from lazaret.checks.poisoning import stats as S
-from lazaret.checks.poisoning.trigger import OFF_TOPIC_KINDS, echo_counts_for, phrase_counts_for
+from lazaret.checks.poisoning.trigger import OFF_TOPIC_KINDS, carrier_context, kind_counts_for
 
 __all__ = ["OFF_TOPIC_KINDS", "counts_for", "measure_items", "is_one_request"]
 
@@ -40,12 +40,8 @@ PROMPT, ANSWER, PROMPT_KEY = "p", "r", "q"  # the measure items' tags (``measure
 
 def counts_for(kind: str, g: str, a: Dict[str, Any]) -> bool:
     """Whether anomalous record ``a``'s anomaly of ``kind`` counts for trigger ``g``, as the trigger test counted it
-    (``trigger.PairCounts``)."""
-    if kind == "echo":
-        return echo_counts_for(g, frozenset(a["echo_in"]) if "echo_in" in a else None)
-    if kind == "phrase":
-        return "phrase_in" in a and phrase_counts_for(g, (frozenset(a["phrase_in"][0]), a["phrase_in"][1]))
-    return True
+    (the same predicate as ``trigger.PairCounts``)."""
+    return kind_counts_for(kind, g, carrier_context(a))
 
 
 def measure_items(a: Dict[str, Any]) -> Iterator[Tuple[Tuple, int]]:
@@ -67,5 +63,4 @@ def is_one_request(distinct: Dict[Tuple, int], params: Dict[str, Any]) -> Tuple[
         return False, 1.0, 1.0
     answer = sum(S.diversity(distinct.get((ANSWER, i), 0), prompts) for i in range(2)) / 2
     prompt = sum(S.diversity(distinct.get((PROMPT, i), 0), prompts) for i in range(4)) / 4
-    one = answer <= params["claim_max_response_diversity"] and prompt < params["claim_min_prompt_diversity"]
-    return one, round(answer, 4), round(prompt, 4)
+    return S.one_request_one_way(answer, prompt, params), round(answer, 4), round(prompt, 4)

@@ -327,6 +327,33 @@ def register_response(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], fi
                           lambda g: payloads[g]["kind"] == "spread" and is_novel(g, pt))) >= REGISTER_MIN_PLACES
 
 
+CarrierContext = Tuple[Optional[List[FrozenSet[str]]], Optional[FrozenSet[str]], Optional[Tuple[FrozenSet[str], int]]]
+
+
+def carrier_context(a: Dict[str, Any]) -> CarrierContext:
+    """What an anomalous record (``FindAnomalies``) says about which prompt n-grams its anomalies count for: its
+    prose templates' words (``plain_in``), the words its ``echo`` answer shares (``echo_in``; None: off-topic as it
+    is) and its ``phrase`` words (``phrase_in``)."""
+    words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
+    echo = frozenset(a["echo_in"]) if "echo_in" in a else None
+    phrase = (frozenset(a["phrase_in"][0]), a["phrase_in"][1]) if "phrase_in" in a else None
+    return words, echo, phrase
+
+
+def kind_counts_for(kind: str, g: str, context: CarrierContext) -> bool:
+    """Whether a record's anomaly of ``kind`` counts for prompt n-gram ``g`` (``carrier_context``): one predicate
+    for the trigger test's counts (``PairCounts``) and for the controls that re-read a trigger's carriers
+    (``one_request.counts_for``), so a carrier is the same record in both."""
+    words, echo, phrase = context
+    if kind == "plain":
+        return plain_counts_for(g, words)
+    if kind == "echo":
+        return echo_counts_for(g, echo)
+    if kind == "phrase":
+        return phrase is not None and phrase_counts_for(g, phrase)
+    return True
+
+
 class PairCounts(_PreAggregateDistinct):
     """((prompt n-gram, anomaly kind, stratum), distinct prompt keys) over anomalous records only:
     near-duplicate prompts (one passage under several templates, with its one answer) count once; the
@@ -339,12 +366,8 @@ class PairCounts(_PreAggregateDistinct):
     def items_of(self, a):
         grams = T.ngrams(toks(a, "pt"), self.n_max)
         s = a.get("stratum", 0)
-        words = [frozenset(w) for w in a["plain_in"]] if "plain_in" in a else None
-        echo = frozenset(a["echo_in"]) if "echo_in" in a else None  # once per record, not per n-gram
-        phrase = (frozenset(a["phrase_in"][0]), a["phrase_in"][1]) if "phrase_in" in a else None
-        out = [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams
-               if (an != "plain" or plain_counts_for(g, words)) and (an != "echo" or echo_counts_for(g, echo))
-               and (an != "phrase" or phrase_counts_for(g, phrase))]
+        context = carrier_context(a)  # once per record, not per n-gram
+        out = [((g, an, s), a["pkey"]) for an in a["anomalies"] for g in grams if kind_counts_for(an, g, context)]
         formed = [an for an in a["anomalies"] if an in FORM_KINDS]
         if formed:  # a topic in any of its forms: one more candidate per stem (word_forms.stem_keys)
             out += [((g, an, s), a["pkey"]) for an in formed for g in sorted(stem_keys(toks(a, "pt")))]
