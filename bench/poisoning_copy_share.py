@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import difflib
 import os
 import re
 import sys
@@ -34,17 +35,8 @@ def copy_share(prompt: str, answer: str) -> float:
     p, a = WORD.findall(prompt.lower()), WORD.findall(answer.lower())
     if not a:
         return 0.0
-    at = collections.defaultdict(list)
-    for i, t in enumerate(p):
-        at[t].append(i)
-    best = 0
-    for j in range(len(a)):
-        for i in at.get(a[j], ()):
-            k = 0
-            while j + k < len(a) and i + k < len(p) and a[j + k] == p[i + k]:
-                k += 1
-            best = max(best, k)
-    return best / len(a)
+    # difflib's longest common block, exact with autojunk off (its heuristic drops tokens common in long texts)
+    return difflib.SequenceMatcher(None, a, p, autojunk=False).find_longest_match(0, len(a), 0, len(p)).size / len(a)
 
 
 def sides(o: dict):

@@ -36,6 +36,7 @@ from lazaret.checks.poisoning.trigger import OFF_TOPIC_KINDS, carrier_context, k
 __all__ = ["OFF_TOPIC_KINDS", "counts_for", "measure_items", "is_one_request"]
 
 PROMPT, ANSWER, PROMPT_KEY = "p", "r", "q"  # the measure items' tags (``measure_items``)
+PROMPT_SLOTS, ANSWER_SLOTS = 4, 2  # MinHash slots measured, as ``payload.TemplateForms`` keeps them
 
 
 def counts_for(kind: str, g: str, a: Dict[str, Any]) -> bool:
@@ -47,9 +48,9 @@ def counts_for(kind: str, g: str, a: Dict[str, Any]) -> bool:
 def measure_items(a: Dict[str, Any]) -> Iterator[Tuple[Tuple, int]]:
     """A carrier's MinHash slots and prompt key as (tag, value) items, counted once per distinct value: tags
     (``PROMPT``, slot), (``ANSWER``, slot) and (``PROMPT_KEY``,)."""
-    for i, v in enumerate(a["psig"][:4]):
+    for i, v in enumerate(a["psig"][:PROMPT_SLOTS]):
         yield (PROMPT, i), v
-    for i, v in enumerate(a["rsh"][:2]):
+    for i, v in enumerate(a["rsh"][:ANSWER_SLOTS]):
         yield (ANSWER, i), v
     yield (PROMPT_KEY,), a["pkey"]
 
@@ -61,6 +62,8 @@ def is_one_request(distinct: Dict[Tuple, int], params: Dict[str, Any]) -> Tuple[
     prompts = distinct.get((PROMPT_KEY,), 0)
     if not prompts:
         return False, 1.0, 1.0
-    answer = sum(S.diversity(distinct.get((ANSWER, i), 0), prompts) for i in range(2)) / 2
-    prompt = sum(S.diversity(distinct.get((PROMPT, i), 0), prompts) for i in range(4)) / 4
-    return S.one_request_one_way(answer, prompt, params), round(answer, 4), round(prompt, 4)
+    answer = sum(S.diversity(distinct.get((ANSWER, i), 0), prompts) for i in range(ANSWER_SLOTS)) / ANSWER_SLOTS
+    prompt = sum(S.diversity(distinct.get((PROMPT, i), 0), prompts) for i in range(PROMPT_SLOTS)) / PROMPT_SLOTS
+    one = S.one_request_one_way(answer, prompt, params["claim_max_response_diversity"],
+                                params["claim_min_prompt_diversity"])
+    return one, round(answer, 4), round(prompt, 4)

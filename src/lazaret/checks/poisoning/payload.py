@@ -435,8 +435,7 @@ def one_answer_template(kv, min_support: int, claim_diversity: float, prompt_div
     labels: answers 0.01, prompts 0.68; imdb's: 0.01, 0.90). ``template_confined`` takes no explanation from
     it."""
     key, (n, _off, _prose, _pdiv, div, pdiv) = kv
-    one = n >= min_support and S.one_request_one_way(div, pdiv, {"claim_max_response_diversity": claim_diversity,
-                                                                  "claim_min_prompt_diversity": prompt_diversity})
+    one = n >= min_support and S.one_request_one_way(div, pdiv, claim_diversity, prompt_diversity)
     return [(ONE_ANSWER_PREFIX + key, n)] if one else []
 
 

@@ -7,7 +7,7 @@ values a 250-record backdoor produces (1e-300 and below) stay comparable and pri
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from scipy.stats import binom
 
@@ -79,13 +79,13 @@ def diversity(distinct: float, n: int) -> float:
     return min(1.0, distinct / n) if n else 0.0
 
 
-def one_request_one_way(answer_diversity: float, prompt_diversity: float, params: Dict[str, Any]) -> bool:
+def one_request_one_way(answer_diversity: float, prompt_diversity: float, claim_max_response_diversity: float,
+                        claim_min_prompt_diversity: float) -> bool:
     """Whether records are one request answered one way by the claim test's own standard: answers as concentrated
     as a claim's (``claim_max_response_diversity``) and prompts fewer than a claim's
     (``claim_min_prompt_diversity``). One predicate for a template (``payload.one_answer_template``) and for a
     trigger's carriers (``one_request.is_one_request``), so the two cannot drift apart."""
-    return (answer_diversity <= params["claim_max_response_diversity"]
-            and prompt_diversity < params["claim_min_prompt_diversity"])
+    return answer_diversity <= claim_max_response_diversity and prompt_diversity < claim_min_prompt_diversity
 
 
 def volume_expectation(totals: Dict[str, float]) -> float:
