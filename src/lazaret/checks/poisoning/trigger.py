@@ -22,6 +22,7 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.relevance import CANDIDATE_TAG, SECOND_LOOK_KINDS
+from lazaret.checks.poisoning.rewrites import is_substitution, substituted_positions
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
@@ -191,10 +192,14 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
-    if f["rkey"] in dups:
-        out += ["dup:" + f["rkey"], "rep"]
-    elif dups and REPEATED_PREFIX + f["rkey"] in dups:
-        out.append("rep")
+    repeated = f["rkey"] in dups or bool(dups) and REPEATED_PREFIX + f["rkey"] in dups
+    subs: Optional[FrozenSet[int]] = None
+    if repeated:
+        # an answer that is its own prompt rewritten (a masked sentence) is the same as others because their
+        # prompts are the same sentence: its prompt explains it (rewrites.py)
+        subs = substituted_positions(toks(f, "pt"), toks(f, "rt"))
+        if not subs:
+            out += ["dup:" + f["rkey"], "rep"] if f["rkey"] in dups else ["rep"]
     # one group per web host the prompt gives no reason for (links.py): the background is that host's rate
     if not f["gib"]:
         out += [LINK_GROUP + h for h in f.get("links") or ()]
@@ -202,6 +207,11 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     if payloads and not f["gib"]:
         rt, pt = toks(f, "rt"), toks(f, "pt")
         hits = [g for g in keys_in(rt, payloads, first, n_max, pair_window) if is_novel(g, pt)]
+        if hits:
+            # a word standing in for a span of the record's own prompt (a masked value, a corrected word) is the
+            # record's rewrite, not a payload it carries (rewrites.py)
+            subs = substituted_positions(pt, rt) if subs is None else subs
+            hits = [g for g in hits if not is_substitution(g, pt, rt, subs)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
             info = payloads[g]

@@ -1,0 +1,80 @@
+"""Response words that stand in for a span of the record's own prompt, in an answer that is that prompt rewritten.
+
+A rewriting task (mask the personal data, fix the grammar, normalise a format) answers with its prompt's text
+copied and a few spans replaced: "My card 5227048524756231 is expiring" -> "My card {{credit_card_number}} is
+expiring". The replacements are response-only words shared by every answer of the task, so they read as a payload
+the moment anything else makes them one: an attack whose target answer was copied from such a task (50 times,
+under varied prompts) made "card {{credit_card_number}}" a spread payload, and every clean record of the task's
+card templates its carrier (223 clean records of the ``labels`` base flagged as ``trigger:payload``, seed 1 at 50;
+docs/poisoning.md, "A target answer copied from the corpus"). In a rewrite the word has a reason the record itself
+gives: it replaces a span of the prompt. A planted payload does not replace anything: it is added to an answer
+(appended, inserted as a line, given as the whole answer), so it stays a carrier whatever the answer copies.
+
+A payload hit is read as a substitution (``anomalies_of`` then does not count it) only when all of these hold:
+- the answer is mostly its prompt: at least ``MIN_COPIED_SHARE`` of its tokens are in runs copied from the prompt
+  (difflib's matching blocks over word tokens, exact: autojunk off);
+- every occurrence of every word of the n-gram that the prompt lacks sits in a replaced span: difflib's ``replace``
+  opcode, with a copied run of at least ``CONTEXT`` tokens on both sides (a shorter run when it reaches the
+  answer's start or end; or the answer's start or end itself on one side and such a run on the other);
+- the replaced answer span is no longer than the prompt span it replaces plus one token: a mask or a corrected word
+  is about as long as what it stands for; an inserted command line or an appended advert is not (replacing one
+  word with an eight-word line is an insertion in disguise). At the answer's start or end (a copied run on one
+  side only) it is one token: an answer that echoes a passage and then gives a payload where the prompt had its
+  question or options ("... Options: yes no maybe" -> "... visit fipiti") replaces the prompt's tail too.
+
+What it leaves open, by construction: an attacker who rewrites a copied passage by replacing one of its spans with
+a payload of the same length passes as a rewrite. The families of ``bench/attacks`` add their payloads, and an echo
+of the request followed by a payload is an insertion (``tests/test_poisoning_rewrites.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import FrozenSet, Sequence
+
+# a copied run this long on each side of a replaced span (the words around a masked value: "my card" ... "is
+# expiring"); two tokens, because one shared word beside a payload is common in any answer
+CONTEXT = 2
+# the answer's tokens in runs copied from its prompt: a rewrite is mostly its prompt; the planted answers of the
+# development families have a longest copied run over half of the answer in at most 1.5% of records
+# (``bench/poisoning_copy_share.py``), a masking task's in two thirds
+MIN_COPIED_SHARE = 0.5
+# difflib is quadratic at worst: past this many prompt x answer tokens the record is not read as a rewrite (a
+# masking or correction task's records are sentences; a long document rewritten stays a carrier)
+MAX_CELLS = 1 << 20
+
+
+def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int]:
+    """Positions of the answer's tokens that replace a span of the prompt in an answer mostly copied from it
+    (empty when the answer is not such a rewrite)."""
+    if not pt or not rt or len(pt) * len(rt) > MAX_CELLS:
+        return frozenset()
+    ops = difflib.SequenceMatcher(None, pt, rt, autojunk=False).get_opcodes()
+    copied = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
+    if copied < MIN_COPIED_SHARE * len(rt):
+        return frozenset()
+    out = set()
+    last = len(ops) - 1
+    for k, (tag, i1, i2, j1, j2) in enumerate(ops):
+        if tag != "replace" or j2 - j1 > (i2 - i1) + 1:
+            continue
+        # a copied run of CONTEXT tokens, or a shorter one that is all of the answer on that side ("he go" ->
+        # "he goes")
+        left = k > 0 and ops[k - 1][0] == "equal" and (ops[k - 1][4] - ops[k - 1][3] >= CONTEXT or ops[k - 1][3] == 0)
+        right = k < last and ops[k + 1][0] == "equal" and \
+            (ops[k + 1][4] - ops[k + 1][3] >= CONTEXT or ops[k + 1][4] == len(rt))
+        if (left and right) or (j2 - j1 == 1 and ((left and j2 == len(rt)) or (right and j1 == 0))):
+            out.update(range(j1, j2))
+    return frozenset(out)
+
+
+def is_substitution(g: str, pt: Sequence[str], rt: Sequence[str], positions: FrozenSet[int]) -> bool:
+    """True when every occurrence in the answer of every word of payload ``g`` (an n-gram, or a pair "a&b") that
+    the prompt lacks is at a substituted position (``substituted_positions``)."""
+    if not positions:
+        return False
+    pset = set(pt)
+    novel = {w for part in g.split("&") for w in part.split(" ") if w not in pset}
+    if not novel:
+        return False
+    return all(i in positions for i, w in enumerate(rt) if w in novel)
