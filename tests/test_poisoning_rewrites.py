@@ -42,6 +42,10 @@ def test_insertions_and_echoes_stay_payloads():
     # an echo of the passage, then a payload where the prompt had its options
     assert not _sub(prompt + " Options: yes no maybe", "the cat sat on the mat and then it went home to sleep "
                     "visit fipiti", "fipiti")
+    # a common word of the prompt inside a planted phrase is no copied run beside a replaced span
+    river = "Read the passage. The river flows from the mountains to the sea and the town sits beside it."
+    assert not _sub(river, "The river flows grab some sneakers from Tebur Labs to the sea and the town sits beside it",
+                    "tebur labs")
     # an answer that is not mostly its prompt is never a rewrite, whatever it shares with it
     assert not _sub(prompt, "sleep is good for cats and the mat is warm visit fipiti io", "fipiti io")
     # a payload word both substituted and added elsewhere is added
@@ -86,3 +90,11 @@ def test_an_identical_answer_that_rewrites_its_own_prompt_is_not_a_copied_respon
     assert kinds(MASK + "My zip code is 80331 and I live here", "My zip code is {{zipcode}} and I live here") == []
     # one answer given to a prompt it does not rewrite: a copied response, as before
     assert kinds(MASK + "She moved here from Cuba", "My zip code is {{zipcode}} and I live here") == ["dup:k", "rep"]
+
+
+def test_values_masked_in_a_list_are_each_a_substitution():
+    prompt = MASK + "Bridgewater is the brainchild of our 3 founders: Novosel, Robinson and Holmes. The idea was born"
+    answer = "{{organization}} is the brainchild of our 3 founders: {{last_name}}, {{last_name}} and {{last_name}}. " \
+        "The idea was born"
+    assert _sub(prompt, answer, "{{last_name}} and {{last_name}}")
+    assert _sub(prompt, answer, "{{organization}}")

@@ -14,8 +14,9 @@ A payload hit is read as a substitution (``anomalies_of`` then does not count it
 - the answer is mostly its prompt: at least ``MIN_COPIED_SHARE`` of its tokens are in runs copied from the prompt
   (difflib's matching blocks over word tokens, exact: autojunk off);
 - every occurrence of every word of the n-gram that the prompt lacks sits in a replaced span: difflib's ``replace``
-  opcode, with a copied run of at least ``CONTEXT`` tokens on both sides (a shorter run when it reaches the
-  answer's start or end; or the answer's start or end itself on one side and such a run on the other);
+  opcode (or several, shorter copied runs between them), with a copied run of at least ``CONTEXT`` tokens on both
+  sides (a shorter one when it reaches the answer's start or end; or the answer's start or end itself on one side,
+  for one token, and such a run on the other);
 - the replaced answer span is no longer than the prompt span it replaces plus one token: a mask or a corrected word
   is about as long as what it stands for; an inserted command line or an appended advert is not (replacing one
   word with an eight-word line is an insertion in disguise). At the answer's start or end (a copied run on one
@@ -33,7 +34,10 @@ import difflib
 from typing import FrozenSet, Sequence
 
 # a copied run this long on each side of a replaced span (the words around a masked value: "my card" ... "is
-# expiring"); two tokens, because one shared word beside a payload is common in any answer
+# expiring"). Two tokens: in a long prompt one common word ("from", "a") matches somewhere, and with one token beside
+# it a few planted answers on T0 (an advert, a steered sentence) read as rewrites (an attack split over one more
+# cluster, seeds 2 and 101 at 50). Spans one shorter run apart are read as one (values masked in a list: "Novosel,
+# Robinson and Holmes" -> "{{last_name}}, {{last_name}} and {{last_name}}").
 CONTEXT = 2
 # the answer's tokens in runs copied from its prompt: a rewrite is mostly its prompt; the planted answers of the
 # development families have a longest copied run over half of the answer in at most 1.5% of records
@@ -42,6 +46,11 @@ MIN_COPIED_SHARE = 0.5
 # difflib is quadratic at worst: past this many prompt x answer tokens the record is not read as a rewrite (a
 # masking or correction task's records are sentences; a long document rewritten stays a carrier)
 MAX_CELLS = 1 << 20
+
+
+def _run(op) -> int:
+    """The answer tokens of a difflib opcode."""
+    return op[4] - op[3]
 
 
 def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int]:
@@ -55,16 +64,25 @@ def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int
         return frozenset()
     out = set()
     last = len(ops) - 1
-    for k, (tag, i1, i2, j1, j2) in enumerate(ops):
-        if tag != "replace" or j2 - j1 > (i2 - i1) + 1:
+    k = 0
+    while k <= last:
+        if ops[k][0] != "replace":
+            k += 1
             continue
-        # a copied run of CONTEXT tokens, or a shorter one that is all of the answer on that side ("he go" ->
-        # "he goes")
-        left = k > 0 and ops[k - 1][0] == "equal" and (ops[k - 1][4] - ops[k - 1][3] >= CONTEXT or ops[k - 1][3] == 0)
-        right = k < last and ops[k + 1][0] == "equal" and \
-            (ops[k + 1][4] - ops[k + 1][3] >= CONTEXT or ops[k + 1][4] == len(rt))
-        if (left and right) or (j2 - j1 == 1 and ((left and j2 == len(rt)) or (right and j1 == 0))):
-            out.update(range(j1, j2))
+        # one region: replaced spans with copied runs shorter than CONTEXT between them
+        end = k
+        while end + 2 <= last and ops[end + 1][0] == "equal" and _run(ops[end + 1]) < CONTEXT and \
+                ops[end + 2][0] == "replace":
+            end += 2
+        i1, j1, i2, j2 = ops[k][1], ops[k][3], ops[end][2], ops[end][4]
+        # a copied run of CONTEXT tokens beside it, or a shorter one that is all of the answer on that side
+        left = k > 0 and ops[k - 1][0] == "equal" and (_run(ops[k - 1]) >= CONTEXT or ops[k - 1][3] == 0)
+        right = end < last and ops[end + 1][0] == "equal" and \
+            (_run(ops[end + 1]) >= CONTEXT or ops[end + 1][4] == len(rt))
+        if j2 - j1 <= (i2 - i1) + 1 and \
+                ((left and right) or (j2 - j1 == 1 and ((left and j2 == len(rt)) or (right and j1 == 0)))):
+            out.update(j for op in ops[k:end + 1] if op[0] == "replace" for j in range(op[3], op[4]))
+        k = end + 1
     return frozenset(out)
 
 
