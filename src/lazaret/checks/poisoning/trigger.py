@@ -171,6 +171,9 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     Identical-response groups (dup:<hash>) and claims (claim:<ngram>) are kept per group; the trigger test
     sums a trigger's groups of one kind that each reach min_support (a rare-token backdoor with three
     target sentences makes three groups, each a third of the trigger's carriers).
+
+    A response that is its own prompt rewritten (rewrites.py) carries no payload by the words that stand in for
+    its prompt's, and is no copied response.
     """
     out: List[str] = ["gib"] if f["gib"] else []
     if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates):
