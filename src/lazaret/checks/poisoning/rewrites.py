@@ -36,6 +36,8 @@ from __future__ import annotations
 import difflib
 from typing import FrozenSet, Sequence
 
+from lazaret.checks.poisoning import text as T
+
 # a copied run this long on each side of a replaced span (the words around a masked value: "my card" ... "is
 # expiring"). Two tokens: in a long prompt one common word ("from", "a") matches somewhere, and with one token beside
 # it a few planted answers on T0 (an advert, a steered sentence) read as rewrites (an attack split over one more
@@ -95,7 +97,7 @@ def is_substitution(g: str, pt: Sequence[str], rt: Sequence[str], positions: Fro
     if not positions:
         return False
     pset = set(pt)
-    novel = {w for part in g.split("&") for w in part.split(" ") if w not in pset}
+    novel = {w for part in g.split(T.PAIR_SEP) for w in part.split(" ") if w and w not in pset}
     if not novel:
         return False
     return all(i in positions for i, w in enumerate(rt) if w in novel)

@@ -195,7 +195,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
-    repeated = f["rkey"] in dups or bool(dups) and REPEATED_PREFIX + f["rkey"] in dups
+    repeated = f["rkey"] in dups or REPEATED_PREFIX + f["rkey"] in dups
     subs: Optional[FrozenSet[int]] = None
     if repeated:
         # an answer that is its own prompt rewritten (a masked sentence) is the same as others because their
