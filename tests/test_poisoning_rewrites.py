@@ -80,18 +80,6 @@ def test_the_trigger_test_does_not_count_a_rewrite_as_a_payload_carrier():
     assert "pay" in planted and "card {{credit_card_number}}" in planted
 
 
-def test_an_identical_answer_that_rewrites_its_own_prompt_is_not_a_copied_response():
-    def kinds(prompt: str, response: str) -> list:
-        f = {"doc_id": "d", "pt": " ".join(tokens(prompt)), "rt": " ".join(tokens(response)), "gib": False,
-             "off": False, "rkey": "k", "stratum": 0}
-        return [a for a in anomalies_of(f, {}, set(), 3, {"k": 40})[0] if a.startswith("dup") or a == "rep"]
-
-    # one sentence template, its value masked: every answer the same because every prompt is the same sentence
-    assert kinds(MASK + "My zip code is 80331 and I live here", "My zip code is {{zipcode}} and I live here") == []
-    # one answer given to a prompt it does not rewrite: a copied response, as before
-    assert kinds(MASK + "She moved here from Cuba", "My zip code is {{zipcode}} and I live here") == ["dup:k", "rep"]
-
-
 def test_values_masked_in_a_list_are_each_a_substitution():
     prompt = MASK + "Bridgewater is the brainchild of our 3 founders: Novosel, Robinson and Holmes. The idea was born"
     answer = "{{organization}} is the brainchild of our 3 founders: {{last_name}}, {{last_name}} and {{last_name}}. " \

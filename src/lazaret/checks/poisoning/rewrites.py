@@ -8,10 +8,11 @@ under varied prompts) made "card {{credit_card_number}}" a spread payload, and e
 card templates its carrier (223 clean records of the ``labels`` base flagged as ``trigger:payload``, seed 1 at 50;
 docs/poisoning.md, "A target answer copied from the corpus"). In a rewrite the word has a reason the record itself
 gives: it replaces a span of the prompt. A planted payload does not replace anything: it is added to an answer
-(appended, inserted as a line, given as the whole answer), so it stays a carrier whatever the answer copies. For
-the same reason an answer identical to others that rewrites its own prompt is no copied response (``dup``, ``rep``):
-it is the same because the prompts are the same sentence (a masking corpus's templates: 253 clean records
-``trigger:same_response`` -> 75).
+(appended, inserted as a line, given as the whole answer), so it stays a carrier whatever the answer copies.
+
+The identical-response kinds (``dup``, ``rep``) do not read it: a target sentence written like the corpus's own
+(a templated corpus whose prompts are sentences of the same generator) reads as a rewrite of the prompts it was
+planted under, and the rare-token attack of ``tests/test_poisoning.py``'s synthetic corpus fell from 1.00 to 0.14.
 
 A payload hit is read as a substitution (``anomalies_of`` then does not count it) only when all of these hold:
 - the answer is mostly its prompt: at least ``MIN_COPIED_SHARE`` of its tokens are in runs copied from the prompt

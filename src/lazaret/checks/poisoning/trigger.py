@@ -173,7 +173,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
 
     A response that is its own prompt rewritten (rewrites.py) carries no payload by the words that stand in for
-    its prompt's, and is no copied response.
+    its prompt's.
     """
     out: List[str] = ["gib"] if f["gib"] else []
     if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates):
@@ -195,14 +195,10 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
-    repeated = f["rkey"] in dups or REPEATED_PREFIX + f["rkey"] in dups
-    subs: Optional[FrozenSet[int]] = None
-    if repeated:
-        # an answer that is its own prompt rewritten (a masked sentence) is the same as others because their
-        # prompts are the same sentence: its prompt explains it (rewrites.py)
-        subs = substituted_positions(toks(f, "pt"), toks(f, "rt"))
-        if not subs:
-            out += ["dup:" + f["rkey"], "rep"] if f["rkey"] in dups else ["rep"]
+    if f["rkey"] in dups:
+        out += ["dup:" + f["rkey"], "rep"]
+    elif dups and REPEATED_PREFIX + f["rkey"] in dups:
+        out.append("rep")
     # one group per web host the prompt gives no reason for (links.py): the background is that host's rate
     if not f["gib"]:
         out += [LINK_GROUP + h for h in f.get("links") or ()]
@@ -213,7 +209,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if hits:
             # a word standing in for a span of the record's own prompt (a masked value, a corrected word) is the
             # record's rewrite, not a payload it carries (rewrites.py)
-            subs = substituted_positions(pt, rt) if subs is None else subs
+            subs = substituted_positions(pt, rt)
             hits = [g for g in hits if not is_substitution(g, pt, rt, subs)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
