@@ -4,7 +4,7 @@ added to an answer (appended, inserted as a line, after an echo of the request) 
 
 from __future__ import annotations
 
-from lazaret.checks.poisoning.rewrites import is_substitution, substituted_positions
+from lazaret.checks.poisoning.rewrites import substitutions
 from lazaret.checks.poisoning.text import tokens
 from lazaret.checks.poisoning.trigger import anomalies_of
 
@@ -12,8 +12,7 @@ MASK = "Replace the personal information in this text with its type in double br
 
 
 def _sub(prompt: str, response: str, g: str) -> bool:
-    pt, rt = tokens(prompt), tokens(response)
-    return is_substitution(g, pt, rt, substituted_positions(pt, rt))
+    return substitutions(tokens(prompt), tokens(response))(g)
 
 
 def test_a_masked_value_is_a_substitution_an_added_payload_is_not():

@@ -35,7 +35,7 @@ of the request followed by a payload is an insertion (``tests/test_poisoning_rew
 from __future__ import annotations
 
 import difflib
-from typing import FrozenSet, Sequence
+from typing import Callable, FrozenSet, Sequence
 
 from lazaret.checks.poisoning import text as T
 
@@ -92,13 +92,18 @@ def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int
     return frozenset(out)
 
 
-def is_substitution(g: str, pt: Sequence[str], rt: Sequence[str], positions: FrozenSet[int]) -> bool:
-    """True when every occurrence in the answer of every word of payload ``g`` (an n-gram, or a pair "a&b") that
-    the prompt lacks is at a substituted position (``substituted_positions``)."""
+def substitutions(pt: Sequence[str], rt: Sequence[str]) -> Callable[[str], bool]:
+    """A test of payload ``g`` (an n-gram, or a pair "a&b") for this record: True when every occurrence in the
+    answer of every word of ``g`` that the prompt lacks is at a substituted position (``substituted_positions``).
+    The alignment and the answer's words outside the replaced spans are found once per record, not per payload."""
+    positions = substituted_positions(pt, rt)
     if not positions:
-        return False
+        return lambda g: False
     pset = set(pt)
-    novel = {w for part in g.split(T.PAIR_SEP) for w in part.split(" ") if w and w not in pset}
-    if not novel:
-        return False
-    return all(i in positions for i, w in enumerate(rt) if w in novel)
+    outside = {w for i, w in enumerate(rt) if i not in positions}
+
+    def test(g: str) -> bool:
+        novel = {w for part in g.split(T.PAIR_SEP) for w in part.split(" ") if w and w not in pset}
+        return bool(novel) and novel.isdisjoint(outside)
+
+    return test

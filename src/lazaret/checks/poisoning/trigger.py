@@ -22,7 +22,7 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.relevance import CANDIDATE_TAG, SECOND_LOOK_KINDS
-from lazaret.checks.poisoning.rewrites import is_substitution, substituted_positions
+from lazaret.checks.poisoning.rewrites import substitutions
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
@@ -209,8 +209,8 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if hits:
             # a word standing in for a span of the record's own prompt (a masked value, a corrected word) is the
             # record's rewrite, not a payload it carries (rewrites.py)
-            subs = substituted_positions(pt, rt)
-            hits = [g for g in hits if not is_substitution(g, pt, rt, subs)]
+            substituted = substitutions(pt, rt)
+            hits = [g for g in hits if not substituted(g)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
             info = payloads[g]
