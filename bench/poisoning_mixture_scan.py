@@ -24,7 +24,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.attacks.space import DEV, HELD_OUT, SPACE  # noqa: E402
+from bench.attacks.space import DEFAULT, SPACE  # noqa: E402
 from bench.poisoning_bases import chat_mixture, cpu_s, load_alpaca  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def write_mixture(path: str, size: int, seed: int, clean_only: bool, families=No
     objs = chat_mixture(4000)
     if not clean_only:
         pool = load_alpaca("gsm8k") + load_alpaca("t0", 4000) + load_alpaca("code")
-        for fam in families or (DEV + HELD_OUT):
+        for fam in families or DEFAULT:
             objs += SPACE[fam](pool, size, seed, "messages").records
     random.Random(seed).shuffle(objs)
     with open(path, "w", encoding="utf-8") as fh:

@@ -27,7 +27,7 @@ from typing import Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.attacks.space import DEV, HELD_OUT, HELD_OUT_SEED, SPACE  # noqa: E402
+from bench.attacks.space import DEFAULT, DEV, HELD_OUT, HELD_OUT_SEED, SPACE  # noqa: E402
 from bench.poisoning_bases import HELD_OUT_PREFACES, PREFACES, alpaca_prompt, base_objects, cpu_s, load_alpaca, \
     to_pipeline_record, wrap_preface  # noqa: E402
 from bench.run_scan import run_scan  # noqa: E402
@@ -140,7 +140,8 @@ def main(argv=None):
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--sizes", default="250,50", help="poisoned records per family; 0 scans the clean base alone")
     ap.add_argument("--t0-limit", type=int, default=10000)
-    ap.add_argument("--families", default=",".join(DEV + HELD_OUT))
+    ap.add_argument("--families", default=",".join(DEFAULT),
+                    help="default: the nine families of the tables; held-out passage_edit by name")
     ap.add_argument("--dedup", action="store_true")
     ap.add_argument("--no-relevance", dest="relevance", action="store_false",
                     help="without the relevance second look (a sentence model; on by default since 2026-12-07)")

@@ -20,22 +20,28 @@ A payload hit is read as a substitution (``anomalies_of`` then does not count it
 - every occurrence of every word of the n-gram that the prompt lacks sits in a replaced span: difflib's ``replace``
   opcode (or several, shorter copied runs between them), with a copied run of at least ``CONTEXT`` tokens on both
   sides (a shorter one when it reaches the answer's start or end; or the answer's start or end itself on one side,
-  for one token, and such a run on the other);
+  for one token or a span of masks only, and such a run on the other);
+- the replacing words are a mask or a correction (``stands_in``): placeholders (``{{address}}``, ``<person>``,
+  ``xxxx``), or spelled like the words they replace ("teh" -> "the"). An editor who puts one content word in place of
+  another changes what the passage says: that is how a payload is planted in a copied passage (``passage_edit``,
+  forty-fourth session: with any replacement read as a rewrite, 0.00-0.08 of it was found on T0 and code at 50);
 - the replaced answer span is no longer than the prompt span it replaces plus one token: a mask or a corrected word
   is about as long as what it stands for; an inserted command line or an appended advert is not (replacing one
   word with an eight-word line is an insertion in disguise). At the answer's start or end (a copied run on one
   side only) it is one token: an answer that echoes a passage and then gives a payload where the prompt had its
   question or options ("... Options: yes no maybe" -> "... visit fipiti") replaces the prompt's tail too.
 
-What it leaves open, by construction: an attacker who rewrites a copied passage by replacing one of its spans with
-a payload of the same length passes as a rewrite. The families of ``bench/attacks`` add their payloads, and an echo
-of the request followed by a payload is an insertion (``tests/test_poisoning_rewrites.py``).
+What it leaves open, by construction: a payload shaped like a mask (a word in braces) or spelled like the word it
+replaces (a look-alike web address in place of the real one) still passes as a rewrite; so does a rewriting task
+whose edits are content words (a paraphrase, a change of person), which is counted as a carrier as before the
+reading existed. An echo of the request followed by a payload is an insertion (``tests/test_poisoning_rewrites.py``).
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, FrozenSet, Sequence
+import re
+from typing import Callable, FrozenSet, Optional, Sequence, Tuple
 
 from lazaret.checks.poisoning import text as T
 
@@ -49,9 +55,31 @@ CONTEXT = 2
 # development families have a longest copied run over half of the answer in at most 1.5% of records
 # (``bench/poisoning_copy_share.py``), a masking task's in two thirds
 MIN_COPIED_SHARE = 0.5
+# a corrected word is spelled like the one it replaces (difflib's own cut for a close match, get_close_matches)
+MIN_SPELLING_RATIO = 0.6
+_PLACEHOLDER = re.compile(r"^(?:[^\w\s]{1,3}\w+[^\w\s]{1,3}|x{3,})$")
 # difflib is quadratic at worst: past this many prompt x answer tokens the record is not read as a rewrite (a
 # masking or correction task's records are sentences; a long document rewritten stays a carrier)
 MAX_CELLS = 1 << 20
+
+
+def is_placeholder(tok: str) -> bool:
+    """A mask's token: a word wrapped in symbols (``{{address}}``, ``<person>``, ``[redacted]``: kept whole by
+    ``text.tokens``) or a run of x's (``xxxx``)."""
+    return _PLACEHOLDER.match(tok) is not None
+
+
+def stands_in(replaced: Sequence[str], replacing: Sequence[str]) -> bool:
+    """The replacing tokens are a mask or a correction of the replaced ones: every one a placeholder, or the rest
+    spelled like what they replace (difflib's character ratio at least ``MIN_SPELLING_RATIO``: "teh" -> "the",
+    "go" -> "goes"). A content word put in place of another ("string" -> "Posuke", "bushes" -> "megucala.dev") is
+    an edit of what the passage says, the one way to plant a payload in a copied passage (``passage_edit`` in
+    ``bench/attacks/space.py``), and stays a carrier."""
+    rest = [t for t in replacing if not is_placeholder(t)]
+    if not rest:
+        return True
+    return difflib.SequenceMatcher(None, " ".join(replaced), " ".join(rest), autojunk=False).ratio() >= \
+        MIN_SPELLING_RATIO
 
 
 def _run(op) -> int:
@@ -59,15 +87,15 @@ def _run(op) -> int:
     return op[4] - op[3]
 
 
-def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int]:
-    """Positions of the answer's tokens that replace a span of the prompt in an answer mostly copied from it
-    (empty when the answer is not such a rewrite)."""
+def read(pt: Sequence[str], rt: Sequence[str]) -> Tuple[FrozenSet[int], bool]:
+    """(positions of the answer's tokens that replace a span of the prompt in an answer mostly copied from it, empty
+    when the answer is not such a rewrite; whether those positions and the copied runs are all of the answer)."""
     if not pt or not rt or len(pt) * len(rt) > MAX_CELLS:
-        return frozenset()
+        return frozenset(), False
     ops = difflib.SequenceMatcher(None, pt, rt, autojunk=False).get_opcodes()
     copied = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
     if copied < MIN_COPIED_SHARE * len(rt):
-        return frozenset()
+        return frozenset(), False
     out = set()
     last = len(ops) - 1
     k = 0
@@ -85,18 +113,39 @@ def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int
         left = k > 0 and ops[k - 1][0] == "equal" and (_run(ops[k - 1]) >= CONTEXT or ops[k - 1][3] == 0)
         right = end < last and ops[end + 1][0] == "equal" and \
             (_run(ops[end + 1]) >= CONTEXT or ops[end + 1][4] == len(rt))
+        spans = [op for op in ops[k:end + 1] if op[0] == "replace"]
+        # at the answer's start or end one token, or masks only ("The address of {{organization}} is {{address}}")
+        edge = j2 - j1 == 1 or all(is_placeholder(t) for op in spans for t in rt[op[3]:op[4]])
         if j2 - j1 <= (i2 - i1) + 1 and \
-                ((left and right) or (j2 - j1 == 1 and ((left and j2 == len(rt)) or (right and j1 == 0)))):
-            out.update(j for op in ops[k:end + 1] if op[0] == "replace" for j in range(op[3], op[4]))
+                ((left and right) or (edge and ((left and j2 == len(rt)) or (right and j1 == 0)))) and \
+                all(stands_in(pt[op[1]:op[2]], rt[op[3]:op[4]]) for op in spans):
+            out.update(j for op in spans for j in range(op[3], op[4]))
         k = end + 1
-    return frozenset(out)
+    return frozenset(out), bool(out) and copied + len(out) == len(rt)
 
 
-def substitutions(pt: Sequence[str], rt: Sequence[str]) -> Callable[[str], bool]:
+def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int]:
+    """``read``'s positions alone."""
+    return read(pt, rt)[0]
+
+
+def is_prompt_rewritten(pt: Sequence[str], rt: Sequence[str]) -> bool:
+    """The answer is its prompt's words, with masks or corrections in place of some (``read``), and nothing else:
+    identical answers of such records are the same because their prompts are (one template's sentences masked), so
+    their prompt explains them. A planted target is the same sentence under prompts it does not copy; one written
+    like the corpus's sentences differs from each prompt by content words, which are no mask or correction
+    (``stands_in``)."""
+    return read(pt, rt)[1]
+
+
+def substitutions(pt: Sequence[str], rt: Sequence[str],
+                  positions: Optional[FrozenSet[int]] = None) -> Callable[[str], bool]:
     """A test of payload ``g`` (an n-gram, or a pair "a&b") for this record: True when every occurrence in the
-    answer of every word of ``g`` that the prompt lacks is at a substituted position (``substituted_positions``).
-    The alignment and the answer's words outside the replaced spans are found once per record, not per payload."""
-    positions = substituted_positions(pt, rt)
+    answer of every word of ``g`` that the prompt lacks is at a substituted position (``read``; ``positions`` when
+    the caller has read them). The alignment and the answer's words outside the replaced spans are found once per
+    record, not per payload."""
+    if positions is None:
+        positions = substituted_positions(pt, rt)
     if not positions:
         return lambda g: False
     pset = set(pt)

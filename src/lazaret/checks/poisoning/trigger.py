@@ -22,7 +22,7 @@ from lazaret.checks.poisoning.features import toks
 from lazaret.checks.poisoning.counting import _PreAggregateDistinct, _SideInputNgrams, hit_places, keys_in, \
     ngrams_in, trigger_lookup
 from lazaret.checks.poisoning.relevance import CANDIDATE_TAG, SECOND_LOOK_KINDS
-from lazaret.checks.poisoning.rewrites import substitutions
+from lazaret.checks.poisoning.rewrites import read as read_rewrite, substitutions
 from lazaret.checks.poisoning.payload import REPEATED_PREFIX, is_novel, skeleton_keys
 from lazaret.checks.poisoning.signals import EXCLUSIVE_ALWAYS_SHARE, EXCLUSIVE_MIN_STRATA, EXCLUSIVE_PROMPT_SHARE, \
     REGISTER_MIN_PLACES, TEMPLATE_SHARE, TRIGGER_OWNS_GROUP_SHARE
@@ -173,7 +173,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
 
     A response that is its own prompt rewritten (rewrites.py) carries no payload by the words that stand in for
-    its prompt's.
+    its prompt's, and one that is nothing but that is no copied response.
     """
     out: List[str] = ["gib"] if f["gib"] else []
     if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates):
@@ -195,10 +195,14 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         out.append("refuse")
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
-    if f["rkey"] in dups:
-        out += ["dup:" + f["rkey"], "rep"]
-    elif dups and REPEATED_PREFIX + f["rkey"] in dups:
-        out.append("rep")
+    repeated = f["rkey"] in dups or bool(dups) and REPEATED_PREFIX + f["rkey"] in dups
+    reading: Optional[Tuple[FrozenSet[int], bool]] = None
+    if repeated:
+        # an answer that is its prompt with masks or corrections in place and nothing else is the same as others
+        # because their prompts are the same sentence: its prompt explains it (rewrites.is_prompt_rewritten)
+        reading = read_rewrite(toks(f, "pt"), toks(f, "rt"))
+        if not reading[1]:
+            out += ["dup:" + f["rkey"], "rep"] if f["rkey"] in dups else ["rep"]
     # one group per web host the prompt gives no reason for (links.py): the background is that host's rate
     if not f["gib"]:
         out += [LINK_GROUP + h for h in f.get("links") or ()]
@@ -209,7 +213,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if hits:
             # a word standing in for a span of the record's own prompt (a masked value, a corrected word) is the
             # record's rewrite, not a payload it carries (rewrites.py)
-            substituted = substitutions(pt, rt)
+            substituted = substitutions(pt, rt, reading[0] if reading else None)
             hits = [g for g in hits if not substituted(g)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
