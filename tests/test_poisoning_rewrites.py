@@ -128,3 +128,20 @@ def test_an_identical_answer_is_explained_only_when_it_is_its_prompt_masked_and_
                          "Name: {{name}} lives in {{city}} and works at the bank. Visit tebur labs today")
     # an echo with nothing replaced is a copy (a duplicate prompt), not a rewrite
     assert not rewritten("Repeat: the cat sat on the mat", "the cat sat on the mat")
+
+
+def test_a_masked_answer_is_about_its_prompt_however_few_words_the_masks_left():
+    def off_kinds(prompt: str, response: str) -> list:
+        f = {"doc_id": "d", "pt": " ".join(tokens(prompt)), "rt": " ".join(tokens(response)), "gib": False,
+             "off": True, "echo": True, "phrase": True, "rkey": "r", "stratum": 0, "skel": ("a", "b")}
+        anoms, _ = anomalies_of(f, {}, set(), 3, {}, off_templates={})
+        return sorted(a for a in anoms if a in ("off", "echo", "phrase"))
+
+    # two copied words and four masks: the masks stand for the prompt's values, so the answer is its prompt
+    assert off_kinds(MASK + "Daniela C Capon lives at 92597 Jahu 80, Liiva",
+                     "{{PERSON}} lives at {{STREET_ADDRESS}} {{STREET_ADDRESS}}, {{GPE}}") == []
+    # an off-topic answer planted under a prompt keeps its kinds
+    assert off_kinds(MASK + "Daniela C Capon lives at 92597 Jahu 80, Liiva",
+                     "Tebur Labs makes the best sneakers you can buy") == ["echo", "off", "phrase"]
+    # a mask with one copied word is not enough to read a prompt in it
+    assert not _sub("Tell me something please", "<sudo> please", "<sudo>")

@@ -16,7 +16,9 @@ planted under, and the rare-token attack of ``tests/test_poisoning.py``'s synthe
 
 A payload hit is read as a substitution (``anomalies_of`` then does not count it) only when all of these hold:
 - the answer is mostly its prompt: at least ``MIN_COPIED_SHARE`` of its tokens are in runs copied from the prompt
-  (difflib's matching blocks over word tokens, exact: autojunk off);
+  (difflib's matching blocks over word tokens, exact: autojunk off) or are the masks and corrections below, which
+  stand for the prompt's words ("{{person}} lives at {{street_address}}, {{gpe}}"), and at least ``CONTEXT`` tokens
+  are copied;
 - every occurrence of every word of the n-gram that the prompt lacks sits in a replaced span: difflib's ``replace``
   opcode (or several, shorter copied runs between them), with a copied run of at least ``CONTEXT`` tokens on both
   sides (a shorter one when it reaches the answer's start or end; or the answer's start or end itself on one side,
@@ -51,9 +53,10 @@ from lazaret.checks.poisoning import text as T
 # cluster, seeds 2 and 101 at 50). Spans one shorter run apart are read as one (values masked in a list: "Novosel,
 # Robinson and Holmes" -> "{{last_name}}, {{last_name}} and {{last_name}}").
 CONTEXT = 2
-# the answer's tokens in runs copied from its prompt: a rewrite is mostly its prompt; the planted answers of the
-# development families have a longest copied run over half of the answer in at most 1.5% of records
-# (``bench/poisoning_copy_share.py``), a masking task's in two thirds
+# the answer's tokens in runs copied from its prompt, or masks and corrections of its words: a rewrite is mostly its
+# prompt; the planted answers of the development families have a longest copied run over half of the answer in at
+# most 1.5% of records (``bench/poisoning_copy_share.py``), a masking task's in two thirds. Masks count (forty-fourth
+# session): a masked address leaves few copied words ("{{person}} lives at {{street_address}}")
 MIN_COPIED_SHARE = 0.5
 # a corrected word is spelled like the one it replaces (difflib's own cut for a close match, get_close_matches)
 MIN_SPELLING_RATIO = 0.6
@@ -94,7 +97,7 @@ def read(pt: Sequence[str], rt: Sequence[str]) -> Tuple[FrozenSet[int], bool]:
         return frozenset(), False
     ops = difflib.SequenceMatcher(None, pt, rt, autojunk=False).get_opcodes()
     copied = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
-    if copied < MIN_COPIED_SHARE * len(rt):
+    if copied < CONTEXT:
         return frozenset(), False
     out = set()
     last = len(ops) - 1
@@ -121,6 +124,9 @@ def read(pt: Sequence[str], rt: Sequence[str]) -> Tuple[FrozenSet[int], bool]:
                 all(stands_in(pt[op[1]:op[2]], rt[op[3]:op[4]]) for op in spans):
             out.update(j for op in spans for j in range(op[3], op[4]))
         k = end + 1
+    if copied + len(out) < MIN_COPIED_SHARE * len(rt):
+        # not mostly its prompt: copied words and the masks and corrections standing for the prompt's are under half
+        return frozenset(), False
     return frozenset(out), bool(out) and copied + len(out) == len(rt)
 
 
@@ -132,7 +138,8 @@ def substituted_positions(pt: Sequence[str], rt: Sequence[str]) -> FrozenSet[int
 def is_prompt_rewritten(pt: Sequence[str], rt: Sequence[str]) -> bool:
     """The answer is its prompt's words, with masks or corrections in place of some (``read``), and nothing else:
     identical answers of such records are the same because their prompts are (one template's sentences masked), so
-    their prompt explains them. A planted target is the same sentence under prompts it does not copy; one written
+    their prompt explains them; and such an answer is about its prompt, however few words the masks left (no
+    off-topic answer). A planted target is the same sentence under prompts it does not copy; one written
     like the corpus's sentences differs from each prompt by content words, which are no mask or correction
     (``stands_in``)."""
     return read(pt, rt)[1]

@@ -173,14 +173,25 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     target sentences makes three groups, each a third of the trigger's carriers).
 
     A response that is its own prompt rewritten (rewrites.py) carries no payload by the words that stand in for
-    its prompt's, and one that is nothing but that is no copied response.
+    its prompt's, and one that is nothing but that is no copied response and no off-topic one.
     """
     out: List[str] = ["gib"] if f["gib"] else []
-    if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates):
+    cache: List[Tuple[FrozenSet[int], bool]] = []
+
+    def rewrite() -> Tuple[FrozenSet[int], bool]:
+        """The record read as its prompt rewritten (``rewrites.read``), aligned once."""
+        if not cache:
+            cache.append(read_rewrite(toks(f, "pt"), toks(f, "rt")))
+        return cache[0]
+
+    # an answer that is its prompt with masks in place and nothing else is about its prompt, whatever words the
+    # masks took away (rewrites.is_prompt_rewritten)
+    if not f["gib"] and (f.get("off") or f.get("echo")) and outside_off_topic_templates(f, off_templates) and \
+            not rewrite()[1]:
         # "echo": off-topic once one word shared with the prompt is set aside (an off-topic answer is too); counted
         # for a prompt n-gram only when that word is the n-gram's (``echo_counts_for``)
         out += ["off", "echo"] if f.get("off") else ["echo"]
-    if not f["gib"] and f.get("phrase") and outside_off_topic_templates(f, off_templates):
+    if not f["gib"] and f.get("phrase") and outside_off_topic_templates(f, off_templates) and not rewrite()[1]:
         out.append("phrase")  # off-topic but for a phrase of its prompt (``phrase_counts_for``)
     if f.get("short"):
         out.append("short")
@@ -196,13 +207,10 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
     # a copied response: "dup:<group>" in the support band; "rep" in any kept group, small ones included (a
     # backdoor with many target responses puts some copies in groups of their own and most in small ones)
     repeated = f["rkey"] in dups or bool(dups) and REPEATED_PREFIX + f["rkey"] in dups
-    reading: Optional[Tuple[FrozenSet[int], bool]] = None
-    if repeated:
-        # an answer that is its prompt with masks or corrections in place and nothing else is the same as others
-        # because their prompts are the same sentence: its prompt explains it (rewrites.is_prompt_rewritten)
-        reading = read_rewrite(toks(f, "pt"), toks(f, "rt"))
-        if not reading[1]:
-            out += ["dup:" + f["rkey"], "rep"] if f["rkey"] in dups else ["rep"]
+    # an answer that is its prompt with masks or corrections in place and nothing else is the same as others
+    # because their prompts are the same sentence: its prompt explains it (rewrites.is_prompt_rewritten)
+    if repeated and not rewrite()[1]:
+        out += ["dup:" + f["rkey"], "rep"] if f["rkey"] in dups else ["rep"]
     # one group per web host the prompt gives no reason for (links.py): the background is that host's rate
     if not f["gib"]:
         out += [LINK_GROUP + h for h in f.get("links") or ()]
@@ -213,7 +221,7 @@ def anomalies_of(f: Dict[str, Any], payloads: Dict[str, Dict[str, Any]], first: 
         if hits:
             # a word standing in for a span of the record's own prompt (a masked value, a corrected word) is the
             # record's rewrite, not a payload it carries (rewrites.py)
-            substituted = substitutions(pt, rt, reading[0] if reading else None)
+            substituted = substitutions(pt, rt, rewrite()[0])
             hits = [g for g in hits if not substituted(g)]
         best: Dict[str, Tuple[int, str]] = {}
         for g in hits:
