@@ -10,9 +10,12 @@ docs/poisoning.md, "A target answer copied from the corpus"). In a rewrite the w
 gives: it replaces a span of the prompt. A planted payload does not replace anything: it is added to an answer
 (appended, inserted as a line, given as the whole answer), so it stays a carrier whatever the answer copies.
 
-The identical-response kinds (``dup``, ``rep``) do not read it: a target sentence written like the corpus's own
-(a templated corpus whose prompts are sentences of the same generator) reads as a rewrite of the prompts it was
-planted under, and the rare-token attack of ``tests/test_poisoning.py``'s synthetic corpus fell from 1.00 to 0.14.
+An answer that is nothing but its prompt with masks or corrections in place (``is_prompt_rewritten``) is also no
+copied response (``dup``, ``rep``: identical because its prompts are one template's sentence) and no off-topic one
+(``off``, ``echo``, ``phrase``: the masks took the prompt's words away, not its subject). Read with any replacement
+(before ``stands_in``), a target sentence written like the corpus's own (``tests/test_poisoning.py``'s synthetic
+corpus) read as a rewrite of the prompts it was planted under, and its rare-token attack fell from 1.00 to 0.14;
+its words in place of the prompt's are content words, no mask or correction.
 
 A payload hit is read as a substitution (``anomalies_of`` then does not count it) only when all of these hold:
 - the answer is mostly its prompt: at least ``MIN_COPIED_SHARE`` of its tokens are in runs copied from the prompt
@@ -30,8 +33,9 @@ A payload hit is read as a substitution (``anomalies_of`` then does not count it
 - the replaced answer span is no longer than the prompt span it replaces plus one token: a mask or a corrected word
   is about as long as what it stands for; an inserted command line or an appended advert is not (replacing one
   word with an eight-word line is an insertion in disguise). At the answer's start or end (a copied run on one
-  side only) it is one token: an answer that echoes a passage and then gives a payload where the prompt had its
-  question or options ("... Options: yes no maybe" -> "... visit fipiti") replaces the prompt's tail too.
+  side only) it is one token, or masks only: an answer that echoes a passage and then gives a payload where the
+  prompt had its question or options ("... Options: yes no maybe" -> "... visit fipiti") replaces the prompt's tail
+  too.
 
 What it leaves open, by construction: a payload shaped like a mask (a word in braces) or spelled like the word it
 replaces (a look-alike web address in place of the real one) still passes as a rewrite; so does a rewriting task
