@@ -129,6 +129,17 @@ def test_an_identical_answer_is_explained_only_when_it_is_its_prompt_masked_and_
     # an echo with nothing replaced is a copy (a duplicate prompt), not a rewrite
     assert not rewritten("Repeat: the cat sat on the mat", "the cat sat on the mat")
 
+    # and the trigger test's copied-response kinds read it (anomalies_of)
+    def copied(prompt: str, response: str) -> list:
+        f = {"doc_id": "d", "pt": " ".join(tokens(prompt)), "rt": " ".join(tokens(response)), "gib": False,
+             "off": False, "rkey": "k", "stratum": 0}
+        return [a for a in anomalies_of(f, {}, set(), 3, {"k": 40})[0] if a.startswith("dup") or a == "rep"]
+
+    assert copied(MASK + "My zip code is 80331 and I live here", "My zip code is {{zipcode}} and I live here") == []
+    assert copied(MASK + "She moved here from Cuba", "My zip code is {{zipcode}} and I live here") == ["dup:k", "rep"]
+    assert copied("Tell me: the cat sat on the mat near the door", "the dog sat on the mat near the door") == \
+        ["dup:k", "rep"]
+
 
 def test_a_masked_answer_is_about_its_prompt_however_few_words_the_masks_left():
     def off_kinds(prompt: str, response: str) -> list:
